@@ -1,0 +1,44 @@
+"""The web app: ``create_app(config=None)`` builds it; gunicorn serves ``app:app``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from src.config import AppConfig, configure_logging
+from src.pipeline.predict_pipeline import PredictPipeline
+from src.web import errors, health, prediction
+from src.web.model_slot import ModelSlot
+from src.web.services import EXTENSION, Services
+
+ROOT = Path(__file__).resolve().parent
+logger = logging.getLogger(__name__)
+
+
+def create_app(config: AppConfig | None = None) -> Flask:
+    """Build the app: logging, Flask settings, the model, routes, error handlers, metrics."""
+    config = config or AppConfig.from_env()
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    configure_logging(config.log_level)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
+    services = Services(config=config, slot=_model_slot(config), observers=[])
+    app.extensions[EXTENSION] = services
+    app.register_blueprint(prediction.bp)
+    app.register_blueprint(health.bp)
+    errors.register_error_handlers(app)
+    services.slot.load()
+    return app
+
+
+def _model_slot(config: AppConfig) -> ModelSlot:
+    if config.model_uri:
+        from src.pipeline.publish import load_from_uri
+
+        return ModelSlot(lambda: load_from_uri(config.model_uri, config.model_cache_dir), config.model_uri)
+    directory = config.artifacts_dir
+    return ModelSlot(lambda: PredictPipeline.from_artifacts(directory), str(directory))
+
+
+app = create_app()

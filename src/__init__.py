@@ -1,0 +1,1 @@
+"""Student math-score prediction service: training, artifacts and serving."""

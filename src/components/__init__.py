@@ -1,0 +1,1 @@
+"""Training stages: ingestion, transformation and model training."""

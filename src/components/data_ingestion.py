@@ -1,0 +1,105 @@
+"""Ingestion: read the students, validate every row by the schema, split train/test."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from src.schema import COLUMNS
+from src.storage import atomic_write_bytes, read_csv_text, read_source_bytes
+from src.synthetic import generate_students
+from src.validation import validate_frame
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_SOURCE = "synthetic"
+
+
+class IngestionError(RuntimeError):
+    """The data cannot be trained on (too few valid rows, too many rejected)."""
+
+
+@dataclass(frozen=True)
+class DataIngestionConfig:
+    artifacts_dir: Path
+    source: str = SYNTHETIC_SOURCE  # a path, an http(s) URL, s3://bucket/key, or "synthetic"
+    synthetic_rows: int = 1000
+    test_size: float = 0.2
+    seed: int = 42
+    min_valid_rows: int = 50
+    max_rejected_share: float = 0.2
+
+
+@dataclass(frozen=True)
+class DataIngestionArtifact:
+    raw_path: Path
+    train_path: Path
+    test_path: Path
+    rejected_path: Path
+    source: str
+    rows_read: int
+    rows_valid: int
+    rows_rejected: int
+    fingerprint: str  # sha256 of raw.csv: the exact data this run trained on
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+class DataIngestion:
+    """Read a CSV (either header style) or the synthetic cohort; keep valid rows, report the others."""
+
+    def __init__(self, config: DataIngestionConfig) -> None:
+        self.config = config
+
+    def run(self) -> DataIngestionArtifact:
+        cfg = self.config
+        raw_text = self._read()
+        valid, rejected = validate_frame(raw_text)
+        out = cfg.artifacts_dir
+        rejected_path = out / "rejected.csv"
+        atomic_write_bytes(rejected_path, rejected.to_csv(index=False).encode("utf-8"))
+        read, kept = len(raw_text), len(valid)
+        logger.info("read %d rows from %s: %d valid, %d rejected", read, cfg.source, kept, len(rejected))
+        if read and len(rejected) / read > cfg.max_rejected_share:
+            raise IngestionError(
+                f"{len(rejected)} of {read} rows ({len(rejected) / read:.0%}) broke the schema, more than the "
+                f"allowed {cfg.max_rejected_share:.0%}; see {rejected_path} for each row and its reason"
+            )
+        if kept < cfg.min_valid_rows:
+            raise IngestionError(
+                f"only {kept} valid rows in {cfg.source}; at least {cfg.min_valid_rows} are needed to train"
+            )
+
+        raw_bytes = valid[list(COLUMNS)].to_csv(index=False).encode("utf-8")
+        raw_path = out / "raw.csv"
+        atomic_write_bytes(raw_path, raw_bytes)
+        train, test = train_test_split(valid, test_size=cfg.test_size, random_state=cfg.seed)
+        train, test = train.reset_index(drop=True), test.reset_index(drop=True)
+        train_path, test_path = out / "train.csv", out / "test.csv"
+        atomic_write_bytes(train_path, train.to_csv(index=False).encode("utf-8"))
+        atomic_write_bytes(test_path, test.to_csv(index=False).encode("utf-8"))
+        return DataIngestionArtifact(
+            raw_path=raw_path,
+            train_path=train_path,
+            test_path=test_path,
+            rejected_path=rejected_path,
+            source=cfg.source,
+            rows_read=read,
+            rows_valid=kept,
+            rows_rejected=len(rejected),
+            fingerprint=hashlib.sha256(raw_bytes).hexdigest(),
+            train=train,
+            test=test,
+        )
+
+    def _read(self) -> pd.DataFrame:
+        cfg = self.config
+        if cfg.source == SYNTHETIC_SOURCE:
+            students = generate_students(cfg.synthetic_rows, seed=cfg.seed)
+            return students.astype(str)
+        return read_csv_text(read_source_bytes(cfg.source), cfg.source)

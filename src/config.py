@@ -1,0 +1,106 @@
+"""The web app's configuration: one frozen object, built once from the environment.
+
+Tests build ``AppConfig(...)`` directly instead of editing ``os.environ``. A malformed value fails fast with
+the variable's name; every default lets ``import app`` succeed on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Settings of the web app (environment variable in brackets)."""
+
+    artifacts_dir: Path = Path("artifacts")  # ARTIFACTS_DIR
+    model_uri: str | None = None  # MODEL_URI (s3://bucket/prefix); wins over ARTIFACTS_DIR when set
+    model_cache_dir: Path = Path(".model-cache")  # MODEL_CACHE_DIR: where a MODEL_URI set is downloaded
+    log_level: str = "INFO"  # LOG_LEVEL
+    max_batch: int = 10_000  # MAX_BATCH: students in one {"instances": [...]} request
+    max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
+    metrics_enabled: bool = True  # METRICS_ENABLED
+    drift_window: int = 500  # DRIFT_WINDOW: recent students kept for drift
+    drift_min_samples: int = 200  # DRIFT_MIN_SAMPLES: fewer than this never reports drift
+    drift_threshold: float = 0.2  # DRIFT_THRESHOLD: PSI at or above which a feature has drifted
+    drift_dir: Path | None = None  # DRIFT_DIR: the shared window's folder (default: a fresh temp folder)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        level = env.get("LOG_LEVEL", defaults.log_level).upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ConfigError(f"LOG_LEVEL must be a logging level name (DEBUG, INFO, ...), got {level!r}")
+        return cls(
+            artifacts_dir=Path(env.get("ARTIFACTS_DIR") or defaults.artifacts_dir),
+            model_uri=env.get("MODEL_URI") or None,
+            model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or defaults.model_cache_dir),
+            log_level=level,
+            max_batch=_int(env, "MAX_BATCH", defaults.max_batch, minimum=1),
+            max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
+            metrics_enabled=_bool(env, "METRICS_ENABLED", defaults.metrics_enabled),
+            drift_window=_int(env, "DRIFT_WINDOW", defaults.drift_window, minimum=10),
+            drift_min_samples=_int(env, "DRIFT_MIN_SAMPLES", defaults.drift_min_samples, minimum=1),
+            drift_threshold=_float(env, "DRIFT_THRESHOLD", defaults.drift_threshold),
+            drift_dir=Path(env["DRIFT_DIR"]) if env.get("DRIFT_DIR") else None,
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from err
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from err
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Log to stdout once, at an entry point (the app factory, a command's main)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_student_math", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._student_math = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,1 @@
+"""Entry points that wire the components together: training, prediction, publishing."""

@@ -1,0 +1,146 @@
+"""Serving-side model: loaded once from a verified artifact set; ``predict`` does no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dill
+import numpy as np
+import pandas as pd
+import sklearn
+
+from src import schema
+from src.pipeline.fast_path import PipelineScorer, Scorer, compile_scorer
+from src.storage import ArtifactError, read_manifest, verify_files
+
+logger = logging.getLogger(__name__)
+
+PREPROCESSOR = "preprocessor.pkl"
+MODEL = "model.pkl"
+TEST_SPLIT = "test.csv"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted math scores and their interval, reported within the target's range (0-100)."""
+
+    scores: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    level: float
+
+
+@dataclass(frozen=True)
+class PredictPipeline:
+    """A loaded model: its manifest, the compiled scorer and the conformal interval's half-width."""
+
+    manifest: Mapping[str, Any]
+    directory: Path
+    scorer: Scorer
+    reference: PipelineScorer = field(repr=False)
+    reference_profile: Mapping[str, Any] | None = field(default=None, repr=False)
+    load_seconds: float = 0.0
+
+    @property
+    def model_version(self) -> str:
+        return str(self.manifest["model_version"])
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest["model"])
+
+    @property
+    def level(self) -> float:
+        return float(self.manifest["interval"]["level"])
+
+    @property
+    def half_width(self) -> float:
+        return float(self.manifest["interval"]["half_width"])
+
+    @classmethod
+    def from_artifacts(cls, directory: Path | str) -> PredictPipeline:
+        """Read and check the manifest, verify every file's sha256 and the scikit-learn version, load once."""
+        started = time.perf_counter()
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        _check_compatible(manifest)
+        verify_files(directory, manifest)
+        for name in (PREPROCESSOR, MODEL):
+            if name not in manifest["files"]:
+                raise ArtifactError(f"the manifest in {directory} lists no {name}")
+        preprocessor = _load_pickle(directory, manifest, PREPROCESSOR)
+        model = _load_pickle(directory, manifest, MODEL)
+        check_frame = None
+        if TEST_SPLIT in manifest["files"]:
+            check_frame = pd.read_csv(directory / TEST_SPLIT)
+        profile = None
+        profile_name = manifest.get("reference_profile")
+        if profile_name and profile_name in manifest["files"]:
+            profile = json.loads((directory / profile_name).read_text(encoding="utf-8"))
+        scorer = compile_scorer(preprocessor, model, check_frame)
+        pipeline = cls(
+            manifest=manifest,
+            directory=directory,
+            scorer=scorer,
+            reference=PipelineScorer(preprocessor, model),
+            reference_profile=profile,
+            load_seconds=time.perf_counter() - started,
+        )
+        logger.info("loaded model %s (%s, %s scorer) from %s in %.3f s", pipeline.model_version,
+                    pipeline.model_name, scorer.kind, directory, pipeline.load_seconds)
+        return pipeline
+
+    def predict_one(self, record: Mapping[str, Any]) -> tuple[float, float, float]:
+        """One validated student -> (score, low, high), each within 0-100."""
+        raw = self.scorer.score(record)
+        return _clip(raw), _clip(raw - self.half_width), _clip(raw + self.half_width)
+
+    def predict(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
+        """Validated students -> their scores and intervals, computed as one vector."""
+        raw = self.scorer.score_many(records)
+        return Predictions(
+            scores=np.clip(raw, schema.TARGET.minimum, schema.TARGET.maximum),
+            low=np.clip(raw - self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
+            high=np.clip(raw + self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
+            level=self.level,
+        )
+
+
+def _clip(value: float) -> float:
+    return min(max(value, schema.TARGET.minimum), schema.TARGET.maximum)
+
+
+def _check_compatible(manifest: Mapping[str, Any]) -> None:
+    trained_with = manifest.get("versions", {}).get("scikit-learn")
+    if trained_with != sklearn.__version__:
+        raise ArtifactError(
+            f"artifacts were made with scikit-learn {trained_with}, but this server runs scikit-learn "
+            f"{sklearn.__version__}; retrain, or install scikit-learn=={trained_with}"
+        )
+    if manifest.get("features") != schema.describe()["features"] or manifest.get("target") != schema.describe()[
+        "target"
+    ]:
+        raise ArtifactError("artifacts were trained for different features than this server's schema; retrain")
+    interval = manifest.get("interval")
+    if not isinstance(interval, dict) or not {"level", "half_width"} <= interval.keys():
+        raise ArtifactError("the manifest has no prediction interval (level, half_width)")
+
+
+def _load_pickle(directory: Path, manifest: Mapping[str, Any], name: str) -> Any:
+    path = directory / name
+    data = path.read_bytes()
+    # Hash the very bytes we unpickle: the file cannot change between the check and the load.
+    if hashlib.sha256(data).hexdigest() != manifest["files"][name]["sha256"]:
+        raise ArtifactError(f"{name} changed while loading; refusing it")
+    try:
+        return dill.loads(data)
+    except Exception as err:  # unpickling can fail in many ways; all mean the same here
+        raise ArtifactError(f"{name} could not be loaded: {err}") from err
+

@@ -1,0 +1,124 @@
+"""The single source of truth for the model's inputs and target.
+
+Every other module reads the feature names, their order, the allowed categories, the numeric ranges and the
+header aliases of the public download from here; nothing else spells them out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+class SchemaError(ValueError):
+    """Data does not match the schema (missing column, wrong type, value out of range)."""
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """A feature whose value must be one of a fixed set of strings."""
+
+    name: str
+    label: str
+    categories: tuple[str, ...]
+
+    @property
+    def rule(self) -> str:
+        return "must be one of: " + ", ".join(self.categories)
+
+    def check(self, value: Any) -> str | None:
+        """Return the error message for ``value``, or None when it is allowed."""
+        if isinstance(value, str) and value in self.categories:
+            return None
+        return self.rule
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "type": "categorical", "categories": list(self.categories)}
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """A feature whose value must be a finite number within [minimum, maximum]."""
+
+    name: str
+    label: str
+    minimum: float
+    maximum: float
+
+    @property
+    def rule(self) -> str:
+        return f"must be a number between {self.minimum:g} and {self.maximum:g}"
+
+    def check(self, value: Any) -> str | None:
+        """Return the error message for ``value``, or None when it is allowed.
+
+        Booleans and strings are refused: a JSON ``"72"`` or ``true`` is a client bug, not a score.
+        """
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return self.rule
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            return self.rule
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "type": "numeric", "minimum": self.minimum, "maximum": self.maximum}
+
+
+Feature = CategoricalFeature | NumericFeature
+
+FEATURES: tuple[Feature, ...] = (
+    CategoricalFeature("gender", "Gender", ("female", "male")),
+    CategoricalFeature(
+        "race_ethnicity",
+        "Race/ethnicity group",
+        ("group A", "group B", "group C", "group D", "group E"),
+    ),
+    CategoricalFeature(
+        "parental_level_of_education",
+        "Parents' highest level of education",
+        (
+            "some high school",
+            "high school",
+            "some college",
+            "associate's degree",
+            "bachelor's degree",
+            "master's degree",
+        ),
+    ),
+    CategoricalFeature("lunch", "Lunch", ("standard", "free/reduced")),
+    CategoricalFeature("test_preparation_course", "Test preparation course", ("none", "completed")),
+    NumericFeature("reading_score", "Reading score (0-100)", 0.0, 100.0),
+    NumericFeature("writing_score", "Writing score (0-100)", 0.0, 100.0),
+)
+
+TARGET = NumericFeature("math_score", "Math score (0-100)", 0.0, 100.0)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+CATEGORICAL_FEATURES: tuple[CategoricalFeature, ...] = tuple(
+    f for f in FEATURES if isinstance(f, CategoricalFeature)
+)
+NUMERIC_FEATURES: tuple[NumericFeature, ...] = tuple(f for f in FEATURES if isinstance(f, NumericFeature))
+FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+
+# Headers as the public "Students Performance in Exams" download spells them.
+HEADER_ALIASES: dict[str, str] = {
+    "race/ethnicity": "race_ethnicity",
+    "parental level of education": "parental_level_of_education",
+    "test preparation course": "test_preparation_course",
+    "math score": "math_score",
+    "reading score": "reading_score",
+    "writing score": "writing_score",
+}
+
+COLUMNS: tuple[str, ...] = FEATURE_NAMES + (TARGET.name,)
+
+
+def canonical_name(header: str) -> str:
+    """Map a header of either style to the schema's snake_case name (unknown headers pass through)."""
+    return HEADER_ALIASES.get(header, header)
+
+
+def describe() -> dict[str, Any]:
+    """A JSON-ready description of the schema, recorded in every artifact manifest."""
+    return {"features": [f.describe() for f in FEATURES], "target": TARGET.describe()}

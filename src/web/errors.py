@@ -1,0 +1,52 @@
+"""Error answers: JSON for JSON clients, a short page for browsers; never a stack trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+
+def json_response(payload: Mapping[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def json_error(status: int, error: str, message: str) -> Response:
+    return json_response({"error": error, "message": message}, status)
+
+
+def wants_json() -> bool:
+    if request.mimetype == "application/json":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def _code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response | tuple[str, int]:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"the request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
+        if wants_json():
+            return json_error(status, _code(exc), message)
+        return render_template("error.html", status=status, title=exc.name, message=message), status
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response | tuple[str, int]:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        message = "the server failed to answer this request; it has been logged"
+        if wants_json():
+            return json_error(500, "internal_error", message)
+        return render_template("error.html", status=500, title="Internal error", message=message), 500

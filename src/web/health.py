@@ -1,0 +1,34 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from src.web.errors import json_error, json_response
+from src.web.services import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> Response:
+    """200 while the process lives, model or not."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    """200 with the model version once a verified model is loaded, else 503 with the reason."""
+    slot = services().slot
+    pipeline = slot.pipeline
+    if pipeline is None:
+        return json_error(503, "not_ready", slot.error or "no model loaded")
+    return json_response(
+        {
+            "status": "ready",
+            "model_version": pipeline.model_version,
+            "model": pipeline.model_name,
+            "source": slot.source,
+            "scorer": pipeline.scorer.kind,
+        }
+    )

@@ -1,0 +1,52 @@
+"""What one app object holds: its config, its model slot, its metrics and its drift window."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from flask import current_app
+
+from src.config import AppConfig
+from src.validation import FieldError
+from src.web.model_slot import ModelSlot
+
+EXTENSION = "student_math"
+
+
+class Observer(Protocol):
+    """Receives what happened to each request's students (metrics, drift); may do nothing."""
+
+    def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None: ...
+
+    def rejected(self, errors: Sequence[FieldError]) -> None: ...
+
+
+class NullObserver:
+    def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
+        return None
+
+    def rejected(self, errors: Sequence[FieldError]) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    config: AppConfig
+    slot: ModelSlot
+    observers: list[Observer]
+    drift: Any | None = None  # src.monitoring.window.DriftTracker when metrics are on
+
+    def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
+        for observer in self.observers:
+            observer.predicted(channel, records, scores)
+
+    def rejected(self, errors: Sequence[FieldError]) -> None:
+        for observer in self.observers:
+            observer.rejected(errors)
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION]

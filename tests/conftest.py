@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny synthetic data, a model trained once per session, app clients, real data paths."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from src.config import AppConfig
+from src.pipeline.train_pipeline import TrainingConfig, TrainingResult, train
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+FAST_MODELS = ("linear_regression", "ridge", "knn")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder beside the project; tests that need it skip, saying why, when it is absent."""
+    if not (SHARED_DATA / "stud.csv").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA} (stud.csv); it is present in CI")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
+    """One small training on 400 synthetic students, shared by the whole session (a few seconds)."""
+    directory = tmp_path_factory.mktemp("artifacts")
+    return train(
+        TrainingConfig(artifacts_dir=directory, synthetic_rows=400, cv_folds=3, candidates=FAST_MODELS,
+                       tracking=False, n_jobs=1)
+    )
+
+
+@pytest.fixture()
+def artifacts_copy(trained: TrainingResult, tmp_path: Path) -> Path:
+    """A private copy of the session's artifacts, for tests that change or break them."""
+    target = tmp_path / "artifacts"
+    shutil.copytree(trained.manifest_path.parent, target)
+    return target
+
+
+@pytest.fixture()
+def app_config(trained: TrainingResult, tmp_path: Path) -> AppConfig:
+    return AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "drift")
+
+
+@pytest.fixture()
+def app(app_config: AppConfig):
+    from app import create_app
+
+    return create_app(app_config)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def student() -> dict:
+    return {
+        "gender": "female",
+        "race_ethnicity": "group B",
+        "parental_level_of_education": "bachelor's degree",
+        "lunch": "standard",
+        "test_preparation_course": "none",
+        "reading_score": 72,
+        "writing_score": 74,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

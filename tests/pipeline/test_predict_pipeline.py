@@ -1,0 +1,87 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.pipeline.fast_path import PipelineScorer, compile_scorer, random_students
+from src.pipeline.predict_pipeline import PredictPipeline
+from src.pipeline.train_pipeline import TrainingConfig, train
+from src.schema import FEATURE_NAMES
+from src.storage import ArtifactError
+
+
+def test_loads_and_predicts_within_range(trained, student):
+    pipeline = PredictPipeline.from_artifacts(trained.manifest_path.parent)
+    score, low, high = pipeline.predict_one(student)
+    assert 0 <= low <= score <= high <= 100
+    assert pipeline.model_version == trained.manifest["model_version"]
+    batch = pipeline.predict([student, student])
+    assert batch.scores.tolist() == [score, score] and batch.level == 0.9
+
+
+def test_tampered_model_is_refused(artifacts_copy):
+    with open(artifacts_copy / "model.pkl", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ArtifactError, match="model.pkl does not match its manifest"):
+        PredictPipeline.from_artifacts(artifacts_copy)
+
+
+def test_missing_manifest_is_refused(tmp_path):
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        PredictPipeline.from_artifacts(tmp_path)
+
+
+def test_other_scikit_learn_version_is_refused_naming_both(artifacts_copy):
+    import sklearn
+
+    manifest = json.loads((artifacts_copy / "manifest.json").read_text())
+    manifest["versions"]["scikit-learn"] = "1.2.2"
+    (artifacts_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=f"scikit-learn 1.2.2, but this server runs scikit-learn {sklearn.__version__}"):
+        PredictPipeline.from_artifacts(artifacts_copy)
+
+
+@pytest.fixture(scope="module", params=["ridge", "lasso", "linear_regression", "knn", "random_forest",
+                                        "gradient_boosting"])
+def model_artifacts(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(request.param)
+    train(TrainingConfig(artifacts_dir=directory, synthetic_rows=300, cv_folds=3, candidates=(request.param,),
+                         tracking=False, min_test_r2=0.0, n_jobs=1))
+    return request.param, directory
+
+
+def test_fast_path_equals_scikit_learn_on_test_split_and_random_students(model_artifacts):
+    name, directory = model_artifacts
+    pipeline = PredictPipeline.from_artifacts(directory)
+    linear = ("ridge", "lasso", "linear_regression")
+    expected_kind = "additive" if name in linear else "pipeline" if name == "knn" else "vector"
+    assert pipeline.scorer.kind == expected_kind
+    students = pd.concat([pd.read_csv(directory / "test.csv")[list(FEATURE_NAMES)], random_students(2000, seed=11)],
+                         ignore_index=True)
+    records = students.to_dict("records")
+    expected = pipeline.reference.score_frame(students)
+    assert np.max(np.abs(pipeline.scorer.score_many(records) - expected)) <= 1e-9
+    if pipeline.scorer.kind == "pipeline":
+        return  # k-NN is served by scikit-learn itself (its one-row answers can differ from its batch at ties)
+    singles = np.array([pipeline.scorer.score(r) for r in records[:300]])
+    assert np.max(np.abs(singles - expected[:300])) <= 1e-9
+
+
+def test_a_model_that_cannot_be_compiled_falls_back_to_the_pipeline(trained):
+    class NotSeparable:
+        """A preprocessor whose columns interact: the probe cannot reproduce it."""
+
+        def transform(self, frame):
+            x = frame[["reading_score", "writing_score"]].to_numpy(dtype=float)
+            return np.column_stack([x[:, 0] * x[:, 1], x[:, 0]])
+
+    class Sum:
+        coef_ = np.array([1.0, 1.0])
+        intercept_ = 0.0
+
+        def predict(self, x):
+            return x @ self.coef_
+
+    scorer = compile_scorer(NotSeparable(), Sum())
+    assert isinstance(scorer, PipelineScorer)

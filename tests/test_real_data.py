@@ -1,0 +1,47 @@
+"""Quality on the public data set, and the public download's header format, end to end."""
+
+import io
+import time
+
+import pandas as pd
+import pytest
+
+from src.config import AppConfig
+from src.pipeline.train_pipeline import TrainingConfig, main, train
+from src.schema import canonical_name
+
+
+@pytest.fixture(scope="module")
+def stud_run(shared_data, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("stud")
+    started = time.perf_counter()
+    out = io.StringIO()
+    code = main(["--data", str(shared_data / "stud.csv"), "--artifacts-dir", str(directory), "--no-tracking"], out=out)
+    return code, time.perf_counter() - started, directory, out.getvalue()
+
+
+def test_stud_csv_with_defaults_meets_the_quality_bar(stud_run):
+    code, seconds, directory, report = stud_run
+    assert code == 0, report
+    manifest = pd.read_json(directory / "metrics.json", typ="series")
+    test = manifest["test"]
+    assert test["r2"] >= 0.87, report
+    assert 0.85 <= test["interval_coverage"] <= 0.95, report
+    assert seconds < 60, f"training took {seconds:.1f} s"
+
+
+def test_public_download_format_trains_and_predicts_unchanged(shared_data, tmp_path):
+    from app import create_app
+
+    source = shared_data / "kaggle_format_sample.csv"
+    frame = pd.read_csv(source)
+    assert "race/ethnicity" in frame.columns and "math score" in frame.columns
+    result = train(TrainingConfig(artifacts_dir=tmp_path / "a", data=str(source), tracking=False,
+                                  candidates=("linear_regression", "ridge"), min_test_r2=0.5))
+    assert result.ingestion.rows_valid == 100 and result.ingestion.rows_rejected == 0
+    client = create_app(AppConfig(artifacts_dir=tmp_path / "a", drift_dir=tmp_path / "d")).test_client()
+    students = [{k: v for k, v in row.items() if k != "math score"} for row in frame.head(5).to_dict("records")]
+    body = client.post("/predictdata", json={"instances": students})
+    assert body.status_code == 200, body.get_json()
+    renamed = [{canonical_name(k): v for k, v in s.items()} for s in students]
+    assert client.post("/predictdata", json={"instances": renamed}).get_json() == body.get_json()

@@ -1,0 +1,92 @@
+import pandas as pd
+import pytest
+
+from src.schema import SchemaError
+from src.validation import ValidationFailed, validate_frame, validate_student, validate_students
+
+
+def test_valid_student_passes_unchanged(student):
+    record, errors = validate_student(student)
+    assert errors == [] and record == student
+
+
+def test_public_download_keys_are_accepted(student):
+    raw = dict(student)
+    raw["race/ethnicity"] = raw.pop("race_ethnicity")
+    raw["reading score"] = raw.pop("reading_score")
+    record, errors = validate_student(raw)
+    assert errors == [] and record["race_ethnicity"] == "group B" and record["reading_score"] == 72
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"reading_score": 101}, "reading_score", "must be a number between 0 and 100"),
+        ({"reading_score": "72"}, "reading_score", "must be a number between 0 and 100"),
+        ({"writing_score": None}, "writing_score", "is required"),
+        ({"gender": "other"}, "gender", "must be one of: female, male"),
+        ({"lunch": 1}, "lunch", "must be one of: standard, free/reduced"),
+        ({"shoe_size": 42}, "shoe_size", "is not an accepted field"),
+    ],
+)
+def test_each_bad_field_is_named_with_its_rule(student, change, field, message):
+    _, errors = validate_student({**student, **change})
+    assert [(e.field, e.message) for e in errors] == [(field, message)]
+
+
+def test_missing_field_is_named(student):
+    del student["test_preparation_course"]
+    _, errors = validate_student(student)
+    assert [(e.field, e.message) for e in errors] == [("test_preparation_course", "is required")]
+
+
+def test_same_field_in_both_header_styles_is_refused(student):
+    _, errors = validate_student({**student, "reading score": 50})
+    assert errors[0].field == "reading score" and "twice" in errors[0].message
+
+
+def test_form_values_are_parsed_as_numbers(student):
+    form = {k: str(v) for k, v in student.items()}
+    record, errors = validate_student(form, from_form=True)
+    assert errors == [] and record["reading_score"] == 72.0
+    _, errors = validate_student({**form, "writing_score": "seventy"}, from_form=True)
+    assert [(e.field, e.message) for e in errors] == [("writing_score", "must be a number between 0 and 100")]
+
+
+def test_batch_errors_carry_the_index(student):
+    with pytest.raises(ValidationFailed) as failed:
+        validate_students([student, {**student, "gender": "x"}])
+    assert [e.as_dict() for e in failed.value.errors] == [
+        {"index": 1, "field": "gender", "message": "must be one of: female, male"}
+    ]
+
+
+def test_frame_rejects_rows_with_every_reason():
+    frame = pd.DataFrame(
+        {
+            "gender": ["female", "robot", "male"],
+            "race/ethnicity": ["group A", "group B", "group Z"],
+            "parental level of education": ["high school"] * 3,
+            "lunch": ["standard"] * 3,
+            "test preparation course": ["none"] * 3,
+            "math score": ["50", "60", "abc"],
+            "reading score": ["55", "150", "60"],
+            "writing score": ["52", "61", ""],
+        }
+    )
+    valid, rejected = validate_frame(frame)
+    assert len(valid) == 1 and valid.loc[0, "math_score"] == 50.0
+    assert rejected["line"].tolist() == [2, 3]
+    assert rejected.loc[0, "reason"] == (
+        "gender: must be one of: female, male; reading_score: must be a number between 0 and 100"
+    )
+    assert "race_ethnicity: must be one of" in rejected.loc[1, "reason"]
+    assert "writing_score: is required" in rejected.loc[1, "reason"]
+    assert "math_score: must be a number between 0 and 100" in rejected.loc[1, "reason"]
+
+
+def test_frame_without_a_column_is_refused_naming_it():
+    with pytest.raises(SchemaError, match="missing required column.*writing_score"):
+        validate_frame(pd.DataFrame({"gender": ["female"]}).assign(
+            race_ethnicity="group A", parental_level_of_education="high school", lunch="standard",
+            test_preparation_course="none", math_score="1", reading_score="1"))

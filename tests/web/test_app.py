@@ -1,0 +1,167 @@
+import json
+import re
+
+import pytest
+
+from src.config import AppConfig
+
+
+def form_of(student):
+    return {k: str(v) for k, v in student.items()}
+
+
+def test_landing_page_links_to_the_form(client):
+    response = client.get("/")
+    assert response.status_code == 200 and b'href="/predictdata"' in response.data
+
+
+def test_form_has_a_field_per_feature_with_choices_and_ranges(client):
+    html = client.get("/predictdata").get_data(as_text=True)
+    for name in ("gender", "race_ethnicity", "parental_level_of_education", "lunch", "test_preparation_course"):
+        assert f'<select id="{name}" name="{name}"' in html
+    for name in ("reading_score", "writing_score"):
+        assert re.search(rf'<input id="{name}" name="{name}" type="number" min="0" max="100"', html)
+    assert "Parents&#39; highest level of education" in html and "<option value=\"group E\"" in html
+
+
+def test_json_single_student(client, student, trained):
+    response = client.post("/predictdata", json=student)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {"math_score", "interval", "model_version"}
+    assert body["interval"]["low"] <= body["math_score"] <= body["interval"]["high"]
+    assert body["interval"]["level"] == 0.9 and body["model_version"] == trained.manifest["model_version"]
+
+
+def test_form_and_json_give_the_same_score(client, student):
+    json_score = client.post("/predictdata", json=student).get_json()
+    html = client.post("/predictdata", data=form_of(student)).get_data(as_text=True)
+    assert f'<strong id="math-score">{json_score["math_score"]:.1f}</strong>' in html
+    assert f'<strong id="interval-low">{json_score["interval"]["low"]:.1f}</strong>' in html
+
+
+def test_batch_of_students(client, student):
+    other = {**student, "gender": "male", "reading_score": 40}
+    body = client.post("/predictdata", json={"instances": [student, other, student]}).get_json()
+    assert len(body["predictions"]) == 3 and body["model_version"]
+    single = client.post("/predictdata", json=student).get_json()
+    assert body["predictions"][0] == {"math_score": single["math_score"], "interval": single["interval"]}
+    assert body["predictions"][1]["math_score"] != single["math_score"]
+
+
+def test_batch_errors_name_index_and_field(client, student):
+    response = client.post("/predictdata", json={"instances": [student, {**student, "writing_score": -1}]})
+    assert response.status_code == 422
+    assert response.get_json() == {
+        "error": "validation_failed",
+        "details": [{"index": 1, "field": "writing_score", "message": "must be a number between 0 and 100"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "remove", "field", "message"),
+    [
+        ({}, "reading_score", "reading_score", "is required"),
+        ({"gender": "unknown"}, None, "gender", "must be one of: female, male"),
+        ({"reading_score": "high"}, None, "reading_score", "must be a number between 0 and 100"),
+        ({"writing_score": 120}, None, "writing_score", "must be a number between 0 and 100"),
+        ({"favourite_colour": "blue"}, None, "favourite_colour", "is not an accepted field"),
+    ],
+)
+def test_each_bad_field_gets_422_naming_it(client, student, change, remove, field, message):
+    raw = {**student, **change}
+    if remove:
+        raw.pop(remove)
+    response = client.post("/predictdata", json=raw)
+    assert response.status_code == 422
+    assert response.get_json() == {"error": "validation_failed", "details": [{"field": field, "message": message}]}
+
+
+def test_form_errors_are_shown_by_field_with_values_kept(client, student):
+    data = {**form_of(student), "reading_score": "150", "gender": ""}
+    response = client.post("/predictdata", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'id="reading_score-error">Reading score (0-100): must be a number between 0 and 100' in html
+    assert 'id="gender-error">Gender: is required' in html
+    assert 'value="150"' in html and '<option value="group B" selected>' in html
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error"),
+    [
+        ({"data": "{not json", "content_type": "application/json"}, 400, "malformed_json"),
+        ({"data": "reading=1", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"json": [1, 2]}, 422, "validation_failed"),
+        ({"json": {"instances": []}}, 422, "validation_failed"),
+        ({"json": {"instances": "all"}}, 422, "validation_failed"),
+    ],
+)
+def test_error_classes_answer_json(client, kwargs, status, error):
+    response = client.post("/predictdata", **kwargs)
+    assert response.status_code == status and response.mimetype == "application/json"
+    assert response.get_json()["error"] == error
+
+
+def test_body_too_large_is_413_json(trained, tmp_path, student):
+    from app import create_app
+
+    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, max_content_length=2048,
+                               drift_dir=tmp_path))
+    response = app.test_client().post("/predictdata", json={"instances": [student] * 40})
+    assert response.status_code == 413 and response.get_json()["error"] == "request_entity_too_large"
+
+
+def test_batch_over_the_limit_is_413(trained, tmp_path, student):
+    from app import create_app
+
+    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, max_batch=5, drift_dir=tmp_path))
+    response = app.test_client().post("/predictdata", json={"instances": [student] * 6})
+    assert response.status_code == 413
+    assert response.get_json()["message"] == "at most 5 students per request, got 6"
+
+
+def test_batch_of_ten_thousand_is_accepted(client, student):
+    response = client.post("/predictdata", json={"instances": [student] * 10_000})
+    assert response.status_code == 200 and len(response.get_json()["predictions"]) == 10_000
+
+
+def test_health_and_ready(client, trained):
+    assert client.get("/health").status_code == 200
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.get_json()["model_version"] == trained.manifest["model_version"]
+
+
+def test_without_artifacts_the_app_starts_and_answers_503(tmp_path, student):
+    from app import create_app
+
+    client = create_app(AppConfig(artifacts_dir=tmp_path / "empty", drift_dir=tmp_path)).test_client()
+    assert client.get("/health").status_code == 200
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and "no manifest.json" in ready.get_json()["message"]
+    response = client.post("/predictdata", json=student)
+    assert response.status_code == 503 and response.get_json()["error"] == "model_unavailable"
+    form = client.post("/predictdata", data=form_of(student))
+    assert form.status_code == 503 and "not available" in form.get_data(as_text=True)
+
+
+def test_tampered_model_means_503_with_the_reason(artifacts_copy, tmp_path):
+    from app import create_app
+
+    (artifacts_copy / "model.pkl").write_bytes(b"not a model")
+    client = create_app(AppConfig(artifacts_dir=artifacts_copy, drift_dir=tmp_path)).test_client()
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert "model.pkl does not match its manifest" in ready.get_json()["message"]
+
+
+def test_unknown_page_is_404_html_for_browsers_and_json_for_clients(client):
+    assert client.get("/nope", headers={"Accept": "text/html"}).status_code == 404
+    response = client.get("/nope", headers={"Accept": "application/json"})
+    assert response.status_code == 404 and response.get_json()["error"] == "not_found"
+
+
+def test_json_body_with_nan_is_refused_not_crashing(client, student):
+    body = json.dumps({**student}).replace('"reading_score": 72', '"reading_score": NaN')
+    response = client.post("/predictdata", data=body, content_type="application/json")
+    assert response.status_code == 422 and response.get_json()["details"][0]["field"] == "reading_score"
