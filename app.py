@@ -11,6 +11,7 @@ from src.config import AppConfig, configure_logging
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.web import errors, health, prediction
 from src.web.model_slot import ModelSlot
+from src.web.monitoring import attach_monitoring
 from src.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parent
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(config: AppConfig | None = None) -> Flask:
-    """Build the app: logging, Flask settings, the model, routes, error handlers, metrics."""
+    """Build the app: logging, Flask settings, routes, error handlers, metrics and drift, then the model."""
     config = config or AppConfig.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure_logging(config.log_level)
@@ -28,6 +29,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(prediction.bp)
     app.register_blueprint(health.bp)
     errors.register_error_handlers(app)
+    attach_monitoring(app, services)
     services.slot.load()
     return app
 

@@ -30,7 +30,8 @@ class AppConfig:
     log_level: str = "INFO"  # LOG_LEVEL
     max_batch: int = 10_000  # MAX_BATCH: students in one {"instances": [...]} request
     max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
-    metrics_enabled: bool = True  # METRICS_ENABLED
+    metrics_enabled: bool = True  # METRICS_ENABLED: Prometheus metrics and /metrics
+    drift_enabled: bool = True  # DRIFT_ENABLED: the shared window, /drift and the drift gauges
     drift_window: int = 500  # DRIFT_WINDOW: recent students kept for drift
     drift_min_samples: int = 200  # DRIFT_MIN_SAMPLES: fewer than this never reports drift
     drift_threshold: float = 0.2  # DRIFT_THRESHOLD: PSI at or above which a feature has drifted
@@ -51,6 +52,7 @@ class AppConfig:
             max_batch=_int(env, "MAX_BATCH", defaults.max_batch, minimum=1),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
             metrics_enabled=_bool(env, "METRICS_ENABLED", defaults.metrics_enabled),
+            drift_enabled=_bool(env, "DRIFT_ENABLED", defaults.drift_enabled),
             drift_window=_int(env, "DRIFT_WINDOW", defaults.drift_window, minimum=10),
             drift_min_samples=_int(env, "DRIFT_MIN_SAMPLES", defaults.drift_min_samples, minimum=1),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", defaults.drift_threshold),

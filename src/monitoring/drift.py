@@ -28,18 +28,28 @@ WINDOW_COLUMNS: tuple[str, ...] = tuple(f.name for f in CATEGORICAL_FEATURES) + 
 BINS = 10
 SMOOTHING = 0.5
 
+_CATEGORICAL_NAMES = tuple(f.name for f in CATEGORICAL_FEATURES)
+_NUMERIC_NAMES = tuple(f.name for f in NUMERIC_FEATURES)
 _CODES: dict[str, dict[str, int]] = {
     f.name: {c: i for i, c in enumerate(f.categories)} for f in CATEGORICAL_FEATURES
 }
 
 
+def encode_row(record: Mapping[str, Any], prediction: float) -> tuple[float, ...]:
+    """One validated student and its prediction as a window row (WINDOW_COLUMNS)."""
+    return (*(_CODES[name][record[name]] for name in _CATEGORICAL_NAMES),
+            *(record[name] for name in _NUMERIC_NAMES), prediction)
+
+
 def encode_rows(records: Sequence[Mapping[str, Any]], predictions: Sequence[float]) -> np.ndarray:
-    """Turn validated students and their predictions into window rows (float64, WINDOW_COLUMNS)."""
+    """Validated students and their predictions as window rows (float64, WINDOW_COLUMNS)."""
     rows = np.empty((len(records), len(WINDOW_COLUMNS)), dtype=np.float64)
-    for i, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
-        rows[i] = [_CODES[f.name][record[f.name]] for f in CATEGORICAL_FEATURES] + [
-            record[f.name] for f in NUMERIC_FEATURES
-        ] + [prediction]
+    for i, name in enumerate(_CATEGORICAL_NAMES):
+        codes = _CODES[name]
+        rows[:, i] = np.fromiter((codes[r[name]] for r in records), dtype=np.float64, count=len(records))
+    for j, name in enumerate(_NUMERIC_NAMES, start=len(_CATEGORICAL_NAMES)):
+        rows[:, j] = np.fromiter((r[name] for r in records), dtype=np.float64, count=len(records))
+    rows[:, -1] = predictions
     return rows
 
 

@@ -1,0 +1,193 @@
+"""Serving benchmark: the app against a bare-Flask baseline, both under gunicorn with 2 workers on 127.0.0.1.
+
+    python bench/serving.py [--rounds 3] [--seconds 15] [--artifacts-dir DIR]
+
+Alternates wrk runs (``-t2 -c8`` for throughput, ``-t1 -c1`` for latency) over three servers: the app with
+metrics and drift tracking on, the app with both off, and the baseline. Prints req/s, p50 and p99 per server
+(the median over rounds) and the ratios; then in-process microseconds per single prediction and the time of
+a 10,000-student batch request. Installs wrk with apt-get when it is missing and the user is root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STUDENT = {
+    "gender": "female", "race_ethnicity": "group C", "parental_level_of_education": "some college",
+    "lunch": "standard", "test_preparation_course": "none", "reading_score": 72, "writing_score": 70,
+}
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ,
+                       "DEBIAN_FRONTEND": "noninteractive"})
+        return shutil.which("wrk") or sys.exit("wrk did not install")
+    sys.exit("wrk is needed: apt-get install wrk")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(module: str, env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    multiproc = tempfile.mkdtemp(prefix="bench-metrics-", dir=workdir)
+    full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
+                "PROMETHEUS_MULTIPROC_DIR": multiproc, "LOG_LEVEL": "WARNING"}
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", module], cwd=ROOT, env=full_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(f"{url}/predictdata", json=STUDENT, timeout=2).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    stop_server(process)
+    sys.exit(f"{module} did not answer within 60 s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_wrk(wrk: str, url: str, script: Path, threads: int, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         f"{url}/predictdata"], capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        sys.exit(f"{url} answered {non2xx.group(1)} errors under load:\n{out}")
+    return {"rps": rps, "p50_ms": _percentile(out, "50%"), "p99_ms": _percentile(out, "99%")}
+
+
+def _percentile(out: str, label: str) -> float:
+    value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def in_process(artifacts: Path) -> dict[str, float]:
+    from src.pipeline.predict_pipeline import PredictPipeline
+    from src.validation import validate_student
+
+    pipeline = PredictPipeline.from_artifacts(artifacts)
+    record, _ = validate_student(STUDENT)
+    number = 20000
+    fast = timeit.timeit(lambda: pipeline.predict_one(record), number=number) / number * 1e6
+    checked = timeit.timeit(lambda: pipeline.predict_one(validate_student(STUDENT)[0]), number=number) / number * 1e6
+    reference = timeit.timeit(lambda: pipeline.reference.score(record), number=100) / 100 * 1e6
+    return {"scorer": pipeline.scorer.kind, "fast_us": fast, "validate_and_fast_us": checked,
+            "sklearn_one_row_us": reference}
+
+
+def batch_seconds(url: str, size: int = 10_000, repeats: int = 5) -> float:
+    body = json.dumps({"instances": [STUDENT] * size})
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        response = requests.post(f"{url}/predictdata", data=body, headers={"Content-Type": "application/json"},
+                                 timeout=30)
+        times.append(time.perf_counter() - started)
+        if response.status_code != 200 or len(response.json()["predictions"]) != size:
+            sys.exit(f"batch request failed: {response.status_code}")
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--artifacts-dir", type=Path, help="a trained artifact set (default: train one on the "
+                        "synthetic cohort into a temporary folder)")
+    args = parser.parse_args(argv)
+    wrk = ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    artifacts = args.artifacts_dir
+    if artifacts is None:
+        artifacts = workdir / "artifacts"
+        subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--artifacts-dir", str(artifacts),
+                        "--no-tracking"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    script = workdir / "post.lua"
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = '{json.dumps(STUDENT)}'\n")
+    servers = {
+        "app (metrics + drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}),
+        "app (no metrics, no drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts), "METRICS_ENABLED": "false",
+                                                   "DRIFT_ENABLED": "false"}),
+        "bare Flask baseline": ("bench.baseline_app:app", {}),
+    }
+    results: dict[str, dict[str, list[float]]] = {name: {"rps": [], "p50_ms": [], "p99_ms": [], "c1_rps": []}
+                                                  for name in servers}
+    running = {name: start_server(module, env, workdir) for name, (module, env) in servers.items()}
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for name, (_, url) in running.items():
+                load = run_wrk(wrk, url, script, 2, 8, args.seconds)
+                latency = run_wrk(wrk, url, script, 1, 1, args.seconds)
+                results[name]["rps"].append(load["rps"])
+                results[name]["p50_ms"].append(latency["p50_ms"])
+                results[name]["p99_ms"].append(latency["p99_ms"])
+                results[name]["c1_rps"].append(latency["rps"])
+                print(f"round {round_no}: {name:<28} {load['rps']:8.0f} req/s (-c8)   "
+                      f"p50 {latency['p50_ms']:.3f} ms  p99 {latency['p99_ms']:.3f} ms (-c1)", flush=True)
+        batch = batch_seconds(running["app (metrics + drift)"][1])
+    finally:
+        for process, _ in running.values():
+            stop_server(process)
+    median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
+    base = median["bare Flask baseline"]
+    full = median["app (metrics + drift)"]
+    plain = median["app (no metrics, no drift)"]
+    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, gunicorn 2 sync workers, wrk -t2 -c8 / -t1 -c1")
+    print(f"{'server':<28} {'req/s -c8':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, m in median.items():
+        print(f"{name:<28} {m['rps']:>10.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}")
+    print(f"\nthroughput app / baseline:          {full['rps'] / base['rps']:.2f} x   (target >= 0.5)")
+    print(f"p50 latency app / baseline (-c1):   {full['p50_ms'] / base['p50_ms']:.2f} x   (target <= 2)")
+    print(f"metrics + drift cost in throughput: {1 - full['rps'] / plain['rps']:+.1%}")
+    print(f"metrics + drift cost in p50 (-c1):  {full['p50_ms'] / plain['p50_ms'] - 1:+.1%}   (target < 15%)")
+    print(f"10,000-student batch request:       {batch * 1000:.0f} ms   (target < 500 ms)")
+    figures = in_process(artifacts)
+    print(f"\nin process ({figures['scorer']} scorer): {figures['fast_us']:.1f} us per prediction, "
+          f"{figures['validate_and_fast_us']:.1f} us with validation; scikit-learn pipeline on a one-row DataFrame: "
+          f"{figures['sklearn_one_row_us']:.0f} us")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

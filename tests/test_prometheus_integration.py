@@ -1,0 +1,101 @@
+"""gunicorn with 2 workers scraped by a real Prometheus server, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import free_port
+from tests.servers import BIN, PROJECT, start, stop, wait_for
+
+N_PREDICTIONS = 120
+
+
+def query(prom: str, expr: str) -> list:
+    response = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not reached within {timeout:.0f} s (last: {last})")
+
+
+@pytest.fixture()
+def stack(trained, tmp_path):
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("prometheus not installed (Debian package prometheus; .ci/run installs it)")
+    app_port, prom_port = free_port(), free_port()
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    app_log, prom_log = tmp_path / "gunicorn.log", tmp_path / "prometheus.log"
+    app = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=app_log, env={
+        "HOST": "127.0.0.1", "PORT": str(app_port), "WEB_CONCURRENCY": "2",
+        "ARTIFACTS_DIR": str(trained.manifest_path.parent), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
+    rules = tmp_path / "alerts.yml"
+    shutil.copy(PROJECT / "monitoring/prometheus/alerts.yml", rules)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "student-math", "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}]}],
+    }))
+    prom = start([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                  f"--web.listen-address=127.0.0.1:{prom_port}"], log=prom_log)
+    try:
+        wait_for(f"http://127.0.0.1:{app_port}/ready", app, log=app_log)
+        wait_for(f"http://127.0.0.1:{prom_port}/-/ready", prom, log=prom_log)
+        yield f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}", multiproc
+    finally:
+        stop(prom)
+        stop(app)
+
+
+def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack, student):
+    app, prom, multiproc = stack
+
+    def predict(body):
+        response = requests.post(f"{app}/predictdata", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        return response
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(predict, [student] * N_PREDICTIONS))
+    pids = {p.stem.split("_")[-1] for p in Path(multiproc).glob("counter_*.db")}
+    assert len(pids) == 2, f"predictions were not spread over both workers: {pids}"
+
+    counted = wait_until(
+        lambda: [r for r in query(prom, "sum(model_predictions_total)") if float(r["value"][1]) == N_PREDICTIONS],
+        30, f"Prometheus reporting {N_PREDICTIONS} predictions")
+    assert float(counted[0]["value"][1]) == N_PREDICTIONS
+    assert len(query(prom, "process_resident_memory_bytes")) == 2
+
+    skewed = {**student, "reading_score": 2, "writing_score": 3}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(predict, [{"instances": [skewed] * 50}] * 8))
+    drifted = wait_until(lambda: [r for r in query(prom, 'max(model_feature_drift{feature="reading_score"})')
+                                  if float(r["value"][1]) >= 0.2], 30, "reading_score drift over 0.2")
+    assert drifted
+    wait_until(lambda: [r for r in query(prom, "max(model_drift_detected)") if float(r["value"][1]) == 1], 30,
+               "model_drift_detected == 1")
+
+    def alert_state():
+        alerts = requests.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        return [a["state"] for a in alerts if a["labels"]["alertname"] == "StudentMathDriftDetected"
+                and a["state"] in ("pending", "firing")]
+
+    assert wait_until(alert_state, 30, "StudentMathDriftDetected pending or firing")

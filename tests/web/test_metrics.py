@@ -1,0 +1,117 @@
+import re
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from src.config import AppConfig
+
+
+def families(client) -> dict:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value(fams, name, **labels) -> float:
+    for sample in fams[name].samples:
+        if sample.name == name + ("_total" if fams[name].type == "counter" else "") or sample.name == name:
+            if all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise KeyError((name, labels))
+
+
+def test_metrics_has_at_least_15_families(client, student):
+    client.post("/predictdata", json=student)
+    names = set(families(client))
+    assert len(names) >= 15, sorted(names)
+    assert {"flask_http_request", "flask_http_request_duration_seconds", "http_requests_in_flight",
+            "model_predictions", "model_prediction_score", "model_input_score", "model_input_category",
+            "model_validation_failures", "model_info", "model_test_r2", "model_test_mae",
+            "model_load_duration_seconds", "model_last_load_timestamp_seconds", "model_feature_drift",
+            "model_drift_detected", "process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+
+
+def test_predictions_are_counted_per_student_and_channel(client, student):
+    client.post("/predictdata", json=student)
+    client.post("/predictdata", json={"instances": [student] * 40})
+    client.post("/predictdata", data={k: str(v) for k, v in student.items()})
+    fams = families(client)
+    assert value(fams, "model_predictions", channel="json") == 1
+    assert value(fams, "model_predictions", channel="batch") == 40
+    assert value(fams, "model_predictions", channel="form") == 1
+    assert value(fams, "model_input_category", feature="gender", category="female") == 42
+    score_count = [s.value for s in fams["model_prediction_score"].samples if s.name.endswith("_count")][0]
+    reading_count = [s.value for s in fams["model_input_score"].samples
+                     if s.name.endswith("_count") and s.labels["feature"] == "reading_score"][0]
+    assert score_count == 42 and reading_count == 42
+
+
+def test_batch_histogram_equals_one_by_one_observation(client, student):
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from src.monitoring.metrics import SCORE_BUCKETS, observe_many
+
+    values = [0.0, 10.0, 10.5, 55.0, 99.9, 100.0] * 10
+    registry = CollectorRegistry()
+    bulk = Histogram("bulk", "", buckets=SCORE_BUCKETS, registry=registry)
+    single = Histogram("single", "", buckets=SCORE_BUCKETS, registry=registry)
+    observe_many(bulk, values)
+    for v in values:
+        single.observe(v)
+    def samples(name):
+        metric = next(m for m in registry.collect() if m.name == name)
+        return {(s.name.replace(name, ""), s.labels.get("le")): s.value for s in metric.samples
+                if not s.name.endswith("_created")}
+
+    bulk_samples, single_samples = samples("bulk"), samples("single")
+    assert bulk_samples.pop(("_sum", None)) == pytest.approx(single_samples.pop(("_sum", None)))
+    assert bulk_samples == single_samples
+
+
+def test_validation_failures_are_counted_by_field(client, student):
+    client.post("/predictdata", json={**student, "reading_score": 300, "gender": "x"})
+    fams = families(client)
+    assert value(fams, "model_validation_failures", field="reading_score") == 1
+    assert value(fams, "model_validation_failures", field="gender") == 1
+
+
+def test_model_info_and_quality_gauges(client, trained):
+    fams = families(client)
+    version = trained.manifest["model_version"]
+    assert value(fams, "model_info", version=version, model=trained.manifest["model"]) == 1
+    assert value(fams, "model_test_r2") == trained.manifest["metrics"]["test"]["r2"]
+    assert value(fams, "model_ready") == 1
+    assert value(fams, "process_resident_memory_bytes") > 10_000_000
+
+
+def test_latency_histogram_has_millisecond_buckets(client, student):
+    client.post("/predictdata", json=student)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'flask_http_request_duration_seconds_bucket\{le="0\.001",method="POST",status="200",'
+                     r'url_rule="/predictdata"\} ', text)
+
+
+def test_two_apps_in_one_process_have_their_own_registries(trained, tmp_path, student):
+    from app import create_app
+
+    first = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "a"))
+    second = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "b"))
+    first.test_client().post("/predictdata", json=student)
+    assert value(families(first.test_client()), "model_predictions", channel="json") == 1
+    assert value(families(second.test_client()), "model_predictions", channel="json") == 0
+
+
+def test_drift_endpoint_reports_the_window(client, student):
+    for _ in range(3):
+        client.post("/predictdata", json=student)
+    report = client.get("/drift").get_json()
+    assert report["available"] and report["window_size"] == 3 and report["window_capacity"] == 500
+    assert report["enough_data"] is False and report["drift_detected"] is False
+    assert set(report["features"]) == set(student) and report["threshold"] == 0.2
+
+
+def test_metrics_can_be_switched_off(trained, tmp_path):
+    from app import create_app
+
+    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path,
+                               metrics_enabled=False))
+    assert app.test_client().get("/metrics").status_code == 404
