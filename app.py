@@ -9,6 +9,7 @@ from flask import Flask
 
 from src.config import AppConfig, configure_logging
 from src.pipeline.predict_pipeline import PredictPipeline
+from src.storage import read_manifest
 from src.web import errors, health, prediction
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
@@ -31,16 +32,21 @@ def create_app(config: AppConfig | None = None) -> Flask:
     errors.register_error_handlers(app)
     attach_monitoring(app, services)
     services.slot.load()
+    if config.model_refresh_seconds > 0:
+        app.before_request(lambda: services.slot.start_refresher(config.model_refresh_seconds))
     return app
 
 
 def _model_slot(config: AppConfig) -> ModelSlot:
+    """MODEL_URI (s3://bucket/prefix) wins over ARTIFACTS_DIR when both are set."""
     if config.model_uri:
-        from src.pipeline.publish import load_from_uri
+        from src.pipeline.publish import load_from_uri, published_version
 
-        return ModelSlot(lambda: load_from_uri(config.model_uri, config.model_cache_dir), config.model_uri)
+        uri, cache = config.model_uri, config.model_cache_dir
+        return ModelSlot(lambda: load_from_uri(uri, cache), uri, probe=lambda: published_version(uri))
     directory = config.artifacts_dir
-    return ModelSlot(lambda: PredictPipeline.from_artifacts(directory), str(directory))
+    return ModelSlot(lambda: PredictPipeline.from_artifacts(directory), str(directory),
+                     probe=lambda: str(read_manifest(directory)["model_version"]))
 
 
 app = create_app()

@@ -27,6 +27,7 @@ class AppConfig:
     artifacts_dir: Path = Path("artifacts")  # ARTIFACTS_DIR
     model_uri: str | None = None  # MODEL_URI (s3://bucket/prefix); wins over ARTIFACTS_DIR when set
     model_cache_dir: Path = Path(".model-cache")  # MODEL_CACHE_DIR: where a MODEL_URI set is downloaded
+    model_refresh_seconds: float = 0.0  # MODEL_REFRESH_SECONDS: check the source for a new model (0: never)
     log_level: str = "INFO"  # LOG_LEVEL
     max_batch: int = 10_000  # MAX_BATCH: students in one {"instances": [...]} request
     max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
@@ -48,6 +49,7 @@ class AppConfig:
             artifacts_dir=Path(env.get("ARTIFACTS_DIR") or defaults.artifacts_dir),
             model_uri=env.get("MODEL_URI") or None,
             model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or defaults.model_cache_dir),
+            model_refresh_seconds=_float(env, "MODEL_REFRESH_SECONDS", defaults.model_refresh_seconds, minimum=0.0),
             log_level=level,
             max_batch=_int(env, "MAX_BATCH", defaults.max_batch, minimum=1),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
@@ -73,7 +75,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -81,8 +83,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as err:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from err
-    if not value > 0:
+    if minimum is None and not value > 0:
         raise ConfigError(f"{name} must be positive, got {value}")
+    if minimum is not None and not value >= minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value}")
     return value
 
 

@@ -76,3 +76,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1; yields its endpoint URL. Credentials are dummies moto accepts."""
+    from tests.servers import BIN, start, stop, wait_for
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    process = start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/moto-api/", process, log=log, status=None)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch):
+    """Point boto3 (and MLflow's S3 client) at the moto server for this test."""
+    for name, value in {"AWS_ENDPOINT_URL": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
+                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    import boto3
+
+    return boto3.client("s3")

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import dill
 import numpy
 import sklearn
+from mlflow.exceptions import MlflowException
 
 from src import schema
 from src.components.data_ingestion import (
@@ -49,6 +50,14 @@ from src.components.model_trainer import (
 )
 from src.config import configure_logging
 from src.monitoring.drift import build_reference
+from src.pipeline.tracking import (
+    DEFAULT_TOLERANCE,
+    MODEL_NAME,
+    RegistryDecision,
+    TrackingError,
+    tracking_uri,
+    training_run,
+)
 from src.schema import SchemaError
 from src.storage import MANIFEST_FORMAT, ArtifactError, DataSourceError, commit_artifact_set, sha256_file, write_json
 
@@ -80,6 +89,9 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class TrainingResult:
+    """A committed training. The components' paths pointed into the staging folder, which is gone: read
+    files from ``manifest_path.parent``."""
+
     manifest: dict[str, Any]
     ingestion: DataIngestionArtifact
     transformation: DataTransformationArtifact
@@ -202,6 +214,24 @@ def _keep_failed_run(staging: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def train_tracked(config: TrainingConfig, uri: str, tolerance: float) -> tuple[TrainingResult, RegistryDecision]:
+    """Train inside an MLflow run, log everything, register the model and decide on ``champion``."""
+    params = {
+        "data": resolve_source(config.data),
+        "test_size": config.test_size,
+        "seed": config.seed,
+        "cv_folds": config.cv_folds,
+        "min_test_r2": config.min_test_r2,
+        "candidates": ",".join(config.candidates) if config.candidates else "all",
+        "shuffle_labels": config.shuffle_labels,
+    }
+    with training_run(uri, params) as run:
+        result = train(config, tracker=run)
+        model_info = run.log_result(result)
+        decision = run.register(result, model_info, tolerance=tolerance)
+    return result, decision
+
+
 def format_report(result: TrainingResult) -> str:
     metrics = result.trainer.metrics
     lines = [f"{'candidate':<20} {'CV R2 mean':>10} {'CV R2 std':>10}"]
@@ -234,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--synthetic-rows", type=int, default=1000)
     parser.add_argument("--models", help="comma-separated candidate names (default: all)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
+                        "sqlite:///mlflow.db in the current folder)")
+    parser.add_argument("--champion-tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help=f"R2 the new model may lose against the champion and still replace it "
+                        f"(default {DEFAULT_TOLERANCE})")
     parser.add_argument("--shuffle-labels", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -257,12 +292,23 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         shuffle_labels=args.shuffle_labels,
         candidates=tuple(args.models.split(",")) if args.models else None,
     )
+    decision = None
     try:
-        result = train(config)
-    except (IngestionError, QualityGateError, SchemaError, DataSourceError, ArtifactError, TrainingError) as err:
+        if config.tracking:
+            uri = args.tracking_uri or tracking_uri()
+            result, decision = train_tracked(config, uri, args.champion_tolerance)
+        else:
+            result = train(config)
+    except (IngestionError, QualityGateError, SchemaError, DataSourceError, ArtifactError, TrainingError,
+            TrackingError) as err:
         out.write(f"training failed: {err}\n")
         return 1
+    except MlflowException as err:
+        out.write(f"training failed: MLflow: {str(err).splitlines()[0]}\n")
+        return 1
     out.write(format_report(result))
+    if decision is not None:
+        out.write(f"registry: {MODEL_NAME} version {decision.version}: {decision.reason}\n")
     return 0
 
 

@@ -30,5 +30,6 @@ def ready() -> Response:
             "model": pipeline.model_name,
             "source": slot.source,
             "scorer": pipeline.scorer.kind,
+            "last_error": slot.last_error,
         }
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +27,16 @@ class LoadOutcome:
 class ModelSlot:
     """Holds the current PredictPipeline. A failed (re)load keeps the model being served, if any."""
 
-    def __init__(self, loader: Loader, source: str) -> None:
+    def __init__(self, loader: Loader, source: str, probe: Callable[[], str] | None = None) -> None:
         self._loader = loader
+        self._probe = probe
         self.source = source
+        self.last_error: str | None = None
         self.pipeline: PredictPipeline | None = None
         self.error: str | None = "no model loaded yet"
         self.loaded_at: float | None = None
         self._lock = threading.Lock()
+        self._refresher_pid = 0
         self.listeners: list[Callable[[PredictPipeline], None]] = []
 
     def load(self) -> LoadOutcome:
@@ -46,11 +50,38 @@ class ModelSlot:
                     self.error = message
                 else:
                     message += f"; still serving {self.pipeline.model_version}"
+                self.last_error = message
                 logger.error("%s", message)
                 return LoadOutcome(False, message, time.perf_counter() - started)
             self.pipeline = pipeline  # one reference assignment: requests see the old or the new model
             self.error = None
+            self.last_error = None
             self.loaded_at = time.time()
         for listener in self.listeners:
             listener(pipeline)
         return LoadOutcome(True, f"loaded {pipeline.model_version}", time.perf_counter() - started)
+
+    def refresh(self) -> LoadOutcome | None:
+        """Load again if the source now names another model version (or nothing is loaded yet)."""
+        if self.pipeline is not None and self._probe is not None:
+            try:
+                if self._probe() == self.pipeline.model_version:
+                    return None
+            except (ArtifactError, DataSourceError, OSError, ValueError) as err:
+                self.last_error = f"cannot check {self.source} for a new model: {err}"
+                logger.warning("%s", self.last_error)
+                return None
+        return self.load()
+
+    def start_refresher(self, seconds: float) -> None:
+        """Check for a new model every ``seconds`` in this process (each gunicorn worker runs its own)."""
+        if seconds <= 0 or self._refresher_pid == os.getpid():
+            return
+        self._refresher_pid = os.getpid()
+
+        def loop() -> None:
+            while True:
+                time.sleep(seconds)
+                self.refresh()
+
+        threading.Thread(target=loop, name="model-refresher", daemon=True).start()

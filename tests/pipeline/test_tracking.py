@@ -1,0 +1,129 @@
+"""Training against a real MLflow server (sqlite backend, artifacts on moto S3), registry, promotion, rollback."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+
+import pytest
+
+from src.pipeline import promote
+from src.pipeline.tracking import CHAMPION, MODEL_NAME
+from src.pipeline.train_pipeline import main
+from tests.conftest import FAST_MODELS, free_port
+from tests.servers import BIN, PROJECT, start, stop, wait_for
+
+FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--models", ",".join(FAST_MODELS)]
+
+
+@pytest.fixture()
+def mlflow_server(s3_env, tmp_path):
+    s3_env.create_bucket(Bucket="mlflow-artifacts")
+    port = free_port()
+    log = tmp_path / "mlflow.log"
+    process = start([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                     "--artifacts-destination", "s3://mlflow-artifacts/runs", "--host", "127.0.0.1",
+                     "--port", str(port), "--workers", "1"], log=log, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/health", process, log=log, timeout=120)
+        yield url
+    finally:
+        stop(process)
+
+
+def train_cli(tmp_path, uri, *extra) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(["--artifacts-dir", str(tmp_path / "artifacts"), "--tracking-uri", uri, *FAST, *extra], out=out)
+    return code, out.getvalue()
+
+
+def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_env, tmp_path):
+    import mlflow
+
+    code, report = train_cli(tmp_path, mlflow_server)
+    assert code == 0, report
+    assert f"registry: {MODEL_NAME} version 1: first registered model" in report
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name(MODEL_NAME)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) >= 3 and all("cv_r2_mean" in c.data.metrics for c in children)
+    for metric in ("test_r2", "test_mae", "test_rmse", "test_interval_coverage"):
+        assert metric in parent.data.metrics
+    assert {"data", "seed", "test_size", "data_fingerprint"} <= parent.data.params.keys()
+    assert parent.inputs.dataset_inputs, "the data set is logged as an input"
+    plots = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
+    assert sum(p.endswith(".png") for p in plots) >= 2
+    stored = [a.path for a in client.list_artifacts(parent.info.run_id, "artifacts")]
+    assert {"artifacts/model.pkl", "artifacts/preprocessor.pkl", "artifacts/manifest.json"} <= set(stored)
+    keys = [o["Key"] for o in s3_env.list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]
+    assert any(k.endswith("plots/predicted_vs_actual.png") for k in keys), "artifacts live in S3"
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert champion.version == "1" and champion.run_id == parent.info.run_id
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    assert hasattr(model, "predict")
+
+
+def test_worse_model_is_not_champion_and_rollback_restores_it(mlflow_server, tmp_path):
+    import mlflow
+
+    assert train_cli(tmp_path, mlflow_server)[0] == 0
+    code, report = train_cli(tmp_path, mlflow_server, "--shuffle-labels", "--min-r2", "-10")
+    assert code == 0, report
+    assert "version 2: test R2" in report and "does not replace it" in report
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert client.get_model_version(MODEL_NAME, "2").tags["role"] == "challenger"
+
+    out = io.StringIO()
+    assert promote.main(["--version", "2", "--tracking-uri", mlflow_server], out=out) == 0
+    assert client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version == "2"
+    out = io.StringIO()
+    assert promote.main(["--rollback", "--tracking-uri", mlflow_server], out=out) == 0
+    assert "from version 2 to version 1" in out.getvalue()
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    out = io.StringIO()
+    assert promote.main(["--rollback", "--tracking-uri", mlflow_server], out=out) == 1
+    assert out.getvalue().startswith("promotion failed: no earlier champion")
+
+
+def test_unreachable_tracking_server_stops_training_with_a_clear_message(tmp_path):
+    code, report = train_cli(tmp_path, f"http://127.0.0.1:{free_port()}")
+    assert code == 1
+    assert report.startswith("training failed: MLflow tracking server http://127.0.0.1:")
+    assert "unreachable" in report and "--no-tracking" in report and report.count("\n") == 1
+    assert not (tmp_path / "artifacts" / "manifest.json").exists()
+
+
+def test_without_tracking_uri_training_logs_offline_to_sqlite_here(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    assert main(["--artifacts-dir", "artifacts", *FAST], out=out) == 0, out.getvalue()
+    assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns").is_dir()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+
+
+def test_mlflow_run_trains_through_the_mlproject_entry_point(tmp_path):
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=store).create_experiment(MODEL_NAME, artifact_location=(tmp_path / "mlruns").as_uri())
+    result = subprocess.run(
+        [str(BIN / "mlflow"), "run", ".", "-e", "train", "--env-manager", "local", "--experiment-name", MODEL_NAME,
+         "-P", f"artifacts_dir={tmp_path / 'artifacts'}", "-P", "models=ridge,knn"],
+        cwd=PROJECT, env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+                          "MLFLOW_TRACKING_URI": store, "PATH": f"{BIN}:{os.environ['PATH']}"},
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "artifacts" / "manifest.json").is_file()
+    client = mlflow.MlflowClient(tracking_uri=store)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
