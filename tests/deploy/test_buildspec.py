@@ -1,0 +1,80 @@
+"""buildspec.yml: its phase commands run in a temporary clone, with S3 on a moto server."""
+
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.synthetic import generate_students
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def buildspec():
+    return yaml.safe_load((ROOT / "buildspec.yml").read_text())
+
+
+def clone_into(target: Path) -> None:
+    """The repository's files as a fresh clone would have them (tracked, plus new files not ignored)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def test_buildspec_shape(buildspec):
+    assert str(buildspec["version"]) == "0.2"
+    assert buildspec["phases"]["install"]["runtime-versions"]["python"] == 3.11
+    pre_build = " ".join(buildspec["phases"]["pre_build"]["commands"])
+    assert "ruff check" in pre_build and "pytest" in pre_build
+    assert "requirements-dev.txt" in " ".join(buildspec["phases"]["install"]["commands"])
+
+
+def test_phase_commands_train_and_publish_in_a_clone(buildspec, s3_env, tmp_path):
+    clone = tmp_path / "clone"
+    clone_into(clone)
+    # The install phase builds .venv with pip; here the test's own environment stands in for it.
+    (clone / ".venv").symlink_to(Path(sys.prefix))
+    s3_env.create_bucket(Bucket="build-models")
+    s3_env.put_object(Bucket="build-models", Key="data/students.csv",
+                      Body=generate_students(400, seed=21).to_csv(index=False).encode())
+    env = {**os.environ, "TRAINING_DATA_URI": "s3://build-models/data/students.csv",
+           "MODEL_URI": "s3://build-models/models/student-math", "CODEBUILD_BUILD_SUCCEEDING": "1",
+           "TMPDIR": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           **{k: str(v) for k, v in buildspec["env"]["variables"].items()}}
+    commands = [c for c in buildspec["phases"]["pre_build"]["commands"] if "pytest" not in c]  # no recursion
+    commands += buildspec["phases"]["build"]["commands"] + buildspec["phases"]["post_build"]["commands"]
+    result = subprocess.run(["bash", "-ec", "\n".join(commands)], cwd=clone, env=env, capture_output=True,
+                            text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    pointer = json.loads(s3_env.get_object(Bucket="build-models", Key="models/student-math/champion.json")["Body"]
+                         .read())
+    keys = {o["Key"] for o in s3_env.list_objects_v2(Bucket="build-models")["Contents"]}
+    assert f"models/student-math/{pointer['model_version']}/model.pkl" in keys
+
+    bundle = [str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".venv" not in p.parts
+              and any(fnmatch.fnmatch(str(p.relative_to(clone)), pattern.replace("/**/*", "/*"))
+                      for pattern in buildspec["artifacts"]["files"])]
+    assert {"app.py", "Procfile", "gunicorn.conf.py", "requirements.txt", "src/schema.py",
+            ".ebextensions/01-environment.config", "templates/predict.html"} <= set(bundle)
+    assert not [f for f in bundle if f.startswith(("tests/", "bench/", "data/", "artifacts/"))]
+    assert not [f for f in bundle if f.endswith((".csv", ".pkl", ".db"))]
+
+
+def test_post_build_does_not_publish_after_a_failed_build(buildspec, tmp_path):
+    guard = buildspec["phases"]["post_build"]["commands"][0]
+    failed = subprocess.run(["bash", "-ec", guard], env={**os.environ, "CODEBUILD_BUILD_SUCCEEDING": "0"},
+                            capture_output=True, timeout=10, check=False)
+    succeeded = subprocess.run(["bash", "-ec", guard], env={**os.environ, "CODEBUILD_BUILD_SUCCEEDING": "1"},
+                               capture_output=True, timeout=10, check=False)
+    assert failed.returncode != 0 and succeeded.returncode == 0

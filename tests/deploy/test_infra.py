@@ -1,0 +1,142 @@
+"""infra/pipeline.yml: cfn-lint clean, least-privilege IAM, and its S3 and IAM part deployed into moto."""
+
+import ast
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.cfn_yaml import load
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "pipeline.yml"
+
+# Actions AWS documents as not supporting resource-level permissions: "*" is the only resource they take.
+STAR_RESOURCE_ONLY = {
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities", "ec2:DescribeImages", "ec2:DescribeInstances",
+    "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+}
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load(TEMPLATE)
+
+
+def allow_statements(template):
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            for statement in document["Statement"]:
+                if statement["Effect"] == "Allow":
+                    yield name, statement
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_cfn_lint_is_clean():
+    result = subprocess.run([shutil.which("cfn-lint") or "cfn-lint", str(TEMPLATE)], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_parameters_for_repository_branch_and_instance_type(template):
+    assert {"RepositoryId", "BranchName", "InstanceType"} <= template["Parameters"].keys()
+    assert template["Parameters"]["InstanceType"]["Default"] == "t3.small"
+    assert "Python 3.11" in template["Parameters"]["SolutionStackName"]["Default"]
+
+
+def test_no_wildcard_actions_or_needless_wildcard_resources(template):
+    statements = list(allow_statements(template))
+    assert len(statements) >= 10
+    for role, statement in statements:
+        for action in as_list(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), f"{role}: wildcard action {action}"
+        resources = as_list(statement["Resource"])
+        if "*" in resources:
+            broad = set(as_list(statement["Action"])) - STAR_RESOURCE_ONLY
+            assert not broad, f"{role}: {sorted(broad)} support narrower resources than *"
+
+
+def test_buckets_are_encrypted_versioned_and_private(template):
+    buckets = {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::S3::Bucket"}
+    assert set(buckets) == {"ArtifactBucket", "ModelBucket"}
+    for props in buckets.values():
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert props["VersioningConfiguration"]["Status"] == "Enabled"
+        assert all(props["PublicAccessBlockConfiguration"].values())
+
+
+def test_pipeline_is_source_build_deploy(template):
+    stages = template["Resources"]["Pipeline"]["Properties"]["Stages"]
+    providers = [s["Actions"][0]["ActionTypeId"]["Provider"] for s in stages]
+    assert providers == ["CodeStarSourceConnection", "CodeBuild", "ElasticBeanstalk"]
+
+
+def test_s3_and_iam_part_deploys_into_moto(template):
+    import boto3
+    from moto import mock_aws
+
+    part = {n: r for n, r in template["Resources"].items() if r["Type"].startswith(("AWS::S3::", "AWS::IAM::"))}
+    # moto's CloudFormation has no AWS::S3::BucketPolicy: those go through the S3 API after the stack.
+    policies = {n: r for n, r in part.items() if r["Type"] == "AWS::S3::BucketPolicy"}
+    keep = {n: r for n, r in part.items() if n not in policies}
+    # References to resources outside this part (the connection) become parameters.
+    body = json.dumps({"AWSTemplateFormatVersion": "2010-09-09",
+                       "Parameters": {**template["Parameters"], "GitHubConnection": {"Type": "String"}},
+                       "Resources": keep})
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        cfn.create_stack(StackName="student-math", TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
+                         Parameters=[{"ParameterKey": "RepositoryId", "ParameterValue": "org/repo"},
+                                     {"ParameterKey": "GitHubConnection", "ParameterValue":
+                                      "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc"}])
+        stack = cfn.describe_stacks(StackName="student-math")["Stacks"][0]
+        assert stack["StackStatus"] == "CREATE_COMPLETE"
+        created = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                   for r in cfn.list_stack_resources(StackName="student-math")["StackResourceSummaries"]}
+        assert set(keep) <= created.keys()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for bucket in ("ArtifactBucket", "ModelBucket"):
+            s3.head_bucket(Bucket=created[bucket])  # moto creates the buckets but ignores their versioning and
+            # encryption properties: those are checked on the template in test_buckets_are_encrypted_...
+        for policy_resource in policies.values():
+            bucket = created[policy_resource["Properties"]["Bucket"]["Ref"]]
+            document = resolve_bucket_arns(policy_resource["Properties"]["PolicyDocument"], created)
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(document))
+            assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"][0]["Effect"] == "Deny"
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = created["CodeBuildRole"]
+        policy = iam.get_role_policy(RoleName=role, PolicyName="build")["PolicyDocument"]
+        if isinstance(policy, str):  # moto keeps the template's document as Python text
+            policy = ast.literal_eval(policy)
+        publish = next(st for st in policy["Statement"] if st["Sid"] == "PublishModels")
+        assert publish["Resource"] == f"arn:aws:s3:::{created['ModelBucket']}/models/*"
+        profiles = iam.list_instance_profiles()["InstanceProfiles"]
+        assert [r["RoleName"] for p in profiles for r in p["Roles"]] == [created["EbInstanceRole"]]
+
+
+def resolve_bucket_arns(node, created):
+    """Resolve the two forms the bucket policies use: GetAtt Bucket.Arn and Sub "${Bucket.Arn}/*"."""
+    if isinstance(node, dict):
+        if "Fn::GetAtt" in node:
+            return f"arn:aws:s3:::{created[node['Fn::GetAtt'][0]]}"
+        if "Fn::Sub" in node:
+            text = node["Fn::Sub"]
+            for name, physical in created.items():
+                text = text.replace("${" + name + ".Arn}", f"arn:aws:s3:::{physical}")
+            return text
+        return {k: resolve_bucket_arns(v, created) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_bucket_arns(v, created) for v in node]
+    return node
