@@ -25,6 +25,7 @@ from src.schema import (
 
 REQUIRED = "is required"
 UNEXPECTED = "is not an accepted field"
+_FEATURE_SET = frozenset(FEATURE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,6 @@ def _parse_number(text: str) -> Any:
         return float(text.strip())
     except ValueError:
         return text
-
-
-_FEATURE_SET = frozenset(FEATURE_NAMES)
 
 
 def normalise_headers(frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +14,6 @@ import yaml
 
 from tests.conftest import free_port
 from tests.servers import BIN, PROJECT, start, stop, wait_for
-
-N_PREDICTIONS = 120
 
 
 def query(prom: str, expr: str) -> list:
@@ -65,6 +64,18 @@ def stack(trained, tmp_path):
         stop(app)
 
 
+def predictions_by_worker(multiproc: Path) -> dict[str, float]:
+    """model_predictions_total as each worker wrote it into its own multiprocess file."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    found: dict[str, float] = {}
+    for path in multiproc.glob("counter_*.db"):
+        values = MmapedDict.read_all_values_from_file(str(path))
+        found[path.stem.split("_")[-1]] = sum(v for key, v, *_ in values
+                                              if json.loads(key)[1] == "model_predictions_total")
+    return found
+
+
 def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack, student):
     app, prom, multiproc = stack
 
@@ -73,15 +84,26 @@ def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack,
         assert response.status_code == 200, response.text
         return response
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(predict, [student] * N_PREDICTIONS))
-    pids = {p.stem.split("_")[-1] for p in Path(multiproc).glob("counter_*.db")}
-    assert len(pids) == 2, f"predictions were not spread over both workers: {pids}"
+    # Send rounds of single predictions from several threads until both workers have served some; a busy
+    # worker (one 5,000-student batch per round) pushes the singles to the other. Everything sent is counted.
+    sent = 0
+    for _ in range(10):
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            batch = pool.submit(predict, {"instances": [student] * 5000})
+            list(pool.map(predict, [student] * 30))
+            batch.result()
+        sent += 5000 + 30
+        time.sleep(1.5)  # single predictions reach the metric files within a second
+        if sum(1 for v in predictions_by_worker(multiproc).values() if v > 0) == 2:
+            break
+    spread = predictions_by_worker(multiproc)
+    assert sum(1 for v in spread.values() if v > 0) == 2, f"predictions not spread over both workers: {spread}"
+    assert sum(spread.values()) == sent
 
     counted = wait_until(
-        lambda: [r for r in query(prom, "sum(model_predictions_total)") if float(r["value"][1]) == N_PREDICTIONS],
-        30, f"Prometheus reporting {N_PREDICTIONS} predictions")
-    assert float(counted[0]["value"][1]) == N_PREDICTIONS
+        lambda: [r for r in query(prom, "sum(model_predictions_total)") if float(r["value"][1]) == sent],
+        30, f"Prometheus reporting {sent} predictions")
+    assert float(counted[0]["value"][1]) == sent
     assert len(query(prom, "process_resident_memory_bytes")) == 2
 
     skewed = {**student, "reading_score": 2, "writing_score": 3}

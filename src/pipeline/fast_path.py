@@ -190,6 +190,13 @@ def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | No
                    seed: int = 0) -> Scorer:
     """The fastest scorer that reproduces the scikit-learn pipeline within TOLERANCE, else the pipeline."""
     reference = PipelineScorer(preprocessor, model)
+    checks = random_students(RANDOM_CHECKS, seed)
+    if check_frame is not None and len(check_frame):
+        checks = pd.concat([check_frame[list(FEATURE_NAMES)], checks], ignore_index=True)
+    records = checks.to_dict("records")
+    expected = reference.score_frame(checks)  # every model predicts its checks once, compiled or not
+    if not np.all(np.isfinite(expected)):
+        raise ValueError("the model predicts non-finite scores for valid students")
     try:
         layout = read_layout(preprocessor)
     except (AttributeError, KeyError, ValueError) as err:
@@ -203,11 +210,6 @@ def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | No
     if not candidates:
         logger.info("no fast path for %s: serving with the full scikit-learn pipeline", type(model).__name__)
         return reference
-    checks = random_students(RANDOM_CHECKS, seed)
-    if check_frame is not None and len(check_frame):
-        checks = pd.concat([check_frame[list(FEATURE_NAMES)], checks], ignore_index=True)
-    records = checks.to_dict("records")
-    expected = reference.score_frame(checks)
     for scorer in candidates:
         batch_error = float(np.max(np.abs(scorer.score_many(records) - expected)))
         single_error = max(abs(scorer.score(r) - e) for r, e in zip(records[:50], expected[:50], strict=True))

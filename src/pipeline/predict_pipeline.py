@@ -84,7 +84,10 @@ class PredictPipeline:
         profile_name = manifest.get("reference_profile")
         if profile_name and profile_name in manifest["files"]:
             profile = json.loads((directory / profile_name).read_text(encoding="utf-8"))
-        scorer = compile_scorer(preprocessor, model, check_frame)
+        try:
+            scorer = compile_scorer(preprocessor, model, check_frame)
+        except Exception as err:  # a model that cannot even predict its own test split must not serve
+            raise ArtifactError(f"the model failed its load-time check prediction: {err!r}") from err
         pipeline = cls(
             manifest=manifest,
             directory=directory,

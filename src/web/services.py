@@ -24,14 +24,6 @@ class Observer(Protocol):
     def rejected(self, errors: Sequence[FieldError]) -> None: ...
 
 
-class NullObserver:
-    def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
-        return None
-
-    def rejected(self, errors: Sequence[FieldError]) -> None:
-        return None
-
-
 @dataclass
 class Services:
     config: AppConfig

@@ -85,3 +85,20 @@ def test_a_model_that_cannot_be_compiled_falls_back_to_the_pipeline(trained):
 
     scorer = compile_scorer(NotSeparable(), Sum())
     assert isinstance(scorer, PipelineScorer)
+
+
+def test_a_model_that_cannot_predict_is_refused_at_load(artifacts_copy):
+    import dill
+
+    from src.storage import sha256_file
+
+    class Broken:
+        def predict(self, x):
+            raise RuntimeError("broken estimator")
+
+    (artifacts_copy / "model.pkl").write_bytes(dill.dumps(Broken()))
+    manifest = json.loads((artifacts_copy / "manifest.json").read_text())
+    manifest["files"]["model.pkl"]["sha256"] = sha256_file(artifacts_copy / "model.pkl")
+    (artifacts_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="failed its load-time check prediction"):
+        PredictPipeline.from_artifacts(artifacts_copy)
