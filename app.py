@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -16,7 +15,6 @@ from src.web.monitoring import attach_monitoring
 from src.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parent
-logger = logging.getLogger(__name__)
 
 
 def create_app(config: AppConfig | None = None) -> Flask:

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements.txt
+.venv/bin/python -m pip install --quiet -r requirements-train.txt
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-artifacts}"
 if [ -z "${MODEL_URI:-}" ] && [ ! -f "$ARTIFACTS_DIR/manifest.json" ]; then
   echo "no model in $ARTIFACTS_DIR: training one first"

@@ -25,7 +25,6 @@ from typing import Any, TextIO
 import dill
 import numpy
 import sklearn
-from mlflow.exceptions import MlflowException
 
 from src import schema
 from src.components.data_ingestion import (
@@ -225,10 +224,15 @@ def train_tracked(config: TrainingConfig, uri: str, tolerance: float) -> tuple[T
         "candidates": ",".join(config.candidates) if config.candidates else "all",
         "shuffle_labels": config.shuffle_labels,
     }
-    with training_run(uri, params) as run:
-        result = train(config, tracker=run)
-        model_info = run.log_result(result)
-        decision = run.register(result, model_info, tolerance=tolerance)
+    from mlflow.exceptions import MlflowException  # training with tracking only: serving never imports MLflow
+
+    try:
+        with training_run(uri, params) as run:
+            result = train(config, tracker=run)
+            model_info = run.log_result(result)
+            decision = run.register(result, model_info, tolerance=tolerance)
+    except MlflowException as err:
+        raise TrackingError(f"MLflow: {str(err).splitlines()[0]}") from err
     return result, decision
 
 
@@ -302,9 +306,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (IngestionError, QualityGateError, SchemaError, DataSourceError, ArtifactError, TrainingError,
             TrackingError) as err:
         out.write(f"training failed: {err}\n")
-        return 1
-    except MlflowException as err:
-        out.write(f"training failed: MLflow: {str(err).splitlines()[0]}\n")
         return 1
     out.write(format_report(result))
     if decision is not None:
