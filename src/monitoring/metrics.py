@@ -1,9 +1,9 @@
 """The service's Prometheus metrics: what was predicted, for whom, by which model, at what cost.
 
-Per-student metrics of single predictions are buffered in memory and applied in bulk, by a flusher thread
-in each worker every ``FLUSH_SECONDS`` and before every scrape: under multiprocess mode each metric update
-is a write to a memory-mapped file, and a prediction touches twelve of them, which cost more than the
-prediction itself. A count is therefore at most one second late, never lost (also flushed at exit).
+Per-student metrics of single predictions are buffered in memory and applied in bulk by the worker's
+``Flusher`` (every second, before every scrape, at exit): under multiprocess mode each metric update is a
+write to a memory-mapped file, and a prediction touches twelve of them, which cost more than the prediction
+itself. A count is therefore at most about a second late, never lost.
 
 One ``ServiceMetrics`` per app object, on the app's own registry (a second ``create_app()`` in tests gets a
 fresh registry, so no "Duplicated timeseries"). Under gunicorn with ``PROMETHEUS_MULTIPROC_DIR`` set,
@@ -13,7 +13,6 @@ whichever worker served a request or answers the scrape; gauges say how they mer
 
 from __future__ import annotations
 
-import atexit
 import os
 import resource
 import threading
@@ -31,8 +30,7 @@ from src.validation import FieldError
 # Latency buckets for a service that answers in about a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(float(b) for b in range(10, 101, 10))
-PROCESS_REFRESH_SECONDS = 1.0
-FLUSH_SECONDS = 1.0
+
 CHANNELS = ("form", "json", "batch")
 
 
@@ -85,10 +83,8 @@ class ServiceMetrics:
         }
         pid = str(os.getpid())
         self._cpu, self._rss = self.cpu.labels(pid), self.rss.labels(pid)
-        self._process_due = 0.0
         self._pending: list[tuple[str, Mapping[str, Any], float]] = []
         self._pending_lock = threading.Lock()
-        self._flusher_pid = 0
         self._shown_model: tuple[str, str] | None = None
         self.ready.set(0)
 
@@ -97,8 +93,6 @@ class ServiceMetrics:
         if len(records) == 1:
             with self._pending_lock:
                 self._pending.append((channel, records[0], float(scores[0])))
-            if self._flusher_pid != os.getpid():
-                self._start_flusher()
             return
         self._apply(channel, records, scores)
 
@@ -110,17 +104,6 @@ class ServiceMetrics:
             mine = [(record, score) for c, record, score in pending if c == channel]
             if mine:
                 self._apply(channel, [r for r, _ in mine], np.fromiter((s for _, s in mine), dtype=float))
-
-    def _start_flusher(self) -> None:
-        self._flusher_pid = os.getpid()  # a forked worker starts its own thread
-
-        def loop() -> None:
-            while True:
-                time.sleep(FLUSH_SECONDS)
-                self.flush()
-
-        threading.Thread(target=loop, name="metrics-flusher", daemon=True).start()
-        atexit.register(self.flush)
 
     def _apply(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         self._channel[channel].inc(len(records))
@@ -147,12 +130,8 @@ class ServiceMetrics:
         self.loaded_at.set(time.time())
         self.ready.set(1)
 
-    def refresh_process(self, force: bool = False) -> None:
-        """Record this worker's CPU seconds and resident memory, at most once a second."""
-        now = time.monotonic()
-        if not force and now < self._process_due:
-            return
-        self._process_due = now + PROCESS_REFRESH_SECONDS
+    def refresh_process(self) -> None:
+        """Record this worker's CPU seconds and resident memory (by the flusher and before each scrape)."""
         times = os.times()
         self._cpu.set(times.user + times.system)
         self._rss.set(resident_bytes())

@@ -14,6 +14,7 @@ import fcntl
 import logging
 import mmap
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,12 +87,6 @@ class SharedWindow:
             self._rows[slots] = kept
             self._header[3] = total + added
 
-    def append_row(self, row: Sequence[float]) -> None:
-        with self._locked():
-            total = int(self._header[3])
-            self._rows[total % self.capacity] = row
-            self._header[3] = total + 1
-
     def snapshot(self) -> np.ndarray:
         """The rows held now (at most ``capacity``), as a private copy."""
         with self._locked():
@@ -108,13 +103,19 @@ class SharedWindow:
 
 
 class DriftTracker:
-    """Appends each predicted student to the shared window; compares the window with the model's reference."""
+    """Adds each predicted student to the shared window; compares the window with the model's reference.
+
+    Single students are buffered and written by the worker's ``Flusher`` (see src.monitoring.flusher), so the
+    lock and the shared pages stay off the request path; a report flushes this process's buffer first.
+    """
 
     def __init__(self, window: SharedWindow, *, threshold: float, min_samples: int) -> None:
         self.window = window
         self.threshold = threshold
         self.min_samples = min_samples
         self.profile: Mapping[str, Any] | None = None
+        self._pending: list[tuple[float, ...]] = []
+        self._pending_lock = threading.Lock()
 
     def model_loaded(self, pipeline: Any) -> None:
         self.profile = pipeline.reference_profile
@@ -122,15 +123,25 @@ class DriftTracker:
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         if len(records) == 1:
-            self.window.append_row(encode_row(records[0], float(scores[0])))
+            row = encode_row(records[0], float(scores[0]))
+            with self._pending_lock:
+                self._pending.append(row)
             return
+        self.flush()
         keep = self.window.capacity
         self.window.append(encode_rows(records[-keep:], scores[-keep:]))
+
+    def flush(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            self.window.append(np.asarray(pending, dtype=np.float64))
 
     def rejected(self, errors: Sequence[Any]) -> None:
         return None
 
     def report(self) -> dict[str, Any]:
+        self.flush()
         if self.profile is None:
             return {"available": False, "reason": "the loaded model has no reference profile (or no model is loaded)",
                     "window_size": min(self.window.total, self.window.capacity)}

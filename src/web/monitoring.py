@@ -1,22 +1,26 @@
-"""Wiring metrics and drift into an app: the exporter, /metrics, /drift, in-flight and process gauges."""
+"""Wiring metrics and drift into an app: the exporter, /metrics, /drift, in-flight requests, the flusher."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Flask, Response, g
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from flask import Blueprint, Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import PrometheusMetrics
 
+from src.monitoring.flusher import Flusher
 from src.monitoring.metrics import LATENCY_BUCKETS, ServiceMetrics, multiprocess_mode
 from src.monitoring.window import DriftCollector, DriftTracker, SharedWindow
 from src.web.errors import json_response
 from src.web.services import Services, services
 
 bp = Blueprint("monitoring", __name__)
+FLUSHER = "student_math_flusher"
 
 
 @bp.get("/drift")
@@ -28,6 +32,7 @@ def drift() -> Response:
 def attach_monitoring(app: Flask, svc: Services) -> None:
     """Drift tracking unless DRIFT_ENABLED is false; Prometheus metrics unless METRICS_ENABLED is false."""
     config = svc.config
+    flusher = Flusher([])
     tracker = None
     if config.drift_enabled:
         directory = config.drift_dir or _default_drift_dir()
@@ -36,9 +41,14 @@ def attach_monitoring(app: Flask, svc: Services) -> None:
         svc.drift = tracker
         svc.observers.append(tracker)
         svc.slot.listeners.append(tracker.model_loaded)
+        flusher.callbacks.append(tracker.flush)
         app.register_blueprint(bp)
+    in_flight = None
     if config.metrics_enabled:
-        _attach_metrics(app, svc, tracker)
+        in_flight = _attach_metrics(app, svc, tracker, flusher)
+    if flusher.callbacks:
+        app.wsgi_app = _RequestHook(app.wsgi_app, flusher, in_flight)  # type: ignore[method-assign]
+        app.extensions[FLUSHER] = flusher
 
 
 def _default_drift_dir() -> Path:
@@ -48,7 +58,26 @@ def _default_drift_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="student-math-drift-"))
 
 
-def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None) -> None:
+class _RequestHook:
+    """WSGI middleware: counts requests in flight and makes sure this worker's flusher runs."""
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Flusher, in_flight: Gauge | None):
+        self.wsgi_app = wsgi_app
+        self.flusher = flusher
+        self.in_flight = in_flight
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.flusher.ensure_started()
+        if self.in_flight is None:
+            return self.wsgi_app(environ, start_response)
+        self.in_flight.inc()
+        try:
+            return self.wsgi_app(environ, start_response)
+        finally:
+            self.in_flight.dec()
+
+
+def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Flusher) -> Gauge:
     registry = CollectorRegistry()
     exporter = PrometheusMetrics(app=None, path=None, registry=registry, group_by="url_rule",
                                  buckets=LATENCY_BUCKETS)
@@ -56,25 +85,14 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None) -> 
     metrics = ServiceMetrics(registry)
     svc.observers.append(metrics)
     svc.slot.listeners.append(metrics.model_loaded)
+    flusher.callbacks += [metrics.flush, metrics.refresh_process]
     drift_collector = DriftCollector(tracker) if tracker is not None else None
     multiprocess = multiprocess_mode()
     if not multiprocess and drift_collector is not None:
         registry.register(drift_collector)
 
-    @app.before_request
-    def _enter() -> None:
-        g._in_flight = True
-        metrics.in_flight.inc()
-
-    @app.teardown_request
-    def _leave(_exc: BaseException | None) -> None:
-        if g.pop("_in_flight", False):
-            metrics.in_flight.dec()
-        metrics.refresh_process()
-
     def metrics_view() -> Response:
-        metrics.flush()
-        metrics.refresh_process(force=True)
+        flusher.flush_now()
         if multiprocess:
             merged = CollectorRegistry()
             MultiProcessCollector(merged)
@@ -85,3 +103,4 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None) -> 
 
     app.add_url_rule("/metrics", "metrics", metrics_view)
     app.extensions["student_math_metrics"] = metrics
+    return metrics.in_flight
