@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Flask
 
 from src.config import AppConfig, configure_logging
+from src.periodic import Periodic
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.storage import read_manifest
 from src.web import errors, health, prediction
@@ -30,8 +31,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
     errors.register_error_handlers(app)
     attach_monitoring(app, services)
     services.slot.load()
-    if config.model_refresh_seconds > 0:
-        app.before_request(lambda: services.slot.start_refresher(config.model_refresh_seconds))
+    if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model
+        refresher = Periodic([services.slot.refresh], config.model_refresh_seconds, name="model-refresher")
+        app.before_request(refresher.ensure_started)
     return app
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from src.schema import COLUMNS
-from src.storage import atomic_write_bytes, read_csv_text, read_source_bytes
+from src.storage import atomic_write_bytes, read_csv_text, read_source_bytes, sha256_bytes
 from src.synthetic import generate_students
 from src.validation import validate_frame
 
@@ -92,7 +91,7 @@ class DataIngestion:
             rows_read=read,
             rows_valid=kept,
             rows_rejected=len(rejected),
-            fingerprint=hashlib.sha256(raw_bytes).hexdigest(),
+            fingerprint=sha256_bytes(raw_bytes),
             train=train,
             test=test,
         )

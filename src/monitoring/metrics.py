@@ -1,9 +1,9 @@
 """The service's Prometheus metrics: what was predicted, for whom, by which model, at what cost.
 
 Per-student metrics of single predictions are buffered in memory and applied in bulk by the worker's
-``Flusher`` (every second, before every scrape, at exit): under multiprocess mode each metric update is a
-write to a memory-mapped file, and a prediction touches twelve of them, which cost more than the prediction
-itself. A count is therefore at most about a second late, never lost.
+monitoring flusher (``src.periodic``: every second, before every scrape, at exit): under multiprocess mode
+each metric update is a write to a memory-mapped file, and a prediction touches twelve of them, which cost
+more than the prediction itself. A count is therefore at most about a second late, never lost.
 
 One ``ServiceMetrics`` per app object, on the app's own registry (a second ``create_app()`` in tests gets a
 fresh registry, so no "Duplicated timeseries"). Under gunicorn with ``PROMETHEUS_MULTIPROC_DIR`` set,

@@ -105,7 +105,7 @@ class SharedWindow:
 class DriftTracker:
     """Adds each predicted student to the shared window; compares the window with the model's reference.
 
-    Single students are buffered and written by the worker's ``Flusher`` (see src.monitoring.flusher), so the
+    Single students are buffered and written by the worker's monitoring flusher (src.periodic), so the
     lock and the shared pages stay off the request path; a report flushes this process's buffer first.
     """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -18,7 +17,7 @@ import sklearn
 
 from src import schema
 from src.pipeline.fast_path import PipelineScorer, Scorer, compile_scorer
-from src.storage import ArtifactError, read_manifest, verify_files
+from src.storage import ArtifactError, read_manifest, sha256_bytes, verify_files
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ def _load_pickle(directory: Path, manifest: Mapping[str, Any], name: str) -> Any
     path = directory / name
     data = path.read_bytes()
     # Hash the very bytes we unpickle: the file cannot change between the check and the load.
-    if hashlib.sha256(data).hexdigest() != manifest["files"][name]["sha256"]:
+    if sha256_bytes(data) != manifest["files"][name]["sha256"]:
         raise ArtifactError(f"{name} changed while loading; refusing it")
     try:
         return dill.loads(data)

@@ -10,7 +10,6 @@ one). boto3 honours ``AWS_ENDPOINT_URL`` for S3-compatible stores.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -29,6 +28,7 @@ from src.storage import (
     atomic_write_bytes,
     read_manifest,
     s3_client,
+    sha256_bytes,
     sha256_file,
     split_s3_uri,
     verify_files,
@@ -92,10 +92,6 @@ def load_from_uri(uri: str, cache_dir: Path, client: Any | None = None) -> Predi
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return PredictPipeline.from_artifacts(target)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def published_version(uri: str, client: Any | None = None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,6 @@ class ModelSlot:
         self.error: str | None = "no model loaded yet"
         self.loaded_at: float | None = None
         self._lock = threading.Lock()
-        self._refresher_pid = 0
         self.listeners: list[Callable[[PredictPipeline], None]] = []
 
     def load(self) -> LoadOutcome:
@@ -72,16 +70,3 @@ class ModelSlot:
                 logger.warning("%s", self.last_error)
                 return None
         return self.load()
-
-    def start_refresher(self, seconds: float) -> None:
-        """Check for a new model every ``seconds`` in this process (each gunicorn worker runs its own)."""
-        if seconds <= 0 or self._refresher_pid == os.getpid():
-            return
-        self._refresher_pid = os.getpid()
-
-        def loop() -> None:
-            while True:
-                time.sleep(seconds)
-                self.refresh()
-
-        threading.Thread(target=loop, name="model-refresher", daemon=True).start()

@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import PrometheusMetrics
 
-from src.monitoring.flusher import Flusher
 from src.monitoring.metrics import LATENCY_BUCKETS, ServiceMetrics, multiprocess_mode
 from src.monitoring.window import DriftCollector, DriftTracker, SharedWindow
+from src.periodic import Periodic
 from src.web.errors import json_response
 from src.web.services import Services, services
 
@@ -32,7 +32,7 @@ def drift() -> Response:
 def attach_monitoring(app: Flask, svc: Services) -> None:
     """Drift tracking unless DRIFT_ENABLED is false; Prometheus metrics unless METRICS_ENABLED is false."""
     config = svc.config
-    flusher = Flusher([])
+    flusher = Periodic([], 1.0, name="monitoring-flusher", run_at_exit=True)
     tracker = None
     if config.drift_enabled:
         directory = config.drift_dir or _default_drift_dir()
@@ -61,7 +61,7 @@ def _default_drift_dir() -> Path:
 class _RequestHook:
     """WSGI middleware: counts requests in flight and makes sure this worker's flusher runs."""
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Flusher, in_flight: Gauge | None):
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Periodic, in_flight: Gauge | None):
         self.wsgi_app = wsgi_app
         self.flusher = flusher
         self.in_flight = in_flight
@@ -77,7 +77,7 @@ class _RequestHook:
             self.in_flight.dec()
 
 
-def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Flusher) -> Gauge:
+def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> Gauge:
     registry = CollectorRegistry()
     exporter = PrometheusMetrics(app=None, path=None, registry=registry, group_by="url_rule",
                                  buckets=LATENCY_BUCKETS)
@@ -92,7 +92,7 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
         registry.register(drift_collector)
 
     def metrics_view() -> Response:
-        flusher.flush_now()
+        flusher.run_now()
         if multiprocess:
             merged = CollectorRegistry()
             MultiProcessCollector(merged)

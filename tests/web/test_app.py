@@ -165,3 +165,23 @@ def test_json_body_with_nan_is_refused_not_crashing(client, student):
     body = json.dumps({**student}).replace('"reading_score": 72', '"reading_score": NaN')
     response = client.post("/predictdata", data=body, content_type="application/json")
     assert response.status_code == 422 and response.get_json()["details"][0]["field"] == "reading_score"
+
+
+def test_each_worker_picks_up_a_newly_trained_model_by_itself(artifacts_copy, tmp_path, student):
+    import time
+
+    from app import create_app
+    from src.pipeline.train_pipeline import TrainingConfig, train
+    from tests.conftest import FAST_MODELS
+
+    app = create_app(AppConfig(artifacts_dir=artifacts_copy, drift_dir=tmp_path / "d", model_refresh_seconds=0.2))
+    client = app.test_client()
+    first = client.get("/ready").get_json()["model_version"]  # this request starts the refresher
+    second = train(TrainingConfig(artifacts_dir=artifacts_copy, synthetic_rows=300, cv_folds=3, seed=13,
+                                  candidates=FAST_MODELS, tracking=False, n_jobs=1))
+    assert second.manifest["model_version"] != first
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and client.get("/ready").get_json()["model_version"] == first:
+        time.sleep(0.1)
+    assert client.get("/ready").get_json()["model_version"] == second.manifest["model_version"]
+    assert client.post("/predictdata", json=student).get_json()["model_version"] == second.manifest["model_version"]

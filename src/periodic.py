@@ -1,0 +1,52 @@
+"""Work a process repeats in the background: flushing buffered monitoring, checking for a new model.
+
+Each gunicorn worker is a separate process and a thread does not survive a fork, so ``ensure_started`` (a
+pid comparison, cheap enough for every request) starts the thread in whichever process first needs it.
+``run_now`` runs the callbacks at once (``/metrics`` and ``/drift`` do, before they answer); with
+``run_at_exit`` they run once more when the process exits, so buffered values are not lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+
+class Periodic:
+    def __init__(self, callbacks: Sequence[Callable[[], object]], seconds: float, *, name: str,
+                 run_at_exit: bool = False) -> None:
+        self.callbacks = list(callbacks)
+        self.seconds = seconds
+        self.name = name
+        self.run_at_exit = run_at_exit
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            threading.Thread(target=self._loop, name=self.name, daemon=True).start()
+            if self.run_at_exit:
+                atexit.register(self.run_now)
+
+    def run_now(self) -> None:
+        for callback in self.callbacks:
+            try:
+                callback()
+            except Exception:  # background work must never take a worker down
+                logger.exception("%s failed in %s", self.name, getattr(callback, "__qualname__", callback))
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.seconds)
+            self.run_now()
