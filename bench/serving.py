@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput lost to metrics + drift: {1 - full['rps'] / plain['rps']:.1%}")
     print(f"p50 added by metrics + drift (-c1): {full['p50_ms'] / plain['p50_ms'] - 1:+.1%} "
           f"({(full['p50_ms'] - plain['p50_ms']) * 1000:.0f} us; goal < 15%)")
+    paired = [f / p - 1 for f, p in zip(results["app (metrics + drift)"]["p50_ms"],
+                                         results["app (no metrics, no drift)"]["p50_ms"], strict=True)]
+    print(f"  the same, round by round:         {', '.join(f'{x:+.1%}' for x in paired)} "
+          f"(median {statistics.median(paired):+.1%})")
     print(f"10,000-student batch request:       {batch * 1000:.0f} ms   (target < 500 ms)")
     figures = in_process(artifacts)
     print(f"\nin process ({figures['scorer']} scorer): {figures['fast_us']:.1f} us per prediction, "

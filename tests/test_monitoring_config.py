@@ -73,3 +73,56 @@ def test_dashboards_have_a_panel_for_every_metric():
                    "model_prediction_drift", "model_drift_detected", "model_drift_window_students",
                    "process_cpu_seconds_total", "process_resident_memory_bytes"]:
         assert metric in exprs, metric
+
+
+OUR_METRIC = re.compile(r"\b((?:flask|model|http|process)_[a-zA-Z0-9_]+)\s*(\{[^}]*\})?")
+MATCHER = re.compile(r'(\w+)\s*(=~|!=|!~|=)\s*"([^"]*)"')
+ADDED_BY_PROMETHEUS = {"job", "instance"}
+
+
+def selectors() -> list[tuple[str, str, str]]:
+    """(where, metric, matchers) for every series a dashboard, an alert or an alert's test refers to."""
+    found = []
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from check_promql import expressions
+
+    sources = [(where, expr) for where, expr in expressions()]
+    sources += [(f"alerts.yml: {r['alert']}", r["expr"])
+                for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    for path in sorted(PROMETHEUS.glob("tests/*.yml")):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            sources += [(f"{path.name}: input series", s["series"]) for s in case.get("input_series", [])]
+    for where, expr in sources:
+        found += [(where, name, matchers or "") for name, matchers in OUR_METRIC.findall(expr)]
+    return found
+
+
+def test_every_metric_and_label_the_monitoring_refers_to_is_exported(client, student):
+    """Dashboards, alerts and alert tests must select series the app really exports, with their labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.post("/predictdata", json=student)
+    client.post("/predictdata", json={"instances": [student] * 3})
+    client.post("/predictdata", data={k: str(v) for k, v in student.items()})
+    client.post("/predictdata", json={**student, "reading_score": 300})
+    client.get("/metrics")
+    exported: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        for sample in family.samples:
+            exported.setdefault(sample.name, []).append(sample.labels)
+    found = selectors()
+    assert len(found) > 40
+    problems = []
+    for where, name, matchers in found:
+        if name not in exported:
+            problems.append(f"{where}: {name} is not exported")
+            continue
+        for label, op, value in MATCHER.findall(matchers):
+            if label in ADDED_BY_PROMETHEUS:
+                continue
+            if not any(label in labels for labels in exported[name]):
+                problems.append(f"{where}: {name} has no label {label}")
+            elif op == "=" and "input series" not in where and not any(
+                    labels.get(label) == value for labels in exported[name]):
+                problems.append(f'{where}: {name} never has {label}="{value}"')
+    assert not problems, "\n".join(problems)

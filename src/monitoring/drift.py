@@ -35,12 +35,6 @@ _CODES: dict[str, dict[str, int]] = {
 }
 
 
-def encode_row(record: Mapping[str, Any], prediction: float) -> tuple[float, ...]:
-    """One validated student and its prediction as a window row (WINDOW_COLUMNS)."""
-    return (*(_CODES[name][record[name]] for name in _CATEGORICAL_NAMES),
-            *(record[name] for name in _NUMERIC_NAMES), prediction)
-
-
 def encode_rows(records: Sequence[Mapping[str, Any]], predictions: Sequence[float]) -> np.ndarray:
     """Validated students and their predictions as window rows (float64, WINDOW_COLUMNS)."""
     rows = np.empty((len(records), len(WINDOW_COLUMNS)), dtype=np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import mmap
 import os
 import threading
@@ -21,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Gauge
 
-from src.monitoring.drift import WINDOW_COLUMNS, drift_report, encode_row, encode_rows
+from src.monitoring.drift import WINDOW_COLUMNS, drift_report, encode_rows
 from src.schema import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,9 @@ class SharedWindow:
 class DriftTracker:
     """Adds each predicted student to the shared window; compares the window with the model's reference.
 
-    Single students are buffered and written by the worker's monitoring flusher (src.periodic), so the
-    lock and the shared pages stay off the request path; a report flushes this process's buffer first.
+    Single students are buffered as they are and encoded and written by the worker's monitoring flusher
+    (src.periodic), so encoding, the lock and the shared pages stay off the request path; a report flushes
+    this process's buffer first.
     """
 
     def __init__(self, window: SharedWindow, *, threshold: float, min_samples: int) -> None:
@@ -114,7 +115,7 @@ class DriftTracker:
         self.threshold = threshold
         self.min_samples = min_samples
         self.profile: Mapping[str, Any] | None = None
-        self._pending: list[tuple[float, ...]] = []
+        self._pending: list[tuple[Mapping[str, Any], float]] = []
         self._pending_lock = threading.Lock()
 
     def model_loaded(self, pipeline: Any) -> None:
@@ -123,9 +124,8 @@ class DriftTracker:
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         if len(records) == 1:
-            row = encode_row(records[0], float(scores[0]))
             with self._pending_lock:
-                self._pending.append(row)
+                self._pending.append((records[0], scores[0]))
             return
         self.flush()
         keep = self.window.capacity
@@ -135,7 +135,8 @@ class DriftTracker:
         with self._pending_lock:
             pending, self._pending = self._pending, []
         if pending:
-            self.window.append(np.asarray(pending, dtype=np.float64))
+            keep = pending[-self.window.capacity:]
+            self.window.append(encode_rows([r for r, _ in keep], np.fromiter((s for _, s in keep), dtype=np.float64)))
 
     def rejected(self, errors: Sequence[Any]) -> None:
         return None
@@ -150,28 +151,38 @@ class DriftTracker:
         return {"available": True, "window_capacity": self.window.capacity, **report}
 
 
-class DriftCollector(Collector):
-    """Exposes the drift report as gauges, computed from the shared window at scrape time."""
+class DriftGauges:
+    """The drift report as gauges, refreshed from the shared window before each scrape.
 
-    def __init__(self, tracker: DriftTracker) -> None:
+    Plain gauges, so that under gunicorn they live in prometheus_client's multiprocess files like every other
+    metric and whichever worker answers ``/metrics`` shows them. Every worker computes the same report from
+    the same shared window; ``mostrecent`` keeps the latest one written.
+    """
+
+    def __init__(self, tracker: DriftTracker, registry: CollectorRegistry | None) -> None:
         self.tracker = tracker
+        mode = "mostrecent"
+        self.feature = Gauge("model_feature_drift", "PSI of each feature, recent students vs training", ["feature"],
+                             registry=registry, multiprocess_mode=mode)
+        self.prediction = Gauge("model_prediction_drift", "PSI of predicted scores vs the test split",
+                                registry=registry, multiprocess_mode=mode)
+        self.detected = Gauge("model_drift_detected", "1 when drift crosses the threshold on a full window",
+                              registry=registry, multiprocess_mode=mode)
+        self.size = Gauge("model_drift_window_students", "Students in the drift window", registry=registry,
+                          multiprocess_mode=mode)
+        self.detected.set(0)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def refresh(self) -> None:
         report = self.tracker.report()
-        feature = GaugeMetricFamily("model_feature_drift", "PSI of each feature, recent students vs training",
-                                    labels=["feature"])
-        prediction = GaugeMetricFamily("model_prediction_drift", "PSI of predicted scores vs the test split")
-        detected = GaugeMetricFamily("model_drift_detected", "1 when drift crosses the threshold on a full window")
-        size = GaugeMetricFamily("model_drift_window_students", "Students in the drift window")
-        size.add_metric([], float(report["window_size"]))
-        if report.get("available"):
-            for name in FEATURE_NAMES:
-                value = report["features"][name]
-                if value is not None:
-                    feature.add_metric([name], value)
-            if report["prediction"] is not None:
-                prediction.add_metric([], report["prediction"])
-            detected.add_metric([], 1.0 if report["drift_detected"] else 0.0)
-        else:
-            detected.add_metric([], 0.0)
-        yield from (feature, prediction, detected, size)
+        self.size.set(report["window_size"])
+        available = bool(report.get("available"))
+        values = report["features"] if available else {}
+        for name in FEATURE_NAMES:
+            self._show(self.feature.labels(name), values.get(name))
+        self._show(self.prediction, report.get("prediction") if available else None)
+        self.detected.set(1.0 if available and report["drift_detected"] else 0.0)
+
+    @staticmethod
+    def _show(gauge: Any, value: float | None) -> None:
+        """A score, or NaN (no value: no students yet, or no reference profile) rather than a stale one."""
+        gauge.set(math.nan if value is None else value)

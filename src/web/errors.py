@@ -7,10 +7,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from blinker import Namespace
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
+
+# Sent (sender: the app; exception, method) when a handler raised something unexpected. Flask's own
+# got_request_exception is not sent for exceptions an error handler takes, and ours takes them all.
+request_failed = Namespace().signal("request-failed")
 
 
 def json_response(payload: Mapping[str, Any], status: int = 200) -> Response:
@@ -46,6 +51,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response | tuple[str, int]:
         logger.exception("unhandled error on %s %s", request.method, request.path)
+        request_failed.send(app, exception=exc, method=request.method)
         message = "the server failed to answer this request; it has been logged"
         if wants_json():
             return json_error(500, "internal_error", message)

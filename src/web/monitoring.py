@@ -1,22 +1,29 @@
-"""Wiring metrics and drift into an app: the exporter, /metrics, /drift, in-flight requests, the flusher."""
+"""Wiring metrics and drift into an app: /metrics, /drift, the request middleware, the flusher.
+
+prometheus-flask-exporter serves ``/metrics``: under gunicorn it merges every worker's multiprocess files,
+and it answers Prometheus in the format it asks for (OpenMetrics or text). Before each scrape the worker
+flushes its buffered metrics and refreshes the drift gauges (the exporter's ``metrics_decorator``). The
+request series are the exporter's defaults, recorded by ``_RequestHook`` (see ``RequestMetrics`` for why).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_flask_exporter import PrometheusMetrics
 
-from src.monitoring.metrics import LATENCY_BUCKETS, ServiceMetrics, multiprocess_mode
-from src.monitoring.window import DriftCollector, DriftTracker, SharedWindow
+from src.monitoring.metrics import RequestMetrics, ServiceMetrics
+from src.monitoring.window import DriftGauges, DriftTracker, SharedWindow
 from src.periodic import Periodic
-from src.web.errors import json_response
+from src.web.errors import json_response, request_failed
 from src.web.services import Services, services
 
 bp = Blueprint("monitoring", __name__)
@@ -43,11 +50,11 @@ def attach_monitoring(app: Flask, svc: Services) -> None:
         svc.slot.listeners.append(tracker.model_loaded)
         flusher.callbacks.append(tracker.flush)
         app.register_blueprint(bp)
-    in_flight = None
+    requests, in_flight = None, None
     if config.metrics_enabled:
-        in_flight = _attach_metrics(app, svc, tracker, flusher)
+        requests, in_flight = _attach_metrics(app, svc, tracker, flusher)
     if flusher.callbacks:
-        app.wsgi_app = _RequestHook(app.wsgi_app, flusher, in_flight)  # type: ignore[method-assign]
+        app.wsgi_app = _RequestHook(app.wsgi_app, flusher, requests, in_flight)  # type: ignore[method-assign]
         app.extensions[FLUSHER] = flusher
 
 
@@ -59,48 +66,68 @@ def _default_drift_dir() -> Path:
 
 
 class _RequestHook:
-    """WSGI middleware: counts requests in flight and makes sure this worker's flusher runs."""
+    """WSGI middleware: this worker's flusher runs; each request is timed, counted and counted in flight.
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Periodic, in_flight: Gauge | None):
+    The status comes from ``start_response``; the matched URL rule from the request Flask keeps in the
+    environ (``werkzeug.request``) while it answers, read then because Flask clears it afterwards.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Periodic, requests: RequestMetrics | None,
+                 in_flight: Gauge | None):
         self.wsgi_app = wsgi_app
         self.flusher = flusher
+        self.requests = requests
         self.in_flight = in_flight
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         self.flusher.ensure_started()
-        if self.in_flight is None:
+        if self.requests is None or self.in_flight is None:
             return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        answered: list[tuple[str, Any]] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            flask_request = environ.get("werkzeug.request")
+            answered.append((status, getattr(flask_request, "url_rule", None)))
+            return start_response(status, headers, exc_info)
+
         self.in_flight.inc()
         try:
-            return self.wsgi_app(environ, start_response)
+            return self.wsgi_app(environ, capture)
         finally:
             self.in_flight.dec()
+            status, rule = answered[-1] if answered else ("500", None)
+            self.requests.record(environ.get("REQUEST_METHOD", ""), str(rule), status[:3],
+                                 time.perf_counter() - started)
 
 
-def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> Gauge:
+def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None,
+                    flusher: Periodic) -> tuple[RequestMetrics, Gauge]:
     registry = CollectorRegistry()
-    exporter = PrometheusMetrics(app=None, path=None, registry=registry, group_by="url_rule",
-                                 buckets=LATENCY_BUCKETS)
-    exporter.init_app(app)
     metrics = ServiceMetrics(registry)
+    requests = RequestMetrics(registry)
     svc.observers.append(metrics)
     svc.slot.listeners.append(metrics.model_loaded)
-    flusher.callbacks += [metrics.flush, metrics.refresh_process]
-    drift_collector = DriftCollector(tracker) if tracker is not None else None
-    multiprocess = multiprocess_mode()
-    if not multiprocess and drift_collector is not None:
-        registry.register(drift_collector)
+    flusher.callbacks += [metrics.flush, requests.flush, metrics.refresh_process]
+    drift_gauges = DriftGauges(tracker, registry) if tracker is not None else None
 
-    def metrics_view() -> Response:
-        flusher.run_now()
-        if multiprocess:
-            merged = CollectorRegistry()
-            MultiProcessCollector(merged)
-            if drift_collector is not None:
-                merged.register(drift_collector)
-            return Response(generate_latest(merged), mimetype=CONTENT_TYPE_LATEST)
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    def before_scrape(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def scrape(*args: Any, **kwargs: Any) -> Any:
+            flusher.run_now()
+            if drift_gauges is not None:
+                drift_gauges.refresh()
+            return view(*args, **kwargs)
 
-    app.add_url_rule("/metrics", "metrics", metrics_view)
+        return scrape
+
+    exporter = PrometheusMetrics(app=None, path="/metrics", registry=registry, export_defaults=False,
+                                 metrics_decorator=before_scrape)
+    exporter.init_app(app)
+
+    def raised(sender: Flask, *, method: str, **extra: Any) -> None:
+        requests.raised(method)
+
+    request_failed.connect(raised, app, weak=False)
     app.extensions["student_math_metrics"] = metrics
-    return metrics.in_flight
+    return requests, metrics.in_flight

@@ -115,3 +115,30 @@ def test_metrics_can_be_switched_off(trained, tmp_path):
     app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path,
                                metrics_enabled=False))
     assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_a_handler_that_raises_is_counted_as_an_exception_and_a_500(app, student):
+    def broken():
+        raise RuntimeError("boom")
+
+    app.add_url_rule("/broken", "broken", broken, methods=["POST"])
+    client = app.test_client()
+    response = client.post("/broken", json=student)
+    assert response.status_code == 500
+    client.post("/predictdata", json=student)
+    fams = families(client)
+    assert value(fams, "flask_http_request_exceptions", method="POST", status="500") == 1
+    assert value(fams, "flask_http_request", method="POST", status="500") == 1
+    assert value(fams, "flask_http_request", method="POST", status="200") == 1
+    counts = {s.labels["url_rule"]: s.value for s in fams["flask_http_request_duration_seconds"].samples
+              if s.name.endswith("_count") and s.labels["status"] == "500"}
+    assert counts == {"/broken": 1}
+
+
+def test_unusual_methods_do_not_create_series(client):
+    for method in ("BREW", "PROPFIND", "X-ANYTHING"):
+        client.open("/predictdata", method=method)
+    fams = families(client)
+    methods = {s.labels["method"] for s in fams["flask_http_request"].samples}
+    assert "other" in methods and not methods & {"BREW", "PROPFIND", "X-ANYTHING"}
+    assert value(fams, "flask_http_request", method="other", status="405") == 3
