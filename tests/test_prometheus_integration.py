@@ -86,13 +86,14 @@ def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack,
 
     # Send rounds of single predictions from several threads until both workers have served some; a busy
     # worker (one 5,000-student batch per round) pushes the singles to the other. Everything sent is counted.
-    sent = 0
+    sent = requests_sent = 0
     for _ in range(10):
         with ThreadPoolExecutor(max_workers=5) as pool:
             batch = pool.submit(predict, {"instances": [student] * 5000})
             list(pool.map(predict, [student] * 30))
             batch.result()
         sent += 5000 + 30
+        requests_sent += 1 + 30
         time.sleep(1.5)  # single predictions reach the metric files within a second
         if sum(1 for v in predictions_by_worker(multiproc).values() if v > 0) == 2:
             break
@@ -105,6 +106,12 @@ def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack,
         30, f"Prometheus reporting {sent} predictions")
     assert float(counted[0]["value"][1]) == sent
     assert len(query(prom, "process_resident_memory_bytes")) == 2
+    http = 'sum(flask_http_request_duration_seconds_count{url_rule="/predictdata", method="POST", status="200"})'
+    answered = wait_until(lambda: [r for r in query(prom, http) if float(r["value"][1]) == requests_sent], 30,
+                          f"Prometheus reporting {requests_sent} answered prediction requests")
+    assert float(answered[0]["value"][1]) == requests_sent
+    total = query(prom, 'sum(flask_http_request_total{method="POST", status="200"})')
+    assert float(total[0]["value"][1]) == requests_sent
 
     skewed = {**student, "reading_score": 2, "writing_score": 3}
     with ThreadPoolExecutor(max_workers=4) as pool:
