@@ -1,11 +1,12 @@
 """Serving benchmark: the app against a bare-Flask baseline, both under gunicorn with 2 workers on 127.0.0.1.
 
-    python bench/serving.py [--rounds 3] [--seconds 15] [--artifacts-dir DIR]
+    python bench/serving.py [--rounds 3] [--seconds 15] [--warmup 5] [--artifacts-dir DIR]
 
-Alternates wrk runs (``-t2 -c8`` for throughput, ``-t1 -c1`` for latency) over three servers: the app with
-metrics and drift tracking on, the app with both off, and the baseline. Prints req/s, p50 and p99 per server
-(the median over rounds) and the ratios; then in-process microseconds per single prediction and the time of
-a 10,000-student batch request. Installs wrk with apt-get when it is missing and the user is root.
+After a few seconds of unrecorded load on each server, alternates wrk runs (``-t2 -c8`` for throughput,
+``-t1 -c1`` for latency) over three servers: the app with metrics and drift tracking on, the app with both
+off, and the baseline. Prints req/s, p50 and p99 per server (the median over rounds) and the ratios; then
+in-process microseconds per single prediction and the time of a 10,000-student batch request. Installs wrk
+with apt-get when it is missing and the user is root.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of unrecorded load on each server first")
     parser.add_argument("--artifacts-dir", type=Path, help="a trained artifact set (default: train one on the "
                         "synthetic cohort into a temporary folder)")
     args = parser.parse_args(argv)
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   for name in servers}
     running = {name: start_server(module, env, workdir) for name, (module, env) in servers.items()}
     try:
+        for _, url in running.values():  # warm up: first label sets, metric files' pages, CPU caches
+            run_wrk(wrk, url, script, 2, 8, args.warmup)
         for round_no in range(1, args.rounds + 1):
             for name, (_, url) in running.items():
                 load = run_wrk(wrk, url, script, 2, 8, args.seconds)

@@ -1,9 +1,9 @@
 """The service's Prometheus metrics: what was predicted, for whom, by which model, at what cost.
 
 Per-student metrics of single predictions are buffered in memory and applied in bulk by the worker's
-monitoring flusher (``src.periodic``: every second, before every scrape, at exit): under multiprocess mode
+monitoring flusher (``src.periodic``: four times a second, before every scrape, at exit): under multiprocess mode
 each metric update is a write to a memory-mapped file, and a prediction touches twelve of them, which cost
-more than the prediction itself. A count is therefore at most about a second late, never lost.
+more than the prediction itself. A count is therefore at most about a quarter of a second late, never lost.
 
 One ``ServiceMetrics`` per app object, on the app's own registry (a second ``create_app()`` in tests gets a
 fresh registry, so no "Duplicated timeseries"). Under gunicorn with ``PROMETHEUS_MULTIPROC_DIR`` set,
@@ -45,8 +45,8 @@ class RequestMetrics:
     proxy a dozen times, look both label sets up by keyword and write three memory-mapped values: about 57
     microseconds a request, more than a tenth of a prediction's whole latency (bench/serving.py). Here the
     app's WSGI middleware (src.web.monitoring) calls ``record`` once per request with plain values, which
-    only appends them to a buffer; ``flush`` (the worker's monitoring flusher: every second, before every
-    scrape, at exit) applies them, so a request is counted at most about a second late, never lost. Labels
+    only appends them to a buffer; ``flush`` (the worker's monitoring flusher: four times a second, before
+    every scrape, at exit) applies them, so a request is counted at most a quarter of a second late, never lost. Labels
     as the exporter sets them with ``group_by="url_rule"``: the status as a number, the matched URL rule or
     ``None`` when nothing matched; unusual methods are folded into "other" so that clients cannot create
     series at will.

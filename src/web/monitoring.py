@@ -28,6 +28,8 @@ from src.web.services import Services, services
 
 bp = Blueprint("monitoring", __name__)
 FLUSHER = "student_math_flusher"
+# Often enough that each flush is short (a burst of a few hundred buffered students, not thousands).
+FLUSH_SECONDS = 0.25
 
 
 @bp.get("/drift")
@@ -39,7 +41,7 @@ def drift() -> Response:
 def attach_monitoring(app: Flask, svc: Services) -> None:
     """Drift tracking unless DRIFT_ENABLED is false; Prometheus metrics unless METRICS_ENABLED is false."""
     config = svc.config
-    flusher = Periodic([], 1.0, name="monitoring-flusher", run_at_exit=True)
+    flusher = Periodic([], FLUSH_SECONDS, name="monitoring-flusher", run_at_exit=True)
     tracker = None
     if config.drift_enabled:
         directory = config.drift_dir or _default_drift_dir()
