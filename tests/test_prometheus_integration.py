@@ -106,6 +106,9 @@ def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack,
         30, f"Prometheus reporting {sent} predictions")
     assert float(counted[0]["value"][1]) == sent
     assert len(query(prom, "process_resident_memory_bytes")) == 2
+    assert len(query(prom, "process_cpu_seconds_total")) == 2
+    targets = requests.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")]
     http = 'sum(flask_http_request_duration_seconds_count{url_rule="/predictdata", method="POST", status="200"})'
     answered = wait_until(lambda: [r for r in query(prom, http) if float(r["value"][1]) == requests_sent], 30,
                           f"Prometheus reporting {requests_sent} answered prediction requests")
