@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,6 +37,8 @@ class AppConfig:
     drift_min_samples: int = 200  # DRIFT_MIN_SAMPLES: fewer than this never reports drift
     drift_threshold: float = 0.2  # DRIFT_THRESHOLD: PSI at or above which a feature has drifted
     drift_dir: Path | None = None  # DRIFT_DIR: the shared window's folder (default: a fresh temp folder)
+    # METRICS_TOKEN: when set, /metrics and /drift answer only "Authorization: Bearer <token>" (16+ characters)
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -59,7 +61,15 @@ class AppConfig:
             drift_min_samples=_int(env, "DRIFT_MIN_SAMPLES", defaults.drift_min_samples, minimum=1),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", defaults.drift_threshold),
             drift_dir=Path(env["DRIFT_DIR"]) if env.get("DRIFT_DIR") else None,
+            metrics_token=_token(env, "METRICS_TOKEN"),
         )
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and (len(raw) < 16 or raw != raw.strip()):
+        raise ConfigError(f"{name} must be at least 16 characters with no surrounding spaces (got {len(raw)})")
+    return raw
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

@@ -142,3 +142,21 @@ def test_unusual_methods_do_not_create_series(client):
     methods = {s.labels["method"] for s in fams["flask_http_request"].samples}
     assert "other" in methods and not methods & {"BREW", "PROPFIND", "X-ANYTHING"}
     assert value(fams, "flask_http_request", method="other", status="405") == 3
+
+
+def test_a_monitoring_token_guards_metrics_and_drift_only(trained, tmp_path, student):
+    from app import create_app
+
+    token = "scrape-token-0123456789"
+    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path,
+                               metrics_token=token))
+    client = app.test_client()
+    for path in ("/metrics", "/drift"):
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {token}"}):
+            response = client.get(path, headers=headers)
+            assert response.status_code == 401, (path, headers)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            assert response.get_json()["error"] == "unauthorized"
+        assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.post("/predictdata", json=student).status_code == 200
+    assert client.get("/ready").status_code == 200
