@@ -14,8 +14,28 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Buffer(Generic[T]):
+    """Items gathered on the request path, taken all at once by a Periodic callback (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._lock = threading.Lock()
+
+    def add(self, item: T) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def drain(self) -> list[T]:
+        with self._lock:
+            items, self._items = self._items, []
+        return items
 
 
 class Periodic:

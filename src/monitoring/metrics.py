@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import resource
-import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from src.periodic import Buffer
 from src.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from src.validation import FieldError
 
@@ -60,20 +60,18 @@ class RequestMetrics:
         self.exceptions = Counter("flask_http_request_exceptions_total",
                                   "Total number of HTTP requests which resulted in an exception", ["method", "status"],
                                   registry=registry)
+        self.in_flight = Gauge("http_requests_in_flight", "Requests being served now", registry=registry,
+                               multiprocess_mode="livesum")
         for method in ("GET", "POST"):  # present from the start, so that increase() sees the first one
             self.exceptions.labels(method, "500")
-        self._pending: list[tuple[str, str, str, float]] = []
-        self._pending_lock = threading.Lock()
+        self._pending: Buffer[tuple[str, str, str, float]] = Buffer()
 
     def record(self, method: str, url_rule: str, status: str, seconds: float) -> None:
-        with self._pending_lock:
-            self._pending.append((method, url_rule, status, seconds))
+        self._pending.add((method, url_rule, status, seconds))
 
     def flush(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
         by_labels: dict[tuple[str, str, str], list[float]] = {}
-        for method, url_rule, status, seconds in pending:
+        for method, url_rule, status, seconds in self._pending.drain():
             label = method if method in HTTP_METHODS else "other"
             by_labels.setdefault((label, url_rule, status), []).append(seconds)
         for (method, url_rule, status), durations in by_labels.items():
@@ -112,8 +110,6 @@ class ServiceMetrics:
                                   multiprocess_mode="livemax")
         self.loaded_at = Gauge("model_last_load_timestamp_seconds", "When the model was last loaded (Unix time)",
                                registry=reg, multiprocess_mode="livemax")
-        self.in_flight = Gauge("http_requests_in_flight", "Requests being served now", registry=reg,
-                               multiprocess_mode="livesum")
         self.cpu = Gauge("process_cpu_seconds_total", "CPU seconds used by this worker", ["pid"], registry=reg,
                          multiprocess_mode="liveall")
         self.rss = Gauge("process_resident_memory_bytes", "Resident memory of this worker", ["pid"], registry=reg,
@@ -130,23 +126,20 @@ class ServiceMetrics:
         }
         pid = str(os.getpid())
         self._cpu, self._rss = self.cpu.labels(pid), self.rss.labels(pid)
-        self._pending: list[tuple[str, Mapping[str, Any], float]] = []
-        self._pending_lock = threading.Lock()
+        self._pending: Buffer[tuple[str, Mapping[str, Any], float]] = Buffer()
         self._shown_model: tuple[str, str] | None = None
         self.ready.set(0)
 
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         if len(records) == 1:
-            with self._pending_lock:
-                self._pending.append((channel, records[0], float(scores[0])))
+            self._pending.add((channel, records[0], float(scores[0])))
             return
         self._apply(channel, records, scores)
 
     def flush(self) -> None:
         """Apply the buffered single predictions to the metrics."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
+        pending = self._pending.drain()
         for channel in CHANNELS:
             mine = [(record, score) for c, record, score in pending if c == channel]
             if mine:

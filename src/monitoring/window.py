@@ -15,7 +15,6 @@ import logging
 import math
 import mmap
 import os
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Gauge
 
 from src.monitoring.drift import WINDOW_COLUMNS, drift_report, encode_rows
+from src.periodic import Buffer
 from src.schema import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ class DriftTracker:
         self.threshold = threshold
         self.min_samples = min_samples
         self.profile: Mapping[str, Any] | None = None
-        self._pending: list[tuple[Mapping[str, Any], float]] = []
-        self._pending_lock = threading.Lock()
+        self._pending: Buffer[tuple[Mapping[str, Any], float]] = Buffer()
 
     def model_loaded(self, pipeline: Any) -> None:
         self.profile = pipeline.reference_profile
@@ -124,19 +123,19 @@ class DriftTracker:
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         if len(records) == 1:
-            with self._pending_lock:
-                self._pending.append((records[0], scores[0]))
+            self._pending.add((records[0], scores[0]))
             return
-        self.flush()
-        keep = self.window.capacity
-        self.window.append(encode_rows(records[-keep:], scores[-keep:]))
+        self.flush()  # keep the window in arrival order
+        self._write(records, scores)
 
     def flush(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
+        pending = self._pending.drain()
         if pending:
-            keep = pending[-self.window.capacity:]
-            self.window.append(encode_rows([r for r, _ in keep], np.fromiter((s for _, s in keep), dtype=np.float64)))
+            self._write([r for r, _ in pending], np.fromiter((s for _, s in pending), dtype=np.float64))
+
+    def _write(self, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
+        keep = self.window.capacity  # older rows would be overwritten at once: do not encode them
+        self.window.append(encode_rows(records[-keep:], scores[-keep:]))
 
     def rejected(self, errors: Sequence[Any]) -> None:
         return None

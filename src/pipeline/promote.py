@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -26,8 +27,6 @@ def promote(client, version: str) -> str:
 
 
 def rollback(client) -> str:
-    import json
-
     history = champion_history(client)
     if len(history) < 2:
         raise PromotionError(f"no earlier {CHAMPION} of {MODEL_NAME} to roll back to")

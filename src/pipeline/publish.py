@@ -63,13 +63,9 @@ def publish(artifacts_dir: Path, destination: str, client: Any | None = None) ->
 def load_from_uri(uri: str, cache_dir: Path, client: Any | None = None) -> PredictPipeline:
     """Download the champion set named by ``uri/champion.json`` into the cache, verify every sha256, load."""
     client = client or s3_client()
-    bucket, prefix = _bucket_prefix(uri)
-    try:
-        pointer = json.loads(_get(client, bucket, prefix + POINTER))
-        version = str(pointer["model_version"])
-        base = str(pointer["prefix"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ArtifactError(f"{uri}/{POINTER} is not a valid pointer: {err}") from err
+    bucket, _ = _bucket_prefix(uri)
+    pointer = _read_pointer(uri, client)
+    version, base = str(pointer["model_version"]), str(pointer["prefix"])
     if Path(version).name != version:
         raise ArtifactError(f"{uri}/{POINTER} names an unsafe model version {version!r}")
     target = cache_dir / version
@@ -96,11 +92,19 @@ def load_from_uri(uri: str, cache_dir: Path, client: Any | None = None) -> Predi
 
 def published_version(uri: str, client: Any | None = None) -> str:
     """The model version the pointer names now (cheap: one small GET)."""
+    return str(_read_pointer(uri, client or s3_client())["model_version"])
+
+
+def _read_pointer(uri: str, client: Any) -> dict[str, Any]:
     bucket, prefix = _bucket_prefix(uri)
     try:
-        return str(json.loads(_get(client or s3_client(), bucket, prefix + POINTER))["model_version"])
+        pointer = json.loads(_get(client, bucket, prefix + POINTER))
+        for key in ("model_version", "prefix"):
+            if not isinstance(pointer[key], str):
+                raise TypeError(f"{key} is not a string")
     except (ValueError, KeyError, TypeError) as err:
         raise ArtifactError(f"{uri}/{POINTER} is not a valid pointer: {err}") from err
+    return pointer
 
 
 def _get(client: Any, bucket: str, key: str) -> bytes:
@@ -113,8 +117,7 @@ def _get(client: Any, bucket: str, key: str) -> bytes:
 
 
 def _bucket_prefix(uri: str) -> tuple[str, str]:
-    bucket, key = split_s3_uri(uri.rstrip("/") + "/")
-    return bucket, key
+    return split_s3_uri(uri.rstrip("/") + "/")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from src.monitoring.metrics import RequestMetrics, ServiceMetrics
@@ -28,7 +28,6 @@ from src.web.errors import json_error, json_response, request_failed
 from src.web.services import Services, services
 
 bp = Blueprint("monitoring", __name__)
-FLUSHER = "student_math_flusher"
 # Often enough that each flush is short (a burst of a few hundred buffered students, not thousands).
 FLUSH_SECONDS = 0.25
 
@@ -66,12 +65,9 @@ def attach_monitoring(app: Flask, svc: Services) -> None:
         svc.slot.listeners.append(tracker.model_loaded)
         flusher.callbacks.append(tracker.flush)
         app.register_blueprint(bp)
-    requests, in_flight = None, None
-    if config.metrics_enabled:
-        requests, in_flight = _attach_metrics(app, svc, tracker, flusher)
+    requests = _attach_metrics(app, svc, tracker, flusher) if config.metrics_enabled else None
     if flusher.callbacks:
-        app.wsgi_app = _RequestHook(app.wsgi_app, flusher, requests, in_flight)  # type: ignore[method-assign]
-        app.extensions[FLUSHER] = flusher
+        app.wsgi_app = _RequestHook(app.wsgi_app, flusher, requests)  # type: ignore[method-assign]
 
 
 def _default_drift_dir() -> Path:
@@ -88,16 +84,15 @@ class _RequestHook:
     environ (``werkzeug.request``) while it answers, read then because Flask clears it afterwards.
     """
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Periodic, requests: RequestMetrics | None,
-                 in_flight: Gauge | None):
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Periodic, requests: RequestMetrics | None):
         self.wsgi_app = wsgi_app
         self.flusher = flusher
         self.requests = requests
-        self.in_flight = in_flight
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         self.flusher.ensure_started()
-        if self.requests is None or self.in_flight is None:
+        requests = self.requests
+        if requests is None:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         answered: list[tuple[str, Any]] = []
@@ -107,18 +102,17 @@ class _RequestHook:
             answered.append((status, getattr(flask_request, "url_rule", None)))
             return start_response(status, headers, exc_info)
 
-        self.in_flight.inc()
+        requests.in_flight.inc()
         try:
             return self.wsgi_app(environ, capture)
         finally:
-            self.in_flight.dec()
+            requests.in_flight.dec()
             status, rule = answered[-1] if answered else ("500", None)
-            self.requests.record(environ.get("REQUEST_METHOD", ""), str(rule), status[:3],
+            requests.record(environ.get("REQUEST_METHOD", ""), str(rule), status[:3],
                                  time.perf_counter() - started)
 
 
-def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None,
-                    flusher: Periodic) -> tuple[RequestMetrics, Gauge]:
+def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> RequestMetrics:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     requests = RequestMetrics(registry)
@@ -148,5 +142,4 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None,
         requests.raised(method)
 
     request_failed.connect(raised, app, weak=False)
-    app.extensions["student_math_metrics"] = metrics
-    return requests, metrics.in_flight
+    return requests
