@@ -8,8 +8,8 @@ from flask import Flask
 
 from src.config import AppConfig, configure_logging
 from src.periodic import Periodic
-from src.pipeline.predict_pipeline import PredictPipeline
-from src.storage import read_manifest
+from src.pipeline.predict_pipeline import load_champion
+from src.store import open_store
 from src.web import errors, health, prediction
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
@@ -38,15 +38,11 @@ def create_app(config: AppConfig | None = None) -> Flask:
 
 
 def _model_slot(config: AppConfig) -> ModelSlot:
-    """MODEL_URI (s3://bucket/prefix) wins over ARTIFACTS_DIR when both are set."""
-    if config.model_uri:
-        from src.pipeline.publish import load_from_uri, published_version
-
-        uri, cache = config.model_uri, config.model_cache_dir
-        return ModelSlot(lambda: load_from_uri(uri, cache), uri, probe=lambda: published_version(uri))
-    directory = config.artifacts_dir
-    return ModelSlot(lambda: PredictPipeline.from_artifacts(directory), str(directory),
-                     probe=lambda: str(read_manifest(directory)["model_version"]))
+    """The model store's champion: MODEL_URI (s3://bucket/prefix) wins over ARTIFACTS_DIR when both are set."""
+    store = open_store(config.model_uri or config.artifacts_dir, cache_dir=config.model_cache_dir)
+    keys = config.verify_keys
+    return ModelSlot(lambda: load_champion(store, keys), store.location,
+                     probe=lambda: store.champion().model_version)
 
 
 app = create_app()

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from src.signing import SigningKey, SigningKeyError, parse_keys
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -27,7 +29,7 @@ class AppConfig:
     artifacts_dir: Path = Path("artifacts")  # ARTIFACTS_DIR
     model_uri: str | None = None  # MODEL_URI (s3://bucket/prefix); wins over ARTIFACTS_DIR when set
     model_cache_dir: Path = Path(".model-cache")  # MODEL_CACHE_DIR: where a MODEL_URI set is downloaded
-    model_refresh_seconds: float = 0.0  # MODEL_REFRESH_SECONDS: check the source for a new model (0: never)
+    model_refresh_seconds: float = 30.0  # MODEL_REFRESH_SECONDS: check the store's pointer this often (0: never)
     log_level: str = "INFO"  # LOG_LEVEL
     max_batch: int = 10_000  # MAX_BATCH: students in one {"instances": [...]} request
     max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
@@ -39,6 +41,8 @@ class AppConfig:
     drift_dir: Path | None = None  # DRIFT_DIR: the shared window's folder (default: a fresh temp folder)
     # METRICS_TOKEN: when set, /metrics and /drift answer only "Authorization: Bearer <token>" (16+ characters)
     metrics_token: str | None = field(default=None, repr=False)
+    # MODEL_VERIFY_KEYS: "<key id>:<secret>,..."; when set, only model sets signed with one of them are served
+    verify_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -62,7 +66,15 @@ class AppConfig:
             drift_threshold=_float(env, "DRIFT_THRESHOLD", defaults.drift_threshold),
             drift_dir=Path(env["DRIFT_DIR"]) if env.get("DRIFT_DIR") else None,
             metrics_token=_token(env, "METRICS_TOKEN"),
+            verify_keys=_keys(env, "MODEL_VERIFY_KEYS"),
         )
+
+
+def _keys(env: Mapping[str, str], name: str) -> tuple[SigningKey, ...]:
+    try:
+        return parse_keys(env.get(name), name)
+    except SigningKeyError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _token(env: Mapping[str, str], name: str) -> str | None:

@@ -104,6 +104,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -145,21 +159,3 @@ def verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
                 f"{name} does not match its manifest (sha256 {actual[:12]}..., expected "
                 f"{str(entry.get('sha256'))[:12]}...): the file was changed after training; refusing to load it"
             )
-
-
-def commit_artifact_set(staging: Path, target: Path, manifest: dict[str, Any]) -> Path:
-    """Move a complete, staged artifact set into ``target``, the manifest last.
-
-    ``manifest["files"]`` is filled here from the staged files. Each file is hashed in the staging folder,
-    then moved with ``os.replace`` (atomic on one file system); ``manifest.json`` goes last, so a reader
-    either sees the old manifest (and refuses the new files on hash) or the complete new set.
-    """
-    names = sorted(p.name for p in staging.iterdir() if p.is_file() and not p.name.startswith("."))
-    manifest = {**manifest, "files": {name: file_entry(staging / name) for name in names}}
-    target.mkdir(parents=True, exist_ok=True)
-    write_json(staging / MANIFEST_NAME, manifest)
-    for name in names:
-        os.replace(staging / name, target / name)
-    os.replace(staging / MANIFEST_NAME, target / MANIFEST_NAME)
-    logger.info("committed %d artifact files and %s to %s", len(names), MANIFEST_NAME, target)
-    return target / MANIFEST_NAME

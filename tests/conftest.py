@@ -29,22 +29,36 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
     """One small training on 400 synthetic students, shared by the whole session (a few seconds)."""
     directory = tmp_path_factory.mktemp("artifacts")
     return train(
-        TrainingConfig(artifacts_dir=directory, synthetic_rows=400, cv_folds=3, candidates=FAST_MODELS,
+        TrainingConfig(store=directory, synthetic_rows=400, cv_folds=3, candidates=FAST_MODELS,
                        tracking=False, n_jobs=1)
     )
 
 
+@pytest.fixture(scope="session")
+def store_dir(trained: TrainingResult) -> Path:
+    """The session's model store (a folder): ``<version>/`` and ``champion.json``."""
+    return Path(trained.store)
+
+
 @pytest.fixture()
 def artifacts_copy(trained: TrainingResult, tmp_path: Path) -> Path:
-    """A private copy of the session's artifacts, for tests that change or break them."""
-    target = tmp_path / "artifacts"
+    """A private copy of the session's model set (one version's folder), for tests that change or break it."""
+    target = tmp_path / "set"
     shutil.copytree(trained.manifest_path.parent, target)
     return target
 
 
 @pytest.fixture()
-def app_config(trained: TrainingResult, tmp_path: Path) -> AppConfig:
-    return AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "drift")
+def store_copy(store_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's whole store, for tests that change or break it."""
+    target = tmp_path / "store"
+    shutil.copytree(store_dir, target, ignore=shutil.ignore_patterns("training-runs"))
+    return target
+
+
+@pytest.fixture()
+def app_config(store_dir: Path, tmp_path: Path) -> AppConfig:
+    return AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift")
 
 
 @pytest.fixture()

@@ -16,11 +16,11 @@ def procfile_command() -> list[str]:
     return [str(BIN / argv[0]), *argv[1:]]
 
 
-def test_gunicorn_serves_predictions_with_the_procfile_command(trained, tmp_path, student):
+def test_gunicorn_serves_predictions_with_the_procfile_command(store_dir, trained, tmp_path, student):
     port = free_port()
     log = tmp_path / "gunicorn.log"
     env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "ARTIFACTS_DIR": str(trained.manifest_path.parent), "DRIFT_DIR": str(tmp_path / "drift")}
+           "ARTIFACTS_DIR": str(store_dir), "DRIFT_DIR": str(tmp_path / "drift")}
     process = start(procfile_command(), env=env, log=log)
     try:
         ready = wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)

@@ -34,7 +34,7 @@ def wait_until(check, timeout: float, what: str):
 
 
 @pytest.fixture()
-def stack(trained, tmp_path):
+def stack(store_dir, trained, tmp_path):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus not installed (Debian package prometheus; .ci/run installs it)")
@@ -44,7 +44,7 @@ def stack(trained, tmp_path):
     app_log, prom_log = tmp_path / "gunicorn.log", tmp_path / "prometheus.log"
     app = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=app_log, env={
         "HOST": "127.0.0.1", "PORT": str(app_port), "WEB_CONCURRENCY": "2",
-        "ARTIFACTS_DIR": str(trained.manifest_path.parent), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
+        "ARTIFACTS_DIR": str(store_dir), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
     rules = tmp_path / "alerts.yml"
     shutil.copy(PROJECT / "monitoring/prometheus/alerts.yml", rules)
     config = tmp_path / "prometheus.yml"

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from src.config import AppConfig
+from src.pipeline.lifecycle import DecisionConfig
 from src.pipeline.train_pipeline import TrainingConfig, main, train
 from src.schema import canonical_name
 
@@ -23,7 +24,8 @@ def stud_run(shared_data, tmp_path_factory):
 def test_stud_csv_with_defaults_meets_the_quality_bar(stud_run):
     code, seconds, directory, report = stud_run
     assert code == 0, report
-    manifest = pd.read_json(directory / "metrics.json", typ="series")
+    version = pd.read_json(directory / "champion.json", typ="series")["model_version"]
+    manifest = pd.read_json(directory / version / "metrics.json", typ="series")
     test = manifest["test"]
     assert test["r2"] >= 0.87, report
     assert 0.85 <= test["interval_coverage"] <= 0.95, report
@@ -36,8 +38,8 @@ def test_public_download_format_trains_and_predicts_unchanged(shared_data, tmp_p
     source = shared_data / "kaggle_format_sample.csv"
     frame = pd.read_csv(source)
     assert "race/ethnicity" in frame.columns and "math score" in frame.columns
-    result = train(TrainingConfig(artifacts_dir=tmp_path / "a", data=str(source), tracking=False,
-                                  candidates=("linear_regression", "ridge"), min_test_r2=0.5))
+    result = train(TrainingConfig(store=tmp_path / "a", data=str(source), tracking=False,
+                                  candidates=("linear_regression", "ridge"), decision=DecisionConfig(min_test_r2=0.5)))
     assert result.ingestion.rows_valid == 100 and result.ingestion.rows_rejected == 0
     client = create_app(AppConfig(artifacts_dir=tmp_path / "a", drift_dir=tmp_path / "d")).test_client()
     students = [{k: v for k, v in row.items() if k != "math score"} for row in frame.head(5).to_dict("records")]

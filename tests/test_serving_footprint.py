@@ -15,7 +15,7 @@ def test_serving_requirements_exclude_training_packages():
     assert "-r requirements.txt" in training and all(f"\n{p}==" in training for p in TRAINING_ONLY)
 
 
-def test_the_app_serves_without_importing_training_packages(trained, tmp_path):
+def test_the_app_serves_without_importing_training_packages(store_dir, trained, tmp_path):
     code = (
         "import sys, app\n"
         "client = app.app.test_client()\n"
@@ -26,7 +26,7 @@ def test_the_app_serves_without_importing_training_packages(trained, tmp_path):
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(TRAINING_ONLY)!r})\n"
         "assert not loaded, loaded\n"
     )
-    env = {"ARTIFACTS_DIR": str(trained.manifest_path.parent), "DRIFT_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"ARTIFACTS_DIR": str(store_dir), "DRIFT_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

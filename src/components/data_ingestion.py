@@ -17,6 +17,7 @@ from src.validation import validate_frame
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_SOURCE = "synthetic"
+REJECTED = "rejected.csv"
 
 
 class IngestionError(RuntimeError):
@@ -60,14 +61,14 @@ class DataIngestion:
         raw_text = self._read()
         valid, rejected = validate_frame(raw_text)
         out = cfg.artifacts_dir
-        rejected_path = out / "rejected.csv"
+        rejected_path = out / REJECTED
         atomic_write_bytes(rejected_path, rejected.to_csv(index=False).encode("utf-8"))
         read, kept = len(raw_text), len(valid)
         logger.info("read %d rows from %s: %d valid, %d rejected", read, cfg.source, kept, len(rejected))
         if read and len(rejected) / read > cfg.max_rejected_share:
             raise IngestionError(
                 f"{len(rejected)} of {read} rows ({len(rejected) / read:.0%}) broke the schema, more than the "
-                f"allowed {cfg.max_rejected_share:.0%}; see {rejected_path} for each row and its reason"
+                f"allowed {cfg.max_rejected_share:.0%}; each rejected row and its reason is in {REJECTED}"
             )
         if kept < cfg.min_valid_rows:
             raise IngestionError(

@@ -69,7 +69,6 @@ class ModelTrainerConfig:
     artifacts_dir: Path
     cv_folds: int = 5
     seed: int = 42
-    min_test_r2: float = 0.6  # the quality gate: below it nothing is published
     interval_level: float = 0.9
     n_jobs: int = -1
     candidates: tuple[Candidate, ...] | None = None  # None: default_candidates(seed)
@@ -96,7 +95,9 @@ class ModelTrainerArtifact:
 
 
 class ModelTrainer:
-    """Select by cross-validation, calibrate the interval, evaluate once on the test split, gate, save."""
+    """Select by cross-validation, calibrate the interval, evaluate once on the test split, save.
+
+    The quality gate is part of the decision (``src.pipeline.lifecycle``), not of training."""
 
     def __init__(self, config: ModelTrainerConfig) -> None:
         self.config = config
@@ -148,11 +149,6 @@ class ModelTrainer:
             },
             "rows": {"train": int(len(data.y_train)), "test": int(len(data.y_test))},
         }
-        if test["r2"] < cfg.min_test_r2:
-            raise QualityGateError(
-                f"best model {chosen.name} reached test R2 {test['r2']:.3f}, below the gate of "
-                f"{cfg.min_test_r2:.3f}; nothing was published"
-            )
         model_path = cfg.artifacts_dir / "model.pkl"
         metrics_path = cfg.artifacts_dir / "metrics.json"
         atomic_write_bytes(model_path, dill.dumps(model))

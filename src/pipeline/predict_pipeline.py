@@ -16,14 +16,18 @@ import pandas as pd
 import sklearn
 
 from src import schema
-from src.pipeline.fast_path import PipelineScorer, Scorer, compile_scorer
+from src.pipeline.fast_path import PipelineScorer, Scorer, compile_scorer, random_students
+from src.signing import SigningKey
 from src.storage import ArtifactError, read_manifest, sha256_bytes, verify_files
+from src.store import Store
 
 logger = logging.getLogger(__name__)
 
 PREPROCESSOR = "preprocessor.pkl"
 MODEL = "model.pkl"
-TEST_SPLIT = "test.csv"
+CHECK_ROWS = "check.csv"  # generated students (never student records) and the answers given at training
+EXPECTED = "expected"
+CHECK_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -76,22 +80,29 @@ class PredictPipeline:
                 raise ArtifactError(f"the manifest in {directory} lists no {name}")
         preprocessor = _load_pickle(directory, manifest, PREPROCESSOR)
         model = _load_pickle(directory, manifest, MODEL)
-        check_frame = None
-        if TEST_SPLIT in manifest["files"]:
-            check_frame = pd.read_csv(directory / TEST_SPLIT)
+        if CHECK_ROWS not in manifest["files"]:
+            raise ArtifactError(f"the manifest in {directory} lists no {CHECK_ROWS} (the load-time check)")
+        check_frame = pd.read_csv(directory / CHECK_ROWS, keep_default_na=False)
         profile = None
         profile_name = manifest.get("reference_profile")
         if profile_name and profile_name in manifest["files"]:
             profile = json.loads((directory / profile_name).read_text(encoding="utf-8"))
+        reference = PipelineScorer(preprocessor, model)
         try:
             scorer = compile_scorer(preprocessor, model, check_frame)
-        except Exception as err:  # a model that cannot even predict its own test split must not serve
+            answers = reference.score_frame(check_frame[list(schema.FEATURE_NAMES)])
+        except Exception as err:  # a model that cannot even predict its check rows must not serve
             raise ArtifactError(f"the model failed its load-time check prediction: {err!r}") from err
+        expected = check_frame[EXPECTED].to_numpy(dtype=float)
+        worst = float(np.max(np.abs(answers - expected) / np.maximum(1.0, np.abs(expected))))
+        if not worst <= CHECK_TOLERANCE:
+            raise ArtifactError(f"the model does not give the answers it gave at training on its check rows "
+                                f"(worst relative difference {worst:.3g}); refusing it")
         pipeline = cls(
             manifest=manifest,
             directory=directory,
             scorer=scorer,
-            reference=PipelineScorer(preprocessor, model),
+            reference=reference,
             reference_profile=profile,
             load_seconds=time.perf_counter() - started,
         )
@@ -113,6 +124,20 @@ class PredictPipeline:
             high=np.clip(raw + self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
             level=self.level,
         )
+
+
+def load_champion(store: Store, keys: Sequence[SigningKey] = ()) -> PredictPipeline:
+    """The model the store's pointer names, after every check (pointer -> manifest -> signature -> files)."""
+    pointer = store.champion()
+    directory, _ = store.open_verified(pointer.model_version, keys, pointer.manifest_sha256)
+    return PredictPipeline.from_artifacts(directory)
+
+
+def check_rows(preprocessor: Any, model: Any, rows: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Generated students (drawn from the schema, not records) with the answers this model gives them now."""
+    frame = random_students(rows, seed)
+    frame[EXPECTED] = PipelineScorer(preprocessor, model).score_frame(frame[list(schema.FEATURE_NAMES)])
+    return frame
 
 
 def _clip(value: float) -> float:

@@ -1,62 +1,74 @@
-"""Move the ``champion`` alias of the registered model by hand.
+"""Move the champion by hand, through the same pointer (and MLflow alias) as every decision.
 
-    python -m src.pipeline.promote --version N     # make version N the champion
-    python -m src.pipeline.promote --rollback      # give the alias back to the previous champion
+    python -m src.pipeline.promote --store STORE --version V     # make model version V the champion
+    python -m src.pipeline.promote --store STORE --rollback      # back to the previous champion
+
+``STORE`` is a folder or ``s3://bucket/prefix``. The version's set is verified (hashes, signature when
+``MODEL_VERIFY_KEYS`` is set, a load-time check) before anything points at it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from src.config import configure_logging
-from src.pipeline.tracking import CHAMPION, HISTORY_TAG, MODEL_NAME, champion_history, set_champion, tracking_uri
-
-
-class PromotionError(RuntimeError):
-    """The alias cannot be moved as asked."""
-
-
-def promote(client, version: str) -> str:
-    client.get_model_version(MODEL_NAME, version)  # raises when the version does not exist
-    set_champion(client, version)
-    return f"{MODEL_NAME} version {version} is now {CHAMPION}"
-
-
-def rollback(client) -> str:
-    history = champion_history(client)
-    if len(history) < 2:
-        raise PromotionError(f"no earlier {CHAMPION} of {MODEL_NAME} to roll back to")
-    current = history.pop()
-    previous = history[-1]
-    client.set_registered_model_alias(MODEL_NAME, CHAMPION, previous)
-    client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
-    return f"{MODEL_NAME}: {CHAMPION} moved back from version {current} to version {previous}"
+from src.pipeline.lifecycle import promote_by_hand, rollback
+from src.signing import SigningKeyError, parse_keys
+from src.storage import ArtifactError, DataSourceError
+from src.store import open_store
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.promote", description=__doc__.split("\n")[0])
+    parser.add_argument("--store", "--artifacts-dir", dest="store", default="artifacts",
+                        help="model store: a folder or s3://bucket/prefix (default: artifacts)")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--version", help="registered version to make the champion")
+    group.add_argument("--version", help="model version to make the champion (e.g. 20261123T101500Z-1a2b3c4d)")
     group.add_argument("--rollback", action="store_true", help="return to the previous champion")
+    parser.add_argument("--no-tracking", action="store_true", help="do not move the MLflow alias")
     parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     out = out or sys.stdout
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient(tracking_uri=args.tracking_uri or tracking_uri())
     try:
-        message = rollback(client) if args.rollback else promote(client, args.version)
-    except (PromotionError, MlflowException) as err:
-        out.write(f"promotion failed: {str(err).splitlines()[0]}\n")
+        keys = parse_keys(os.environ.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
+    except SigningKeyError as err:
+        out.write(f"promotion failed: {err}\n")
+        return 2
+    store = open_store(args.store, cache_dir=Path(os.environ.get("MODEL_CACHE_DIR") or ".model-cache"))
+    try:
+        if args.no_tracking:
+            decision = _move(store, args, keys, None)
+        else:
+            from mlflow.exceptions import MlflowException
+
+            from src.pipeline.tracking import MlflowRegistry, TrackingError, check_reachable, tracking_uri
+
+            uri = args.tracking_uri or tracking_uri()
+            try:
+                check_reachable(uri)
+                import mlflow
+
+                decision = _move(store, args, keys, MlflowRegistry(mlflow.MlflowClient(tracking_uri=uri)))
+            except (MlflowException, TrackingError) as err:
+                out.write(f"promotion failed: {str(err).splitlines()[0]}\n")
+                return 1
+    except (ArtifactError, DataSourceError, OSError) as err:
+        out.write(f"promotion failed: {err}\n")
         return 1
-    out.write(message + "\n")
+    out.write(decision.line() + "\n")
     return 0
+
+
+def _move(store, args, keys, registry):
+    if args.rollback:
+        return rollback(store, keys=keys, registry=registry)
+    return promote_by_hand(store, args.version, keys=keys, registry=registry)
 
 
 if __name__ == "__main__":

@@ -1,142 +1,73 @@
-"""Publish an artifact set to S3, and load the published champion back, verified.
+"""Publish a verified local model version into an S3 store, through the same decision as training.
 
-    python -m src.pipeline.publish --artifacts-dir artifacts --to s3://bucket/prefix
+    python -m src.pipeline.publish --artifacts-dir artifacts --to s3://bucket/prefix [--version V]
 
-Layout: ``prefix/<model_version>/<file>`` for every file the manifest lists, then ``manifest.json``, then the
-pointer ``prefix/champion.json`` replaced last (one PUT: readers see the old or the new set, never half of
-one). boto3 honours ``AWS_ENDPOINT_URL`` for S3-compatible stores.
+The version (default: the local champion) is copied whole into ``prefix/<version>/``, then the decision
+compares it with the S3 store's champion on the version's own test split (kept with the run's records in the
+training-runs folder) and moves ``prefix/champion.json`` only if it wins. Prints ``promoted <version>`` or
+``kept <champion>: <reason>``. boto3 honours ``AWS_ENDPOINT_URL`` for S3-compatible stores.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+import pandas as pd
 
 from src.config import configure_logging
-from src.pipeline.predict_pipeline import PredictPipeline
-from src.storage import (
-    MANIFEST_NAME,
-    ArtifactError,
-    DataSourceError,
-    atomic_write_bytes,
-    read_manifest,
-    s3_client,
-    sha256_bytes,
-    sha256_file,
-    split_s3_uri,
-    verify_files,
-)
+from src.pipeline.lifecycle import DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
+from src.signing import SigningKey, SigningKeyError, parse_keys
+from src.storage import ArtifactError, DataSourceError
+from src.store import LocalStore, S3Store, StoreError, check_version
 
-POINTER = "champion.json"
+RUNS_FOLDER = "training-runs"
 
 
-def publish(artifacts_dir: Path, destination: str, client: Any | None = None) -> dict[str, Any]:
-    """Upload the verified set under ``prefix/<model_version>/``, then replace the pointer."""
-    manifest = read_manifest(artifacts_dir)
-    verify_files(artifacts_dir, manifest)
-    bucket, prefix = _bucket_prefix(destination)
-    client = client or s3_client()
-    version = manifest["model_version"]
-    base = f"{prefix}{version}/"
-    for name, entry in sorted(manifest["files"].items()):
-        client.upload_file(str(artifacts_dir / name), bucket, base + name,
-                           ExtraArgs={"Metadata": {"sha256": entry["sha256"]}})
-    client.upload_file(str(artifacts_dir / MANIFEST_NAME), bucket, base + MANIFEST_NAME)
-    pointer = {
-        "model_version": version,
-        "prefix": base,
-        "manifest_sha256": sha256_file(artifacts_dir / MANIFEST_NAME),
-        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    client.put_object(Bucket=bucket, Key=prefix + POINTER, Body=json.dumps(pointer).encode("utf-8"),
-                      ContentType="application/json")
-    return pointer
-
-
-def load_from_uri(uri: str, cache_dir: Path, client: Any | None = None) -> PredictPipeline:
-    """Download the champion set named by ``uri/champion.json`` into the cache, verify every sha256, load."""
-    client = client or s3_client()
-    bucket, _ = _bucket_prefix(uri)
-    pointer = _read_pointer(uri, client)
-    version, base = str(pointer["model_version"]), str(pointer["prefix"])
-    if Path(version).name != version:
-        raise ArtifactError(f"{uri}/{POINTER} names an unsafe model version {version!r}")
-    target = cache_dir / version
-    if not (target / MANIFEST_NAME).is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=cache_dir))
-        try:
-            manifest_bytes = _get(client, bucket, base + MANIFEST_NAME)
-            if sha256_bytes(manifest_bytes) != pointer.get("manifest_sha256"):
-                raise ArtifactError(f"{base}{MANIFEST_NAME} does not match the sha256 in {POINTER}")
-            atomic_write_bytes(staging / MANIFEST_NAME, manifest_bytes)
-            manifest = read_manifest(staging)
-            for name in manifest["files"]:
-                if Path(name).name != name:
-                    raise ArtifactError(f"manifest lists a file outside its folder: {name!r}")
-                atomic_write_bytes(staging / name, _get(client, bucket, base + name))
-            verify_files(staging, manifest)
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return PredictPipeline.from_artifacts(target)
-
-
-def published_version(uri: str, client: Any | None = None) -> str:
-    """The model version the pointer names now (cheap: one small GET)."""
-    return str(_read_pointer(uri, client or s3_client())["model_version"])
-
-
-def _read_pointer(uri: str, client: Any) -> dict[str, Any]:
-    bucket, prefix = _bucket_prefix(uri)
-    try:
-        pointer = json.loads(_get(client, bucket, prefix + POINTER))
-        for key in ("model_version", "prefix"):
-            if not isinstance(pointer[key], str):
-                raise TypeError(f"{key} is not a string")
-    except (ValueError, KeyError, TypeError) as err:
-        raise ArtifactError(f"{uri}/{POINTER} is not a valid pointer: {err}") from err
-    return pointer
-
-
-def _get(client: Any, bucket: str, key: str) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (BotoCoreError, ClientError) as err:
-        raise DataSourceError(f"cannot read s3://{bucket}/{key}: {err}") from err
-
-
-def _bucket_prefix(uri: str) -> tuple[str, str]:
-    return split_s3_uri(uri.rstrip("/") + "/")
+def publish(local: LocalStore, destination: S3Store, version: str | None = None, *, runs_dir: Path | None = None,
+            config: DecisionConfig = DecisionConfig(), keys: Sequence[SigningKey] = ()) -> Decision:
+    """Copy a verified local version into the S3 store, then decide there."""
+    version = check_version(version) if version else local.champion().model_version
+    directory, _ = local.open_verified(version, keys)
+    test_path = (runs_dir or local.root / RUNS_FOLDER) / version / "test.csv"
+    if not test_path.is_file():
+        raise StoreError(f"the test split of {version} is not at {test_path}: the decision compares the champion "
+                         "on it; give --runs-dir")
+    test = pd.read_csv(test_path, keep_default_na=False)
+    destination.add_set(directory)
+    return decide(destination, version, test, config, keys=keys)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.publish", description=__doc__.split("\n")[0])
-    parser.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
-    parser.add_argument("--to", required=True, help="s3://bucket/prefix")
+    parser.add_argument("--artifacts-dir", "--from", dest="source", type=Path, default=Path("artifacts"),
+                        help="the local store (default: artifacts)")
+    parser.add_argument("--to", required=True, help="the S3 store: s3://bucket/prefix")
+    parser.add_argument("--version", help="local model version to publish (default: the local champion)")
+    parser.add_argument("--runs-dir", type=Path, help="training-runs folder with the version's test split "
+                        "(default: <artifacts-dir>/training-runs)")
+    parser.add_argument("--min-r2", type=float, default=0.6, help="quality gate on test R2 (default 0.6)")
+    parser.add_argument("--champion-tolerance", type=float, default=DEFAULT_TOLERANCE)
     args = parser.parse_args(argv)
     configure_logging("INFO")
     out = out or sys.stdout
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    if not args.to.startswith("s3://"):
+        out.write("publish failed: --to must be an s3://bucket/prefix address\n")
+        return 2
     try:
-        pointer = publish(args.artifacts_dir, args.to)
-    except (ArtifactError, DataSourceError, BotoCoreError, ClientError) as err:
+        keys = parse_keys(os.environ.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
+        decision = publish(LocalStore(args.source), S3Store(args.to), args.version, runs_dir=args.runs_dir,
+                           config=DecisionConfig(min_test_r2=args.min_r2, tolerance=args.champion_tolerance),
+                           keys=keys)
+    except (ArtifactError, DataSourceError, SigningKeyError, OSError) as err:
         out.write(f"publish failed: {err}\n")
         return 1
-    out.write(f"published {pointer['model_version']} to {args.to.rstrip('/')}/{pointer['model_version']}/ "
-              f"and pointed {args.to.rstrip('/')}/{POINTER} at it\n")
-    return 0
+    out.write(decision.line() + "\n")
+    return 1 if decision.action == "refused" else 0
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 One parent run per training (params, the data set as an input, test metrics, artifacts, plots and the
 scikit-learn model: preprocessor and model in one Pipeline), one nested run per candidate. Every model that
-passes the quality gate is registered as ``student-math-score``; it takes the alias ``champion`` only if,
-on this run's test split, its R² is not lower than the current champion's by more than the tolerance.
+training registers its model as ``student-math-score``, tagged with the store's ``model_version``; the alias
+``champion`` is moved only by the decision (``src.pipeline.lifecycle``), through ``MlflowRegistry``, in the same
+step as the store's pointer, so the two always name the same model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ MODEL_NAME = "student-math-score"
 EXPERIMENT = "student-math-score"
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
-DEFAULT_TOLERANCE = 0.01  # R² points the new model may lose against the champion and still replace it
+VERSION_TAG = "model_version"  # the store's version of a registered model
 LOCAL_STORE = "mlflow.db"
 LOCAL_ARTIFACTS = "mlruns"
 PLOTS = ("predicted_vs_actual.png", "error_by_group.png")
@@ -64,13 +64,6 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from err
 
 
-@dataclass(frozen=True)
-class RegistryDecision:
-    version: str
-    champion: bool
-    reason: str
-
-
 class TrainingRun:
     """The active parent run of one training."""
 
@@ -99,11 +92,11 @@ class TrainingRun:
             "cv_r2_mean": result.trainer.metrics["cv"]["r2_mean"], "cv_r2_std": result.trainer.metrics["cv"]["r2_std"],
             "interval_half_width": result.trainer.interval_half_width,
         })
-        raw = pd.read_csv(directory / "raw.csv")
+        raw = pd.read_csv(result.ingestion.raw_path)
         dataset = mlflow.data.from_pandas(raw, source=str(manifest["data"]["source"]), targets=TARGET.name,
                                           name=f"students-{manifest['data']['fingerprint'][:12]}")
         mlflow.log_input(dataset, context="training")
-        for name in ("preprocessor.pkl", "model.pkl", "metrics.json", "manifest.json", "reference_profile.json"):
+        for name in sorted(manifest["files"]) + ["manifest.json"]:
             mlflow.log_artifact(str(directory / name), artifact_path="artifacts")
         with tempfile.TemporaryDirectory() as tmp:
             for path in _plots(result, Path(tmp)):
@@ -125,34 +118,51 @@ class TrainingRun:
         return self._mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
                                               serialization_format="cloudpickle")
 
-    def register(self, result: Any, model_info: Any, tolerance: float = DEFAULT_TOLERANCE) -> RegistryDecision:
-        """Register the model; move ``champion`` to it unless it is worse than the champion on this test split."""
+    def register(self, result: Any, model_info: Any) -> MlflowRegistry:
+        """Register the candidate, tagged with its store version; the decision then moves the alias or not."""
         mlflow = self._mlflow
-        client = mlflow.MlflowClient()
-        version = mlflow.register_model(model_info.model_uri, MODEL_NAME).version
-        test_frame = result.ingestion.test
-        new_r2 = float(result.trainer.metrics["test"]["r2"])
+        registered = mlflow.register_model(model_info.model_uri, MODEL_NAME, tags={VERSION_TAG: result.version})
+        logger.info("registered %s version %s for model version %s", MODEL_NAME, registered.version, result.version)
+        return MlflowRegistry(mlflow.MlflowClient())
+
+    def log_decision(self, decision: Any) -> None:
+        self._mlflow.set_tags({"registry_decision": decision.reason, "decision": decision.action})
+
+
+class MlflowRegistry:
+    """The registry side of the decision: the ``champion`` alias follows the store's pointer."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def registered_version(self, model_version: str) -> str:
+        """The registry's version number of the store's ``model_version``."""
+        for mv in self.client.search_model_versions(f"name = '{MODEL_NAME}'"):
+            if (mv.tags or {}).get(VERSION_TAG) == model_version:
+                return str(mv.version)
+        raise TrackingError(f"model version {model_version} is not registered as {MODEL_NAME} in the MLflow "
+                            "registry (trained with --no-tracking?); promote it with --no-tracking")
+
+    def moved(self, version: str, reason: str) -> None:
+        number = self.registered_version(version)
+        self.client.set_model_version_tag(MODEL_NAME, number, "role", CHAMPION)
+        self.client.set_model_version_tag(MODEL_NAME, number, "decision", reason)
+        set_champion(self.client, number)
+
+    def kept(self, version: str, reason: str) -> None:
+        number = self.registered_version(version)
+        self.client.set_model_version_tag(MODEL_NAME, number, "role", "challenger")
+        self.client.set_model_version_tag(MODEL_NAME, number, "decision", reason)
+
+    def champion_model_version(self) -> str | None:
+        """The store ``model_version`` the alias names now (None without a champion)."""
+        from mlflow.exceptions import MlflowException
+
         try:
-            current = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-        except mlflow.exceptions.MlflowException:
-            current = None
-        if current is None:
-            champion, reason = True, "first registered model"
-        else:
-            old = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{current.version}")
-            old_r2 = _r2(test_frame[TARGET.name].to_numpy(dtype=float), old.predict(test_frame[list(FEATURE_NAMES)]))
-            champion = new_r2 >= old_r2 - tolerance
-            verb = "replaces" if champion else "does not replace"
-            reason = (f"test R2 {new_r2:.4f} vs champion v{current.version} {old_r2:.4f} on the same test split "
-                      f"(tolerance {tolerance}): {verb} it")
-            mlflow.log_metric("champion_test_r2_same_split", old_r2)
-        client.set_model_version_tag(MODEL_NAME, version, "role", CHAMPION if champion else "challenger")
-        client.set_model_version_tag(MODEL_NAME, version, "decision", reason)
-        mlflow.set_tag("registry_decision", reason)
-        if champion:
-            set_champion(client, str(version))
-        logger.info("registered %s version %s: %s", MODEL_NAME, version, reason)
-        return RegistryDecision(str(version), champion, reason)
+            mv = self.client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        except MlflowException:
+            return None
+        return (mv.tags or {}).get(VERSION_TAG)
 
 
 @contextmanager
@@ -188,12 +198,6 @@ def champion_history(client: Any) -> list[str]:
     model = client.get_registered_model(MODEL_NAME)
     raw = model.tags.get(HISTORY_TAG)
     return list(json.loads(raw)) if raw else []
-
-
-def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
-    from sklearn.metrics import r2_score
-
-    return float(r2_score(y, predicted))
 
 
 def _plots(result: Any, folder: Path) -> list[Path]:

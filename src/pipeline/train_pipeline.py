@@ -1,23 +1,26 @@
-"""Train: ingestion -> transformation -> model trainer, into a staging folder, then commit the artifact set.
+"""Train a candidate, put it into the model store, and let the one decision promote it or keep the champion.
 
-    python -m src.pipeline.train_pipeline [--data SOURCE] [--artifacts-dir DIR] [--test-size F] [--seed N]
+    python -m src.pipeline.train_pipeline [--data SOURCE] [--store STORE] [--test-size F] [--seed N]
 
-Without ``--data``: ``data/students.csv`` if present, else the synthetic cohort. A run that fails (bad data,
-quality gate, tracking server down) leaves the previous artifacts byte-identical.
+Without ``--data``: ``data/students.csv`` if present, else the synthetic cohort. ``STORE`` is a folder or
+``s3://bucket/prefix`` (``--artifacts-dir`` is the same option). The run's student records (raw, train, test
+and rejected rows) stay in the training-runs folder, never in the store. Prints ``promoted <version>`` or
+``kept <champion>: <reason>`` (both exit 0); a crash or a candidate below the quality gate exits non-zero and
+leaves the store's pointer byte-identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
+import os
 import platform
 import shutil
 import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,6 +31,7 @@ import sklearn
 
 from src import schema
 from src.components.data_ingestion import (
+    REJECTED,
     SYNTHETIC_SOURCE,
     DataIngestion,
     DataIngestionArtifact,
@@ -47,23 +51,22 @@ from src.components.model_trainer import (
     QualityGateError,
     default_candidates,
 )
-from src.config import configure_logging
+from src.config import ConfigError, configure_logging
 from src.monitoring.drift import build_reference
-from src.pipeline.tracking import (
-    DEFAULT_TOLERANCE,
-    MODEL_NAME,
-    RegistryDecision,
-    TrackingError,
-    tracking_uri,
-    training_run,
-)
+from src.pipeline.lifecycle import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
+from src.pipeline.predict_pipeline import CHECK_ROWS, check_rows
+from src.pipeline.tracking import TrackingError, tracking_uri, training_run
 from src.schema import SchemaError
-from src.storage import MANIFEST_FORMAT, ArtifactError, DataSourceError, commit_artifact_set, sha256_file, write_json
+from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
+from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file, write_json
+from src.store import LocalStore, open_store, seal_set
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("data/students.csv")
 FAILED_RUN_DIR = "failed-run"
+RUNS_FOLDER = "training-runs"
+SET_FOLDER = "set"
 REFERENCE_PROFILE = "reference_profile.json"
 
 
@@ -73,29 +76,47 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    artifacts_dir: Path = Path("artifacts")
+    store: str | Path = "artifacts"  # a folder or s3://bucket/prefix
     data: str | None = None
     test_size: float = 0.2
     seed: int = 42
     cv_folds: int = 5
-    min_test_r2: float = 0.6
     synthetic_rows: int = 1000
     n_jobs: int = -1
     tracking: bool = True
-    shuffle_labels: bool = False  # for checking that a worse model is refused by the registry
+    shuffle_labels: bool = False  # for checking that a worse model is refused by the decision
     candidates: tuple[str, ...] | None = None  # names from default_candidates(); None: all of them
+    decision: DecisionConfig = DecisionConfig()
+    runs_dir: Path | None = None  # student records of each run; default: <store>/training-runs, or ./training-runs
+    cache_dir: Path = Path(".model-cache")  # where an S3 store's sets are read through
+    signing_key: SigningKey | None = field(default=None, repr=False)  # MODEL_SIGNING_KEY
+    verify_keys: tuple[SigningKey, ...] = field(default=(), repr=False)  # MODEL_VERIFY_KEYS
+
+    def resolved_runs_dir(self) -> Path:
+        if self.runs_dir is not None:
+            return self.runs_dir
+        if str(self.store).startswith("s3://"):
+            return Path(RUNS_FOLDER)
+        return Path(self.store) / RUNS_FOLDER
 
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """A committed training. The components' paths pointed into the staging folder, which is gone: read
-    files from ``manifest_path.parent``."""
+    """A finished training: the candidate's set (``manifest_path.parent``, a local folder), its run's records
+    (``run_dir``) and the decision."""
 
     manifest: dict[str, Any]
     ingestion: DataIngestionArtifact
     transformation: DataTransformationArtifact
     trainer: ModelTrainerArtifact
     manifest_path: Path
+    run_dir: Path
+    store: str
+    decision: Decision
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["model_version"])
 
 
 def resolve_source(data: str | None) -> str:
@@ -107,19 +128,34 @@ def resolve_source(data: str | None) -> str:
 
 
 def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
-    """Run the three components in a staging folder and commit the artifact set with its manifest."""
+    """Train a candidate into the store, then decide. With a tracker (an MLflow run) the candidate is logged and
+    registered before the decision, and the registry's alias follows it."""
+    candidate = train_candidate(config, tracker)
+    registry = None
+    if tracker is not None:
+        model_info = tracker.log_result(candidate)
+        registry = tracker.register(candidate, model_info)
+    store = open_store(config.store, cache_dir=config.cache_dir)
+    decision = decide(store, candidate.version, candidate.ingestion.test, config.decision,
+                      keys=config.verify_keys, registry=registry)
+    return dataclasses.replace(candidate, decision=decision)
+
+
+def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
+    """Run the three components in a private run folder, seal the set, and add it to the store (unserved)."""
     source = resolve_source(config.data)
     if source == SYNTHETIC_SOURCE:
         logger.info("no data given and no %s: training on %d synthetic students", DEFAULT_DATA,
                     config.synthetic_rows)
-    target = config.artifacts_dir
-    target.mkdir(parents=True, exist_ok=True)
-    staging = target / f".staging-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
+    runs = config.resolved_runs_dir()
+    runs.mkdir(parents=True, exist_ok=True)
+    work = runs / f".run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    set_dir = work / SET_FOLDER
+    set_dir.mkdir(parents=True)
     try:
         ingestion = DataIngestion(
             DataIngestionConfig(
-                artifacts_dir=staging,
+                artifacts_dir=work,
                 source=source,
                 synthetic_rows=config.synthetic_rows,
                 test_size=config.test_size,
@@ -128,28 +164,46 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
         ).run()
         if config.shuffle_labels:
             ingestion = _with_shuffled_labels(ingestion, config.seed)
-        transformation = DataTransformation(DataTransformationConfig(artifacts_dir=staging)).run(ingestion)
+        transformation = DataTransformation(DataTransformationConfig(artifacts_dir=set_dir)).run(ingestion)
         trainer = ModelTrainer(
             ModelTrainerConfig(
-                artifacts_dir=staging,
+                artifacts_dir=set_dir,
                 cv_folds=config.cv_folds,
                 seed=config.seed,
-                min_test_r2=config.min_test_r2,
                 n_jobs=config.n_jobs,
                 candidates=_select_candidates(config),
             )
         ).run(transformation)
-        write_json(staging / REFERENCE_PROFILE, build_reference(ingestion.train, trainer.test_predictions))
+        write_json(set_dir / REFERENCE_PROFILE, build_reference(ingestion.train, trainer.test_predictions))
+        check_rows(transformation.preprocessor, trainer.model, seed=config.seed).to_csv(set_dir / CHECK_ROWS,
+                                                                                       index=False)
         manifest = _manifest(config, ingestion, trainer)
         if tracker is not None:
             manifest["run_id"] = tracker.run_id
-        manifest_path = commit_artifact_set(staging, target, manifest)
+        manifest = seal_set(set_dir, manifest, config.signing_key)
+    except IngestionError as err:
+        failed = _keep_failed_run(work, runs)
+        raise IngestionError(f"{err}: {failed / REJECTED}") from err
     except BaseException:
-        _keep_failed_run(staging, target)
+        _keep_failed_run(work, runs)
         raise
-    shutil.rmtree(staging, ignore_errors=True)
-    committed = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return TrainingResult(committed, ingestion, transformation, trainer, manifest_path)
+    run_dir = runs / manifest["model_version"]
+    os.rename(work, run_dir)
+    ingestion = _moved(ingestion, work, run_dir)
+    store = open_store(config.store, cache_dir=config.cache_dir)
+    store.add_set(run_dir / SET_FOLDER)
+    local_set = store.set_dir(manifest["model_version"]) if isinstance(store, LocalStore) else run_dir / SET_FOLDER
+    placeholder = Decision("candidate", manifest["model_version"], None, "not decided yet")
+    return TrainingResult(manifest, ingestion, transformation, trainer, local_set / MANIFEST_NAME, run_dir,
+                          store.location, placeholder)
+
+
+def _moved(ingestion: DataIngestionArtifact, old: Path, new: Path) -> DataIngestionArtifact:
+    def move(path: Path) -> Path:
+        return new / path.relative_to(old)
+
+    return dataclasses.replace(ingestion, raw_path=move(ingestion.raw_path), train_path=move(ingestion.train_path),
+                               test_path=move(ingestion.test_path), rejected_path=move(ingestion.rejected_path))
 
 
 def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer: ModelTrainerArtifact) -> dict:
@@ -203,24 +257,26 @@ def _with_shuffled_labels(ingestion: DataIngestionArtifact, seed: int) -> DataIn
     return dataclasses.replace(ingestion, train=train)
 
 
-def _keep_failed_run(staging: Path, target: Path) -> None:
-    """Keep the failed run's files (rejected.csv above all) beside, never over, the committed set."""
-    failed = target / FAILED_RUN_DIR
+def _keep_failed_run(work: Path, runs: Path) -> Path:
+    """Keep the last failed run's files (rejected.csv above all) as ``<runs>/failed-run``."""
+    failed = runs / FAILED_RUN_DIR
     shutil.rmtree(failed, ignore_errors=True)
     try:
-        staging.rename(failed)
+        work.rename(failed)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return failed
 
 
-def train_tracked(config: TrainingConfig, uri: str, tolerance: float) -> tuple[TrainingResult, RegistryDecision]:
-    """Train inside an MLflow run, log everything, register the model and decide on ``champion``."""
+def train_tracked(config: TrainingConfig, uri: str) -> TrainingResult:
+    """Train inside an MLflow run: log everything, register the model, and let the decision move the alias."""
     params = {
         "data": resolve_source(config.data),
         "test_size": config.test_size,
         "seed": config.seed,
         "cv_folds": config.cv_folds,
-        "min_test_r2": config.min_test_r2,
+        "min_test_r2": config.decision.min_test_r2,
+        "champion_tolerance": config.decision.tolerance,
         "candidates": ",".join(config.candidates) if config.candidates else "all",
         "shuffle_labels": config.shuffle_labels,
     }
@@ -229,11 +285,10 @@ def train_tracked(config: TrainingConfig, uri: str, tolerance: float) -> tuple[T
     try:
         with training_run(uri, params) as run:
             result = train(config, tracker=run)
-            model_info = run.log_result(result)
-            decision = run.register(result, model_info, tolerance=tolerance)
+            run.log_decision(result.decision)
     except MlflowException as err:
         raise TrackingError(f"MLflow: {str(err).splitlines()[0]}") from err
-    return result, decision
+    return result
 
 
 def format_report(result: TrainingResult) -> str:
@@ -251,7 +306,7 @@ def format_report(result: TrainingResult) -> str:
         f"test:     R2 {test['r2']:.4f}  MAE {test['mae']:.3f}  RMSE {test['rmse']:.3f}",
         f"interval: {metrics['interval']['level']:.0%} +/- {metrics['interval']['half_width']:.2f} points, "
         f"test coverage {test['interval_coverage']:.3f}",
-        f"version:  {result.manifest['model_version']} -> {result.manifest_path}",
+        f"version:  {result.version} in {result.store} (records of the run: {result.run_dir})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -260,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.train_pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="CSV path, http(s) URL or s3://bucket/key (default: data/students.csv, "
                         "else the synthetic cohort)")
-    parser.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    parser.add_argument("--store", "--artifacts-dir", dest="store", default="artifacts",
+                        help="model store: a folder or s3://bucket/prefix (default: artifacts)")
+    parser.add_argument("--runs-dir", type=Path, help="where each run's student records stay (default: "
+                        "STORE/training-runs, or ./training-runs for an S3 store)")
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cv-folds", type=int, default=5)
@@ -273,8 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--champion-tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"R2 the new model may lose against the champion and still replace it "
                         f"(default {DEFAULT_TOLERANCE})")
+    parser.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
+                        help=f"model sets kept in the store (default {DEFAULT_KEEP_VERSIONS}; never fewer than 2)")
     parser.add_argument("--shuffle-labels", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def keys_from_env(environ: Any = None) -> tuple[SigningKey | None, tuple[SigningKey, ...]]:
+    """MODEL_SIGNING_KEY (sign new sets) and MODEL_VERIFY_KEYS (check sets before comparing or serving)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("MODEL_SIGNING_KEY")
+    signing = parse_key(raw, "MODEL_SIGNING_KEY") if raw else None
+    return signing, parse_keys(env.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -284,33 +352,43 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if not 0.0 < args.test_size < 1.0:
         out.write("training failed: --test-size must be between 0 and 1\n")
         return 2
+    if args.keep_versions < 2:
+        out.write("training failed: --keep-versions must be at least 2 (the champion and the previous one)\n")
+        return 2
+    try:
+        signing, verify_keys = keys_from_env()
+    except SigningKeyError as err:
+        out.write(f"training failed: {err}\n")
+        return 2
     config = TrainingConfig(
-        artifacts_dir=args.artifacts_dir,
+        store=args.store,
         data=args.data,
         test_size=args.test_size,
         seed=args.seed,
         cv_folds=args.cv_folds,
-        min_test_r2=args.min_r2,
         synthetic_rows=args.synthetic_rows,
         tracking=not args.no_tracking,
         shuffle_labels=args.shuffle_labels,
         candidates=tuple(args.models.split(",")) if args.models else None,
+        decision=DecisionConfig(min_test_r2=args.min_r2, tolerance=args.champion_tolerance,
+                                keep_versions=args.keep_versions),
+        runs_dir=args.runs_dir,
+        cache_dir=Path(os.environ.get("MODEL_CACHE_DIR") or ".model-cache"),
+        signing_key=signing,
+        verify_keys=verify_keys,
     )
-    decision = None
     try:
         if config.tracking:
-            uri = args.tracking_uri or tracking_uri()
-            result, decision = train_tracked(config, uri, args.champion_tolerance)
+            result = train_tracked(config, args.tracking_uri or tracking_uri())
         else:
             result = train(config)
     except (IngestionError, QualityGateError, SchemaError, DataSourceError, ArtifactError, TrainingError,
-            TrackingError) as err:
+            TrackingError, ConfigError) as err:
         out.write(f"training failed: {err}\n")
         return 1
     out.write(format_report(result))
-    if decision is not None:
-        out.write(f"registry: {MODEL_NAME} version {decision.version}: {decision.reason}\n")
-    return 0
+    out.write(result.decision.line() + "\n")
+    return 1 if result.decision.action == "refused" else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response
 
 from src.web.errors import json_error, json_response
@@ -29,6 +31,8 @@ def ready() -> Response:
             "model_version": pipeline.model_version,
             "model": pipeline.model_name,
             "source": slot.source,
+            "loaded_at": datetime.fromtimestamp(slot.loaded_at, UTC).isoformat(timespec="seconds")
+            if slot.loaded_at else None,
             "scorer": pipeline.scorer.kind,
             "last_error": slot.last_error,
         }

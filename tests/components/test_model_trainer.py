@@ -39,14 +39,6 @@ def test_best_by_cv_with_metrics_file(transformed):
     assert out.model_path.is_file() and 0 < metrics["test"]["interval_coverage"] <= 1
 
 
-def test_gate_refuses_a_weak_model_and_writes_no_model(tmp_path, transformed):
-    _, data = transformed
-    picks = tuple(c for c in default_candidates(42) if c.name == "knn")
-    with pytest.raises(QualityGateError, match="below the gate of 0.990"):
-        ModelTrainer(ModelTrainerConfig(artifacts_dir=tmp_path, cv_folds=3, candidates=picks, min_test_r2=0.99)).run(data)
-    assert not (tmp_path / "model.pkl").exists()
-
-
 def test_conformal_half_width_uses_the_finite_sample_rank():
     residuals = np.arange(1, 20, dtype=float)  # 19 residuals: rank ceil(20 * 0.9) = 18
     assert conformal_half_width(residuals, 0.9) == 18.0

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from src.pipeline.fast_path import PipelineScorer, compile_scorer, random_students
+from src.pipeline.lifecycle import DecisionConfig
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.pipeline.train_pipeline import TrainingConfig, train
 from src.schema import FEATURE_NAMES
@@ -45,19 +46,19 @@ def test_other_scikit_learn_version_is_refused_naming_both(artifacts_copy):
 @pytest.fixture(scope="module", params=["ridge", "lasso", "linear_regression", "knn", "random_forest",
                                         "gradient_boosting"])
 def model_artifacts(request, tmp_path_factory):
-    directory = tmp_path_factory.mktemp(request.param)
-    train(TrainingConfig(artifacts_dir=directory, synthetic_rows=300, cv_folds=3, candidates=(request.param,),
-                         tracking=False, min_test_r2=0.0, n_jobs=1))
-    return request.param, directory
+    result = train(TrainingConfig(store=tmp_path_factory.mktemp(request.param), synthetic_rows=300, cv_folds=3,
+                                  candidates=(request.param,), tracking=False, n_jobs=1,
+                                  decision=DecisionConfig(min_test_r2=0.0)))
+    return request.param, result
 
 
 def test_fast_path_equals_scikit_learn_on_test_split_and_random_students(model_artifacts):
-    name, directory = model_artifacts
-    pipeline = PredictPipeline.from_artifacts(directory)
+    name, result = model_artifacts
+    pipeline = PredictPipeline.from_artifacts(result.manifest_path.parent)
     linear = ("ridge", "lasso", "linear_regression")
     expected_kind = "additive" if name in linear else "pipeline" if name == "knn" else "vector"
     assert pipeline.scorer.kind == expected_kind
-    students = pd.concat([pd.read_csv(directory / "test.csv")[list(FEATURE_NAMES)], random_students(2000, seed=11)],
+    students = pd.concat([pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(2000, seed=11)],
                          ignore_index=True)
     records = students.to_dict("records")
     expected = pipeline.reference.score_frame(students)

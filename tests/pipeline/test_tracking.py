@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 
@@ -35,8 +36,17 @@ def mlflow_server(s3_env, tmp_path):
 
 def train_cli(tmp_path, uri, *extra) -> tuple[int, str]:
     out = io.StringIO()
-    code = main(["--artifacts-dir", str(tmp_path / "artifacts"), "--tracking-uri", uri, *FAST, *extra], out=out)
+    code = main(["--store", str(tmp_path / "artifacts"), "--tracking-uri", uri, *FAST, *extra], out=out)
     return code, out.getvalue()
+
+
+def pointer_version(tmp_path) -> str:
+    return json.loads((tmp_path / "artifacts" / "champion.json").read_text())["model_version"]
+
+
+def alias_version(client) -> str:
+    """The store version the registry's champion alias names."""
+    return client.get_model_version_by_alias(MODEL_NAME, CHAMPION).tags["model_version"]
 
 
 def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_env, tmp_path):
@@ -44,7 +54,7 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
 
     code, report = train_cli(tmp_path, mlflow_server)
     assert code == 0, report
-    assert f"registry: {MODEL_NAME} version 1: first registered model" in report
+    assert report.splitlines()[-1].startswith(f"promoted {pointer_version(tmp_path)}: first model in the store")
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name(MODEL_NAME)
     runs = client.search_runs([experiment.experiment_id])
@@ -65,31 +75,36 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     assert any(k.endswith("plots/predicted_vs_actual.png") for k in keys), "artifacts live in S3"
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
     assert champion.version == "1" and champion.run_id == parent.info.run_id
+    assert champion.tags["model_version"] == pointer_version(tmp_path)
     model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
     assert hasattr(model, "predict")
 
 
-def test_worse_model_is_not_champion_and_rollback_restores_it(mlflow_server, tmp_path):
+def test_worse_model_is_kept_out_and_alias_and_pointer_agree_at_every_step(mlflow_server, tmp_path):
     import mlflow
 
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     assert train_cli(tmp_path, mlflow_server)[0] == 0
+    first = pointer_version(tmp_path)
     code, report = train_cli(tmp_path, mlflow_server, "--shuffle-labels", "--min-r2", "-10")
     assert code == 0, report
-    assert "version 2: test R2" in report and "does not replace it" in report
-    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
-    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert report.splitlines()[-1].startswith(f"kept {first}: test R2") and "does not replace it" in report
+    assert pointer_version(tmp_path) == first == alias_version(client)
     assert client.get_model_version(MODEL_NAME, "2").tags["role"] == "challenger"
+    second = client.get_model_version(MODEL_NAME, "2").tags["model_version"]
 
+    store = ["--store", str(tmp_path / "artifacts"), "--tracking-uri", mlflow_server]
     out = io.StringIO()
-    assert promote.main(["--version", "2", "--tracking-uri", mlflow_server], out=out) == 0
-    assert client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version == "2"
+    assert promote.main([*store, "--version", second], out=out) == 0, out.getvalue()
+    assert pointer_version(tmp_path) == second == alias_version(client)
     out = io.StringIO()
-    assert promote.main(["--rollback", "--tracking-uri", mlflow_server], out=out) == 0
-    assert "from version 2 to version 1" in out.getvalue()
-    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert promote.main([*store, "--rollback"], out=out) == 0
+    assert out.getvalue().startswith(f"promoted {first}: rolled back from {second}")
+    assert pointer_version(tmp_path) == first == alias_version(client)
     out = io.StringIO()
-    assert promote.main(["--rollback", "--tracking-uri", mlflow_server], out=out) == 1
-    assert out.getvalue().startswith("promotion failed: no earlier champion")
+    assert promote.main([*store, "--rollback"], out=out) == 1
+    assert out.getvalue().startswith("promotion failed:") and "no earlier champion" in out.getvalue()
+    assert pointer_version(tmp_path) == first == alias_version(client)
 
 
 def test_unreachable_tracking_server_stops_training_with_a_clear_message(tmp_path):
@@ -97,7 +112,7 @@ def test_unreachable_tracking_server_stops_training_with_a_clear_message(tmp_pat
     assert code == 1
     assert report.startswith("training failed: MLflow tracking server http://127.0.0.1:")
     assert "unreachable" in report and "--no-tracking" in report and report.count("\n") == 1
-    assert not (tmp_path / "artifacts" / "manifest.json").exists()
+    assert not (tmp_path / "artifacts" / "champion.json").exists()
 
 
 def test_without_tracking_uri_training_logs_offline_to_sqlite_here(tmp_path, monkeypatch):
@@ -110,6 +125,7 @@ def test_without_tracking_uri_training_logs_offline_to_sqlite_here(tmp_path, mon
     assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns").is_dir()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert alias_version(client) == pointer_version(tmp_path)
 
 
 def test_mlflow_run_trains_through_the_mlproject_entry_point(tmp_path):
@@ -119,11 +135,11 @@ def test_mlflow_run_trains_through_the_mlproject_entry_point(tmp_path):
     mlflow.MlflowClient(tracking_uri=store).create_experiment(MODEL_NAME, artifact_location=(tmp_path / "mlruns").as_uri())
     result = subprocess.run(
         [str(BIN / "mlflow"), "run", ".", "-e", "train", "--env-manager", "local", "--experiment-name", MODEL_NAME,
-         "-P", f"artifacts_dir={tmp_path / 'artifacts'}", "-P", "models=ridge,knn"],
+         "-P", f"store={tmp_path / 'artifacts'}", "-P", "models=ridge,knn"],
         cwd=PROJECT, env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
                           "MLFLOW_TRACKING_URI": store, "PATH": f"{BIN}:{os.environ['PATH']}"},
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert (tmp_path / "artifacts" / "manifest.json").is_file()
+    assert (tmp_path / "artifacts" / "champion.json").is_file()
     client = mlflow.MlflowClient(tracking_uri=store)
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"

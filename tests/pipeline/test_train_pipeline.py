@@ -2,6 +2,7 @@ import io
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from src import schema
@@ -12,25 +13,42 @@ from tests.conftest import FAST_MODELS
 FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--models", ",".join(FAST_MODELS), "--no-tracking"]
 
 
-def snapshot(directory: Path) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file()}
+def snapshot(store: Path) -> dict[str, str]:
+    """Every file of the store's served part: the pointer and the version folders (not the run records)."""
+    return {str(p.relative_to(store)): sha256_file(p) for p in sorted(store.rglob("*"))
+            if p.is_file() and "training-runs" not in p.parts and "decisions" not in p.parts}
+
+
+def pointer(store: Path) -> dict:
+    return json.loads((store / "champion.json").read_text())
 
 
 def test_manifest_lists_every_file_with_hash_versions_and_metrics(trained):
     manifest = trained.manifest
     directory = trained.manifest_path.parent
-    assert set(manifest["files"]) == {
-        "preprocessor.pkl", "model.pkl", "metrics.json", "raw.csv", "train.csv", "test.csv", "rejected.csv",
-        "reference_profile.json",
-    }
+    assert directory.name == manifest["model_version"] and directory.parent == Path(trained.store)
+    assert set(manifest["files"]) == {"preprocessor.pkl", "model.pkl", "metrics.json", "reference_profile.json",
+                                      "check.csv"}
     for name, entry in manifest["files"].items():
         assert sha256_file(directory / name) == entry["sha256"]
     assert manifest["features"] == schema.describe()["features"] and manifest["target"]["name"] == "math_score"
     assert set(manifest["versions"]) >= {"python", "scikit-learn", "dill"}
     assert manifest["data"]["fingerprint"] == trained.ingestion.fingerprint
     assert manifest["model_version"] and manifest["created_at"] and "r2" in manifest["metrics"]["test"]
-    assert not list(directory.glob(".staging-*"))
+    assert not list(directory.parent.glob(".staging-*"))
+    assert {p.name for p in trained.run_dir.iterdir()} >= {"raw.csv", "train.csv", "test.csv", "rejected.csv"}
+    assert pointer(directory.parent)["model_version"] == manifest["model_version"]
 
+
+def test_the_set_carries_no_student_records(trained):
+    """The only CSV in a set holds generated students with the answers the model gave them at training."""
+    directory = trained.manifest_path.parent
+    assert sorted(p.name for p in directory.glob("*.csv")) == ["check.csv"]
+    check = pd.read_csv(directory / "check.csv", keep_default_na=False)
+    raw = pd.read_csv(trained.run_dir / "raw.csv", keep_default_na=False)
+    keys = list(schema.FEATURE_NAMES)
+    assert not check[keys].merge(raw[keys], on=keys).shape[0], "no check row is a training record"
+    assert set(check.columns) == {*keys, "expected"}
 
 def test_cli_prints_the_table_and_exits_zero(tmp_path):
     out = io.StringIO()
@@ -39,16 +57,19 @@ def test_cli_prints_the_table_and_exits_zero(tmp_path):
     for name in FAST_MODELS:
         assert name in text
     assert "<- chosen" in text and "test:     R2" in text and "coverage" in text
-    assert json.loads((tmp_path / "manifest.json").read_text())["data"]["source"] == "synthetic"
+    version = pointer(tmp_path)["model_version"]
+    assert text.splitlines()[-1].startswith(f"promoted {version}: first model in the store")
+    assert json.loads((tmp_path / version / "manifest.json").read_text())["data"]["source"] == "synthetic"
 
 
-def test_gated_run_leaves_previous_artifacts_byte_identical(tmp_path):
-    assert main(["--artifacts-dir", str(tmp_path), *FAST], out=io.StringIO()) == 0
-    before = snapshot(tmp_path)
+def test_gated_run_leaves_the_pointer_byte_identical(tmp_path):
+    assert main(["--store", str(tmp_path), *FAST], out=io.StringIO()) == 0
+    before = (tmp_path / "champion.json").read_bytes()
     out = io.StringIO()
-    assert main(["--artifacts-dir", str(tmp_path), "--seed", "7", "--min-r2", "0.999", *FAST], out=out) == 1
-    assert out.getvalue().startswith("training failed: best model") and out.getvalue().count("\n") == 1
-    assert snapshot(tmp_path) == before
+    assert main(["--store", str(tmp_path), "--seed", "7", "--min-r2", "0.999", *FAST], out=out) == 1
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith(f"kept {pointer(tmp_path)['model_version']}: candidate ") and "below the quality gate" in last
+    assert (tmp_path / "champion.json").read_bytes() == before
 
 
 def test_bad_data_run_leaves_previous_artifacts_and_keeps_rejected_rows(tmp_path):
@@ -61,14 +82,16 @@ def test_bad_data_run_leaves_previous_artifacts_and_keeps_rejected_rows(tmp_path
     assert main(["--artifacts-dir", str(tmp_path), "--data", str(bad), *FAST], out=out) == 1
     assert "60 of 60 rows" in out.getvalue()
     assert snapshot(tmp_path) == before
-    assert (tmp_path / "failed-run" / "rejected.csv").is_file()
+    rejected = tmp_path / "training-runs" / "failed-run" / "rejected.csv"
+    assert out.getvalue().rstrip().endswith(str(rejected)), "the message names where the rejected rows are"
+    assert rejected.is_file()
 
 
 def test_unreadable_source_is_one_line(tmp_path):
     out = io.StringIO()
     assert main(["--artifacts-dir", str(tmp_path), "--data", str(tmp_path / "nope.csv"), *FAST], out=out) == 1
     assert out.getvalue().startswith("training failed: cannot read") and out.getvalue().count("\n") == 1
-    assert not (tmp_path / "manifest.json").exists()
+    assert not (tmp_path / "champion.json").exists()
 
 
 @pytest.mark.parametrize("argv", [["--test-size", "1.5"], ["--models", "nonsense"]])

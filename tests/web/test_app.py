@@ -103,19 +103,19 @@ def test_error_classes_answer_json(client, kwargs, status, error):
     assert response.get_json()["error"] == error
 
 
-def test_body_too_large_is_413_json(trained, tmp_path, student):
+def test_body_too_large_is_413_json(store_dir, trained, tmp_path, student):
     from app import create_app
 
-    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, max_content_length=2048,
+    app = create_app(AppConfig(artifacts_dir=store_dir, max_content_length=2048,
                                drift_dir=tmp_path))
     response = app.test_client().post("/predictdata", json={"instances": [student] * 40})
     assert response.status_code == 413 and response.get_json()["error"] == "request_entity_too_large"
 
 
-def test_batch_over_the_limit_is_413(trained, tmp_path, student):
+def test_batch_over_the_limit_is_413(store_dir, trained, tmp_path, student):
     from app import create_app
 
-    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, max_batch=5, drift_dir=tmp_path))
+    app = create_app(AppConfig(artifacts_dir=store_dir, max_batch=5, drift_dir=tmp_path))
     response = app.test_client().post("/predictdata", json={"instances": [student] * 6})
     assert response.status_code == 413
     assert response.get_json()["message"] == "at most 5 students per request, got 6"
@@ -138,18 +138,18 @@ def test_without_artifacts_the_app_starts_and_answers_503(tmp_path, student):
     client = create_app(AppConfig(artifacts_dir=tmp_path / "empty", drift_dir=tmp_path)).test_client()
     assert client.get("/health").status_code == 200
     ready = client.get("/ready")
-    assert ready.status_code == 503 and "no manifest.json" in ready.get_json()["message"]
+    assert ready.status_code == 503 and "has no champion yet" in ready.get_json()["message"]
     response = client.post("/predictdata", json=student)
     assert response.status_code == 503 and response.get_json()["error"] == "model_unavailable"
     form = client.post("/predictdata", data=form_of(student))
     assert form.status_code == 503 and "not available" in form.get_data(as_text=True)
 
 
-def test_tampered_model_means_503_with_the_reason(artifacts_copy, tmp_path):
+def test_tampered_model_means_503_with_the_reason(store_copy, trained, tmp_path):
     from app import create_app
 
-    (artifacts_copy / "model.pkl").write_bytes(b"not a model")
-    client = create_app(AppConfig(artifacts_dir=artifacts_copy, drift_dir=tmp_path)).test_client()
+    (store_copy / trained.version / "model.pkl").write_bytes(b"not a model")
+    client = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path)).test_client()
     ready = client.get("/ready")
     assert ready.status_code == 503
     assert "model.pkl does not match its manifest" in ready.get_json()["message"]
@@ -167,18 +167,21 @@ def test_json_body_with_nan_is_refused_not_crashing(client, student):
     assert response.status_code == 422 and response.get_json()["details"][0]["field"] == "reading_score"
 
 
-def test_each_worker_picks_up_a_newly_trained_model_by_itself(artifacts_copy, tmp_path, student):
+def test_each_worker_picks_up_a_newly_promoted_model_by_itself(store_copy, tmp_path, student):
     import time
 
     from app import create_app
+    from src.pipeline.lifecycle import DecisionConfig
     from src.pipeline.train_pipeline import TrainingConfig, train
     from tests.conftest import FAST_MODELS
 
-    app = create_app(AppConfig(artifacts_dir=artifacts_copy, drift_dir=tmp_path / "d", model_refresh_seconds=0.2))
+    app = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path / "d", model_refresh_seconds=0.2))
     client = app.test_client()
     first = client.get("/ready").get_json()["model_version"]  # this request starts the refresher
-    second = train(TrainingConfig(artifacts_dir=artifacts_copy, synthetic_rows=300, cv_folds=3, seed=13,
-                                  candidates=FAST_MODELS, tracking=False, n_jobs=1))
+    second = train(TrainingConfig(store=store_copy, synthetic_rows=300, cv_folds=3, seed=13, runs_dir=tmp_path / "r",
+                                  candidates=FAST_MODELS, tracking=False, n_jobs=1,
+                                  decision=DecisionConfig(tolerance=1.0)))
+    assert second.decision.promoted, second.decision
     assert second.manifest["model_version"] != first
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and client.get("/ready").get_json()["model_version"] == first:

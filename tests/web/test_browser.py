@@ -16,14 +16,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 @pytest.fixture()
-def served(trained, tmp_path):
+def served(store_dir, trained, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("Chromium not installed at /usr/bin/chromium (Debian package chromium; .ci/run installs it)")
     port = free_port()
     log = tmp_path / "gunicorn.log"
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
         "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1",
-        "ARTIFACTS_DIR": str(trained.manifest_path.parent), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+        "ARTIFACTS_DIR": str(store_dir), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         yield f"http://127.0.0.1:{port}"

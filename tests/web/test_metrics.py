@@ -90,11 +90,11 @@ def test_latency_histogram_has_millisecond_buckets(client, student):
                      r'url_rule="/predictdata"\} ', text)
 
 
-def test_two_apps_in_one_process_have_their_own_registries(trained, tmp_path, student):
+def test_two_apps_in_one_process_have_their_own_registries(store_dir, trained, tmp_path, student):
     from app import create_app
 
-    first = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "a"))
-    second = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "b"))
+    first = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "a"))
+    second = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "b"))
     first.test_client().post("/predictdata", json=student)
     assert value(families(first.test_client()), "model_predictions", channel="json") == 1
     assert value(families(second.test_client()), "model_predictions", channel="json") == 0
@@ -109,10 +109,10 @@ def test_drift_endpoint_reports_the_window(client, student):
     assert set(report["features"]) == set(student) and report["threshold"] == 0.2
 
 
-def test_metrics_can_be_switched_off(trained, tmp_path):
+def test_metrics_can_be_switched_off(store_dir, trained, tmp_path):
     from app import create_app
 
-    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path,
+    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path,
                                metrics_enabled=False))
     assert app.test_client().get("/metrics").status_code == 404
 
@@ -144,11 +144,11 @@ def test_unusual_methods_do_not_create_series(client):
     assert value(fams, "flask_http_request", method="other", status="405") == 3
 
 
-def test_a_monitoring_token_guards_metrics_and_drift_only(trained, tmp_path, student):
+def test_a_monitoring_token_guards_metrics_and_drift_only(store_dir, trained, tmp_path, student):
     from app import create_app
 
     token = "scrape-token-0123456789"
-    app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path,
+    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path,
                                metrics_token=token))
     client = app.test_client()
     for path in ("/metrics", "/drift"):
