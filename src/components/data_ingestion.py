@@ -50,6 +50,17 @@ class DataIngestionArtifact:
     test: pd.DataFrame
 
 
+def canonical_bytes(valid: pd.DataFrame) -> bytes:
+    """The valid rows as training sees them: the schema's columns in order, as CSV; their sha256 is the fingerprint."""
+    return valid[list(COLUMNS)].to_csv(index=False).encode("utf-8")
+
+
+def data_fingerprint(config: DataIngestionConfig) -> tuple[str, int]:
+    """The fingerprint training would record for this source, and its number of valid rows, without training."""
+    valid, _ = validate_frame(DataIngestion(config)._read())
+    return sha256_bytes(canonical_bytes(valid)), len(valid)
+
+
 class DataIngestion:
     """Read a CSV (either header style) or the synthetic cohort; keep valid rows, report the others."""
 
@@ -75,7 +86,7 @@ class DataIngestion:
                 f"only {kept} valid rows in {cfg.source}; at least {cfg.min_valid_rows} are needed to train"
             )
 
-        raw_bytes = valid[list(COLUMNS)].to_csv(index=False).encode("utf-8")
+        raw_bytes = canonical_bytes(valid)
         raw_path = out / "raw.csv"
         atomic_write_bytes(raw_path, raw_bytes)
         train, test = train_test_split(valid, test_size=cfg.test_size, random_state=cfg.seed)

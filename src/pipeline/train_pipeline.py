@@ -337,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cache_dir_from_env() -> Path:
+    return Path(os.environ.get("MODEL_CACHE_DIR") or ".model-cache")
+
+
 def keys_from_env(environ: Any = None) -> tuple[SigningKey | None, tuple[SigningKey, ...]]:
     """MODEL_SIGNING_KEY (sign new sets) and MODEL_VERIFY_KEYS (check sets before comparing or serving)."""
     env = os.environ if environ is None else environ
@@ -345,22 +349,21 @@ def keys_from_env(environ: Any = None) -> tuple[SigningKey | None, tuple[Signing
     return signing, parse_keys(env.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging("INFO")
-    out = out or sys.stdout
+class UsageError(ValueError):
+    """A command-line value the command cannot use."""
+
+
+def config_from_args(args: argparse.Namespace) -> TrainingConfig:
+    """The training configuration the command line (and MODEL_SIGNING_KEY, MODEL_VERIFY_KEYS) asks for."""
     if not 0.0 < args.test_size < 1.0:
-        out.write("training failed: --test-size must be between 0 and 1\n")
-        return 2
+        raise UsageError("--test-size must be between 0 and 1")
     if args.keep_versions < 2:
-        out.write("training failed: --keep-versions must be at least 2 (the champion and the previous one)\n")
-        return 2
+        raise UsageError("--keep-versions must be at least 2 (the champion and the previous one)")
     try:
         signing, verify_keys = keys_from_env()
     except SigningKeyError as err:
-        out.write(f"training failed: {err}\n")
-        return 2
-    config = TrainingConfig(
+        raise UsageError(str(err)) from err
+    return TrainingConfig(
         store=args.store,
         data=args.data,
         test_size=args.test_size,
@@ -373,15 +376,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         decision=DecisionConfig(min_test_r2=args.min_r2, tolerance=args.champion_tolerance,
                                 keep_versions=args.keep_versions),
         runs_dir=args.runs_dir,
-        cache_dir=Path(os.environ.get("MODEL_CACHE_DIR") or ".model-cache"),
+        cache_dir=cache_dir_from_env(),
         signing_key=signing,
         verify_keys=verify_keys,
     )
+
+
+def run(config: TrainingConfig, uri: str | None, out: TextIO) -> int:
+    """Train and decide; print the report and the decision. 0: promoted or kept; 1: failed or refused."""
     try:
-        if config.tracking:
-            result = train_tracked(config, args.tracking_uri or tracking_uri())
-        else:
-            result = train(config)
+        result = train_tracked(config, uri or tracking_uri()) if config.tracking else train(config)
     except (IngestionError, QualityGateError, SchemaError, DataSourceError, ArtifactError, TrainingError,
             TrackingError, ConfigError) as err:
         out.write(f"training failed: {err}\n")
@@ -389,6 +393,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out.write(format_report(result))
     out.write(result.decision.line() + "\n")
     return 1 if result.decision.action == "refused" else 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging("INFO")
+    out = out or sys.stdout
+    try:
+        config = config_from_args(args)
+    except UsageError as err:
+        out.write(f"training failed: {err}\n")
+        return 2
+    return run(config, args.tracking_uri, out)
 
 
 if __name__ == "__main__":
