@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cv-folds", type=int, default=5)
     parser.add_argument("--min-r2", type=float, default=0.6, help="quality gate on test R2 (default 0.6)")
     parser.add_argument("--synthetic-rows", type=int, default=1000)
+    parser.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs for the model search (default: all cores)")
     parser.add_argument("--models", help="comma-separated candidate names (default: all)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
@@ -370,6 +371,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         seed=args.seed,
         cv_folds=args.cv_folds,
         synthetic_rows=args.synthetic_rows,
+        n_jobs=args.n_jobs,
         tracking=not args.no_tracking,
         shuffle_labels=args.shuffle_labels,
         candidates=tuple(args.models.split(",")) if args.models else None,

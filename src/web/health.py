@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response
@@ -35,5 +36,6 @@ def ready() -> Response:
             if slot.loaded_at else None,
             "scorer": pipeline.scorer.kind,
             "last_error": slot.last_error,
+            "worker": os.getpid(),
         }
     )

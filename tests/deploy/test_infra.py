@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.deploy.cfn_yaml import load
 
@@ -91,14 +92,18 @@ def test_s3_and_iam_part_deploys_into_moto(template):
     # moto's CloudFormation has no AWS::S3::BucketPolicy: those go through the S3 API after the stack.
     policies = {n: r for n, r in part.items() if r["Type"] == "AWS::S3::BucketPolicy"}
     keep = {n: r for n, r in part.items() if n not in policies}
-    # References to resources outside this part (the connection) become parameters.
+    # References to resources outside this part (the connection, the retraining project) become parameters.
+    keep = json.loads(json.dumps(keep).replace('{"Fn::GetAtt": ["RetrainProject", "Arn"]}', '{"Ref": "RetrainProjectArn"}'))
     body = json.dumps({"AWSTemplateFormatVersion": "2010-09-09",
-                       "Parameters": {**template["Parameters"], "GitHubConnection": {"Type": "String"}},
+                       "Parameters": {**template["Parameters"], "GitHubConnection": {"Type": "String"},
+                                      "RetrainProjectArn": {"Type": "String"}},
                        "Resources": keep})
     with mock_aws():
         cfn = boto3.client("cloudformation", region_name="us-east-1")
         cfn.create_stack(StackName="student-math", TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
                          Parameters=[{"ParameterKey": "RepositoryId", "ParameterValue": "org/repo"},
+                                     {"ParameterKey": "RetrainProjectArn", "ParameterValue":
+                                      "arn:aws:codebuild:us-east-1:123456789012:project/student-math-retrain"},
                                      {"ParameterKey": "GitHubConnection", "ParameterValue":
                                       "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc"}])
         stack = cfn.describe_stacks(StackName="student-math")["Stacks"][0]
@@ -124,6 +129,35 @@ def test_s3_and_iam_part_deploys_into_moto(template):
         assert publish["Resource"] == f"arn:aws:s3:::{created['ModelBucket']}/models/*"
         profiles = iam.list_instance_profiles()["InstanceProfiles"]
         assert [r["RoleName"] for p in profiles for r in p["Roles"]] == [created["EbInstanceRole"]]
+
+
+def test_new_data_and_a_schedule_start_the_retraining_build(template):
+    resources = template["Resources"]
+    project = resources["RetrainProject"]["Properties"]
+    spec = yaml.safe_load(project["Source"]["BuildSpec"])
+    command = " ".join(spec["phases"]["build"]["commands"])
+    assert "src.pipeline.retrain" in command and '--store "$MODEL_URI"' in command and "--drift-url" in command
+    rules = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    assert set(rules) == {"RetrainOnSchedule", "RetrainOnNewData"}
+    assert rules["RetrainOnSchedule"]["ScheduleExpression"] == {"Ref": "RetrainSchedule"}
+    pattern = rules["RetrainOnNewData"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "data/"}]
+    assert resources["ModelBucket"]["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"] == {
+        "EventBridgeEnabled": True}
+    for rule in rules.values():
+        assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["RetrainProject", "Arn"]}
+        assert rule["Targets"][0]["RoleArn"] == {"Fn::GetAtt": ["RetrainEventsRole", "Arn"]}
+    start = resources["RetrainEventsRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert start == [{"Sid": "StartRetrain", "Effect": "Allow", "Action": ["codebuild:StartBuild"],
+                      "Resource": {"Fn::GetAtt": ["RetrainProject", "Arn"]}}]
+
+
+def test_web_instances_read_only_the_model_store_never_the_training_data(template):
+    statements = template["Resources"]["EbInstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    s3 = [st for st in statements if any(a.startswith("s3:") for a in as_list(st["Action"]))]
+    resources = json.dumps([st["Resource"] for st in s3])
+    assert "/models/*" in resources and "TrainingDataKey" not in resources and "data/" not in resources
 
 
 def resolve_bucket_arns(node, created):

@@ -1,0 +1,66 @@
+"""kill -9 of training at many moments never leaves a pointer to an incomplete or unverifiable set."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from src.config import AppConfig
+from src.pipeline.predict_pipeline import load_champion
+from src.store import LocalStore
+from tests.servers import PROJECT
+
+RUNS = 20
+COMMAND = [sys.executable, "-m", "src.pipeline.train_pipeline", "--no-tracking", "--synthetic-rows", "300",
+           "--cv-folds", "3", "--models", "ridge", "--n-jobs", "1", "--champion-tolerance", "1.0"]
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_at_twenty_moments_never_breaks_the_pointer_and_the_app_keeps_serving(store_copy, tmp_path, student):
+    from app import create_app
+    from src.web.services import EXTENSION
+
+    store = LocalStore(store_copy)
+    app = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path / "drift"))
+    slot, client = app.extensions[EXTENSION].slot, app.test_client()
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+
+    def training(seed: int) -> subprocess.Popen:
+        return subprocess.Popen([*COMMAND, "--store", str(store_copy), "--seed", str(seed),
+                                 "--runs-dir", str(tmp_path / "runs")], cwd=PROJECT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    started = time.monotonic()
+    assert training(1000).wait(timeout=120) == 0
+    duration = time.monotonic() - started
+    rng = random.Random(7)
+    moments = sorted(duration * (0.05 + 1.1 * (i + rng.random()) / RUNS) for i in range(RUNS))  # some after the end
+    assert len(set(moments)) == RUNS
+    seen: set[str] = set()
+    finished = 0
+    for i, moment in enumerate(moments):
+        process = training(i)
+        time.sleep(moment)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        else:
+            finished += 1
+        process.wait(timeout=30)
+        pointer = json.loads((store_copy / "champion.json").read_text())
+        pipeline = load_champion(store)  # raises unless the pointer names a complete, verified set
+        assert pipeline.model_version == pointer["model_version"]
+        seen.add(pointer["model_version"])
+        slot.refresh()
+        answer = client.post("/predictdata", json=student)
+        assert answer.status_code == 200 and answer.get_json()["model_version"] == pointer["model_version"]
+    assert not list(store_copy.glob("*/.staging-*")), "staging folders never sit inside a version"
+    print(f"{RUNS} kills between {moments[0]:.2f} s and {moments[-1]:.2f} s of a {duration:.2f} s training; "
+          f"{finished} runs had finished, {len(seen)} champions seen, every pointer verified")
+    assert len(seen) >= 2, "some kills must land after a promotion for the test to mean anything"
