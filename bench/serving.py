@@ -1,6 +1,6 @@
 """Serving benchmark: the app against a bare-Flask baseline, both under gunicorn with 2 workers on 127.0.0.1.
 
-    python bench/serving.py [--rounds 3] [--seconds 15] [--warmup 5] [--artifacts-dir DIR]
+    python bench/serving.py [--rounds 3] [--seconds 15] [--warmup 5] [--store DIR]
 
 After a few seconds of unrecorded load on each server, alternates wrk runs (``-t2 -c8`` for throughput,
 ``-t1 -c1`` for latency) over three servers: the app with metrics and drift tracking on, the app with both
@@ -102,10 +102,11 @@ def _percentile(out: str, label: str) -> float:
 
 
 def in_process(artifacts: Path) -> dict[str, float]:
-    from src.pipeline.predict_pipeline import PredictPipeline
+    from src.pipeline.predict_pipeline import load_champion
+    from src.store import LocalStore
     from src.validation import validate_student
 
-    pipeline = PredictPipeline.from_artifacts(artifacts)
+    pipeline = load_champion(LocalStore(artifacts))
     record, _ = validate_student(STUDENT)
     number = 20000
     fast = timeit.timeit(lambda: pipeline.predict_one(record), number=number) / number * 1e6
@@ -133,15 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5, help="seconds of unrecorded load on each server first")
-    parser.add_argument("--artifacts-dir", type=Path, help="a trained artifact set (default: train one on the "
-                        "synthetic cohort into a temporary folder)")
+    parser.add_argument("--store", "--artifacts-dir", dest="store", type=Path, help="a local model store (default: "
+                        "train one on the synthetic cohort into a temporary folder)")
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    artifacts = args.artifacts_dir
+    artifacts = args.store
     if artifacts is None:
         artifacts = workdir / "artifacts"
-        subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--artifacts-dir", str(artifacts),
+        subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(artifacts),
                         "--no-tracking"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     script = workdir / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
