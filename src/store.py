@@ -54,6 +54,7 @@ DECISIONS = "decisions"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 STAGING_PREFIX = ".staging-"
 HISTORY_LIMIT = 20
+TRAINING_RUNS = "training-runs"  # beside a local store's versions: each run's student records, never served
 
 
 class StoreError(ArtifactError):

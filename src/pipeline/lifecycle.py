@@ -20,7 +20,7 @@ import pandas as pd
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import FEATURE_NAMES, TARGET
 from src.signing import SigningKey
-from src.storage import ArtifactError, DataSourceError
+from src.storage import MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file
 from src.store import Pointer, Store, StoreError, check_version, now_iso
 
 logger = logging.getLogger(__name__)
@@ -171,8 +171,6 @@ def rollback(store: Store, *, keys: Sequence[SigningKey] = (), registry: Registr
 
 
 def _manifest_sha256(store: Store, version: str) -> str:
-    from src.storage import MANIFEST_NAME, sha256_file
-
     return sha256_file(store.set_dir(version) / MANIFEST_NAME)
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TextIO
 
 from src.config import configure_logging
-from src.pipeline.lifecycle import promote_by_hand, rollback
-from src.signing import SigningKeyError, parse_keys
+from src.pipeline.lifecycle import Decision, Registry, promote_by_hand, rollback
+from src.signing import SigningKey, SigningKeyError, parse_keys
 from src.storage import ArtifactError, DataSourceError
-from src.store import open_store
+from src.store import Store, open_store
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return 0
 
 
-def _move(store, args, keys, registry):
+def _move(store: Store, args: argparse.Namespace, keys: Sequence[SigningKey], registry: Registry | None) -> Decision:
     if args.rollback:
         return rollback(store, keys=keys, registry=registry)
     return promote_by_hand(store, args.version, keys=keys, registry=registry)

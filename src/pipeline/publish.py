@@ -23,9 +23,7 @@ from src.config import configure_logging
 from src.pipeline.lifecycle import DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
 from src.signing import SigningKey, SigningKeyError, parse_keys
 from src.storage import ArtifactError, DataSourceError
-from src.store import LocalStore, S3Store, StoreError, check_version
-
-RUNS_FOLDER = "training-runs"
+from src.store import TRAINING_RUNS, LocalStore, S3Store, StoreError, check_version
 
 
 def publish(local: LocalStore, destination: S3Store, version: str | None = None, *, runs_dir: Path | None = None,
@@ -33,7 +31,7 @@ def publish(local: LocalStore, destination: S3Store, version: str | None = None,
     """Copy a verified local version into the S3 store, then decide there."""
     version = check_version(version) if version else local.champion().model_version
     directory, _ = local.open_verified(version, keys)
-    test_path = (runs_dir or local.root / RUNS_FOLDER) / version / "test.csv"
+    test_path = (runs_dir or local.root / TRAINING_RUNS) / version / "test.csv"
     if not test_path.is_file():
         raise StoreError(f"the test split of {version} is not at {test_path}: the decision compares the champion "
                          "on it; give --runs-dir")

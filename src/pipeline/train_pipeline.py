@@ -59,13 +59,12 @@ from src.pipeline.tracking import TrackingError, tracking_uri, training_run
 from src.schema import SchemaError
 from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
 from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file, write_json
-from src.store import LocalStore, open_store, seal_set
+from src.store import TRAINING_RUNS, LocalStore, open_store, seal_set
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("data/students.csv")
 FAILED_RUN_DIR = "failed-run"
-RUNS_FOLDER = "training-runs"
 SET_FOLDER = "set"
 REFERENCE_PROFILE = "reference_profile.json"
 
@@ -96,8 +95,8 @@ class TrainingConfig:
         if self.runs_dir is not None:
             return self.runs_dir
         if str(self.store).startswith("s3://"):
-            return Path(RUNS_FOLDER)
-        return Path(self.store) / RUNS_FOLDER
+            return Path(TRAINING_RUNS)
+        return Path(self.store) / TRAINING_RUNS
 
 
 @dataclass(frozen=True)
