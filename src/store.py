@@ -447,6 +447,7 @@ class S3Store(Store):
                 if data is None:
                     raise StoreError(f"{self.location}/{version}/{name} is listed in the manifest but missing")
                 atomic_write_bytes(staging / name, data)
+            verify_files(staging, read_manifest(staging))  # a damaged download never takes the version's name
             try:
                 os.rename(staging, target)
             except OSError:

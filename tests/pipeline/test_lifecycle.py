@@ -219,3 +219,19 @@ def test_retrain_does_nothing_on_unchanged_data_and_trains_on_appended_rows(tmp_
     out = io.StringIO()
     assert retrain.main([*args, "--drift-url", url.replace(str(server.server_port), "1")], out=out) == 1
     assert out.getvalue().startswith("retrain failed: cannot read the drift report")
+
+
+def test_a_worker_without_a_model_at_boot_keeps_retrying_until_one_is_promoted(tmp_path, student):
+    from app import create_app
+    from src.web.services import EXTENSION
+
+    store = tmp_path / "store"
+    app = create_app(AppConfig(artifacts_dir=store, drift_dir=tmp_path / "drift"))
+    slot, client = app.extensions[EXTENSION].slot, app.test_client()
+    assert client.get("/ready").status_code == 503
+    outcome = slot.refresh()
+    assert outcome is not None and not outcome.ok and "has no champion yet" in outcome.message
+    version = quick(store, 51, tmp_path).version
+    assert slot.refresh().ok
+    assert client.get("/ready").get_json()["model_version"] == version
+    assert client.post("/predictdata", json=student).status_code == 200
