@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE, group_check, group_metrics
 from src.schema import FEATURE_NAMES, TARGET
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ HISTORY_TAG = "champion_history"
 DEFAULT_TOLERANCE = 0.01  # R² points the new model may lose against the champion and still replace it
 LOCAL_STORE = "mlflow.db"
 LOCAL_ARTIFACTS = "mlruns"
-PLOTS = ("predicted_vs_actual.png", "error_by_group.png")
 
 
 class TrackingError(RuntimeError):
@@ -105,9 +105,11 @@ class TrainingRun:
         mlflow.log_input(dataset, context="training")
         for name in ("preprocessor.pkl", "model.pkl", "metrics.json", "manifest.json", "reference_profile.json"):
             mlflow.log_artifact(str(directory / name), artifact_path="artifacts")
-        with tempfile.TemporaryDirectory() as tmp:
-            for path in _plots(result, Path(tmp)):
-                mlflow.log_artifact(str(path), artifact_path="plots")
+        for name in manifest.get("plots", []):  # made at training (src.components.plots), in the set
+            mlflow.log_artifact(str(directory / name), artifact_path="plots")
+        groups = result.trainer.metrics.get("groups", {})
+        mlflow.log_dict(groups, "groups.json")
+        mlflow.log_metrics(group_metric_names(groups))
         for candidate in result.trainer.candidates:
             with mlflow.start_run(run_name=candidate.name, nested=True):
                 mlflow.log_params({"candidate": candidate.name, **candidate.params})
@@ -125,8 +127,10 @@ class TrainingRun:
         return self._mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
                                               serialization_format="cloudpickle")
 
-    def register(self, result: Any, model_info: Any, tolerance: float = DEFAULT_TOLERANCE) -> RegistryDecision:
-        """Register the model; move ``champion`` to it unless it is worse than the champion on this test split."""
+    def register(self, result: Any, model_info: Any, tolerance: float = DEFAULT_TOLERANCE,
+                 group_tolerance: float = DEFAULT_GROUP_TOLERANCE) -> RegistryDecision:
+        """Register the model; move ``champion`` to it unless it is worse than the champion on this test split,
+        overall (R², ``tolerance``) or for its worst student group (MAE, ``group_tolerance``)."""
         mlflow = self._mlflow
         client = mlflow.MlflowClient()
         version = mlflow.register_model(model_info.model_uri, MODEL_NAME).version
@@ -140,11 +144,17 @@ class TrainingRun:
             champion, reason = True, "first registered model"
         else:
             old = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/{current.version}")
-            old_r2 = _r2(test_frame[TARGET.name].to_numpy(dtype=float), old.predict(test_frame[list(FEATURE_NAMES)]))
+            actual = test_frame[TARGET.name].to_numpy(dtype=float)
+            old_predictions = old.predict(test_frame[list(FEATURE_NAMES)])
+            old_r2 = _r2(actual, old_predictions)
             champion = new_r2 >= old_r2 - tolerance
             verb = "replaces" if champion else "does not replace"
             reason = (f"test R2 {new_r2:.4f} vs champion v{current.version} {old_r2:.4f} on the same test split "
                       f"(tolerance {tolerance}): {verb} it")
+            old_groups = group_metrics(test_frame, actual, old_predictions, float("nan"))
+            refused = group_check(result.trainer.metrics.get("groups"), old_groups, group_tolerance) if champion else None
+            if refused is not None:
+                champion, reason = False, f"{reason}, but per group: {refused}: does not replace it"
             mlflow.log_metric("champion_test_r2_same_split", old_r2)
         client.set_model_version_tag(MODEL_NAME, version, "role", CHAMPION if champion else "challenger")
         client.set_model_version_tag(MODEL_NAME, version, "decision", reason)
@@ -196,34 +206,13 @@ def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(r2_score(y, predicted))
 
 
-def _plots(result: Any, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    test = result.ingestion.test
-    actual = test[TARGET.name].to_numpy(dtype=float)
-    predicted = result.trainer.test_predictions
-    half = result.trainer.interval_half_width
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.errorbar(actual, predicted, yerr=half, fmt="o", ms=3, alpha=0.5, elinewidth=0.5)
-    ax.plot([0, 100], [0, 100], "k--", lw=1)
-    ax.set(xlabel="actual math score", ylabel="predicted math score (90% interval)",
-           title=f"Test split: predicted vs actual ({result.trainer.model_name})")
-    first = folder / PLOTS[0]
-    fig.savefig(first, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    errors = np.abs(actual - predicted)
-    groups = ["gender", "race_ethnicity", "lunch", "test_preparation_course", "parental_level_of_education"]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(7, 2.2 * len(groups)))
-    for ax, column in zip(axes, groups, strict=True):
-        mae = pd.Series(errors).groupby(test[column].to_numpy()).mean().sort_index()
-        ax.barh(mae.index.astype(str), mae.to_numpy())
-        ax.set(xlabel="mean absolute error (points)", title=f"Error by {column}")
-    fig.tight_layout()
-    second = folder / PLOTS[1]
-    fig.savefig(second, dpi=100)
-    plt.close(fig)
-    return [first, second]
+def group_metric_names(groups: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, float]:
+    """MLflow metrics ``group_mae/<feature>/<group>`` and ``group_coverage/...`` (names MLflow accepts)."""
+    metrics: dict[str, float] = {}
+    for feature, rows in groups.items():
+        for group, row in rows.items():
+            label = "/".join(re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in (feature, group))
+            for key in ("mae", "bias", "coverage"):
+                if row.get(key) is not None:
+                    metrics[f"group_{key}/{label}"] = float(row[key])
+    return metrics
