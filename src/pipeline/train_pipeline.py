@@ -1,6 +1,7 @@
 """Train: ingestion -> transformation -> model trainer, into a staging folder, then commit the artifact set.
 
     python -m src.pipeline.train_pipeline [--data SOURCE] [--artifacts-dir DIR] [--test-size F] [--seed N]
+        [--exclude-features a,b] [--params params.yaml] [--reports-dir DIR]
 
 Without ``--data``: ``data/students.csv`` if present, else the synthetic cohort. A run that fails (bad data,
 quality gate, tracking server down) leaves the previous artifacts byte-identical.
@@ -38,7 +39,9 @@ from src.components.data_transformation import (
     DataTransformation,
     DataTransformationArtifact,
     DataTransformationConfig,
+    check_excluded,
 )
+from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE
 from src.components.model_trainer import (
     Candidate,
     ModelTrainer,
@@ -47,8 +50,10 @@ from src.components.model_trainer import (
     QualityGateError,
     default_candidates,
 )
+from src.components.plots import PLOTS, write_plots
 from src.config import configure_logging
 from src.monitoring.drift import build_reference
+from src.pipeline.reports import ParamsError, export_reports, read_params
 from src.pipeline.tracking import (
     DEFAULT_TOLERANCE,
     MODEL_NAME,
@@ -84,6 +89,9 @@ class TrainingConfig:
     tracking: bool = True
     shuffle_labels: bool = False  # for checking that a worse model is refused by the registry
     candidates: tuple[str, ...] | None = None  # names from default_candidates(); None: all of them
+    exclude_features: tuple[str, ...] = ()  # features the model must not see (still accepted and validated)
+    group_tolerance: float = DEFAULT_GROUP_TOLERANCE  # MAE points the worst group may lose against the champion
+    reports_dir: Path | None = None  # also copy metrics, plots and the set here (a fixed path for DVC)
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,9 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
         ).run()
         if config.shuffle_labels:
             ingestion = _with_shuffled_labels(ingestion, config.seed)
-        transformation = DataTransformation(DataTransformationConfig(artifacts_dir=staging)).run(ingestion)
+        transformation = DataTransformation(
+            DataTransformationConfig(artifacts_dir=staging, exclude=config.exclude_features)
+        ).run(ingestion)
         trainer = ModelTrainer(
             ModelTrainerConfig(
                 artifacts_dir=staging,
@@ -140,6 +150,8 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
             )
         ).run(transformation)
         write_json(staging / REFERENCE_PROFILE, build_reference(ingestion.train, trainer.test_predictions))
+        write_plots(staging, transformation.y_test, trainer.test_predictions, trainer.interval_half_width,
+                    trainer.metrics["groups"], trainer.model_name)
         manifest = _manifest(config, ingestion, trainer)
         if tracker is not None:
             manifest["run_id"] = tracker.run_id
@@ -149,6 +161,8 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
         raise
     shutil.rmtree(staging, ignore_errors=True)
     committed = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if config.reports_dir is not None:
+        export_reports(manifest_path.parent, config.reports_dir)
     return TrainingResult(committed, ingestion, transformation, trainer, manifest_path)
 
 
@@ -175,6 +189,17 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         "versions": software_versions(),
         "reference_profile": REFERENCE_PROFILE,
         "run_id": None,
+        **_card_fields(config, trainer),
+    }
+
+
+def _card_fields(config: TrainingConfig, trainer: ModelTrainerArtifact) -> dict[str, Any]:
+    """What the model page shows beyond the metrics: groups, the features the model saw, the plots."""
+    return {
+        "groups": trainer.metrics["groups"],
+        "features_used": [name for name in schema.FEATURE_NAMES if name not in config.exclude_features],
+        "excluded_features": list(config.exclude_features),
+        "plots": list(PLOTS),
     }
 
 
@@ -223,6 +248,8 @@ def train_tracked(config: TrainingConfig, uri: str, tolerance: float) -> tuple[T
         "min_test_r2": config.min_test_r2,
         "candidates": ",".join(config.candidates) if config.candidates else "all",
         "shuffle_labels": config.shuffle_labels,
+        "exclude_features": ",".join(config.exclude_features) or "none",
+        "group_tolerance": config.group_tolerance,
     }
     from mlflow.exceptions import MlflowException  # training with tracking only: serving never imports MLflow
 
@@ -230,7 +257,7 @@ def train_tracked(config: TrainingConfig, uri: str, tolerance: float) -> tuple[T
         with training_run(uri, params) as run:
             result = train(config, tracker=run)
             model_info = run.log_result(result)
-            decision = run.register(result, model_info, tolerance=tolerance)
+            decision = run.register(result, model_info, tolerance=tolerance, group_tolerance=config.group_tolerance)
     except MlflowException as err:
         raise TrackingError(f"MLflow: {str(err).splitlines()[0]}") from err
     return result, decision
@@ -253,6 +280,8 @@ def format_report(result: TrainingResult) -> str:
         f"test coverage {test['interval_coverage']:.3f}",
         f"version:  {result.manifest['model_version']} -> {result.manifest_path}",
     ]
+    if result.manifest.get("excluded_features"):
+        lines.insert(-1, f"excluded: {', '.join(result.manifest['excluded_features'])} (not seen by the model)")
     return "\n".join(lines) + "\n"
 
 
@@ -273,14 +302,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--champion-tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"R2 the new model may lose against the champion and still replace it "
                         f"(default {DEFAULT_TOLERANCE})")
+    parser.add_argument("--exclude-features", help="comma-separated features the model must not see, e.g. "
+                        "gender,race_ethnicity (the API still accepts and validates them)")
+    parser.add_argument("--group-tolerance", type=float, default=DEFAULT_GROUP_TOLERANCE,
+                        help="MAE points the worst student group may lose against the champion's worst group "
+                        f"(default {DEFAULT_GROUP_TOLERANCE})")
+    parser.add_argument("--params", type=Path, help="YAML file whose 'train' section sets these options "
+                        "(options given on the command line win); see params.yaml")
+    parser.add_argument("--reports-dir", type=Path, help="also copy metrics.json, the plots and the model set "
+                        "(into DIR/model) to this fixed folder, e.g. for DVC")
     parser.add_argument("--shuffle-labels", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; a ``--params`` file's ``train`` section gives the defaults."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.params is not None:
+        parser.set_defaults(**read_params(args.params, set(vars(parser.parse_args([]))) - {"params"}))
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging("INFO")
     out = out or sys.stdout
+    try:
+        args = parse_args(argv)
+    except ParamsError as err:
+        out.write(f"training failed: {err}\n")
+        return 2
+    configure_logging("INFO")
+    excluded = tuple(name.strip() for name in (args.exclude_features or "").split(",") if name.strip())
+    try:
+        check_excluded(excluded)
+    except SchemaError as err:
+        out.write(f"training failed: --exclude-features: {err}\n")
+        return 2
     if not 0.0 < args.test_size < 1.0:
         out.write("training failed: --test-size must be between 0 and 1\n")
         return 2
@@ -295,6 +353,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         tracking=not args.no_tracking,
         shuffle_labels=args.shuffle_labels,
         candidates=tuple(args.models.split(",")) if args.models else None,
+        exclude_features=excluded,
+        group_tolerance=args.group_tolerance,
+        reports_dir=args.reports_dir,
     )
     decision = None
     try:

@@ -21,7 +21,7 @@ def test_manifest_lists_every_file_with_hash_versions_and_metrics(trained):
     directory = trained.manifest_path.parent
     assert set(manifest["files"]) == {
         "preprocessor.pkl", "model.pkl", "metrics.json", "raw.csv", "train.csv", "test.csv", "rejected.csv",
-        "reference_profile.json",
+        "reference_profile.json", "predicted_vs_actual.png", "error_by_group.png",
     }
     for name, entry in manifest["files"].items():
         assert sha256_file(directory / name) == entry["sha256"]
