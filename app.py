@@ -10,7 +10,7 @@ from src.config import AppConfig, configure_logging
 from src.periodic import Periodic
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.storage import read_manifest
-from src.web import errors, health, prediction
+from src.web import errors, health, model_page, prediction
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
 from src.web.services import EXTENSION, Services
@@ -28,6 +28,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.extensions[EXTENSION] = services
     app.register_blueprint(prediction.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(model_page.bp)
     errors.register_error_handlers(app)
     attach_monitoring(app, services)
     services.slot.load()

@@ -1,0 +1,105 @@
+"""/model and /model.json: the loaded model, its metrics, groups, plots, drift, history and card."""
+
+import json
+import shutil
+
+import pytest
+
+from src.config import AppConfig
+from src.pipeline.model_card import champion_history, safe_source
+from src.schema import CATEGORICAL_FEATURES
+
+
+def test_model_json_describes_the_loaded_set(client, trained):
+    body = client.get("/model.json")
+    assert body.status_code == 200
+    card = body.get_json()
+    manifest = trained.manifest
+    assert card["model_version"] == manifest["model_version"] and card["model"] == manifest["model"]
+    assert card["data"]["fingerprint"] == manifest["data"]["fingerprint"]
+    assert card["data"]["rows_valid"] == manifest["data"]["rows_valid"]
+    assert card["metrics"]["test"] == manifest["metrics"]["test"] and card["metrics"]["cv"] == manifest["metrics"]["cv"]
+    assert card["groups"] == manifest["groups"]
+    assert card["plots"] == ["predicted_vs_actual.png", "error_by_group.png"]
+    assert card["drift"]["available"] is True and card["drift"]["drift_detected"] is False
+    assert card["history"] == []
+    assert "never for grading" in card["card"]["intended_use"].lower()
+    assert any("correlations, not causes" in item for item in card["card"]["limitations"])
+
+
+def test_model_page_shows_version_metrics_groups_and_card(client, trained):
+    page = client.get("/model")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    manifest = trained.manifest
+    assert manifest["model_version"] in html and f"{manifest['metrics']['test']['r2']:.3f}" in html
+    for feature in CATEGORICAL_FEATURES:
+        for category in feature.categories:
+            assert f'data-feature="{feature.name}" data-group="{category}"' in html.replace("&#39;", "'")
+    assert 'src="/model/plots/predicted_vs_actual.png"' in html and 'src="/model/plots/error_by_group.png"' in html
+    assert "Intended use" in html and "Limitations" in html
+
+
+def test_plots_are_served_as_png_and_only_those_the_manifest_lists(client, trained):
+    plot = client.get("/model/plots/error_by_group.png")
+    assert plot.status_code == 200 and plot.mimetype == "image/png"
+    assert plot.data == (trained.manifest_path.parent / "error_by_group.png").read_bytes()
+    for name in ("model.pkl", "metrics.json", "../manifest.json", "other.png"):
+        assert client.get(f"/model/plots/{name}").status_code == 404
+
+
+def test_landing_page_and_form_link_to_the_model_page(client):
+    assert 'href="/model"' in client.get("/").get_data(as_text=True)
+    assert 'href="/model"' in client.get("/predictdata").get_data(as_text=True)
+
+
+def test_without_a_model_the_page_says_so(tmp_path):
+    from app import create_app
+
+    client = create_app(AppConfig(artifacts_dir=tmp_path / "none", drift_dir=tmp_path / "d")).test_client()
+    assert client.get("/model").status_code == 503 and "No model is loaded" in client.get("/model").get_data(as_text=True)
+    assert client.get("/model.json").get_json()["error"] == "model_unavailable"
+    assert client.get("/model/plots/error_by_group.png").status_code == 503
+
+
+def test_history_is_read_from_the_store_beside_the_set(trained, tmp_path):
+    from app import create_app
+
+    store = tmp_path / "store"
+    set_dir = store / trained.manifest["model_version"]
+    shutil.copytree(trained.manifest_path.parent, set_dir)
+    history = [
+        {"version": "v1", "decision": "promoted", "reason": "first model", "at": "2026-11-01T10:00:00+00:00"},
+        {"version": "v2", "decision": "kept", "reason": "worst group race_ethnicity=group C: MAE 9.1", "at": "x"},
+        {"version": "v3", "decision": "deleted-everything", "reason": "not a decision", "at": "y"},
+    ]
+    (store / "champion.json").write_text(json.dumps({"version": "v1", "history": history}))
+    assert [h["version"] for h in champion_history(set_dir)] == ["v1", "v2"]
+    client = create_app(AppConfig(artifacts_dir=set_dir, drift_dir=tmp_path / "d")).test_client()
+    assert [h["decision"] for h in client.get("/model.json").get_json()["history"]] == ["promoted", "kept"]
+    assert "worst group race_ethnicity=group C" in client.get("/model").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"version": "v1"}', '{"history": "nope"}', "[1, 2]"])
+def test_history_is_empty_when_the_store_has_none(tmp_path, content):
+    set_dir = tmp_path / "v1"
+    set_dir.mkdir()
+    if content is not None:
+        (tmp_path / "champion.json").write_text(content)
+    assert champion_history(set_dir) == []
+
+
+def test_data_source_is_shown_without_credentials():
+    assert safe_source("https://user:secret@example.org/data.csv?token=abc") == "https://example.org/data.csv"
+    assert safe_source("s3://bucket/students.csv") == "s3://bucket/students.csv"
+    assert safe_source("data/students.csv") == "data/students.csv"
+
+
+def test_group_gauges_use_only_the_schema_categories(client, trained):
+    text = client.get("/metrics").get_data(as_text=True)
+    lines = [line for line in text.splitlines() if line.startswith(("model_group_mae{", "model_group_coverage{"))]
+    expected = sum(len(f.categories) for f in CATEGORICAL_FEATURES)
+    assert len(lines) == 2 * expected
+    row = trained.manifest["groups"]["lunch"]["standard"]
+    assert f'model_group_mae{{feature="lunch",group="standard"}} {row["mae"]}' in text
+    assert f'model_group_coverage{{feature="lunch",group="standard"}} {row["coverage"]}' in text
