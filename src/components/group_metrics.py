@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,17 +30,6 @@ SMALL_GROUP = 30  # test rows below which a group's figures are flagged as noisy
 DEFAULT_GROUP_TOLERANCE = 0.5  # MAE points the worst group may lose against the champion's worst group
 
 GroupTable = Mapping[str, Mapping[str, Mapping[str, Any]]]
-
-
-@dataclass(frozen=True)
-class GroupCheckConfig:
-    """The per-group check: the candidate's worst group MAE may exceed the champion's by at most ``tolerance``.
-
-    Only groups with at least ``min_rows`` test rows take part (small groups are too noisy to decide on).
-    """
-
-    tolerance: float = DEFAULT_GROUP_TOLERANCE
-    min_rows: int = SMALL_GROUP
 
 
 def _count(y_true: np.ndarray, y_pred: np.ndarray) -> int:
