@@ -8,9 +8,10 @@ from flask import Flask
 
 from src.config import AppConfig, configure_logging
 from src.periodic import Periodic
+from src.pipeline.model_card import HISTORY_LIMIT
 from src.pipeline.predict_pipeline import load_champion
 from src.store import open_store
-from src.web import errors, health, prediction
+from src.web import errors, health, model_page, prediction
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
 from src.web.services import EXTENSION, Services
@@ -28,6 +29,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.extensions[EXTENSION] = services
     app.register_blueprint(prediction.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(model_page.bp)
     errors.register_error_handlers(app)
     attach_monitoring(app, services)
     services.slot.load()
@@ -42,7 +44,8 @@ def _model_slot(config: AppConfig) -> ModelSlot:
     store = open_store(config.model_uri or config.artifacts_dir, cache_dir=config.model_cache_dir)
     keys = config.verify_keys
     return ModelSlot(lambda: load_champion(store, keys), store.location,
-                     probe=lambda: store.champion().model_version)
+                     probe=lambda: store.champion().model_version,
+                     decisions=lambda: store.decisions(limit=HISTORY_LIMIT))
 
 
 app = create_app()

@@ -199,8 +199,8 @@ class Store(ABC):
     def write_decision(self, record: Mapping[str, Any]) -> None: ...
 
     @abstractmethod
-    def decisions(self) -> list[dict[str, Any]]:
-        """Every recorded decision, oldest first."""
+    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The recorded decisions (the last ``limit`` of them), oldest first."""
 
     def read_pointer(self) -> Pointer | None:
         data = self.read_pointer_bytes()
@@ -306,12 +306,12 @@ class LocalStore(Store):
         atomic_write_bytes(self.root / DECISIONS / _decision_name(record),
                            (json.dumps(dict(record), indent=2) + "\n").encode("utf-8"))
 
-    def decisions(self) -> list[dict[str, Any]]:
+    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
         folder = self.root / DECISIONS
         if not folder.is_dir():
             return []
         out = []
-        for path in sorted(folder.glob("*.json")):
+        for path in sorted(folder.glob("*.json"))[-(limit or 0):]:
             try:
                 out.append(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
@@ -468,10 +468,10 @@ class S3Store(Store):
         self._put(f"{self.prefix}{DECISIONS}/{_decision_name(record)}",
                   (json.dumps(dict(record), indent=2) + "\n").encode("utf-8"), "application/json")
 
-    def decisions(self) -> list[dict[str, Any]]:
+    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
         keys, _ = self._list(f"{self.prefix}{DECISIONS}/")
         out = []
-        for key in sorted(keys):
+        for key in sorted(keys)[-(limit or 0):]:
             data = self._get(key)
             try:
                 out.append(json.loads(data or b""))

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_ONLY = {"mlflow", "matplotlib"}
+TRAINING_ONLY = {"mlflow", "matplotlib", "fairlearn"}
 
 
 def test_serving_requirements_exclude_training_packages():
@@ -23,6 +23,8 @@ def test_the_app_serves_without_importing_training_packages(store_dir, trained, 
         " lunch='standard', test_preparation_course='none', reading_score=70, writing_score=68)\n"
         "assert client.post('/predictdata', json=student).status_code == 200\n"
         "assert client.get('/metrics').status_code == 200\n"
+        "assert client.get('/model').status_code == 200 and client.get('/model.json').status_code == 200\n"
+        "assert client.get('/model/plots/error_by_group.png').status_code == 200\n"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(TRAINING_ONLY)!r})\n"
         "assert not loaded, loaded\n"
     )

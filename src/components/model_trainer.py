@@ -24,6 +24,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor
 
 from src.components.data_transformation import DataTransformationArtifact
+from src.components.group_metrics import group_metrics
 from src.storage import atomic_write_bytes, write_json
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class ModelTrainer:
                 for r in results
             },
             "rows": {"train": int(len(data.y_train)), "test": int(len(data.y_test))},
+            "groups": group_metrics(data.test_frame, data.y_test, predictions, half_width),
         }
         model_path = cfg.artifacts_dir / "model.pkl"
         metrics_path = cfg.artifacts_dir / "metrics.json"

@@ -13,6 +13,7 @@ whichever worker served a request or answers the scrape; gauges say how they mer
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
@@ -106,6 +107,11 @@ class ServiceMetrics:
                              multiprocess_mode="livemax")
         self.test_mae = Gauge("model_test_mae", "Test-split mean absolute error of the loaded model", registry=reg,
                               multiprocess_mode="livemax")
+        self.group_mae = Gauge("model_group_mae", "Test-split MAE of the loaded model per student group",
+                               ["feature", "group"], registry=reg, multiprocess_mode="livemax")
+        self.group_coverage = Gauge("model_group_coverage",
+                                    "Test-split interval coverage of the loaded model per student group",
+                                    ["feature", "group"], registry=reg, multiprocess_mode="livemax")
         self.load_seconds = Gauge("model_load_duration_seconds", "Time to verify and load the model", registry=reg,
                                   multiprocess_mode="livemax")
         self.loaded_at = Gauge("model_last_load_timestamp_seconds", "When the model was last loaded (Unix time)",
@@ -166,9 +172,20 @@ class ServiceMetrics:
         test = pipeline.manifest["metrics"]["test"]
         self.test_r2.set(test["r2"])
         self.test_mae.set(test["mae"])
+        self._show_groups(pipeline.manifest.get("groups") or {})
         self.load_seconds.set(pipeline.load_seconds)
         self.loaded_at.set(time.time())
         self.ready.set(1)
+
+    def _show_groups(self, groups: Mapping[str, Any]) -> None:
+        """Labels only from the schema's categories (a closed set); NaN where the model has no figure."""
+        for feature in CATEGORICAL_FEATURES:
+            rows = groups.get(feature.name) or {}
+            for category in feature.categories:
+                row = rows.get(category) or {}
+                for gauge, key in ((self.group_mae, "mae"), (self.group_coverage, "coverage")):
+                    value = row.get(key)
+                    gauge.labels(feature.name, category).set(math.nan if value is None else float(value))
 
     def refresh_process(self) -> None:
         """Record this worker's CPU seconds and resident memory (by the flusher and before each scrape)."""

@@ -177,10 +177,14 @@ def read_layout(preprocessor: Any) -> Layout:
             raise ValueError(f"transformer {name!r} does not end in a scaler or a one-hot encoder")
         width = max(width, preprocessor.output_indices_[name].stop)
     covered = {f for f, *_ in numeric} | {f for f, _ in categorical}
-    if covered != set(FEATURE_NAMES):
-        raise ValueError(f"preprocessor covers {sorted(covered)}, not the schema's features")
+    if not covered or not covered <= set(FEATURE_NAMES):
+        raise ValueError(f"preprocessor covers {sorted(covered)}, not features of the schema")
+    # Features the preprocessor drops (trained without them) add nothing: the compiled row ignores them too.
+    encoded = dict(categorical)
     for feature in CATEGORICAL_FEATURES:
-        known = dict(categorical)[feature.name]
+        if feature.name not in encoded:
+            continue
+        known = encoded[feature.name]
         if not set(feature.categories) <= known.keys():
             raise ValueError(f"{feature.name}: the encoder does not know every category of the schema")
     return Layout(width, tuple(numeric), tuple(categorical))

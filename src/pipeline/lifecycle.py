@@ -10,13 +10,14 @@ pointer is put back if the alias cannot move). Each decision is recorded in the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE, group_check
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import FEATURE_NAMES, TARGET
 from src.signing import SigningKey
@@ -27,9 +28,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.01  # R² points a challenger may lose against the champion and still replace it
 DEFAULT_KEEP_VERSIONS = 10
-
-GroupCheck = Callable[[PredictPipeline, PredictPipeline | None], str | None]
-
 
 class Registry(Protocol):
     """Where a model registry follows the store (MLflow's ``champion`` alias); see ``tracking.MlflowRegistry``."""
@@ -44,6 +42,7 @@ class DecisionConfig:
     min_test_r2: float = 0.6  # the quality gate: a candidate below it never serves
     tolerance: float = DEFAULT_TOLERANCE
     keep_versions: int = DEFAULT_KEEP_VERSIONS  # sets kept in the store (the champion and the previous always)
+    group_tolerance: float | None = DEFAULT_GROUP_TOLERANCE  # worst group's MAE vs the champion's (None: off)
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,16 @@ def load_version(store: Store, version: str, keys: Sequence[SigningKey] = (),
     return PredictPipeline.from_artifacts(directory)
 
 
+def groups_on(pipeline: PredictPipeline, test: pd.DataFrame) -> dict:
+    """Errors by student group of a loaded model on a test split (count, MAE, bias, coverage)."""
+    from src.components.group_metrics import group_metrics  # training side only (Fairlearn)
+
+    predicted = pipeline.reference.score_frame(test[list(FEATURE_NAMES)])
+    return group_metrics(test, test[TARGET.name].to_numpy(dtype=float), predicted, pipeline.half_width)
+
+
 def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfig = DecisionConfig(), *,
-           keys: Sequence[SigningKey] = (), registry: Registry | None = None,
-           group_check: GroupCheck | None = None) -> Decision:
+           keys: Sequence[SigningKey] = (), registry: Registry | None = None) -> Decision:
     """Decide whether the candidate ``version`` (already in the store) replaces the champion, and apply it."""
     version = check_version(version)
     candidate = load_version(store, version, keys)
@@ -116,10 +122,10 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
             verb = "replaces" if promote else "does not replace"
             reason = (f"test R2 {new_r2:.4f} vs champion {pointer.model_version} {old_r2:.4f} on the same test "
                       f"split (tolerance {config.tolerance}): {verb} it")
-            if promote and group_check is not None:
-                refusal = group_check(candidate, champion)
+            if promote and config.group_tolerance is not None:
+                refusal = group_check(groups_on(candidate, test), groups_on(champion, test), config.group_tolerance)
                 if refusal is not None:
-                    promote, reason = False, f"{reason}, but {refusal}"
+                    promote, reason = False, f"{reason}, but per group: {refusal}: does not replace it"
     if promote:
         manifest_sha256 = _manifest_sha256(store, version)
         moved = (pointer.moved_to(version, manifest_sha256, "promoted", reason) if pointer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from src.schema import FEATURE_NAMES, TARGET
@@ -34,7 +33,6 @@ HISTORY_TAG = "champion_history"
 VERSION_TAG = "model_version"  # the store's version of a registered model
 LOCAL_STORE = "mlflow.db"
 LOCAL_ARTIFACTS = "mlruns"
-PLOTS = ("predicted_vs_actual.png", "error_by_group.png")
 
 
 class TrackingError(RuntimeError):
@@ -98,9 +96,11 @@ class TrainingRun:
         mlflow.log_input(dataset, context="training")
         for name in sorted(manifest["files"]) + ["manifest.json"]:
             mlflow.log_artifact(str(directory / name), artifact_path="artifacts")
-        with tempfile.TemporaryDirectory() as tmp:
-            for path in _plots(result, Path(tmp)):
-                mlflow.log_artifact(str(path), artifact_path="plots")
+        for name in manifest.get("plots", []):  # made at training (src.components.plots), in the set
+            mlflow.log_artifact(str(directory / name), artifact_path="plots")
+        groups = result.trainer.metrics.get("groups", {})
+        mlflow.log_dict(groups, "groups.json")
+        mlflow.log_metrics(group_metric_names(groups))
         for candidate in result.trainer.candidates:
             with mlflow.start_run(run_name=candidate.name, nested=True):
                 mlflow.log_params({"candidate": candidate.name, **candidate.params})
@@ -198,36 +198,13 @@ def champion_history(client: Any) -> list[str]:
     model = client.get_registered_model(MODEL_NAME)
     raw = model.tags.get(HISTORY_TAG)
     return list(json.loads(raw)) if raw else []
-
-
-def _plots(result: Any, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    test = result.ingestion.test
-    actual = test[TARGET.name].to_numpy(dtype=float)
-    predicted = result.trainer.test_predictions
-    half = result.trainer.interval_half_width
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.errorbar(actual, predicted, yerr=half, fmt="o", ms=3, alpha=0.5, elinewidth=0.5)
-    ax.plot([0, 100], [0, 100], "k--", lw=1)
-    ax.set(xlabel="actual math score", ylabel="predicted math score (90% interval)",
-           title=f"Test split: predicted vs actual ({result.trainer.model_name})")
-    first = folder / PLOTS[0]
-    fig.savefig(first, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    errors = np.abs(actual - predicted)
-    groups = ["gender", "race_ethnicity", "lunch", "test_preparation_course", "parental_level_of_education"]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(7, 2.2 * len(groups)))
-    for ax, column in zip(axes, groups, strict=True):
-        mae = pd.Series(errors).groupby(test[column].to_numpy()).mean().sort_index()
-        ax.barh(mae.index.astype(str), mae.to_numpy())
-        ax.set(xlabel="mean absolute error (points)", title=f"Error by {column}")
-    fig.tight_layout()
-    second = folder / PLOTS[1]
-    fig.savefig(second, dpi=100)
-    plt.close(fig)
-    return [first, second]
+def group_metric_names(groups: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, float]:
+    """MLflow metrics ``group_mae/<feature>/<group>`` and ``group_coverage/...`` (names MLflow accepts)."""
+    metrics: dict[str, float] = {}
+    for feature, rows in groups.items():
+        for group, row in rows.items():
+            label = "/".join(re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in (feature, group))
+            for key in ("mae", "bias", "coverage"):
+                if row.get(key) is not None:
+                    metrics[f"group_{key}/{label}"] = float(row[key])
+    return metrics

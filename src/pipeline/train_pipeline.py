@@ -1,6 +1,7 @@
 """Train a candidate, put it into the model store, and let the one decision promote it or keep the champion.
 
     python -m src.pipeline.train_pipeline [--data SOURCE] [--store STORE] [--test-size F] [--seed N]
+        [--exclude-features a,b] [--params params.yaml] [--reports-dir DIR]
 
 Without ``--data``: ``data/students.csv`` if present, else the synthetic cohort. ``STORE`` is a folder or
 ``s3://bucket/prefix`` (``--artifacts-dir`` is the same option). The run's student records (raw, train, test
@@ -42,7 +43,9 @@ from src.components.data_transformation import (
     DataTransformation,
     DataTransformationArtifact,
     DataTransformationConfig,
+    check_excluded,
 )
+from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE
 from src.components.model_trainer import (
     Candidate,
     ModelTrainer,
@@ -51,10 +54,12 @@ from src.components.model_trainer import (
     QualityGateError,
     default_candidates,
 )
+from src.components.plots import PLOTS, write_plots
 from src.config import ConfigError, configure_logging
 from src.monitoring.drift import build_reference
 from src.pipeline.lifecycle import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
 from src.pipeline.predict_pipeline import CHECK_ROWS, check_rows
+from src.pipeline.reports import ParamsError, export_reports, read_params
 from src.pipeline.tracking import TrackingError, tracking_uri, training_run
 from src.schema import SchemaError
 from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
@@ -97,6 +102,8 @@ class TrainingConfig:
         if str(self.store).startswith("s3://"):
             return Path(TRAINING_RUNS)
         return Path(self.store) / TRAINING_RUNS
+    exclude_features: tuple[str, ...] = ()  # features the model must not see (still accepted and validated)
+    reports_dir: Path | None = None  # also copy metrics, plots and the set here (a fixed path for DVC)
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,8 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
     store = open_store(config.store, cache_dir=config.cache_dir)
     decision = decide(store, candidate.version, candidate.ingestion.test, config.decision,
                       keys=config.verify_keys, registry=registry)
+    if config.reports_dir is not None:
+        export_reports(candidate.manifest_path.parent, config.reports_dir)
     return dataclasses.replace(candidate, decision=decision)
 
 
@@ -163,7 +172,9 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
         ).run()
         if config.shuffle_labels:
             ingestion = _with_shuffled_labels(ingestion, config.seed)
-        transformation = DataTransformation(DataTransformationConfig(artifacts_dir=set_dir)).run(ingestion)
+        transformation = DataTransformation(
+            DataTransformationConfig(artifacts_dir=set_dir, exclude=config.exclude_features)
+        ).run(ingestion)
         trainer = ModelTrainer(
             ModelTrainerConfig(
                 artifacts_dir=set_dir,
@@ -176,6 +187,8 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
         write_json(set_dir / REFERENCE_PROFILE, build_reference(ingestion.train, trainer.test_predictions))
         check_rows(transformation.preprocessor, trainer.model, seed=config.seed).to_csv(set_dir / CHECK_ROWS,
                                                                                        index=False)
+        write_plots(set_dir, transformation.y_test, trainer.test_predictions, trainer.interval_half_width,
+                    trainer.metrics["groups"], trainer.model_name)
         manifest = _manifest(config, ingestion, trainer)
         if tracker is not None:
             manifest["run_id"] = tracker.run_id
@@ -228,6 +241,17 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         "versions": software_versions(),
         "reference_profile": REFERENCE_PROFILE,
         "run_id": None,
+        **_card_fields(config, trainer),
+    }
+
+
+def _card_fields(config: TrainingConfig, trainer: ModelTrainerArtifact) -> dict[str, Any]:
+    """What the model page shows beyond the metrics: groups, the features the model saw, the plots."""
+    return {
+        "groups": trainer.metrics["groups"],
+        "features_used": [name for name in schema.FEATURE_NAMES if name not in config.exclude_features],
+        "excluded_features": list(config.exclude_features),
+        "plots": list(PLOTS),
     }
 
 
@@ -278,6 +302,8 @@ def train_tracked(config: TrainingConfig, uri: str) -> TrainingResult:
         "champion_tolerance": config.decision.tolerance,
         "candidates": ",".join(config.candidates) if config.candidates else "all",
         "shuffle_labels": config.shuffle_labels,
+        "exclude_features": ",".join(config.exclude_features) or "none",
+        "group_tolerance": config.decision.group_tolerance,
     }
     from mlflow.exceptions import MlflowException  # training with tracking only: serving never imports MLflow
 
@@ -307,6 +333,8 @@ def format_report(result: TrainingResult) -> str:
         f"test coverage {test['interval_coverage']:.3f}",
         f"version:  {result.version} in {result.store} (records of the run: {result.run_dir})",
     ]
+    if result.manifest.get("excluded_features"):
+        lines.insert(-1, f"excluded: {', '.join(result.manifest['excluded_features'])} (not seen by the model)")
     return "\n".join(lines) + "\n"
 
 
@@ -333,8 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_TOLERANCE})")
     parser.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
                         help=f"model sets kept in the store (default {DEFAULT_KEEP_VERSIONS}; never fewer than 2)")
+    parser.add_argument("--exclude-features", help="comma-separated features the model must not see, e.g. "
+                        "gender,race_ethnicity (the API still accepts and validates them)")
+    parser.add_argument("--group-tolerance", type=float, default=DEFAULT_GROUP_TOLERANCE,
+                        help="MAE points the worst student group may lose against the champion's worst group "
+                        f"(default {DEFAULT_GROUP_TOLERANCE})")
+    parser.add_argument("--params", type=Path, help="YAML file whose 'train' section sets these options "
+                        "(options given on the command line win); see params.yaml")
+    parser.add_argument("--reports-dir", type=Path, help="also copy metrics.json, the plots and the model set "
+                        "(into DIR/model) to this fixed folder, e.g. for DVC")
     parser.add_argument("--shuffle-labels", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; a ``--params`` file's ``train`` section gives the defaults."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.params is not None:
+        parser.set_defaults(**read_params(args.params, set(vars(parser.parse_args([]))) - {"params"}))
+        args = parser.parse_args(argv)
+    return args
 
 
 def cache_dir_from_env() -> Path:
@@ -355,6 +402,11 @@ class UsageError(ValueError):
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     """The training configuration the command line (and MODEL_SIGNING_KEY, MODEL_VERIFY_KEYS) asks for."""
+    excluded = tuple(name.strip() for name in (args.exclude_features or "").split(",") if name.strip())
+    try:
+        check_excluded(excluded)
+    except SchemaError as err:
+        raise UsageError(f"--exclude-features: {err}") from err
     if not 0.0 < args.test_size < 1.0:
         raise UsageError("--test-size must be between 0 and 1")
     if args.keep_versions < 2:
@@ -375,7 +427,9 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         shuffle_labels=args.shuffle_labels,
         candidates=tuple(args.models.split(",")) if args.models else None,
         decision=DecisionConfig(min_test_r2=args.min_r2, tolerance=args.champion_tolerance,
-                                keep_versions=args.keep_versions),
+                                keep_versions=args.keep_versions, group_tolerance=args.group_tolerance),
+        exclude_features=excluded,
+        reports_dir=args.reports_dir,
         runs_dir=args.runs_dir,
         cache_dir=cache_dir_from_env(),
         signing_key=signing,
@@ -397,9 +451,13 @@ def run(config: TrainingConfig, uri: str | None, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging("INFO")
     out = out or sys.stdout
+    try:
+        args = parse_args(argv)
+    except ParamsError as err:
+        out.write(f"training failed: {err}\n")
+        return 2
+    configure_logging("INFO")
     try:
         config = config_from_args(args)
     except UsageError as err:

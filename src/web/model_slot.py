@@ -26,9 +26,11 @@ class LoadOutcome:
 class ModelSlot:
     """Holds the current PredictPipeline. A failed (re)load keeps the model being served, if any."""
 
-    def __init__(self, loader: Loader, source: str, probe: Callable[[], str] | None = None) -> None:
+    def __init__(self, loader: Loader, source: str, probe: Callable[[], str] | None = None,
+                 decisions: Callable[[], list[dict]] | None = None) -> None:
         self._loader = loader
         self._probe = probe
+        self._decisions = decisions
         self.source = source
         self.last_error: str | None = None
         self.pipeline: PredictPipeline | None = None
@@ -58,6 +60,16 @@ class ModelSlot:
         for listener in self.listeners:
             listener(pipeline)
         return LoadOutcome(True, f"loaded {pipeline.model_version}", time.perf_counter() - started)
+
+    def decisions(self) -> list[dict]:
+        """The store's latest decisions (promoted, kept, rollback ... with reasons), [] if they cannot be read."""
+        if self._decisions is None:
+            return []
+        try:
+            return self._decisions()
+        except (ArtifactError, DataSourceError, OSError, ValueError) as err:
+            logger.warning("cannot read the decisions of %s: %s", self.source, err)
+            return []
 
     def refresh(self) -> LoadOutcome | None:
         """Load again if the source now names another model version (or nothing is loaded yet)."""

@@ -69,6 +69,8 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     assert parent.inputs.dataset_inputs, "the data set is logged as an input"
     plots = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
     assert sum(p.endswith(".png") for p in plots) >= 2
+    assert "group_mae/lunch/free_reduced" in parent.data.metrics and "group_coverage/gender/male" in parent.data.metrics
+    assert "groups.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]
     stored = [a.path for a in client.list_artifacts(parent.info.run_id, "artifacts")]
     assert {"artifacts/model.pkl", "artifacts/preprocessor.pkl", "artifacts/manifest.json"} <= set(stored)
     keys = [o["Key"] for o in s3_env.list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]

@@ -28,7 +28,7 @@ def test_manifest_lists_every_file_with_hash_versions_and_metrics(trained):
     directory = trained.manifest_path.parent
     assert directory.name == manifest["model_version"] and directory.parent == Path(trained.store)
     assert set(manifest["files"]) == {"preprocessor.pkl", "model.pkl", "metrics.json", "reference_profile.json",
-                                      "check.csv"}
+                                      "check.csv", "predicted_vs_actual.png", "error_by_group.png"}
     for name, entry in manifest["files"].items():
         assert sha256_file(directory / name) == entry["sha256"]
     assert manifest["features"] == schema.describe()["features"] and manifest["target"]["name"] == "math_score"

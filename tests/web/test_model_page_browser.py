@@ -1,0 +1,47 @@
+"""The model page in headless Chromium against gunicorn: version, metrics, groups and both plots load."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.web.test_browser import page, served  # noqa: F401  (fixtures: gunicorn on 127.0.0.1, a browser page)
+
+
+def test_model_page_shows_the_model_and_matches_model_json(served, page, tmp_path):  # noqa: F811
+    card = requests.get(f"{served}/model.json", timeout=5).json()
+    page.goto(f"{served}/")
+    page.click("#model-link")
+    assert page.url.endswith("/model")
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
+
+    assert page.text_content("#model-version") == card["model_version"]
+    assert page.text_content("#model-kind") == card["model"]
+    assert page.text_content("#data-fingerprint").strip() == card["data"]["fingerprint"]
+    assert page.text_content("#rows-valid") == str(card["data"]["rows_valid"])
+    test = card["metrics"]["test"]
+    assert page.text_content("#test-r2") == f"{test['r2']:.3f}"
+    assert page.text_content("#test-mae") == f"{test['mae']:.2f}"
+    assert page.text_content("#test-coverage") == f"{test['interval_coverage']:.3f}"
+
+    rows = page.query_selector_all("#groups tbody tr")
+    assert len(rows) == sum(len(groups) for groups in card["groups"].values())
+    for row in rows:
+        expected = card["groups"][row.get_attribute("data-feature")][row.get_attribute("data-group")]
+        assert row.query_selector(".count").text_content() == str(expected["count"])
+        if expected["mae"] is not None:
+            assert row.query_selector(".mae").text_content() == f"{expected['mae']:.2f}"
+            assert row.query_selector(".coverage").text_content() == f"{expected['coverage']:.3f}"
+        assert ("small" in (row.get_attribute("class") or "")) == expected["small"]
+
+    for name in ("predicted_vs_actual", "error_by_group"):
+        image = page.locator(f"#plot-{name}")
+        image.scroll_into_view_if_needed()
+        assert image.evaluate("img => img.complete && img.naturalWidth") > 0, name
+    assert "never for grading" in page.text_content("#intended-use").lower()
+
+
+def test_the_form_links_to_the_model_page(served, page):  # noqa: F811
+    page.goto(f"{served}/predictdata")
+    page.click("#model-link")
+    page.wait_for_selector("#model-version")
