@@ -235,3 +235,32 @@ def test_a_worker_without_a_model_at_boot_keeps_retrying_until_one_is_promoted(t
     assert slot.refresh().ok
     assert client.get("/ready").get_json()["model_version"] == version
     assert client.post("/predictdata", json=student).status_code == 200
+
+
+def test_the_decision_refuses_a_model_made_worse_for_one_group_naming_it(tmp_path):
+    """Training labels of group C shifted by 15 points: overall R2 within a wide tolerance, group C much worse."""
+    from src.pipeline.lifecycle import decide
+    from src.pipeline.train_pipeline import train_candidate
+
+    clean = generate_students(1000, seed=61)
+    shifted = clean.copy()
+    shifted.loc[shifted["race_ethnicity"] == "group C", "math_score"] = (
+        shifted.loc[shifted["race_ethnicity"] == "group C", "math_score"] + 15).clip(upper=100)
+    paths = {name: tmp_path / f"{name}.csv" for name in ("clean", "shifted")}
+    clean.to_csv(paths["clean"], index=False)
+    shifted.to_csv(paths["shifted"], index=False)
+    store = tmp_path / "store"
+    champion = train(TrainingConfig(store=store, data=str(paths["clean"]), cv_folds=3, candidates=("ridge",),
+                                    tracking=False, n_jobs=1, runs_dir=tmp_path / "runs"))
+    assert champion.decision.promoted
+    candidate = train_candidate(TrainingConfig(store=store, data=str(paths["shifted"]), cv_folds=3,
+                                               candidates=("ridge",), tracking=False, n_jobs=1,
+                                               runs_dir=tmp_path / "runs"))
+    loose = DecisionConfig(min_test_r2=0.0, tolerance=1.0)
+    decision = decide(LocalStore(store), candidate.version, champion.ingestion.test, loose)
+    assert decision.action == "kept" and decision.champion == champion.version
+    assert "per group: worst group race_ethnicity=group C" in decision.reason, decision.reason
+    assert pointer(store)["model_version"] == champion.version
+    unchecked = decide(LocalStore(store), candidate.version, champion.ingestion.test,
+                       DecisionConfig(min_test_r2=0.0, tolerance=1.0, group_tolerance=None))
+    assert unchecked.promoted, "without the per-group check the same candidate would have replaced the champion"
