@@ -160,3 +160,36 @@ def test_a_monitoring_token_guards_metrics_and_drift_only(trained, tmp_path, stu
         assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert client.post("/predictdata", json=student).status_code == 200
     assert client.get("/ready").status_code == 200
+
+
+def unknown_keys_bodies(requests: int = 100, keys: int = 20_000) -> list[bytes]:
+    """``requests`` JSON objects of ``keys`` field names each, no name used twice."""
+    import json
+
+    template = json.dumps({f"field-@@@@-{i:05d}-{'x' * 40}": i for i in range(keys)}).encode()
+    return [template.replace(b"@@@@", b"%04d" % n) for n in range(requests)]
+
+
+def test_unknown_field_names_never_become_series_and_metrics_stay_small(client):
+    for body in unknown_keys_bodies():
+        response = client.post("/predictdata", data=body, content_type="application/json")
+        assert response.status_code == 422
+    body = response.get_json()
+    assert len(body["details"]) == 50 and body["more_details"] == 20_000 + 7 - 50
+    assert all(len(d["field"]) <= 64 for d in body["details"])
+    text = client.get("/metrics").get_data()
+    assert len(text) < 64 * 1024, len(text)
+    fams = families(client)
+    labels = {s.labels["field"] for s in fams["model_validation_failures"].samples}
+    from src.schema import FEATURE_NAMES
+
+    assert labels == set(FEATURE_NAMES) | {"other"}
+    assert value(fams, "model_validation_failures", field="other") == 100 * 20_000
+    assert value(fams, "model_validation_failures", field="reading_score") == 100  # missing in each
+
+
+def test_download_header_names_count_under_the_schema_name(client, student):
+    given = {("reading score" if k == "reading_score" else k): v for k, v in student.items()}
+    given["reading_score"] = 70  # the same field twice, in both header styles
+    assert client.post("/predictdata", json=given).status_code == 422
+    assert value(families(client), "model_validation_failures", field="reading_score") == 1
