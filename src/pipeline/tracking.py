@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -100,8 +101,8 @@ class TrainingRun:
             "interval_half_width": result.trainer.interval_half_width,
         })
         raw = pd.read_csv(directory / "raw.csv")
-        dataset = mlflow.data.from_pandas(raw, source=str(manifest["data"]["source"]), targets=TARGET.name,
-                                          name=f"students-{manifest['data']['fingerprint'][:12]}")
+        dataset = mlflow.data.from_pandas(raw, source=_dataset_source(str(manifest["data"]["source"])),
+                                          targets=TARGET.name, name=f"students-{manifest['data']['fingerprint'][:12]}")
         mlflow.log_input(dataset, context="training")
         for name in ("preprocessor.pkl", "model.pkl", "metrics.json", "manifest.json", "reference_profile.json"):
             mlflow.log_artifact(str(directory / name), artifact_path="artifacts")
@@ -122,8 +123,12 @@ class TrainingRun:
         pipeline = Pipeline([("preprocessor", result.transformation.preprocessor), ("model", result.trainer.model)])
         example = result.ingestion.test[list(FEATURE_NAMES)].head(5)
         signature = infer_signature(example, pipeline.predict(example))
+        # skops, not pickle: loading it runs no code, only the types listed here, which this run itself built.
+        import skops.io
+
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
         return self._mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
-                                              serialization_format="cloudpickle")
+                                              serialization_format="skops", skops_trusted_types=trusted)
 
     def register(self, result: Any, model_info: Any, tolerance: float = DEFAULT_TOLERANCE) -> RegistryDecision:
         """Register the model; move ``champion`` to it unless it is worse than the champion on this test split."""
@@ -227,3 +232,22 @@ def _plots(result: Any, folder: Path) -> list[Path]:
     fig.savefig(second, dpi=100)
     plt.close(fig)
     return [first, second]
+
+
+def _dataset_source(source: str) -> Any:
+    """The MLflow dataset source of the training data, chosen here rather than guessed by MLflow.
+
+    MLflow registers its local-file source twice (for no scheme and for ``file``), so resolving a bare path
+    warns that it "can be interpreted in multiple ways"; the synthetic cohort is no file at all but code.
+    """
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+
+    from src.components.data_ingestion import SYNTHETIC_SOURCE
+
+    if source == SYNTHETIC_SOURCE:
+        return CodeDatasetSource({"generator": "src.synthetic.generate_students"})
+    local = [cls for cls in get_registered_sources() if cls.__name__ == "LocalArtifactDatasetSource"]
+    if urllib.parse.urlparse(source).scheme in ("", "file") and local:
+        return resolve_dataset_source(source, candidate_sources=local[:1])
+    return source
