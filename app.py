@@ -10,7 +10,7 @@ from src.config import AppConfig, configure_logging
 from src.periodic import Periodic
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.storage import read_manifest
-from src.web import errors, health, prediction
+from src.web import errors, health, openapi, prediction
 from src.web.body_guard import BodyGuard
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
@@ -29,6 +29,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.extensions[EXTENSION] = services
     app.register_blueprint(prediction.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
     app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length)  # type: ignore[method-assign]
     attach_monitoring(app, services)
