@@ -193,3 +193,18 @@ def test_download_header_names_count_under_the_schema_name(client, student):
     given["reading_score"] = 70  # the same field twice, in both header styles
     assert client.post("/predictdata", json=given).status_code == 422
     assert value(families(client), "model_validation_failures", field="reading_score") == 1
+
+
+def test_a_drift_folder_made_for_a_single_process_is_removed_when_it_ends(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from src.web.monitoring import _default_drift_dir; d = _default_drift_dir(); "
+            "(d / 'x').write_text('x'); print(d)")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                            cwd=Path(__file__).resolve().parents[2], check=True)
+    folder = Path(result.stdout.strip())
+    assert folder.name.startswith("student-math-drift-") and not folder.exists()
