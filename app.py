@@ -11,7 +11,8 @@ from src.periodic import Periodic
 from src.pipeline.model_card import HISTORY_LIMIT
 from src.pipeline.predict_pipeline import load_champion
 from src.store import open_store
-from src.web import errors, health, model_page, prediction
+from src.web import errors, health, model_page, openapi, prediction
+from src.web.body_guard import BodyGuard
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
 from src.web.services import EXTENSION, Services
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def create_app(config: AppConfig | None = None) -> Flask:
-    """Build the app: logging, Flask settings, routes, error handlers, metrics and drift, then the model."""
+    """Build the app: logging, Flask settings, routes, error handlers, body limits, metrics and drift, the model."""
     config = config or AppConfig.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure_logging(config.log_level)
@@ -30,7 +31,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(prediction.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(model_page.bp)
+    app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
+    app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length)  # type: ignore[method-assign]
     attach_monitoring(app, services)
     services.slot.load()
     if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model

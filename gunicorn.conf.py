@@ -1,18 +1,73 @@
 """gunicorn settings, shared by the Procfile, the Dockerfile, scripts/run.sh and the benchmarks.
 
 Metrics stay right across workers: PROMETHEUS_MULTIPROC_DIR is set before any worker imports the app (a
-fresh folder if the environment gives none), emptied when the server starts, and a worker's live gauges
-are dropped when it exits (``child_exit``).
+fresh folder if the environment gives none), cleaned of the metric files of a previous run when the server
+starts, and a worker's live gauges are dropped when it exits (``child_exit``).
+
+Only the files this program creates are ever deleted: prometheus_client's ``<type>_<pid>.db`` files and the
+app's shared drift window (``drift/``). A configured folder that holds anything else is refused at start,
+with a message naming what was found, and nothing in it is touched. A folder created here is removed, with
+its files, when the server exits.
 """
 
 import multiprocessing
 import os
-import shutil
+import re
 import tempfile
 from pathlib import Path
 
+# prometheus_client's multiprocess files: counter_<pid>.db, gauge_livesum_<pid>.db, histogram_<pid>.db ...
+METRIC_FILE = re.compile(r"(counter|summary|histogram|gauge_(live)?(all|min|max|sum|mostrecent))_\d+\.db")
+# The drift window the app keeps in <folder>/drift (src/monitoring/window.py), and its file being resized.
+DRIFT_FOLDER = "drift"
+DRIFT_FILE = re.compile(r"drift-window\.(bin|lock)|\.drift-window\.bin\.\d+\.tmp")
+
+
+class ForeignFilesError(RuntimeError):
+    """The metrics folder holds files this program did not create: it will not clean it."""
+
+
+def own_entries(folder: Path) -> list[Path]:
+    """The files in ``folder`` this program created; ForeignFilesError naming the others if there are any."""
+    own: list[Path] = []
+    foreign: list[str] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and not entry.is_symlink() and METRIC_FILE.fullmatch(entry.name):
+            own.append(entry)
+        elif entry.name == DRIFT_FOLDER and entry.is_dir() and not entry.is_symlink():
+            for inner in sorted(entry.iterdir()):
+                if inner.is_file() and not inner.is_symlink() and DRIFT_FILE.fullmatch(inner.name):
+                    own.append(inner)
+                else:
+                    foreign.append(f"{DRIFT_FOLDER}/{inner.name}")
+        else:
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ForeignFilesError(
+            f"PROMETHEUS_MULTIPROC_DIR={folder} holds files this server did not create ({shown}); refusing to "
+            "start rather than clean it. Point PROMETHEUS_MULTIPROC_DIR at an empty folder of its own, or leave "
+            "it unset for a fresh temporary one.")
+    return own
+
+
+def clean(folder: Path) -> int:
+    """Delete this program's files in ``folder`` (refusing a folder with foreign files); return how many."""
+    own = own_entries(folder)
+    for path in own:
+        path.unlink(missing_ok=True)
+    drift = folder / DRIFT_FOLDER
+    if drift.is_dir() and not any(drift.iterdir()):
+        drift.rmdir()
+    return len(own)
+
+
+# Which folder was created here, and by which master: it alone removes it at exit. Kept in the environment,
+# as gunicorn may read this file more than once.
+CREATED = "STUDENT_MATH_METRICS_CREATED"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="student-math-metrics-")
+    os.environ[CREATED] = f"{os.getpid()}:{os.environ['PROMETHEUS_MULTIPROC_DIR']}"
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
@@ -28,14 +83,28 @@ def on_starting(server):
     """Start from empty metric files: values of a previous server run must not be added to this one's."""
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
-    for entry in folder.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+    try:
+        removed = clean(folder)
+    except ForeignFilesError as err:
+        server.log.error("%s", err)
+        raise SystemExit(f"Error: {err}") from None
+    if removed:
+        server.log.info("removed %d metric files of a previous run from %s", removed, folder)
 
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the temporary metrics folder this configuration created (a configured one is left as it is)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder or os.environ.get(CREATED) != f"{os.getpid()}:{folder}":
+        return
+    try:
+        clean(Path(folder))
+        Path(folder).rmdir()
+    except (ForeignFilesError, OSError) as err:
+        server.log.warning("left the metrics folder %s in place: %s", folder, err)

@@ -94,6 +94,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600: readable by the serving user too (e.g. the image's non-root user)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

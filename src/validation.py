@@ -5,6 +5,8 @@ Nothing here fixes a value: a field that breaks a rule is reported with the fiel
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from src.schema import (
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,
     FEATURES,
+    HEADER_ALIASES,
     NUMERIC_FEATURES,
     TARGET,
     NumericFeature,
@@ -26,6 +29,16 @@ from src.schema import (
 REQUIRED = "is required"
 UNEXPECTED = "is not an accepted field"
 _FEATURE_SET = frozenset(FEATURE_NAMES)
+# Every key a student may be sent with (schema names and the public download's headers) -> its schema name.
+_ACCEPTED_KEYS: dict[Any, str] = {
+    **{name: name for name in FEATURE_NAMES},
+    **{alias: name for alias, name in HEADER_ALIASES.items() if name in _FEATURE_SET},
+}
+# A client may send any number of fields with names of any length: an answer lists at most MAX_DETAILS errors
+# (and says how many more there were), each naming a field by at most MAX_FIELD_CHARS characters.
+MAX_DETAILS = 50
+MAX_FIELD_CHARS = 64
+OTHER_FIELD = "other"
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,28 @@ class FieldError:
         if self.index is not None:
             out = {"index": self.index, **out}
         return out
+
+
+def field_label(field: str) -> str:
+    """The field as a metric label: a schema feature name (either header style), else ``other``.
+
+    A closed set, so that no field name a client invents becomes a new metric series.
+    """
+    return _ACCEPTED_KEYS.get(field, OTHER_FIELD)
+
+
+def short_field(key: Any) -> str:
+    """A client's field name as shown in an answer: text, cut to MAX_FIELD_CHARS characters."""
+    text = key if isinstance(key, str) else str(key)
+    return text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…"
+
+
+def error_details(errors: Sequence[FieldError]) -> dict[str, Any]:
+    """The ``details`` of an answer: the first MAX_DETAILS errors, and ``more_details`` when some were left out."""
+    out: dict[str, Any] = {"details": [e.as_dict() for e in errors[:MAX_DETAILS]]}
+    if len(errors) > MAX_DETAILS:
+        out["more_details"] = len(errors) - MAX_DETAILS
+    return out
 
 
 class ValidationFailed(SchemaError):
@@ -64,11 +99,11 @@ def validate_student(
     errors: list[FieldError] = []
     record: dict[str, Any] = {}
     for key, value in raw.items():
-        name = canonical_name(key) if isinstance(key, str) else key
-        if name not in _FEATURE_SET:
-            errors.append(FieldError(str(key), UNEXPECTED, index))
+        name = _ACCEPTED_KEYS.get(key)  # one lookup per key: a client may send thousands of unknown ones
+        if name is None:
+            errors.append(FieldError(short_field(key), UNEXPECTED, index))
         elif name in record:
-            errors.append(FieldError(str(key), f"is given twice (as {name!r} too)", index))
+            errors.append(FieldError(short_field(key), f"is given twice (as {name!r} too)", index))
         else:
             record[name] = value
     for feature in FEATURES:
@@ -105,6 +140,24 @@ def validate_students(raws: Sequence[Any]) -> list[dict[str, Any]]:
     return records
 
 
+def record_lines(data: bytes) -> list[int] | None:
+    """The file line each CSV record after the header starts on, blank lines skipped as pandas skips them.
+
+    None when the bytes are not UTF-8 text the csv module reads.
+    """
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        starts: list[int] = []
+        previous_end = 0
+        for row in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if len(row) > 1 or (row and row[0].strip()):
+                starts.append(start)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    return starts[1:]  # the first record is the header
+
+
 def _parse_number(text: str) -> Any:
     try:
         return float(text.strip())
@@ -126,12 +179,15 @@ def normalise_headers(frame: pd.DataFrame) -> pd.DataFrame:
     return renamed
 
 
-def validate_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_frame(frame: pd.DataFrame, lines: Sequence[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a training table into valid rows (typed, schema columns only) and rejected rows with a reason.
 
-    ``frame`` holds raw text as read from a CSV. Each rejected row keeps its original values, its 1-based
-    line number in the data (header excluded) and every rule it broke.
+    ``frame`` holds raw text as read from a CSV. Each rejected row keeps its original values, the line of the
+    file it starts on (``lines``, one per row; by default the header is line 1 and row i is line i + 2) and
+    every rule it broke.
     """
+    if lines is None or len(lines) != len(frame):
+        lines = range(2, len(frame) + 2)
     frame = normalise_headers(frame)
     reasons = pd.Series([""] * len(frame), index=frame.index, dtype=object)
     clean = pd.DataFrame(index=frame.index)
@@ -157,7 +213,7 @@ def validate_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     rejected_mask = reasons != ""
     rejected = frame.loc[rejected_mask].copy()
-    rejected.insert(0, "line", (np.flatnonzero(rejected_mask.to_numpy()) + 1).astype(int))
+    rejected.insert(0, "line", np.asarray(lines, dtype=int)[rejected_mask.to_numpy()])
     rejected["reason"] = reasons.loc[rejected_mask]
     valid = clean.loc[~rejected_mask].reset_index(drop=True)
     for feature in CATEGORICAL_FEATURES:

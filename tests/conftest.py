@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -16,11 +18,35 @@ SHARED_DATA = PROJECT.parent / "shared" / "data"
 FAST_MODELS = ("linear_regression", "ridge", "knn")
 
 
+REQUIRE_ALL = "REQUIRE_ALL"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose tool or data set is missing, saying why; with REQUIRE_ALL=1 (CI) fail instead."""
+    if os.environ.get(REQUIRE_ALL) == "1":
+        pytest.fail(f"{REQUIRE_ALL}=1 and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """With REQUIRE_ALL=1 a skip of any kind fails the run: CI must run every test."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if os.environ.get(REQUIRE_ALL) == "1" and skipped:
+        terminalreporter.write_line(f"{REQUIRE_ALL}=1: {len(skipped)} test(s) skipped; failing the run", red=True)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if os.environ.get(REQUIRE_ALL) == "1" and skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder beside the project; tests that need it skip, saying why, when it is absent."""
     if not (SHARED_DATA / "stud.csv").is_file():
-        pytest.skip(f"real data not found at {SHARED_DATA} (stud.csv); it is present in CI")
+        unavailable(f"real data not found at {SHARED_DATA} (stud.csv); it is present in CI")
     return SHARED_DATA
 
 

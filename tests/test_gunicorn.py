@@ -31,3 +31,134 @@ def test_gunicorn_serves_predictions_with_the_procfile_command(store_dir, traine
         stop(process)
     assert process.returncode is not None
     assert "Traceback" not in Path(log).read_text()
+
+
+def serve(trained, tmp_path, env_extra: dict | None = None, workers: int = 2):
+    """Start gunicorn with the project's settings on a free port; return (process, base URL, log path)."""
+    port = free_port()
+    log = tmp_path / f"gunicorn-{port}.log"
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers),
+           "ARTIFACTS_DIR": str(trained.manifest_path.parent), **(env_extra or {})}
+    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
+    return process, f"http://127.0.0.1:{port}", log
+
+
+def test_metrics_stay_small_after_100_bodies_of_20000_unknown_fields_under_gunicorn(trained, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.web.test_metrics import unknown_keys_bodies
+
+    multiproc = tmp_path / "multiproc"
+    process, url, log = serve(trained, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        before = len(requests.get(f"{url}/metrics", timeout=10).content)
+
+        def post(body: bytes) -> int:
+            return requests.post(f"{url}/predictdata", data=body, timeout=60,
+                                 headers={"Content-Type": "application/json"}).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(post, unknown_keys_bodies()))
+        assert statuses == [422] * 100
+        scrape = requests.get(f"{url}/metrics", timeout=10)
+        assert len(scrape.content) < 64 * 1024, (before, len(scrape.content))
+        assert 'model_validation_failures_total{field="other"} 2e+06' in scrape.text
+        files = sum(p.stat().st_size for p in multiproc.rglob("*") if p.is_file())
+        assert files < 8 * 1024 * 1024, files  # the workers' files did not grow with the field names
+    finally:
+        stop(process)
+
+
+def test_a_metrics_folder_with_foreign_files_is_refused_and_left_untouched(trained, tmp_path):
+    folder = tmp_path / "shared"
+    (folder / "models").mkdir(parents=True)
+    precious = folder / "models" / "model.pkl"
+    precious.write_bytes(b"the model")
+    stale = folder / "counter_12345.db"
+    stale.write_bytes(b"x")
+    process, url, log = serve(trained, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(folder)})
+    try:
+        assert process.wait(timeout=60) != 0
+    finally:
+        stop(process)
+    text = log.read_text()
+    assert f"PROMETHEUS_MULTIPROC_DIR={folder} holds files this server did not create (models/)" in text
+    assert "refusing to start" in text and "Traceback" not in text
+    assert precious.read_bytes() == b"the model" and stale.exists()  # nothing deleted, not even its own kind
+
+
+def test_only_the_servers_own_files_are_cleaned_at_start(trained, tmp_path):
+    folder = tmp_path / "multiproc"
+    (folder / "drift").mkdir(parents=True)
+    own = [folder / "counter_12345.db", folder / "gauge_livesum_12345.db", folder / "histogram_99.db",
+           folder / "drift" / "drift-window.bin"]
+    for path in own:
+        path.write_bytes(b"stale")
+    process, url, log = serve(trained, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(folder)}, workers=1)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        assert not any(path.exists() and path.read_bytes() == b"stale" for path in own)
+    finally:
+        stop(process)
+
+
+def test_a_temporary_metrics_folder_is_removed_when_the_server_exits(trained, tmp_path):
+    import os
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    process, url, log = serve(trained, tmp_path, env, workers=2)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        requests.get(f"{url}/metrics", timeout=10)
+        created = [p for p in temp.iterdir() if p.name.startswith("student-math-metrics-")]
+        assert len(created) == 1 and any(created[0].glob("*.db"))
+    finally:
+        stop(process)
+    assert process.returncode == 0, log.read_text()[-2000:]
+    assert not created[0].exists(), sorted(os.listdir(created[0]))
+
+
+def test_nested_and_oversize_chunked_bodies_under_gunicorn(trained, tmp_path, student):
+    import json
+    import socket
+
+    process, url, log = serve(trained, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")}, workers=1)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        nested = b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+        response = requests.post(f"{url}/predictdata", data=nested, headers={"Content-Type": "application/json"},
+                                 timeout=10)
+        assert response.status_code == 400 and response.json()["error"] == "nesting_too_deep"
+
+        def chunks(total: int, size: int = 1 << 20):
+            yield b"["
+            sent = 1
+            while sent < total:
+                piece = b" " * min(size, total - sent)
+                sent += len(piece)
+                yield piece
+
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"POST /predictdata HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for piece in chunks(20 * 1024 * 1024):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sock.sendall(b"0\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), head
+        assert json.loads(body)["error"] == "request_entity_too_large"
+        # a chunked body within the limit is answered as usual
+        small = requests.post(f"{url}/predictdata", data=iter([json.dumps(student).encode()]),
+                              headers={"Content-Type": "application/json"}, timeout=10)
+        assert small.status_code == 200 and 0 <= small.json()["math_score"] <= 100
+        assert requests.get(f"{url}/health", timeout=5).status_code == 200
+    finally:
+        stop(process)
+    assert "Traceback" not in log.read_text()

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import unavailable
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = ROOT / "monitoring" / "prometheus"
 GRAFANA = ROOT / "monitoring" / "grafana"
@@ -19,7 +21,7 @@ GRAFANA = ROOT / "monitoring" / "grafana"
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+        unavailable("promtool not installed (Debian package prometheus; .ci/run installs it)")
     return path
 
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 from tests.servers import BIN, PROJECT, start, stop, wait_for
 
 
@@ -37,7 +37,7 @@ def wait_until(check, timeout: float, what: str):
 def stack(store_dir, trained, tmp_path):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
-        pytest.skip("prometheus not installed (Debian package prometheus; .ci/run installs it)")
+        unavailable("prometheus not installed (Debian package prometheus; .ci/run installs it)")
     app_port, prom_port = free_port(), free_port()
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()

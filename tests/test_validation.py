@@ -76,7 +76,7 @@ def test_frame_rejects_rows_with_every_reason():
     )
     valid, rejected = validate_frame(frame)
     assert len(valid) == 1 and valid.loc[0, "math_score"] == 50.0
-    assert rejected["line"].tolist() == [2, 3]
+    assert rejected["line"].tolist() == [3, 4]  # the header is line 1 of the file
     assert rejected.loc[0, "reason"] == (
         "gender: must be one of: female, male; reading_score: must be a number between 0 and 100"
     )

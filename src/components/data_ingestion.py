@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from src.schema import COLUMNS
 from src.storage import atomic_write_bytes, read_csv_text, read_source_bytes, sha256_bytes
 from src.synthetic import generate_students
-from src.validation import validate_frame
+from src.validation import record_lines, validate_frame
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class DataIngestion:
 
     def run(self) -> DataIngestionArtifact:
         cfg = self.config
-        raw_text = self._read()
-        valid, rejected = validate_frame(raw_text)
+        raw_text, lines = self._read()
+        valid, rejected = validate_frame(raw_text, lines)
         out = cfg.artifacts_dir
         rejected_path = out / REJECTED
         atomic_write_bytes(rejected_path, rejected.to_csv(index=False).encode("utf-8"))
@@ -108,9 +108,11 @@ class DataIngestion:
             test=test,
         )
 
-    def _read(self) -> pd.DataFrame:
+    def _read(self) -> tuple[pd.DataFrame, list[int] | None]:
+        """The rows as text, and the file line each starts on (for rejected.csv)."""
         cfg = self.config
         if cfg.source == SYNTHETIC_SOURCE:
             students = generate_students(cfg.synthetic_rows, seed=cfg.seed)
-            return students.astype(str)
-        return read_csv_text(read_source_bytes(cfg.source), cfg.source)
+            return students.astype(str), None
+        data = read_source_bytes(cfg.source)
+        return read_csv_text(data, cfg.source), record_lines(data)

@@ -3,7 +3,9 @@
 Per-student metrics of single predictions are buffered in memory and applied in bulk by the worker's
 monitoring flusher (``src.periodic``: four times a second, before every scrape, at exit): under multiprocess mode
 each metric update is a write to a memory-mapped file, and a prediction touches twelve of them, which cost
-more than the prediction itself. A count is therefore at most about a quarter of a second late, never lost.
+more than the prediction itself. Those distributions are therefore at most about a quarter of a second late
+(and a worker killed with SIGKILL loses that last quarter second of them). ``model_predictions_total`` alone
+is written as each answer is made, so it counts every answered prediction even then.
 
 One ``ServiceMetrics`` per app object, on the app's own registry (a second ``create_app()`` in tests gets a
 fresh registry, so no "Duplicated timeseries"). Under gunicorn with ``PROMETHEUS_MULTIPROC_DIR`` set,
@@ -25,14 +27,15 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from src.periodic import Buffer
-from src.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from src.validation import FieldError
+from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from src.validation import OTHER_FIELD, FieldError, field_label
 
 # Latency buckets for a service that answers in about a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(float(b) for b in range(10, 101, 10))
 
 CHANNELS = ("form", "json", "batch")
+FIELD_LABELS = FEATURE_NAMES
 
 
 # Request methods kept as label values; any other (a client may send any token) is counted as "other".
@@ -97,7 +100,8 @@ class ServiceMetrics:
                                       ["feature"], buckets=SCORE_BUCKETS, registry=reg)
         self.input_categories = Counter("model_input_category", "Predicted students by category of each feature",
                                         ["feature", "category"], registry=reg)
-        self.validation_failures = Counter("model_validation_failures", "Rejected fields, by field name",
+        self.validation_failures = Counter("model_validation_failures",
+                                           "Rejected fields, by schema field name (any other field: other)",
                                            ["field"], registry=reg)
         self.info = Gauge("model_info", "The loaded model (1), by version and model type", ["version", "model"],
                           registry=reg, multiprocess_mode="livemax")
@@ -125,6 +129,7 @@ class ServiceMetrics:
         for feature in CATEGORICAL_FEATURES:
             for category in feature.categories:
                 self.input_categories.labels(feature.name, category)
+        self._failures = {f: self.validation_failures.labels(f) for f in (*FIELD_LABELS, OTHER_FIELD)}
         self._channel = {c: self.predictions.labels(c) for c in CHANNELS}
         self._input = {f.name: self.input_scores.labels(f.name) for f in NUMERIC_FEATURES}
         self._category = {
@@ -138,6 +143,9 @@ class ServiceMetrics:
 
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
+        # The count is written at once, before the answer leaves: a worker killed at any moment has counted
+        # every prediction it answered. The distributions of single students wait for the flusher.
+        self._channel[channel].inc(len(records))
         if len(records) == 1:
             self._pending.add((channel, records[0], float(scores[0])))
             return
@@ -152,7 +160,6 @@ class ServiceMetrics:
                 self._apply(channel, [r for r, _ in mine], np.fromiter((s for _, s in mine), dtype=float))
 
     def _apply(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
-        self._channel[channel].inc(len(records))
         observe_many(self.scores, scores)
         for name, child in self._input.items():
             observe_many(child, np.fromiter((r[name] for r in records), dtype=float, count=len(records)))
@@ -161,8 +168,9 @@ class ServiceMetrics:
                 children[category].inc(count)
 
     def rejected(self, errors: Sequence[FieldError]) -> None:
-        for error in errors:
-            self.validation_failures.labels(error.field[:64]).inc()
+        """Count rejected fields; the label is a schema field name or ``other``, never a client's text."""
+        for label, count in Tally(field_label(e.field) for e in errors).items():
+            self._failures[label].inc(count)
 
     def model_loaded(self, pipeline: Any) -> None:
         if self._shown_model is not None:  # clear() is not available in multiprocess mode
@@ -194,6 +202,19 @@ class ServiceMetrics:
         self._rss.set(resident_bytes())
 
 
+# prometheus_client has no public way to add many observations at once. ``observe_many`` therefore uses three
+# attributes of its Histogram (``_upper_bounds``, ``_buckets``, ``_sum``), checked on the version below by
+# tests/web/test_metrics.py (identical exposition to one-by-one ``observe``); where any of them is missing it
+# observes one value at a time, so an upgrade can make it slower but never wrong.
+PROMETHEUS_CLIENT_CHECKED = "0.26.0"
+_HISTOGRAM_INTERNALS = ("_upper_bounds", "_buckets", "_sum")
+
+
+def bulk_observe_supported(histogram: Any) -> bool:
+    """True when ``histogram`` has the internals ``observe_many`` adds to directly."""
+    return all(hasattr(histogram, name) for name in _HISTOGRAM_INTERNALS)
+
+
 def observe_many(histogram: Any, values: np.ndarray) -> None:
     """Observe many values at once: bucket counts by NumPy, then one increment per bucket.
 
@@ -201,11 +222,11 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
     adds the same counts through the same per-bucket values ``observe`` uses, so the exposition is identical.
     """
     values = np.asarray(values, dtype=float)
-    bounds = getattr(histogram, "_upper_bounds", None)
-    if len(values) < 16 or bounds is None:
+    if len(values) < 16 or not bulk_observe_supported(histogram):
         for value in values:
             histogram.observe(float(value))
         return
+    bounds = histogram._upper_bounds
     counts = np.bincount(np.searchsorted(np.asarray(bounds), values, side="left"), minlength=len(bounds))
     for i, count in enumerate(counts[: len(bounds)]):
         if count:

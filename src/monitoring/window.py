@@ -47,17 +47,31 @@ class SharedWindow:
         size = (_HEADER + capacity * columns) * 8
         with self._locked():
             if not self._matches():
-                with open(self.path, "wb") as handle:
-                    handle.truncate(size)
-                header = np.memmap(self.path, dtype=np.int64, mode="r+", shape=(_HEADER,))
-                header[:] = (_MAGIC, capacity, columns, 0)
-                header.flush()
-                del header
-        with open(self.path, "r+b") as handle:
-            self._map = mmap.mmap(handle.fileno(), size)
+                self._replace(size)
+            with open(self.path, "r+b") as handle:  # under the lock: the file mapped is the one checked
+                self._map = mmap.mmap(handle.fileno(), size)
         # Plain ndarray views of the shared pages (np.memmap's subclass costs microseconds per access).
         self._header = np.frombuffer(self._map, dtype=np.int64, count=_HEADER)
         self._rows = np.frombuffer(self._map, dtype=np.float64, offset=_HEADER * 8).reshape(capacity, columns)
+
+    def _replace(self, size: int) -> None:
+        """A new, empty window file of ``size`` bytes, written under a temporary name and renamed into place.
+
+        Never truncated in place: another process may have the old file mapped, and touching pages beyond a
+        shortened file's end kills it with SIGBUS. The rename leaves the old inode intact for whoever maps it.
+        """
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        header = np.array((_MAGIC, self.capacity, self.columns, 0), dtype=np.int64)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(header.tobytes())
+                handle.truncate(size)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        logger.info("drift window %s: new file for %d students of %d columns", self.path, self.capacity,
+                    self.columns)
 
     def _matches(self) -> bool:
         if not self.path.is_file() or self.path.stat().st_size != (_HEADER + self.capacity * self.columns) * 8:

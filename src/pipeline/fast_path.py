@@ -29,7 +29,26 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model._base import LinearModel
+from sklearn.linear_model import (
+    ARDRegression,
+    BayesianRidge,
+    ElasticNet,
+    ElasticNetCV,
+    HuberRegressor,
+    Lars,
+    LarsCV,
+    Lasso,
+    LassoCV,
+    LassoLars,
+    LassoLarsCV,
+    LassoLarsIC,
+    LinearRegression,
+    OrthogonalMatchingPursuit,
+    Ridge,
+    RidgeCV,
+    SGDRegressor,
+    TheilSenRegressor,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
@@ -249,8 +268,17 @@ _TREE_MODELS = (
 )
 
 
+# Public scikit-learn regressors whose prediction is ``X @ coef_ + intercept_`` (no link function). The private
+# base class they share is not used: it may move in any release. The fold is verified at load in any case.
+_LINEAR_MODELS = (
+    ARDRegression, BayesianRidge, ElasticNet, ElasticNetCV, HuberRegressor, Lars, LarsCV, Lasso, LassoCV,
+    LassoLars, LassoLarsCV, LassoLarsIC, LinearRegression, OrthogonalMatchingPursuit, Ridge, RidgeCV,
+    SGDRegressor, TheilSenRegressor,
+)
+
+
 def _is_linear(model: Any) -> bool:
-    return isinstance(model, LinearModel) and np.ndim(model.coef_) == 1 and np.ndim(model.intercept_) == 0
+    return isinstance(model, _LINEAR_MODELS) and np.ndim(model.coef_) == 1 and np.ndim(model.intercept_) == 0
 
 
 def _fold_linear(layout: Layout, model: Any) -> AdditiveScorer:

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -91,8 +92,8 @@ class TrainingRun:
             "interval_half_width": result.trainer.interval_half_width,
         })
         raw = pd.read_csv(result.ingestion.raw_path)
-        dataset = mlflow.data.from_pandas(raw, source=str(manifest["data"]["source"]), targets=TARGET.name,
-                                          name=f"students-{manifest['data']['fingerprint'][:12]}")
+        dataset = mlflow.data.from_pandas(raw, source=_dataset_source(str(manifest["data"]["source"])),
+                                          targets=TARGET.name, name=f"students-{manifest['data']['fingerprint'][:12]}")
         mlflow.log_input(dataset, context="training")
         for name in sorted(manifest["files"]) + ["manifest.json"]:
             mlflow.log_artifact(str(directory / name), artifact_path="artifacts")
@@ -115,8 +116,12 @@ class TrainingRun:
         pipeline = Pipeline([("preprocessor", result.transformation.preprocessor), ("model", result.trainer.model)])
         example = result.ingestion.test[list(FEATURE_NAMES)].head(5)
         signature = infer_signature(example, pipeline.predict(example))
+        # skops, not pickle: loading it runs no code, only the types listed here, which this run itself built.
+        import skops.io
+
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
         return self._mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
-                                              serialization_format="cloudpickle")
+                                              serialization_format="skops", skops_trusted_types=trusted)
 
     def register(self, result: Any, model_info: Any) -> MlflowRegistry:
         """Register the candidate, tagged with its store version; the decision then moves the alias or not."""
@@ -208,3 +213,22 @@ def group_metric_names(groups: Mapping[str, Mapping[str, Mapping[str, Any]]]) ->
                 if row.get(key) is not None:
                     metrics[f"group_{key}/{label}"] = float(row[key])
     return metrics
+
+
+def _dataset_source(source: str) -> Any:
+    """The MLflow dataset source of the training data, chosen here rather than guessed by MLflow.
+
+    MLflow registers its local-file source twice (for no scheme and for ``file``), so resolving a bare path
+    warns that it "can be interpreted in multiple ways"; the synthetic cohort is no file at all but code.
+    """
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+
+    from src.components.data_ingestion import SYNTHETIC_SOURCE
+
+    if source == SYNTHETIC_SOURCE:
+        return CodeDatasetSource({"generator": "src.synthetic.generate_students"})
+    local = [cls for cls in get_registered_sources() if cls.__name__ == "LocalArtifactDatasetSource"]
+    if urllib.parse.urlparse(source).scheme in ("", "file") and local:
+        return resolve_dataset_source(source, candidate_sources=local[:1])
+    return source

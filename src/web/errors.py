@@ -39,14 +39,20 @@ def _code(exc: HTTPException) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response | tuple[str, int]:
+    def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = exc.description or exc.name
         if status == 413:
             message = f"the request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
         if wants_json():
-            return json_error(status, _code(exc), message)
-        return render_template("error.html", status=status, title=exc.name, message=message), status
+            response = json_error(status, _code(exc), message)
+        else:
+            response = Response(render_template("error.html", status=status, title=exc.name, message=message),
+                                status=status, mimetype="text/html")
+        for name, value in exc.get_headers():  # e.g. Allow on a 405, as RFC 9110 requires
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response | tuple[str, int]:

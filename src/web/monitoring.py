@@ -8,9 +8,11 @@ request series are the exporter's defaults, recorded by ``_RequestHook`` (see ``
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hmac
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -74,7 +76,9 @@ def _default_drift_dir() -> Path:
     shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if shared:  # one folder every worker of this server sees
         return Path(shared) / "drift"
-    return Path(tempfile.mkdtemp(prefix="student-math-drift-"))
+    created = Path(tempfile.mkdtemp(prefix="student-math-drift-"))
+    atexit.register(shutil.rmtree, created, ignore_errors=True)  # ours alone: removed when the process ends
+    return created
 
 
 class _RequestHook:

@@ -10,7 +10,15 @@ import numpy as np
 from flask import Blueprint, Response, render_template, request
 
 from src.schema import FEATURES, TARGET, CategoricalFeature
-from src.validation import FieldError, ValidationFailed, validate_student, validate_students
+from src.validation import (
+    MAX_DETAILS,
+    FieldError,
+    ValidationFailed,
+    error_details,
+    short_field,
+    validate_student,
+    validate_students,
+)
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
@@ -75,7 +83,8 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
     instances = body["instances"]
     extra = [k for k in body if k != "instances"]
     if extra:
-        return _validation_failed([FieldError(str(k), "is not an accepted field beside instances") for k in extra])
+        return _validation_failed([FieldError(short_field(k), "is not an accepted field beside instances")
+                                   for k in extra])
     if not isinstance(instances, list) or not instances:
         return _validation_failed([FieldError("instances", "must be a non-empty list of student objects")])
     if len(instances) > svc.config.max_batch:
@@ -105,9 +114,7 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
 
 def _validation_failed(errors: list[FieldError]) -> Response:
     services().rejected(errors)
-    return json_response(
-        {"error": "validation_failed", "details": [e.as_dict() for e in errors]}, status=422
-    )
+    return json_response({"error": "validation_failed", **error_details(errors)}, status=422)
 
 
 def _predict_form() -> tuple[str, int] | str:
@@ -116,7 +123,7 @@ def _predict_form() -> tuple[str, int] | str:
     record, errors = validate_student(values, from_form=True)
     if errors:
         svc.rejected(errors)
-        return _render_form(values, {e.field: e.message for e in errors}, None), 422
+        return _render_form(values, {e.field: e.message for e in errors[:MAX_DETAILS]}, None), 422
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503

@@ -49,7 +49,9 @@ def test_bad_rows_go_to_rejected_csv_with_reason(tmp_path):
     out = DataIngestion(DataIngestionConfig(artifacts_dir=tmp_path, source=write_csv(tmp_path / "s.csv", students))).run()
     assert (out.rows_valid, out.rows_rejected) == (98, 2)
     rejected = pd.read_csv(out.rejected_path)
-    assert rejected["line"].tolist() == [4, 8]
+    assert rejected["line"].tolist() == [5, 9]  # rows 3 and 7 after the header, as an editor numbers lines
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert "140" in lines[5 - 1].split(",") and "none" in lines[9 - 1].split(",")
     assert rejected["reason"].tolist() == [
         "reading_score: must be a number between 0 and 100",
         "lunch: must be one of: standard, free/reduced",
@@ -84,3 +86,21 @@ def test_reads_an_http_url(tmp_path):
         server.shutdown()
         server.server_close()
     assert out.rows_valid == 80 and out.source == url
+
+
+def test_rejected_lines_are_the_file_lines_with_blank_lines_and_quoted_newlines(tmp_path):
+    students = generate_students(60, seed=8).astype(object)
+    students.loc[10, "lunch"] = "none"
+    students.loc[40, "lunch"] = "also\nnone"  # a quoted value spanning two lines
+    students.loc[50, "gender"] = "robot"
+    text = students.to_csv(index=False)
+    rows = text.splitlines(keepends=True)
+    path = tmp_path / "gaps.csv"
+    path.write_text("".join(rows[:5]) + "\n   \n" + "".join(rows[5:]))  # two blank lines after line 5
+    out = DataIngestion(DataIngestionConfig(artifacts_dir=tmp_path / "a", source=str(path))).run()
+    rejected = pd.read_csv(out.rejected_path)
+    file_lines = path.read_text().split("\n")
+    for line, gender, lunch in zip(rejected["line"], rejected["gender"], rejected["lunch"], strict=True):
+        assert file_lines[line - 1].startswith(f"{gender},"), (line, file_lines[line - 1])
+        assert lunch.split("\n")[0] in file_lines[line - 1]
+    assert rejected["line"].tolist() == [10 + 2 + 2, 40 + 2 + 2, 50 + 2 + 3]

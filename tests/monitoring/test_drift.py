@@ -1,4 +1,5 @@
 import multiprocessing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,31 @@ def test_window_is_shared_by_processes(tmp_path):
         assert child.exitcode == 0
     held = SharedWindow(tmp_path, capacity=1000, columns=len(WINDOW_COLUMNS)).snapshot()
     assert len(held) == 300 and len(set(held[:, 0].tolist())) == 300
+
+
+def test_a_resized_window_is_a_new_file_and_a_process_mapping_the_old_one_keeps_working(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    # A process maps a large window and keeps using it while another resizes the file to a small one. Were
+    # the file truncated in place, the first process would die of SIGBUS on its next write.
+    script = textwrap.dedent(f"""
+        import subprocess, sys, numpy as np
+        from pathlib import Path
+        from src.monitoring.window import SharedWindow
+        big = SharedWindow(Path({str(tmp_path)!r}), capacity=5000, columns=3)
+        inode = big.path.stat().st_ino
+        subprocess.run([sys.executable, "-c", "from pathlib import Path; from src.monitoring.window import "
+                        "SharedWindow; SharedWindow(Path({str(tmp_path)!r}), capacity=10, columns=3)"], check=True)
+        assert big.path.stat().st_ino != inode, "resized in place"
+        big.append(np.ones((5000, 3)))
+        assert big.snapshot().shape == (5000, 3)
+        print("alive")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2], check=False)
+    assert result.returncode == 0 and "alive" in result.stdout, (result.returncode, result.stderr[-2000:])
+    small = SharedWindow(tmp_path, capacity=10, columns=3)
+    assert small.total == 0 and small.path.stat().st_size == (4 + 10 * 3) * 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift-window.bin", "drift-window.lock"]

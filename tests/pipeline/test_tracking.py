@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 
@@ -117,13 +118,37 @@ def test_unreachable_tracking_server_stops_training_with_a_clear_message(tmp_pat
     assert not (tmp_path / "artifacts" / "champion.json").exists()
 
 
-def test_without_tracking_uri_training_logs_offline_to_sqlite_here(tmp_path, monkeypatch):
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
+def test_without_tracking_uri_training_logs_offline_to_sqlite_here_without_warnings(tmp_path, monkeypatch):
+    import warnings
+
     import mlflow
+
+    from src.synthetic import generate_students
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
+    generate_students(300, seed=2).to_csv(tmp_path / "students.csv", index=False)  # a local file as the source
+    records = _Records()
+    logging.getLogger("mlflow").addHandler(records)
     out = io.StringIO()
-    assert main(["--artifacts-dir", "artifacts", *FAST], out=out) == 0, out.getvalue()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["--data", "students.csv", "--artifacts-dir", "artifacts", *FAST], out=out) == 0, out.getvalue()
+    finally:
+        logging.getLogger("mlflow").removeHandler(records)
+    # What a user sees by default (UserWarning; DeprecationWarnings of MLflow's own dependencies are hidden)
+    mlflow_warnings = [str(w.message) for w in caught if "mlflow" in w.filename and w.category is UserWarning]
+    assert not mlflow_warnings and not records.messages, (mlflow_warnings, records.messages)
     assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns").is_dir()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"

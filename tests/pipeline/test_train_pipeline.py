@@ -99,3 +99,12 @@ def test_bad_arguments_fail_with_a_reason(tmp_path, argv):
     out = io.StringIO()
     assert main(["--artifacts-dir", str(tmp_path), *FAST, *argv], out=out) != 0
     assert out.getvalue().startswith("training failed:")
+
+
+def test_artifact_files_are_readable_by_other_users(trained):
+    import stat
+
+    files = [p for p in trained.manifest_path.parent.rglob("*") if p.is_file()]
+    assert files
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert all(mode & 0o044 == 0o044 and mode & 0o022 == 0 for mode in modes.values()), modes

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 from tests.servers import BIN, start, stop, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; elsewhere (CodeBuild's Ubuntu image) CHROMIUM names the browser to use.
+CHROMIUM = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -18,7 +20,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 @pytest.fixture()
 def served(store_dir, trained, tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip("Chromium not installed at /usr/bin/chromium (Debian package chromium; .ci/run installs it)")
+        unavailable(f"Chromium not installed at {CHROMIUM} (Debian package chromium, or set CHROMIUM; "
+                    ".ci/run and buildspec.yml install it)")
     port = free_port()
     log = tmp_path / "gunicorn.log"
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={

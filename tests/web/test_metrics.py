@@ -160,3 +160,51 @@ def test_a_monitoring_token_guards_metrics_and_drift_only(store_dir, trained, tm
         assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert client.post("/predictdata", json=student).status_code == 200
     assert client.get("/ready").status_code == 200
+
+
+def unknown_keys_bodies(requests: int = 100, keys: int = 20_000) -> list[bytes]:
+    """``requests`` JSON objects of ``keys`` field names each, no name used twice."""
+    import json
+
+    template = json.dumps({f"field-@@@@-{i:05d}-{'x' * 40}": i for i in range(keys)}).encode()
+    return [template.replace(b"@@@@", b"%04d" % n) for n in range(requests)]
+
+
+def test_unknown_field_names_never_become_series_and_metrics_stay_small(client):
+    for body in unknown_keys_bodies():
+        response = client.post("/predictdata", data=body, content_type="application/json")
+        assert response.status_code == 422
+    body = response.get_json()
+    assert len(body["details"]) == 50 and body["more_details"] == 20_000 + 7 - 50
+    assert all(len(d["field"]) <= 64 for d in body["details"])
+    text = client.get("/metrics").get_data()
+    assert len(text) < 64 * 1024, len(text)
+    fams = families(client)
+    labels = {s.labels["field"] for s in fams["model_validation_failures"].samples}
+    from src.schema import FEATURE_NAMES
+
+    assert labels == set(FEATURE_NAMES) | {"other"}
+    assert value(fams, "model_validation_failures", field="other") == 100 * 20_000
+    assert value(fams, "model_validation_failures", field="reading_score") == 100  # missing in each
+
+
+def test_download_header_names_count_under_the_schema_name(client, student):
+    given = {("reading score" if k == "reading_score" else k): v for k, v in student.items()}
+    given["reading_score"] = 70  # the same field twice, in both header styles
+    assert client.post("/predictdata", json=given).status_code == 422
+    assert value(families(client), "model_validation_failures", field="reading_score") == 1
+
+
+def test_a_drift_folder_made_for_a_single_process_is_removed_when_it_ends(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from src.web.monitoring import _default_drift_dir; d = _default_drift_dir(); "
+            "(d / 'x').write_text('x'); print(d)")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                            cwd=Path(__file__).resolve().parents[2], check=True)
+    folder = Path(result.stdout.strip())
+    assert folder.name.startswith("student-math-drift-") and not folder.exists()

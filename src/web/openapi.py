@@ -1,0 +1,257 @@
+"""The API's OpenAPI 3.1 document, generated from src/schema.py and served at /openapi.json.
+
+Nothing here names a feature: the student object is built from ``FEATURES``. What the document lists is kept
+in three tables, so that a change is one edit in one place:
+
+- ``BODY_KINDS``: each body /predictdata accepts (media type -> its schema);
+- ``PREDICTION_PROPERTIES`` / ``BATCH_PROPERTIES``: the properties of the JSON answers; the answer objects
+  allow further properties (``additionalProperties: true``), so adding a key to an answer never breaks a
+  client that validates against an older document;
+- ``ERRORS``: each error status with when it happens.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from flask import Blueprint, Response
+
+from src.config import AppConfig
+from src.schema import FEATURES, HEADER_ALIASES, TARGET, CategoricalFeature, Feature
+from src.validation import MAX_DETAILS
+from src.web.body_guard import MAX_JSON_DEPTH
+from src.web.errors import json_response
+from src.web.services import services
+
+bp = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+HTML = "text/html"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def feature_schema(feature: Feature) -> dict[str, Any]:
+    """One feature's JSON schema: its categories, or its range, and its label."""
+    if isinstance(feature, CategoricalFeature):
+        return {"type": "string", "enum": list(feature.categories), "description": feature.label}
+    return {"type": "number", "minimum": feature.minimum, "maximum": feature.maximum, "description": feature.label}
+
+
+def student_schema() -> dict[str, Any]:
+    """A student as JSON: every feature by its schema name (the public download's headers are accepted too)."""
+    properties = {f.name: feature_schema(f) for f in FEATURES}
+    return {
+        "type": "object",
+        "description": "One student. The public download's headers (" + ", ".join(
+            f"`{alias}`" for alias, name in HEADER_ALIASES.items() if name in properties)
+        + ") are accepted in place of the schema names; any other field is refused (422).",
+        "properties": properties,
+        "required": [f.name for f in FEATURES],
+        "additionalProperties": False,
+    }
+
+
+def form_schema() -> dict[str, Any]:
+    """The teachers' form: the same fields, every value sent as text."""
+    properties = {
+        f.name: ({"type": "string", "enum": list(f.categories)} if isinstance(f, CategoricalFeature)
+                 else {"type": "string", "pattern": _decimal_pattern(f.minimum, f.maximum),
+                       "description": f"{f.label}: a number from {f.minimum:g} to {f.maximum:g}, as text"})
+        for f in FEATURES
+    }
+    return {"type": "object", "properties": properties, "required": [f.name for f in FEATURES],
+            "additionalProperties": False}
+
+
+def _decimal_pattern(minimum: float, maximum: float) -> str:
+    """Decimal text within [minimum, maximum]; written for the schema's 0-100 scores, checked on import."""
+    if (minimum, maximum) != (0.0, 100.0):
+        raise ValueError(f"no text pattern for the range {minimum:g}-{maximum:g}: extend _decimal_pattern")
+    return r"^(100(\.0*)?|[0-9]{1,2}(\.[0-9]*)?)$"
+
+
+# Bodies POST /predictdata accepts: media type -> (schema, description). A new body kind is one entry here.
+BODY_KINDS: dict[str, tuple[dict[str, Any], str]] = {
+    JSON: ({"oneOf": [ref("Student"), ref("Batch")]},
+           "one student, or {\"instances\": [...]} for many; the answer is JSON"),
+    FORM: (ref("Form"), "the teachers' form; the answer is the form page with the result or the errors"),
+    MULTIPART: (ref("Form"), "the teachers' form, sent as multipart"),
+}
+
+INTERVAL = {
+    "type": "object",
+    "properties": {"low": {"type": "number"}, "high": {"type": "number"},
+                   "level": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+    "required": ["low", "high", "level"],
+    "additionalProperties": True,
+}
+# Properties of one student's answer; more may be added (the objects allow other properties).
+PREDICTION_PROPERTIES: dict[str, dict[str, Any]] = {
+    TARGET.name: {"type": "number", "minimum": TARGET.minimum, "maximum": TARGET.maximum,
+                  "description": f"the predicted {TARGET.label.lower()}"},
+    "interval": ref("Interval"),
+}
+SINGLE_PROPERTIES: dict[str, dict[str, Any]] = {"model_version": {"type": "string"}}
+BATCH_PROPERTIES: dict[str, dict[str, Any]] = {
+    "predictions": {"type": "array", "items": ref("Prediction")},
+    "model_version": {"type": "string"},
+}
+
+# Error statuses: status -> (when, codes of the ``error`` field).
+ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
+    400: (f"the body is not JSON, or nests arrays and objects deeper than {MAX_JSON_DEPTH}",
+          ("malformed_json", "nesting_too_deep", "bad_request")),
+    413: ("the body is over the byte limit (MAX_CONTENT_LENGTH), chunked or not, or the batch over MAX_BATCH",
+          ("request_entity_too_large", "batch_too_large")),
+    415: ("the body is none of the accepted media types", ("unsupported_media_type",)),
+    422: (f"fields break the schema's rules: `details` lists the first {MAX_DETAILS}, `more_details` how many more",
+          ("validation_failed",)),
+    503: ("no verified model is loaded (see /ready)", ("model_unavailable",)),
+}
+
+
+def _error_schema(codes: tuple[str, ...] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": "string"}
+    if codes:
+        error["enum"] = list(codes)
+    return {"type": "object", "properties": {"error": error, "message": {"type": "string"}},
+            "required": ["error"], "additionalProperties": True}
+
+
+def _validation_schema() -> dict[str, Any]:
+    detail = {
+        "type": "object",
+        "properties": {
+            "index": {"type": "integer", "minimum": 0, "description": "the student's position, in batches only"},
+            "field": {"type": "string", "maxLength": 64},
+            "message": {"type": "string"},
+        },
+        "required": ["field", "message"],
+        "additionalProperties": True,
+    }
+    return {
+        "type": "object",
+        "properties": {"error": {"const": "validation_failed"},
+                       "details": {"type": "array", "items": detail, "maxItems": MAX_DETAILS},
+                       "more_details": {"type": "integer", "minimum": 1}},
+        "required": ["error", "details"],
+        "additionalProperties": True,
+    }
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {HTML: {"schema": {"type": "string"}}}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(status: int, *, html: bool = True) -> dict[str, Any]:
+    """An error answer: JSON for JSON clients, a short page for browsers and forms."""
+    when, codes = ERRORS[status]
+    schema = ref("ValidationFailed") if status == 422 else _error_schema(codes)
+    content: dict[str, Any] = {JSON: {"schema": schema}}
+    if html:
+        content[HTML] = {"schema": {"type": "string"}}
+    return {"description": when, "content": content}
+
+
+def _common_errors() -> dict[str, Any]:
+    """What any route may answer besides its own statuses: a wrong method, or an unknown path."""
+    generic = {JSON: {"schema": _error_schema()}, HTML: {"schema": {"type": "string"}}}
+    return {"405": {"description": "method not allowed on this path", "content": generic}}
+
+
+def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (``max_batch``: the server's MAX_BATCH)."""
+    single = {"type": "object", "properties": {**PREDICTION_PROPERTIES, **SINGLE_PROPERTIES},
+              "required": [TARGET.name, "interval", "model_version"], "additionalProperties": True}
+    prediction = {"type": "object", "properties": PREDICTION_PROPERTIES, "required": [TARGET.name, "interval"],
+                  "additionalProperties": True}
+    batch_answer = {"type": "object", "properties": BATCH_PROPERTIES, "required": list(BATCH_PROPERTIES),
+                    "additionalProperties": True}
+    batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref("Student"),
+                                                            "minItems": 1, "maxItems": max_batch}},
+             "required": ["instances"], "additionalProperties": False}
+    token = [{}, {"monitoringToken": []}]
+    unauthorized = _json("METRICS_TOKEN is set and the request does not carry it", _error_schema(("unauthorized",)))
+    post_responses = {
+        "200": {"description": "the prediction: JSON for a JSON body, the form page with the result for a form",
+                "content": {JSON: {"schema": {"oneOf": [ref("SinglePrediction"), ref("BatchPrediction")]}},
+                            HTML: {"schema": {"type": "string"}}}},
+        **{str(status): _error(status) for status in ERRORS},
+        **_common_errors(),
+    }
+    paths: dict[str, Any] = {
+        "/": {"get": {"summary": "landing page", "operationId": "index",
+                      "responses": {"200": _html("the landing page"), **_common_errors()}}},
+        "/predictdata": {
+            "get": {"summary": "the teachers' form", "operationId": "form",
+                    "responses": {"200": _html("the empty form"), **_common_errors()}},
+            "post": {
+                "summary": "predict the math score of one student or many",
+                "operationId": "predict",
+                "requestBody": {"required": True, "content": {
+                    media: {"schema": schema, "x-description": description}
+                    for media, (schema, description) in BODY_KINDS.items()}},
+                "responses": post_responses,
+            },
+        },
+        "/health": {"get": {"summary": "liveness", "operationId": "health", "responses": {
+            "200": _json("the process is alive", {"type": "object", "properties": {"status": {"const": "ok"}},
+                                                  "required": ["status"], "additionalProperties": True}),
+            **_common_errors()}}},
+        "/ready": {"get": {"summary": "readiness", "operationId": "ready", "responses": {
+            "200": _json("a verified model is loaded", {
+                "type": "object", "required": ["status", "model_version"], "additionalProperties": True,
+                "properties": {"status": {"const": "ready"}, "model_version": {"type": "string"},
+                               "model": {"type": "string"}, "source": {"type": "string"},
+                               "scorer": {"type": "string"}, "last_error": {"type": ["string", "null"]}}}),
+            "503": _json("no verified model is loaded; `message` says why", _error_schema(("not_ready",))),
+            **_common_errors()}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "security": token,
+                             "responses": {
+                                 "200": {"description": "the metrics, in the format the scraper asks for",
+                                         "content": {"text/plain": {"schema": {"type": "string"}},
+                                                     "application/openmetrics-text": {"schema": {"type": "string"}}}},
+                                 "401": unauthorized, **_common_errors()}}},
+        "/drift": {"get": {"summary": "drift report of the recent students", "operationId": "drift",
+                           "security": token, "responses": {
+                               "200": _json("the report", {"type": "object", "required": ["available"],
+                                                           "properties": {"available": {"type": "boolean"}},
+                                                           "additionalProperties": True}),
+                               "401": unauthorized, **_common_errors()}}},
+        "/openapi.json": {"get": {"summary": "this document", "operationId": "openapi", "responses": {
+            "200": _json("the OpenAPI 3.1 document", {"type": "object"}), **_common_errors()}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Student math score predictor", "version": "1",
+                 "description": "Predicts a student's math score, with a 90 % range, from their background and "
+                                "their reading and writing scores."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Student": student_schema(), "Batch": batch, "Form": form_schema(), "Interval": INTERVAL,
+                        "Prediction": prediction, "SinglePrediction": single, "BatchPrediction": batch_answer,
+                        "ValidationFailed": _validation_schema()},
+            "securitySchemes": {"monitoringToken": {"type": "http", "scheme": "bearer",
+                                                    "description": "METRICS_TOKEN, when it is set"}},
+        },
+    }
+
+
+@functools.cache
+def document(max_batch: int) -> dict[str, Any]:
+    return build_document(max_batch)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return json_response(document(services().config.max_batch))

@@ -1,0 +1,75 @@
+"""The OpenAPI document at /openapi.json: generated from the schema, complete, and true of the live server."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from openapi_spec_validator import validate
+
+from src.schema import FEATURES
+from src.validation import MAX_DETAILS
+from src.web.openapi import BODY_KINDS, ERRORS
+from tests.conftest import free_port
+from tests.servers import BIN, start, stop, wait_for
+
+HERE = Path(__file__).resolve().parent
+MIN_REQUESTS = 2000
+
+
+def test_the_document_is_valid_openapi_31_and_covers_every_route(client, app):
+    document = client.get("/openapi.json").get_json()
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    routes = {(rule.rule, method.lower()) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert routes == documented
+
+
+def test_the_student_comes_from_the_schema_and_every_body_kind_and_error_is_listed(client):
+    document = client.get("/openapi.json").get_json()
+    student = document["components"]["schemas"]["Student"]
+    assert list(student["properties"]) == [f.name for f in FEATURES] == student["required"]
+    gender = next(f for f in FEATURES if f.name == "gender")
+    assert student["properties"]["gender"]["enum"] == list(gender.categories)
+    post = document["paths"]["/predictdata"]["post"]
+    assert set(post["requestBody"]["content"]) == set(BODY_KINDS)
+    assert {str(status) for status in ERRORS} <= set(post["responses"])
+    failed = document["components"]["schemas"]["ValidationFailed"]
+    assert failed["properties"]["details"]["maxItems"] == MAX_DETAILS
+    for name in ("SinglePrediction", "BatchPrediction", "Prediction", "Interval"):  # answers may grow
+        assert document["components"]["schemas"][name]["additionalProperties"] is True
+
+
+@pytest.mark.timeout(900)
+def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunicorn(trained, tmp_path):
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
+        "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
+        "ARTIFACTS_DIR": str(trained.manifest_path.parent), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
+        result = subprocess.run(
+            [str(BIN / "st"), "--config-file", str(HERE / "schemathesis.toml"), "run",
+             f"http://127.0.0.1:{port}/openapi.json", "--checks", "all", "--max-examples", "1800",
+             "--generation-deterministic", "--no-color"],
+            capture_output=True, text=True, timeout=900, check=False)
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        stop(process)
+    summary = result.stdout[result.stdout.rfind("SUMMARY"):]
+    (tmp_path / "schemathesis.txt").write_text(result.stdout)
+    print(summary)  # shown with pytest -s
+    assert result.returncode == 0, result.stdout[-6000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert generated and int(generated.group(1)) >= MIN_REQUESTS, summary
+    assert int(generated.group(2)) == int(generated.group(1)) and "No issues found" in summary, summary
+    served = sum(float(v) for v in re.findall(r'^flask_http_request_total\{[^}]*status="5\d\d"[^}]*\} (\S+)$',
+                                              metrics, re.MULTILINE))
+    assert served == 0, "the server answered 5xx"
+    assert "Traceback" not in log.read_text()

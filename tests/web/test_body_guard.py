@@ -1,0 +1,99 @@
+"""Bodies are bounded before parsing: nesting depth (400) and size, chunked bodies included (413)."""
+
+import io
+import json
+
+import pytest
+
+from src.web.body_guard import MAX_JSON_DEPTH, BodyTooLarge, json_depth, read_bounded
+
+
+@pytest.mark.parametrize(("body", "depth"), [
+    (b'{"a": 1}', 1),
+    (b'{"instances": [{"a": 1}, {"b": [1, 2]}]}', 4),
+    (b'{"a": "[[[[{{{{"}', 1),  # brackets inside a string are text
+    (b'{"a": "quote \\" [[[[ still text"}', 1),  # an escaped quote does not end the string
+    (b'{"a": "ends in a backslash \\\\", "b": [[1]]}', 3),  # an escaped backslash does not escape the quote
+    (b'[[[]]] [[[[]]]]', 4),
+    (b"", 0),
+    (b"   7 ", 0),
+])
+def test_json_depth_counts_only_structural_brackets(body, depth):
+    assert json_depth(body) == depth
+
+
+def test_json_depth_agrees_with_the_parser_on_generated_documents():
+    import random
+
+    rng = random.Random(3)
+
+    def document(level: int):
+        if level == 0 or rng.random() < 0.2:
+            return rng.choice(["[]{}\\\"x", 1.5, None, "a\\b", '"]"'])
+        if rng.random() < 0.5:
+            return [document(level - 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(["k", "[", "\\", '"{']) + str(i): document(level - 1) for i in range(rng.randint(0, 3))}
+
+    def parsed_depth(value) -> int:
+        if isinstance(value, list):
+            return 1 + max((parsed_depth(v) for v in value), default=0)
+        if isinstance(value, dict):
+            return 1 + max((parsed_depth(v) for v in value.values()), default=0)
+        return 0
+
+    for _ in range(300):
+        value = document(8)
+        assert json_depth(json.dumps(value).encode()) == parsed_depth(value)
+
+
+def test_read_bounded_refuses_beyond_the_limit_without_reading_it_all():
+    stream = io.BytesIO(b"x" * 10_000)
+    with pytest.raises(BodyTooLarge):
+        read_bounded(stream, 1_000, None)
+    assert stream.tell() < 10_000
+    assert read_bounded(io.BytesIO(b"abc"), 3, None) == b"abc"
+    with pytest.raises(BodyTooLarge):
+        read_bounded(io.BytesIO(b""), 3, 4)  # a declared length over the limit is refused unread
+
+
+def test_a_thousand_nested_brackets_answer_400_naming_the_limit(client):
+    body = b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    response = client.post("/predictdata", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "nesting_too_deep"
+    assert f"at most {MAX_JSON_DEPTH} levels" in response.get_json()["message"]
+
+
+def test_deep_nesting_inside_a_string_is_just_text(client, student):
+    response = client.post("/predictdata", json={**student, "gender": "[" * 5000})
+    assert response.status_code == 422
+    assert response.get_json()["details"][0]["field"] == "gender"
+
+
+def test_a_chunked_body_over_the_limit_answers_413_in_process(app, student):
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    builder = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
+                             input_stream=io.BytesIO(b"[" + b" " * (limit + 10) + b"]"))
+    environ = builder.get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input_terminated"] = True
+    body, status, _ = run_wsgi_app(app, environ)
+    assert status.startswith("413")
+    assert json.loads(b"".join(body))["error"] == "request_entity_too_large"
+
+
+def test_a_chunked_body_within_the_limit_is_answered(app, student):
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    builder = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
+                             input_stream=io.BytesIO(json.dumps(student).encode()))
+    environ = builder.get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input_terminated"] = True
+    body, status, _ = run_wsgi_app(app, environ)
+    assert status.startswith("200"), b"".join(body)
+    assert 0 <= json.loads(b"".join(body))["math_score"] <= 100
