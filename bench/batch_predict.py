@@ -3,7 +3,8 @@
     python bench/batch_predict.py [--students 1000000] [--files 8] [--master local[2]] [--chunk-rows 100000]
 
 Trains a small model (synthetic cohort, ridge) into a temporary folder, writes the students as CSV files,
-then runs ``python -m src.pipeline.batch_predict`` once per engine as a child process, sampling every
+then runs the command once per engine as a child process (``python -m src.pipeline.batch_predict`` for
+``--engine local``; ``spark-submit --py-files src.zip`` from outside the project for Spark), sampling every
 0.1 s the resident memory of the whole process tree (the Python driver, and for Spark the JVM and its
 Python workers). Prints rows/s (rows over the command's wall time, and over the scoring run the command
 reports), peak memory by process kind, and the Spark overhead per partition: the same 200,000 rows scored
@@ -60,11 +61,11 @@ def kind_of(process: psutil.Process) -> str:
     return "driver"
 
 
-def run_engine(args: list[str]) -> dict:
+def run_engine(command: list[str], cwd: Path) -> dict:
     """Run the command; sample the RSS of its process tree; return wall time and peak memory by kind (MiB)."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "src.pipeline.batch_predict", *args], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYSPARK_PYTHON": sys.executable})
     parent = psutil.Process(child.pid)
     peaks: dict[str, float] = {}
     peak_total = 0.0
@@ -85,7 +86,7 @@ def run_engine(args: list[str]) -> dict:
     wall = time.perf_counter() - started
     stderr = child.stderr.read() if child.stderr else ""
     if child.returncode != 0:
-        sys.exit(f"batch_predict {' '.join(args)} failed:\n{stderr[-3000:]}")
+        sys.exit(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
     return {"wall": wall, "peaks": peaks, "peak_total": peak_total}
 
 
@@ -132,11 +133,20 @@ def main() -> None:
         size = sum(p.stat().st_size for p in (work / "students").iterdir()) / 2**20
         print(f"{args.students:,} students in {args.files} CSV files, {size:.0f} MiB", flush=True)
         results = {}
+        from src.pipeline.spark_engine import package_source
+
+        archive, main_script = package_source(work / "dist")
         for engine in ("local", "spark"):
-            extra = ["--chunk-rows", str(args.chunk_rows)] if engine == "local" else ["--master", args.master]
-            measured = run_engine(["--input", str(work / "students"), "--output", str(work / f"out-{engine}"),
-                                   "--store", str(work / "store"), "--engine", engine, "--format", "parquet",
-                                   "--support-cut", "60", *extra])
+            options = ["--input", str(work / "students"), "--output", str(work / f"out-{engine}"), "--store",
+                       str(work / "store"), "--engine", engine, "--format", "parquet", "--support-cut", "60"]
+            if engine == "local":  # the command as the README gives it, from the project folder
+                command = [sys.executable, "-m", "src.pipeline.batch_predict", *options, "--chunk-rows",
+                           str(args.chunk_rows)]
+                measured = run_engine(command, ROOT)
+            else:  # the README's spark-submit line, from outside the project: src comes from the zip only
+                command = [str(Path(sys.executable).parent / "spark-submit"), "--master", args.master,
+                           "--py-files", str(archive), str(main_script), *options]
+                measured = run_engine(command, work)
             summary = json.loads((work / f"out-{engine}" / "summary.json").read_text())
             assert summary["predictions"] == args.students and summary["rejects"] == 0, summary
             results[engine] = (measured, summary)

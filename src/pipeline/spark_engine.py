@@ -66,14 +66,22 @@ def spark_session(master: str | None = None, app_name: str = APP_NAME) -> Any:
     return builder.getOrCreate()
 
 
-def package_source(destination: Path) -> Path:
-    """Zip the ``src`` package for ``spark-submit --py-files`` (no caches, no compiled files)."""
+MAIN_SCRIPT = """from src.pipeline.batch_predict import main
+
+raise SystemExit(main())
+"""
+
+
+def package_source(folder: Path) -> tuple[Path, Path]:
+    """Write ``src.zip`` (for ``spark-submit --py-files``) and ``batch_predict_main.py`` (its main file)."""
     root = Path(__file__).resolve().parents[2]
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as archive:
+    folder.mkdir(parents=True, exist_ok=True)
+    archive_path, main_path = folder / "src.zip", folder / "batch_predict_main.py"
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted((root / "src").rglob("*.py")):
             archive.write(path, path.relative_to(root).as_posix())
-    return destination
+    main_path.write_text(MAIN_SCRIPT, encoding="utf-8")
+    return archive_path, main_path
 
 
 def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
@@ -247,3 +255,11 @@ def _write(frame: Any, path: str, fmt: str) -> None:
         writer.options(header=True, escape='"').csv(path)
     else:
         writer.parquet(path)
+
+
+if __name__ == "__main__":
+    # python -m src.pipeline.spark_engine FOLDER: the files spark-submit needs, written into FOLDER.
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m src.pipeline.spark_engine FOLDER")
+    for written in package_source(Path(sys.argv[1])):
+        sys.stdout.write(f"{written}\n")

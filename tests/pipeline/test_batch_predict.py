@@ -151,3 +151,17 @@ def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):
     body = client.post("/predictdata", json={"instances": [student, other]}).get_json()
     assert body["predictions"] == json_predictions(answers_frame(pipeline, [student, other]))
     assert Path(pipeline.directory).is_dir()
+
+
+def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
+    import zipfile
+
+    from src.pipeline.spark_engine import package_source
+
+    archive, script = package_source(tmp_path / "dist")
+    names = set(zipfile.ZipFile(archive).namelist())
+    assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/batch_predict.py",
+            "src/pipeline/spark_engine.py", "src/pipeline/answers.py", "src/schema.py"} <= names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    compile(script.read_text(), str(script), "exec")
+    assert "from src.pipeline.batch_predict import main" in script.read_text()
