@@ -153,6 +153,7 @@ def run(config: BatchConfig) -> BatchResult:
 
 def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
     predictions = rejected_rows = rejects = 0
+    has_id = False
     for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
         answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows,
@@ -167,8 +168,8 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -
         predictions += len(answers)
         rejects += len(broken)
         rejected_rows += broken["row"].nunique()
-    output.finish_parts(REJECTS, reject_columns(False))
-    output.finish_parts(PREDICTIONS, prediction_columns(False, config.support_cut))
+    output.finish_parts(REJECTS, reject_columns(has_id))
+    output.finish_parts(PREDICTIONS, prediction_columns(has_id, config.support_cut))
     return predictions, rejected_rows, rejects
 
 

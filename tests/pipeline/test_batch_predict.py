@@ -165,3 +165,16 @@ def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     compile(script.read_text(), str(script), "exec")
     assert "from src.pipeline.batch_predict import main" in script.read_text()
+
+
+def test_a_clean_file_still_gets_a_rejects_output_with_its_columns(trained, tmp_path):
+    from src.synthetic import generate_students
+
+    students = generate_students(30, seed=1).drop(columns=["math_score"])
+    students.insert(0, "student_id", [f"S{i}" for i in range(30)])
+    students.to_csv(tmp_path / "clean.csv", index=False)
+    result = run(BatchConfig(input=str(tmp_path / "clean.csv"), output=str(tmp_path / "out"),
+                             store=str(trained.manifest_path.parent)))
+    assert (result.predictions, result.rejects) == (30, 0)
+    rejects = pd.read_csv(tmp_path / "out" / "rejects" / "part-00000.csv")
+    assert rejects.empty and list(rejects.columns) == ["source", "row", "student_id", "field", "value", "reason"]
