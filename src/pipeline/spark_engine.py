@@ -56,6 +56,7 @@ def spark_session(master: str | None = None, app_name: str = APP_NAME) -> Any:
     """The active session under spark-submit; else a new one on ``master`` (default local[*])."""
     from pyspark.sql import SparkSession
 
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are per connection, even at exit
     builder = SparkSession.builder.appName(app_name).config("spark.sql.execution.arrow.pyspark.enabled", "true")
     if master or "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit starts Python with a gateway
         master = master or "local[*]"
