@@ -202,7 +202,8 @@ class PartitionScorer:
                 start = offsets[key] + seen.get(key, 0)
                 rows[at] = np.arange(start + 1, start + len(at) + 1)
                 seen[key] = seen.get(key, 0) + len(at)
-            sources = np.array([_source(p) for p in batch[FILE].tolist()], dtype=object)
+            files, where = np.unique(batch[FILE].to_numpy(dtype=object), return_inverse=True)
+            sources = np.array([_source(str(p)) for p in files], dtype=object)[where]
             fields = np.array([_field_count(t) for t in batch[CORRUPT].tolist()], dtype=np.int64)
             too_many = fields > len(self.header)
             raw = batch.loc[~too_many, list(self.header)].reset_index(drop=True)
