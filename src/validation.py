@@ -219,3 +219,73 @@ def validate_frame(frame: pd.DataFrame, lines: Sequence[int] | None = None) -> t
     for feature in CATEGORICAL_FEATURES:
         valid[feature.name] = valid[feature.name].astype(str)
     return valid, rejected.reset_index(drop=True)
+
+
+STUDENT_ID = "student_id"
+
+
+def normalise_student_headers(frame: pd.DataFrame, passthrough: Sequence[str] = (STUDENT_ID,)) -> pd.DataFrame:
+    """Rename headers of either style to the schema's names for a file of students to predict (no target).
+
+    Refuses, naming them, columns given twice, missing features, and columns that are neither a feature nor a
+    pass-through column (``student_id``): the JSON API refuses unexpected fields too.
+    """
+    renamed = frame.rename(columns={c: canonical_name(str(c).strip()) for c in frame.columns})
+    duplicated = renamed.columns[renamed.columns.duplicated()].tolist()
+    if duplicated:
+        raise SchemaError(f"columns given twice (in both header styles?): {', '.join(map(str, duplicated))}")
+    missing = [c for c in FEATURE_NAMES if c not in renamed.columns]
+    if missing:
+        raise SchemaError(
+            "missing required column(s): " + ", ".join(missing) + f"; found: {', '.join(map(str, frame.columns))}"
+        )
+    unexpected = [str(c) for c in frame.columns if canonical_name(str(c).strip()) not in _FEATURE_SET | set(passthrough)]
+    if unexpected:
+        raise SchemaError(
+            f"column(s) {', '.join(unexpected)} {UNEXPECTED}; a file of students has the features"
+            + (f" and optionally {', '.join(passthrough)}" if passthrough else "")
+        )
+    return renamed
+
+
+def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
+    """Check a table of students to predict (raw text from a CSV, or typed values) against the schema, vectorised.
+
+    ``frame`` has the schema's column names. Returns ``(ok, students, errors)``: a boolean mask of the valid
+    rows; those rows as typed students (categories as text, scores as floats), in order; and one row per broken
+    rule (``position`` in ``frame``, ``field``, ``value`` as given, ``reason``), by position then schema order.
+    The rules and messages are those of the JSON API; nothing is fixed or guessed.
+    """
+    positions = np.arange(len(frame))
+    parts: list[pd.DataFrame] = []
+    ok = np.ones(len(frame), dtype=bool)
+    students = pd.DataFrame(index=frame.index)
+
+    def broken(mask: np.ndarray, name: str, reason: str) -> None:
+        if mask.any():
+            parts.append(pd.DataFrame({"position": positions[mask], "field": name,
+                                       "value": frame[name].to_numpy(dtype=object)[mask], "reason": reason}))
+            ok[mask] = False
+
+    for feature in FEATURES:
+        column = frame[feature.name]
+        missing = (column.isna() | (column.astype(str).str.strip() == "")).to_numpy()
+        if isinstance(feature, NumericFeature):
+            numbers = pd.to_numeric(column, errors="coerce").astype(float)
+            allowed = (numbers.between(feature.minimum, feature.maximum) & np.isfinite(numbers)).to_numpy()
+            students[feature.name] = numbers
+        else:
+            allowed = column.isin(feature.categories).to_numpy()
+            students[feature.name] = column.astype(object)
+        broken(missing, feature.name, REQUIRED)
+        broken(~missing & ~allowed, feature.name, feature.rule)
+    columns = ["position", "field", "value", "reason"]
+    if parts:
+        order = {name: i for i, name in enumerate(FEATURE_NAMES)}
+        errors = pd.concat(parts, ignore_index=True)
+        errors = errors.assign(_order=errors["field"].map(order)).sort_values(["position", "_order"], kind="stable")
+        errors = errors[columns].reset_index(drop=True)
+    else:
+        errors = pd.DataFrame({c: pd.Series(dtype=object if c != "position" else np.int64) for c in columns})
+    mask = pd.Series(ok, index=frame.index)
+    return mask, students.loc[ok].reset_index(drop=True), errors

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, render_template, request
 
+from src.pipeline.answers import MATH_SCORE, answers_frame, json_predictions
 from src.schema import FEATURES, TARGET, CategoricalFeature
 from src.validation import (
     MAX_DETAILS,
@@ -98,18 +99,9 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    out = pipeline.predict(records)
-    svc.predicted("batch", records, out.scores)
-    scores, lows, highs = (np.round(a, 1).tolist() for a in (out.scores, out.low, out.high))
-    return json_response(
-        {
-            "predictions": [
-                {"math_score": s, "interval": {"low": lo, "high": hi, "level": out.level}}
-                for s, lo, hi in zip(scores, lows, highs, strict=True)
-            ],
-            "model_version": pipeline.model_version,
-        }
-    )
+    answers = answers_frame(pipeline, records)
+    svc.predicted("batch", records, answers[MATH_SCORE].to_numpy())
+    return json_response({"predictions": json_predictions(answers), "model_version": pipeline.model_version})
 
 
 def _validation_failed(errors: list[FieldError]) -> Response:

@@ -1,0 +1,91 @@
+"""The champion as an MLflow pyfunc model that answers like the API, for teams that score with ``spark_udf``.
+
+The model wraps a verified artifact set (loaded with ``PredictPipeline.from_artifacts``, hashes checked) and
+answers each input row through ``answers_frame``: ``math_score``, ``interval_low``, ``interval_high``,
+``interval_level``, ``band``, ``model_version`` and ``error``. A row that breaks a rule keeps its place (Spark
+needs one answer per row) with no score (NaN), empty text columns and ``error`` naming each field and rule;
+``error`` is empty for a valid row. Nothing is dropped.
+
+    info = log_answers_model(set_dir, support_cut=60.0)
+    udf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type=RESULT_TYPE, env_manager="local")
+    scored = students.withColumn("answer", udf(struct(*FEATURE_NAMES))).select("*", "answer.*")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from src.pipeline.answers import ANSWER_COLUMNS, BAND, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, answers_frame
+from src.pipeline.predict_pipeline import PredictPipeline
+from src.schema import FEATURES, NumericFeature
+from src.validation import check_students_frame, normalise_student_headers
+
+MODEL_SET = "model_set"
+ERROR = "error"
+OUTPUT_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, BAND, MODEL_VERSION, ERROR)
+RESULT_TYPE = ", ".join(
+    f"{c} {'double' if c in (MATH_SCORE, LOW, HIGH, LEVEL) else 'string'}" for c in OUTPUT_COLUMNS
+)
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("double" if isinstance(f, NumericFeature) else "string", f.name) for f in FEATURES]),
+    outputs=Schema([ColSpec("double" if c in (MATH_SCORE, LOW, HIGH, LEVEL) else "string", c)
+                    for c in OUTPUT_COLUMNS]),
+)
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+class AnswersModel(mlflow.pyfunc.PythonModel):
+    """Score, 90 % range and support band for each row, from a verified artifact set."""
+
+    def load_context(self, context: Any) -> None:
+        self.pipeline = PredictPipeline.from_artifacts(context.artifacts[MODEL_SET])
+        self.support_cut = float((context.model_config or {})["support_cut"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return pyfunc_answers(self.pipeline, model_input, self.support_cut)
+
+
+def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cut: float) -> pd.DataFrame:
+    """One answer row per input row, in order; invalid rows get no score and an ``error``."""
+    frame = normalise_student_headers(students.reset_index(drop=True), passthrough=())
+    ok, valid, errors = check_students_frame(frame)
+    answers = answers_frame(pipeline, valid, support_cut=support_cut)
+    out = pd.DataFrame({c: np.full(len(frame), np.nan) for c in (MATH_SCORE, LOW, HIGH, LEVEL)})
+    for column in (BAND, MODEL_VERSION, ERROR):
+        # Empty, not missing: spark_udf casts a text column holding both strings and None to the word "None".
+        out[column] = np.full(len(frame), "", dtype=object)
+    mask = ok.to_numpy()
+    for column in (*ANSWER_COLUMNS, BAND):
+        out.loc[mask, column] = answers[column].to_numpy()
+    if len(errors):
+        text = (errors["field"] + ": " + errors["reason"]).groupby(errors["position"]).agg("; ".join)
+        out.loc[text.index.to_numpy(), ERROR] = text.to_numpy(dtype=object)
+    return out[list(OUTPUT_COLUMNS)]
+
+
+def log_answers_model(set_dir: Path | str, support_cut: float, name: str = "answers",
+                      registered_model_name: str | None = None) -> Any:
+    """Log (and optionally register) the answering model for a verified set, in the active or a new run."""
+    PredictPipeline.from_artifacts(set_dir)  # refuse, here and now, a set that would not load
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=AnswersModel(),
+        artifacts={MODEL_SET: str(set_dir)},
+        code_paths=[str(_ROOT / "src")],
+        model_config={"support_cut": float(support_cut)},
+        signature=SIGNATURE,
+        pip_requirements=_serving_requirements(),
+        registered_model_name=registered_model_name,
+    )
+
+
+def _serving_requirements() -> list[str]:
+    lines = (_ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-"))]

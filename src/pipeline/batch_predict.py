@@ -1,0 +1,375 @@
+"""Scoring a whole cohort from files, with the same answers as the JSON API.
+
+    python -m src.pipeline.batch_predict --input SRC --output DST [--engine local|spark] [--store STORE]
+                                         [--format csv|parquet] [--support-cut SCORE] [--chunk-rows N]
+
+SRC is a CSV file, a folder of CSV files or an ``s3://bucket/prefix`` of them (headers of either style, an
+optional ``student_id`` passed through). DST (a folder or an ``s3://`` prefix) receives ``predictions/`` (one
+row per valid student: source file, row, score, 90 % range, level, band when a cut is given, model version),
+``rejects/`` (one row per broken rule: source file, row, field, value, reason) and, last, ``summary.json``.
+Every input row ends in exactly one of the two outputs.
+
+Both engines score each chunk of rows with ``score_chunk``, which checks the rows with the API's rules and
+answers through ``answers_frame``, the function behind the JSON API's batch answer. ``--engine local``
+streams the input in chunks of ``--chunk-rows`` (bounded memory); ``--engine spark`` broadcasts the verified
+model once and runs ``score_chunk`` in ``mapInPandas``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from src.config import configure_logging
+from src.pipeline.answers import ANSWER_COLUMNS, BAND, MODEL_VERSION, answers_frame
+from src.pipeline.predict_pipeline import PredictPipeline, load_champion
+from src.schema import SchemaError
+from src.signing import parse_keys
+from src.storage import ArtifactError, DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
+from src.store import open_store
+from src.validation import STUDENT_ID, check_students_frame, normalise_student_headers
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("local", "spark")
+FORMATS = ("csv", "parquet")
+PREDICTIONS = "predictions"
+REJECTS = "rejects"
+SUMMARY = "summary.json"
+ROW_FIELD = "row"
+REJECT_COLUMNS = ("source", "row", "field", "value", "reason")
+_BAD_LINE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+
+
+class BatchError(RuntimeError):
+    """The batch cannot run: unreadable input, an output that already exists, an unusable option."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """One batch run (command-line option in brackets)."""
+
+    input: str  # --input
+    output: str  # --output
+    engine: str = "local"  # --engine
+    store: str = "artifacts"  # --store (default: ARTIFACTS_DIR)
+    format: str = "csv"  # --format
+    support_cut: float | None = None  # --support-cut (default: SUPPORT_CUT); no band without it
+    chunk_rows: int = 100_000  # --chunk-rows: rows read and scored at a time by the local engine
+    master: str | None = None  # --master: Spark master when not under spark-submit (default local[*])
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    predictions: int
+    rejected_rows: int
+    rejects: int
+    model_version: str
+    engine: str
+    seconds: float
+
+
+def load_serving_pipeline(store: str, cache_dir: Path = Path(".model-cache")) -> PredictPipeline:
+    """The champion of the model store, verified exactly as the server does (MODEL_VERIFY_KEYS included)."""
+    keys = parse_keys(os.environ.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
+    return load_champion(open_store(store, cache_dir=cache_dir), keys)
+
+
+def prediction_columns(has_student_id: bool, support_cut: float | None) -> list[str]:
+    answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + ([BAND] if support_cut is not None else [])
+    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, MODEL_VERSION]
+
+
+def reject_columns(has_student_id: bool) -> list[str]:
+    return ["source", "row"] + [STUDENT_ID] * has_student_id + ["field", "value", "reason"]
+
+
+def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray, rows: np.ndarray,
+                support_cut: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule)."""
+    frame = normalise_student_headers(raw)
+    has_id = STUDENT_ID in frame.columns
+    ok, students, errors = check_students_frame(frame)
+    mask = ok.to_numpy()
+    answers = answers_frame(pipeline, students, support_cut=support_cut)
+    ids = {STUDENT_ID: _text(frame[STUDENT_ID].to_numpy(dtype=object)[mask])} if has_id else {}
+    predictions = pd.concat(
+        [pd.DataFrame({**ids, "source": sources[mask], "row": rows[mask]}), answers], axis=1
+    )[prediction_columns(has_id, support_cut)]
+    at = errors["position"].to_numpy(dtype=np.int64)
+    rejects = pd.DataFrame({"source": sources[at], "row": rows[at]})
+    if has_id:
+        rejects[STUDENT_ID] = _text(frame[STUDENT_ID].to_numpy(dtype=object)[at])
+    rejects["field"] = errors["field"].to_numpy(dtype=object)
+    rejects["value"] = _text(errors["value"].to_numpy(dtype=object))
+    rejects["reason"] = errors["reason"].to_numpy(dtype=object)
+    return predictions, rejects
+
+
+def field_count_rejects(sources: Sequence[str], rows: Sequence[int], found: Sequence[int], expected: int,
+                        has_student_id: bool) -> pd.DataFrame:
+    """Rows with more fields than the header cannot be read as a student: one reject each."""
+    out = pd.DataFrame({"source": np.asarray(sources, dtype=object), "row": np.asarray(rows, dtype=np.int64)})
+    if has_student_id:
+        out[STUDENT_ID] = ""
+    out["field"] = ROW_FIELD
+    out["value"] = ""
+    out["reason"] = [f"has {n} fields, the header has {expected}" for n in found]
+    return out
+
+
+def run(config: BatchConfig) -> BatchResult:
+    """Load the verified model, score every row of the input, write predictions, rejects and the summary."""
+    started = time.perf_counter()
+    _check_config(config)
+    pipeline = load_serving_pipeline(config.store)
+    output = Output(config.output, config.format)
+    output.refuse_existing()
+    if config.engine == "spark":
+        from src.pipeline import spark_engine  # imported here: pyspark is needed only for this engine
+
+        predictions, rejected_rows, rejects = spark_engine.run(config, pipeline, output)
+    else:
+        predictions, rejected_rows, rejects = _run_local(config, pipeline, output)
+    result = BatchResult(predictions, rejected_rows, rejects, pipeline.model_version, config.engine,
+                         round(time.perf_counter() - started, 3))
+    output.write_summary({**asdict(result), "input": config.input, "format": config.format,
+                          "support_cut": config.support_cut})
+    logger.info("scored %d students, rejected %d rows (%d broken rules) with model %s in %.1f s",
+                predictions, rejected_rows, rejects, pipeline.model_version, result.seconds)
+    return result
+
+
+def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
+    predictions = rejected_rows = rejects = 0
+    has_id = False
+    for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
+        has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
+        answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows,
+                                      config.support_cut)
+        if bad:
+            broken = pd.concat(
+                [broken, field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad],
+                                             bad[0][1], has_id)], ignore_index=True
+            ).sort_values("row", kind="stable")
+        output.write_part(PREDICTIONS, answers)
+        output.write_part(REJECTS, broken)
+        predictions += len(answers)
+        rejects += len(broken)
+        rejected_rows += broken["row"].nunique()
+    output.finish_parts(REJECTS, reject_columns(has_id))
+    output.finish_parts(PREDICTIONS, prediction_columns(has_id, config.support_cut))
+    return predictions, rejected_rows, rejects
+
+
+def list_inputs(source: str) -> list[str]:
+    """The CSV files behind a file, a folder or an s3:// prefix, in name order."""
+    if source.startswith("s3://"):
+        bucket, prefix = split_s3_uri(source)
+        try:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            keys = sorted(o["Key"] for page in pages for o in page.get("Contents", ()) if o["Key"].endswith(".csv"))
+        except Exception as err:  # the boundary: every S3 failure becomes one clear message
+            raise DataSourceError(f"cannot list {source}: {err}") from err
+        found = [f"s3://{bucket}/{key}" for key in keys]
+    else:
+        path = Path(source)
+        if path.is_file():
+            return [str(path)]
+        if not path.is_dir():
+            raise DataSourceError(f"{source} is neither a CSV file, a folder nor an s3:// prefix")
+        found = [str(p) for p in sorted(path.glob("*.csv"))]
+    if not found:
+        raise DataSourceError(f"no .csv files in {source}")
+    return found
+
+
+def read_chunks(source: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """Yield (file, rows as text, their 1-based row numbers, rows with too many fields) chunk by chunk.
+
+    Row numbers count the data rows of each file (header excluded). A row with more fields than the header
+    is not read as a student; it comes back as (row, header fields, fields found) to be rejected.
+    """
+    for name in list_inputs(source):
+        next_row = 1
+        with _open(name) as handle:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", pd.errors.ParserWarning)
+                    reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows,
+                                         on_bad_lines="warn")
+                    for chunk in reader:
+                        bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
+                               for w in caught for m in _BAD_LINE.findall(str(w.message))]
+                        caught.clear()
+                        skipped = {r for r, _, _ in bad}
+                        numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
+                        rows = numbers[~np.isin(numbers, list(skipped))][: len(chunk)]
+                        next_row = int(max(rows.max(initial=0), max(skipped, default=0))) + 1
+                        yield name, chunk.reset_index(drop=True), rows, bad
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+                raise DataSourceError(f"{name} is not a readable CSV file: {err}") from err
+
+
+class _open:
+    """A binary handle on a local file or an S3 object's stream (read as it goes, never whole)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handle: Any = None
+
+    def __enter__(self) -> Any:
+        try:
+            if self.name.startswith("s3://"):
+                bucket, key = split_s3_uri(self.name)
+                self.handle = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            else:
+                self.handle = open(self.name, "rb")  # noqa: SIM115 - closed in __exit__
+        except Exception as err:  # the boundary: every transport's failure becomes one clear message
+            raise DataSourceError(f"cannot read {self.name}: {err}") from err
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+class Output:
+    """Part files under DST/predictions and DST/rejects (a folder or an s3:// prefix), then summary.json."""
+
+    def __init__(self, destination: str, fmt: str) -> None:
+        self.destination = destination.rstrip("/")
+        self.format = fmt
+        self.parts: dict[str, int] = {}
+
+    @property
+    def is_s3(self) -> bool:
+        return self.destination.startswith("s3://")
+
+    def path(self, *names: str) -> str:
+        return "/".join((self.destination, *names))
+
+    def refuse_existing(self) -> None:
+        """Never mix two runs' files: the destination must not hold a previous run's outputs."""
+        names = (PREDICTIONS, REJECTS, SUMMARY)
+        if self.is_s3:
+            bucket, prefix = split_s3_uri(self.destination)
+            for name in names:
+                listed = s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{name}".lstrip("/"), MaxKeys=1)
+                if listed.get("KeyCount", 0):
+                    raise BatchError(f"{self.path(name)} already exists; choose a new --output")
+        else:
+            for name in names:
+                if Path(self.path(name)).exists():
+                    raise BatchError(f"{self.path(name)} already exists; choose a new --output")
+
+    def write_part(self, kind: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        number = self.parts.get(kind, 0)
+        self.parts[kind] = number + 1
+        self._put(f"{kind}/part-{number:05d}.{self.format}", serialise(frame, self.format))
+
+    def finish_parts(self, kind: str, columns: Sequence[str]) -> None:
+        """An empty output still gets one part, so that readers find its columns."""
+        if not self.parts.get(kind):
+            self.write_part_empty(kind, columns)
+
+    def write_part_empty(self, kind: str, columns: Sequence[str]) -> None:
+        self.parts[kind] = 1
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        self._put(f"{kind}/part-00000.{self.format}", serialise(frame, self.format))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self._put(SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+    def _put(self, name: str, data: bytes) -> None:
+        if self.is_s3:
+            bucket, prefix = split_s3_uri(self.path(name))
+            s3_client().put_object(Bucket=bucket, Key=prefix, Body=data)
+        else:
+            atomic_write_bytes(Path(self.path(name)), data)
+
+
+def serialise(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    return frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL).encode("utf-8")
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Values as given, as text (a missing value is the empty string)."""
+    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+                    dtype=object)
+
+
+def _check_config(config: BatchConfig) -> None:
+    if config.engine not in ENGINES:
+        raise BatchError(f"--engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
+    if config.format not in FORMATS:
+        raise BatchError(f"--format must be one of {', '.join(FORMATS)}, got {config.format!r}")
+    if config.chunk_rows < 1:
+        raise BatchError(f"--chunk-rows must be a positive number of rows, got {config.chunk_rows}")
+
+
+def _cut(text: str | None) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"the support cut must be a score from 0 to 100, got {text!r}") from err
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"the support cut must be a score from 0 to 100, got {text!r}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
+    parser = argparse.ArgumentParser(prog="python -m src.pipeline.batch_predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--input", required=True, help="a CSV file, a folder of CSV files or an s3:// prefix")
+    parser.add_argument("--output", required=True, help="a folder or an s3:// prefix for the outputs")
+    parser.add_argument("--engine", choices=ENGINES, default="local")
+    parser.add_argument("--store", default=os.environ.get("ARTIFACTS_DIR") or "artifacts",
+                        help="the verified model set to score with (default: ARTIFACTS_DIR or artifacts)")
+    parser.add_argument("--format", choices=FORMATS, default="csv")
+    parser.add_argument("--support-cut", type=_cut, default=_cut(os.environ.get("SUPPORT_CUT")),
+                        help="cut score for the support band (default: SUPPORT_CUT; no band without it)")
+    parser.add_argument("--chunk-rows", type=int, default=BatchConfig.chunk_rows)
+    parser.add_argument("--master", default=None, help="Spark master outside spark-submit (default local[*])")
+    args = parser.parse_args(argv)
+    return BatchConfig(input=args.input, output=args.output, engine=args.engine, store=args.store,
+                       format=args.format, support_cut=args.support_cut, chunk_rows=args.chunk_rows,
+                       master=args.master)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        config = parse_args(argv)
+        run(config)
+    except (BatchError, DataSourceError, ArtifactError, SchemaError) as err:
+        logger.error("batch prediction failed: %s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, so that Spark workers and this process share one copy of its classes.
+    from src.pipeline.batch_predict import main as _main
+
+    raise SystemExit(_main())

@@ -1,0 +1,267 @@
+"""The Spark engine of the batch command: the verified model broadcast once, rows scored by ``score_chunk``.
+
+Spark reads every CSV value as text (as the local engine does), with each row's file and block, so that
+each row gets its number in its file even when a large file is split across tasks. ``mapInPandas`` calls
+``score_chunk`` on each Arrow batch: the same checks and the same ``answers_frame`` as the JSON API. Its
+output is kept (memory, then disk) while predictions and rejects are written, so each row is scored once.
+
+Under ``spark-submit`` the master and resources come from spark-submit; otherwise a session on
+``local[*]`` (or ``--master``) is started with this Python for its workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+
+from src.pipeline.batch_predict import (
+    PREDICTIONS,
+    REJECTS,
+    BatchConfig,
+    BatchError,
+    Output,
+    field_count_rejects,
+    list_inputs,
+    prediction_columns,
+    reject_columns,
+    score_chunk,
+)
+from src.pipeline.predict_pipeline import PredictPipeline
+from src.validation import STUDENT_ID, normalise_student_headers
+
+logger = logging.getLogger(__name__)
+
+CORRUPT = "_corrupt_record"
+FILE = "_file"
+BLOCK = "_block"
+KIND = "_kind"
+PREDICTION_KIND = "prediction"
+REJECT_KIND = "reject"
+APP_NAME = "student-math-batch"
+_TYPES = {"row": "long", "math_score": "double", "interval_low": "double", "interval_high": "double",
+          "interval_level": "double"}
+
+
+def spark_session(master: str | None = None, app_name: str = APP_NAME) -> Any:
+    """The active session under spark-submit; else a new one on ``master`` (default local[*])."""
+    from pyspark.sql import SparkSession
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are per connection, even at exit
+    builder = SparkSession.builder.appName(app_name).config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit starts Python with a gateway
+        master = master or "local[*]"
+        builder = builder.master(master).config("spark.ui.enabled", "false")
+        if master.startswith("local"):
+            # Local workers must run this interpreter (and its packages), not the first python3 on PATH.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return builder.getOrCreate()
+
+
+MAIN_SCRIPT = """from src.pipeline.batch_predict import main
+
+raise SystemExit(main())
+"""
+
+
+def package_source(folder: Path) -> tuple[Path, Path]:
+    """Write ``src.zip`` (for ``spark-submit --py-files``) and ``batch_predict_main.py`` (its main file)."""
+    root = Path(__file__).resolve().parents[2]
+    folder.mkdir(parents=True, exist_ok=True)
+    archive_path, main_path = folder / "src.zip", folder / "batch_predict_main.py"
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted((root / "src").rglob("*.py")):
+            archive.write(path, path.relative_to(root).as_posix())
+    main_path.write_text(MAIN_SCRIPT, encoding="utf-8")
+    return archive_path, main_path
+
+
+def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
+    """Score the input on Spark; write predictions and rejects; return (predictions, rejected rows, rejects)."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark import StorageLevel
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+
+    spark = spark_session(config.master)
+    try:
+        header, parts = _read_text(spark, config.input)
+        has_id = STUDENT_ID in header
+        offsets = _block_offsets(_union([p for p, _ in parts]).groupBy(FILE, BLOCK).count().collect())
+        shared = spark.sparkContext.broadcast((pipeline, offsets))
+        columns = union_columns(has_id, config.support_cut)
+        scorer = PartitionScorer(shared, tuple(header), has_id, config.support_cut, columns)
+        scored = _union([r for _, r in parts]).mapInPandas(
+            scorer, ", ".join(f"`{c}` {_TYPES.get(c, 'string')}" for c in columns)
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = {r[KIND]: r["count"] for r in scored.groupBy(KIND).count().collect()}
+            rejected = scored.filter(F.col(KIND) == REJECT_KIND)
+            predictions = scored.filter(F.col(KIND) == PREDICTION_KIND)
+            _write(predictions.select(*prediction_columns(has_id, config.support_cut)), output.path(PREDICTIONS),
+                   config.format)
+            _write(rejected.select(*reject_columns(has_id)).coalesce(1), output.path(REJECTS), config.format)
+            rejected_rows = rejected.select("source", "row").distinct().count()
+        finally:
+            scored.unpersist()
+            shared.destroy()
+    except (PySparkException, Py4JJavaError) as err:
+        raise BatchError(f"Spark could not score {config.input}: {_first_line_of(err)}") from err
+    return counts.get(PREDICTION_KIND, 0), rejected_rows, counts.get(REJECT_KIND, 0)
+
+
+def _read_text(spark: Any, source: str) -> tuple[list[str], list[tuple[Any, Any]]]:
+    """Read the input as text, one read per header (either style per file), columns renamed to the schema's.
+
+    Returns the schema-named header and, per header, (file and block of each row, the rows with a corrupt-
+    record column). Files of one header are checked against it by Spark (``enforceSchema=False``).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    options = {"header": True, "escape": '"', "enforceSchema": False}
+    groups: dict[tuple[str, ...], list[str] | str] = {}
+    if source.startswith("s3://"):  # Spark lists the prefix itself: its files must share one header
+        options["pathGlobFilter"] = "*.csv"
+        groups[tuple(spark.read.options(**options).csv(source).columns)] = source
+    else:
+        for name in list_inputs(source):
+            groups.setdefault(_header_of(name), []).append(name)  # type: ignore[union-attr]
+    located = [F.col("_metadata.file_path").alias(FILE), F.col("_metadata.file_block_start").alias(BLOCK)]
+    header: list[str] | None = None
+    parts = []
+    for raw, paths in groups.items():
+        names = list(normalise_student_headers(pd.DataFrame(columns=list(raw))).columns)
+        if header is None:
+            header = names
+        elif sorted(names) != sorted(header):
+            raise BatchError(f"the input files do not share one set of columns: {header} and {names}")
+        text = StructType([StructField(c, StringType()) for c in raw])
+        plain = spark.read.options(**options).schema(text).csv(paths).select(*located)
+        full = (
+            spark.read.options(**options, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT)
+            .schema(StructType([*text.fields, StructField(CORRUPT, StringType())]))
+            .csv(paths)
+            .select(*[F.col(f"`{r}`").alias(n) for r, n in zip(raw, names, strict=True)], F.col(CORRUPT), *located)
+        )
+        parts.append((plain, full))
+    assert header is not None  # list_inputs never returns an empty list
+    return header, [(plain, full.select(*header, CORRUPT, FILE, BLOCK)) for plain, full in parts]
+
+
+def _union(frames: list[Any]) -> Any:
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _header_of(name: str) -> tuple[str, ...]:
+    with open(name, newline="", encoding="utf-8-sig") as handle:
+        return tuple(next(csv.reader(handle), []))
+
+
+def _first_line_of(err: Exception) -> str:
+    text = str(getattr(err, "java_exception", None) or err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def union_columns(has_id: bool, support_cut: float | None) -> list[str]:
+    """One output row shape for both kinds, so that one pass yields predictions and rejects."""
+    columns = prediction_columns(has_id, support_cut)
+    return [KIND, *columns, *(c for c in reject_columns(has_id) if c not in columns)]
+
+
+class PartitionScorer:
+    """The function ``mapInPandas`` runs on each task's batches, in the order of the task's rows."""
+
+    def __init__(self, shared: Any, header: tuple[str, ...], has_id: bool, support_cut: float | None,
+                 columns: list[str]) -> None:
+        self.shared = shared
+        self.header = header
+        self.has_id = has_id
+        self.support_cut = support_cut
+        self.columns = columns
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        pipeline, offsets = self.shared.value
+        seen: dict[tuple[str, int], int] = {}
+        for batch in batches:
+            rows = np.empty(len(batch), dtype=np.int64)
+            for key, at in batch.groupby([FILE, BLOCK], sort=False).indices.items():
+                key = (str(key[0]), int(key[1]))
+                start = offsets[key] + seen.get(key, 0)
+                rows[at] = np.arange(start + 1, start + len(at) + 1)
+                seen[key] = seen.get(key, 0) + len(at)
+            files, where = np.unique(batch[FILE].to_numpy(dtype=object), return_inverse=True)
+            sources = np.array([_source(str(p)) for p in files], dtype=object)[where]
+            fields = np.array([_field_count(t) for t in batch[CORRUPT].tolist()], dtype=np.int64)
+            too_many = fields > len(self.header)
+            raw = batch.loc[~too_many, list(self.header)].reset_index(drop=True)
+            answers, rejects = score_chunk(pipeline, raw, sources[~too_many], rows[~too_many], self.support_cut)
+            if too_many.any():
+                extra = field_count_rejects(sources[too_many].tolist(), rows[too_many].tolist(),
+                                            fields[too_many].tolist(), len(self.header), self.has_id)
+                rejects = pd.concat([rejects, extra], ignore_index=True)
+            out = pd.concat([answers.assign(**{KIND: PREDICTION_KIND}), rejects.assign(**{KIND: REJECT_KIND})],
+                            ignore_index=True)
+            out = out.reindex(columns=self.columns)
+            # pandas 3 keeps text in Arrow-backed "str" columns, which PySpark 4.3 cannot send back to the JVM
+            # ("Cannot convert ChunkedArray to Array"); plain Python objects convert to the same strings.
+            for column in self.columns:
+                if _TYPES.get(column, "string") == "string":
+                    out[column] = out[column].astype(object).where(out[column].notna(), None)
+            yield out
+
+
+def _block_offsets(counts: list[Any]) -> dict[tuple[str, int], int]:
+    """Rows in the earlier blocks of the same file, for each (file, block start)."""
+    offsets: dict[tuple[str, int], int] = {}
+    running: dict[str, int] = {}
+    for row in sorted(counts, key=lambda r: (r[FILE], r[BLOCK])):
+        offsets[(row[FILE], int(row[BLOCK]))] = running.get(row[FILE], 0)
+        running[row[FILE]] = running.get(row[FILE], 0) + int(row["count"])
+    return offsets
+
+
+def _field_count(line: Any) -> int:
+    if not isinstance(line, str):
+        return 0
+    return len(next(csv.reader([line]), []))
+
+
+def _source(path: str) -> str:
+    parsed = urlparse(path)
+    return unquote(parsed.path) if parsed.scheme == "file" else path
+
+
+def _spark_input(source: str) -> tuple[list[str] | str, dict[str, str]]:
+    """Local inputs as the same file list the local engine reads; an s3:// prefix is listed by Spark itself."""
+    if source.startswith("s3://"):
+        return source, {"pathGlobFilter": "*.csv"}
+    return list_inputs(source), {}
+
+
+def _write(frame: Any, path: str, fmt: str) -> None:
+    writer = frame.write.mode("errorifexists")
+    if fmt == "csv":
+        writer.options(header=True, escape='"').csv(path)
+    else:
+        writer.parquet(path)
+
+
+if __name__ == "__main__":
+    # python -m src.pipeline.spark_engine FOLDER: the files spark-submit needs, written into FOLDER.
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m src.pipeline.spark_engine FOLDER")
+    for written in package_source(Path(sys.argv[1])):
+        sys.stdout.write(f"{written}\n")

@@ -1,0 +1,180 @@
+"""The batch command on the local engine: the JSON API's answers for a whole cohort, every bad row rejected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.pipeline.answers import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, answers_frame, bands, json_predictions
+from src.pipeline.batch_predict import BatchConfig, main, run
+from src.pipeline.predict_pipeline import PredictPipeline
+from tests.pipeline.batch_cases import (
+    check_against_api,
+    check_rejects,
+    json_instances,
+    read_output,
+    write_cohort,
+)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return write_cohort(tmp_path_factory.mktemp("cohort"))
+
+
+@pytest.fixture(scope="module")
+def pipeline(trained) -> PredictPipeline:
+    return PredictPipeline.from_artifacts(trained.manifest_path.parent)
+
+
+@pytest.fixture(scope="module")
+def api_answers(trained, cohort, tmp_path_factory) -> dict:
+    """The JSON API's batch answer for the cohort's valid students, from the app itself."""
+    from app import create_app
+    from src.config import AppConfig
+
+    app = create_app(AppConfig(artifacts_dir=Path(trained.store),
+                               drift_dir=tmp_path_factory.mktemp("drift")))
+    response = app.test_client().post("/predictdata", json={"instances": json_instances(cohort.students)})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_local_engine_gives_the_api_answers_and_rejects_every_broken_row(trained, cohort, pipeline, api_answers,
+                                                                          tmp_path):
+    out = tmp_path / "out"
+    result = run(BatchConfig(input=str(cohort.folder), output=str(out), store=trained.store,
+                             chunk_rows=700))
+    assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
+    predictions = read_output(out / "predictions", "csv")
+    check_against_api(predictions, cohort, api_answers, pipeline)
+    check_rejects(read_output(out / "rejects", "csv"), cohort)
+    # Streaming: the input was read and written in chunks of at most 700 rows.
+    parts = sorted((out / "predictions").glob("part-*.csv"))
+    assert len(parts) >= 5000 // 700 and all(len(pd.read_csv(p)) <= 700 for p in parts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["predictions"] == 5000 and summary["rejects"] == 11 and summary["model_version"] == \
+        pipeline.model_version
+
+
+def test_parquet_output_with_band_holds_unrounded_answers(trained, cohort, pipeline, tmp_path):
+    out = tmp_path / "out"
+    run(BatchConfig(input=str(cohort.folder / "a.csv"), output=str(out), store=trained.store,
+                    format="parquet", support_cut=60.0))
+    predictions = read_output(out / "predictions", "parquet")
+    assert predictions["math_score"].dtype == np.float64
+    expected = answers_frame(pipeline, json_instances(cohort.students[cohort.students["source"] == "a.csv"]),
+                             support_cut=60.0)
+    assert np.abs(predictions["math_score"].to_numpy() - expected["math_score"].to_numpy()).max() <= 1e-9
+    assert predictions["band"].tolist() == expected["band"].tolist()
+    assert set(predictions["band"]) <= {NEEDS_SUPPORT, UNCERTAIN, ON_TRACK}
+
+
+def test_band_compares_the_whole_range_with_the_cut():
+    low = np.array([40.0, 50.0, 55.0, 60.0, 59.9])
+    high = np.array([59.9, 60.0, 65.0, 70.0, 60.0])
+    assert bands(low, high, 60.0).tolist() == [NEEDS_SUPPORT, UNCERTAIN, UNCERTAIN, ON_TRACK, UNCERTAIN]
+
+
+def test_json_predictions_round_as_the_api(pipeline, student):
+    answers = answers_frame(pipeline, [student])
+    score, low, high = pipeline.predict_one(student)
+    assert json_predictions(answers) == [
+        {"math_score": round(score, 1), "interval": {"low": round(low, 1), "high": round(high, 1),
+                                                     "level": pipeline.level}}
+    ]
+    assert "band" in json_predictions(answers_frame(pipeline, [student], support_cut=50.0))[0]
+
+
+def test_s3_prefix_in_and_out(trained, cohort, s3_env, tmp_path):
+    s3_env.create_bucket(Bucket="district")
+    for name in ("a.csv", "b.csv"):
+        s3_env.upload_file(str(cohort.folder / name), "district", f"exports/2026/{name}")
+    s3_env.put_object(Bucket="district", Key="exports/2026/readme.txt", Body=b"not a csv")
+    result = run(BatchConfig(input="s3://district/exports/2026/", output="s3://district/scored/run1",
+                             store=trained.store, chunk_rows=2000))
+    assert (result.predictions, result.rejects) == (5000, 11)
+    keys = sorted(o["Key"] for o in s3_env.list_objects_v2(Bucket="district", Prefix="scored/run1/")["Contents"])
+    assert keys[-1] == "scored/run1/summary.json" and any(k.startswith("scored/run1/rejects/") for k in keys)
+    local = tmp_path / "from-s3"
+    for key in keys:
+        target = local / key.removeprefix("scored/run1/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3_env.download_file("district", key, str(target))
+    rejects = read_output(local / "rejects", "csv")
+    assert rejects["source"].str.startswith("s3://district/exports/2026/").all()
+    check_rejects(rejects, cohort)
+    assert len(read_output(local / "predictions", "csv")) == 5000
+
+
+def test_refuses_an_output_that_holds_a_previous_run(trained, cohort, tmp_path, caplog):
+    out = tmp_path / "out"
+    store = trained.store
+    assert main(["--input", str(cohort.folder / "a.csv"), "--output", str(out), "--store", store]) == 0
+    before = sorted(p.stat().st_mtime_ns for p in out.rglob("*"))
+    assert main(["--input", str(cohort.folder / "a.csv"), "--output", str(out), "--store", store]) == 1
+    assert "already exists" in caplog.text
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score,"
+         "writing_score,math_score", "math_score is not an accepted field"),
+        ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score",
+         "missing required column(s): writing_score"),
+    ],
+)
+def test_a_file_with_wrong_columns_is_refused_naming_them(trained, tmp_path, caplog, header, message):
+    source = tmp_path / "students.csv"
+    source.write_text(header + "\n")
+    out = tmp_path / "out"
+    assert main(["--input", str(source), "--output", str(out), "--store", trained.store]) == 1
+    assert message in caplog.text
+    assert not (out / "summary.json").exists()
+
+
+def test_a_store_without_a_verified_model_fails_clearly(tmp_path, caplog):
+    source = tmp_path / "s.csv"
+    source.write_text("x\n")
+    assert main(["--input", str(source), "--output", str(tmp_path / "out"), "--store", str(tmp_path)]) == 1
+    assert "no manifest.json" in caplog.text
+
+
+def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):
+    other = {**student, "gender": "male", "reading_score": 55.5}
+    body = client.post("/predictdata", json={"instances": [student, other]}).get_json()
+    assert body["predictions"] == json_predictions(answers_frame(pipeline, [student, other]))
+    assert Path(pipeline.directory).is_dir()
+
+
+def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
+    import zipfile
+
+    from src.pipeline.spark_engine import package_source
+
+    archive, script = package_source(tmp_path / "dist")
+    names = set(zipfile.ZipFile(archive).namelist())
+    assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/batch_predict.py",
+            "src/pipeline/spark_engine.py", "src/pipeline/answers.py", "src/schema.py"} <= names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    compile(script.read_text(), str(script), "exec")
+    assert "from src.pipeline.batch_predict import main" in script.read_text()
+
+
+def test_a_clean_file_still_gets_a_rejects_output_with_its_columns(trained, tmp_path):
+    from src.synthetic import generate_students
+
+    students = generate_students(30, seed=1).drop(columns=["math_score"])
+    students.insert(0, "student_id", [f"S{i}" for i in range(30)])
+    students.to_csv(tmp_path / "clean.csv", index=False)
+    result = run(BatchConfig(input=str(tmp_path / "clean.csv"), output=str(tmp_path / "out"),
+                             store=trained.store))
+    assert (result.predictions, result.rejects) == (30, 0)
+    rejects = pd.read_csv(tmp_path / "out" / "rejects" / "part-00000.csv")
+    assert rejects.empty and list(rejects.columns) == ["source", "row", "student_id", "field", "value", "reason"]

@@ -1,0 +1,116 @@
+"""The batch command on Spark (local[2]) and the MLflow answering model through spark_udf.
+
+One SparkSession for the module. Java comes from Debian's openjdk-17-jre-headless (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.pipeline.answers import answers_frame
+from src.pipeline.batch_predict import BatchConfig, run
+from src.pipeline.predict_pipeline import PredictPipeline
+from src.schema import FEATURE_NAMES
+from tests.pipeline.batch_cases import check_against_api, check_rejects, json_instances, read_output, write_cohort
+
+pytest.importorskip("pyspark", reason="pyspark is installed from requirements-spark.txt")
+if shutil.which("java") is None:
+    pytest.skip("Spark needs Java: apt-get install openjdk-17-jre-headless (.ci/run does)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from src.pipeline.spark_engine import spark_session
+
+    session = spark_session("local[2]")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return write_cohort(tmp_path_factory.mktemp("cohort"))
+
+
+@pytest.fixture(scope="module")
+def pipeline(trained) -> PredictPipeline:
+    return PredictPipeline.from_artifacts(trained.manifest_path.parent)
+
+
+@pytest.fixture(scope="module")
+def api_answers(trained, cohort, tmp_path_factory) -> dict:
+    from app import create_app
+    from src.config import AppConfig
+
+    app = create_app(AppConfig(artifacts_dir=Path(trained.store),
+                               drift_dir=tmp_path_factory.mktemp("drift")))
+    response = app.test_client().post("/predictdata", json={"instances": json_instances(cohort.students)})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(spark, trained, cohort, pipeline,
+                                                                          api_answers, tmp_path):
+    # Small blocks: each file is split across several tasks, so row numbers must carry across blocks.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "48k")
+    try:
+        out = tmp_path / "out"
+        result = run(BatchConfig(input=str(cohort.folder), output=str(out), engine="spark", master="local[2]",
+                                 store=trained.store, format="parquet"))
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
+    predictions = read_output(out / "predictions", "parquet")
+    assert len(list((out / "predictions").glob("part-*.parquet"))) > 2, "the input was split across tasks"
+    check_against_api(predictions, cohort, api_answers, pipeline)
+    check_rejects(read_output(out / "rejects", "parquet"), cohort)
+
+
+def test_spark_csv_output_equals_the_local_engine(spark, trained, cohort, tmp_path):
+    store = trained.store
+    source = str(cohort.folder / "b.csv")
+    run(BatchConfig(input=source, output=str(tmp_path / "spark"), engine="spark", store=store, support_cut=65.0))
+    run(BatchConfig(input=source, output=str(tmp_path / "local"), store=store, support_cut=65.0))
+    by = ["source", "row"]
+    got, expected = (read_output(tmp_path / e / "predictions", "csv").sort_values(by).reset_index(drop=True)
+                     for e in ("spark", "local"))
+    assert list(got.columns) == list(expected.columns)
+    assert (got[["student_id", "row", "band", "model_version"]] == expected[["student_id", "row", "band",
+                                                                             "model_version"]]).all().all()
+    assert np.abs(got["math_score"] - expected["math_score"]).max() <= 1e-9
+
+
+def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp_path):
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from src.pipeline.answers_pyfunc import ERROR, RESULT_TYPE, log_answers_model
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        info = log_answers_model(trained.manifest_path.parent, support_cut=60.0)
+        udf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type=RESULT_TYPE, env_manager="local")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    students = cohort.students[list(FEATURE_NAMES)].head(500).astype(
+        {"reading_score": float, "writing_score": float})
+    broken = students.head(2).assign(gender=["Female", "female"], reading_score=[50.0, 150.0])
+    frame = spark.createDataFrame(pd.concat([students, broken], ignore_index=True).reset_index(names="n"))
+    scored = (frame.withColumn("answer", udf(F.struct(*FEATURE_NAMES))).select("n", "answer.*").toPandas()
+              .sort_values("n").reset_index(drop=True))
+    expected = answers_frame(pipeline, json_instances(students), support_cut=60.0)
+    good = scored.head(500)
+    for column in ("math_score", "interval_low", "interval_high"):
+        assert np.abs(good[column].to_numpy() - expected[column].to_numpy()).max() <= 1e-9
+    assert good["band"].tolist() == expected["band"].tolist()
+    assert (good[ERROR] == "").all() and (good["model_version"] == pipeline.model_version).all()
+    assert scored[ERROR].iloc[500] == "gender: must be one of: female, male"
+    assert scored[ERROR].iloc[501] == "reading_score: must be a number between 0 and 100"
+    assert scored["math_score"].iloc[500:].isna().all() and (scored["band"].iloc[500:] == "").all()
