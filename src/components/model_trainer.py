@@ -147,6 +147,8 @@ class ModelTrainer:
                 for r in results
             },
             "rows": {"train": int(len(data.y_train)), "test": int(len(data.y_test))},
+            # the baseline that factors are stated against: the mean (unclipped) prediction on the training split
+            "train_mean_prediction": float(np.mean(model.predict(data.x_train))),
         }
         if test["r2"] < cfg.min_test_r2:
             raise QualityGateError(

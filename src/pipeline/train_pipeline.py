@@ -49,6 +49,7 @@ from src.components.model_trainer import (
 )
 from src.config import configure_logging
 from src.monitoring.drift import build_reference
+from src.pipeline.factors import training_summary
 from src.pipeline.tracking import (
     DEFAULT_TOLERANCE,
     MODEL_NAME,
@@ -174,6 +175,7 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         },
         "versions": software_versions(),
         "reference_profile": REFERENCE_PROFILE,
+        "explanation": training_summary(ingestion.train, trainer.metrics["train_mean_prediction"]),
         "run_id": None,
     }
 
