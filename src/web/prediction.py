@@ -226,7 +226,8 @@ def _predict_form() -> tuple[str, int] | str:
         result["baseline"] = factors["baseline"]
     else:
         result["factors_reason"] = answer["factors_reason"]
-    result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0], record[n]) for n in record]  # type: ignore[union-attr]
+    result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0], f"{v:g}" if isinstance(v, float) else v)
+                         for n, v in record.items()]  # type: ignore[union-attr]
     return _render_form(values, {}, result)
 
 
