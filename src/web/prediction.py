@@ -14,7 +14,7 @@ from src.pipeline.bands import Bands
 from src.schema import BACKGROUND_FEATURES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
 from src.validation import FieldError, ValidationFailed, validate_student, validate_students
 from src.web import roster
-from src.web.answers import batch_answer, describe_factor, single_answer
+from src.web.answers import batch_answer, bulk_allocation, describe_factor, single_answer
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
@@ -84,7 +84,8 @@ def _predict_json() -> Response:
         return json_error(400, "malformed_json", f"the body is not valid JSON: {err}")
     svc = services()
     if isinstance(body, dict) and "instances" in body:
-        return _predict_batch(body)
+        with bulk_allocation():
+            return _predict_batch(body)
     record, errors = validate_student(body)
     if errors:
         return _validation_failed(errors)
@@ -156,23 +157,29 @@ def _answer_roster() -> roster.RosterAnswer | Response:
 
 
 def _predict_csv() -> Response:
-    answer = _answer_roster()
-    if isinstance(answer, Response):
-        return answer
-    if request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE:
-        return Response(roster.roster_csv(answer), mimetype=roster.CSV_TYPE,
-                        headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'})
-    return json_response(roster.roster_json(answer))
+    with bulk_allocation():
+        answer = _answer_roster()
+        if isinstance(answer, Response):
+            return answer
+        if request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE:
+            return Response(roster.roster_csv(answer), mimetype=roster.CSV_TYPE,
+                            headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'})
+        return json_response(roster.roster_json(answer))
 
 
 def _predict_class_list() -> tuple[str, int] | str:
+    with bulk_allocation():
+        return _class_list_page()
+
+
+def _class_list_page() -> tuple[str, int] | str:
     answer = _answer_roster()
     if isinstance(answer, Response):
         body = json.loads(answer.get_data())
         problems = [f"{d['field']}: {d['message']}" for d in body.get("details", [])] or [body["message"]]
         return _render_form({}, {}, None, roster_error=problems), answer.status_code
     rows = []
-    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
+    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors(), strict=True):
         rows.append({"number": row.number, "student_id": row.student_id, "item": item, "top": top,
                      "error": row.error})
     summary = {

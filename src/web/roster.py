@@ -17,9 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from src.pipeline.bands import BAND_NAMES, Bands
 from src.pipeline.predict_pipeline import PredictPipeline
-from src.schema import FEATURE_NAMES, STUDENT_ID, TARGET, canonical_name
+from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
 from src.validation import REQUIRED, UNEXPECTED, FieldError, validate_student
 from src.web.answers import batch_answer, describe_factor, top_actionable
 
@@ -71,8 +73,19 @@ class RosterAnswer:
     roster: Roster
     model_version: str
     items: list[dict[str, Any]] = field(default_factory=list)  # JSON items, in row order
-    top_factors: list[str] = field(default_factory=list)  # per row, "" when none
     factors_reason: str | None = None
+    contributions: np.ndarray | None = None  # (valid rows, 7), for the top factors
+
+    def top_factors(self) -> list[str]:
+        """Per row, the actionable factor that moves the score most, in words ("" for bad rows, or no factors)."""
+        out = [""] * len(self.roster.rows)
+        if self.contributions is None or not len(self.contributions):
+            return out
+        names, points = top_actionable(self.contributions)
+        valid = (i for i, row in enumerate(self.roster.rows) if row.record is not None)
+        for i, name, value in zip(valid, names, points, strict=True):
+            out[i] = describe_factor(name, self.roster.rows[i].record[name], value)  # type: ignore[index]
+        return out
 
     @property
     def failed(self) -> list[RosterRow]:
@@ -116,12 +129,38 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
             rows.append(RosterRow(number, values, student_id, None, (error,)))
             continue
         values = {name: cells[i] for name, i in positions}
-        record, errors = validate_student(values, number, from_form=True)
+        record = _quick_record(values)
+        errors: list[FieldError] = []
+        if record is None:  # something is wrong: the shared validator names every field and rule
+            record, errors = validate_student(values, number, from_form=True)
         if student_id is not None and len(student_id) > MAX_ID_LENGTH:
             errors = [*errors, FieldError(STUDENT_ID, f"must be at most {MAX_ID_LENGTH} characters", number)]
             record = None
         rows.append(RosterRow(number, values, student_id, record if not errors else None, tuple(errors)))
     return Roster(rows, id_at is not None)
+
+
+_CATEGORIES = {f.name: frozenset(f.categories) for f in CATEGORICAL_FEATURES}
+_RANGES = {f.name: (f.minimum, f.maximum) for f in NUMERIC_FEATURES}
+
+
+def _quick_record(values: Mapping[str, str]) -> dict[str, Any] | None:
+    """The validated record when every cell is valid, else None; accepts exactly what validate_student accepts."""
+    record: dict[str, Any] = {}
+    for name, allowed in _CATEGORIES.items():
+        value = values[name]
+        if value not in allowed:
+            return None
+        record[name] = value
+    for name, (low, high) in _RANGES.items():
+        try:
+            number = float(values[name].strip())
+        except ValueError:
+            return None
+        if not low <= number <= high:  # NaN fails this comparison too
+            return None
+        record[name] = number
+    return record
 
 
 def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
@@ -145,23 +184,17 @@ def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> Ro
     if not pipeline.factors.available:
         answer.factors_reason = pipeline.factors.reason
     batch = batch_answer(pipeline, [row.record for row in valid], bands) if valid else None  # type: ignore[misc]
-    predicted = iter(range(len(valid)))
+    answer.contributions = batch.contributions if batch is not None else None
+    predicted = iter(batch.items if batch is not None else ())
     for row in roster.rows:
         if row.errors:
             item: dict[str, Any] = {"row": row.number, "error": row.error,
                                     "details": [{"field": e.field, "message": e.message} for e in row.errors]}
-            top = ""
         else:
-            k = next(predicted)
-            item = batch.items[k]  # type: ignore[union-attr]
-            top = ""
-            if batch.contributions is not None:  # type: ignore[union-attr]
-                name, points = top_actionable(row.record, batch.contributions[k])  # type: ignore[arg-type,index]
-                top = describe_factor(name, row.record[name], points)  # type: ignore[index]
+            item = next(predicted)
         if roster.has_ids:
             item = {STUDENT_ID: row.student_id, **item}
         answer.items.append(item)
-        answer.top_factors.append(top)
     return answer
 
 
@@ -179,7 +212,7 @@ def roster_csv(answer: RosterAnswer) -> str:
     writer = csv.writer(out, lineterminator="\n")
     ids = answer.roster.has_ids
     writer.writerow(["row", *([STUDENT_ID] if ids else []), *FEATURE_NAMES, *OUTPUT_COLUMNS])
-    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
+    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors(), strict=True):
         given = [_cell(row.values.get(name, "")) for name in FEATURE_NAMES]
         if row.errors:
             result = ["", "", "", "", "", row.error]

@@ -200,7 +200,9 @@ def test_json_answer_carries_band_and_factors_that_add_up(client, student, app_c
                                               "test_preparation_course", "reading_score", "writing_score"]
     assert abs(factors["baseline"] + sum(factors["contributions"].values()) - factors["unclipped_score"]) <= 1e-6
     assert body["math_score"] == round(min(max(factors["unclipped_score"], 0), 100), 1)
-    assert factors["baseline_is"] == "mean prediction on the training split"
+    ready = client.get("/ready").get_json()["factors"]
+    assert ready == {"available": True, "method": "additive", "baseline": factors["baseline"],
+                     "baseline_is": "mean prediction on the training split"}
 
 
 def test_bands_follow_the_configured_cut(trained, tmp_path, student):
