@@ -65,20 +65,20 @@ class AdditiveFactors:
                 terms.append((name, scorer.contributions[name], 0.0, self.centres[name]))
             else:
                 terms.append((name, None, scorer.slopes[name], self.centres[name]))
-        self._terms = tuple(terms)
+        self.terms = tuple(terms)  # (feature, {category: term} or None, slope, centre), schema order
 
     def one(self, record: Record) -> dict[str, float]:
         """The 7 contributions (score points) of one validated student, in schema order."""
         out: dict[str, float] = {}
-        for name, table, slope, centre in self._terms:
+        for name, table, slope, centre in self.terms:
             out[name] = (table[record[name]] if table is not None else slope * record[name]) - centre
         return out
 
     def many(self, records: Sequence[Record]) -> np.ndarray:
         """An (n, 7) array of contributions, columns in schema order."""
         n = len(records)
-        out = np.empty((n, len(self._terms)))
-        for j, (name, table, slope, centre) in enumerate(self._terms):
+        out = np.empty((n, len(self.terms)))
+        for j, (name, table, slope, centre) in enumerate(self.terms):
             if table is not None:
                 out[:, j] = np.fromiter((table[r[name]] for r in records), dtype=float, count=n) - centre
             else:

@@ -7,6 +7,7 @@ the same numbers, band and factors on every channel.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from src.pipeline.bands import Bands
+from src.pipeline.factors import AdditiveFactors
 from src.pipeline.predict_pipeline import Predictions, PredictPipeline
-from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME, NumericFeature
+from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME, TARGET, NumericFeature
 
 Record = Mapping[str, Any]
 _ACTIONABLE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in ACTIONABLE_FEATURES)
@@ -115,3 +117,65 @@ def bulk_allocation() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+class SingleAnswerText:
+    """``json.dumps(single_answer(...))`` for an additive model, from text rendered once per model and cut.
+
+    A single student's answer is the service's hottest path. Each category's contribution is fixed, so its
+    JSON text is rendered at the first request; a request then formats only the numbers that depend on the
+    scores. The result parses to exactly ``single_answer``'s dict (tested), at a fifth of json.dumps's cost.
+    """
+
+    def __init__(self, pipeline: PredictPipeline, bands: Bands) -> None:
+        factors = pipeline.factors
+        if not isinstance(factors, AdditiveFactors):
+            raise TypeError("only additive factors have fixed per-category text")
+        self.pipeline = pipeline
+        self.bands = bands
+        self.half_width = pipeline.half_width
+        self.head = '{"math_score": '
+        self.level = f', "level": {json.dumps(pipeline.level)}}}, "model_version": {json.dumps(pipeline.model_version)}'
+        self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}' for name in bands.labels}
+        self.baseline = f', "factors": {{"baseline": {json.dumps(round(factors.baseline, DECIMALS))}, "unclipped_score": '
+        self.terms: list[tuple[str, dict[str, str] | None, str, float, float]] = []
+        for position, (name, table, slope, centre) in enumerate(factors.terms):
+            key = ("" if position == 0 else ", ") + json.dumps(name) + ": "
+            fixed = None
+            if table is not None:
+                fixed = {c: key + json.dumps(round(v - centre, DECIMALS)) for c, v in table.items()}
+            self.terms.append((name, fixed, key, slope, centre))
+
+    def render(self, record: Record) -> tuple[str, float]:
+        """The answer's JSON text and the reported score."""
+        raw = self.pipeline.scorer.score(record)
+        half, floor, ceiling = self.half_width, TARGET.minimum, TARGET.maximum
+        score = round(min(max(raw, floor), ceiling), 1)
+        low = round(min(max(raw - half, floor), ceiling), 1)
+        high = round(min(max(raw + half, floor), ceiling), 1)
+        parts = [self.head, repr(score), ', "interval": {"low": ', repr(low), ', "high": ', repr(high), self.level,
+                 self.band_text[self.bands.name(low, high)], self.baseline, repr(round(raw, DECIMALS)),
+                 ', "contributions": {']
+        for name, fixed, key, slope, centre in self.terms:
+            if fixed is not None:
+                parts.append(fixed[record[name]])
+            else:
+                parts.append(key + repr(round(slope * record[name] - centre, DECIMALS)))
+        parts.append("}}}")
+        return "".join(parts), score
+
+
+_TEXTS: dict[int, SingleAnswerText] = {}
+
+
+def single_answer_json(pipeline: PredictPipeline, record: Record, bands: Bands) -> tuple[str, float]:
+    """One validated student's answer as JSON text, and the reported score."""
+    text = _TEXTS.get(id(pipeline))
+    if text is None or text.pipeline is not pipeline or text.bands is not bands:
+        if not isinstance(pipeline.factors, AdditiveFactors):
+            answer = single_answer(pipeline, record, bands)
+            return json.dumps(answer), answer["math_score"]
+        if len(_TEXTS) > 4:  # old models: they are swapped whole, rarely
+            _TEXTS.clear()
+        text = _TEXTS[id(pipeline)] = SingleAnswerText(pipeline, bands)
+    return text.render(record)

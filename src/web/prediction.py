@@ -14,7 +14,7 @@ from src.pipeline.bands import Bands
 from src.schema import BACKGROUND_FEATURES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
 from src.validation import FieldError, ValidationFailed, validate_student, validate_students
 from src.web import roster
-from src.web.answers import batch_answer, bulk_allocation, describe_factor, single_answer
+from src.web.answers import batch_answer, bulk_allocation, describe_factor, single_answer, single_answer_json
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
@@ -92,9 +92,9 @@ def _predict_json() -> Response:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    answer = single_answer(pipeline, record, _bands())
-    svc.predicted("json", (record,), np.array((answer["math_score"],)))
-    return json_response(answer)
+    text, score = single_answer_json(pipeline, record, _bands())
+    svc.predicted("json", (record,), np.array((score,)))
+    return Response(text, mimetype=JSON_TYPE)
 
 
 def _predict_batch(body: Mapping[str, Any]) -> Response:
