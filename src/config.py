@@ -7,6 +7,7 @@ the variable's name; every default lets ``import app`` succeed on a fresh machin
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ class AppConfig:
     log_level: str = "INFO"  # LOG_LEVEL
     max_batch: int = 10_000  # MAX_BATCH: students in one {"instances": [...]} request
     max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
+    support_cut: float = 50.0  # SUPPORT_CUT: the math score below which a student needs support (0 < cut <= 100)
     metrics_enabled: bool = True  # METRICS_ENABLED: Prometheus metrics and /metrics
     drift_enabled: bool = True  # DRIFT_ENABLED: the shared window, /drift and the drift gauges
     drift_window: int = 500  # DRIFT_WINDOW: recent students kept for drift
@@ -59,6 +61,7 @@ class AppConfig:
             log_level=level,
             max_batch=_int(env, "MAX_BATCH", defaults.max_batch, minimum=1),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
+            support_cut=_cut(env, "SUPPORT_CUT", defaults.support_cut),
             metrics_enabled=_bool(env, "METRICS_ENABLED", defaults.metrics_enabled),
             drift_enabled=_bool(env, "DRIFT_ENABLED", defaults.drift_enabled),
             drift_window=_int(env, "DRIFT_WINDOW", defaults.drift_window, minimum=10),
@@ -75,6 +78,13 @@ def _keys(env: Mapping[str, str], name: str) -> tuple[SigningKey, ...]:
         return parse_keys(env.get(name), name)
     except SigningKeyError as err:
         raise ConfigError(str(err)) from err
+
+
+def _cut(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not (math.isfinite(value) and 0.0 < value <= 100.0):
+        raise ConfigError(f"{name} must be a score above 0 and at most 100, got {env.get(name)!r}")
+    return value
 
 
 def _token(env: Mapping[str, str], name: str) -> str | None:

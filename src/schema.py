@@ -22,6 +22,8 @@ class CategoricalFeature:
     name: str
     label: str
     categories: tuple[str, ...]
+    hint: str = ""  # one plain sentence for the teachers' form
+    actionable: bool = False  # something school can change (else background: never shown as a reason to act)
 
     @property
     def rule(self) -> str:
@@ -45,6 +47,8 @@ class NumericFeature:
     label: str
     minimum: float
     maximum: float
+    hint: str = ""
+    actionable: bool = False
 
     @property
     def rule(self) -> str:
@@ -68,11 +72,12 @@ class NumericFeature:
 Feature = CategoricalFeature | NumericFeature
 
 FEATURES: tuple[Feature, ...] = (
-    CategoricalFeature("gender", "Gender", ("female", "male")),
+    CategoricalFeature("gender", "Gender", ("female", "male"), hint="As recorded by the school."),
     CategoricalFeature(
         "race_ethnicity",
         "Race/ethnicity group",
         ("group A", "group B", "group C", "group D", "group E"),
+        hint="The anonymised group (A to E) used in the data the model learned from.",
     ),
     CategoricalFeature(
         "parental_level_of_education",
@@ -85,11 +90,20 @@ FEATURES: tuple[Feature, ...] = (
             "bachelor's degree",
             "master's degree",
         ),
+        hint="The highest level either parent completed.",
     ),
-    CategoricalFeature("lunch", "Lunch", ("standard", "free/reduced")),
-    CategoricalFeature("test_preparation_course", "Test preparation course", ("none", "completed")),
-    NumericFeature("reading_score", "Reading score (0-100)", 0.0, 100.0),
-    NumericFeature("writing_score", "Writing score (0-100)", 0.0, 100.0),
+    CategoricalFeature(
+        "lunch", "Lunch", ("standard", "free/reduced"),
+        hint="\"free/reduced\": the student gets free or reduced-price school lunch (a sign of family income).",
+    ),
+    CategoricalFeature(
+        "test_preparation_course", "Test preparation course", ("none", "completed"),
+        hint="Whether the student completed the school's test preparation course.", actionable=True,
+    ),
+    NumericFeature("reading_score", "Reading score (0-100)", 0.0, 100.0,
+                   hint="The student's latest reading test score.", actionable=True),
+    NumericFeature("writing_score", "Writing score (0-100)", 0.0, 100.0,
+                   hint="The student's latest writing test score.", actionable=True),
 )
 
 TARGET = NumericFeature("math_score", "Math score (0-100)", 0.0, 100.0)
@@ -100,6 +114,11 @@ CATEGORICAL_FEATURES: tuple[CategoricalFeature, ...] = tuple(
 )
 NUMERIC_FEATURES: tuple[NumericFeature, ...] = tuple(f for f in FEATURES if isinstance(f, NumericFeature))
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+# What school can act on (scores, the course) vs background, which the model uses but is never a reason to act.
+ACTIONABLE_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.actionable)
+BACKGROUND_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if not f.actionable)
+# An optional column of class lists, passed through untouched so a teacher can match rows to students.
+STUDENT_ID = "student_id"
 
 # Headers as the public "Students Performance in Exams" download spells them.
 HEADER_ALIASES: dict[str, str] = {

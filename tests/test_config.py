@@ -22,3 +22,15 @@ def test_malformed_numbers_name_their_variable():
         AppConfig.from_env({"MAX_BATCH": "ten"})
     with pytest.raises(ConfigError, match="DRIFT_THRESHOLD must be positive"):
         AppConfig.from_env({"DRIFT_THRESHOLD": "0"})
+
+
+def test_support_cut_is_read_from_the_environment():
+    assert AppConfig.from_env({}).support_cut == 50.0
+    assert AppConfig.from_env({"SUPPORT_CUT": "40"}).support_cut == 40.0
+    assert AppConfig.from_env({"SUPPORT_CUT": "100"}).support_cut == 100.0
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "100.5", "fifty", "nan", "inf"])
+def test_a_support_cut_outside_the_score_range_is_refused_naming_the_variable(raw):
+    with pytest.raises(ConfigError, match="SUPPORT_CUT must"):
+        AppConfig.from_env({"SUPPORT_CUT": raw})

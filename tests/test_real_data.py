@@ -64,3 +64,44 @@ def test_public_download_format_trains_and_predicts_unchanged(shared_data, tmp_p
     assert body.status_code == 200, body.get_json()
     renamed = [{canonical_name(k): v for k, v in s.items()} for s in students]
     assert client.post("/predictdata", json={"instances": renamed}).get_json() == body.get_json()
+
+
+def test_bands_on_the_public_test_split_are_rarely_wrong_and_factors_add_up(stud_run):
+    """The default cut (50) on students the model never saw: flags are right, on-track rarely hides a need."""
+    import numpy as np
+
+    from src.pipeline.bands import Bands
+    from src.pipeline.predict_pipeline import PredictPipeline
+
+    code, _, directory, report = stud_run
+    assert code == 0, report
+    pipeline = PredictPipeline.from_artifacts(directory)
+    test = pd.read_csv(directory / "test.csv")
+    actual = test["math_score"].to_numpy()
+    out = pipeline.predict(test.to_dict("records"))
+    bands = Bands(AppConfig().support_cut).names(np.round(out.low, 1), np.round(out.high, 1))
+    flagged, on_track = bands == "needs_support", bands == "on_track"
+    assert flagged.sum() >= 5 and (actual[flagged] < 50).mean() >= 0.9
+    assert (actual[on_track] < 50).mean() <= 0.03
+    if pipeline.factors.available:
+        totals = pipeline.factors.baseline + pipeline.factors.many(test.to_dict("records")).sum(axis=1)
+        assert np.max(np.abs(totals - pipeline.reference.score_frame(test))) <= 1e-6
+    else:
+        assert pipeline.scorer.kind != "additive" and pipeline.factors.reason
+
+
+def test_a_model_trained_on_real_students_shows_no_synthetic_notice(stud_run, tmp_path):
+    from app import create_app
+
+    client = create_app(AppConfig(artifacts_dir=stud_run[2], drift_dir=tmp_path)).test_client()
+    for path in ("/", "/predictdata"):
+        assert 'id="synthetic-notice"' not in client.get(path).get_data(as_text=True)
+
+
+def test_the_public_download_is_accepted_as_a_class_list(shared_data, stud_run, tmp_path):
+    from app import create_app
+
+    client = create_app(AppConfig(artifacts_dir=stud_run[2], drift_dir=tmp_path)).test_client()
+    data = (shared_data / "kaggle_format_sample.csv").read_bytes()
+    body = client.post("/predictdata", data=data, headers={"Content-Type": "text/csv"}).get_json()
+    assert len(body["predictions"]) == 100 and all("band" in p for p in body["predictions"])

@@ -150,6 +150,8 @@ class ModelTrainer:
             },
             "rows": {"train": int(len(data.y_train)), "test": int(len(data.y_test))},
             "groups": group_metrics(data.test_frame, data.y_test, predictions, half_width),
+            # the baseline that factors are stated against: the mean (unclipped) prediction on the training split
+            "train_mean_prediction": float(np.mean(model.predict(data.x_train))),
         }
         model_path = cfg.artifacts_dir / "model.pkl"
         metrics_path = cfg.artifacts_dir / "metrics.json"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.pipeline.bands import BAND_NAMES, Bands
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import FEATURE_NAMES
 
@@ -25,10 +26,7 @@ MODEL_VERSION = "model_version"
 BAND = "band"
 ANSWER_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, MODEL_VERSION)
 
-NEEDS_SUPPORT = "needs_support"
-UNCERTAIN = "uncertain"
-ON_TRACK = "on_track"
-BANDS: tuple[str, ...] = (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
+BANDS: tuple[str, ...] = BAND_NAMES
 
 Students = Sequence[Mapping[str, Any]] | pd.DataFrame
 
@@ -55,9 +53,8 @@ def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut:
 
 
 def bands(low: np.ndarray, high: np.ndarray, cut: float) -> np.ndarray:
-    """The whole range below the cut: needs_support; the whole range at or above it: on_track; else uncertain."""
-    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-    return np.where(high < cut, NEEDS_SUPPORT, np.where(low >= cut, ON_TRACK, UNCERTAIN)).astype(object)
+    """The API's band rule (``src.pipeline.bands``), on the range as the API reports it (one decimal)."""
+    return Bands(cut).names(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
 
 
 def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ import pandas as pd
 import sklearn
 
 from src import schema
+from src.components.data_ingestion import SYNTHETIC_SOURCE
+from src.pipeline.factors import Factors, NoFactors, build_factors
 from src.pipeline.fast_path import PipelineScorer, Scorer, compile_scorer, random_students
 from src.signing import SigningKey
 from src.storage import ArtifactError, read_manifest, sha256_bytes, verify_files
@@ -38,6 +40,7 @@ class Predictions:
     low: np.ndarray
     high: np.ndarray
     level: float
+    raw: np.ndarray | None = None  # the unclipped scores (what factors add up to)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class PredictPipeline:
     reference: PipelineScorer = field(repr=False)
     reference_profile: Mapping[str, Any] | None = field(default=None, repr=False)
     load_seconds: float = 0.0
+    factors: Factors = field(default=NoFactors("not computed for this pipeline"), repr=False)
 
     @property
     def model_version(self) -> str:
@@ -105,6 +109,7 @@ class PredictPipeline:
             reference=reference,
             reference_profile=profile,
             load_seconds=time.perf_counter() - started,
+            factors=build_factors(scorer, manifest),
         )
         logger.info("loaded model %s (%s, %s scorer) from %s in %.3f s", pipeline.model_version,
                     pipeline.model_name, scorer.kind, directory, pipeline.load_seconds)
@@ -115,6 +120,17 @@ class PredictPipeline:
         raw = self.scorer.score(record)
         return _clip(raw), _clip(raw - self.half_width), _clip(raw + self.half_width)
 
+    @property
+    def trained_on_synthetic(self) -> bool:
+        """True when the model never saw a real student (trained on the synthetic cohort)."""
+        data = self.manifest.get("data")
+        return isinstance(data, Mapping) and data.get("source") == SYNTHETIC_SOURCE
+
+    def predict_one_raw(self, record: Mapping[str, Any]) -> tuple[float, float, float, float]:
+        """Like ``predict_one``, with the unclipped score last (what factors add up to)."""
+        raw = self.scorer.score(record)
+        return _clip(raw), _clip(raw - self.half_width), _clip(raw + self.half_width), raw
+
     def predict(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
         """Validated students -> their scores and intervals, computed as one vector."""
         raw = self.scorer.score_many(records)
@@ -123,6 +139,7 @@ class PredictPipeline:
             low=np.clip(raw - self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
             high=np.clip(raw + self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
             level=self.level,
+            raw=raw,
         )
 
 

@@ -57,6 +57,7 @@ from src.components.model_trainer import (
 from src.components.plots import PLOTS, write_plots
 from src.config import ConfigError, configure_logging
 from src.monitoring.drift import build_reference
+from src.pipeline.factors import training_summary
 from src.pipeline.lifecycle import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
 from src.pipeline.predict_pipeline import CHECK_ROWS, check_rows
 from src.pipeline.reports import ParamsError, export_reports, read_params
@@ -240,6 +241,7 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         },
         "versions": software_versions(),
         "reference_profile": REFERENCE_PROFILE,
+        "explanation": training_summary(ingestion.train, trainer.metrics["train_mean_prediction"]),
         "run_id": None,
         **_card_fields(config, trainer),
     }

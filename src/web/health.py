@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response
 
+from src.pipeline.factors import BASELINE_IS, METHOD, Factors
+from src.web.answers import DECIMALS
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
@@ -37,5 +40,14 @@ def ready() -> Response:
             "scorer": pipeline.scorer.kind,
             "last_error": slot.last_error,
             "worker": os.getpid(),
+            "factors": _factors(pipeline.factors),
         }
     )
+
+
+def _factors(factors: Factors) -> dict[str, Any]:
+    """How the served model's factors are computed, or why it has none."""
+    if not factors.available:
+        return {"available": False, "reason": factors.reason}
+    return {"available": True, "method": METHOD, "baseline": round(factors.baseline, DECIMALS),
+            "baseline_is": BASELINE_IS}

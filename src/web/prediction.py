@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request, send_from_directory
 
-from src.pipeline.answers import MATH_SCORE, answers_frame, json_predictions
-from src.schema import FEATURES, TARGET, CategoricalFeature
+from src.pipeline.bands import Bands
+from src.schema import BACKGROUND_FEATURES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
 from src.validation import (
     MAX_DETAILS,
     FieldError,
@@ -20,13 +21,38 @@ from src.validation import (
     validate_student,
     validate_students,
 )
+from src.web import roster
+from src.web.answers import batch_answer, bulk_allocation, describe_factor, single_answer, single_answer_json
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
 bp = Blueprint("prediction", __name__)
 
 JSON_TYPE = "application/json"
+PREVIEW_ROWS = 200  # rows of an uploaded class shown on the page; the download has them all
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@bp.app_context_processor
+def model_notice() -> dict[str, Any]:
+    """Every page knows the served model, to say plainly when it never saw a real student."""
+    pipeline = services().slot.pipeline
+    return {"served": pipeline, "synthetic_model": pipeline is not None and pipeline.trained_on_synthetic}
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    return send_from_directory(current_app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml",
+                               max_age=86400)
+
+
+def _bands() -> Bands:
+    return _bands_for(services().config.support_cut)
+
+
+@functools.lru_cache(maxsize=8)
+def _bands_for(cut: float) -> Bands:
+    return Bands(cut)
 
 
 @bp.get("/")
@@ -45,12 +71,17 @@ def predict() -> Response | tuple[str, int] | str:
     mimetype = request.mimetype
     if mimetype == JSON_TYPE:
         return _predict_json()
+    if mimetype == roster.CSV_TYPE:
+        return _predict_csv()
     if mimetype in FORM_TYPES:
+        if "class_list" in request.files or request.form.get("upload") == "class_list":
+            return _predict_class_list()
         return _predict_form()
     return json_error(
         415,
         "unsupported_media_type",
-        f"send the student as {JSON_TYPE} (or as a form); got {mimetype or 'no Content-Type'}",
+        f"send the student as {JSON_TYPE}, a class list as {roster.CSV_TYPE} (or use the form); "
+        f"got {mimetype or 'no Content-Type'}",
     )
 
 
@@ -61,22 +92,17 @@ def _predict_json() -> Response:
         return json_error(400, "malformed_json", f"the body is not valid JSON: {err}")
     svc = services()
     if isinstance(body, dict) and "instances" in body:
-        return _predict_batch(body)
+        with bulk_allocation():
+            return _predict_batch(body)
     record, errors = validate_student(body)
     if errors:
         return _validation_failed(errors)
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    score, low, high = pipeline.predict_one(record)
+    text, score = single_answer_json(pipeline, record, _bands())
     svc.predicted("json", (record,), np.array((score,)))
-    return json_response(
-        {
-            "math_score": round(score, 1),
-            "interval": {"low": round(low, 1), "high": round(high, 1), "level": pipeline.level},
-            "model_version": pipeline.model_version,
-        }
-    )
+    return Response(text, mimetype=JSON_TYPE)
 
 
 def _predict_batch(body: Mapping[str, Any]) -> Response:
@@ -99,9 +125,83 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    answers = answers_frame(pipeline, records)
-    svc.predicted("batch", records, answers[MATH_SCORE].to_numpy())
-    return json_response({"predictions": json_predictions(answers), "model_version": pipeline.model_version})
+    answer = batch_answer(pipeline, records, _bands())
+    svc.predicted("batch", records, answer.predictions.scores)
+    payload: dict[str, Any] = {"predictions": answer.items, "model_version": pipeline.model_version}
+    if not pipeline.factors.available:
+        payload["factors_reason"] = pipeline.factors.reason
+    return json_response(payload)
+
+
+def _answer_roster() -> roster.RosterAnswer | Response:
+    """Parse and predict an uploaded class list (CSV API or the form's upload); a Response on a file error."""
+    svc = services()
+    if request.mimetype == roster.CSV_TYPE:
+        data = request.get_data()
+    else:
+        upload = request.files.get("class_list")
+        data = upload.read() if upload is not None else b""
+        if not data:
+            return json_error(422, "validation_failed", "choose a CSV file of the class first")
+    try:
+        parsed = roster.parse_roster(data, svc.config.max_batch)
+    except roster.RosterError as err:
+        if err.details:
+            svc.rejected(err.details)
+            return json_response({"error": err.code, "message": err.message,
+                                  "details": [e.as_dict() for e in err.details]}, status=err.status)
+        return json_error(err.status, err.code, err.message)
+    pipeline = svc.slot.pipeline
+    if pipeline is None:
+        return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
+    answer = roster.answer_roster(pipeline, parsed, _bands())
+    failed = answer.failed
+    if failed:
+        svc.rejected([e for row in failed for e in row.errors])
+    valid = [row.record for row in parsed.rows if row.record is not None]
+    if valid:
+        scores = np.array([item["math_score"] for item in answer.items if "math_score" in item])
+        svc.predicted("batch", valid, scores)  # type: ignore[arg-type]
+    return answer
+
+
+def _predict_csv() -> Response:
+    with bulk_allocation():
+        answer = _answer_roster()
+        if isinstance(answer, Response):
+            return answer
+        if request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE:
+            return Response(roster.roster_csv(answer), mimetype=roster.CSV_TYPE,
+                            headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'})
+        return json_response(roster.roster_json(answer))
+
+
+def _predict_class_list() -> tuple[str, int] | str:
+    with bulk_allocation():
+        return _class_list_page()
+
+
+def _class_list_page() -> tuple[str, int] | str:
+    answer = _answer_roster()
+    if isinstance(answer, Response):
+        body = json.loads(answer.get_data())
+        problems = [f"{d['field']}: {d['message']}" for d in body.get("details", [])] or [body["message"]]
+        return _render_form({}, {}, None, roster_error=problems), answer.status_code
+    rows = []
+    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors(), strict=True):
+        rows.append({"number": row.number, "student_id": row.student_id, "item": item, "top": top,
+                     "error": row.error})
+    summary = {
+        "rows": rows[:PREVIEW_ROWS],
+        "total": len(rows),
+        "failed": answer.failed,
+        "counts": answer.band_counts(),
+        "has_ids": answer.roster.has_ids,
+        "download": roster.csv_data_uri(roster.roster_csv(answer)),
+        "model_version": answer.model_version,
+        "factors_reason": answer.factors_reason,
+    }
+    return _render_form({}, {}, None, class_list=summary)
 
 
 def _validation_failed(errors: list[FieldError]) -> Response:
@@ -119,20 +219,35 @@ def _predict_form() -> tuple[str, int] | str:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503
-    score, low, high = pipeline.predict_one(record)
-    svc.predicted("form", (record,), np.array((score,)))
+    answer = single_answer(pipeline, record, _bands())
+    svc.predicted("form", (record,), np.array((answer["math_score"],)))
     result = {
-        "math_score": round(score, 1),
-        "low": round(low, 1),
-        "high": round(high, 1),
+        "math_score": answer["math_score"],
+        "low": answer["interval"]["low"],
+        "high": answer["interval"]["high"],
         "level": pipeline.level,
         "model_version": pipeline.model_version,
+        "band": answer["band"],
+        "half_width": pipeline.half_width,
+        "mae": pipeline.manifest.get("metrics", {}).get("test", {}).get("mae"),
     }
+    factors = answer["factors"]
+    if factors is not None:
+        points = factors["contributions"]
+        acting = sorted((n for n in points if n not in BACKGROUND_FEATURES), key=lambda n: -abs(points[n]))
+        result["reasons"] = [describe_factor(n, record[n], points[n]) for n in acting]  # type: ignore[index]
+        result["background_points"] = sum(points[n] for n in BACKGROUND_FEATURES)
+        result["baseline"] = factors["baseline"]
+    else:
+        result["factors_reason"] = answer["factors_reason"]
+    result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0], f"{v:g}" if isinstance(v, float) else v)
+                         for n, v in record.items()]  # type: ignore[union-attr]
     return _render_form(values, {}, result)
 
 
 def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: Mapping[str, Any] | None,
-                 unavailable: str | None = None) -> str:
+                 unavailable: str | None = None, class_list: Mapping[str, Any] | None = None,
+                 roster_error: list[str] | None = None) -> str:
     fields = [
         {
             "name": f.name,
@@ -142,11 +257,13 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
             "maximum": getattr(f, "maximum", None),
             "value": values.get(f.name, ""),
             "error": errors.get(f.name),
+            "hint": f.hint,
         }
         for f in FEATURES
     ]
     other_errors = {k: v for k, v in errors.items() if k not in {f.name for f in FEATURES}}
     return render_template(
         "predict.html", fields=fields, other_errors=other_errors, result=result, target=TARGET,
-        unavailable=unavailable,
+        unavailable=unavailable, class_list=class_list, roster_error=roster_error, cut=services().config.support_cut,
+        max_batch=services().config.max_batch, errors=errors,
     )

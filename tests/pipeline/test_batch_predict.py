@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.answers import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, answers_frame, bands, json_predictions
+from src.pipeline.answers import answers_frame, bands, json_predictions
+from src.pipeline.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN
 from src.pipeline.batch_predict import BatchConfig, main, run
 from src.pipeline.predict_pipeline import PredictPipeline
 from tests.pipeline.batch_cases import (

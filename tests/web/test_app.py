@@ -28,7 +28,7 @@ def test_json_single_student(client, student, trained):
     response = client.post("/predictdata", json=student)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"math_score", "interval", "model_version"}
+    assert set(body) == {"math_score", "interval", "model_version", "band", "factors"}
     assert body["interval"]["low"] <= body["math_score"] <= body["interval"]["high"]
     assert body["interval"]["level"] == 0.9 and body["model_version"] == trained.manifest["model_version"]
 
@@ -45,7 +45,7 @@ def test_batch_of_students(client, student):
     body = client.post("/predictdata", json={"instances": [student, other, student]}).get_json()
     assert len(body["predictions"]) == 3 and body["model_version"]
     single = client.post("/predictdata", json=student).get_json()
-    assert body["predictions"][0] == {"math_score": single["math_score"], "interval": single["interval"]}
+    assert body["predictions"][0] == {k: v for k, v in single.items() if k != "model_version"}
     assert body["predictions"][1]["math_score"] != single["math_score"]
 
 
@@ -82,9 +82,12 @@ def test_form_errors_are_shown_by_field_with_values_kept(client, student):
     response = client.post("/predictdata", data=data)
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert 'id="reading_score-error">Reading score (0-100): must be a number between 0 and 100' in html
-    assert 'id="gender-error">Gender: is required' in html
+    assert 'id="reading_score-error">Reading score (0-100) must be a number between 0 and 100' in html
+    assert 'id="gender-error">Gender is required' in html
     assert 'value="150"' in html and '<option value="group B" selected>' in html
+    assert 'aria-describedby="gender-hint gender-error" aria-invalid="true"' in html
+    assert 'aria-describedby="lunch-hint">' in html  # a valid field is not marked invalid
+    assert 'role="alert"' in html and '<a href="#reading_score">' in html and "<title>Error: " in html
 
 
 @pytest.mark.parametrize(
@@ -188,3 +191,62 @@ def test_each_worker_picks_up_a_newly_promoted_model_by_itself(store_copy, tmp_p
         time.sleep(0.1)
     assert client.get("/ready").get_json()["model_version"] == second.manifest["model_version"]
     assert client.post("/predictdata", json=student).get_json()["model_version"] == second.manifest["model_version"]
+
+
+def test_json_answer_carries_band_and_factors_that_add_up(client, student, app_config):
+    body = client.post("/predictdata", json=student).get_json()
+    low, high = body["interval"]["low"], body["interval"]["high"]
+    expected = "needs_support" if high < 50 else "on_track" if low >= 50 else "uncertain"
+    assert body["band"]["name"] == expected and body["band"]["cut"] == app_config.support_cut == 50.0
+    factors = body["factors"]
+    assert list(factors["contributions"]) == ["gender", "race_ethnicity", "parental_level_of_education", "lunch",
+                                              "test_preparation_course", "reading_score", "writing_score"]
+    assert abs(factors["baseline"] + sum(factors["contributions"].values()) - factors["unclipped_score"]) <= 1e-6
+    assert body["math_score"] == round(min(max(factors["unclipped_score"], 0), 100), 1)
+    ready = client.get("/ready").get_json()["factors"]
+    assert ready == {"available": True, "method": "additive", "baseline": factors["baseline"],
+                     "baseline_is": "mean prediction on the training split"}
+
+
+def test_bands_follow_the_configured_cut(trained, tmp_path, student):
+    from app import create_app
+
+    score = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "a")).test_client(
+    ).post("/predictdata", json=student).get_json()["interval"]
+    for cut, band in [(score["low"], "on_track"), (score["high"] + 0.1, "needs_support"), (score["high"], "uncertain")]:
+        app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, support_cut=cut, drift_dir=tmp_path / "b"))
+        body = app.test_client().post("/predictdata", json={"instances": [student]}).get_json()
+        assert body["predictions"][0]["band"] == {"name": band, "label": body["predictions"][0]["band"]["label"],
+                                                  "cut": cut}
+
+
+def test_form_result_shows_band_range_in_words_and_actionable_reasons_only(client, student):
+    html = client.post("/predictdata", data=form_of(student)).get_data(as_text=True)
+    assert 'id="band"' in html and "for 9 in 10 students like this one" in html
+    reasons = html.split('<ul id="reasons">')[1].split("</ul>")[0]
+    assert reasons.count("<li>") == 3 and "points against an average student" in reasons
+    assert "Reading score 72" in reasons and "Writing score 74" in reasons and "Test preparation course" in reasons
+    for background in ("Gender", "Race", "Lunch", "Parents"):
+        assert background not in reasons
+    assert "not reasons to act" in html and "a prediction, not a grade" in html and 'id="next-student"' in html
+
+
+def test_every_page_says_when_the_model_learned_from_synthetic_students(client, student):
+    pages = [client.get("/"), client.get("/predictdata"), client.post("/predictdata", data=form_of(student)),
+             client.get("/no-such-page")]
+    for response in pages:
+        assert 'id="synthetic-notice"' in response.get_data(as_text=True), response.request.path
+
+
+def test_friendly_404_and_a_favicon(client):
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404 and "We could not find that page" in missing.get_data(as_text=True)
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_pages_use_no_developer_words(client, student):
+    for response in (client.get("/"), client.post("/predictdata", data=form_of(student))):
+        html = response.get_data(as_text=True)
+        for word in ("R²", "ridge", "JSON", "POST", "linear_regression"):
+            assert word not in html, word

@@ -1,13 +1,21 @@
-"""A teacher's path through the form, in headless Chromium against gunicorn on 127.0.0.1."""
+"""A teacher's path through the pages, in headless Chromium against gunicorn on 127.0.0.1.
+
+Every test saves screenshots into a folder it prints (under pytest's temporary folder; also copied into
+``$SCREENSHOT_DIR`` when that is set, for a person to look at) and fails on any console error.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import requests
 
+from src.schema import FEATURE_NAMES
 from tests.conftest import free_port, unavailable
 from tests.servers import BIN, start, stop, wait_for
 
@@ -15,6 +23,7 @@ from tests.servers import BIN, start, stop, wait_for
 CHROMIUM = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+BAND_TITLES = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
 
 
 @pytest.fixture()
@@ -34,18 +43,65 @@ def served(store_dir, trained, tmp_path):
         stop(process)
 
 
+class Browser:
+    """One page, the console errors it logged, and where its screenshots go."""
+
+    def __init__(self, page, shots: Path) -> None:
+        self.page = page
+        self.shots = shots
+        self.logged: list[tuple[str, str]] = []
+        self.documents: set[str] = set()  # pages answered with a deliberate 4xx status (the form's 422, the 404)
+        page.on("console", lambda m: self.logged.append((m.text, m.location.get("url", ""))) if m.type == "error"
+                else None)
+        page.on("pageerror", lambda err: self.logged.append((str(err), "")))
+        page.on("response", lambda r: self.documents.add(r.url) if r.request.resource_type == "document" else None)
+
+    @property
+    def console_errors(self) -> list[str]:
+        """Console errors, less Chromium's note on a page's own 4xx status (every other failed load counts)."""
+        return [text for text, url in self.logged
+                if not (text.startswith("Failed to load resource: the server responded") and url in self.documents)]
+
+    def shot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
 @pytest.fixture()
-def page(tmp_path):
+def shots(tmp_path, request):
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    print(f"screenshots of {request.node.name}: {folder}")
+    yield folder
+    extra = os.environ.get("SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        for png in folder.glob("*.png"):
+            shutil.copy(png, Path(extra) / f"{request.node.name}-{png.name}")
+
+
+def _browser(shots, viewport=None):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
-            context = browser.new_context()
+            context = browser.new_context(viewport=viewport, accept_downloads=True)
             context.set_default_timeout(15_000)
-            yield context.new_page()
+            yield Browser(context.new_page(), shots)
         finally:
             browser.close()
+
+
+@pytest.fixture()
+def browser(shots):
+    yield from _browser(shots)
+
+
+@pytest.fixture()
+def phone(shots):
+    yield from _browser(shots, viewport={"width": 390, "height": 844})
 
 
 def fill(page, student):
@@ -56,27 +112,143 @@ def fill(page, student):
             page.fill(f"#{name}", str(value))
 
 
-def test_teacher_gets_the_same_score_as_the_api(served, page, student, tmp_path):
+def class_list(tmp_path, valid, bad_at):
+    """A CSV of len(valid) + len(bad_at) students with ids; the bad rows sit at the given 1-based positions."""
+    rows, bad = [], iter([
+        ["female", "group X", "high school", "standard", "none", "70", "140"],
+        ["male", "group C", "", "standard", "none", "55", "60"],
+        ["female", "group B", "some college", "standard", "none", "7,5", "60"],
+    ])
+    students = iter(valid)
+    for position in range(1, len(valid) + len(bad_at) + 1):
+        rows.append(next(bad) if position in bad_at else [str(v) for v in next(students).values()])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["student_id", *FEATURE_NAMES])
+    for i, row in enumerate(rows, start=1):
+        writer.writerow([f"7B-{i:02d}", *row])
+    path = tmp_path / "class.csv"
+    path.write_text(out.getvalue())
+    return path
+
+
+def random_valid(n):
+    from src.pipeline.fast_path import random_students
+
+    frame = random_students(n, seed=21)
+    for name in ("reading_score", "writing_score"):
+        frame[name] = frame[name].round().astype(int)
+    return frame.to_dict("records")
+
+
+def test_teacher_gets_band_range_and_reasons_as_the_api(served, browser, student):
+    page = browser.page
     page.goto(f"{served}/")
+    browser.shot("landing")
     page.click("text=Predict a student's math score")
     assert page.url.endswith("/predictdata")
     fill(page, student)
     page.click("button[type=submit]")
     page.wait_for_selector("#math-score")
-    page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+    browser.shot("result")
     expected = requests.post(f"{served}/predictdata", json=student, timeout=5).json()
     assert page.text_content("#math-score") == f"{expected['math_score']:.1f}"
     assert page.text_content("#interval-low") == f"{expected['interval']['low']:.1f}"
     assert page.text_content("#interval-high") == f"{expected['interval']['high']:.1f}"
+    assert page.text_content("#band") == BAND_TITLES[expected["band"]["name"]]
+    assert expected["band"]["label"] in page.text_content("#band-label")
+    assert "9 in 10 students like this one" in page.text_content("#range-explained")
+    reasons = page.locator("#reasons li").all_text_contents()
+    assert len(reasons) == 3 and all("points against an average student" in r for r in reasons)
+    assert page.is_visible("#background-note") and page.is_visible("#synthetic-notice")
+    assert page.evaluate("document.activeElement.id") == "result-title"
     assert page.input_value("#reading_score") == str(student["reading_score"])
+    page.click("#next-student")
+    page.wait_for_selector("form.student-form")
+    assert page.query_selector("#result") is None and page.input_value("#reading_score") == ""
+    assert not browser.console_errors
 
 
-def test_teacher_sees_which_field_to_fix_and_keeps_the_entries(served, page, student):
+def test_errors_are_announced_and_linked_to_their_fields(served, browser, student):
+    page = browser.page
     page.goto(f"{served}/predictdata")
     fill(page, {**student, "writing_score": 140})
     page.click("button[type=submit]")
     page.wait_for_selector("#writing_score-error")
+    browser.shot("errors")
+    assert page.title().startswith("Error:")
+    assert page.get_attribute("#error-summary", "role") == "alert"
+    assert page.evaluate("document.activeElement.id") == "error-summary"
     assert "must be a number between 0 and 100" in page.text_content("#writing_score-error")
-    assert page.input_value("#writing_score") == "140"
-    assert page.input_value("#gender") == student["gender"]
+    assert page.get_attribute("#writing_score", "aria-invalid") == "true"
+    assert "writing_score-error" in page.get_attribute("#writing_score", "aria-describedby").split()
+    assert page.get_attribute("#reading_score", "aria-invalid") is None
+    assert page.input_value("#writing_score") == "140" and page.input_value("#gender") == student["gender"]
     assert page.query_selector("#math-score") is None
+    page.click("#error-summary a[href='#writing_score']")
+    assert page.evaluate("document.activeElement.id") == "writing_score"
+    page.keyboard.press("Tab")  # keyboard only: from the last field to the button, with a visible focus ring
+    assert page.evaluate("document.activeElement.type") == "submit"
+    ring = page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
+                         " return [s.outlineStyle, s.outlineWidth]; })()")
+    assert ring == ["solid", "3px"]
+    browser.shot("focus")
+    assert not browser.console_errors
+
+
+def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, browser, tmp_path):
+    page = browser.page
+    valid = random_valid(27)
+    path = class_list(tmp_path, valid, bad_at={4, 17, 30})
+    page.goto(f"{served}/predictdata")
+    page.set_input_files("#class_list", str(path))
+    page.click("button[value=class_list]")
+    page.wait_for_selector("#class-result")
+    browser.shot("class")
+    counts = {name: int(page.text_content(f"#count-{name}")) for name in ("needs_support", "uncertain", "on_track",
+                                                                          "failed")}
+    assert counts["failed"] == 3 and sum(counts.values()) == 30
+    errors = page.text_content("#row-errors")
+    assert "3 rows could not be predicted" in errors
+    assert "row 4: race_ethnicity: must be one of" in errors and "writing_score: must be a number" in errors
+    assert "row 17: parental_level_of_education: is required" in errors and "row 30: reading_score" in errors
+    assert page.locator("#preview tbody tr").count() == 30
+    with page.expect_download() as download:
+        page.click("#download")
+    table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    api = requests.post(f"{served}/predictdata", json={"instances": valid}, timeout=10).json()["predictions"]
+    assert [r["student_id"] for r in table] == [f"7B-{i:02d}" for i in range(1, 31)]
+    predicted = [r for r in table if not r["error"]]
+    assert len(predicted) == 27 and [r["row"] for r in table if r["error"]] == ["4", "17", "30"]
+    for row, want in zip(predicted, api, strict=True):
+        assert float(row["math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
+                                                                            want["interval"]["high"])
+    band_counts = {name: sum(p["band"]["name"] == name for p in api) for name in BAND_TITLES}
+    assert band_counts == {k: v for k, v in counts.items() if k != "failed"}
+    assert not browser.console_errors
+
+
+def test_pages_fit_a_390_px_wide_phone(served, phone, student, tmp_path):
+    page = phone.page
+    width = "document.documentElement.scrollWidth"
+    page.goto(f"{served}/")
+    assert page.evaluate(width) <= 390
+    page.goto(f"{served}/predictdata")
+    phone.shot("phone-form")
+    assert page.evaluate(width) <= 390
+    fill(page, student)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#math-score")
+    phone.shot("phone-result")
+    assert page.evaluate(width) <= 390
+    page.goto(f"{served}/predictdata")
+    page.set_input_files("#class_list", str(class_list(tmp_path, random_valid(9), bad_at={2})))
+    page.click("button[value=class_list]")
+    page.wait_for_selector("#class-result")
+    phone.shot("phone-class")
+    assert page.evaluate(width) <= 390  # the wide table scrolls inside its own box
+    page.goto(f"{served}/no-such-page")
+    phone.shot("phone-404")
+    assert "We could not find that page" in page.text_content("h1")
+    assert not phone.console_errors

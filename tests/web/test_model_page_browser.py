@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import requests
 
-from tests.web.test_browser import page, served  # noqa: F401  (fixtures: gunicorn on 127.0.0.1, a browser page)
+from tests.web.test_browser import browser, served, shots  # noqa: F401  (fixtures: gunicorn, a browser page)
 
 
-def test_model_page_shows_the_model_and_matches_model_json(served, page, tmp_path):  # noqa: F811
+def test_model_page_shows_the_model_and_matches_model_json(served, browser):  # noqa: F811
+    page = browser.page
     card = requests.get(f"{served}/model.json", timeout=5).json()
     page.goto(f"{served}/")
     page.click("#model-link")
     assert page.url.endswith("/model")
     page.wait_for_load_state("load")
-    page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
+    browser.shot("model")
 
     assert page.text_content("#model-version") == card["model_version"]
     assert page.text_content("#model-kind") == card["model"]
@@ -41,7 +42,8 @@ def test_model_page_shows_the_model_and_matches_model_json(served, page, tmp_pat
     assert "never for grading" in page.text_content("#intended-use").lower()
 
 
-def test_the_form_links_to_the_model_page(served, page):  # noqa: F811
+def test_the_form_links_to_the_model_page(served, browser):  # noqa: F811
+    page = browser.page
     page.goto(f"{served}/predictdata")
     page.click("#model-link")
     page.wait_for_selector("#model-version")

@@ -1,0 +1,55 @@
+"""Bands a teacher can act on, decided with the 90 % range rather than the point prediction alone.
+
+``needs_support``: the whole range is below the cut; ``on_track``: the whole range is at or above it;
+``uncertain``: the range straddles the cut. The rule is applied to the range as it is reported (0-100, one
+decimal), so the band never contradicts the numbers shown beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NEEDS_SUPPORT = "needs_support"
+UNCERTAIN = "uncertain"
+ON_TRACK = "on_track"
+BAND_NAMES: tuple[str, ...] = (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
+
+
+@dataclass(frozen=True)
+class Bands:
+    """The band rule for one cut score, with its plain-language labels made once."""
+
+    cut: float
+
+    def __post_init__(self) -> None:
+        cut = f"{self.cut:g}"
+        labels = {
+            NEEDS_SUPPORT: f"very likely below {cut}",
+            UNCERTAIN: f"could be either side of {cut}",
+            ON_TRACK: f"very likely {cut} or above",
+        }
+        payloads = {name: {"name": name, "label": labels[name], "cut": self.cut} for name in BAND_NAMES}
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "_payloads", payloads)
+
+    def name(self, low: float, high: float) -> str:
+        """The band of one reported range (low <= high)."""
+        if high < self.cut:
+            return NEEDS_SUPPORT
+        if low >= self.cut:
+            return ON_TRACK
+        return UNCERTAIN
+
+    def names(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
+        """The bands of many reported ranges, as one vector of names."""
+        out = np.full(len(lows), UNCERTAIN, dtype=object)
+        out[np.asarray(highs) < self.cut] = NEEDS_SUPPORT
+        out[np.asarray(lows) >= self.cut] = ON_TRACK
+        return out
+
+    def payload(self, name: str) -> dict[str, Any]:
+        """The JSON form: ``{"name", "label", "cut"}`` (a fresh dict each time; callers may not share it)."""
+        return dict(self._payloads[name])  # type: ignore[attr-defined]

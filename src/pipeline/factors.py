@@ -1,0 +1,141 @@
+"""Why a score is what it is: each feature's contribution in score points against a stated baseline.
+
+For a model that is additive in its inputs (the linear models, compiled into ``AdditiveScorer``) the
+decomposition is exact: the score is ``intercept + sum of one term per feature``; each term is centred on
+its average over the training split, and the baseline is the mean prediction on the training split. Then
+``baseline + sum(contributions) == unclipped score`` up to floating-point rounding (these are the model's
+Shapley values with the training split as background). The baseline and the training split's feature
+averages are recorded in the manifest at training time (``explanation``); the load checks that they agree
+with the model's own terms before factors are offered.
+
+Other model kinds get no factors, with the reason, rather than an approximation presented as exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from src.pipeline.fast_path import AdditiveScorer, Scorer
+from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, CategoricalFeature
+
+logger = logging.getLogger(__name__)
+
+AGREEMENT = 1e-6  # the recorded baseline must match the model's own terms to this many points
+METHOD = "additive"
+BASELINE_IS = "mean prediction on the training split"
+
+Record = Mapping[str, Any]
+
+_REASONS = {
+    "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature "
+           "contributions",
+    "random_forest": "exact per-feature contributions of tree ensembles need TreeSHAP, which this service does "
+                     "not install; no approximation is offered in its place",
+    "gradient_boosting": "exact per-feature contributions of tree ensembles need TreeSHAP, which this service "
+                         "does not install; no approximation is offered in its place",
+}
+
+
+@dataclass(frozen=True)
+class NoFactors:
+    """The loaded model offers no exact factors; ``reason`` says why."""
+
+    reason: str
+    available: bool = False
+
+
+class AdditiveFactors:
+    """Exact contributions of an additive scorer, centred on the training split's averages."""
+
+    available = True
+    reason = None
+
+    def __init__(self, scorer: AdditiveScorer, centres: Mapping[str, float]) -> None:
+        self.scorer = scorer
+        self.centres = dict(centres)
+        self.baseline = scorer.intercept + sum(self.centres[name] for name in FEATURE_NAMES)
+        terms: list[tuple[str, dict[str, float] | None, float, float]] = []
+        for name in FEATURE_NAMES:  # schema order: every answer lists the features in the same order
+            if name in scorer.contributions:
+                terms.append((name, scorer.contributions[name], 0.0, self.centres[name]))
+            else:
+                terms.append((name, None, scorer.slopes[name], self.centres[name]))
+        self.terms = tuple(terms)  # (feature, {category: term} or None, slope, centre), schema order
+
+    def one(self, record: Record) -> dict[str, float]:
+        """The 7 contributions (score points) of one validated student, in schema order."""
+        out: dict[str, float] = {}
+        for name, table, slope, centre in self.terms:
+            out[name] = (table[record[name]] if table is not None else slope * record[name]) - centre
+        return out
+
+    def many(self, records: Sequence[Record]) -> np.ndarray:
+        """An (n, 7) array of contributions, columns in schema order."""
+        n = len(records)
+        out = np.empty((n, len(self.terms)))
+        for j, (name, table, slope, centre) in enumerate(self.terms):
+            if table is not None:
+                out[:, j] = np.fromiter((table[r[name]] for r in records), dtype=float, count=n) - centre
+            else:
+                out[:, j] = slope * np.fromiter((r[name] for r in records), dtype=float, count=n) - centre
+        return out
+
+
+Factors = AdditiveFactors | NoFactors
+
+
+def build_factors(scorer: Scorer, manifest: Mapping[str, Any]) -> Factors:
+    """Exact factors for an additive scorer whose recorded training summary agrees with it; else the reason."""
+    if not isinstance(scorer, AdditiveScorer):
+        model = str(manifest.get("model", "this model"))
+        return NoFactors(_REASONS.get(model, f"{model} is not additive in its inputs; no exact per-feature "
+                                             "contributions are available for it"))
+    summary = manifest.get("explanation")
+    if not isinstance(summary, Mapping) or not isinstance(summary.get("feature_means"), Mapping):
+        return NoFactors("this model was trained before the training split's averages were recorded; retrain it "
+                         "to get factors")
+    try:
+        centres = _centres(scorer, summary["feature_means"])
+        recorded = float(summary["baseline"])
+    except (KeyError, TypeError, ValueError) as err:
+        return NoFactors(f"the manifest's training summary is unreadable ({err!r})")
+    factors = AdditiveFactors(scorer, centres)
+    if not abs(factors.baseline - recorded) <= AGREEMENT:
+        logger.warning("factors off: baseline %.9f from the model's terms, %.9f recorded", factors.baseline, recorded)
+        return NoFactors("the recorded mean prediction on the training split does not match the model's terms")
+    return factors
+
+
+def _centres(scorer: AdditiveScorer, means: Mapping[str, Any]) -> dict[str, float]:
+    centres: dict[str, float] = {}
+    for name in FEATURE_NAMES:
+        if isinstance(FEATURES_BY_NAME[name], CategoricalFeature):
+            shares = means[name]
+            table = scorer.contributions[name]
+            centres[name] = float(sum(float(share) * table[category] for category, share in shares.items()))
+        else:
+            centres[name] = scorer.slopes[name] * float(means[name])
+    return centres
+
+
+def training_summary(train: Any, baseline: float) -> dict[str, Any]:
+    """What training records for factors: the mean prediction and each feature's average on the training split.
+
+    ``train`` is the training split as a DataFrame, ``baseline`` the model's mean prediction on it; categories
+    are given as shares, scores as means.
+    """
+    means: dict[str, Any] = {}
+    for name in FEATURE_NAMES:
+        feature = FEATURES_BY_NAME[name]
+        column = train[name]
+        if isinstance(feature, CategoricalFeature):
+            counts = column.value_counts()
+            means[name] = {c: float(counts.get(c, 0)) / len(column) for c in feature.categories}
+        else:
+            means[name] = float(column.to_numpy(dtype=float).mean())
+    return {"baseline": float(baseline), "baseline_is": BASELINE_IS, "feature_means": means}

@@ -1,0 +1,164 @@
+"""Class lists as CSV: POST /predictdata with text/csv, and the form's upload."""
+
+import csv
+import io
+
+import pytest
+
+from src.config import AppConfig
+from src.pipeline.fast_path import random_students
+from src.schema import FEATURE_NAMES, HEADER_ALIASES
+
+PUBLIC = {v: k for k, v in HEADER_ALIASES.items()}  # schema name -> the public download's header
+
+
+def students(n, seed=1):
+    frame = random_students(n, seed)
+    return frame.to_dict("records")
+
+
+def to_csv(rows, header_style="snake", ids=None):
+    out = io.StringIO()
+    names = [PUBLIC.get(n, n) if header_style == "public" else n for n in FEATURE_NAMES]
+    writer = csv.writer(out)
+    writer.writerow((["student_id"] if ids else []) + names)
+    for i, row in enumerate(rows):
+        writer.writerow(([ids[i]] if ids else []) + [row[n] for n in FEATURE_NAMES])
+    return out.getvalue()
+
+
+def post_csv(client, text, accept="application/json"):
+    return client.post("/predictdata", data=text.encode(), headers={"Content-Type": "text/csv", "Accept": accept})
+
+
+@pytest.mark.parametrize("style", ["snake", "public"])
+def test_csv_answer_is_identical_to_the_json_batch(client, style):
+    rows = students(300)
+    batch = client.post("/predictdata", json={"instances": rows})
+    answer = post_csv(client, to_csv(rows, style))
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    assert answer.get_json() == batch.get_json()
+
+
+def test_student_id_is_passed_through_in_order(client):
+    rows = students(5)
+    ids = ["7A-01", "7A-02", "x 3", "", "7A-05"]
+    body = post_csv(client, to_csv(rows, ids=ids)).get_json()
+    assert [p["student_id"] for p in body["predictions"]] == ids
+    batch = client.post("/predictdata", json={"instances": rows}).get_json()
+    assert [{k: v for k, v in p.items() if k != "student_id"} for p in body["predictions"]] == batch["predictions"]
+
+
+def test_bad_rows_keep_their_place_with_every_field_error_and_never_fail_the_file(client, student):
+    header = "student_id," + ",".join(FEATURE_NAMES)
+    good = ",".join(str(student[n]) for n in FEATURE_NAMES)
+    text = "\n".join([
+        header,
+        "s1," + good,
+        "s2,female,group X,high school,standard,none,7,5,",  # one cell too many ("7,5" typed with a comma)
+        "s3,female,group X,high school,standard,none,70,140",  # two bad fields
+        "s4,female,group B,high school,standard,none,,70",  # missing score
+        "s5," + good,
+    ]) + "\n"
+    response = post_csv(client, text)
+    assert response.status_code == 200
+    predictions = response.get_json()["predictions"]
+    assert [p["student_id"] for p in predictions] == ["s1", "s2", "s3", "s4", "s5"]
+    assert "math_score" in predictions[0] and "math_score" in predictions[4]
+    assert predictions[1]["row"] == 2 and predictions[1]["error"] == "row 2: has 9 cells; the header has 8"
+    assert predictions[2]["error"] == ("row 3: race_ethnicity: must be one of: group A, group B, group C, group D, "
+                                       "group E; writing_score: must be a number between 0 and 100")
+    assert predictions[2]["details"] == [
+        {"field": "race_ethnicity", "message": "must be one of: group A, group B, group C, group D, group E"},
+        {"field": "writing_score", "message": "must be a number between 0 and 100"},
+    ]
+    assert predictions[3]["error"] == "row 4: reading_score: is required"
+
+
+def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
+    rows = students(20)
+    text = to_csv(rows, "public", ids=[f"id{i}" for i in range(20)])
+    text += "id20,female,group B,high school,standard,none,70,abc\n"
+    response = post_csv(client, text, accept="text/csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    expected = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
+    assert [r["row"] for r in table] == [str(i) for i in range(1, 22)]
+    assert [r["student_id"] for r in table] == [f"id{i}" for i in range(21)]
+    for row, want in zip(table, expected, strict=False):
+        assert float(row["math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
+                                                                            want["interval"]["high"])
+        assert "points against an average student" in row["top_factor"] and row["error"] == ""
+        assert row["top_factor"].split(" ")[0] in ("Reading", "Writing", "Test")  # never a background attribute
+    assert table[20]["error"] == "row 21: writing_score: must be a number between 0 and 100"
+    assert table[20]["math_score"] == ""
+
+
+def test_formulas_in_passed_through_text_are_defused(client, student):
+    good = ",".join(str(student[n]) for n in FEATURE_NAMES)
+    text = "student_id," + ",".join(FEATURE_NAMES) + f"\n=HYPERLINK(\"x\"),{good}\n-5,{good}\n"
+    table = list(csv.DictReader(io.StringIO(post_csv(client, text, "text/csv").get_data(as_text=True))))
+    assert table[0]["student_id"] == "'=HYPERLINK(\"x\")" and table[1]["student_id"] == "-5"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error", "text"),
+    [
+        (b"", 422, "validation_failed", "empty"),
+        (b"gender,race_ethnicity\n", 422, "validation_failed", "parental_level_of_education: is required"),
+        (("name," + ",".join(FEATURE_NAMES) + "\n").encode(), 422, "validation_failed", "name: is not an accepted"),
+        (b"\xff\xfe\x00gender", 400, "malformed_csv", "not UTF-8"),
+        ((",".join(FEATURE_NAMES) + "\n").encode(), 422, "validation_failed", "no student rows"),
+    ],
+)
+def test_a_file_that_is_not_a_class_list_is_refused_saying_why(client, body, status, error, text):
+    response = client.post("/predictdata", data=body, headers={"Content-Type": "text/csv"})
+    assert response.status_code == status and response.get_json()["error"] == error
+    assert text in response.get_json()["message"]
+
+
+def test_more_rows_than_max_batch_is_413(trained, tmp_path):
+    from app import create_app
+
+    client = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, max_batch=5, drift_dir=tmp_path)
+                        ).test_client()
+    response = post_csv(client, to_csv(students(6)))
+    assert response.status_code == 413 and response.get_json()["message"] == "at most 5 students per file, got 6"
+
+
+def test_a_byte_order_mark_and_windows_line_ends_are_read(client):
+    rows = students(3)
+    text = "\ufeff" + to_csv(rows).replace("\n", "\r\n")
+    body = post_csv(client, text).get_json()
+    assert body == client.post("/predictdata", json={"instances": rows}).get_json()
+
+
+def test_ten_thousand_rows_in_one_file(client):
+    response = post_csv(client, to_csv(students(10_000)))
+    assert response.status_code == 200 and len(response.get_json()["predictions"]) == 10_000
+
+
+def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(client, student):
+    rows = students(12)
+    text = to_csv(rows, ids=[f"s{i}" for i in range(12)]) + "s12,female,group Z,high school,standard,none,70,70\n"
+    response = client.post("/predictdata", data={"class_list": (io.BytesIO(text.encode()), "class.csv"),
+                                                 "upload": "class_list"}, content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    counts = {name: int(html.split(f'id="count-{name}">')[1].split("<")[0])
+              for name in ("needs_support", "uncertain", "on_track", "failed")}
+    assert sum(counts.values()) == 13 and counts["failed"] == 1
+    assert "1 row could not be predicted" in html and "row 13: race_ethnicity: must be one of" in html
+    assert html.count("<tr>") == 14 and 'download="class-predictions.csv"' in html
+    assert 'href="data:text/csv;charset=utf-8;base64,' in html
+
+
+def test_the_form_page_says_why_a_file_is_refused(client):
+    response = client.post("/predictdata", data={"class_list": (io.BytesIO(b"a,b\n1,2\n"), "class.csv"),
+                                                 "upload": "class_list"}, content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="class-error" role="alert"' in html
+    assert "a: is not an accepted field (as a column)" in html and 'aria-invalid="true"' in html
+    nothing = client.post("/predictdata", data={"upload": "class_list"}, content_type="multipart/form-data")
+    assert nothing.status_code == 422 and "choose a CSV file" in nothing.get_data(as_text=True)
