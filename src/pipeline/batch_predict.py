@@ -347,8 +347,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
     parser.add_argument("--store", default=os.environ.get("ARTIFACTS_DIR") or "artifacts",
                         help="the verified model set to score with (default: ARTIFACTS_DIR or artifacts)")
     parser.add_argument("--format", choices=FORMATS, default="csv")
-    parser.add_argument("--support-cut", type=_cut, default=_cut(os.environ.get("SUPPORT_CUT") or str(AppConfig.support_cut)),
-                        help="cut score for the support band (default: SUPPORT_CUT; no band without it)")
+    parser.add_argument("--support-cut", type=_cut,
+                        default=_cut(os.environ.get("SUPPORT_CUT") or str(AppConfig.support_cut)),
+                        help="cut score for the support band (default: SUPPORT_CUT, else the app's default)")
     parser.add_argument("--chunk-rows", type=int, default=BatchConfig.chunk_rows)
     parser.add_argument("--master", default=None, help="Spark master outside spark-submit (default local[*])")
     args = parser.parse_args(argv)
