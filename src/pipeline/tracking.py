@@ -120,8 +120,13 @@ class TrainingRun:
         import skops.io
 
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-        return self._mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
-                                              serialization_format="skops", skops_trusted_types=trusted)
+        self._mlflow.sklearn.log_model(pipeline, name="sklearn-model", signature=signature, input_example=example,
+                                       serialization_format="skops", skops_trusted_types=trusted)
+        # What is registered answers like the API (score, range, band), also through spark_udf.
+        from src.config import AppConfig
+        from src.pipeline.answers_pyfunc import log_answers_model
+
+        return log_answers_model(result.manifest_path.parent, support_cut=AppConfig.support_cut, name="model")
 
     def register(self, result: Any, model_info: Any) -> MlflowRegistry:
         """Register the candidate, tagged with its store version; the decision then moves the alias or not."""

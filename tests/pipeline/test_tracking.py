@@ -79,8 +79,14 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
     assert champion.version == "1" and champion.run_id == parent.info.run_id
     assert champion.tags["model_version"] == pointer_version(tmp_path)
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
-    assert hasattr(model, "predict")
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    from src.synthetic import generate_students
+
+    answers = model.predict(generate_students(5, seed=3).drop(columns=["math_score"]))
+    assert list(answers.columns)[:5] == ["math_score", "interval_low", "interval_high", "interval_level", "band"]
+    assert answers["band"].isin(["needs_support", "uncertain", "on_track"]).all() and answers["error"].eq("").all()
+    assert mlflow.sklearn.load_model(f"runs:/{parent.info.run_id}/sklearn-model").predict(
+        generate_students(2, seed=4).drop(columns=["math_score"])).shape == (2,)
 
 
 def test_worse_model_is_kept_out_and_alias_and_pointer_agree_at_every_step(mlflow_server, tmp_path):
