@@ -82,11 +82,12 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
     from src.synthetic import generate_students
 
-    answers = model.predict(generate_students(5, seed=3).drop(columns=["math_score"]))
+    scores = {"reading_score": float, "writing_score": float}
+    answers = model.predict(generate_students(5, seed=3).drop(columns=["math_score"]).astype(scores))
     assert list(answers.columns)[:5] == ["math_score", "interval_low", "interval_high", "interval_level", "band"]
     assert answers["band"].isin(["needs_support", "uncertain", "on_track"]).all() and answers["error"].eq("").all()
     assert mlflow.sklearn.load_model(f"runs:/{parent.info.run_id}/sklearn-model").predict(
-        generate_students(2, seed=4).drop(columns=["math_score"])).shape == (2,)
+        generate_students(2, seed=4).drop(columns=["math_score"]).astype(scores)).shape == (2,)
 
 
 def test_worse_model_is_kept_out_and_alias_and_pointer_agree_at_every_step(mlflow_server, tmp_path):
