@@ -58,7 +58,7 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunic
             [str(BIN / "st"), "--config-file", str(HERE / "schemathesis.toml"), "run",
              f"http://127.0.0.1:{port}/openapi.json", "--checks", "all", "--max-examples", "1800",
              "--generation-deterministic", "--no-color"],
-            capture_output=True, text=True, timeout=900, check=False)
+            cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)  # its cache stays in tmp_path
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         stop(process)
