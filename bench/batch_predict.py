@@ -44,7 +44,7 @@ def train(store: Path) -> None:
     from src.pipeline.train_pipeline import TrainingConfig
     from src.pipeline.train_pipeline import train as run_training
 
-    run_training(TrainingConfig(artifacts_dir=store, synthetic_rows=1000, cv_folds=3, candidates=("ridge",),
+    run_training(TrainingConfig(store=store, synthetic_rows=1000, cv_folds=3, candidates=("ridge",),
                                 tracking=False, n_jobs=1))
 
 

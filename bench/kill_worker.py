@@ -75,9 +75,9 @@ def train_model(folder: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from src.pipeline.train_pipeline import TrainingConfig, train
 
-    result = train(TrainingConfig(artifacts_dir=folder, synthetic_rows=400, cv_folds=3, candidates=("ridge",),
+    result = train(TrainingConfig(store=folder, synthetic_rows=400, cv_folds=3, candidates=("ridge",),
                                   tracking=False, n_jobs=1))
-    return result.manifest_path.parent
+    return Path(result.store)
 
 
 def workers_of(master: int) -> list[int]:

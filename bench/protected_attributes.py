@@ -37,7 +37,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label, exclude in (("all features", ()), (f"without {args.exclude}", excluded)):
             started = time.perf_counter()
-            result = train(TrainingConfig(artifacts_dir=Path(tmp) / label.replace(" ", "_"), data=args.data,
+            result = train(TrainingConfig(store=Path(tmp) / label.replace(" ", "_"), data=args.data,
                                           tracking=False, exclude_features=exclude))
             runs[label] = (result.trainer.metrics, time.perf_counter() - started)
     (with_label, (with_m, _)), (without_label, (without_m, _)) = runs.items()

@@ -38,7 +38,7 @@ def serve(trained, tmp_path, env_extra: dict | None = None, workers: int = 2):
     port = free_port()
     log = tmp_path / f"gunicorn-{port}.log"
     env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers),
-           "ARTIFACTS_DIR": str(trained.manifest_path.parent), **(env_extra or {})}
+           "ARTIFACTS_DIR": trained.store, **(env_extra or {})}
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
     return process, f"http://127.0.0.1:{port}", log
 

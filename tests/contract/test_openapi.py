@@ -51,7 +51,7 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunic
     log = tmp_path / "gunicorn.log"
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
         "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-        "ARTIFACTS_DIR": str(trained.manifest_path.parent), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+        "ARTIFACTS_DIR": trained.store, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(

@@ -144,7 +144,7 @@ def test_a_store_without_a_verified_model_fails_clearly(tmp_path, caplog):
     source = tmp_path / "s.csv"
     source.write_text("x\n")
     assert main(["--input", str(source), "--output", str(tmp_path / "out"), "--store", str(tmp_path)]) == 1
-    assert "no manifest.json" in caplog.text
+    assert "has no champion yet" in caplog.text
 
 
 def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):

@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -211,10 +212,10 @@ def test_json_answer_carries_band_and_factors_that_add_up(client, student, app_c
 def test_bands_follow_the_configured_cut(trained, tmp_path, student):
     from app import create_app
 
-    score = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, drift_dir=tmp_path / "a")).test_client(
+    score = create_app(AppConfig(artifacts_dir=Path(trained.store), drift_dir=tmp_path / "a")).test_client(
     ).post("/predictdata", json=student).get_json()["interval"]
     for cut, band in [(score["low"], "on_track"), (score["high"] + 0.1, "needs_support"), (score["high"], "uncertain")]:
-        app = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, support_cut=cut, drift_dir=tmp_path / "b"))
+        app = create_app(AppConfig(artifacts_dir=Path(trained.store), support_cut=cut, drift_dir=tmp_path / "b"))
         body = app.test_client().post("/predictdata", json={"instances": [student]}).get_json()
         assert body["predictions"][0]["band"] == {"name": band, "label": body["predictions"][0]["band"]["label"],
                                                   "cut": cut}

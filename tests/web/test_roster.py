@@ -2,6 +2,7 @@
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 
@@ -121,7 +122,7 @@ def test_a_file_that_is_not_a_class_list_is_refused_saying_why(client, body, sta
 def test_more_rows_than_max_batch_is_413(trained, tmp_path):
     from app import create_app
 
-    client = create_app(AppConfig(artifacts_dir=trained.manifest_path.parent, max_batch=5, drift_dir=tmp_path)
+    client = create_app(AppConfig(artifacts_dir=Path(trained.store), max_batch=5, drift_dir=tmp_path)
                         ).test_client()
     response = post_csv(client, to_csv(students(6)))
     assert response.status_code == 413 and response.get_json()["message"] == "at most 5 students per file, got 6"
