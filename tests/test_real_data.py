@@ -75,8 +75,9 @@ def test_bands_on_the_public_test_split_are_rarely_wrong_and_factors_add_up(stud
 
     code, _, directory, report = stud_run
     assert code == 0, report
-    pipeline = PredictPipeline.from_artifacts(directory)
-    test = pd.read_csv(directory / "test.csv")
+    version = json.loads((directory / "champion.json").read_text())["model_version"]
+    pipeline = PredictPipeline.from_artifacts(directory / version)
+    test = pd.read_csv(directory / "training-runs" / version / "test.csv")
     actual = test["math_score"].to_numpy()
     out = pipeline.predict(test.to_dict("records"))
     bands = Bands(AppConfig().support_cut).names(np.round(out.low, 1), np.round(out.high, 1))

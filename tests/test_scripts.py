@@ -77,7 +77,7 @@ def test_run_sh_installs_with_progress_then_skips_while_the_requirements_are_unc
     second = subprocess.run(["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True,
                             timeout=60, check=False)
     assert second.returncode == 0 and "skipping it" in second.stdout
-    assert "pip" not in calls.read_text() and "gunicorn -c gunicorn.conf.py app:app" in calls.read_text()
+    assert "pip install" not in calls.read_text() and "gunicorn -c gunicorn.conf.py app:app" in calls.read_text()
 
     with open(project / "requirements.txt", "a") as handle:
         handle.write("# changed\n")

@@ -57,7 +57,8 @@ def canonical_bytes(valid: pd.DataFrame) -> bytes:
 
 def data_fingerprint(config: DataIngestionConfig) -> tuple[str, int]:
     """The fingerprint training would record for this source, and its number of valid rows, without training."""
-    valid, _ = validate_frame(DataIngestion(config)._read())
+    frame, _ = DataIngestion(config)._read()
+    valid, _ = validate_frame(frame)
     return sha256_bytes(canonical_bytes(valid)), len(valid)
 
 

@@ -106,15 +106,15 @@ def test_a_model_that_cannot_predict_is_refused_at_load(artifacts_copy):
 
 
 def test_factors_are_exact_for_additive_models_and_null_with_a_reason_otherwise(model_artifacts):
-    name, directory = model_artifacts
-    pipeline = PredictPipeline.from_artifacts(directory)
+    name, result = model_artifacts
+    pipeline = PredictPipeline.from_artifacts(result.manifest_path.parent)
     factors = pipeline.factors
     if pipeline.scorer.kind != "additive":
         assert not factors.available and factors.reason
         assert ("k-nearest" in factors.reason) if name == "knn" else ("TreeSHAP" in factors.reason)
         return
     assert factors.available
-    students = pd.concat([pd.read_csv(directory / "test.csv")[list(FEATURE_NAMES)], random_students(1000, seed=5)],
+    students = pd.concat([pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(1000, seed=5)],
                          ignore_index=True)
     unclipped = pipeline.reference.score_frame(students)  # scikit-learn's own prediction, before clipping
     totals = factors.baseline + factors.many(students.to_dict("records")).sum(axis=1)
