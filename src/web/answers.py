@@ -107,8 +107,8 @@ def bulk_allocation() -> Iterator[None]:
     """Pause the cyclic garbage collector while a batch builds tens of thousands of small dicts and lists.
 
     Those containers hold no reference cycles and are freed by reference counting when the answer is sent,
-    but their sheer number triggers full collections that would scan them again and again (a third of the time
-    of a 10,000-student answer). Each sync worker serves one request at a time; the previous state is restored.
+    but their sheer number triggers full collections that would scan them again and again. Each sync worker
+    serves one request at a time; the previous state is restored.
     """
     was_enabled = gc.isenabled()
     gc.disable()
