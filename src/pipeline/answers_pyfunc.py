@@ -23,6 +23,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from src.pipeline.answers import ANSWER_COLUMNS, BAND, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, answers_frame
+from src.pipeline.fast_path import random_students
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import FEATURES, NumericFeature
 from src.validation import check_students_frame, normalise_student_headers
@@ -74,9 +75,11 @@ def log_answers_model(set_dir: Path | str, support_cut: float, name: str = "answ
                       registered_model_name: str | None = None) -> Any:
     """Log (and optionally register) the answering model for a verified set, in the active or a new run."""
     PredictPipeline.from_artifacts(set_dir)  # refuse, here and now, a set that would not load
+    example = random_students(3, seed=0)
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=AnswersModel(),
+        python_model=str(_ROOT / "src" / "pipeline" / "answers_model.py"),  # models from code: no pickle
+        input_example=example,
         artifacts={MODEL_SET: str(set_dir)},
         code_paths=[str(_ROOT / "src")],
         model_config={"support_cut": float(support_cut)},

@@ -260,8 +260,10 @@ def _write(frame: Any, path: str, fmt: str) -> None:
 
 
 if __name__ == "__main__":
-    # python -m src.pipeline.spark_engine FOLDER: the files spark-submit needs, written into FOLDER.
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m src.pipeline.spark_engine FOLDER")
-    for written in package_source(Path(sys.argv[1])):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m src.pipeline.spark_engine",
+                                     description="write the files spark-submit needs (src.zip, the main script)")
+    parser.add_argument("folder", type=Path, help="where to write them")
+    for written in package_source(parser.parse_args().folder):
         sys.stdout.write(f"{written}\n")

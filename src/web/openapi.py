@@ -17,8 +17,9 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from src.components.plots import PLOTS
 from src.config import AppConfig
-from src.schema import FEATURES, HEADER_ALIASES, TARGET, CategoricalFeature, Feature
+from src.schema import FEATURES, HEADER_ALIASES, TARGET, CategoricalFeature, Feature, NumericFeature
 from src.validation import MAX_DETAILS
 from src.web.body_guard import MAX_JSON_DEPTH
 from src.web.errors import json_response
@@ -77,11 +78,21 @@ def _decimal_pattern(minimum: float, maximum: float) -> str:
 
 
 # Bodies POST /predictdata accepts: media type -> (schema, description). A new body kind is one entry here.
+def example_class_list() -> str:
+    """A valid class list of one student, built from the schema."""
+    header = ",".join(f.name for f in FEATURES)
+    row = ",".join("72" if isinstance(f, NumericFeature) else f.categories[0] for f in FEATURES)
+    return f"{header}\n{row}\n"
+
+
 BODY_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     JSON: ({"oneOf": [ref("Student"), ref("Batch")]},
            "one student, or {\"instances\": [...]} for many; the answer is JSON"),
     FORM: (ref("Form"), "the teachers' form; the answer is the form page with the result or the errors"),
-    MULTIPART: (ref("Form"), "the teachers' form, sent as multipart"),
+    MULTIPART: (ref("Form"), "the teachers' form, sent as multipart (or with a class list file, `class_list`)"),
+    "text/csv": ({"type": "string", "description": "e.g. " + example_class_list()},
+                 "a class list: a header row (either header style, an optional student_id) "
+                 "and one student per row; the answer is CSV for `Accept: text/csv`, else JSON"),
 }
 
 INTERVAL = {
@@ -99,7 +110,7 @@ PREDICTION_PROPERTIES: dict[str, dict[str, Any]] = {
 }
 SINGLE_PROPERTIES: dict[str, dict[str, Any]] = {"model_version": {"type": "string"}}
 BATCH_PROPERTIES: dict[str, dict[str, Any]] = {
-    "predictions": {"type": "array", "items": ref("Prediction")},
+    "predictions": {"type": "array", "items": {"anyOf": [ref("Prediction"), ref("RowError")]}},
     "model_version": {"type": "string"},
 }
 
@@ -185,7 +196,8 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
     post_responses = {
         "200": {"description": "the prediction: JSON for a JSON body, the form page with the result for a form",
                 "content": {JSON: {"schema": {"oneOf": [ref("SinglePrediction"), ref("BatchPrediction")]}},
-                            HTML: {"schema": {"type": "string"}}}},
+                            HTML: {"schema": {"type": "string"}},
+                            "text/csv": {"schema": {"type": "string"}}}},
         **{str(status): _error(status) for status in ERRORS},
         **_common_errors(),
     }
@@ -228,6 +240,27 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                                                            "properties": {"available": {"type": "boolean"}},
                                                            "additionalProperties": True}),
                                "401": unauthorized, **_common_errors()}}},
+        "/model": {"get": {"summary": "the model page: card, metrics, errors by group, history", "operationId":
+                           "model_page", "responses": {"200": _html("the model page"),
+                                                       "503": _html("no verified model is loaded"),
+                                                       **_common_errors()}}},
+        "/model.json": {"get": {"summary": "the model page's content", "operationId": "model_json", "responses": {
+            "200": _json("the model card", {"type": "object", "required": ["model_version"],
+                                            "properties": {"model_version": {"type": "string"}},
+                                            "additionalProperties": True}),
+            "503": _json("no verified model is loaded", _error_schema(("model_unavailable",))),
+            **_common_errors()}}},
+        "/model/plots/{name}": {"get": {
+            "summary": "a plot made at training", "operationId": "model_plot",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": list(PLOTS)}}],
+            "responses": {"200": {"description": "the PNG", "content": {"image/png": {"schema": {"type": "string"}}}},
+                          "404": _json("no such plot", _error_schema(("not_found",))),
+                          "503": _json("no verified model is loaded", _error_schema(("model_unavailable",))),
+                          **_common_errors()}}},
+        "/favicon.ico": {"get": {"summary": "the site icon", "operationId": "favicon", "responses": {
+            "200": {"description": "the icon", "content": {"image/svg+xml": {"schema": {"type": "string"}}}},
+            **_common_errors()}}},
         "/openapi.json": {"get": {"summary": "this document", "operationId": "openapi", "responses": {
             "200": _json("the OpenAPI 3.1 document", {"type": "object"}), **_common_errors()}}},
     }
@@ -240,6 +273,8 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
         "components": {
             "schemas": {"Student": student_schema(), "Batch": batch, "Form": form_schema(), "Interval": INTERVAL,
                         "Prediction": prediction, "SinglePrediction": single, "BatchPrediction": batch_answer,
+                        "RowError": {"type": "object", "required": ["row", "error"], "additionalProperties": True,
+                                     "properties": {"row": {"type": "integer"}, "error": {"type": "string"}}},
                         "ValidationFailed": _validation_schema()},
             "securitySchemes": {"monitoringToken": {"type": "http", "scheme": "bearer",
                                                     "description": "METRICS_TOKEN, when it is set"}},

@@ -148,8 +148,8 @@ def _answer_roster() -> roster.RosterAnswer | Response:
     except roster.RosterError as err:
         if err.details:
             svc.rejected(err.details)
-            return json_response({"error": err.code, "message": err.message,
-                                  "details": [e.as_dict() for e in err.details]}, status=err.status)
+            return json_response({"error": err.code, "message": err.message, **error_details(err.details)},
+                                 status=err.status)
         return json_error(err.status, err.code, err.message)
     pipeline = svc.slot.pipeline
     if pipeline is None:

@@ -22,7 +22,7 @@ import numpy as np
 from src.pipeline.bands import BAND_NAMES, Bands
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
-from src.validation import REQUIRED, UNEXPECTED, FieldError, validate_student
+from src.validation import MAX_DETAILS, REQUIRED, UNEXPECTED, FieldError, short_field, validate_student
 from src.web.answers import batch_answer, describe_factor, top_actionable
 
 CSV_TYPE = "text/csv"
@@ -164,17 +164,18 @@ def _quick_record(values: Mapping[str, str]) -> dict[str, Any] | None:
 
 
 def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
-    errors = [FieldError(original.strip() or f"column {i + 1}", UNEXPECTED + " (as a column)")
+    errors = [FieldError(short_field(original.strip() or f"column {i + 1}"), UNEXPECTED + " (as a column)")
               for i, (original, name) in enumerate(zip(raw, header, strict=True)) if name not in _ACCEPTED]
     seen: set[str] = set()
     for original, name in zip(raw, header, strict=True):
         if name in seen:
-            errors.append(FieldError(original.strip(), f"is given twice (as {name!r} too)"))
+            errors.append(FieldError(short_field(original.strip()), f"is given twice (as {short_field(name)!r} too)"))
         seen.add(name)
     errors += [FieldError(name, REQUIRED + " (as a column)") for name in FEATURE_NAMES if name not in header]
     if errors:
-        raise RosterError(422, "validation_failed", "the header row is not a class list: "
-                          + "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+        shown = "; ".join(f"{e.field}: {e.message}" for e in errors[:MAX_DETAILS])
+        more = f" (and {len(errors) - MAX_DETAILS} more)" if len(errors) > MAX_DETAILS else ""
+        raise RosterError(422, "validation_failed", f"the header row is not a class list: {shown}{more}", errors)
 
 
 def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> RosterAnswer:
