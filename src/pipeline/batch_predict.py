@@ -5,7 +5,8 @@
 
 SRC is a CSV file, a folder of CSV files or an ``s3://bucket/prefix`` of them (headers of either style, an
 optional ``student_id`` passed through). DST (a folder or an ``s3://`` prefix) receives ``predictions/`` (one
-row per valid student: source file, row, score, 90 % range, level, band when a cut is given, model version),
+row per valid student: source file, row, score, 90 % range, level, band when a cut is given, the factors
+(baseline, each feature's contribution, the top actionable factor in words), model version),
 ``rejects/`` (one row per broken rule: source file, row, field, value, reason) and, last, ``summary.json``.
 Every input row ends in exactly one of the two outputs.
 
@@ -35,7 +36,15 @@ import numpy as np
 import pandas as pd
 
 from src.config import AppConfig, configure_logging
-from src.pipeline.answers import ANSWER_COLUMNS, BAND, MODEL_VERSION, answers_frame
+from src.pipeline.answers import (
+    ANSWER_COLUMNS,
+    BAND,
+    BASELINE,
+    FACTOR_COLUMNS,
+    MODEL_VERSION,
+    TOP_FACTOR,
+    answers_frame,
+)
 from src.pipeline.predict_pipeline import PredictPipeline, load_champion
 from src.schema import SchemaError
 from src.signing import parse_keys
@@ -68,7 +77,7 @@ class BatchConfig:
     engine: str = "local"  # --engine
     store: str = "artifacts"  # --store (default: ARTIFACTS_DIR)
     format: str = "csv"  # --format
-    support_cut: float | None = None  # --support-cut (default: SUPPORT_CUT); no band without it
+    support_cut: float | None = AppConfig.support_cut  # --support-cut (default: SUPPORT_CUT); None: no band
     chunk_rows: int = 100_000  # --chunk-rows: rows read and scored at a time by the local engine
     master: str | None = None  # --master: Spark master when not under spark-submit (default local[*])
 
@@ -91,7 +100,8 @@ def load_serving_pipeline(store: str, cache_dir: Path = Path(".model-cache")) ->
 
 def prediction_columns(has_student_id: bool, support_cut: float | None) -> list[str]:
     answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + ([BAND] if support_cut is not None else [])
-    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, MODEL_VERSION]
+    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, BASELINE, *FACTOR_COLUMNS, TOP_FACTOR,
+                                            MODEL_VERSION]
 
 
 def reject_columns(has_student_id: bool) -> list[str]:
@@ -105,7 +115,7 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarra
     has_id = STUDENT_ID in frame.columns
     ok, students, errors = check_students_frame(frame)
     mask = ok.to_numpy()
-    answers = answers_frame(pipeline, students, support_cut=support_cut)
+    answers = answers_frame(pipeline, students, support_cut=support_cut, with_factors=True)
     ids = {STUDENT_ID: _text(frame[STUDENT_ID].to_numpy(dtype=object)[mask])} if has_id else {}
     predictions = pd.concat(
         [pd.DataFrame({**ids, "source": sources[mask], "row": rows[mask]}), answers], axis=1
@@ -148,7 +158,7 @@ def run(config: BatchConfig) -> BatchResult:
     result = BatchResult(predictions, rejected_rows, rejects, pipeline.model_version, config.engine,
                          round(time.perf_counter() - started, 3))
     output.write_summary({**asdict(result), "input": config.input, "format": config.format,
-                          "support_cut": config.support_cut})
+                          "support_cut": config.support_cut, "factors_reason": pipeline.factors.reason})
     logger.info("scored %d students, rejected %d rows (%d broken rules) with model %s in %.1f s",
                 predictions, rejected_rows, rejects, pipeline.model_version, result.seconds)
     return result

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from src.pipeline.fast_path import AdditiveScorer, Scorer
-from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, CategoricalFeature
+from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME, CategoricalFeature, NumericFeature
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ METHOD = "additive"
 BASELINE_IS = "mean prediction on the training split"
 
 Record = Mapping[str, Any]
+_ACTIONABLE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in ACTIONABLE_FEATURES)
 
 _REASONS = {
     "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature "
@@ -139,3 +140,18 @@ def training_summary(train: Any, baseline: float) -> dict[str, Any]:
         else:
             means[name] = float(column.to_numpy(dtype=float).mean())
     return {"baseline": float(baseline), "baseline_is": BASELINE_IS, "feature_means": means}
+
+
+def describe_factor(name: str, value: Any, points: float) -> str:
+    """A factor in a teacher's words: 'Writing score 58: -4.1 points against an average student'."""
+    feature = FEATURES_BY_NAME[name]
+    label = feature.label.split(" (")[0]
+    shown = f"{float(value):g}" if isinstance(feature, NumericFeature) else f'"{value}"'
+    return f"{label} {shown}: {points:+.1f} points against an average student"
+
+
+def top_actionable(contributions: np.ndarray) -> tuple[list[str], list[float]]:
+    """Per row of an (n, 7) array: the actionable feature (scores, the course) that moves the score most."""
+    columns = np.asarray(_ACTIONABLE_COLUMNS)
+    picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
+    return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()

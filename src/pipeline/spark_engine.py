@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
+from src.pipeline.answers import BASELINE, FACTOR_COLUMNS
 from src.pipeline.batch_predict import (
     PREDICTIONS,
     REJECTS,
@@ -49,7 +50,7 @@ PREDICTION_KIND = "prediction"
 REJECT_KIND = "reject"
 APP_NAME = "student-math-batch"
 _TYPES = {"row": "long", "math_score": "double", "interval_low": "double", "interval_high": "double",
-          "interval_level": "double"}
+          "interval_level": "double", BASELINE: "double", **dict.fromkeys(FACTOR_COLUMNS, "double")}
 
 
 def spark_session(master: str | None = None, app_name: str = APP_NAME) -> Any:

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from src.pipeline.answers import compute_answers
 from src.pipeline.bands import Bands
 from src.pipeline.factors import AdditiveFactors
 from src.pipeline.predict_pipeline import Predictions, PredictPipeline
-from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME, TARGET, NumericFeature
+from src.schema import FEATURE_NAMES, TARGET
 
 Record = Mapping[str, Any]
-_ACTIONABLE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in ACTIONABLE_FEATURES)
 # Factors are given to 8 decimals: short to send, and baseline + sum(contributions) still equals the unclipped
 # score to within 9 x 5e-9 points, far inside the promised 1e-6.
 DECIMALS = 8
@@ -58,14 +58,14 @@ class BatchAnswer:
 
 
 def batch_answer(pipeline: PredictPipeline, records: Sequence[Record], bands: Bands) -> BatchAnswer:
-    """The answers for validated students, computed as vectors."""
-    out = pipeline.predict(records)
+    """The answers for validated students: the shared ``compute_answers``, rendered as JSON items."""
+    answers = compute_answers(pipeline, records, bands)
+    out, names, contributions = answers.predictions, answers.bands, answers.contributions
+    assert names is not None  # a cut was given
     scores, lows, highs = (np.round(a, 1) for a in (out.scores, out.low, out.high))
-    names = bands.names(lows, highs)
     payloads = {name: bands.payload(name) for name in set(names.tolist())}
     level = out.level
     factors = pipeline.factors
-    contributions = factors.many(records) if factors.available else None
     items: list[dict[str, Any]] = []
     if contributions is None:
         for s, lo, hi, name in zip(scores.tolist(), lows.tolist(), highs.tolist(), names.tolist(), strict=True):
@@ -85,21 +85,6 @@ def batch_answer(pipeline: PredictPipeline, records: Sequence[Record], bands: Ba
                           "factors": {"baseline": baseline, "unclipped_score": raw,
                                       "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}})
     return BatchAnswer(items, out, names, contributions)
-
-
-def describe_factor(name: str, value: Any, points: float) -> str:
-    """A factor in a teacher's words: 'Writing score 58: -4.1 points against an average student'."""
-    feature = FEATURES_BY_NAME[name]
-    label = feature.label.split(" (")[0]
-    shown = f"{float(value):g}" if isinstance(feature, NumericFeature) else f'"{value}"'
-    return f"{label} {shown}: {points:+.1f} points against an average student"
-
-
-def top_actionable(contributions: np.ndarray) -> tuple[list[str], list[float]]:
-    """Per row of an (n, 7) array: the actionable feature (scores, the course) that moves the score most."""
-    columns = np.asarray(_ACTIONABLE_COLUMNS)
-    picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
-    return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, render_template, request, send_from_directory
 
 from src.pipeline.bands import Bands
+from src.pipeline.factors import describe_factor
 from src.schema import BACKGROUND_FEATURES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
 from src.validation import (
     MAX_DETAILS,
@@ -22,7 +23,7 @@ from src.validation import (
     validate_students,
 )
 from src.web import roster
-from src.web.answers import batch_answer, bulk_allocation, describe_factor, single_answer, single_answer_json
+from src.web.answers import batch_answer, bulk_allocation, single_answer, single_answer_json
 from src.web.errors import json_error, json_response
 from src.web.services import services
 

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from src.pipeline.bands import BAND_NAMES, Bands
+from src.pipeline.factors import describe_factor, top_actionable
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
 from src.validation import MAX_DETAILS, REQUIRED, UNEXPECTED, FieldError, short_field, validate_student
-from src.web.answers import batch_answer, describe_factor, top_actionable
+from src.web.answers import batch_answer
 
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.pipeline.answers import HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION
+from src.pipeline.answers import BAND, BASELINE, FACTOR_COLUMNS, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, TOP_FACTOR
 from src.schema import FEATURE_NAMES, HEADER_ALIASES
 from src.synthetic import generate_students
 
@@ -91,7 +91,11 @@ def read_output(folder: Path, fmt: str) -> pd.DataFrame:
 
 
 def check_against_api(predictions: pd.DataFrame, cohort: Cohort, api: dict, pipeline) -> None:
-    """Every valid student once, with the API's answer: 1e-9 before rounding, identical after."""
+    """Every valid student once, with the API's answer: 1e-9 before rounding, identical after.
+
+    The band is the API's; the factors are the API's (which it gives to 8 decimals), baseline plus their sum
+    is the unclipped score; the top factor is the CSV answer's, word for word.
+    """
     predictions = predictions.assign(source=predictions["source"].map(lambda s: Path(s).name))
     assert len(predictions) == len(cohort.students)
     merged = cohort.students.merge(predictions, on=["source", "row"], how="left", validate="one_to_one",
@@ -105,6 +109,14 @@ def check_against_api(predictions: pd.DataFrame, cohort: Cohort, api: dict, pipe
         json_values = np.array([a[column] if key is None else a["interval"][key] for a in answers])
         assert np.array_equal(np.round(merged[column].to_numpy(float), 1), json_values), column
     assert (merged[LEVEL] == np.array([a["interval"]["level"] for a in answers])).all()
+    assert merged[BAND].tolist() == [a["band"]["name"] for a in answers]
+    assert merged[TOP_FACTOR].tolist() == api["top_factor"]
+    assert np.abs(merged[BASELINE].to_numpy(float) - answers[0]["factors"]["baseline"]).max() <= 5e-9
+    api_points = np.array([[a["factors"]["contributions"][n] for n in FEATURE_NAMES] for a in answers])
+    assert np.abs(merged[list(FACTOR_COLUMNS)].to_numpy(float) - api_points).max() <= 5e-9 + 1e-12
+    unclipped = np.array([a["factors"]["unclipped_score"] for a in answers])
+    total = merged[BASELINE].to_numpy(float) + merged[list(FACTOR_COLUMNS)].to_numpy(float).sum(axis=1)
+    assert np.abs(total - unclipped).max() <= 1e-6
     # Before rounding: the single-student path (a different code path) gives the same numbers to 1e-9.
     for i, record in enumerate(json_instances(cohort.students)):
         score, low, high = pipeline.predict_one(record)

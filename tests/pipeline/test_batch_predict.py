@@ -13,37 +13,12 @@ from src.config import AppConfig
 from src.pipeline.answers import answers_frame, bands, json_predictions
 from src.pipeline.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN
 from src.pipeline.batch_predict import BatchConfig, main, run
-from src.pipeline.predict_pipeline import PredictPipeline
 from tests.pipeline.batch_cases import (
     check_against_api,
     check_rejects,
     json_instances,
     read_output,
-    write_cohort,
 )
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    return write_cohort(tmp_path_factory.mktemp("cohort"))
-
-
-@pytest.fixture(scope="module")
-def pipeline(trained) -> PredictPipeline:
-    return PredictPipeline.from_artifacts(trained.manifest_path.parent)
-
-
-@pytest.fixture(scope="module")
-def api_answers(trained, cohort, tmp_path_factory) -> dict:
-    """The JSON API's batch answer for the cohort's valid students, from the app itself."""
-    from app import create_app
-
-
-    app = create_app(AppConfig(artifacts_dir=Path(trained.store),
-                               drift_dir=tmp_path_factory.mktemp("drift")))
-    response = app.test_client().post("/predictdata", json={"instances": json_instances(cohort.students)})
-    assert response.status_code == 200
-    return response.get_json()
 
 
 def test_local_engine_gives_the_api_answers_and_rejects_every_broken_row(trained, cohort, pipeline, api_answers,
@@ -182,3 +157,23 @@ def test_a_clean_file_still_gets_a_rejects_output_with_its_columns(trained, tmp_
     assert (result.predictions, result.rejects) == (30, 0)
     rejects = pd.read_csv(tmp_path / "out" / "rejects" / "part-00000.csv")
     assert rejects.empty and list(rejects.columns) == ["source", "row", "student_id", "field", "value", "reason"]
+
+
+def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_why(trained, cohort, pipeline,
+                                                                                  monkeypatch, tmp_path):
+    import dataclasses
+
+    from src.pipeline import batch_predict
+    from src.pipeline.factors import NoFactors
+
+    plain = dataclasses.replace(pipeline, factors=NoFactors("k-nearest neighbours has no exact split"))
+    monkeypatch.setattr(batch_predict, "load_serving_pipeline", lambda store: plain)
+    out = tmp_path / "out"
+    result = run(BatchConfig(input=str(cohort.folder / "a.csv"), output=str(out), store=trained.store))
+    predictions = read_output(out / "predictions", "csv")
+    assert len(predictions) == result.predictions > 0
+    assert (predictions["top_factor"] == "").all()
+    assert predictions[["factors_baseline", "factor_reading_score"]].replace("", np.nan).isna().all().all()
+    assert predictions["math_score"].notna().all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["factors_reason"] == "k-nearest neighbours has no exact split"

@@ -6,7 +6,6 @@ One SparkSession for the module. Java comes from Debian's openjdk-17-jre-headles
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,8 @@ import pytest
 
 from src.pipeline.answers import answers_frame
 from src.pipeline.batch_predict import BatchConfig, run
-from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import FEATURE_NAMES
-from tests.pipeline.batch_cases import check_against_api, check_rejects, json_instances, read_output, write_cohort
+from tests.pipeline.batch_cases import check_against_api, check_rejects, json_instances, read_output
 
 pytest.importorskip("pyspark", reason="pyspark is installed from requirements-spark.txt")
 if shutil.which("java") is None:
@@ -31,28 +29,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    return write_cohort(tmp_path_factory.mktemp("cohort"))
-
-
-@pytest.fixture(scope="module")
-def pipeline(trained) -> PredictPipeline:
-    return PredictPipeline.from_artifacts(trained.manifest_path.parent)
-
-
-@pytest.fixture(scope="module")
-def api_answers(trained, cohort, tmp_path_factory) -> dict:
-    from app import create_app
-    from src.config import AppConfig
-
-    app = create_app(AppConfig(artifacts_dir=Path(trained.store),
-                               drift_dir=tmp_path_factory.mktemp("drift")))
-    response = app.test_client().post("/predictdata", json={"instances": json_instances(cohort.students)})
-    assert response.status_code == 200
-    return response.get_json()
 
 
 def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(spark, trained, cohort, pipeline,
