@@ -17,7 +17,6 @@ import io
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serving import start_server, stop_server  # noqa: E402
+from bench.serving import start_server, stop_server, store_or_train  # noqa: E402
 from src.pipeline.fast_path import random_students  # noqa: E402
 from src.schema import FEATURE_NAMES, HEADER_ALIASES  # noqa: E402
 
@@ -61,14 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--artifacts-dir", type=Path, help="a trained set (default: train one on the synthetic cohort)")
+    parser.add_argument("--store", "--artifacts-dir", dest="artifacts_dir", type=Path,
+                        help="a local model store (default: train one on the synthetic cohort)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-csv-"))
-    artifacts = args.artifacts_dir
-    if artifacts is None:
-        artifacts = workdir / "artifacts"
-        subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--artifacts-dir", str(artifacts),
-                        "--no-tracking"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    artifacts = store_or_train(args.artifacts_dir, workdir)
     students = random_students(args.rows, seed=2024).to_dict("records")
     json_body = json.dumps({"instances": students}).encode()
     process, url = start_server("app:app", {"ARTIFACTS_DIR": str(artifacts)}, workdir)

@@ -76,6 +76,16 @@ def start_server(module: str, env: dict[str, str], workdir: Path) -> tuple[subpr
     sys.exit(f"{module} did not answer within 60 s")
 
 
+def store_or_train(store: Path | None, workdir: Path) -> Path:
+    """The given model store, or a new one trained on the synthetic cohort (the README's default) in workdir."""
+    if store is not None:
+        return store
+    store = workdir / "artifacts"
+    subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(store), "--no-tracking"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return store
+
+
 def stop_server(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
@@ -139,11 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    artifacts = args.store
-    if artifacts is None:
-        artifacts = workdir / "artifacts"
-        subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(artifacts),
-                        "--no-tracking"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    artifacts = store_or_train(args.store, workdir)
     script = workdir / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = '{json.dumps(STUDENT)}'\n")
