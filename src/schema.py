@@ -29,6 +29,11 @@ class CategoricalFeature:
     def rule(self) -> str:
         return "must be one of: " + ", ".join(self.categories)
 
+    @property
+    def may_be_unknown(self) -> bool:
+        """Background a teacher may not know: the form offers "not known" (see src.pipeline.unknowns)."""
+        return not self.actionable
+
     def check(self, value: Any) -> str | None:
         """Return the error message for ``value``, or None when it is allowed."""
         if isinstance(value, str) and value in self.categories:
@@ -117,6 +122,9 @@ FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 # What school can act on (scores, the course) vs background, which the model uses but is never a reason to act.
 ACTIONABLE_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.actionable)
 BACKGROUND_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if not f.actionable)
+# The form's choice for a background field the teacher does not know (never a category of the data).
+NOT_KNOWN = "not known"
+MAY_BE_UNKNOWN: tuple[str, ...] = tuple(f.name for f in CATEGORICAL_FEATURES if f.may_be_unknown)
 # An optional column of class lists, passed through untouched so a teacher can match rows to students.
 STUDENT_ID = "student_id"
 
