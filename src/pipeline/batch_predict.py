@@ -291,7 +291,7 @@ class Output:
             return
         number = self.parts.get(kind, 0)
         self.parts[kind] = number + 1
-        self._put(f"{kind}/part-{number:05d}.{self.format}", serialise(frame, self.format))
+        self.put(f"{kind}/part-{number:05d}.{self.format}", serialise(frame, self.format))
 
     def finish_parts(self, kind: str, columns: Sequence[str]) -> None:
         """An empty output still gets one part, so that readers find its columns."""
@@ -301,12 +301,13 @@ class Output:
     def write_part_empty(self, kind: str, columns: Sequence[str]) -> None:
         self.parts[kind] = 1
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-        self._put(f"{kind}/part-00000.{self.format}", serialise(frame, self.format))
+        self.put(f"{kind}/part-00000.{self.format}", serialise(frame, self.format))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        self._put(SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        self.put(SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
-    def _put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes) -> None:
+        """Write one file under the destination (an S3 object is whole once put; a file is renamed into place)."""
         if self.is_s3:
             bucket, prefix = split_s3_uri(self.path(name))
             s3_client().put_object(Bucket=bucket, Key=prefix, Body=data)

@@ -5,6 +5,9 @@ each row gets its number in its file even when a large file is split across task
 ``score_chunk`` on each Arrow batch: the same checks and the same ``answers_frame`` as the JSON API. Its
 output is kept (memory, then disk) while predictions and rejects are written, so each row is scored once.
 
+An ``s3://`` input or output needs no Hadoop S3 connector: the driver lists the prefix with boto3, each task
+reads whole objects with ``read_chunks`` (as the local engine does) and writes its part with boto3.
+
 Under ``spark-submit`` the master and resources come from spark-submit; otherwise a session on
 ``local[*]`` (or ``--master``) is started with this Python for its workers.
 """
@@ -34,15 +37,20 @@ from src.pipeline.batch_predict import (
     field_count_rejects,
     list_inputs,
     prediction_columns,
+    read_chunks,
     reject_columns,
     score_chunk,
+    serialise,
 )
 from src.pipeline.predict_pipeline import PredictPipeline
+from src.storage import DataSourceError, s3_client, split_s3_uri
 from src.validation import STUDENT_ID, normalise_student_headers
 
 logger = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
+OBJECT = "_object"
+_MAX_OBJECT_TASKS = 10_000
 FILE = "_file"
 BLOCK = "_block"
 KIND = "_kind"
@@ -95,22 +103,31 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
 
     spark = spark_session(config.master)
     try:
-        header, parts = _read_text(spark, config.input)
-        has_id = STUDENT_ID in header
-        offsets = _block_offsets(_union([p for p, _ in parts]).groupBy(FILE, BLOCK).count().collect())
-        shared = spark.sparkContext.broadcast((pipeline, offsets))
-        columns = union_columns(has_id, config.support_cut)
-        scorer = PartitionScorer(shared, tuple(header), has_id, config.support_cut, columns)
-        scored = _union([r for _, r in parts]).mapInPandas(
-            scorer, ", ".join(f"`{c}` {_TYPES.get(c, 'string')}" for c in columns)
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        if config.input.startswith("s3://"):
+            names = list_inputs(config.input)
+            header = _shared_header([_s3_header(name) for name in names])
+            has_id = STUDENT_ID in header
+            columns = union_columns(has_id, config.support_cut)
+            shared = spark.sparkContext.broadcast((pipeline, {}))
+            objects = spark.createDataFrame([(name,) for name in names], f"`{OBJECT}` string")
+            scored = objects.repartition(min(len(names), _MAX_OBJECT_TASKS)).mapInPandas(
+                ObjectScorer(shared, has_id, config.support_cut, columns, config.chunk_rows), _spark_schema(columns))
+        else:
+            header, parts = _read_text(spark, config.input)
+            has_id = STUDENT_ID in header
+            columns = union_columns(has_id, config.support_cut)
+            offsets = _block_offsets(_union([p for p, _ in parts]).groupBy(FILE, BLOCK).count().collect())
+            shared = spark.sparkContext.broadcast((pipeline, offsets))
+            scorer = PartitionScorer(shared, tuple(header), has_id, config.support_cut, columns)
+            scored = _union([r for _, r in parts]).mapInPandas(scorer, _spark_schema(columns))
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = {r[KIND]: r["count"] for r in scored.groupBy(KIND).count().collect()}
             rejected = scored.filter(F.col(KIND) == REJECT_KIND)
             predictions = scored.filter(F.col(KIND) == PREDICTION_KIND)
-            _write(predictions.select(*prediction_columns(has_id, config.support_cut)), output.path(PREDICTIONS),
+            _write(predictions.select(*prediction_columns(has_id, config.support_cut)), output, PREDICTIONS,
                    config.format)
-            _write(rejected.select(*reject_columns(has_id)).coalesce(1), output.path(REJECTS), config.format)
+            _write(rejected.select(*reject_columns(has_id)).coalesce(1), output, REJECTS, config.format)
             rejected_rows = rejected.select("source", "row").distinct().count()
         finally:
             scored.unpersist()
@@ -130,22 +147,14 @@ def _read_text(spark: Any, source: str) -> tuple[list[str], list[tuple[Any, Any]
     from pyspark.sql.types import StringType, StructField, StructType
 
     options = {"header": True, "escape": '"', "enforceSchema": False}
-    groups: dict[tuple[str, ...], list[str] | str] = {}
-    if source.startswith("s3://"):  # Spark lists the prefix itself: its files must share one header
-        options["pathGlobFilter"] = "*.csv"
-        groups[tuple(spark.read.options(**options).csv(source).columns)] = source
-    else:
-        for name in list_inputs(source):
-            groups.setdefault(_header_of(name), []).append(name)  # type: ignore[union-attr]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in list_inputs(source):
+        groups.setdefault(_header_of(name), []).append(name)
     located = [F.col("_metadata.file_path").alias(FILE), F.col("_metadata.file_block_start").alias(BLOCK)]
-    header: list[str] | None = None
+    header = _shared_header(list(groups))
     parts = []
     for raw, paths in groups.items():
         names = list(normalise_student_headers(pd.DataFrame(columns=list(raw))).columns)
-        if header is None:
-            header = names
-        elif sorted(names) != sorted(header):
-            raise BatchError(f"the input files do not share one set of columns: {header} and {names}")
         text = StructType([StructField(c, StringType()) for c in raw])
         plain = spark.read.options(**options).schema(text).csv(paths).select(*located)
         full = (
@@ -155,8 +164,36 @@ def _read_text(spark: Any, source: str) -> tuple[list[str], list[tuple[Any, Any]
             .select(*[F.col(f"`{r}`").alias(n) for r, n in zip(raw, names, strict=True)], F.col(CORRUPT), *located)
         )
         parts.append((plain, full))
-    assert header is not None  # list_inputs never returns an empty list
     return header, [(plain, full.select(*header, CORRUPT, FILE, BLOCK)) for plain, full in parts]
+
+
+def _shared_header(headers: list[tuple[str, ...]]) -> list[str]:
+    """The schema-named columns every file has (header styles may differ file by file); else BatchError."""
+    header: list[str] | None = None
+    for raw in headers:
+        names = list(normalise_student_headers(pd.DataFrame(columns=list(raw))).columns)
+        if header is None:
+            header = names
+        elif sorted(names) != sorted(header):
+            raise BatchError(f"the input files do not share one set of columns: {header} and {names}")
+    if header is None:
+        raise BatchError("no input files")
+    return header
+
+
+def _s3_header(name: str) -> tuple[str, ...]:
+    """The header of an S3 object, from its first 64 KiB."""
+    bucket, key = split_s3_uri(name)
+    try:
+        head = s3_client().get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
+    except Exception as err:  # the boundary: every S3 failure becomes one clear message
+        raise DataSourceError(f"cannot read {name}: {err}") from err
+    text = head.decode("utf-8-sig", errors="replace").splitlines()
+    return tuple(next(csv.reader(text[:1]), []))
+
+
+def _spark_schema(columns: list[str]) -> str:
+    return ", ".join(f"`{c}` {_TYPES.get(c, 'string')}" for c in columns)
 
 
 def _union(frames: list[Any]) -> Any:
@@ -213,15 +250,49 @@ class PartitionScorer:
                 extra = field_count_rejects(sources[too_many].tolist(), rows[too_many].tolist(),
                                             fields[too_many].tolist(), len(self.header), self.has_id)
                 rejects = pd.concat([rejects, extra], ignore_index=True)
-            out = pd.concat([answers.assign(**{KIND: PREDICTION_KIND}), rejects.assign(**{KIND: REJECT_KIND})],
-                            ignore_index=True)
-            out = out.reindex(columns=self.columns)
-            # pandas 3 keeps text in Arrow-backed "str" columns, which PySpark 4.3 cannot send back to the JVM
-            # ("Cannot convert ChunkedArray to Array"); plain Python objects convert to the same strings.
-            for column in self.columns:
-                if _TYPES.get(column, "string") == "string":
-                    out[column] = out[column].astype(object).where(out[column].notna(), None)
-            yield out
+            yield union_frame(answers, rejects, self.columns)
+
+
+class ObjectScorer:
+    """The function ``mapInPandas`` runs on a list of S3 objects: each read with boto3 as the local engine reads it.
+
+    No Hadoop S3 connector is needed, so an ``s3://`` prefix works on any Spark (EMR, Glue, ``local[*]``);
+    each object is one unit of work (export large cohorts as several files), read in chunks of ``chunk_rows``.
+    """
+
+    def __init__(self, shared: Any, has_id: bool, support_cut: float | None, columns: list[str],
+                 chunk_rows: int) -> None:
+        self.shared = shared
+        self.has_id = has_id
+        self.support_cut = support_cut
+        self.columns = columns
+        self.chunk_rows = chunk_rows
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        pipeline, _ = self.shared.value
+        for batch in batches:
+            for name in batch[OBJECT].tolist():
+                for source, chunk, rows, bad in read_chunks(name, self.chunk_rows):
+                    answers, rejects = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows,
+                                                   self.support_cut)
+                    if bad:
+                        extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad],
+                                                    [n for _, _, n in bad], bad[0][1], self.has_id)
+                        rejects = pd.concat([rejects, extra], ignore_index=True)
+                    yield union_frame(answers, rejects, self.columns)
+
+
+def union_frame(answers: pd.DataFrame, rejects: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Predictions and rejects in one frame of the union columns, text as plain Python strings."""
+    out = pd.concat([answers.assign(**{KIND: PREDICTION_KIND}), rejects.assign(**{KIND: REJECT_KIND})],
+                    ignore_index=True)
+    out = out.reindex(columns=columns)
+    # pandas 3 keeps text in Arrow-backed "str" columns, which PySpark 4.3 cannot send back to the JVM
+    # ("Cannot convert ChunkedArray to Array"); plain Python objects convert to the same strings.
+    for column in columns:
+        if _TYPES.get(column, "string") == "string":
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out
 
 
 def _block_offsets(counts: list[Any]) -> dict[tuple[str, int], int]:
@@ -245,19 +316,40 @@ def _source(path: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else path
 
 
-def _spark_input(source: str) -> tuple[list[str] | str, dict[str, str]]:
-    """Local inputs as the same file list the local engine reads; an s3:// prefix is listed by Spark itself."""
-    if source.startswith("s3://"):
-        return source, {"pathGlobFilter": "*.csv"}
-    return list_inputs(source), {}
-
-
-def _write(frame: Any, path: str, fmt: str) -> None:
+def _write(frame: Any, output: Output, kind: str, fmt: str) -> None:
+    """Write one output: Spark's own writer to a folder; to an s3:// prefix, one part per task through boto3."""
+    if output.is_s3:
+        columns = list(frame.columns)
+        written = frame.mapInPandas(PartWriter(output.destination, kind, fmt, columns), "rows long").collect()
+        if not sum(r["rows"] for r in written):  # readers still find the columns
+            output.write_part_empty(kind, columns)
+        return
     writer = frame.write.mode("errorifexists")
     if fmt == "csv":
-        writer.options(header=True, escape='"').csv(path)
+        writer.options(header=True, escape='"').csv(output.path(kind))
     else:
-        writer.parquet(path)
+        writer.parquet(output.path(kind))
+
+
+class PartWriter:
+    """Each task writes its rows as ``<kind>/part-<task's partition>.<format>``, named the same on a retry."""
+
+    def __init__(self, destination: str, kind: str, fmt: str, columns: list[str]) -> None:
+        self.destination = destination
+        self.kind = kind
+        self.format = fmt
+        self.columns = columns
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        frames = [b for b in batches if len(b)]
+        if frames:
+            partition = TaskContext.get().partitionId()
+            frame = pd.concat(frames, ignore_index=True)[self.columns]
+            Output(self.destination, self.format).put(f"{self.kind}/part-{partition:05d}.{self.format}",
+                                                      serialise(frame, self.format))
+            yield pd.DataFrame({"rows": [len(frame)]})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,19 @@ if shutil.which("java") is None:
 
 
 @pytest.fixture(scope="module")
-def spark():
+def aws(s3_server):
+    """S3 settings in the environment before Spark starts, so that its Python workers inherit them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
+                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            patch.setenv(name, value)
+        import boto3
+
+        yield boto3.client("s3")
+
+
+@pytest.fixture(scope="module")
+def spark(aws):
     from src.pipeline.spark_engine import spark_session
 
     session = spark_session("local[2]")
@@ -46,6 +58,27 @@ def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(spark, 
     assert len(list((out / "predictions").glob("part-*.parquet"))) > 2, "the input was split across tasks"
     check_against_api(predictions, cohort, api_answers, pipeline)
     check_rejects(read_output(out / "rejects", "parquet"), cohort)
+
+
+def test_s3_prefix_in_and_out_on_spark(spark, aws, trained, cohort, pipeline, api_answers, tmp_path):
+    aws.create_bucket(Bucket="state")
+    for name in ("a.csv", "b.csv"):  # the two header styles, one per object
+        aws.upload_file(str(cohort.folder / name), "state", f"exports/2026/{name}")
+    aws.put_object(Bucket="state", Key="exports/2026/readme.txt", Body=b"not a csv")
+    result = run(BatchConfig(input="s3://state/exports/2026/", output="s3://state/scored/run1", engine="spark",
+                             master="local[2]", store=trained.store, format="parquet", chunk_rows=1000))
+    assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
+    keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="state", Prefix="scored/run1/")["Contents"])
+    assert "scored/run1/summary.json" in keys and any(k.startswith("scored/run1/rejects/part-") for k in keys)
+    local = tmp_path / "from-s3"
+    for key in keys:
+        target = local / key.removeprefix("scored/run1/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        aws.download_file("state", key, str(target))
+    predictions = read_output(local / "predictions", "parquet")
+    assert predictions["source"].str.startswith("s3://state/exports/2026/").all()
+    check_against_api(predictions, cohort, api_answers, pipeline)
+    check_rejects(read_output(local / "rejects", "parquet"), cohort)
 
 
 def test_spark_csv_output_equals_the_local_engine(spark, trained, cohort, tmp_path):
