@@ -20,8 +20,8 @@ def test_form_has_a_field_per_feature_with_choices_and_ranges(client):
     html = client.get("/predictdata").get_data(as_text=True)
     for name in ("gender", "race_ethnicity", "parental_level_of_education", "lunch", "test_preparation_course"):
         assert f'<select id="{name}" name="{name}"' in html
-    for name in ("reading_score", "writing_score"):
-        assert re.search(rf'<input id="{name}" name="{name}" type="number" min="0" max="100"', html)
+    for name in ("reading_score", "writing_score"):  # text, so that the server sees exactly what was typed
+        assert re.search(rf'<input id="{name}" name="{name}" type="text" inputmode="decimal" [^>]*required', html)
     assert "Parents&#39; highest level of education" in html and "<option value=\"group E\"" in html
 
 
@@ -65,6 +65,7 @@ def test_batch_errors_name_index_and_field(client, student):
         ({}, "reading_score", "reading_score", "is required"),
         ({"gender": "unknown"}, None, "gender", "must be one of: female, male"),
         ({"reading_score": "high"}, None, "reading_score", "must be a number between 0 and 100"),
+        ({"reading_score": "7,5"}, None, "reading_score", "must be a number between 0 and 100"),
         ({"writing_score": 120}, None, "writing_score", "must be a number between 0 and 100"),
         ({"favourite_colour": "blue"}, None, "favourite_colour", "is not an accepted field"),
     ],
@@ -251,3 +252,15 @@ def test_pages_use_no_developer_words(client, student):
         html = response.get_data(as_text=True)
         for word in ("R²", "ridge", "JSON", "POST", "linear_regression"):
             assert word not in html, word
+
+
+@pytest.mark.parametrize(("field", "typed", "meant"), [("reading_score", "7,5", "7.5"),
+                                                      ("writing_score", "70,5", "70.5")])
+def test_form_refuses_a_decimal_comma_at_its_field(client, student, field, typed, meant):
+    response = client.post("/predictdata", data={**form_of(student), field: typed})
+    html = response.get_data(as_text=True)
+    label = "Reading score (0-100)" if field == "reading_score" else "Writing score (0-100)"
+    assert response.status_code == 422 and "Location" not in response.headers
+    assert f'id="{field}-error">{label} must be written with a point, not a comma: {meant}</p>' in html
+    assert f'aria-describedby="{field}-hint {field}-error" aria-invalid="true"' in html
+    assert f'value="{typed}"' in html and 'id="math-score"' not in html

@@ -196,6 +196,25 @@ def test_errors_are_announced_and_linked_to_their_fields(served, browser, studen
     assert not browser.console_errors
 
 
+def test_a_score_typed_with_a_comma_is_refused_at_its_field(served, browser, student):
+    page = browser.page
+    page.goto(f"{served}/predictdata")
+    fill(page, student)
+    page.fill("#reading_score", "")
+    page.click("#reading_score")
+    page.keyboard.type("7,5")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#reading_score-error")
+    browser.shot("comma")
+    assert "must be written with a point, not a comma: 7.5" in page.text_content("#reading_score-error")
+    assert page.get_attribute("#reading_score", "aria-invalid") == "true"
+    assert "reading_score-error" in page.get_attribute("#reading_score", "aria-describedby").split()
+    assert page.get_attribute("#writing_score", "aria-invalid") is None
+    assert page.input_value("#reading_score") == "7,5"  # what was typed, exactly, to be corrected
+    assert page.query_selector("#result") is None and page.url == f"{served}/predictdata"
+    assert not browser.console_errors
+
+
 def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, browser, tmp_path):
     page = browser.page
     valid = random_valid(27)
