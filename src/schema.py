@@ -106,9 +106,9 @@ FEATURES: tuple[Feature, ...] = (
         hint="Whether the student completed the school's test preparation course.", actionable=True,
     ),
     NumericFeature("reading_score", "Reading score (0-100)", 0.0, 100.0,
-                   hint="The student's latest reading test score.", actionable=True),
+                   hint="The student's latest reading test score; decimals with a point, e.g. 72.5.", actionable=True),
     NumericFeature("writing_score", "Writing score (0-100)", 0.0, 100.0,
-                   hint="The student's latest writing test score.", actionable=True),
+                   hint="The student's latest writing test score; decimals with a point, e.g. 72.5.", actionable=True),
 )
 
 TARGET = NumericFeature("math_score", "Math score (0-100)", 0.0, 100.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ _ACCEPTED_KEYS: dict[Any, str] = {
 MAX_DETAILS = 50
 MAX_FIELD_CHARS = 64
 OTHER_FIELD = "other"
+# A decimal written with a comma ("7,5"): refused with its own message, never read as 75 or 7.5.
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def validate_student(
     """Check one student; return the clean record (schema names) or the list of field errors.
 
     Headers of the public download (``race/ethnicity``, ``reading score`` ...) are accepted as keys.
-    ``from_form`` parses numeric text, since an HTML form sends every value as a string.
+    ``from_form`` parses numeric text, since an HTML form sends every value as a string; a decimal comma
+    (``"7,5"``) is refused with a message of its own.
     """
     if not isinstance(raw, Mapping):
         return None, [FieldError("student", "must be an object of field names to values", index)]
@@ -115,6 +119,10 @@ def validate_student(
             errors.append(FieldError(feature.name, REQUIRED, index))
             continue
         if from_form and isinstance(feature, NumericFeature) and isinstance(value, str):
+            message = _decimal_comma(value)
+            if message is not None:
+                errors.append(FieldError(feature.name, message, index))
+                continue
             value = _parse_number(value)
             record[feature.name] = value
         message = feature.check(value)
@@ -156,6 +164,17 @@ def record_lines(data: bytes) -> list[int] | None:
     except (UnicodeDecodeError, csv.Error):
         return None
     return starts[1:]  # the first record is the header
+
+
+def _decimal_comma(text: str) -> str | None:
+    """The message for a number written with a decimal comma (``"7,5"``), else None.
+
+    A comma is never read as a decimal point nor dropped: the teacher is asked to write the number again.
+    """
+    stripped = text.strip()
+    if not _DECIMAL_COMMA.fullmatch(stripped):
+        return None
+    return f"must be written with a point, not a comma: {stripped.replace(',', '.')}"
 
 
 def _parse_number(text: str) -> Any:

@@ -105,7 +105,7 @@ def test_every_metric_and_label_the_monitoring_refers_to_is_exported(client, stu
 
     client.post("/predictdata", json=student)
     client.post("/predictdata", json={"instances": [student] * 3})
-    client.post("/predictdata", data={k: str(v) for k, v in student.items()})
+    client.post("/predictdata", data={k: str(v) for k, v in student.items()}, follow_redirects=True)
     client.post("/predictdata", json={**student, "reading_score": 300})
     client.get("/metrics")
     exported: dict[str, list[dict[str, str]]] = {}

@@ -53,6 +53,22 @@ def test_form_values_are_parsed_as_numbers(student):
     assert [(e.field, e.message) for e in errors] == [("writing_score", "must be a number between 0 and 100")]
 
 
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("7,5", "must be written with a point, not a comma: 7.5"),
+        (" 70,5 ", "must be written with a point, not a comma: 70.5"),
+        (",5", "must be written with a point, not a comma: .5"),
+        ("7,", "must be a number between 0 and 100"),
+        ("1,5,0", "must be a number between 0 and 100"),
+    ],
+)
+def test_form_decimal_comma_is_refused_not_read(student, typed, message):
+    form = {k: str(v) for k, v in student.items()}
+    _, errors = validate_student({**form, "reading_score": typed}, from_form=True)
+    assert [(e.field, e.message) for e in errors] == [("reading_score", message)]
+
+
 def test_batch_errors_carry_the_index(student):
     with pytest.raises(ValidationFailed) as failed:
         validate_students([student, {**student, "gender": "x"}])

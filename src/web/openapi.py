@@ -58,16 +58,25 @@ def student_schema() -> dict[str, Any]:
     }
 
 
+def form_field_schema(feature: Feature) -> dict[str, Any]:
+    """One field of the teachers' form (a form body or the result page's query): its value as text."""
+    if isinstance(feature, CategoricalFeature):
+        return {"type": "string", "enum": list(feature.categories)}
+    return {"type": "string", "pattern": _decimal_pattern(feature.minimum, feature.maximum),
+            "description": f"{feature.label}: a number from {feature.minimum:g} to {feature.maximum:g}, as text "
+                           "with a decimal point (a decimal comma is refused)"}
+
+
 def form_schema() -> dict[str, Any]:
     """The teachers' form: the same fields, every value sent as text."""
-    properties = {
-        f.name: ({"type": "string", "enum": list(f.categories)} if isinstance(f, CategoricalFeature)
-                 else {"type": "string", "pattern": _decimal_pattern(f.minimum, f.maximum),
-                       "description": f"{f.label}: a number from {f.minimum:g} to {f.maximum:g}, as text"})
-        for f in FEATURES
-    }
+    properties = {f.name: form_field_schema(f) for f in FEATURES}
     return {"type": "object", "properties": properties, "required": [f.name for f in FEATURES],
             "additionalProperties": False}
+
+
+def result_parameters() -> list[dict[str, Any]]:
+    """GET /predictdata's query: the form's fields, each optional (none at all is the empty form)."""
+    return [{"name": f.name, "in": "query", "required": False, "schema": form_field_schema(f)} for f in FEATURES]
 
 
 def _decimal_pattern(minimum: float, maximum: float) -> str:
@@ -88,7 +97,8 @@ def example_class_list() -> str:
 BODY_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     JSON: ({"oneOf": [ref("Student"), ref("Batch")]},
            "one student, or {\"instances\": [...]} for many; the answer is JSON"),
-    FORM: (ref("Form"), "the teachers' form; the answer is the form page with the result or the errors"),
+    FORM: (ref("Form"), "the teachers' form; a valid student is answered 303 See Other to the result page "
+                        "(GET /predictdata with the student as query parameters), errors with the form page (422)"),
     MULTIPART: (ref("Form"), "the teachers' form, sent as multipart (or with a class list file, `class_list`)"),
     "text/csv": ({"type": "string", "description": "e.g. " + example_class_list()},
                  "a class list: a header row (either header style, an optional student_id) "
@@ -194,10 +204,14 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
     token = [{}, {"monitoringToken": []}]
     unauthorized = _json("METRICS_TOKEN is set and the request does not carry it", _error_schema(("unauthorized",)))
     post_responses = {
-        "200": {"description": "the prediction: JSON for a JSON body, the form page with the result for a form",
+        "200": {"description": "the prediction: JSON for a JSON body, CSV or JSON for a class list, the page of "
+                               "results for a class list sent with the form",
                 "content": {JSON: {"schema": {"oneOf": [ref("SinglePrediction"), ref("BatchPrediction")]}},
                             HTML: {"schema": {"type": "string"}},
                             "text/csv": {"schema": {"type": "string"}}}},
+        "303": {"description": "the form's student is valid: `Location` is the result page, GET /predictdata with "
+                               "the student as query parameters",
+                "headers": {"Location": {"schema": {"type": "string"}}}},
         **{str(status): _error(status) for status in ERRORS},
         **_common_errors(),
     }
@@ -205,8 +219,15 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
         "/": {"get": {"summary": "landing page", "operationId": "index",
                       "responses": {"200": _html("the landing page"), **_common_errors()}}},
         "/predictdata": {
-            "get": {"summary": "the teachers' form", "operationId": "form",
-                    "responses": {"200": _html("the empty form"), **_common_errors()}},
+            "get": {"summary": "the teachers' form, or one student's result page", "operationId": "form",
+                    "description": "Without query parameters, the empty form. With a student's fields as query "
+                                   "parameters (where a valid form POST redirects), that student's result page.",
+                    "parameters": result_parameters(),
+                    "responses": {"200": _html("the empty form, or the result page of the student in the query"),
+                                  "422": _html("the query does not name a valid student: the form, with each "
+                                               "field's error"),
+                                  "503": _html("the query names a valid student, but no verified model is loaded"),
+                                  **_common_errors()}},
             "post": {
                 "summary": "predict the math score of one student or many",
                 "operationId": "predict",

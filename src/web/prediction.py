@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, render_template, request, send_from_directory
+from flask import Blueprint, Response, current_app, redirect, render_template, request, send_from_directory, url_for
+from werkzeug.datastructures import MultiDict
 
 from src.pipeline.bands import Bands
 from src.pipeline.factors import describe_factor
-from src.schema import BACKGROUND_FEATURES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
+from src.pipeline.predict_pipeline import PredictPipeline
+from src.schema import BACKGROUND_FEATURES, FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
 from src.validation import (
     MAX_DETAILS,
     FieldError,
@@ -63,8 +65,11 @@ def index() -> str:
 
 
 @bp.get("/predictdata")
-def form() -> str:
-    return _render_form({}, {}, None)
+def form() -> tuple[str, int] | str:
+    """The empty form; with a student's fields as query parameters, that student's result page."""
+    if not request.args:
+        return _render_form({}, {}, None)
+    return _student_page(request.args)
 
 
 @bp.post("/predictdata")
@@ -210,18 +215,62 @@ def _validation_failed(errors: list[FieldError]) -> Response:
     return json_response({"error": "validation_failed", **error_details(errors)}, status=422)
 
 
-def _predict_form() -> tuple[str, int] | str:
+def _predict_form() -> Response | tuple[str, int]:
+    """A valid student is answered 303 See Other to the result page, so a reload never posts again."""
+    values, record, errors = _read_student(request.form)
+    if record is None:
+        return _form_errors(values, errors)
     svc = services()
-    values = {k: v for k, v in request.form.items()}
-    record, errors = validate_student(values, from_form=True)
-    if errors:
-        svc.rejected(errors)
-        return _render_form(values, {e.field: e.message for e in errors[:MAX_DETAILS]}, None), 422
+    if svc.slot.pipeline is None:
+        return _render_form(values, {}, None, unavailable=svc.slot.error), 503
+    return redirect(url_for("prediction.form", **_query(record)), code=303)
+
+
+def _student_page(fields: MultiDict[str, str]) -> tuple[str, int] | str:
+    """The result page of the student the query names; the form with each field's error when it is not valid."""
+    values, record, errors = _read_student(fields)
+    if record is None:
+        return _form_errors(values, errors)
+    svc = services()
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503
+    return _render_form(values, {}, _result(pipeline, record))
+
+
+def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None, list[FieldError]]:
+    """The fields as sent, the checked record (None if any field is wrong) and the errors.
+
+    A field sent more than once is refused: which of its values was meant cannot be known.
+    """
+    values = fields.to_dict()
+    record, errors = validate_student(values, from_form=True)
+    errors += [FieldError(short_field(name), "is given more than once") for name, sent in fields.lists()
+               if len(sent) > 1]
+    return values, (None if errors else record), errors
+
+
+def _form_errors(values: Mapping[str, str], errors: list[FieldError]) -> tuple[str, int]:
+    services().rejected(errors)
+    return _render_form(values, {e.field: e.message for e in errors[:MAX_DETAILS]}, None), 422
+
+
+def _query(record: Mapping[str, Any]) -> dict[str, str]:
+    """The student as query parameters, in schema order; numbers as the shortest text that reads back exactly."""
+    return {name: _exact_text(record[name]) for name in FEATURE_NAMES}
+
+
+def _exact_text(value: Any) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def _result(pipeline: PredictPipeline, record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the result page shows of one student's prediction; counted as one form prediction."""
     answer = single_answer(pipeline, record, _bands())
-    svc.predicted("form", (record,), np.array((answer["math_score"],)))
+    services().predicted("form", (record,), np.array((answer["math_score"],)))
     result = {
         "math_score": answer["math_score"],
         "low": answer["interval"]["low"],
@@ -236,14 +285,14 @@ def _predict_form() -> tuple[str, int] | str:
     if factors is not None:
         points = factors["contributions"]
         acting = sorted((n for n in points if n not in BACKGROUND_FEATURES), key=lambda n: -abs(points[n]))
-        result["reasons"] = [describe_factor(n, record[n], points[n]) for n in acting]  # type: ignore[index]
+        result["reasons"] = [describe_factor(n, record[n], points[n]) for n in acting]
         result["background_points"] = sum(points[n] for n in BACKGROUND_FEATURES)
         result["baseline"] = factors["baseline"]
     else:
         result["factors_reason"] = answer["factors_reason"]
     result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0], f"{v:g}" if isinstance(v, float) else v)
-                         for n, v in record.items()]  # type: ignore[union-attr]
-    return _render_form(values, {}, result)
+                         for n, v in record.items()]
+    return result
 
 
 def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: Mapping[str, Any] | None,

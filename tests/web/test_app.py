@@ -1,6 +1,7 @@
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -20,8 +21,8 @@ def test_form_has_a_field_per_feature_with_choices_and_ranges(client):
     html = client.get("/predictdata").get_data(as_text=True)
     for name in ("gender", "race_ethnicity", "parental_level_of_education", "lunch", "test_preparation_course"):
         assert f'<select id="{name}" name="{name}"' in html
-    for name in ("reading_score", "writing_score"):
-        assert re.search(rf'<input id="{name}" name="{name}" type="number" min="0" max="100"', html)
+    for name in ("reading_score", "writing_score"):  # text, so that the server sees exactly what was typed
+        assert re.search(rf'<input id="{name}" name="{name}" type="text" inputmode="decimal" [^>]*required', html)
     assert "Parents&#39; highest level of education" in html and "<option value=\"group E\"" in html
 
 
@@ -36,7 +37,7 @@ def test_json_single_student(client, student, trained):
 
 def test_form_and_json_give_the_same_score(client, student):
     json_score = client.post("/predictdata", json=student).get_json()
-    html = client.post("/predictdata", data=form_of(student)).get_data(as_text=True)
+    html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
     assert f'<strong id="math-score">{json_score["math_score"]:.1f}</strong>' in html
     assert f'<strong id="interval-low">{json_score["interval"]["low"]:.1f}</strong>' in html
 
@@ -65,6 +66,7 @@ def test_batch_errors_name_index_and_field(client, student):
         ({}, "reading_score", "reading_score", "is required"),
         ({"gender": "unknown"}, None, "gender", "must be one of: female, male"),
         ({"reading_score": "high"}, None, "reading_score", "must be a number between 0 and 100"),
+        ({"reading_score": "7,5"}, None, "reading_score", "must be a number between 0 and 100"),
         ({"writing_score": 120}, None, "writing_score", "must be a number between 0 and 100"),
         ({"favourite_colour": "blue"}, None, "favourite_colour", "is not an accepted field"),
     ],
@@ -82,7 +84,7 @@ def test_form_errors_are_shown_by_field_with_values_kept(client, student):
     data = {**form_of(student), "reading_score": "150", "gender": ""}
     response = client.post("/predictdata", data=data)
     html = response.get_data(as_text=True)
-    assert response.status_code == 422
+    assert response.status_code == 422 and "Location" not in response.headers
     assert 'id="reading_score-error">Reading score (0-100) must be a number between 0 and 100' in html
     assert 'id="gender-error">Gender is required' in html
     assert 'value="150"' in html and '<option value="group B" selected>' in html
@@ -147,6 +149,8 @@ def test_without_artifacts_the_app_starts_and_answers_503(tmp_path, student):
     assert response.status_code == 503 and response.get_json()["error"] == "model_unavailable"
     form = client.post("/predictdata", data=form_of(student))
     assert form.status_code == 503 and "not available" in form.get_data(as_text=True)
+    page = client.get("/predictdata", query_string=form_of(student))
+    assert page.status_code == 503 and "not available" in page.get_data(as_text=True)
 
 
 def test_tampered_model_means_503_with_the_reason(store_copy, trained, tmp_path):
@@ -222,7 +226,7 @@ def test_bands_follow_the_configured_cut(trained, tmp_path, student):
 
 
 def test_form_result_shows_band_range_in_words_and_actionable_reasons_only(client, student):
-    html = client.post("/predictdata", data=form_of(student)).get_data(as_text=True)
+    html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
     assert 'id="band"' in html and "for 9 in 10 students like this one" in html
     reasons = html.split('<ul id="reasons">')[1].split("</ul>")[0]
     assert reasons.count("<li>") == 3 and "points against an average student" in reasons
@@ -233,8 +237,8 @@ def test_form_result_shows_band_range_in_words_and_actionable_reasons_only(clien
 
 
 def test_every_page_says_when_the_model_learned_from_synthetic_students(client, student):
-    pages = [client.get("/"), client.get("/predictdata"), client.post("/predictdata", data=form_of(student)),
-             client.get("/no-such-page")]
+    pages = [client.get("/"), client.get("/predictdata"),
+             client.post("/predictdata", data=form_of(student), follow_redirects=True), client.get("/no-such-page")]
     for response in pages:
         assert 'id="synthetic-notice"' in response.get_data(as_text=True), response.request.path
 
@@ -247,7 +251,95 @@ def test_friendly_404_and_a_favicon(client):
 
 
 def test_pages_use_no_developer_words(client, student):
-    for response in (client.get("/"), client.post("/predictdata", data=form_of(student))):
+    for response in (client.get("/"), client.post("/predictdata", data=form_of(student), follow_redirects=True)):
         html = response.get_data(as_text=True)
         for word in ("R²", "ridge", "JSON", "POST", "linear_regression"):
             assert word not in html, word
+
+
+@pytest.mark.parametrize(("field", "typed", "meant"), [("reading_score", "7,5", "7.5"),
+                                                      ("writing_score", "70,5", "70.5")])
+def test_form_refuses_a_decimal_comma_at_its_field(client, student, field, typed, meant):
+    response = client.post("/predictdata", data={**form_of(student), field: typed})
+    html = response.get_data(as_text=True)
+    label = "Reading score (0-100)" if field == "reading_score" else "Writing score (0-100)"
+    assert response.status_code == 422 and "Location" not in response.headers
+    assert f'id="{field}-error">{label} must be written with a point, not a comma: {meant}</p>' in html
+    assert f'aria-describedby="{field}-hint {field}-error" aria-invalid="true"' in html
+    assert f'value="{typed}"' in html and 'id="math-score"' not in html
+
+
+def test_form_post_answers_303_to_the_result_page_with_the_student_as_query(client, student):
+    response = client.post("/predictdata", data=form_of(student))
+    assert response.status_code == 303
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/predictdata"
+    assert {k: v for k, (v,) in parse_qs(location.query).items()} == form_of(student)
+
+
+def test_result_page_shows_what_the_api_answers_and_a_reload_shows_it_again(client, student):
+    location = client.post("/predictdata", data=form_of(student)).headers["Location"]
+    page = client.get(location)
+    html = page.get_data(as_text=True)
+    api = client.post("/predictdata", json=student).get_json()
+    assert page.status_code == 200
+    assert f'<strong id="math-score">{api["math_score"]:.1f}</strong>' in html
+    assert f'<strong id="interval-low">{api["interval"]["low"]:.1f}</strong>' in html
+    assert 'id="band"' in html and f'The math score is {api["band"]["label"]}.' in html
+    assert '<ul id="reasons">' in html and f"Model version {api['model_version']}." in html
+    assert 'id="next-student" href="/predictdata"' in html and 'id="synthetic-notice"' in html
+    assert client.get(location).get_data(as_text=True) == html
+
+
+def test_a_decimal_score_reads_back_exactly_from_the_result_address(client, student):
+    sent = {**student, "reading_score": 72.35, "writing_score": 0.1}
+    location = client.post("/predictdata", data=form_of(sent)).headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert query["reading_score"] == ["72.35"] and query["writing_score"] == ["0.1"]
+    html = client.get(location).get_data(as_text=True)
+    api = client.post("/predictdata", json=sent).get_json()
+    assert f'<strong id="math-score">{api["math_score"]:.1f}</strong>' in html
+
+
+def test_the_form_without_query_is_empty(client):
+    response = client.get("/predictdata")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'id="result"' not in html and 'id="error-summary"' not in html
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        ({"writing_score": None}, 'id="writing_score-error">Writing score (0-100) is required'),
+        ({"gender": "unknown"}, 'id="gender-error">Gender must be one of: female, male'),
+        ({"reading_score": "7,5"}, 'id="reading_score-error">Reading score (0-100) must be written with a point, '
+                                   "not a comma: 7.5"),
+        ({"reading_score": "150"}, 'id="reading_score-error">Reading score (0-100) must be a number between 0 and 100'),
+        ({"shoe_size": "42"}, "<li>shoe_size is not an accepted field</li>"),
+    ],
+)
+def test_result_address_with_a_bad_field_shows_the_form_with_its_error(client, student, change, shown):
+    query = {k: v for k, v in {**form_of(student), **change}.items() if v is not None}
+    response = client.get("/predictdata", query_string=query)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="math-score"' not in html
+    assert shown in html and 'id="error-summary" role="alert"' in html
+
+
+def test_result_address_with_a_field_given_twice_is_refused(client, student):
+    query = "&".join(f"{k}={v}" for k, v in form_of(student).items()) + "&reading_score=20"
+    response = client.get(f"/predictdata?{query}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="math-score"' not in html
+    assert 'id="reading_score-error">Reading score (0-100) is given more than once' in html
+
+
+def test_json_and_csv_posts_are_answered_directly_not_redirected(client, student):
+    single = client.post("/predictdata", json=student)
+    batch = client.post("/predictdata", json={"instances": [student]})
+    header = ",".join(student)
+    rows = client.post("/predictdata", data=f"{header}\n{','.join(map(str, student.values()))}\n",
+                       content_type="text/csv")
+    for response in (single, batch, rows):
+        assert response.status_code == 200 and response.mimetype == "application/json"
+        assert "Location" not in response.headers

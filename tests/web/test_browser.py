@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -193,6 +194,53 @@ def test_errors_are_announced_and_linked_to_their_fields(served, browser, studen
                          " return [s.outlineStyle, s.outlineWidth]; })()")
     assert ring == ["solid", "3px"]
     browser.shot("focus")
+    assert not browser.console_errors
+
+
+def test_a_score_typed_with_a_comma_is_refused_at_its_field(served, browser, student):
+    page = browser.page
+    page.goto(f"{served}/predictdata")
+    fill(page, student)
+    page.fill("#reading_score", "")
+    page.click("#reading_score")
+    page.keyboard.type("7,5")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#reading_score-error")
+    browser.shot("comma")
+    assert "must be written with a point, not a comma: 7.5" in page.text_content("#reading_score-error")
+    assert page.get_attribute("#reading_score", "aria-invalid") == "true"
+    assert "reading_score-error" in page.get_attribute("#reading_score", "aria-describedby").split()
+    assert page.get_attribute("#writing_score", "aria-invalid") is None
+    assert page.input_value("#reading_score") == "7,5"  # what was typed, exactly, to be corrected
+    assert page.query_selector("#result") is None and page.url == f"{served}/predictdata"
+    assert not browser.console_errors
+
+
+def test_the_result_has_its_own_address_and_a_reload_does_not_post_again(served, browser, student):
+    page = browser.page
+    documents: list[tuple[str, str]] = []
+    page.on("request", lambda r: documents.append((r.method, r.url)) if r.resource_type == "document" else None)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{served}/predictdata")
+    fill(page, student)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#math-score")
+    address = urlsplit(page.url)
+    assert address.path == "/predictdata"
+    assert dict(parse_qsl(address.query)) == {k: str(v) for k, v in student.items()}
+    assert [method for method, _ in documents] == ["GET", "POST", "GET"] and documents[-1][1] == page.url
+    shown = page.text_content("#result")
+    browser.shot("result-address")
+    documents.clear()
+    page.reload()
+    page.wait_for_selector("#math-score")
+    browser.shot("result-reloaded")
+    assert documents == [("GET", page.url)] and not dialogs
+    assert page.text_content("#result") == shown
+    bookmark = page.context.new_page()
+    bookmark.goto(page.url)
+    assert bookmark.text_content("#result") == shown
     assert not browser.console_errors
 
 

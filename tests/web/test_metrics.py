@@ -33,7 +33,7 @@ def test_metrics_has_at_least_15_families(client, student):
 def test_predictions_are_counted_per_student_and_channel(client, student):
     client.post("/predictdata", json=student)
     client.post("/predictdata", json={"instances": [student] * 40})
-    client.post("/predictdata", data={k: str(v) for k, v in student.items()})
+    client.post("/predictdata", data={k: str(v) for k, v in student.items()}, follow_redirects=True)
     fams = families(client)
     assert value(fams, "model_predictions", channel="json") == 1
     assert value(fams, "model_predictions", channel="batch") == 40
@@ -43,6 +43,15 @@ def test_predictions_are_counted_per_student_and_channel(client, student):
     reading_count = [s.value for s in fams["model_input_score"].samples
                      if s.name.endswith("_count") and s.labels["feature"] == "reading_score"][0]
     assert score_count == 42 and reading_count == 42
+
+
+def test_form_predictions_are_counted_once_per_result_page(client, student):
+    location = client.post("/predictdata", data={k: str(v) for k, v in student.items()}).headers["Location"]
+    assert value(families(client), "model_predictions", channel="form") == 0
+    client.get(location)
+    assert value(families(client), "model_predictions", channel="form") == 1
+    client.get(location)
+    assert value(families(client), "model_predictions", channel="form") == 2
 
 
 def test_batch_histogram_equals_one_by_one_observation(client, student):
