@@ -167,6 +167,10 @@ class ServiceMetrics:
             for category, count in Tally(r[name] for r in records).items():
                 children[category].inc(count)
 
+    def counted(self, channel: str, n: int) -> None:
+        """Predictions with background fields not known: in the count, not in the input distributions."""
+        self._channel[channel].inc(n)
+
     def rejected(self, errors: Sequence[FieldError]) -> None:
         """Count rejected fields; the label is a schema field name or ``other``, never a client's text."""
         for label, count in Tally(field_label(e.field) for e in errors).items():

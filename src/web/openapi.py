@@ -19,7 +19,7 @@ from flask import Blueprint, Response
 
 from src.components.plots import PLOTS
 from src.config import AppConfig
-from src.schema import FEATURES, HEADER_ALIASES, TARGET, CategoricalFeature, Feature, NumericFeature
+from src.schema import FEATURES, HEADER_ALIASES, NOT_KNOWN, TARGET, CategoricalFeature, Feature, NumericFeature
 from src.validation import MAX_DETAILS
 from src.web.body_guard import MAX_JSON_DEPTH
 from src.web.errors import json_response
@@ -61,6 +61,9 @@ def student_schema() -> dict[str, Any]:
 def form_field_schema(feature: Feature) -> dict[str, Any]:
     """One field of the teachers' form (a form body or the result page's query): its value as text."""
     if isinstance(feature, CategoricalFeature):
+        if feature.may_be_unknown:  # the form's "not known": every possible value counted, a wider range
+            return {"type": "string", "enum": [*feature.categories, NOT_KNOWN],
+                    "description": f"{feature.label}; \"{NOT_KNOWN}\" when the teacher does not know it"}
         return {"type": "string", "enum": list(feature.categories)}
     return {"type": "string", "pattern": _decimal_pattern(feature.minimum, feature.maximum),
             "description": f"{feature.label}: a number from {feature.minimum:g} to {feature.maximum:g}, as text "

@@ -8,13 +8,33 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, redirect, render_template, request, send_from_directory, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from werkzeug.datastructures import MultiDict
 
 from src.pipeline.bands import Bands
 from src.pipeline.factors import describe_factor
 from src.pipeline.predict_pipeline import PredictPipeline
-from src.schema import BACKGROUND_FEATURES, FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, TARGET, CategoricalFeature
+from src.pipeline.unknowns import UnknownsUnavailable, predict_with_unknowns
+from src.schema import (
+    BACKGROUND_FEATURES,
+    FEATURE_NAMES,
+    FEATURES,
+    FEATURES_BY_NAME,
+    MAY_BE_UNKNOWN,
+    NOT_KNOWN,
+    TARGET,
+    CategoricalFeature,
+)
 from src.validation import (
     MAX_DETAILS,
     FieldError,
@@ -65,11 +85,14 @@ def index() -> str:
 
 
 @bp.get("/predictdata")
-def form() -> tuple[str, int] | str:
-    """The empty form; with a student's fields as query parameters, that student's result page."""
-    if not request.args:
-        return _render_form({}, {}, None)
-    return _student_page(request.args)
+def form() -> Response:
+    """The empty form; with a student's fields as query parameters, that student's result page.
+
+    The result page's address holds the student's details (never a name): no other site is told it.
+    """
+    response = make_response(_render_form({}, {}, None) if not request.args else _student_page(request.args))
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.post("/predictdata")
@@ -217,37 +240,56 @@ def _validation_failed(errors: list[FieldError]) -> Response:
 
 def _predict_form() -> Response | tuple[str, int]:
     """A valid student is answered 303 See Other to the result page, so a reload never posts again."""
-    values, record, errors = _read_student(request.form)
+    values, record, unknown, errors = _read_student(request.form)
     if record is None:
         return _form_errors(values, errors)
     svc = services()
     if svc.slot.pipeline is None:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503
-    return redirect(url_for("prediction.form", **_query(record)), code=303)
+    return redirect(url_for("prediction.form", **_query(record, unknown)), code=303)
 
 
 def _student_page(fields: MultiDict[str, str]) -> tuple[str, int] | str:
     """The result page of the student the query names; the form with each field's error when it is not valid."""
-    values, record, errors = _read_student(fields)
+    values, record, unknown, errors = _read_student(fields)
     if record is None:
         return _form_errors(values, errors)
     svc = services()
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503
-    return _render_form(values, {}, _result(pipeline, record))
+    if not unknown:
+        return _render_form(values, {}, _result(pipeline, record))
+    try:
+        return _render_form(values, {}, _result_with_unknowns(pipeline, record, unknown))
+    except UnknownsUnavailable as err:
+        return _form_errors(values, [FieldError(name, f"cannot be not known with this model: {err}")
+                                     for name in unknown])
 
 
-def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None, list[FieldError]]:
-    """The fields as sent, the checked record (None if any field is wrong) and the errors.
+def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None, tuple[str, ...],
+                                                         list[FieldError]]:
+    """The fields as sent, the checked record (None if any field is wrong), the fields not known, the errors.
 
-    A field sent more than once is refused: which of its values was meant cannot be known.
+    A background field may be "not known" (``NOT_KNOWN``): it is left out of the record and named in the
+    tuple. A field sent more than once is refused: which of its values was meant cannot be known.
     """
     values = fields.to_dict()
-    record, errors = validate_student(values, from_form=True)
+    unknown = tuple(name for name in MAY_BE_UNKNOWN if values.get(name) == NOT_KNOWN)
+    # A not-known field is checked as if it held its first category (always valid), then left out.
+    checked = {**values, **{name: _first_category(name) for name in unknown}}
+    record, errors = validate_student(checked, from_form=True)
     errors += [FieldError(short_field(name), "is given more than once") for name, sent in fields.lists()
                if len(sent) > 1]
-    return values, (None if errors else record), errors
+    if errors or record is None:
+        return values, None, unknown, errors
+    return values, {k: v for k, v in record.items() if k not in unknown}, unknown, errors
+
+
+def _first_category(name: str) -> str:
+    feature = FEATURES_BY_NAME[name]
+    assert isinstance(feature, CategoricalFeature)
+    return feature.categories[0]
 
 
 def _form_errors(values: Mapping[str, str], errors: list[FieldError]) -> tuple[str, int]:
@@ -255,9 +297,9 @@ def _form_errors(values: Mapping[str, str], errors: list[FieldError]) -> tuple[s
     return _render_form(values, {e.field: e.message for e in errors[:MAX_DETAILS]}, None), 422
 
 
-def _query(record: Mapping[str, Any]) -> dict[str, str]:
+def _query(record: Mapping[str, Any], unknown: tuple[str, ...] = ()) -> dict[str, str]:
     """The student as query parameters, in schema order; numbers as the shortest text that reads back exactly."""
-    return {name: _exact_text(record[name]) for name in FEATURE_NAMES}
+    return {name: NOT_KNOWN if name in unknown else _exact_text(record[name]) for name in FEATURE_NAMES}
 
 
 def _exact_text(value: Any) -> str:
@@ -295,6 +337,39 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any]) -> dict[str, A
     return result
 
 
+def _result_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
+                          unknown: tuple[str, ...]) -> dict[str, Any]:
+    """The result page of a student whose background is partly not known (see src.pipeline.unknowns)."""
+    answer = predict_with_unknowns(pipeline, known, unknown)
+    low, high = round(answer.low, 1), round(answer.high, 1)
+    bands = _bands()
+    services().counted("form", 1)
+    result: dict[str, Any] = {
+        "math_score": round(answer.score, 1),
+        "low": low,
+        "high": high,
+        "level": pipeline.level,
+        "model_version": pipeline.model_version,
+        "band": bands.payload(bands.name(low, high)),
+        "half_width": pipeline.half_width,
+        "mae": pipeline.manifest.get("metrics", {}).get("test", {}).get("mae"),
+        "unknown": [FEATURES_BY_NAME[n].label.split(" (")[0] for n in answer.unknown],
+        "possibilities": answer.possibilities,
+    }
+    points = answer.contributions
+    if points is not None:
+        acting = sorted((n for n in points if n not in BACKGROUND_FEATURES), key=lambda n: -abs(points[n]))
+        result["reasons"] = [describe_factor(n, known[n], points[n]) for n in acting]
+        result["background_points"] = sum(points[n] for n in BACKGROUND_FEATURES)
+        result["baseline"] = pipeline.factors.baseline
+    else:
+        result["factors_reason"] = pipeline.factors.reason
+    result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0],
+                          NOT_KNOWN if n in unknown else (f"{known[n]:g}" if isinstance(known[n], float) else known[n]))
+                         for n in FEATURE_NAMES]
+    return result
+
+
 def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: Mapping[str, Any] | None,
                  unavailable: str | None = None, class_list: Mapping[str, Any] | None = None,
                  roster_error: list[str] | None = None) -> str:
@@ -303,6 +378,7 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
             "name": f.name,
             "label": f.label,
             "choices": f.categories if isinstance(f, CategoricalFeature) else None,
+            "may_be_unknown": f.name in MAY_BE_UNKNOWN,
             "minimum": getattr(f, "minimum", None),
             "maximum": getattr(f, "maximum", None),
             "value": values.get(f.name, ""),
@@ -315,5 +391,5 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
     return render_template(
         "predict.html", fields=fields, other_errors=other_errors, result=result, target=TARGET,
         unavailable=unavailable, class_list=class_list, roster_error=roster_error, cut=services().config.support_cut,
-        max_batch=services().config.max_batch, errors=errors,
+        max_batch=services().config.max_batch, errors=errors, not_known=NOT_KNOWN,
     )

@@ -23,6 +23,10 @@ class Observer(Protocol):
 
     def rejected(self, errors: Sequence[FieldError]) -> None: ...
 
+    def counted(self, channel: str, n: int) -> None:
+        """Answers whose background was partly not known: counted, kept out of the input and drift statistics."""
+        ...
+
 
 @dataclass
 class Services:
@@ -38,6 +42,10 @@ class Services:
     def rejected(self, errors: Sequence[FieldError]) -> None:
         for observer in self.observers:
             observer.rejected(errors)
+
+    def counted(self, channel: str, n: int) -> None:
+        for observer in self.observers:
+            observer.counted(channel, n)
 
 
 def services() -> Services:

@@ -1,7 +1,8 @@
 import json
 import re
+from html import unescape
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
@@ -343,3 +344,55 @@ def test_json_and_csv_posts_are_answered_directly_not_redirected(client, student
     for response in (single, batch, rows):
         assert response.status_code == 200 and response.mimetype == "application/json"
         assert "Location" not in response.headers
+
+
+def test_a_background_field_not_known_widens_the_range_to_cover_every_value(client, student):
+    known = {**student, "parental_level_of_education": "not known", "lunch": "not known"}
+    posted = client.post("/predictdata", data=form_of(known))
+    assert posted.status_code == 303
+    query = dict(parse_qsl(urlsplit(posted.headers["Location"]).query))
+    assert query["parental_level_of_education"] == "not known" and query["lunch"] == "not known"
+    html = unescape(client.get(posted.headers["Location"]).get_data(as_text=True))
+    assert "Not known: <span id=\"not-known\">Parents' highest level of education, Lunch</span>" in html
+    assert "12 possibilities" in html
+    low = float(html.split('id="interval-low">')[1].split("<")[0])
+    high = float(html.split('id="interval-high">')[1].split("<")[0])
+    widest = 0.0
+    for education in ("some high school", "high school", "some college", "associate's degree",
+                      "bachelor's degree", "master's degree"):
+        for lunch in ("standard", "free/reduced"):
+            one = client.post("/predictdata", json={**student, "parental_level_of_education": education,
+                                                    "lunch": lunch}).get_json()["interval"]
+            assert low <= one["low"] and one["high"] <= high  # every possible student's range lies inside
+            widest = max(widest, one["high"] - one["low"])
+    assert high - low > widest  # wider than any single student's, honestly
+    reasons = html.split('<ul id="reasons">')[1].split("</ul>")[0]
+    assert "Reading score 72" in reasons and "Parents" not in reasons
+    assert client.get(posted.headers["Location"]).headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_only_background_fields_offer_not_known(client):
+    html = client.get("/predictdata").get_data(as_text=True)
+    for name in ("gender", "race_ethnicity", "parental_level_of_education", "lunch"):
+        select = html.split(f'<select id="{name}"')[1].split("</select>")[0]
+        assert 'value="not known"' in select, name
+    select = html.split('<select id="test_preparation_course"')[1].split("</select>")[0]
+    assert "not known" not in select
+
+
+def test_not_known_is_refused_where_it_is_not_offered(client, student):
+    response = client.post("/predictdata", data=form_of({**student, "test_preparation_course": "not known"}))
+    assert response.status_code == 422
+    assert "Test preparation course must be one of: none, completed" in response.get_data(as_text=True)
+    api = client.post("/predictdata", json={**student, "lunch": "not known"})
+    assert api.status_code == 422 and api.get_json()["details"][0]["field"] == "lunch"
+
+
+def test_answers_with_fields_not_known_are_counted_but_kept_out_of_drift(client, student):
+    from tests.web.test_metrics import families, value
+
+    location = client.post("/predictdata", data=form_of({**student, "gender": "not known"})).headers["Location"]
+    assert client.get(location).status_code == 200
+    fams = families(client)
+    assert value(fams, "model_predictions", channel="form") == 1
+    assert value(fams, "model_input_category", feature="gender", category="female") == 0

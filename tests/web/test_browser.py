@@ -244,6 +244,22 @@ def test_the_result_has_its_own_address_and_a_reload_does_not_post_again(served,
     assert not browser.console_errors
 
 
+def test_a_teacher_who_does_not_know_a_background_detail_gets_a_wider_range(served, browser, student):
+    page = browser.page
+    page.goto(f"{served}/predictdata")
+    fill(page, {**student, "parental_level_of_education": "not known"})
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#math-score")
+    browser.shot("not-known")
+    assert page.text_content("#not-known") == "Parents' highest level of education"
+    assert "6 possibilities" in page.text_content("#range-explained")
+    low, high = (float(page.text_content(f"#interval-{end}")) for end in ("low", "high"))
+    known = requests.post(f"{served}/predictdata", json=student, timeout=10).json()["interval"]
+    assert low <= known["low"] and known["high"] <= high and high - low > known["high"] - known["low"]
+    assert page.locator("#reasons li").count() == 3
+    assert not browser.console_errors
+
+
 def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, browser, tmp_path):
     page = browser.page
     valid = random_valid(27)
