@@ -42,6 +42,9 @@ MAX_FIELD_CHARS = 64
 OTHER_FIELD = "other"
 # A decimal written with a comma ("7,5"): refused with its own message, never read as 75 or 7.5.
 _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
+# A number as a form sends it: ASCII digits, an optional point and exponent. Python's float() also reads
+# "7_5" as 75 and full-width digits; both are refused here rather than read as something else.
+_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -177,11 +180,17 @@ def _decimal_comma(text: str) -> str | None:
     return f"must be written with a point, not a comma: {stripped.replace(',', '.')}"
 
 
+def parse_form_number(text: str) -> float | None:
+    """A number typed in a form or a CSV cell, read exactly; None when it is not plainly written."""
+    stripped = text.strip()
+    if not _PLAIN_NUMBER.fullmatch(stripped):
+        return None
+    return float(stripped)
+
+
 def _parse_number(text: str) -> Any:
-    try:
-        return float(text.strip())
-    except ValueError:
-        return text
+    number = parse_form_number(text)
+    return text if number is None else number
 
 
 def normalise_headers(frame: pd.DataFrame) -> pd.DataFrame:

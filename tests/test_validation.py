@@ -61,12 +61,23 @@ def test_form_values_are_parsed_as_numbers(student):
         (",5", "must be written with a point, not a comma: .5"),
         ("7,", "must be a number between 0 and 100"),
         ("1,5,0", "must be a number between 0 and 100"),
+        ("7_5", "must be a number between 0 and 100"),  # float() would read 75
+        ("\uff17\uff12", "must be a number between 0 and 100"),  # full-width 72: float() would read it
+        ("nan", "must be a number between 0 and 100"),
     ],
 )
 def test_form_decimal_comma_is_refused_not_read(student, typed, message):
     form = {k: str(v) for k, v in student.items()}
     _, errors = validate_student({**form, "reading_score": typed}, from_form=True)
     assert [(e.field, e.message) for e in errors] == [("reading_score", message)]
+
+
+@pytest.mark.parametrize(("typed", "read"), [("72", 72.0), (" 72.5 ", 72.5), (".5", 0.5), ("7.", 7.0),
+                                             ("1e1", 10.0), ("+3", 3.0)])
+def test_plain_numbers_are_read_exactly(student, typed, read):
+    form = {k: str(v) for k, v in student.items()}
+    record, errors = validate_student({**form, "reading_score": typed}, from_form=True)
+    assert not errors and record["reading_score"] == read
 
 
 def test_batch_errors_carry_the_index(student):

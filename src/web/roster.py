@@ -23,7 +23,15 @@ from src.pipeline.bands import BAND_NAMES, Bands
 from src.pipeline.factors import describe_factor, top_actionable
 from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
-from src.validation import MAX_DETAILS, REQUIRED, UNEXPECTED, FieldError, short_field, validate_student
+from src.validation import (
+    MAX_DETAILS,
+    REQUIRED,
+    UNEXPECTED,
+    FieldError,
+    parse_form_number,
+    short_field,
+    validate_student,
+)
 from src.web.answers import batch_answer
 
 CSV_TYPE = "text/csv"
@@ -154,11 +162,8 @@ def _quick_record(values: Mapping[str, str]) -> dict[str, Any] | None:
             return None
         record[name] = value
     for name, (low, high) in _RANGES.items():
-        try:
-            number = float(values[name].strip())
-        except ValueError:
-            return None
-        if not low <= number <= high:  # NaN fails this comparison too
+        number = parse_form_number(values[name])
+        if number is None or not low <= number <= high:
             return None
         record[name] = number
     return record

@@ -163,3 +163,11 @@ def test_the_form_page_says_why_a_file_is_refused(client):
     assert "a: is not an accepted field (as a column)" in html and 'aria-invalid="true"' in html
     nothing = client.post("/predictdata", data={"upload": "class_list"}, content_type="multipart/form-data")
     assert nothing.status_code == 422 and "choose a CSV file" in nothing.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("cell", ["7_5", "\uff17\uff12", "nan", "0x10"])
+def test_a_score_cell_that_is_not_plainly_a_number_is_a_row_error_not_a_guess(client, student, cell):
+    header = ",".join(FEATURE_NAMES)
+    row = ",".join(cell if n == "reading_score" else str(student[n]) for n in FEATURE_NAMES)
+    predictions = post_csv(client, f"{header}\n{row}\n").get_json()["predictions"]
+    assert predictions[0]["error"] == "row 1: reading_score: must be a number between 0 and 100"
