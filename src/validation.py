@@ -289,7 +289,7 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
     ok = np.ones(len(frame), dtype=bool)
     students = pd.DataFrame(index=frame.index)
 
-    def broken(mask: np.ndarray, name: str, reason: str) -> None:
+    def broken(mask: np.ndarray, name: str, reason: str | list[str | None]) -> None:
         if mask.any():
             parts.append(pd.DataFrame({"position": positions[mask], "field": name,
                                        "value": frame[name].to_numpy(dtype=object)[mask], "reason": reason}))
@@ -298,15 +298,24 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
     for feature in FEATURES:
         column = frame[feature.name]
         missing = (column.isna() | (column.astype(str).str.strip() == "")).to_numpy()
+        comma = np.zeros(len(frame), dtype=bool)
         if isinstance(feature, NumericFeature):
-            numbers = pd.to_numeric(column, errors="coerce").astype(float)
+            if column.dtype.kind in "biuf":  # typed numbers (a DataFrame handed to the MLflow model)
+                numbers = column.astype(float)
+            else:  # text, read exactly as the form and the class list read it (parse_form_number)
+                text = column.astype(str).str.strip()
+                plain = text.str.fullmatch(_PLAIN_NUMBER.pattern).fillna(False).to_numpy(dtype=bool)
+                numbers = pd.to_numeric(text.where(plain), errors="coerce").astype(float)
+                comma = ~missing & text.str.fullmatch(_DECIMAL_COMMA.pattern).fillna(False).to_numpy(dtype=bool)
             allowed = (numbers.between(feature.minimum, feature.maximum) & np.isfinite(numbers)).to_numpy()
             students[feature.name] = numbers
         else:
             allowed = column.isin(feature.categories).to_numpy()
             students[feature.name] = column.astype(object)
         broken(missing, feature.name, REQUIRED)
-        broken(~missing & ~allowed, feature.name, feature.rule)
+        # a decimal comma gets the form's own message ("... with a point, not a comma: 7.5")
+        broken(comma, feature.name, [_decimal_comma(str(v)) for v in column.to_numpy(dtype=object)[comma]])
+        broken(~missing & ~comma & ~allowed, feature.name, feature.rule)
     columns = ["position", "field", "value", "reason"]
     if parts:
         order = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -162,3 +162,19 @@ def test_nested_and_oversize_chunked_bodies_under_gunicorn(trained, tmp_path, st
     finally:
         stop(process)
     assert "Traceback" not in log.read_text()
+
+
+def test_the_access_log_never_holds_a_result_pages_query(trained, tmp_path, student):
+    access = tmp_path / "access.log"
+    process, url, log = serve(trained, tmp_path, {"GUNICORN_ACCESS_LOG": str(access)}, workers=1)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        form = {k: str(v) for k, v in student.items()}
+        response = requests.post(f"{url}/predictdata", data=form, timeout=5)
+        assert response.status_code == 200 and "gender=female" in response.url  # followed to the result page
+    finally:
+        stop(process)
+    lines = access.read_text().splitlines()
+    assert any('"GET /predictdata HTTP/1.1" 200' in line for line in lines), lines
+    assert any('"POST /predictdata HTTP/1.1" 303' in line for line in lines), lines
+    assert not any("gender" in line or "reading_score" in line for line in lines), lines

@@ -117,3 +117,20 @@ def test_frame_without_a_column_is_refused_naming_it():
         validate_frame(pd.DataFrame({"gender": ["female"]}).assign(
             race_ethnicity="group A", parental_level_of_education="high school", lunch="standard",
             test_preparation_course="none", math_score="1", reading_score="1"))
+
+
+def test_the_batch_reads_score_text_as_the_form_does(student):
+    import pandas as pd
+
+    from src.validation import check_students_frame
+
+    cells = ["7,5", "72\u00a0", "7_5", "", " 70,5", "\uff17\uff12", "1e1"]
+    frame = pd.DataFrame([{**{k: str(v) for k, v in student.items()}, "reading_score": c} for c in cells])
+    ok, students, errors = check_students_frame(frame)
+    for position, cell in enumerate(cells):  # the same verdict and message as the form's
+        record, form_errors = validate_student({**{k: str(v) for k, v in student.items()}, "reading_score": cell},
+                                               from_form=True)
+        batch = errors.loc[errors["position"] == position, "reason"].tolist()
+        assert batch == [e.message for e in form_errors], cell
+        assert bool(ok.iloc[position]) == (not form_errors)
+    assert students["reading_score"].tolist() == [72.0, 10.0]

@@ -50,14 +50,14 @@ def compute_answers(pipeline: PredictPipeline, records: Sequence[Mapping[str, An
                     with_factors: bool = True) -> Answers:
     """Validated students -> their predictions, bands and (when the model has exact factors) contributions."""
     out = pipeline.predict(records)
-    names = None if bands is None else bands.names(np.round(out.low, 1), np.round(out.high, 1))
+    names = None if bands is None else reported_bands(bands, out.low, out.high)
     factors = pipeline.factors
     contributions = factors.many(records) if with_factors and factors.available else None
     return Answers(out, names, contributions)
 
 
 def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut: float | None = None,
-                  with_factors: bool = False) -> pd.DataFrame:
+                  with_factors: bool = True) -> pd.DataFrame:
     """Validated students (records or a frame with the schema's columns) -> one answer row each, in order.
 
     Columns: ``ANSWER_COLUMNS``, then ``band`` when ``support_cut`` is given, then with ``with_factors``:
@@ -103,9 +103,9 @@ def _add_factors(frame: pd.DataFrame, pipeline: PredictPipeline, records: Sequen
                                   for record, name, value in zip(records, names, points, strict=True)], dtype=object)
 
 
-def bands(low: np.ndarray, high: np.ndarray, cut: float) -> np.ndarray:
-    """The API's band rule (``src.pipeline.bands``), on the range as the API reports it (one decimal)."""
-    return Bands(cut).names(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
+def reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The band rule (``src.pipeline.bands``) on the range as the API reports it (one decimal)."""
+    return bands.names(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
 
 
 def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:

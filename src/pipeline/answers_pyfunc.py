@@ -57,7 +57,7 @@ def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cu
     """One answer row per input row, in order; invalid rows get no score and an ``error``."""
     frame = normalise_student_headers(students.reset_index(drop=True), passthrough=())
     ok, valid, errors = check_students_frame(frame)
-    answers = answers_frame(pipeline, valid, support_cut=support_cut)
+    answers = answers_frame(pipeline, valid, support_cut=support_cut, with_factors=False)
     out = pd.DataFrame({c: np.full(len(frame), np.nan) for c in (MATH_SCORE, LOW, HIGH, LEVEL)})
     for column in (BAND, MODEL_VERSION, ERROR):
         # Empty, not missing: spark_udf casts a text column holding both strings and None to the word "None".

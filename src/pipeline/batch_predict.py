@@ -11,9 +11,9 @@ row per valid student: source file, row, score, 90 % range, level, band when a c
 Every input row ends in exactly one of the two outputs.
 
 Both engines score each chunk of rows with ``score_chunk``, which checks the rows with the API's rules and
-answers through ``answers_frame``, the function behind the JSON API's batch answer. ``--engine local``
-streams the input in chunks of ``--chunk-rows`` (bounded memory); ``--engine spark`` broadcasts the verified
-model once and runs ``score_chunk`` in ``mapInPandas``.
+answers through ``answers_frame``, whose numbers come from ``compute_answers``, as the API's batch answer's
+do. ``--engine local`` streams the input in chunks of ``--chunk-rows`` (bounded memory); ``--engine spark``
+broadcasts the verified model once and runs ``score_chunk`` in ``mapInPandas``.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarra
     has_id = STUDENT_ID in frame.columns
     ok, students, errors = check_students_frame(frame)
     mask = ok.to_numpy()
-    answers = answers_frame(pipeline, students, support_cut=support_cut, with_factors=True)
+    answers = answers_frame(pipeline, students, support_cut=support_cut)
     ids = {STUDENT_ID: _text(frame[STUDENT_ID].to_numpy(dtype=object)[mask])} if has_id else {}
     predictions = pd.concat(
         [pd.DataFrame({**ids, "source": sources[mask], "row": rows[mask]}), answers], axis=1
@@ -215,24 +215,29 @@ def read_chunks(source: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFram
     is not read as a student; it comes back as (row, header fields, fields found) to be rejected.
     """
     for name in list_inputs(source):
-        next_row = 1
-        with _open(name) as handle:
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", pd.errors.ParserWarning)
-                    reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows,
-                                         on_bad_lines="warn")
-                    for chunk in reader:
-                        bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
-                               for w in caught for m in _BAD_LINE.findall(str(w.message))]
-                        caught.clear()
-                        skipped = {r for r, _, _ in bad}
-                        numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
-                        rows = numbers[~np.isin(numbers, list(skipped))][: len(chunk)]
-                        next_row = int(max(rows.max(initial=0), max(skipped, default=0))) + 1
-                        yield name, chunk.reset_index(drop=True), rows, bad
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-                raise DataSourceError(f"{name} is not a readable CSV file: {err}") from err
+        yield from read_file_chunks(name, chunk_rows)
+
+
+def read_file_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """``read_chunks`` of one named file or S3 object (not listed again as a prefix)."""
+    next_row = 1
+    with _open(name) as handle:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows,
+                                     on_bad_lines="warn")
+                for chunk in reader:
+                    bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
+                           for w in caught for m in _BAD_LINE.findall(str(w.message))]
+                    caught.clear()
+                    skipped = {r for r, _, _ in bad}
+                    numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
+                    rows = numbers[~np.isin(numbers, list(skipped))][: len(chunk)]
+                    next_row = int(max(rows.max(initial=0), max(skipped, default=0))) + 1
+                    yield name, chunk.reset_index(drop=True), rows, bad
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise DataSourceError(f"{name} is not a readable CSV file: {err}") from err
 
 
 class _open:

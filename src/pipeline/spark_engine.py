@@ -2,7 +2,7 @@
 
 Spark reads every CSV value as text (as the local engine does), with each row's file and block, so that
 each row gets its number in its file even when a large file is split across tasks. ``mapInPandas`` calls
-``score_chunk`` on each Arrow batch: the same checks and the same ``answers_frame`` as the JSON API. Its
+``score_chunk`` on each Arrow batch: the same checks as the API and the same ``compute_answers``. Its
 output is kept (memory, then disk) while predictions and rejects are written, so each row is scored once.
 
 An ``s3://`` input or output needs no Hadoop S3 connector: the driver lists the prefix with boto3, each task
@@ -37,7 +37,7 @@ from src.pipeline.batch_predict import (
     field_count_rejects,
     list_inputs,
     prediction_columns,
-    read_chunks,
+    read_file_chunks,
     reject_columns,
     score_chunk,
     serialise,
@@ -184,9 +184,15 @@ def _shared_header(headers: list[tuple[str, ...]]) -> list[str]:
 def _s3_header(name: str) -> tuple[str, ...]:
     """The header of an S3 object, from its first 64 KiB."""
     bucket, key = split_s3_uri(name)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         head = s3_client().get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
-    except Exception as err:  # the boundary: every S3 failure becomes one clear message
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
+            raise DataSourceError(f"{name} is not a readable CSV file: it is empty") from err
+        raise DataSourceError(f"cannot read {name}: {err}") from err
+    except BotoCoreError as err:
         raise DataSourceError(f"cannot read {name}: {err}") from err
     text = head.decode("utf-8-sig", errors="replace").splitlines()
     return tuple(next(csv.reader(text[:1]), []))
@@ -272,7 +278,7 @@ class ObjectScorer:
         pipeline, _ = self.shared.value
         for batch in batches:
             for name in batch[OBJECT].tolist():
-                for source, chunk, rows, bad in read_chunks(name, self.chunk_rows):
+                for source, chunk, rows, bad in read_file_chunks(name, self.chunk_rows):
                     answers, rejects = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows,
                                                    self.support_cut)
                     if bad:

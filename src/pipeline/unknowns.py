@@ -76,6 +76,15 @@ def predict_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
     )
 
 
+def supports_unknowns(pipeline: PredictPipeline) -> bool:
+    """Whether the model's manifest records the shares an answer with fields not known needs."""
+    try:
+        _shares(pipeline, MAY_BE_UNKNOWN)
+    except UnknownsUnavailable:
+        return False
+    return True
+
+
 def _shares(pipeline: PredictPipeline, unknown: Sequence[str]) -> dict[str, dict[str, float]]:
     explanation = pipeline.manifest.get("explanation")
     means = explanation.get("feature_means") if isinstance(explanation, Mapping) else None

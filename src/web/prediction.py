@@ -24,7 +24,7 @@ from werkzeug.datastructures import MultiDict
 from src.pipeline.bands import Bands
 from src.pipeline.factors import describe_factor
 from src.pipeline.predict_pipeline import PredictPipeline
-from src.pipeline.unknowns import UnknownsUnavailable, predict_with_unknowns
+from src.pipeline.unknowns import predict_with_unknowns, supports_unknowns
 from src.schema import (
     BACKGROUND_FEATURES,
     FEATURE_NAMES,
@@ -88,10 +88,13 @@ def index() -> str:
 def form() -> Response:
     """The empty form; with a student's fields as query parameters, that student's result page.
 
-    The result page's address holds the student's details (never a name): no other site is told it.
+    The result page's address holds the student's details (never a name): no other site is told it, and no
+    shared cache keeps the page. Showing it predicts again but counts nothing: the submission was counted.
     """
-    response = make_response(_render_form({}, {}, None) if not request.args else _student_page(request.args))
+    names_a_student = any(name in request.args for name in FEATURE_NAMES)  # not a stray ?utm_source=...
+    response = make_response(_student_page(request.args) if names_a_student else _render_form({}, {}, None))
     response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "private, no-store"
     return response
 
 
@@ -244,8 +247,18 @@ def _predict_form() -> Response | tuple[str, int]:
     if record is None:
         return _form_errors(values, errors)
     svc = services()
-    if svc.slot.pipeline is None:
+    pipeline = svc.slot.pipeline
+    if pipeline is None:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503
+    if unknown and not supports_unknowns(pipeline):
+        return _render_form(values, {}, None, unknown_unsupported=True), 409
+    # Counted here, once per submitted student: showing the result page again (a reload, a bookmark) is not
+    # a new prediction and must not add the student to the drift window twice.
+    if unknown:
+        svc.counted("form", 1)
+    else:
+        score, _, _ = pipeline.predict_one(record)
+        svc.predicted("form", (record,), np.array((round(score, 1),)))
     return redirect(url_for("prediction.form", **_query(record, unknown)), code=303)
 
 
@@ -260,11 +273,9 @@ def _student_page(fields: MultiDict[str, str]) -> tuple[str, int] | str:
         return _render_form(values, {}, None, unavailable=svc.slot.error), 503
     if not unknown:
         return _render_form(values, {}, _result(pipeline, record))
-    try:
-        return _render_form(values, {}, _result_with_unknowns(pipeline, record, unknown))
-    except UnknownsUnavailable as err:
-        return _form_errors(values, [FieldError(name, f"cannot be not known with this model: {err}")
-                                     for name in unknown])
+    if not supports_unknowns(pipeline):
+        return _render_form(values, {}, None, unknown_unsupported=True), 409
+    return _render_form(values, {}, _result_with_unknowns(pipeline, record, unknown))
 
 
 def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None, tuple[str, ...],
@@ -310,9 +321,8 @@ def _exact_text(value: Any) -> str:
 
 
 def _result(pipeline: PredictPipeline, record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the result page shows of one student's prediction; counted as one form prediction."""
+    """What the result page shows of one student's prediction."""
     answer = single_answer(pipeline, record, _bands())
-    services().predicted("form", (record,), np.array((answer["math_score"],)))
     result = {
         "math_score": answer["math_score"],
         "low": answer["interval"]["low"],
@@ -343,7 +353,6 @@ def _result_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
     answer = predict_with_unknowns(pipeline, known, unknown)
     low, high = round(answer.low, 1), round(answer.high, 1)
     bands = _bands()
-    services().counted("form", 1)
     result: dict[str, Any] = {
         "math_score": round(answer.score, 1),
         "low": low,
@@ -372,13 +381,15 @@ def _result_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
 
 def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: Mapping[str, Any] | None,
                  unavailable: str | None = None, class_list: Mapping[str, Any] | None = None,
-                 roster_error: list[str] | None = None) -> str:
+                 roster_error: list[str] | None = None, unknown_unsupported: bool = False) -> str:
+    pipeline = services().slot.pipeline
+    offer_unknown = pipeline is None or supports_unknowns(pipeline)
     fields = [
         {
             "name": f.name,
             "label": f.label,
             "choices": f.categories if isinstance(f, CategoricalFeature) else None,
-            "may_be_unknown": f.name in MAY_BE_UNKNOWN,
+            "may_be_unknown": f.name in MAY_BE_UNKNOWN and offer_unknown,
             "minimum": getattr(f, "minimum", None),
             "maximum": getattr(f, "maximum", None),
             "value": values.get(f.name, ""),
@@ -392,4 +403,5 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
         "predict.html", fields=fields, other_errors=other_errors, result=result, target=TARGET,
         unavailable=unavailable, class_list=class_list, roster_error=roster_error, cut=services().config.support_cut,
         max_batch=services().config.max_batch, errors=errors, not_known=NOT_KNOWN,
+        unknown_unsupported=unknown_unsupported, offer_unknown=offer_unknown,
     )

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from src.config import AppConfig
-from src.pipeline.answers import answers_frame, bands, json_predictions
-from src.pipeline.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN
+from src.pipeline.answers import answers_frame, json_predictions, reported_bands
+from src.pipeline.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
 from src.pipeline.batch_predict import BatchConfig, main, run
 from tests.pipeline.batch_cases import (
     check_against_api,
@@ -54,11 +54,12 @@ def test_parquet_output_with_band_holds_unrounded_answers(trained, cohort, pipel
 def test_band_compares_the_whole_range_with_the_cut():
     low = np.array([40.0, 50.0, 55.0, 60.0, 59.9])
     high = np.array([59.9, 60.0, 65.0, 70.0, 60.0])
-    assert bands(low, high, 60.0).tolist() == [NEEDS_SUPPORT, UNCERTAIN, UNCERTAIN, ON_TRACK, UNCERTAIN]
+    assert reported_bands(Bands(60.0), low, high).tolist() == [NEEDS_SUPPORT, UNCERTAIN, UNCERTAIN, ON_TRACK,
+                                                               UNCERTAIN]
 
 
 def test_json_predictions_round_as_the_api(pipeline, student):
-    answers = answers_frame(pipeline, [student])
+    answers = answers_frame(pipeline, [student], with_factors=False)
     score, low, high = pipeline.predict_one(student)
     assert json_predictions(answers) == [
         {"math_score": round(score, 1), "interval": {"low": round(low, 1), "high": round(high, 1),

@@ -23,7 +23,7 @@ def test_form_has_a_field_per_feature_with_choices_and_ranges(client):
     for name in ("gender", "race_ethnicity", "parental_level_of_education", "lunch", "test_preparation_course"):
         assert f'<select id="{name}" name="{name}"' in html
     for name in ("reading_score", "writing_score"):  # text, so that the server sees exactly what was typed
-        assert re.search(rf'<input id="{name}" name="{name}" type="text" inputmode="decimal" [^>]*required', html)
+        assert re.search(rf'<input id="{name}" name="{name}" type="text" [^>]*required', html)
     assert "Parents&#39; highest level of education" in html and "<option value=\"group E\"" in html
 
 
@@ -391,8 +391,48 @@ def test_not_known_is_refused_where_it_is_not_offered(client, student):
 def test_answers_with_fields_not_known_are_counted_but_kept_out_of_drift(client, student):
     from tests.web.test_metrics import families, value
 
+    before = client.get("/drift").get_json()
     location = client.post("/predictdata", data=form_of({**student, "gender": "not known"})).headers["Location"]
     assert client.get(location).status_code == 200
     fams = families(client)
     assert value(fams, "model_predictions", channel="form") == 1
-    assert value(fams, "model_input_category", feature="gender", category="female") == 0
+    for category in ("female", "male"):
+        assert value(fams, "model_input_category", feature="gender", category=category) == 0
+    counts = [s.value for f in ("model_input_score", "model_prediction_score") for s in fams[f].samples
+              if s.name.endswith("_count")]
+    assert counts and not any(counts)  # neither the inputs nor the score entered the distributions
+    assert client.get("/drift").get_json() == before  # nor the drift window
+
+
+def test_a_query_without_student_fields_is_the_empty_form(client):
+    response = client.get("/predictdata?utm_source=newsletter&fbclid=abc")
+    assert response.status_code == 200 and 'id="result"' not in response.get_data(as_text=True)
+    assert 'class="error"' not in response.get_data(as_text=True)
+
+
+def test_result_pages_are_kept_by_no_shared_cache(client, student):
+    location = client.post("/predictdata", data=form_of(student)).headers["Location"]
+    assert client.get(location).headers["Cache-Control"] == "private, no-store"
+
+
+def test_a_model_without_recorded_shares_offers_no_not_known_and_says_so_plainly(app, client, student):
+    import dataclasses
+
+    from src.web.services import services
+
+    with app.app_context():
+        slot = services().slot
+        bare = slot.pipeline
+        slot.pipeline = dataclasses.replace(bare, manifest={k: v for k, v in bare.manifest.items()
+                                                           if k != "explanation"})
+    try:
+        assert "not known" not in client.get("/predictdata").get_data(as_text=True).split("<form")[1]
+        response = client.post("/predictdata", data=form_of({**student, "lunch": "not known"}))
+        html = response.get_data(as_text=True)
+        assert response.status_code == 409 and 'id="unknown-unsupported"' in html and "manifest" not in html
+        assert client.get("/predictdata?" + "&".join(f"{k}={v}" for k, v in
+                                                      {**form_of(student), "lunch": "not known"}.items())
+                          ).status_code == 409
+    finally:
+        with app.app_context():
+            services().slot.pipeline = bare
