@@ -105,7 +105,9 @@ class BodyGuard:
             environ["wsgi.input"] = io.BytesIO()
             return _answer(start_response, 413, "request_entity_too_large",
                            f"the request body is larger than the limit of {self.max_bytes} bytes")
-        if is_json:
+        # The depth cannot exceed the number of opening brackets: counting them (C speed) spares the scan for
+        # every body of a few brackets, such as a single student's.
+        if is_json and body.count(b"[") + body.count(b"{") > self.max_depth:
             depth = json_depth(body)
             if depth > self.max_depth:
                 return _answer(start_response, 400, "nesting_too_deep",

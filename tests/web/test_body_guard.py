@@ -64,6 +64,12 @@ def test_a_thousand_nested_brackets_answer_400_naming_the_limit(client):
     assert f"at most {MAX_JSON_DEPTH} levels" in response.get_json()["message"]
 
 
+@pytest.mark.parametrize(("depth", "status"), [(MAX_JSON_DEPTH, 422), (MAX_JSON_DEPTH + 1, 400)])
+def test_the_limit_holds_exactly_at_its_edge(client, depth, status):
+    body = b"[" * (depth - 1) + b"{}" + b"]" * (depth - 1)  # as many brackets as levels: the fewest possible
+    assert client.post("/predictdata", data=body, content_type="application/json").status_code == status
+
+
 def test_deep_nesting_inside_a_string_is_just_text(client, student):
     response = client.post("/predictdata", json={**student, "gender": "[" * 5000})
     assert response.status_code == 422
