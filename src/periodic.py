@@ -1,7 +1,8 @@
 """Work a process repeats in the background: flushing buffered monitoring, checking for a new model.
 
-Each gunicorn worker is a separate process and a thread does not survive a fork, so ``ensure_started`` (a
-pid comparison, cheap enough for every request) starts the thread in whichever process first needs it.
+Each gunicorn worker is a separate process and a thread does not survive a fork, so ``ensure_started`` starts
+the thread in whichever process first needs it. It is called on every request, so it reads one flag, which a
+fork resets in the child (``os.register_at_fork``), rather than asking the system for the process id.
 ``run_now`` runs the callbacks at once (``/metrics`` and ``/drift`` do, before they answer); with
 ``run_at_exit`` they run once more when the process exits, so buffered values are not lost.
 """
@@ -13,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -45,17 +47,19 @@ class Periodic:
         self.seconds = seconds
         self.name = name
         self.run_at_exit = run_at_exit
-        self._pid = 0
+        self._started = False
         self._lock = threading.Lock()
+        reference = weakref.ref(self)  # the fork hook cannot be removed: it must not keep this object alive
+        os.register_at_fork(after_in_child=lambda: _forget_thread(reference))
 
     def ensure_started(self) -> None:
-        if self._pid == os.getpid():
+        if self._started:
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._started:
                 return
-            self._pid = os.getpid()
             threading.Thread(target=self._loop, name=self.name, daemon=True).start()
+            self._started = True
             if self.run_at_exit:
                 atexit.register(self.run_now)
 
@@ -66,7 +70,17 @@ class Periodic:
             except Exception:  # background work must never take a worker down
                 logger.exception("%s failed in %s", self.name, getattr(callback, "__qualname__", callback))
 
+    def _after_fork(self) -> None:
+        self._started = False  # the parent's thread did not come along
+        self._lock = threading.Lock()  # nor may a lock it held
+
     def _loop(self) -> None:
         while True:
             time.sleep(self.seconds)
             self.run_now()
+
+
+def _forget_thread(reference: weakref.ref[Periodic]) -> None:
+    periodic = reference()
+    if periodic is not None:
+        periodic._after_fork()

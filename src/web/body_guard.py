@@ -21,6 +21,7 @@ import numpy as np
 # Our documents nest three deep ({"instances": [{...}]}); this leaves room, far below Python's recursion limit.
 MAX_JSON_DEPTH = 32
 _READ_CHUNK = 64 * 1024
+BODY = "student_math.body"  # the WSGI environ key of a body the guard has read whole
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _TOKENS = np.zeros(256, dtype=np.int8)
@@ -114,6 +115,7 @@ class BodyGuard:
                                f"the JSON body nests arrays and objects {depth} deep; at most {self.max_depth} "
                                "levels are accepted")
         environ["wsgi.input"] = io.BytesIO(body)
+        environ[BODY] = body  # read once: the app takes it from here rather than reading the stream again
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ.pop("wsgi.input_terminated", None)
@@ -143,3 +145,9 @@ def _answer(start_response: Callable[..., Any], status: int, error: str, message
     start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                                           ("Connection", "close")])
     return [body]
+
+
+def request_body(environ: dict[str, Any], read: Callable[[], bytes]) -> bytes:
+    """The body the guard read, or ``read()`` when it passed the request through unread."""
+    body = environ.get(BODY)
+    return read() if body is None else body

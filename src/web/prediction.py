@@ -46,6 +46,7 @@ from src.validation import (
 )
 from src.web import roster
 from src.web.answers import batch_answer, bulk_allocation, single_answer, single_answer_json
+from src.web.body_guard import request_body
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
@@ -119,7 +120,7 @@ def predict() -> Response | tuple[str, int] | str:
 
 def _predict_json() -> Response:
     try:
-        body = json.loads(request.get_data())
+        body = json.loads(request_body(request.environ, request.get_data))
     except ValueError as err:  # UnicodeDecodeError is a ValueError too
         return json_error(400, "malformed_json", f"the body is not valid JSON: {err}")
     svc = services()
@@ -169,7 +170,7 @@ def _answer_roster() -> roster.RosterAnswer | Response:
     """Parse and predict an uploaded class list (CSV API or the form's upload); a Response on a file error."""
     svc = services()
     if request.mimetype == roster.CSV_TYPE:
-        data = request.get_data()
+        data = request_body(request.environ, request.get_data)
     else:
         upload = request.files.get("class_list")
         data = upload.read() if upload is not None else b""

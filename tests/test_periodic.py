@@ -1,0 +1,37 @@
+"""Background work in each worker: started once per process, again in a forked child, never twice."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+
+from src.periodic import Periodic
+
+
+def test_started_once_in_a_process_and_again_in_a_forked_child():
+    ran = threading.Event()
+    periodic = Periodic([ran.set], 0.02, name="test-periodic")
+    periodic.ensure_started()
+    periodic.ensure_started()
+    assert ran.wait(2)
+    assert [t.name for t in threading.enumerate()].count("test-periodic") == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread did not come along, ensure_started must start one
+        try:
+            ran.clear()
+            periodic.ensure_started()
+            os.write(write, b"1" if ran.wait(2) else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 5)
+        assert ready and os.read(read, 1) == b"1"
+    finally:
+        os.waitpid(pid, 0)
+        os.close(read)
+    time.sleep(0.05)
+    assert [t.name for t in threading.enumerate()].count("test-periodic") == 1  # the parent's is unchanged
