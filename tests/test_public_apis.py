@@ -76,3 +76,32 @@ def _version() -> str:
     from importlib.metadata import version
 
     return version("prometheus_client")
+
+
+def test_multiprocess_values_take_a_process_identifier_and_files_keep_the_real_pid(tmp_path):
+    """remember_process_id relies on MultiProcessValue(process_identifier=...) and values.ValueClass."""
+    import inspect
+    import subprocess
+    import sys
+
+    from prometheus_client import values
+
+    assert "process_identifier" in inspect.signature(values.MultiProcessValue).parameters
+    assert hasattr(values, "ValueClass")
+    script = (
+        "import os\n"
+        "from src.monitoring.metrics import remember_process_id\n"
+        "remember_process_id()\n"
+        "from prometheus_client import CollectorRegistry, Counter\n"
+        "c = Counter('checked', '', registry=CollectorRegistry())\n"
+        "c.inc()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    c.inc(); os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print(os.getpid(), pid)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
+    parent, child = out.stdout.split()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"counter_{parent}.db", f"counter_{child}.db"])

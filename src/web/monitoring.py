@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Response, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
-from src.monitoring.metrics import RequestMetrics, ServiceMetrics
+from src.monitoring.metrics import RequestMetrics, ServiceMetrics, remember_process_id
 from src.monitoring.window import DriftGauges, DriftTracker, SharedWindow
 from src.periodic import Periodic
 from src.web.errors import json_error, json_response, request_failed
@@ -117,6 +117,7 @@ class _RequestHook:
 
 
 def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> RequestMetrics:
+    remember_process_id()
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     requests = RequestMetrics(registry)
