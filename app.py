@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 
@@ -38,8 +40,24 @@ def create_app(config: AppConfig | None = None) -> Flask:
     services.slot.load()
     if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model
         refresher = Periodic([services.slot.refresh], config.model_refresh_seconds, name="model-refresher")
-        app.before_request(refresher.ensure_started)
+        app.wsgi_app = _StartedOnRequest(app.wsgi_app, refresher)  # type: ignore[method-assign]
     return app
+
+
+class _StartedOnRequest:
+    """WSGI middleware starting a worker's background thread at its first request (a flag read after that).
+
+    In front of Flask rather than a ``before_request`` hook, which Flask dispatches through its own machinery
+    on every request.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], periodic: Periodic) -> None:
+        self.wsgi_app = wsgi_app
+        self.periodic = periodic
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.periodic.ensure_started()
+        return self.wsgi_app(environ, start_response)
 
 
 def _model_slot(config: AppConfig) -> ModelSlot:
