@@ -64,7 +64,7 @@ from src.pipeline.reports import ParamsError, export_reports, read_params
 from src.pipeline.tracking import TrackingError, tracking_uri, training_run
 from src.schema import SchemaError
 from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
-from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file, write_json
+from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, sha256_bytes, sha256_file, write_json
 from src.store import TRAINING_RUNS, LocalStore, open_store, seal_set
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
                     config.synthetic_rows)
     runs = config.resolved_runs_dir()
     runs.mkdir(parents=True, exist_ok=True)
-    work = runs / f".run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    run_tag = uuid.uuid4().hex
+    work = runs / f".run-{os.getpid()}-{run_tag[:8]}"
     set_dir = work / SET_FOLDER
     set_dir.mkdir(parents=True)
     try:
@@ -190,7 +191,7 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
                                                                                        index=False)
         write_plots(set_dir, transformation.y_test, trainer.test_predictions, trainer.interval_half_width,
                     trainer.metrics["groups"], trainer.model_name)
-        manifest = _manifest(config, ingestion, trainer)
+        manifest = _manifest(config, ingestion, trainer, run_tag)
         if tracker is not None:
             manifest["run_id"] = tracker.run_id
         manifest = seal_set(set_dir, manifest, config.signing_key)
@@ -219,12 +220,15 @@ def _moved(ingestion: DataIngestionArtifact, old: Path, new: Path) -> DataIngest
                                test_path=move(ingestion.test_path), rejected_path=move(ingestion.rejected_path))
 
 
-def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer: ModelTrainerArtifact) -> dict:
+def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer: ModelTrainerArtifact,
+              run_tag: str) -> dict:
     created = datetime.now(UTC)
-    model_hash = sha256_file(trainer.model_path)
+    # The training time and a tag of this run: two runs that make the same model within one second (the
+    # same data and seed) still get two versions, never one name for two sets.
+    tag = sha256_bytes(f"{sha256_file(trainer.model_path)}:{run_tag}".encode())
     return {
         "format": MANIFEST_FORMAT,
-        "model_version": f"{created:%Y%m%dT%H%M%SZ}-{model_hash[:8]}",
+        "model_version": f"{created:%Y%m%dT%H%M%SZ}-{tag[:8]}",
         "created_at": created.isoformat(timespec="seconds"),
         "model": trainer.model_name,
         **schema.describe(),

@@ -244,15 +244,11 @@ def _validation_failed(errors: list[FieldError]) -> Response:
 
 def _predict_form() -> Response | tuple[str, int]:
     """A valid student is answered 303 See Other to the result page, so a reload never posts again."""
-    values, record, unknown, errors = _read_student(request.form)
-    if record is None:
-        return _form_errors(values, errors)
+    checked, refusal = _answerable(request.form)
+    if checked is None:
+        return refusal  # type: ignore[return-value]
     svc = services()
-    pipeline = svc.slot.pipeline
-    if pipeline is None:
-        return _render_form(values, {}, None, unavailable=svc.slot.error), 503
-    if unknown and not supports_unknowns(pipeline):
-        return _render_form(values, {}, None, unknown_unsupported=True), 409
+    record, unknown, pipeline = checked
     # Counted here, once per submitted student: showing the result page again (a reload, a bookmark) is not
     # a new prediction and must not add the student to the drift window twice.
     if unknown:
@@ -265,18 +261,27 @@ def _predict_form() -> Response | tuple[str, int]:
 
 def _student_page(fields: MultiDict[str, str]) -> tuple[str, int] | str:
     """The result page of the student the query names; the form with each field's error when it is not valid."""
+    checked, refusal = _answerable(fields)
+    if checked is None:
+        return refusal  # type: ignore[return-value]
+    record, unknown, pipeline = checked
+    result = _result_with_unknowns(pipeline, record, unknown) if unknown else _result(pipeline, record)
+    return _render_form(fields.to_dict(), {}, result)
+
+
+def _answerable(fields: MultiDict[str, str]) -> tuple[tuple[dict[str, Any], tuple[str, ...], PredictPipeline] | None,
+                                                      tuple[str, int] | None]:
+    """The checked student, its fields not known and the model to answer it; else the page saying why not."""
     values, record, unknown, errors = _read_student(fields)
     if record is None:
-        return _form_errors(values, errors)
+        return None, _form_errors(values, errors)
     svc = services()
     pipeline = svc.slot.pipeline
     if pipeline is None:
-        return _render_form(values, {}, None, unavailable=svc.slot.error), 503
-    if not unknown:
-        return _render_form(values, {}, _result(pipeline, record))
-    if not supports_unknowns(pipeline):
-        return _render_form(values, {}, None, unknown_unsupported=True), 409
-    return _render_form(values, {}, _result_with_unknowns(pipeline, record, unknown))
+        return None, (_render_form(values, {}, None, unavailable=svc.slot.error), 503)
+    if unknown and not supports_unknowns(pipeline):
+        return None, (_render_form(values, {}, None, unknown_unsupported=True), 409)
+    return (record, unknown, pipeline), None
 
 
 def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None, tuple[str, ...],

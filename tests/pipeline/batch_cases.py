@@ -140,3 +140,21 @@ def _public(name: str) -> str:
 
 def _quoted(value: str) -> str:
     return f'"{value}"' if "," in value or value != value.strip() else value
+
+
+def upload_cohort(s3, bucket: str, cohort: Cohort, prefix: str) -> None:
+    """The cohort's two files under an S3 prefix, beside an object that is not a CSV file."""
+    s3.create_bucket(Bucket=bucket)
+    for name in ("a.csv", "b.csv"):  # the two header styles, one per object
+        s3.upload_file(str(cohort.folder / name), bucket, f"{prefix}/{name}")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/readme.txt", Body=b"not a csv")
+
+
+def download_prefix(s3, bucket: str, prefix: str, folder: Path) -> list[str]:
+    """Every object under the prefix, into the folder (keys relative to the prefix); returns the keys."""
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")["Contents"])
+    for key in keys:
+        target = folder / key.removeprefix(f"{prefix}/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+    return keys

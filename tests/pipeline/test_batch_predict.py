@@ -16,8 +16,10 @@ from src.pipeline.batch_predict import BatchConfig, main, run
 from tests.pipeline.batch_cases import (
     check_against_api,
     check_rejects,
+    download_prefix,
     json_instances,
     read_output,
+    upload_cohort,
 )
 
 
@@ -69,20 +71,13 @@ def test_json_predictions_round_as_the_api(pipeline, student):
 
 
 def test_s3_prefix_in_and_out(trained, cohort, s3_env, tmp_path):
-    s3_env.create_bucket(Bucket="district")
-    for name in ("a.csv", "b.csv"):
-        s3_env.upload_file(str(cohort.folder / name), "district", f"exports/2026/{name}")
-    s3_env.put_object(Bucket="district", Key="exports/2026/readme.txt", Body=b"not a csv")
+    upload_cohort(s3_env, "district", cohort, "exports/2026")
     result = run(BatchConfig(input="s3://district/exports/2026/", output="s3://district/scored/run1",
                              store=trained.store, chunk_rows=2000))
     assert (result.predictions, result.rejects) == (5000, 11)
-    keys = sorted(o["Key"] for o in s3_env.list_objects_v2(Bucket="district", Prefix="scored/run1/")["Contents"])
-    assert keys[-1] == "scored/run1/summary.json" and any(k.startswith("scored/run1/rejects/") for k in keys)
     local = tmp_path / "from-s3"
-    for key in keys:
-        target = local / key.removeprefix("scored/run1/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3_env.download_file("district", key, str(target))
+    keys = download_prefix(s3_env, "district", "scored/run1", local)
+    assert keys[-1] == "scored/run1/summary.json" and any(k.startswith("scored/run1/rejects/") for k in keys)
     rejects = read_output(local / "rejects", "csv")
     assert rejects["source"].str.startswith("s3://district/exports/2026/").all()
     check_rejects(rejects, cohort)

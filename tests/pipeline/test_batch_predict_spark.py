@@ -14,7 +14,14 @@ import pytest
 from src.pipeline.answers import answers_frame
 from src.pipeline.batch_predict import BatchConfig, run
 from src.schema import FEATURE_NAMES
-from tests.pipeline.batch_cases import check_against_api, check_rejects, json_instances, read_output
+from tests.pipeline.batch_cases import (
+    check_against_api,
+    check_rejects,
+    download_prefix,
+    json_instances,
+    read_output,
+    upload_cohort,
+)
 
 pytest.importorskip("pyspark", reason="pyspark is installed from requirements-spark.txt")
 if shutil.which("java") is None:
@@ -61,20 +68,13 @@ def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(spark, 
 
 
 def test_s3_prefix_in_and_out_on_spark(spark, aws, trained, cohort, pipeline, api_answers, tmp_path):
-    aws.create_bucket(Bucket="state")
-    for name in ("a.csv", "b.csv"):  # the two header styles, one per object
-        aws.upload_file(str(cohort.folder / name), "state", f"exports/2026/{name}")
-    aws.put_object(Bucket="state", Key="exports/2026/readme.txt", Body=b"not a csv")
+    upload_cohort(aws, "state", cohort, "exports/2026")
     result = run(BatchConfig(input="s3://state/exports/2026/", output="s3://state/scored/run1", engine="spark",
                              master="local[2]", store=trained.store, format="parquet", chunk_rows=1000))
     assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
-    keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="state", Prefix="scored/run1/")["Contents"])
-    assert "scored/run1/summary.json" in keys and any(k.startswith("scored/run1/rejects/part-") for k in keys)
     local = tmp_path / "from-s3"
-    for key in keys:
-        target = local / key.removeprefix("scored/run1/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        aws.download_file("state", key, str(target))
+    keys = download_prefix(aws, "state", "scored/run1", local)
+    assert "scored/run1/summary.json" in keys and any(k.startswith("scored/run1/rejects/part-") for k in keys)
     predictions = read_output(local / "predictions", "parquet")
     assert predictions["source"].str.startswith("s3://state/exports/2026/").all()
     check_against_api(predictions, cohort, api_answers, pipeline)
