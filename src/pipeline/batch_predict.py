@@ -164,18 +164,24 @@ def run(config: BatchConfig) -> BatchResult:
     return result
 
 
+def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame, rows: np.ndarray, bad: list,
+                     support_cut: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too."""
+    answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows, support_cut)
+    if bad:
+        has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
+        extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad], bad[0][1],
+                                    has_id)
+        broken = pd.concat([broken, extra], ignore_index=True).sort_values("row", kind="stable")
+    return answers, broken
+
+
 def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
     predictions = rejected_rows = rejects = 0
     has_id = False
     for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
-        answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows,
-                                      config.support_cut)
-        if bad:
-            broken = pd.concat(
-                [broken, field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad],
-                                             bad[0][1], has_id)], ignore_index=True
-            ).sort_values("row", kind="stable")
+        answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut)
         output.write_part(PREDICTIONS, answers)
         output.write_part(REJECTS, broken)
         predictions += len(answers)

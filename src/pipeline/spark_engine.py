@@ -20,6 +20,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -40,6 +41,7 @@ from src.pipeline.batch_predict import (
     read_file_chunks,
     reject_columns,
     score_chunk,
+    score_read_chunk,
     serialise,
 )
 from src.pipeline.predict_pipeline import PredictPipeline
@@ -111,7 +113,7 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
             shared = spark.sparkContext.broadcast((pipeline, {}))
             objects = spark.createDataFrame([(name,) for name in names], f"`{OBJECT}` string")
             scored = objects.repartition(min(len(names), _MAX_OBJECT_TASKS)).mapInPandas(
-                ObjectScorer(shared, has_id, config.support_cut, columns, config.chunk_rows), _spark_schema(columns))
+                ObjectScorer(shared, config.support_cut, columns, config.chunk_rows), _spark_schema(columns))
         else:
             header, parts = _read_text(spark, config.input)
             has_id = STUDENT_ID in header
@@ -225,16 +227,15 @@ def union_columns(has_id: bool, support_cut: float | None) -> list[str]:
     return [KIND, *columns, *(c for c in reject_columns(has_id) if c not in columns)]
 
 
+@dataclass(frozen=True)
 class PartitionScorer:
     """The function ``mapInPandas`` runs on each task's batches, in the order of the task's rows."""
 
-    def __init__(self, shared: Any, header: tuple[str, ...], has_id: bool, support_cut: float | None,
-                 columns: list[str]) -> None:
-        self.shared = shared
-        self.header = header
-        self.has_id = has_id
-        self.support_cut = support_cut
-        self.columns = columns
+    shared: Any  # broadcast (pipeline, block offsets)
+    header: tuple[str, ...]
+    has_id: bool
+    support_cut: float | None
+    columns: list[str]
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         pipeline, offsets = self.shared.value
@@ -259,6 +260,7 @@ class PartitionScorer:
             yield union_frame(answers, rejects, self.columns)
 
 
+@dataclass(frozen=True)
 class ObjectScorer:
     """The function ``mapInPandas`` runs on a list of S3 objects: each read with boto3 as the local engine reads it.
 
@@ -266,25 +268,17 @@ class ObjectScorer:
     each object is one unit of work (export large cohorts as several files), read in chunks of ``chunk_rows``.
     """
 
-    def __init__(self, shared: Any, has_id: bool, support_cut: float | None, columns: list[str],
-                 chunk_rows: int) -> None:
-        self.shared = shared
-        self.has_id = has_id
-        self.support_cut = support_cut
-        self.columns = columns
-        self.chunk_rows = chunk_rows
+    shared: Any  # broadcast (pipeline, unused offsets)
+    support_cut: float | None
+    columns: list[str]
+    chunk_rows: int
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         pipeline, _ = self.shared.value
         for batch in batches:
             for name in batch[OBJECT].tolist():
                 for source, chunk, rows, bad in read_file_chunks(name, self.chunk_rows):
-                    answers, rejects = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows,
-                                                   self.support_cut)
-                    if bad:
-                        extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad],
-                                                    [n for _, _, n in bad], bad[0][1], self.has_id)
-                        rejects = pd.concat([rejects, extra], ignore_index=True)
+                    answers, rejects = score_read_chunk(pipeline, source, chunk, rows, bad, self.support_cut)
                     yield union_frame(answers, rejects, self.columns)
 
 
@@ -337,14 +331,14 @@ def _write(frame: Any, output: Output, kind: str, fmt: str) -> None:
         writer.parquet(output.path(kind))
 
 
+@dataclass(frozen=True)
 class PartWriter:
     """Each task writes its rows as ``<kind>/part-<task's partition>.<format>``, named the same on a retry."""
 
-    def __init__(self, destination: str, kind: str, fmt: str, columns: list[str]) -> None:
-        self.destination = destination
-        self.kind = kind
-        self.format = fmt
-        self.columns = columns
+    destination: str
+    kind: str
+    format: str
+    columns: list[str]
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext

@@ -265,8 +265,7 @@ def _student_page(fields: MultiDict[str, str]) -> tuple[str, int] | str:
     if checked is None:
         return refusal  # type: ignore[return-value]
     record, unknown, pipeline = checked
-    result = _result_with_unknowns(pipeline, record, unknown) if unknown else _result(pipeline, record)
-    return _render_form(fields.to_dict(), {}, result)
+    return _render_form(fields.to_dict(), {}, _result(pipeline, record, unknown))
 
 
 def _answerable(fields: MultiDict[str, str]) -> tuple[tuple[dict[str, Any], tuple[str, ...], PredictPipeline] | None,
@@ -326,41 +325,23 @@ def _exact_text(value: Any) -> str:
     return str(value)
 
 
-def _result(pipeline: PredictPipeline, record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the result page shows of one student's prediction."""
-    answer = single_answer(pipeline, record, _bands())
-    result = {
-        "math_score": answer["math_score"],
-        "low": answer["interval"]["low"],
-        "high": answer["interval"]["high"],
-        "level": pipeline.level,
-        "model_version": pipeline.model_version,
-        "band": answer["band"],
-        "half_width": pipeline.half_width,
-        "mae": pipeline.manifest.get("metrics", {}).get("test", {}).get("mae"),
-    }
-    factors = answer["factors"]
-    if factors is not None:
-        points = factors["contributions"]
-        acting = sorted((n for n in points if n not in BACKGROUND_FEATURES), key=lambda n: -abs(points[n]))
-        result["reasons"] = [describe_factor(n, record[n], points[n]) for n in acting]
-        result["background_points"] = sum(points[n] for n in BACKGROUND_FEATURES)
-        result["baseline"] = factors["baseline"]
-    else:
-        result["factors_reason"] = answer["factors_reason"]
-    result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0], f"{v:g}" if isinstance(v, float) else v)
-                         for n, v in record.items()]
-    return result
-
-
-def _result_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
-                          unknown: tuple[str, ...]) -> dict[str, Any]:
-    """The result page of a student whose background is partly not known (see src.pipeline.unknowns)."""
-    answer = predict_with_unknowns(pipeline, known, unknown)
-    low, high = round(answer.low, 1), round(answer.high, 1)
+def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the result page shows of one student's prediction; ``unknown`` names background fields not known
+    (the record lacks them; see src.pipeline.unknowns)."""
     bands = _bands()
+    extra: dict[str, Any] = {}
+    if unknown:
+        counted = predict_with_unknowns(pipeline, record, unknown)
+        score, low, high = (round(v, 1) for v in (counted.score, counted.low, counted.high))
+        points = counted.contributions
+        extra = {"unknown": [FEATURES_BY_NAME[n].label.split(" (")[0] for n in counted.unknown],
+                 "possibilities": counted.possibilities}
+    else:
+        answer = single_answer(pipeline, record, bands)
+        score, low, high = answer["math_score"], answer["interval"]["low"], answer["interval"]["high"]
+        points = answer["factors"]["contributions"] if answer["factors"] is not None else None
     result: dict[str, Any] = {
-        "math_score": round(answer.score, 1),
+        "math_score": score,
         "low": low,
         "high": high,
         "level": pipeline.level,
@@ -368,19 +349,17 @@ def _result_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
         "band": bands.payload(bands.name(low, high)),
         "half_width": pipeline.half_width,
         "mae": pipeline.manifest.get("metrics", {}).get("test", {}).get("mae"),
-        "unknown": [FEATURES_BY_NAME[n].label.split(" (")[0] for n in answer.unknown],
-        "possibilities": answer.possibilities,
+        **extra,
     }
-    points = answer.contributions
     if points is not None:
         acting = sorted((n for n in points if n not in BACKGROUND_FEATURES), key=lambda n: -abs(points[n]))
-        result["reasons"] = [describe_factor(n, known[n], points[n]) for n in acting]
+        result["reasons"] = [describe_factor(n, record[n], points[n]) for n in acting]
         result["background_points"] = sum(points[n] for n in BACKGROUND_FEATURES)
         result["baseline"] = pipeline.factors.baseline
     else:
         result["factors_reason"] = pipeline.factors.reason
     result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0],
-                          NOT_KNOWN if n in unknown else (f"{known[n]:g}" if isinstance(known[n], float) else known[n]))
+                          NOT_KNOWN if n in unknown else f"{record[n]:g}" if isinstance(record[n], float) else record[n])
                          for n in FEATURE_NAMES]
     return result
 
