@@ -36,27 +36,31 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
     app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length)  # type: ignore[method-assign]
-    attach_monitoring(app, services)
+    background = [attach_monitoring(app, services)]
     services.slot.load()
     if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model
-        refresher = Periodic([services.slot.refresh], config.model_refresh_seconds, name="model-refresher")
-        app.wsgi_app = _StartedOnRequest(app.wsgi_app, refresher)  # type: ignore[method-assign]
+        background.append(Periodic([services.slot.refresh], config.model_refresh_seconds, name="model-refresher"))
+    started = tuple(p for p in background if p is not None)
+    if started:
+        app.wsgi_app = _StartedOnRequest(app.wsgi_app, started)  # type: ignore[method-assign]
     return app
 
 
 class _StartedOnRequest:
-    """WSGI middleware starting a worker's background thread at its first request (a flag read after that).
+    """WSGI middleware starting a worker's background threads (flusher, model refresher) at its first request.
 
-    In front of Flask rather than a ``before_request`` hook, which Flask dispatches through its own machinery
-    on every request.
+    A thread does not survive gunicorn's fork, so each worker starts its own; after that each request reads
+    one flag per thread. In front of Flask rather than a ``before_request`` hook, which Flask dispatches
+    through its own machinery on every request.
     """
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], periodic: Periodic) -> None:
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], periodics: tuple[Periodic, ...]) -> None:
         self.wsgi_app = wsgi_app
-        self.periodic = periodic
+        self.periodics = periodics
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self.periodic.ensure_started()
+        for periodic in self.periodics:
+            periodic.ensure_started()
         return self.wsgi_app(environ, start_response)
 
 

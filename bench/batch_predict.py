@@ -90,7 +90,7 @@ def run_engine(command: list[str], cwd: Path) -> dict:
     return {"wall": wall, "peaks": peaks, "peak_total": peak_total}
 
 
-def partition_overhead(store: Path, folder: Path, out: Path, master: str, rows: int) -> list[tuple[int, float]]:
+def partition_overhead(store: Path, folder: Path, out: Path, master: str) -> list[tuple[int, float]]:
     """Seconds to score the same rows cut into more and more partitions, in one warm session."""
     from src.pipeline import spark_engine
     from src.pipeline.batch_predict import BatchConfig, Output, load_serving_pipeline
@@ -157,7 +157,7 @@ def main() -> None:
                   flush=True)
         small = work / "overhead"
         write_students(small, args.overhead_rows, 1)
-        timings = partition_overhead(work / "store", small, work / "out-overhead", args.master, args.overhead_rows)
+        timings = partition_overhead(work / "store", small, work / "out-overhead", args.master)
         parts = np.array([p for p, _ in timings], dtype=float)
         seconds = np.array([s for _, s in timings])
         slope, intercept = np.polyfit(parts, seconds, 1)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.signing import SigningKey, SigningKeyError, parse_keys
+from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -142,3 +142,20 @@ def configure_logging(level: str = "INFO") -> None:
         handler._student_math = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+
+
+def cache_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
+    """MODEL_CACHE_DIR: where the commands download an s3:// store's sets (the server's default too)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("MODEL_CACHE_DIR") or AppConfig.model_cache_dir)
+
+
+def keys_from_env(environ: Mapping[str, str] | None = None) -> tuple[SigningKey | None, tuple[SigningKey, ...]]:
+    """MODEL_SIGNING_KEY (sign new sets) and MODEL_VERIFY_KEYS (check sets before comparing or serving).
+
+    The commands read them here; a malformed value raises SigningKeyError naming the variable.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get("MODEL_SIGNING_KEY")
+    signing = parse_key(raw, "MODEL_SIGNING_KEY") if raw else None
+    return signing, parse_keys(env.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")

@@ -203,8 +203,12 @@ class Store(ABC):
         """The recorded decisions (the last ``limit`` of them), oldest first."""
 
     def read_pointer(self) -> Pointer | None:
+        return self.pointer_and_bytes()[0]
+
+    def pointer_and_bytes(self) -> tuple[Pointer | None, bytes | None]:
+        """The pointer and the bytes it was read from (one read: what a failed move puts back is what was read)."""
         data = self.read_pointer_bytes()
-        return None if data is None else Pointer.from_bytes(data, f"{self.location}/{POINTER_NAME}")
+        return (None if data is None else Pointer.from_bytes(data, f"{self.location}/{POINTER_NAME}")), data
 
     def champion(self) -> Pointer:
         pointer = self.read_pointer()

@@ -21,6 +21,7 @@ from src.schema import (
     FEATURES,
     HEADER_ALIASES,
     NUMERIC_FEATURES,
+    STUDENT_ID,
     TARGET,
     NumericFeature,
     SchemaError,
@@ -249,7 +250,6 @@ def validate_frame(frame: pd.DataFrame, lines: Sequence[int] | None = None) -> t
     return valid, rejected.reset_index(drop=True)
 
 
-STUDENT_ID = "student_id"
 
 
 def normalise_student_headers(frame: pd.DataFrame, passthrough: Sequence[str] = (STUDENT_ID,)) -> pd.DataFrame:

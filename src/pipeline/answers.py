@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.pipeline.bands import BAND_NAMES, Bands
+from src.pipeline.bands import Bands
 from src.pipeline.factors import describe_factor, top_actionable
 from src.pipeline.predict_pipeline import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
@@ -32,7 +32,6 @@ BASELINE = "factors_baseline"
 TOP_FACTOR = "top_factor"
 FACTOR_COLUMNS: tuple[str, ...] = tuple(f"factor_{name}" for name in FEATURE_NAMES)  # schema order
 
-BANDS: tuple[str, ...] = BAND_NAMES
 
 Students = Sequence[Mapping[str, Any]] | pd.DataFrame
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.config import AppConfig, configure_logging
+from src.config import AppConfig, cache_dir_from_env, configure_logging, keys_from_env
 from src.pipeline.answers import (
     ANSWER_COLUMNS,
     BAND,
@@ -46,11 +46,11 @@ from src.pipeline.answers import (
     answers_frame,
 )
 from src.pipeline.predict_pipeline import PredictPipeline, load_champion
-from src.schema import SchemaError
-from src.signing import parse_keys
+from src.schema import STUDENT_ID, SchemaError
+from src.signing import SigningKeyError
 from src.storage import ArtifactError, DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
 from src.store import open_store
-from src.validation import STUDENT_ID, check_students_frame, normalise_student_headers
+from src.validation import check_students_frame, normalise_student_headers
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +92,10 @@ class BatchResult:
     seconds: float
 
 
-def load_serving_pipeline(store: str, cache_dir: Path = Path(".model-cache")) -> PredictPipeline:
-    """The champion of the model store, verified exactly as the server does (MODEL_VERIFY_KEYS included)."""
-    keys = parse_keys(os.environ.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
-    return load_champion(open_store(store, cache_dir=cache_dir), keys)
+def load_serving_pipeline(store: str) -> PredictPipeline:
+    """The champion of the model store, verified exactly as the server does (MODEL_VERIFY_KEYS, MODEL_CACHE_DIR)."""
+    _, keys = keys_from_env()
+    return load_champion(open_store(store, cache_dir=cache_dir_from_env()), keys)
 
 
 def prediction_columns(has_student_id: bool, support_cut: float | None) -> list[str]:
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_args(argv)
         run(config)
-    except (BatchError, DataSourceError, ArtifactError, SchemaError) as err:
+    except (BatchError, DataSourceError, ArtifactError, SchemaError, SigningKeyError) as err:
         logger.error("batch prediction failed: %s", err)
         return 1
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE, group_check
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.pipeline.predict_pipeline import PredictPipeline, load_version
 from src.schema import FEATURE_NAMES, TARGET
 from src.signing import SigningKey
 from src.storage import MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file
@@ -68,23 +68,22 @@ def r2(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(r2_score(y, predicted))
 
 
-def score_on(pipeline: PredictPipeline, test: pd.DataFrame) -> float:
-    """Test R² of a loaded model on a test split, through the scikit-learn pipeline itself."""
-    predicted = pipeline.reference.score_frame(test[list(FEATURE_NAMES)])
+def predicted_on(pipeline: PredictPipeline, test: pd.DataFrame) -> np.ndarray:
+    """A loaded model's predictions for a test split, through the scikit-learn pipeline itself."""
+    return pipeline.reference.score_frame(test[list(FEATURE_NAMES)])
+
+
+def score_on(pipeline: PredictPipeline, test: pd.DataFrame, predicted: np.ndarray | None = None) -> float:
+    """Test R² of a loaded model on a test split (``predicted``: its predictions, when already made)."""
+    predicted = predicted_on(pipeline, test) if predicted is None else predicted
     return r2(test[TARGET.name].to_numpy(dtype=float), predicted)
 
 
-def load_version(store: Store, version: str, keys: Sequence[SigningKey] = (),
-                 manifest_sha256: str | None = None) -> PredictPipeline:
-    directory, _ = store.open_verified(version, keys, manifest_sha256)
-    return PredictPipeline.from_artifacts(directory)
-
-
-def groups_on(pipeline: PredictPipeline, test: pd.DataFrame) -> dict:
+def groups_on(pipeline: PredictPipeline, test: pd.DataFrame, predicted: np.ndarray | None = None) -> dict:
     """Errors by student group of a loaded model on a test split (count, MAE, bias, coverage)."""
     from src.components.group_metrics import group_metrics  # training side only (Fairlearn)
 
-    predicted = pipeline.reference.score_frame(test[list(FEATURE_NAMES)])
+    predicted = predicted_on(pipeline, test) if predicted is None else predicted
     return group_metrics(test, test[TARGET.name].to_numpy(dtype=float), predicted, pipeline.half_width)
 
 
@@ -93,10 +92,10 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
     """Decide whether the candidate ``version`` (already in the store) replaces the champion, and apply it."""
     version = check_version(version)
     candidate = load_version(store, version, keys)
-    before = store.read_pointer_bytes()
-    pointer = store.read_pointer()
+    pointer, before = store.pointer_and_bytes()
     champion_version = pointer.model_version if pointer else None
-    new_r2 = score_on(candidate, test)
+    new_predicted = predicted_on(candidate, test)
+    new_r2 = score_on(candidate, test, new_predicted)
     if new_r2 < config.min_test_r2:
         decision = Decision("refused", version, champion_version,
                             f"candidate {version} reached test R2 {new_r2:.4f}, below the quality gate of "
@@ -117,13 +116,15 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
             reason = (f"test R2 {new_r2:.4f}; the champion {pointer.model_version} cannot be loaded to compare "
                       f"({err}): replacing it")
         if champion is not None:
-            old_r2 = score_on(champion, test)
+            old_predicted = predicted_on(champion, test)
+            old_r2 = score_on(champion, test, old_predicted)
             promote = new_r2 >= old_r2 - config.tolerance
             verb = "replaces" if promote else "does not replace"
             reason = (f"test R2 {new_r2:.4f} vs champion {pointer.model_version} {old_r2:.4f} on the same test "
                       f"split (tolerance {config.tolerance}): {verb} it")
             if promote and config.group_tolerance is not None:
-                refusal = group_check(groups_on(candidate, test), groups_on(champion, test), config.group_tolerance)
+                refusal = group_check(groups_on(candidate, test, new_predicted),
+                                      groups_on(champion, test, old_predicted), config.group_tolerance)
                 if refusal is not None:
                     promote, reason = False, f"{reason}, but per group: {refusal}: does not replace it"
     if promote:
@@ -148,8 +149,7 @@ def promote_by_hand(store: Store, version: str, *, keys: Sequence[SigningKey] = 
     if version not in store.versions():
         raise StoreError(f"{store.location} has no model version {version}; it has: {', '.join(store.versions())}")
     load_version(store, version, keys)  # a set that fails verification or cannot load never serves
-    before = store.read_pointer_bytes()
-    pointer = store.read_pointer()
+    pointer, before = store.pointer_and_bytes()
     reason = "promoted by hand"
     manifest_sha256 = _manifest_sha256(store, version)
     moved = (pointer.moved_to(version, manifest_sha256, "promoted by hand", reason) if pointer
@@ -162,12 +162,13 @@ def promote_by_hand(store: Store, version: str, *, keys: Sequence[SigningKey] = 
 
 def rollback(store: Store, *, keys: Sequence[SigningKey] = (), registry: Registry | None = None) -> Decision:
     """Give the pointer back to the previous champion (verified first)."""
-    pointer = store.champion()
+    pointer, before = store.pointer_and_bytes()
+    if pointer is None:
+        pointer = store.champion()  # raises: no champion yet
     if not pointer.previous:
         raise StoreError(f"{store.location} has no earlier champion to roll back to")
     target = pointer.previous[-1]
     load_version(store, target, keys)
-    before = store.read_pointer_bytes()
     reason = f"rolled back from {pointer.model_version}"
     moved = Pointer(target, _manifest_sha256(store, target), now_iso(), "rollback", reason, pointer.previous[:-1])
     _move(store, moved, before, registry, reason)

@@ -72,13 +72,18 @@ class PredictPipeline:
         return float(self.manifest["interval"]["half_width"])
 
     @classmethod
-    def from_artifacts(cls, directory: Path | str) -> PredictPipeline:
-        """Read and check the manifest, verify every file's sha256 and the scikit-learn version, load once."""
+    def from_artifacts(cls, directory: Path | str, verified: Mapping[str, Any] | None = None) -> PredictPipeline:
+        """Read and check the manifest, verify every file's sha256 and the scikit-learn version, load once.
+
+        ``verified``: the manifest ``verify_set`` has just returned for this folder (through ``load_version``);
+        its files are then not hashed a second time (the pickles still are, as they are read).
+        """
         started = time.perf_counter()
         directory = Path(directory)
-        manifest = read_manifest(directory)
+        manifest = dict(verified) if verified is not None else read_manifest(directory)
         _check_compatible(manifest)
-        verify_files(directory, manifest)
+        if verified is None:
+            verify_files(directory, manifest)
         for name in (PREPROCESSOR, MODEL):
             if name not in manifest["files"]:
                 raise ArtifactError(f"the manifest in {directory} lists no {name}")
@@ -146,8 +151,14 @@ class PredictPipeline:
 def load_champion(store: Store, keys: Sequence[SigningKey] = ()) -> PredictPipeline:
     """The model the store's pointer names, after every check (pointer -> manifest -> signature -> files)."""
     pointer = store.champion()
-    directory, _ = store.open_verified(pointer.model_version, keys, pointer.manifest_sha256)
-    return PredictPipeline.from_artifacts(directory)
+    return load_version(store, pointer.model_version, keys, pointer.manifest_sha256)
+
+
+def load_version(store: Store, version: str, keys: Sequence[SigningKey] = (),
+                 manifest_sha256: str | None = None) -> PredictPipeline:
+    """One version of the store, verified (manifest against ``manifest_sha256``, signature, files), loaded."""
+    directory, manifest = store.open_verified(version, keys, manifest_sha256)
+    return PredictPipeline.from_artifacts(directory, manifest)
 
 
 def check_rows(preprocessor: Any, model: Any, rows: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -10,15 +10,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from src.config import configure_logging
+from src.config import cache_dir_from_env, configure_logging, keys_from_env
 from src.pipeline.lifecycle import Decision, Registry, promote_by_hand, rollback
-from src.signing import SigningKey, SigningKeyError, parse_keys
+from src.signing import SigningKey, SigningKeyError
 from src.storage import ArtifactError, DataSourceError
 from src.store import Store, open_store
 
@@ -36,11 +34,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     configure_logging("WARNING")
     out = out or sys.stdout
     try:
-        keys = parse_keys(os.environ.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
+        _, keys = keys_from_env()
     except SigningKeyError as err:
         out.write(f"promotion failed: {err}\n")
         return 2
-    store = open_store(args.store, cache_dir=Path(os.environ.get("MODEL_CACHE_DIR") or ".model-cache"))
+    store = open_store(args.store, cache_dir=cache_dir_from_env())
     try:
         if args.no_tracking:
             decision = _move(store, args, keys, None)

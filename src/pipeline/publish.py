@@ -11,7 +11,6 @@ training-runs folder) and moves ``prefix/champion.json`` only if it wins. Prints
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import TextIO
 
 import pandas as pd
 
-from src.config import configure_logging
+from src.config import configure_logging, keys_from_env
 from src.pipeline.lifecycle import DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
-from src.signing import SigningKey, SigningKeyError, parse_keys
+from src.signing import SigningKey, SigningKeyError
 from src.storage import ArtifactError, DataSourceError
 from src.store import TRAINING_RUNS, LocalStore, S3Store, StoreError, check_version
 
@@ -57,7 +56,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         out.write("publish failed: --to must be an s3://bucket/prefix address\n")
         return 2
     try:
-        keys = parse_keys(os.environ.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
+        _, keys = keys_from_env()
         decision = publish(LocalStore(args.source), S3Store(args.to), args.version, runs_dir=args.runs_dir,
                            config=DecisionConfig(min_test_r2=args.min_r2, tolerance=args.champion_tolerance),
                            keys=keys)

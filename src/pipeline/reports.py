@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from src.storage import MANIFEST_NAME, ArtifactError, read_manifest, verify_files
+from src.store import set_files
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def export_reports(set_dir: Path, reports_dir: Path) -> Path:
     target = reports_dir / MODEL_SUBDIR
     staging = reports_dir / f".{MODEL_SUBDIR}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
-    for name in (*manifest["files"], MANIFEST_NAME):
+    for name in set_files(set_dir):  # the signature too, when the set has one
         shutil.copyfile(set_dir / name, staging / name)
     if target.exists():
         if not (target / MANIFEST_NAME).is_file():  # never delete a folder training did not write

@@ -45,8 +45,9 @@ from src.pipeline.batch_predict import (
     serialise,
 )
 from src.pipeline.predict_pipeline import PredictPipeline
+from src.schema import STUDENT_ID
 from src.storage import DataSourceError, s3_client, split_s3_uri
-from src.validation import STUDENT_ID, normalise_student_headers
+from src.validation import normalise_student_headers
 
 logger = logging.getLogger(__name__)
 

@@ -164,16 +164,6 @@ class MlflowRegistry:
         self.client.set_model_version_tag(MODEL_NAME, number, "role", "challenger")
         self.client.set_model_version_tag(MODEL_NAME, number, "decision", reason)
 
-    def champion_model_version(self) -> str | None:
-        """The store ``model_version`` the alias names now (None without a champion)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            mv = self.client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-        except MlflowException:
-            return None
-        return (mv.tags or {}).get(VERSION_TAG)
-
 
 @contextmanager
 def training_run(uri: str, params: Mapping[str, Any]) -> Iterator[TrainingRun]:

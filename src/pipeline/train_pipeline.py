@@ -55,7 +55,7 @@ from src.components.model_trainer import (
     default_candidates,
 )
 from src.components.plots import PLOTS, write_plots
-from src.config import ConfigError, configure_logging
+from src.config import ConfigError, cache_dir_from_env, configure_logging, keys_from_env
 from src.monitoring.drift import build_reference
 from src.pipeline.factors import training_summary
 from src.pipeline.lifecycle import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
@@ -63,8 +63,8 @@ from src.pipeline.predict_pipeline import CHECK_ROWS, check_rows
 from src.pipeline.reports import ParamsError, export_reports, read_params
 from src.pipeline.tracking import TrackingError, tracking_uri, training_run
 from src.schema import SchemaError
-from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
-from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, sha256_bytes, sha256_file, write_json
+from src.signing import SigningKey, SigningKeyError
+from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, write_json
 from src.store import TRAINING_RUNS, LocalStore, open_store, seal_set
 
 logger = logging.getLogger(__name__)
@@ -223,12 +223,11 @@ def _moved(ingestion: DataIngestionArtifact, old: Path, new: Path) -> DataIngest
 def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer: ModelTrainerArtifact,
               run_tag: str) -> dict:
     created = datetime.now(UTC)
-    # The training time and a tag of this run: two runs that make the same model within one second (the
-    # same data and seed) still get two versions, never one name for two sets.
-    tag = sha256_bytes(f"{sha256_file(trainer.model_path)}:{run_tag}".encode())
     return {
         "format": MANIFEST_FORMAT,
-        "model_version": f"{created:%Y%m%dT%H%M%SZ}-{tag[:8]}",
+        # The training time and this run's random tag: two runs that make the same model within one second
+        # (the same data and seed) still get two versions, never one name for two sets.
+        "model_version": f"{created:%Y%m%dT%H%M%SZ}-{run_tag[:8]}",
         "created_at": created.isoformat(timespec="seconds"),
         "model": trainer.model_name,
         **schema.describe(),
@@ -388,18 +387,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.set_defaults(**read_params(args.params, set(vars(parser.parse_args([]))) - {"params"}))
         args = parser.parse_args(argv)
     return args
-
-
-def cache_dir_from_env() -> Path:
-    return Path(os.environ.get("MODEL_CACHE_DIR") or ".model-cache")
-
-
-def keys_from_env(environ: Any = None) -> tuple[SigningKey | None, tuple[SigningKey, ...]]:
-    """MODEL_SIGNING_KEY (sign new sets) and MODEL_VERIFY_KEYS (check sets before comparing or serving)."""
-    env = os.environ if environ is None else environ
-    raw = env.get("MODEL_SIGNING_KEY")
-    signing = parse_key(raw, "MODEL_SIGNING_KEY") if raw else None
-    return signing, parse_keys(env.get("MODEL_VERIFY_KEYS"), "MODEL_VERIFY_KEYS")
 
 
 class UsageError(ValueError):

@@ -53,8 +53,11 @@ def refused(token: str | None) -> Response | None:
     return response
 
 
-def attach_monitoring(app: Flask, svc: Services) -> None:
-    """Drift tracking unless DRIFT_ENABLED is false; Prometheus metrics unless METRICS_ENABLED is false."""
+def attach_monitoring(app: Flask, svc: Services) -> Periodic | None:
+    """Drift tracking unless DRIFT_ENABLED is false; Prometheus metrics unless METRICS_ENABLED is false.
+
+    Returns the worker's flusher when it has work, for the app to start with its other background threads.
+    """
     config = svc.config
     flusher = Periodic([], FLUSH_SECONDS, name="monitoring-flusher", run_at_exit=True)
     tracker = None
@@ -67,9 +70,10 @@ def attach_monitoring(app: Flask, svc: Services) -> None:
         svc.slot.listeners.append(tracker.model_loaded)
         flusher.callbacks.append(tracker.flush)
         app.register_blueprint(bp)
-    requests = _attach_metrics(app, svc, tracker, flusher) if config.metrics_enabled else None
-    if flusher.callbacks:
-        app.wsgi_app = _RequestHook(app.wsgi_app, flusher, requests)  # type: ignore[method-assign]
+    if config.metrics_enabled:
+        requests = _attach_metrics(app, svc, tracker, flusher)
+        app.wsgi_app = _RequestHook(app.wsgi_app, requests)  # type: ignore[method-assign]
+    return flusher if flusher.callbacks else None
 
 
 def _default_drift_dir() -> Path:
@@ -82,22 +86,18 @@ def _default_drift_dir() -> Path:
 
 
 class _RequestHook:
-    """WSGI middleware: this worker's flusher runs; each request is timed, counted and counted in flight.
+    """WSGI middleware: each request is timed, counted and counted in flight.
 
     The status comes from ``start_response``; the matched URL rule from the request Flask keeps in the
     environ (``werkzeug.request``) while it answers, read then because Flask clears it afterwards.
     """
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], flusher: Periodic, requests: RequestMetrics | None):
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], requests: RequestMetrics):
         self.wsgi_app = wsgi_app
-        self.flusher = flusher
         self.requests = requests
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self.flusher.ensure_started()
         requests = self.requests
-        if requests is None:
-            return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         answered: list[tuple[str, Any]] = []
 

@@ -32,7 +32,6 @@ from src.schema import (
     FEATURES_BY_NAME,
     MAY_BE_UNKNOWN,
     NOT_KNOWN,
-    TARGET,
     CategoricalFeature,
 )
 from src.validation import (
@@ -81,8 +80,7 @@ def _bands_for(cut: float) -> Bands:
 
 @bp.get("/")
 def index() -> str:
-    slot = services().slot
-    return render_template("index.html", pipeline=slot.pipeline, error=slot.error)
+    return render_template("index.html", pipeline=services().slot.pipeline)
 
 
 @bp.get("/predictdata")
@@ -221,7 +219,7 @@ def _class_list_page() -> tuple[str, int] | str:
         problems = [f"{d['field']}: {d['message']}" for d in body.get("details", [])] or [body["message"]]
         return _render_form({}, {}, None, roster_error=problems), answer.status_code
     rows = []
-    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors(), strict=True):
+    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
         rows.append({"number": row.number, "student_id": row.student_id, "item": item, "top": top,
                      "error": row.error})
     summary = {
@@ -344,11 +342,9 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         "math_score": score,
         "low": low,
         "high": high,
-        "level": pipeline.level,
         "model_version": pipeline.model_version,
         "band": bands.payload(bands.name(low, high)),
         "half_width": pipeline.half_width,
-        "mae": pipeline.manifest.get("metrics", {}).get("test", {}).get("mae"),
         **extra,
     }
     if points is not None:
@@ -375,8 +371,6 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
             "label": f.label,
             "choices": f.categories if isinstance(f, CategoricalFeature) else None,
             "may_be_unknown": f.name in MAY_BE_UNKNOWN and offer_unknown,
-            "minimum": getattr(f, "minimum", None),
-            "maximum": getattr(f, "maximum", None),
             "value": values.get(f.name, ""),
             "error": errors.get(f.name),
             "hint": f.hint,
@@ -385,7 +379,7 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
     ]
     other_errors = {k: v for k, v in errors.items() if k not in {f.name for f in FEATURES}}
     return render_template(
-        "predict.html", fields=fields, other_errors=other_errors, result=result, target=TARGET,
+        "predict.html", fields=fields, other_errors=other_errors, result=result,
         unavailable=unavailable, class_list=class_list, roster_error=roster_error, cut=services().config.support_cut,
         max_batch=services().config.max_batch, errors=errors, not_known=NOT_KNOWN,
         unknown_unsupported=unknown_unsupported, offer_unknown=offer_unknown,

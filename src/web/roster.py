@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import io
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +38,6 @@ CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
 OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
 _ACCEPTED = frozenset(FEATURE_NAMES) | {STUDENT_ID, TARGET.name}  # a math score column (public download) is ignored
-_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 class RosterError(ValueError):
@@ -85,6 +84,7 @@ class RosterAnswer:
     factors_reason: str | None = None
     contributions: np.ndarray | None = None  # (valid rows, 7), for the top factors
 
+    @functools.cached_property
     def top_factors(self) -> list[str]:
         """Per row, the actionable factor that moves the score most, in words ("" for bad rows, or no factors)."""
         out = [""] * len(self.roster.rows)
@@ -219,7 +219,7 @@ def roster_csv(answer: RosterAnswer) -> str:
     writer = csv.writer(out, lineterminator="\n")
     ids = answer.roster.has_ids
     writer.writerow(["row", *([STUDENT_ID] if ids else []), *FEATURE_NAMES, *OUTPUT_COLUMNS])
-    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors(), strict=True):
+    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
         given = [_cell(row.values.get(name, "")) for name in FEATURE_NAMES]
         if row.errors:
             result = ["", "", "", "", "", row.error]
@@ -238,6 +238,6 @@ def csv_data_uri(text: str) -> str:
 
 def _cell(value: str) -> str:
     """Defuse spreadsheet formulas in passed-through text (a leading =, +, -, @); plain numbers stay as they are."""
-    if value and value[0] in "=+-@\t\r" and not _NUMBER.match(value):
+    if value and value[0] in "=+-@\t\r" and parse_form_number(value) is None:
         return "'" + value
     return value
