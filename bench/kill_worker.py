@@ -134,6 +134,7 @@ def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = 
             raise RuntimeError(f"wrk printed no summary:\n{output}")
         responses, non_2xx, *errors = (int(v) for v in found.groups())
         socket_errors = dict(zip(("connect", "read", "write", "timeout"), errors, strict=True))
+        _settle(work / "access.log")  # requests in flight when wrk stopped: answered and logged before counting
         counted = _counted(url) - before
         ready = requests.get(f"{url}/ready", timeout=5).status_code == 200
         answered = _answered(work / "access.log") - 20  # the warm-up's
@@ -177,6 +178,18 @@ def _answered(access_log: Path) -> int:
     answered them, but wrk no longer read the answers.
     """
     return len(re.findall(r'"POST /predictdata HTTP/1\.1" 200 ', access_log.read_text()))
+
+
+def _settle(access_log: Path, rounds: int = 20) -> None:
+    """Wait (at most ``rounds`` x 0.1 s) until the workers log no more answers: wrk stops with requests in
+    flight, which the workers still count and log; read too early, one is counted and not yet logged."""
+    last = -1
+    for _ in range(rounds):
+        now = _answered(access_log)
+        if now == last:
+            return
+        last = now
+        time.sleep(0.1)
 
 
 def _counted(url: str) -> float:
