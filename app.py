@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Flask
 
+from src.answers.model import load_champion
 from src.config import AppConfig, configure_logging
+from src.lifecycle.model_card import HISTORY_LIMIT
 from src.periodic import Periodic
-from src.pipeline.model_card import HISTORY_LIMIT
-from src.pipeline.predict_pipeline import load_champion
 from src.store import open_store
 from src.web import errors, health, model_page, openapi, prediction
 from src.web.body_guard import BodyGuard

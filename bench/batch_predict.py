@@ -92,7 +92,7 @@ def run_engine(command: list[str], cwd: Path) -> dict:
 
 def partition_overhead(store: Path, folder: Path, out: Path, master: str) -> list[tuple[int, float]]:
     """Seconds to score the same rows cut into more and more partitions, in one warm session."""
-    from src.pipeline import spark_engine
+    from src.batch import spark as spark_engine
     from src.pipeline.batch_predict import BatchConfig, Output, load_serving_pipeline
 
     spark = spark_engine.spark_session(master)
@@ -133,7 +133,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in (work / "students").iterdir()) / 2**20
         print(f"{args.students:,} students in {args.files} CSV files, {size:.0f} MiB", flush=True)
         results = {}
-        from src.pipeline.spark_engine import package_source
+        from src.batch.spark import package_source
 
         archive, main_script = package_source(work / "dist")
         for engine in ("local", "spark"):

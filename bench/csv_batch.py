@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serving import start_server, stop_server, store_or_train  # noqa: E402
-from src.pipeline.fast_path import random_students  # noqa: E402
+from src.answers.fast_path import random_students  # noqa: E402
 from src.schema import FEATURE_NAMES, HEADER_ALIASES  # noqa: E402
 
 LIMIT_SECONDS = 0.5

@@ -112,7 +112,7 @@ def _percentile(out: str, label: str) -> float:
 
 
 def in_process(artifacts: Path) -> dict[str, float]:
-    from src.pipeline.predict_pipeline import load_champion
+    from src.answers.model import load_champion
     from src.store import LocalStore
     from src.validation import validate_student
 

@@ -31,7 +31,7 @@ class CategoricalFeature:
 
     @property
     def may_be_unknown(self) -> bool:
-        """Background a teacher may not know: the form offers "not known" (see src.pipeline.unknowns)."""
+        """Background a teacher may not know: the form offers "not known" (see src.answers.unknowns)."""
         return not self.actionable
 
     def check(self, value: Any) -> str | None:

@@ -9,7 +9,7 @@ One layout, in a local folder or under an S3 prefix::
 A set becomes visible whole: locally it is written into a staging folder, fsynced and renamed into place; on S3
 its files are uploaded before its manifest. Nothing points at a set before it is complete: the pointer is
 replaced in one step (``os.replace`` locally, one PUT on S3) and names the sha256 of the set's manifest, which
-lists every file's sha256. Only the decision (``src.pipeline.lifecycle``) writes the pointer.
+lists every file's sha256. Only the decision (``src.lifecycle.decision``) writes the pointer.
 
 Every version that comes from the pointer or the command line is matched against ``VERSION_PATTERN`` before it
 becomes part of a path, and the store deletes only what matches that pattern or its own staging names.

@@ -61,8 +61,8 @@ def test_bulk_observation_matches_one_by_one_on_the_installed_prometheus_client(
 def test_the_fast_path_folds_linear_models_recognised_by_public_classes(name):
     from sklearn import linear_model
 
+    from src.answers.fast_path import compile_scorer, random_students
     from src.components.data_transformation import build_preprocessor
-    from src.pipeline.fast_path import compile_scorer, random_students
     from src.synthetic import generate_students
 
     students = generate_students(300, seed=4)

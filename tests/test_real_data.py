@@ -9,7 +9,7 @@ import pytest
 
 from src.components.group_metrics import coverage_outside
 from src.config import AppConfig
-from src.pipeline.lifecycle import DecisionConfig
+from src.lifecycle.decision import DecisionConfig
 from src.pipeline.train_pipeline import TrainingConfig, main, train
 from src.schema import CATEGORICAL_FEATURES, canonical_name
 
@@ -70,8 +70,8 @@ def test_bands_on_the_public_test_split_are_rarely_wrong_and_factors_add_up(stud
     """The default cut (50) on students the model never saw: flags are right, on-track rarely hides a need."""
     import numpy as np
 
-    from src.pipeline.bands import Bands
-    from src.pipeline.predict_pipeline import PredictPipeline
+    from src.answers.bands import Bands
+    from src.answers.model import PredictPipeline
 
     code, _, directory, report = stud_run
     assert code == 0, report

@@ -98,7 +98,7 @@ class ModelTrainerArtifact:
 class ModelTrainer:
     """Select by cross-validation, calibrate the interval, evaluate once on the test split, save.
 
-    The quality gate is part of the decision (``src.pipeline.lifecycle``), not of training."""
+    The quality gate is part of the decision (``src.lifecycle.decision``), not of training."""
 
     def __init__(self, config: ModelTrainerConfig) -> None:
         self.config = config

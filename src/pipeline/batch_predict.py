@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.config import AppConfig, cache_dir_from_env, configure_logging, keys_from_env
-from src.pipeline.answers import (
+from src.answers.columns import (
     ANSWER_COLUMNS,
     BAND,
     BASELINE,
@@ -45,7 +44,8 @@ from src.pipeline.answers import (
     TOP_FACTOR,
     answers_frame,
 )
-from src.pipeline.predict_pipeline import PredictPipeline, load_champion
+from src.answers.model import PredictPipeline, load_champion
+from src.config import AppConfig, cache_dir_from_env, configure_logging, keys_from_env
 from src.schema import STUDENT_ID, SchemaError
 from src.signing import SigningKeyError
 from src.storage import ArtifactError, DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
@@ -150,7 +150,7 @@ def run(config: BatchConfig) -> BatchResult:
     output = Output(config.output, config.format)
     output.refuse_existing()
     if config.engine == "spark":
-        from src.pipeline import spark_engine  # imported here: pyspark is needed only for this engine
+        from src.batch import spark as spark_engine  # imported here: pyspark is needed only for this engine
 
         predictions, rejected_rows, rejects = spark_engine.run(config, pipeline, output)
     else:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from src.config import cache_dir_from_env, configure_logging, keys_from_env
-from src.pipeline.lifecycle import Decision, Registry, promote_by_hand, rollback
+from src.lifecycle.decision import Decision, Registry, promote_by_hand, rollback
 from src.signing import SigningKey, SigningKeyError
 from src.storage import ArtifactError, DataSourceError
 from src.store import Store, open_store
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         else:
             from mlflow.exceptions import MlflowException
 
-            from src.pipeline.tracking import MlflowRegistry, TrackingError, check_reachable, tracking_uri
+            from src.lifecycle.tracking import MlflowRegistry, TrackingError, check_reachable, tracking_uri
 
             uri = args.tracking_uri or tracking_uri()
             try:

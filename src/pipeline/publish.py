@@ -19,7 +19,7 @@ from typing import TextIO
 import pandas as pd
 
 from src.config import configure_logging, keys_from_env
-from src.pipeline.lifecycle import DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
+from src.lifecycle.decision import DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
 from src.signing import SigningKey, SigningKeyError
 from src.storage import ArtifactError, DataSourceError
 from src.store import TRAINING_RUNS, LocalStore, S3Store, StoreError, check_version

@@ -31,6 +31,8 @@ import numpy
 import sklearn
 
 from src import schema
+from src.answers.factors import training_summary
+from src.answers.model import CHECK_ROWS, check_rows
 from src.components.data_ingestion import (
     REJECTED,
     SYNTHETIC_SOURCE,
@@ -56,12 +58,10 @@ from src.components.model_trainer import (
 )
 from src.components.plots import PLOTS, write_plots
 from src.config import ConfigError, cache_dir_from_env, configure_logging, keys_from_env
+from src.lifecycle.decision import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
+from src.lifecycle.reports import ParamsError, export_reports, read_params
+from src.lifecycle.tracking import TrackingError, tracking_uri, training_run
 from src.monitoring.drift import build_reference
-from src.pipeline.factors import training_summary
-from src.pipeline.lifecycle import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
-from src.pipeline.predict_pipeline import CHECK_ROWS, check_rows
-from src.pipeline.reports import ParamsError, export_reports, read_params
-from src.pipeline.tracking import TrackingError, tracking_uri, training_run
 from src.schema import SchemaError
 from src.signing import SigningKey, SigningKeyError
 from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, ArtifactError, DataSourceError, write_json

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from src.pipeline.answers import compute_answers
-from src.pipeline.bands import Bands
-from src.pipeline.factors import AdditiveFactors
-from src.pipeline.predict_pipeline import Predictions, PredictPipeline
+from src.answers.bands import Bands
+from src.answers.columns import compute_answers
+from src.answers.factors import AdditiveFactors
+from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES, TARGET
 
 Record = Mapping[str, Any]

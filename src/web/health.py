@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from src.pipeline.factors import BASELINE_IS, METHOD, Factors
+from src.answers.factors import BASELINE_IS, METHOD, Factors
 from src.web.answers import DECIMALS
 from src.web.errors import json_error, json_response
 from src.web.services import services

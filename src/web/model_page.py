@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template, send_file
 
-from src.pipeline.model_card import champion_history, drift_summary, model_card
+from src.lifecycle.model_card import champion_history, drift_summary, model_card
 from src.schema import CATEGORICAL_FEATURES
 from src.web.errors import json_error, json_response
 from src.web.services import services

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.model import PredictPipeline
 from src.storage import ArtifactError, DataSourceError
 
 logger = logging.getLogger(__name__)

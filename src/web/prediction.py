@@ -21,10 +21,10 @@ from flask import (
 )
 from werkzeug.datastructures import MultiDict
 
-from src.pipeline.bands import Bands
-from src.pipeline.factors import describe_factor
-from src.pipeline.predict_pipeline import PredictPipeline
-from src.pipeline.unknowns import predict_with_unknowns, supports_unknowns
+from src.answers.bands import Bands
+from src.answers.factors import describe_factor
+from src.answers.model import PredictPipeline
+from src.answers.unknowns import predict_with_unknowns, supports_unknowns
 from src.schema import (
     BACKGROUND_FEATURES,
     FEATURE_NAMES,
@@ -325,7 +325,7 @@ def _exact_text(value: Any) -> str:
 
 def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the result page shows of one student's prediction; ``unknown`` names background fields not known
-    (the record lacks them; see src.pipeline.unknowns)."""
+    (the record lacks them; see src.answers.unknowns)."""
     bands = _bands()
     extra: dict[str, Any] = {}
     if unknown:

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from src.pipeline.bands import BAND_NAMES, Bands
-from src.pipeline.factors import describe_factor, top_actionable
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.bands import BAND_NAMES, Bands
+from src.answers.factors import describe_factor, top_actionable
+from src.answers.model import PredictPipeline
 from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
 from src.validation import (
     MAX_DETAILS,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from src.config import AppConfig
-from src.pipeline.lifecycle import DecisionConfig
+from src.lifecycle.decision import DecisionConfig
 from src.pipeline.publish import main
 from src.pipeline.train_pipeline import TrainingConfig, train
 from src.store import POINTER_NAME, S3Store

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from src.answers.model import PredictPipeline
 from src.config import AppConfig
-from src.pipeline.predict_pipeline import PredictPipeline
 from src.pipeline.train_pipeline import main
 from tests.conftest import FAST_MODELS
 

@@ -1,8 +1,8 @@
 import json
 
-from src.pipeline.bands import Bands
-from src.pipeline.fast_path import random_students
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.bands import Bands
+from src.answers.fast_path import random_students
+from src.answers.model import PredictPipeline
 from src.web.answers import single_answer, single_answer_json
 
 

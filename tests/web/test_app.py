@@ -180,7 +180,7 @@ def test_each_worker_picks_up_a_newly_promoted_model_by_itself(store_copy, tmp_p
     import time
 
     from app import create_app
-    from src.pipeline.lifecycle import DecisionConfig
+    from src.lifecycle.decision import DecisionConfig
     from src.pipeline.train_pipeline import TrainingConfig, train
     from tests.conftest import FAST_MODELS
 

@@ -134,7 +134,7 @@ def class_list(tmp_path, valid, bad_at):
 
 
 def random_valid(n):
-    from src.pipeline.fast_path import random_students
+    from src.answers.fast_path import random_students
 
     frame = random_students(n, seed=21)
     for name in ("reading_score", "writing_score"):

@@ -4,7 +4,7 @@
 import pytest
 
 from src.config import AppConfig
-from src.pipeline.model_card import champion_history, safe_source
+from src.lifecycle.model_card import champion_history, safe_source
 from src.schema import CATEGORICAL_FEATURES
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from src.answers.fast_path import random_students
 from src.config import AppConfig
-from src.pipeline.fast_path import random_students
 from src.schema import FEATURE_NAMES, HEADER_ALIASES
 
 PUBLIC = {v: k for k, v in HEADER_ALIASES.items()}  # schema name -> the public download's header

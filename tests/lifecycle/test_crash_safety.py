@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from src.answers.model import load_champion
 from src.config import AppConfig
-from src.pipeline.predict_pipeline import load_champion
 from src.store import LocalStore
 from tests.servers import PROJECT
 

@@ -3,6 +3,6 @@ it, so nothing is unpickled (``log_answers_model`` logs this file; it is not mea
 
 import mlflow
 
-from src.pipeline.answers_pyfunc import AnswersModel
+from src.batch.pyfunc import AnswersModel
 
 mlflow.models.set_model(AnswersModel())

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from src.pipeline.predict_pipeline import PredictPipeline
-from src.pipeline.unknowns import UnknownsUnavailable, predict_with_unknowns
+from src.answers.model import PredictPipeline
+from src.answers.unknowns import UnknownsUnavailable, predict_with_unknowns
 from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, MAY_BE_UNKNOWN
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from src.pipeline.fast_path import AdditiveScorer, Scorer
+from src.answers.fast_path import AdditiveScorer, Scorer
 from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME, CategoricalFeature, NumericFeature
 
 logger = logging.getLogger(__name__)

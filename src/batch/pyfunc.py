@@ -22,9 +22,9 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from src.pipeline.answers import ANSWER_COLUMNS, BAND, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, answers_frame
-from src.pipeline.fast_path import random_students
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.columns import ANSWER_COLUMNS, BAND, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, answers_frame
+from src.answers.fast_path import random_students
+from src.answers.model import PredictPipeline
 from src.schema import FEATURES, NumericFeature
 from src.validation import check_students_frame, normalise_student_headers
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from src.config import AppConfig
+from src.lifecycle.decision import DecisionConfig, promote_by_hand, rollback
 from src.pipeline import promote, retrain
-from src.pipeline.lifecycle import DecisionConfig, promote_by_hand, rollback
 from src.pipeline.train_pipeline import TrainingConfig, main, train
 from src.signing import parse_key, parse_keys
 from src.store import LocalStore, StoreError
@@ -239,7 +239,7 @@ def test_a_worker_without_a_model_at_boot_keeps_retrying_until_one_is_promoted(t
 
 def test_the_decision_refuses_a_model_made_worse_for_one_group_naming_it(tmp_path):
     """Training labels of group C shifted by 15 points: overall R2 within a wide tolerance, group C much worse."""
-    from src.pipeline.lifecycle import decide
+    from src.lifecycle.decision import decide
     from src.pipeline.train_pipeline import train_candidate
 
     clean = generate_students(1000, seed=61)

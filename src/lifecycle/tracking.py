@@ -3,7 +3,7 @@
 One parent run per training (params, the data set as an input, test metrics, artifacts, plots and the
 scikit-learn model: preprocessor and model in one Pipeline), one nested run per candidate. Every model that
 training registers its model as ``student-math-score``, tagged with the store's ``model_version``; the alias
-``champion`` is moved only by the decision (``src.pipeline.lifecycle``), through ``MlflowRegistry``, in the same
+``champion`` is moved only by the decision (``src.lifecycle.decision``), through ``MlflowRegistry``, in the same
 step as the store's pointer, so the two always name the same model.
 """
 
@@ -123,8 +123,8 @@ class TrainingRun:
         self._mlflow.sklearn.log_model(pipeline, name="sklearn-model", signature=signature, input_example=example,
                                        serialization_format="skops", skops_trusted_types=trusted)
         # What is registered answers like the API (score, range, band), also through spark_udf.
+        from src.batch.pyfunc import log_answers_model
         from src.config import AppConfig
-        from src.pipeline.answers_pyfunc import log_answers_model
 
         return log_answers_model(result.manifest_path.parent, support_cut=AppConfig.support_cut, name="model")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.pipeline.answers import BAND, BASELINE, FACTOR_COLUMNS, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, TOP_FACTOR
+from src.answers.columns import BAND, BASELINE, FACTOR_COLUMNS, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, TOP_FACTOR
 from src.schema import FEATURE_NAMES, HEADER_ALIASES
 from src.synthetic import generate_students
 

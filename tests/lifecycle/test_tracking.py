@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from src.lifecycle.tracking import CHAMPION, MODEL_NAME
 from src.pipeline import promote
-from src.pipeline.tracking import CHAMPION, MODEL_NAME
 from src.pipeline.train_pipeline import main
 from tests.conftest import FAST_MODELS, free_port
 from tests.servers import BIN, PROJECT, start, stop, wait_for

@@ -1,7 +1,7 @@
 """The answer for each student, computed once for every channel that answers many students at a time.
 
 ``compute_answers`` is the one place where many students' numbers are made: the predicted math score, its
-90 % range, the support band (the rule of ``src.pipeline.bands`` on the range as reported) and the exact
+90 % range, the support band (the rule of ``src.answers.bands`` on the range as reported) and the exact
 per-feature contributions. The JSON and CSV API (``src.web.answers``) render it as JSON items; the batch
 command (local and Spark) and the MLflow model render it as rows with ``answers_frame``. The values are
 unrounded here, and ``json_predictions`` rounds them exactly as the JSON API reports them.
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.pipeline.bands import Bands
-from src.pipeline.factors import describe_factor, top_actionable
-from src.pipeline.predict_pipeline import Predictions, PredictPipeline
+from src.answers.bands import Bands
+from src.answers.factors import describe_factor, top_actionable
+from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
 
 MATH_SCORE = "math_score"
@@ -103,7 +103,7 @@ def _add_factors(frame: pd.DataFrame, pipeline: PredictPipeline, records: Sequen
 
 
 def reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """The band rule (``src.pipeline.bands``) on the range as the API reports it (one decimal)."""
+    """The band rule (``src.answers.bands``) on the range as the API reports it (one decimal)."""
     return bands.names(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
 
 

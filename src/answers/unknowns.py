@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, MAY_BE_UNKNOWN, TARGET, CategoricalFeature
 
 

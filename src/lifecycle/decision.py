@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from src.answers.model import PredictPipeline, load_version
 from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE, group_check
-from src.pipeline.predict_pipeline import PredictPipeline, load_version
 from src.schema import FEATURE_NAMES, TARGET
 from src.signing import SigningKey
 from src.storage import MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
+from src.answers.columns import answers_frame, json_predictions, reported_bands
 from src.config import AppConfig
-from src.pipeline.answers import answers_frame, json_predictions, reported_bands
-from src.pipeline.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
 from src.pipeline.batch_predict import BatchConfig, main, run
-from tests.pipeline.batch_cases import (
+from tests.batch.batch_cases import (
     check_against_api,
     check_rejects,
     download_prefix,
@@ -131,12 +131,12 @@ def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):
 def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
     import zipfile
 
-    from src.pipeline.spark_engine import package_source
+    from src.batch.spark import package_source
 
     archive, script = package_source(tmp_path / "dist")
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/batch_predict.py",
-            "src/pipeline/spark_engine.py", "src/pipeline/answers.py", "src/schema.py"} <= names
+            "src/batch/spark.py", "src/answers/columns.py", "src/schema.py"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     compile(script.read_text(), str(script), "exec")
     assert "from src.pipeline.batch_predict import main" in script.read_text()
@@ -159,8 +159,8 @@ def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_wh
                                                                                   monkeypatch, tmp_path):
     import dataclasses
 
+    from src.answers.factors import NoFactors
     from src.pipeline import batch_predict
-    from src.pipeline.factors import NoFactors
 
     plain = dataclasses.replace(pipeline, factors=NoFactors("k-nearest neighbours has no exact split"))
     monkeypatch.setattr(batch_predict, "load_serving_pipeline", lambda store: plain)

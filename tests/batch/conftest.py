@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES
-from tests.pipeline.batch_cases import Cohort, json_instances, write_cohort
+from tests.batch.batch_cases import Cohort, json_instances, write_cohort
 
 
 @pytest.fixture(scope="module")

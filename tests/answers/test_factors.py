@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from src.pipeline.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
-from src.pipeline.factors import NoFactors, build_factors
-from src.pipeline.fast_path import random_students
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
+from src.answers.factors import NoFactors, build_factors
+from src.answers.fast_path import random_students
+from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.fast_path import PipelineScorer, compile_scorer, random_students
-from src.pipeline.lifecycle import DecisionConfig
-from src.pipeline.predict_pipeline import PredictPipeline
+from src.answers.fast_path import PipelineScorer, compile_scorer, random_students
+from src.answers.model import PredictPipeline
+from src.lifecycle.decision import DecisionConfig
 from src.pipeline.train_pipeline import TrainingConfig, train
 from src.schema import FEATURE_NAMES
 from src.storage import ArtifactError

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import requests
 
+from src.lifecycle.decision import DecisionConfig
 from src.pipeline import promote, retrain
-from src.pipeline.lifecycle import DecisionConfig
 from src.pipeline.train_pipeline import TrainingConfig, train_candidate
 from src.store import S3Store
 from src.synthetic import generate_students

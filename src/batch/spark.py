@@ -28,7 +28,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from src.pipeline.answers import BASELINE, FACTOR_COLUMNS
+from src.answers.columns import BASELINE, FACTOR_COLUMNS
+from src.answers.model import PredictPipeline
 from src.pipeline.batch_predict import (
     PREDICTIONS,
     REJECTS,
@@ -44,7 +45,6 @@ from src.pipeline.batch_predict import (
     score_read_chunk,
     serialise,
 )
-from src.pipeline.predict_pipeline import PredictPipeline
 from src.schema import STUDENT_ID
 from src.storage import DataSourceError, s3_client, split_s3_uri
 from src.validation import normalise_student_headers
@@ -356,7 +356,7 @@ class PartWriter:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m src.pipeline.spark_engine",
+    parser = argparse.ArgumentParser(prog="python -m src.batch.spark",
                                      description="write the files spark-submit needs (src.zip, the main script)")
     parser.add_argument("folder", type=Path, help="where to write them")
     for written in package_source(parser.parse_args().folder):

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.answers import answers_frame
+from src.answers.columns import answers_frame
 from src.pipeline.batch_predict import BatchConfig, run
 from src.schema import FEATURE_NAMES
-from tests.pipeline.batch_cases import (
+from tests.batch.batch_cases import (
     check_against_api,
     check_rejects,
     download_prefix,
@@ -42,7 +42,7 @@ def aws(s3_server):
 
 @pytest.fixture(scope="module")
 def spark(aws):
-    from src.pipeline.spark_engine import spark_session
+    from src.batch.spark import spark_session
 
     session = spark_session("local[2]")
     session.sparkContext.setLogLevel("ERROR")
@@ -99,7 +99,7 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
     import mlflow
     from pyspark.sql import functions as F
 
-    from src.pipeline.answers_pyfunc import ERROR, RESULT_TYPE, log_answers_model
+    from src.batch.pyfunc import ERROR, RESULT_TYPE, log_answers_model
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

@@ -1,0 +1,1 @@
+"""What a loaded model answers: scores, ranges, bands, factors, unknowns, as columns."""

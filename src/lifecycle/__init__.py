@@ -1,0 +1,1 @@
+"""A model's life: training, the decision that crowns a champion, tracking, the card and reports."""
