@@ -41,8 +41,8 @@ def write_students(folder: Path, n: int, files: int) -> None:
 
 
 def train(store: Path) -> None:
-    from src.pipeline.train_pipeline import TrainingConfig
-    from src.pipeline.train_pipeline import train as run_training
+    from src.lifecycle.training import TrainingConfig
+    from src.lifecycle.training import train as run_training
 
     run_training(TrainingConfig(store=store, synthetic_rows=1000, cv_folds=3, candidates=("ridge",),
                                 tracking=False, n_jobs=1))
@@ -93,7 +93,7 @@ def run_engine(command: list[str], cwd: Path) -> dict:
 def partition_overhead(store: Path, folder: Path, out: Path, master: str) -> list[tuple[int, float]]:
     """Seconds to score the same rows cut into more and more partitions, in one warm session."""
     from src.batch import spark as spark_engine
-    from src.pipeline.batch_predict import BatchConfig, Output, load_serving_pipeline
+    from src.batch.core import BatchConfig, Output, load_serving_pipeline
 
     spark = spark_engine.spark_session(master)
     spark.sparkContext.setLogLevel("ERROR")

@@ -73,7 +73,7 @@ def free_port() -> int:
 
 def train_model(folder: Path) -> Path:
     sys.path.insert(0, str(ROOT))
-    from src.pipeline.train_pipeline import TrainingConfig, train
+    from src.lifecycle.training import TrainingConfig, train
 
     result = train(TrainingConfig(store=folder, synthetic_rows=400, cv_folds=3, candidates=("ridge",),
                                   tracking=False, n_jobs=1))

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.components.group_metrics import coverage_outside, group_check  # noqa: E402
-from src.pipeline.train_pipeline import TrainingConfig, train  # noqa: E402
+from src.lifecycle.training import TrainingConfig, train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stud.csv"
 

@@ -11,7 +11,7 @@ from typing import NoReturn
 import pytest
 
 from src.config import AppConfig
-from src.pipeline.train_pipeline import TrainingConfig, TrainingResult, train
+from src.lifecycle.training import TrainingConfig, TrainingResult, train
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"

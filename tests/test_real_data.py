@@ -10,7 +10,8 @@ import pytest
 from src.components.group_metrics import coverage_outside
 from src.config import AppConfig
 from src.lifecycle.decision import DecisionConfig
-from src.pipeline.train_pipeline import TrainingConfig, main, train
+from src.lifecycle.training import TrainingConfig, train
+from src.pipeline.train_pipeline import main
 from src.schema import CATEGORICAL_FEATURES, canonical_name
 
 

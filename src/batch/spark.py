@@ -30,7 +30,7 @@ import pandas as pd
 
 from src.answers.columns import BASELINE, FACTOR_COLUMNS
 from src.answers.model import PredictPipeline
-from src.pipeline.batch_predict import (
+from src.batch.core import (
     PREDICTIONS,
     REJECTS,
     BatchConfig,

@@ -7,7 +7,7 @@ import pytest
 from src.answers.fast_path import PipelineScorer, compile_scorer, random_students
 from src.answers.model import PredictPipeline
 from src.lifecycle.decision import DecisionConfig
-from src.pipeline.train_pipeline import TrainingConfig, train
+from src.lifecycle.training import TrainingConfig, train
 from src.schema import FEATURE_NAMES
 from src.storage import ArtifactError
 

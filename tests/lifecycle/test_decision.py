@@ -14,8 +14,9 @@ import pytest
 
 from src.config import AppConfig
 from src.lifecycle.decision import DecisionConfig, promote_by_hand, rollback
+from src.lifecycle.training import TrainingConfig, train
 from src.pipeline import promote, retrain
-from src.pipeline.train_pipeline import TrainingConfig, main, train
+from src.pipeline.train_pipeline import main
 from src.signing import parse_key, parse_keys
 from src.store import LocalStore, StoreError
 from src.synthetic import generate_students
@@ -240,7 +241,7 @@ def test_a_worker_without_a_model_at_boot_keeps_retrying_until_one_is_promoted(t
 def test_the_decision_refuses_a_model_made_worse_for_one_group_naming_it(tmp_path):
     """Training labels of group C shifted by 15 points: overall R2 within a wide tolerance, group C much worse."""
     from src.lifecycle.decision import decide
-    from src.pipeline.train_pipeline import train_candidate
+    from src.lifecycle.training import train_candidate
 
     clean = generate_students(1000, seed=61)
     shifted = clean.copy()

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from src.lifecycle.decision import DecisionConfig
+from src.lifecycle.training import TrainingConfig, train_candidate
 from src.pipeline import promote, retrain
-from src.pipeline.train_pipeline import TrainingConfig, train_candidate
 from src.store import S3Store
 from src.synthetic import generate_students
 from tests.conftest import free_port

@@ -13,8 +13,8 @@ import pytest
 
 from src.config import AppConfig
 from src.lifecycle.decision import DecisionConfig
+from src.lifecycle.training import TrainingConfig, train
 from src.pipeline.publish import main
-from src.pipeline.train_pipeline import TrainingConfig, train
 from src.store import POINTER_NAME, S3Store
 from tests.conftest import FAST_MODELS
 

@@ -181,7 +181,7 @@ def test_each_worker_picks_up_a_newly_promoted_model_by_itself(store_copy, tmp_p
 
     from app import create_app
     from src.lifecycle.decision import DecisionConfig
-    from src.pipeline.train_pipeline import TrainingConfig, train
+    from src.lifecycle.training import TrainingConfig, train
     from tests.conftest import FAST_MODELS
 
     app = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path / "d", model_refresh_seconds=0.2))

@@ -1,0 +1,283 @@
+"""What both batch engines share: the job's configuration, reading files in chunks, scoring a chunk with the
+API's rules and answers, and writing predictions, rejects and the summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from src.answers.columns import (
+    ANSWER_COLUMNS,
+    BAND,
+    BASELINE,
+    FACTOR_COLUMNS,
+    MODEL_VERSION,
+    TOP_FACTOR,
+    answers_frame,
+)
+from src.answers.model import PredictPipeline, load_champion
+from src.config import AppConfig, cache_dir_from_env, keys_from_env
+from src.schema import STUDENT_ID
+from src.storage import DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
+from src.store import open_store
+from src.validation import check_students_frame, normalise_student_headers
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("local", "spark")
+FORMATS = ("csv", "parquet")
+PREDICTIONS = "predictions"
+REJECTS = "rejects"
+SUMMARY = "summary.json"
+ROW_FIELD = "row"
+REJECT_COLUMNS = ("source", "row", "field", "value", "reason")
+_BAD_LINE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+
+
+class BatchError(RuntimeError):
+    """The batch cannot run: unreadable input, an output that already exists, an unusable option."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """One batch run (command-line option in brackets)."""
+
+    input: str  # --input
+    output: str  # --output
+    engine: str = "local"  # --engine
+    store: str = "artifacts"  # --store (default: ARTIFACTS_DIR)
+    format: str = "csv"  # --format
+    support_cut: float | None = AppConfig.support_cut  # --support-cut (default: SUPPORT_CUT); None: no band
+    chunk_rows: int = 100_000  # --chunk-rows: rows read and scored at a time by the local engine
+    master: str | None = None  # --master: Spark master when not under spark-submit (default local[*])
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    predictions: int
+    rejected_rows: int
+    rejects: int
+    model_version: str
+    engine: str
+    seconds: float
+
+
+def load_serving_pipeline(store: str) -> PredictPipeline:
+    """The champion of the model store, verified exactly as the server does (MODEL_VERIFY_KEYS, MODEL_CACHE_DIR)."""
+    _, keys = keys_from_env()
+    return load_champion(open_store(store, cache_dir=cache_dir_from_env()), keys)
+
+
+def prediction_columns(has_student_id: bool, support_cut: float | None) -> list[str]:
+    answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + ([BAND] if support_cut is not None else [])
+    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, BASELINE, *FACTOR_COLUMNS, TOP_FACTOR,
+                                            MODEL_VERSION]
+
+
+def reject_columns(has_student_id: bool) -> list[str]:
+    return ["source", "row"] + [STUDENT_ID] * has_student_id + ["field", "value", "reason"]
+
+
+def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray, rows: np.ndarray,
+                support_cut: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule)."""
+    frame = normalise_student_headers(raw)
+    has_id = STUDENT_ID in frame.columns
+    ok, students, errors = check_students_frame(frame)
+    mask = ok.to_numpy()
+    answers = answers_frame(pipeline, students, support_cut=support_cut)
+    ids = {STUDENT_ID: _text(frame[STUDENT_ID].to_numpy(dtype=object)[mask])} if has_id else {}
+    predictions = pd.concat(
+        [pd.DataFrame({**ids, "source": sources[mask], "row": rows[mask]}), answers], axis=1
+    )[prediction_columns(has_id, support_cut)]
+    at = errors["position"].to_numpy(dtype=np.int64)
+    rejects = pd.DataFrame({"source": sources[at], "row": rows[at]})
+    if has_id:
+        rejects[STUDENT_ID] = _text(frame[STUDENT_ID].to_numpy(dtype=object)[at])
+    rejects["field"] = errors["field"].to_numpy(dtype=object)
+    rejects["value"] = _text(errors["value"].to_numpy(dtype=object))
+    rejects["reason"] = errors["reason"].to_numpy(dtype=object)
+    return predictions, rejects
+
+
+def field_count_rejects(sources: Sequence[str], rows: Sequence[int], found: Sequence[int], expected: int,
+                        has_student_id: bool) -> pd.DataFrame:
+    """Rows with more fields than the header cannot be read as a student: one reject each."""
+    out = pd.DataFrame({"source": np.asarray(sources, dtype=object), "row": np.asarray(rows, dtype=np.int64)})
+    if has_student_id:
+        out[STUDENT_ID] = ""
+    out["field"] = ROW_FIELD
+    out["value"] = ""
+    out["reason"] = [f"has {n} fields, the header has {expected}" for n in found]
+    return out
+
+
+def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame, rows: np.ndarray, bad: list,
+                     support_cut: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too."""
+    answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows, support_cut)
+    if bad:
+        has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
+        extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad], bad[0][1],
+                                    has_id)
+        broken = pd.concat([broken, extra], ignore_index=True).sort_values("row", kind="stable")
+    return answers, broken
+
+
+def list_inputs(source: str) -> list[str]:
+    """The CSV files behind a file, a folder or an s3:// prefix, in name order."""
+    if source.startswith("s3://"):
+        bucket, prefix = split_s3_uri(source)
+        try:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            keys = sorted(o["Key"] for page in pages for o in page.get("Contents", ()) if o["Key"].endswith(".csv"))
+        except Exception as err:  # the boundary: every S3 failure becomes one clear message
+            raise DataSourceError(f"cannot list {source}: {err}") from err
+        found = [f"s3://{bucket}/{key}" for key in keys]
+    else:
+        path = Path(source)
+        if path.is_file():
+            return [str(path)]
+        if not path.is_dir():
+            raise DataSourceError(f"{source} is neither a CSV file, a folder nor an s3:// prefix")
+        found = [str(p) for p in sorted(path.glob("*.csv"))]
+    if not found:
+        raise DataSourceError(f"no .csv files in {source}")
+    return found
+
+
+def read_chunks(source: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """Yield (file, rows as text, their 1-based row numbers, rows with too many fields) chunk by chunk.
+
+    Row numbers count the data rows of each file (header excluded). A row with more fields than the header
+    is not read as a student; it comes back as (row, header fields, fields found) to be rejected.
+    """
+    for name in list_inputs(source):
+        yield from read_file_chunks(name, chunk_rows)
+
+
+def read_file_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """``read_chunks`` of one named file or S3 object (not listed again as a prefix)."""
+    next_row = 1
+    with _open(name) as handle:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows,
+                                     on_bad_lines="warn")
+                for chunk in reader:
+                    bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
+                           for w in caught for m in _BAD_LINE.findall(str(w.message))]
+                    caught.clear()
+                    skipped = {r for r, _, _ in bad}
+                    numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
+                    rows = numbers[~np.isin(numbers, list(skipped))][: len(chunk)]
+                    next_row = int(max(rows.max(initial=0), max(skipped, default=0))) + 1
+                    yield name, chunk.reset_index(drop=True), rows, bad
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise DataSourceError(f"{name} is not a readable CSV file: {err}") from err
+
+
+class _open:
+    """A binary handle on a local file or an S3 object's stream (read as it goes, never whole)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handle: Any = None
+
+    def __enter__(self) -> Any:
+        try:
+            if self.name.startswith("s3://"):
+                bucket, key = split_s3_uri(self.name)
+                self.handle = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            else:
+                self.handle = open(self.name, "rb")  # noqa: SIM115 - closed in __exit__
+        except Exception as err:  # the boundary: every transport's failure becomes one clear message
+            raise DataSourceError(f"cannot read {self.name}: {err}") from err
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+class Output:
+    """Part files under DST/predictions and DST/rejects (a folder or an s3:// prefix), then summary.json."""
+
+    def __init__(self, destination: str, fmt: str) -> None:
+        self.destination = destination.rstrip("/")
+        self.format = fmt
+        self.parts: dict[str, int] = {}
+
+    @property
+    def is_s3(self) -> bool:
+        return self.destination.startswith("s3://")
+
+    def path(self, *names: str) -> str:
+        return "/".join((self.destination, *names))
+
+    def refuse_existing(self) -> None:
+        """Never mix two runs' files: the destination must not hold a previous run's outputs."""
+        names = (PREDICTIONS, REJECTS, SUMMARY)
+        if self.is_s3:
+            bucket, prefix = split_s3_uri(self.destination)
+            for name in names:
+                listed = s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{name}".lstrip("/"), MaxKeys=1)
+                if listed.get("KeyCount", 0):
+                    raise BatchError(f"{self.path(name)} already exists; choose a new --output")
+        else:
+            for name in names:
+                if Path(self.path(name)).exists():
+                    raise BatchError(f"{self.path(name)} already exists; choose a new --output")
+
+    def write_part(self, kind: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        number = self.parts.get(kind, 0)
+        self.parts[kind] = number + 1
+        self.put(f"{kind}/part-{number:05d}.{self.format}", serialise(frame, self.format))
+
+    def finish_parts(self, kind: str, columns: Sequence[str]) -> None:
+        """An empty output still gets one part, so that readers find its columns."""
+        if not self.parts.get(kind):
+            self.write_part_empty(kind, columns)
+
+    def write_part_empty(self, kind: str, columns: Sequence[str]) -> None:
+        self.parts[kind] = 1
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        self.put(f"{kind}/part-00000.{self.format}", serialise(frame, self.format))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.put(SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+    def put(self, name: str, data: bytes) -> None:
+        """Write one file under the destination (an S3 object is whole once put; a file is renamed into place)."""
+        if self.is_s3:
+            bucket, prefix = split_s3_uri(self.path(name))
+            s3_client().put_object(Bucket=bucket, Key=prefix, Body=data)
+        else:
+            atomic_write_bytes(Path(self.path(name)), data)
+
+
+def serialise(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    return frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL).encode("utf-8")
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Values as given, as text (a missing value is the empty string)."""
+    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+                    dtype=object)
