@@ -78,7 +78,7 @@ def log_answers_model(set_dir: Path | str, support_cut: float, name: str = "answ
     example = random_students(3, seed=0)
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=str(_ROOT / "src" / "pipeline" / "answers_model.py"),  # models from code: no pickle
+        python_model=str(_ROOT / "src" / "batch" / "answers_model.py"),  # models from code: no pickle
         input_example=example,
         artifacts={MODEL_SET: str(set_dir)},
         code_paths=[str(_ROOT / "src")],
