@@ -17,13 +17,14 @@ from src.web import errors, health, model_page, openapi, prediction
 from src.web.body_guard import BodyGuard
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
+from src.web.security import register_hsts
 from src.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parent
 
 
 def create_app(config: AppConfig | None = None) -> Flask:
-    """Build the app: logging, Flask settings, routes, error handlers, body limits, metrics and drift, the model."""
+    """Build the app: logging, Flask settings, routes, error handlers, HSTS, body limits, metrics and drift, the model."""
     config = config or AppConfig.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure_logging(config.log_level)
@@ -35,6 +36,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(model_page.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
+    register_hsts(app, config.hsts_max_age)
     app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length)  # type: ignore[method-assign]
     background = [attach_monitoring(app, services)]
     services.slot.load()

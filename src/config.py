@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+HSTS_ONE_YEAR = 365 * 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -45,6 +48,11 @@ class AppConfig:
     metrics_token: str | None = field(default=None, repr=False)
     # MODEL_VERIFY_KEYS: "<key id>:<secret>,..."; when set, only model sets signed with one of them are served
     verify_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
+    # API_TOKEN_SHA256: "<hex>[,<hex>...]", the SHA-256 of each API token (several at once, for rotation); when
+    # set, the JSON and CSV API answer only "Authorization: Bearer <token>" (the teachers' form stays open)
+    api_token_sha256: tuple[bytes, ...] = field(default=(), repr=False)
+    # HSTS_MAX_AGE: seconds of Strict-Transport-Security sent on answers served over HTTPS (0: none)
+    hsts_max_age: int = HSTS_ONE_YEAR
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -70,6 +78,8 @@ class AppConfig:
             drift_dir=Path(env["DRIFT_DIR"]) if env.get("DRIFT_DIR") else None,
             metrics_token=_token(env, "METRICS_TOKEN"),
             verify_keys=_keys(env, "MODEL_VERIFY_KEYS"),
+            api_token_sha256=_digests(env, "API_TOKEN_SHA256"),
+            hsts_max_age=_int(env, "HSTS_MAX_AGE", defaults.hsts_max_age, minimum=0),
         )
 
 
@@ -78,6 +88,23 @@ def _keys(env: Mapping[str, str], name: str) -> tuple[SigningKey, ...]:
         return parse_keys(env.get(name), name)
     except SigningKeyError as err:
         raise ConfigError(str(err)) from err
+
+
+def _digests(env: Mapping[str, str], name: str) -> tuple[bytes, ...]:
+    """Comma-separated SHA-256 hex digests (64 hex digits each, upper or lower case), kept as bytes."""
+    raw = env.get(name) or ""
+    if not raw.strip():
+        return ()
+    digests = []
+    for position, part in enumerate(raw.split(","), start=1):
+        text = part.strip().lower()
+        if not SHA256_HEX.fullmatch(text):
+            raise ConfigError(f"{name} must list the SHA-256 of each token as 64 hex digits, separated by "
+                              f"commas; entry {position} is not (got {len(text)} characters)")
+        digests.append(bytes.fromhex(text))
+    if len(set(digests)) != len(digests):
+        raise ConfigError(f"{name} lists the same digest twice")
+    return tuple(digests)
 
 
 def _cut(env: Mapping[str, str], name: str, default: float) -> float:

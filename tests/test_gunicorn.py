@@ -178,3 +178,33 @@ def test_the_access_log_never_holds_a_result_pages_query(trained, tmp_path, stud
     assert any('"GET /predictdata HTTP/1.1" 200' in line for line in lines), lines
     assert any('"POST /predictdata HTTP/1.1" 303' in line for line in lines), lines
     assert not any("gender" in line or "reading_score" in line for line in lines), lines
+
+
+def test_api_tokens_under_gunicorn_two_configured_either_opens_the_api_the_form_needs_none(trained, tmp_path,
+                                                                                          student):
+    import hashlib
+
+    tokens = ("school-system-token-one-0123456789", "school-system-token-two-9876543210")
+    digests = ",".join(hashlib.sha256(t.encode()).hexdigest() for t in tokens)
+    process, url, log = serve(trained, tmp_path, {"API_TOKEN_SHA256": digests,
+                                                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        missing = requests.post(f"{url}/predictdata", json=student, timeout=5)
+        wrong = requests.post(f"{url}/predictdata", json=student, timeout=5,
+                              headers={"Authorization": "Bearer not-a-token-of-this-server"})
+        for refused in (missing, wrong):
+            assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+            assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+        for token in tokens:
+            answered = requests.post(f"{url}/predictdata", json=student, timeout=5,
+                                     headers={"Authorization": f"Bearer {token}"})
+            assert answered.status_code == 200 and 0 <= answered.json()["math_score"] <= 100
+        form = requests.post(f"{url}/predictdata", data={k: str(v) for k, v in student.items()}, timeout=5,
+                             allow_redirects=False)
+        assert form.status_code == 303
+        page = requests.get(url + form.headers["Location"], timeout=5, headers={"X-Forwarded-Proto": "https"})
+        assert page.status_code == 200 and "Strict-Transport-Security" in page.headers
+    finally:
+        stop(process)
+    assert "Traceback" not in log.read_text()

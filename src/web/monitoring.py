@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hmac
 import os
 import shutil
 import tempfile
@@ -19,14 +18,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from src.monitoring.metrics import RequestMetrics, ServiceMetrics, remember_process_id
 from src.monitoring.window import DriftGauges, DriftTracker, SharedWindow
 from src.periodic import Periodic
-from src.web.errors import json_error, json_response, request_failed
+from src.web.errors import json_response, request_failed
+from src.web.security import monitoring_refused
 from src.web.services import Services, services
 
 bp = Blueprint("monitoring", __name__)
@@ -38,19 +38,7 @@ FLUSH_SECONDS = 0.25
 def drift() -> Response:
     """The drift report of the shared window against the loaded model's training profile."""
     svc = services()
-    return refused(svc.config.metrics_token) or json_response(svc.drift.report())
-
-
-def refused(token: str | None) -> Response | None:
-    """401 unless the request carries the bearer token (when one is configured); None when it may pass."""
-    if token is None:
-        return None
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-        return None
-    response = json_error(401, "unauthorized", "send the monitoring token as Authorization: Bearer <token>")
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
+    return monitoring_refused(svc.config.metrics_token) or json_response(svc.drift.report())
 
 
 def attach_monitoring(app: Flask, svc: Services) -> Periodic | None:
@@ -129,7 +117,7 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
     def before_scrape(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def scrape(*args: Any, **kwargs: Any) -> Any:
-            denied = refused(svc.config.metrics_token)
+            denied = monitoring_refused(svc.config.metrics_token)
             if denied is not None:
                 return denied
             flusher.run_now()

@@ -138,6 +138,9 @@ ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
           ("validation_failed",)),
     503: ("no verified model is loaded (see /ready)", ("model_unavailable",)),
 }
+# Answered as JSON whatever the client accepts; the teachers' form never gets it.
+API_UNAUTHORIZED = ("API_TOKEN_SHA256 is set and a JSON or CSV body came without one of its tokens "
+                    "(`Authorization: Bearer <token>`)")
 
 
 def _error_schema(codes: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -216,6 +219,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                                "the student as query parameters",
                 "headers": {"Location": {"schema": {"type": "string"}}}},
         **{str(status): _error(status) for status in ERRORS},
+        "401": _json(API_UNAUTHORIZED, _error_schema(("unauthorized",))),
         **_common_errors(),
     }
     paths: dict[str, Any] = {
@@ -234,6 +238,9 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
             "post": {
                 "summary": "predict the math score of one student or many",
                 "operationId": "predict",
+                "description": "The JSON and CSV bodies are the API: when the server sets API_TOKEN_SHA256 they need "
+                               "`Authorization: Bearer <token>` (`apiToken`). The teachers' form bodies need none.",
+                "security": [{}, {"apiToken": []}],
                 "requestBody": {"required": True, "content": {
                     media: {"schema": schema, "x-description": description}
                     for media, (schema, description) in BODY_KINDS.items()}},
@@ -300,8 +307,12 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                         "RowError": {"type": "object", "required": ["row", "error"], "additionalProperties": True,
                                      "properties": {"row": {"type": "integer"}, "error": {"type": "string"}}},
                         "ValidationFailed": _validation_schema()},
-            "securitySchemes": {"monitoringToken": {"type": "http", "scheme": "bearer",
-                                                    "description": "METRICS_TOKEN, when it is set"}},
+            "securitySchemes": {
+                "monitoringToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN, when it is set"},
+                "apiToken": {"type": "http", "scheme": "bearer",
+                             "description": "a token whose SHA-256 is listed in API_TOKEN_SHA256, when it is set; "
+                                            "needed by the JSON and CSV bodies of POST /predictdata"},
+            },
         },
     }
 

@@ -47,6 +47,7 @@ from src.web import roster
 from src.web.answers import batch_answer, bulk_allocation, single_answer, single_answer_json
 from src.web.body_guard import request_body
 from src.web.errors import json_error, json_response
+from src.web.security import api_refused
 from src.web.services import services
 
 bp = Blueprint("prediction", __name__)
@@ -100,10 +101,11 @@ def form() -> Response:
 @bp.post("/predictdata")
 def predict() -> Response | tuple[str, int] | str:
     mimetype = request.mimetype
-    if mimetype == JSON_TYPE:
-        return _predict_json()
-    if mimetype == roster.CSV_TYPE:
-        return _predict_csv()
+    if mimetype in (JSON_TYPE, roster.CSV_TYPE):  # the API: a token when API_TOKEN_SHA256 is set
+        denied = api_refused()
+        if denied is not None:
+            return denied
+        return _predict_json() if mimetype == JSON_TYPE else _predict_csv()
     if mimetype in FORM_TYPES:
         if "class_list" in request.files or request.form.get("upload") == "class_list":
             return _predict_class_list()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from pathlib import Path
@@ -73,4 +74,42 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunic
     served = sum(float(v) for v in re.findall(r'^flask_http_request_total\{[^}]*status="5\d\d"[^}]*\} (\S+)$',
                                               metrics, re.MULTILINE))
     assert served == 0, "the server answered 5xx"
+    assert "Traceback" not in log.read_text()
+
+
+API_TOKEN = "school-system-token-for-the-contract-run"
+MIN_TOKEN_REQUESTS = 300
+
+
+@pytest.mark.timeout(600)
+def test_schemathesis_with_an_api_token_gets_answers_not_401_on_gunicorn(trained, tmp_path):
+    """The API behind API_TOKEN_SHA256: a client that sends its token gets the documented answers."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
+        "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "ARTIFACTS_DIR": trained.store,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
+        "API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest()})
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
+        result = subprocess.run(
+            [str(BIN / "st"), "--config-file", str(HERE / "schemathesis.toml"), "run",
+             f"http://127.0.0.1:{port}/openapi.json", "--include-operation-id", "predict",
+             "-H", f"Authorization: Bearer {API_TOKEN}", "--checks", "all", "--max-examples", "400",
+             "--generation-deterministic", "--no-color"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        stop(process)
+    summary = result.stdout[result.stdout.rfind("SUMMARY"):]
+    assert result.returncode == 0, result.stdout[-6000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert generated and int(generated.group(1)) >= MIN_TOKEN_REQUESTS, summary
+    assert int(generated.group(2)) == int(generated.group(1)) and "No issues found" in summary, summary
+    by_status = {status: sum(float(v) for v in re.findall(
+        rf'^flask_http_request_total\{{method="POST",status="{status}"\}} (\S+)$', metrics, re.MULTILINE))
+        for status in ("200", "401", "422")}
+    print(summary, by_status)  # shown with pytest -s
+    assert by_status["200"] > 0 and by_status["422"] > 0, by_status  # the token opened the API
+    assert by_status["401"] == 0, by_status  # and every request carried it
     assert "Traceback" not in log.read_text()

@@ -1,0 +1,87 @@
+"""Who may call what, and how answers travel: bearer tokens for the API and for monitoring, HSTS over HTTPS.
+
+API tokens are configured by their SHA-256 (``API_TOKEN_SHA256``), never in clear: a leaked environment
+listing gives no usable token. A presented token is hashed and compared with every configured digest in
+constant time, so neither the time taken nor an early exit tells which digest, if any, it matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Flask, Response, request
+
+from src.web.errors import json_error
+from src.web.services import services
+
+
+def bearer_token() -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case), else None."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        return None
+    return given.encode()
+
+
+def token_matches(token: bytes, digests: tuple[bytes, ...]) -> bool:
+    """Whether SHA-256(token) is one of ``digests``; every digest is compared, each in constant time."""
+    presented = hashlib.sha256(token).digest()
+    matched = False
+    for expected in digests:
+        matched |= hmac.compare_digest(presented, expected)
+    return matched
+
+
+def _unauthorized(message: str, realm: str | None = None) -> Response:
+    response = json_error(401, "unauthorized", message)
+    response.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"' if realm else "Bearer"
+    return response
+
+
+def api_refused() -> Response | None:
+    """401 unless the request carries one of the API tokens (when API_TOKEN_SHA256 is set); None when it may pass."""
+    digests = services().config.api_token_sha256
+    if not digests:
+        return None
+    token = bearer_token()
+    if token is None:
+        return _unauthorized("this API needs a token: send it as Authorization: Bearer <token>", "api")
+    if not token_matches(token, digests):
+        return _unauthorized("the API token sent is not one this server accepts", "api")
+    return None
+
+
+def monitoring_refused(token: str | None) -> Response | None:
+    """401 unless the request carries the monitoring token (when one is configured); None when it may pass."""
+    if token is None:
+        return None
+    given = bearer_token()
+    if given is not None and hmac.compare_digest(given, token.encode()):
+        return None
+    return _unauthorized("send the monitoring token as Authorization: Bearer <token>")
+
+
+def served_over_https() -> bool:
+    """The client reached us over HTTPS: directly, or through the load balancer (``X-Forwarded-Proto``).
+
+    The header is trusted for this alone: a client that forges it only adds HSTS to its own answer.
+    """
+    if request.scheme == "https":
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
+def register_hsts(app: Flask, max_age: int) -> None:
+    """Answers served over HTTPS tell browsers to use HTTPS only, for ``max_age`` seconds (0: never)."""
+    if max_age <= 0:
+        return
+    value = f"max-age={max_age}"
+
+    @app.after_request
+    def strict_transport(response: Response) -> Response:
+        if served_over_https():
+            response.headers.setdefault("Strict-Transport-Security", value)
+        return response
