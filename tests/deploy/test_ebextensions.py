@@ -1,6 +1,7 @@
 """Every .ebextensions (and template) option must be one AWS documents for Elastic Beanstalk."""
 
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -30,8 +31,43 @@ DOCUMENTED = {
     "aws:elasticbeanstalk:environment": {
         "EnvironmentType", "LoadBalancerIsShared", "LoadBalancerType", "ServiceRole",
         "ServiceLinkedRoleForManagedUpdates"},
+    # aws:elbv2:listener:listener_port, for the port named in the namespace (443 here)
+    "aws:elbv2:listener:listener_port": {
+        "DefaultProcess", "ListenerEnabled", "Protocol", "Rules", "SSLCertificateArns", "SSLPolicy"},
+    "aws:elasticbeanstalk:command": {"DeploymentPolicy", "Timeout", "BatchSizeType", "BatchSize", "IgnoreHealthCheck"},
+    "aws:autoscaling:updatepolicy:rollingupdate": {
+        "MaxBatchSize", "MinInstancesInService", "RollingUpdateEnabled", "RollingUpdateType", "PauseTime", "Timeout"},
+    "aws:autoscaling:asg": {
+        "Availability Zones", "Cooldown", "Custom Availability Zones", "EnableCapacityRebalancing", "MinSize",
+        "MaxSize"},
+    "aws:autoscaling:trigger": {
+        "BreachDuration", "LowerBreachScaleIncrement", "LowerThreshold", "MeasureName", "Period", "EvaluationPeriods",
+        "Statistic", "Unit", "UpperBreachScaleIncrement", "UpperThreshold"},
 }
-FREE_FORM = {"aws:elasticbeanstalk:application:environment"}  # keys are environment variable names
+# Documented values of the options whose values are a closed set.
+DOCUMENTED_VALUES = {
+    ("aws:elasticbeanstalk:command", "DeploymentPolicy"): {
+        "AllAtOnce", "Rolling", "RollingWithAdditionalBatch", "Immutable", "TrafficSplitting"},
+    ("aws:autoscaling:updatepolicy:rollingupdate", "RollingUpdateType"): {"Time", "Health", "Immutable"},
+    ("aws:autoscaling:asg", "Availability Zones"): {"Any", "Any 1", "Any 2", "Any 3"},
+    ("aws:autoscaling:trigger", "MeasureName"): {
+        "CPUUtilization", "NetworkIn", "NetworkOut", "DiskWriteOps", "DiskReadBytes", "DiskReadOps",
+        "DiskWriteBytes", "Latency", "RequestCount", "HealthyHostCount", "UnhealthyHostCount", "TargetResponseTime"},
+    ("aws:autoscaling:trigger", "Statistic"): {"Minimum", "Maximum", "Sum", "Average"},
+    ("aws:autoscaling:trigger", "Unit"): {
+        "Seconds", "Percent", "Bytes", "Bits", "Count", "Bytes/Second", "Bits/Second", "Count/Second", "None"},
+    ("aws:elbv2:listener:listener_port", "Protocol"): {"HTTP", "HTTPS"},
+}
+# Elastic Load Balancing's predefined TLS 1.3 security policies for Application Load Balancers.
+TLS13_POLICIES = {"ELBSecurityPolicy-TLS13-1-2-2021-06", "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+                  "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+                  "ELBSecurityPolicy-TLS13-1-3-2021-06"}
+# Keys are environment variable names (the second: their values are Secrets Manager ARNs).
+FREE_FORM = {"aws:elasticbeanstalk:application:environment", "aws:elasticbeanstalk:application:environmentsecrets"}
+CUSTOM = "aws:elasticbeanstalk:customoption"  # the application's own options, read by Fn::GetOptionSetting
+# The resources of an environment's stack that Elastic Beanstalk documents by name (ALB environments).
+EB_RESOURCES = {"AWSEBV2LoadBalancer", "AWSEBV2LoadBalancerListener", "AWSEBV2LoadBalancerListener443",
+                "AWSEBV2LoadBalancerTargetGroup", "AWSEBAutoScalingGroup", "AWSEBSecurityGroup"}
 CONFIG_KEYS = {"option_settings", "packages", "groups", "users", "sources", "files", "commands", "services",
                "container_commands", "Resources", "Outputs"}
 
@@ -40,16 +76,30 @@ def configs() -> dict[str, dict]:
     return {p.name: yaml.safe_load(p.read_text()) for p in sorted((ROOT / ".ebextensions").glob("*.config"))}
 
 
+def documented_namespace(namespace: str) -> str:
+    """``aws:elbv2:listener:443`` is the documented ``aws:elbv2:listener:listener_port`` for port 443."""
+    if re.fullmatch(r"aws:elbv2:listener:\d+", namespace):
+        return "aws:elbv2:listener:listener_port"
+    return namespace
+
+
+def template_settings(template: dict) -> list[dict]:
+    """The environment's OptionSettings, each conditional one (``!If [cond, setting, NoValue]``) unwrapped."""
+    found = []
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::ElasticBeanstalk::Environment":
+            for s in resource["Properties"]["OptionSettings"]:
+                found.append(s["Fn::If"][1] if "Fn::If" in s else s)
+    return found
+
+
 def settings():
     for name, config in configs().items():
         for namespace, options in config.get("option_settings", {}).items():
             for option, value in options.items():
                 yield name, namespace, option, value
-    template = load(ROOT / "infra" / "pipeline.yml")
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::ElasticBeanstalk::Environment":
-            for s in resource["Properties"]["OptionSettings"]:
-                yield "infra/pipeline.yml", s["Namespace"], s["OptionName"], s["Value"]
+    for s in template_settings(load(ROOT / "infra" / "pipeline.yml")):
+        yield "infra/pipeline.yml", s["Namespace"], s["OptionName"], s["Value"]
 
 
 def test_config_files_use_only_documented_sections():
@@ -62,12 +112,19 @@ def test_config_files_use_only_documented_sections():
 def test_every_option_is_documented():
     seen = list(settings())
     assert len(seen) >= 15
-    for source, namespace, option, _ in seen:
+    for source, namespace, option, value in seen:
         if namespace in FREE_FORM:
             assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", option), f"{source}: {option} is not an environment name"
             continue
-        assert namespace in DOCUMENTED, f"{source}: undocumented namespace {namespace}"
-        assert option in DOCUMENTED[namespace], f"{source}: {namespace} has no option {option}"
+        if namespace == CUSTOM:
+            assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", option), f"{source}: custom option {option}"
+            continue
+        documented = documented_namespace(namespace)
+        assert documented in DOCUMENTED, f"{source}: undocumented namespace {namespace}"
+        assert option in DOCUMENTED[documented], f"{source}: {namespace} has no option {option}"
+        allowed = DOCUMENTED_VALUES.get((documented, option))
+        if allowed is not None and isinstance(value, str):
+            assert value in allowed, f"{source}: {namespace} {option} cannot be {value!r}"
 
 
 def test_settings_match_the_app():
@@ -84,3 +141,97 @@ def test_settings_match_the_app():
     env = {opt: val for (ns, opt), val in values.items() if ns == "aws:elasticbeanstalk:application:environment"}
     assert {"MODEL_URI", "PROMETHEUS_MULTIPROC_DIR", "TMPDIR"} <= env.keys()
     assert values[("aws:elasticbeanstalk:cloudwatch:logs", "StreamLogs")] is True
+
+
+def option(settings_list: list[dict], namespace: str, name: str):
+    matches = [s["Value"] for s in settings_list if s["Namespace"] == namespace and s["OptionName"] == name]
+    assert len(matches) == 1, (namespace, name, matches)
+    return matches[0]
+
+
+def test_the_environment_serves_https_with_the_stacks_certificate_and_a_tls13_policy():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    found = template_settings(template)
+    assert option(found, "aws:elbv2:listener:443", "Protocol") == "HTTPS"
+    assert option(found, "aws:elbv2:listener:443", "SSLCertificateArns") == {"Ref": "CertificateArn"}
+    assert option(found, "aws:elbv2:listener:443", "SSLPolicy") == {"Ref": "TlsPolicy"}
+    assert option(found, "aws:elbv2:listener:443", "DefaultProcess") == "default"
+    parameters = template["Parameters"]
+    assert "Default" not in parameters["CertificateArn"]  # no certificate, no stack: never a public plain-HTTP site
+    assert re.fullmatch(parameters["CertificateArn"]["AllowedPattern"],
+                        "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-0123456789ab")
+    assert not re.fullmatch(parameters["CertificateArn"]["AllowedPattern"], "")
+    assert parameters["TlsPolicy"]["Default"] in TLS13_POLICIES
+    assert set(parameters["TlsPolicy"]["AllowedValues"]) <= TLS13_POLICIES
+
+
+def test_port_80_redirects_to_https_on_the_listener_beanstalk_names():
+    https = configs()["03-https.config"]
+    listener = https["Resources"]["AWSEBV2LoadBalancerListener"]
+    assert listener["Properties"]["Port"] == 80
+    (action,) = listener["Properties"]["DefaultActions"]
+    assert action["Type"] == "redirect"
+    assert action["RedirectConfig"] == {"Protocol": "HTTPS", "Port": "443", "Host": "#{host}", "Path": "/#{path}",
+                                        "Query": "#{query}", "StatusCode": "HTTP_301"}
+
+
+def test_extension_resources_only_name_resources_beanstalk_documents():
+    sign_in = yaml.safe_load((ROOT / "infra" / "sign-in.config").read_text())
+    for name, config in [*configs().items(), ("infra/sign-in.config", sign_in)]:
+        text = json.dumps(config.get("Resources", {}))
+        refs = set(re.findall(r'"Ref": "([A-Za-z0-9]+)"', text))
+        assert refs <= EB_RESOURCES, f"{name}: {sorted(refs - EB_RESOURCES)}"
+        overridden = {n for n in config.get("Resources", {}) if n.startswith("AWSEB")}
+        assert overridden <= EB_RESOURCES, name
+
+
+def test_sign_in_reads_only_the_custom_options_the_stack_sets_and_is_off_by_default():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    sign_in = (ROOT / "infra" / "sign-in.config").read_text()
+    read = set(re.findall(r"OptionName: (SignIn[A-Za-z]+)", sign_in))
+    set_by_stack = {s["OptionName"] for s in template_settings(template) if s["Namespace"] == CUSTOM}
+    assert read == set_by_stack == {"SignInIssuer", "SignInAuthorizationEndpoint", "SignInTokenEndpoint",
+                                    "SignInUserInfoEndpoint", "SignInClientId", "SignInClientSecret"}
+    assert template["Parameters"]["SignInIssuer"]["Default"] == ""
+    assert template["Parameters"]["SignInClientSecret"]["NoEcho"] is True
+    conditional = [s for r in template["Resources"].values() if r["Type"] == "AWS::ElasticBeanstalk::Environment"
+                   for s in r["Properties"]["OptionSettings"] if "Fn::If" in s]
+    assert len(conditional) == 6 and all(s["Fn::If"][0] == "SignIn" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+                                         for s in conditional)
+    assert not (ROOT / ".ebextensions" / "04-sign-in.config").exists()  # only the build adds it, when asked
+    assert 'cp infra/sign-in.config .ebextensions/04-sign-in.config' in (ROOT / "buildspec.yml").read_text()
+
+
+def test_deploys_are_immutable_with_health_on_ready_and_capacity_is_two_zones_scaling_on_cpu():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    found = template_settings(template)
+    assert option(found, "aws:elasticbeanstalk:command", "DeploymentPolicy") == "Immutable"
+    assert option(found, "aws:autoscaling:updatepolicy:rollingupdate", "RollingUpdateType") == "Immutable"
+    assert option(found, "aws:autoscaling:updatepolicy:rollingupdate", "RollingUpdateEnabled") == "true"
+    values = {(ns, opt): val for _, ns, opt, val in settings()}
+    assert values[("aws:elasticbeanstalk:environment:process:default", "HealthCheckPath")] == "/ready"
+    assert values[("aws:elasticbeanstalk:healthreporting:system", "SystemType")] == "enhanced"
+    assert option(found, "aws:autoscaling:asg", "MinSize") == {"Ref": "MinInstances"}
+    assert option(found, "aws:autoscaling:asg", "MaxSize") == {"Ref": "MaxInstances"}
+    assert option(found, "aws:autoscaling:asg", "Availability Zones") == "Any 2"
+    parameters = template["Parameters"]
+    assert parameters["MinInstances"]["Default"] == parameters["MinInstances"]["MinValue"] == 2
+    assert parameters["MaxInstances"]["Default"] >= parameters["MinInstances"]["Default"]
+    assert option(found, "aws:autoscaling:trigger", "MeasureName") == "CPUUtilization"
+    assert option(found, "aws:autoscaling:trigger", "Unit") == "Percent"
+    assert option(found, "aws:autoscaling:trigger", "UpperThreshold") == {"Ref": "ScaleOutCpuPercent"}
+    assert option(found, "aws:autoscaling:trigger", "LowerThreshold") == {"Ref": "ScaleInCpuPercent"}
+    assert parameters["ScaleOutCpuPercent"]["Default"] > parameters["ScaleInCpuPercent"]["Default"]
+
+
+def test_the_monitoring_token_reaches_the_environment_from_the_stacks_secret():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    found = template_settings(template)
+    assert option(found, "aws:elasticbeanstalk:application:environmentsecrets", "METRICS_TOKEN") == {
+        "Ref": "MetricsToken"}
+    secret = template["Resources"]["MetricsToken"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32 and generated["ExcludePunctuation"] is True
+    env = {opt for _, ns, opt, _ in settings() if ns == "aws:elasticbeanstalk:application:environment"}
+    assert "METRICS_TOKEN" not in env  # never in clear in git or in the template

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.deploy.cfn_yaml import load
+from tests.deploy.moto_parts import create_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "pipeline.yml"
@@ -22,6 +23,9 @@ STAR_RESOURCE_ONLY = {
     "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
 }
+
+
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-0123456789ab"
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +93,26 @@ def test_s3_and_iam_part_deploys_into_moto(template):
     from moto import mock_aws
 
     part = {n: r for n, r in template["Resources"].items() if r["Type"].startswith(("AWS::S3::", "AWS::IAM::"))}
-    # moto's CloudFormation has no AWS::S3::BucketPolicy: those go through the S3 API after the stack.
+    # moto's CloudFormation has no AWS::S3::BucketPolicy: those go through the S3 API after the stack; nor
+    # AWS::SecretsManager::Secret: the secret is made first through its API, and given to the stack by its ARN.
     policies = {n: r for n, r in part.items() if r["Type"] == "AWS::S3::BucketPolicy"}
     keep = {n: r for n, r in part.items() if n not in policies}
+    secret = template["Resources"]["MetricsToken"]["Properties"]
+    secret = {**secret, "Name": secret["Name"]["Fn::Sub"].replace("${ApplicationName}", "student-math")}
     # References to resources outside this part (the connection, the retraining project) become parameters.
     keep = json.loads(json.dumps(keep).replace('{"Fn::GetAtt": ["RetrainProject", "Arn"]}', '{"Ref": "RetrainProjectArn"}'))
     body = json.dumps({"AWSTemplateFormatVersion": "2010-09-09",
                        "Parameters": {**template["Parameters"], "GitHubConnection": {"Type": "String"},
-                                      "RetrainProjectArn": {"Type": "String"}},
+                                      "RetrainProjectArn": {"Type": "String"}, "MetricsToken": {"Type": "String"}},
                        "Resources": keep})
     with mock_aws():
+        secret_arn = create_secret(boto3.client("secretsmanager", region_name="us-east-1"), secret)
         cfn = boto3.client("cloudformation", region_name="us-east-1")
         cfn.create_stack(StackName="student-math", TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
                          Parameters=[{"ParameterKey": "RepositoryId", "ParameterValue": "org/repo"},
+                                     {"ParameterKey": "MetricsToken", "ParameterValue": secret_arn},
+                                     {"ParameterKey": "DomainName", "ParameterValue": "scores.example.org"},
+                                     {"ParameterKey": "CertificateArn", "ParameterValue": CERTIFICATE},
                                      {"ParameterKey": "RetrainProjectArn", "ParameterValue":
                                       "arn:aws:codebuild:us-east-1:123456789012:project/student-math-retrain"},
                                      {"ParameterKey": "GitHubConnection", "ParameterValue":
@@ -129,6 +140,13 @@ def test_s3_and_iam_part_deploys_into_moto(template):
         assert publish["Resource"] == f"arn:aws:s3:::{created['ModelBucket']}/models/*"
         profiles = iam.list_instance_profiles()["InstanceProfiles"]
         assert [r["RoleName"] for p in profiles for r in p["Roles"]] == [created["EbInstanceRole"]]
+        instance = iam.get_role_policy(RoleName=created["EbInstanceRole"], PolicyName="instance")["PolicyDocument"]
+        if isinstance(instance, str):
+            instance = ast.literal_eval(instance)
+        read = next(st for st in instance["Statement"] if st["Sid"] == "ReadMetricsToken")
+        assert read["Resource"] == secret_arn and read["Action"] == ["secretsmanager:GetSecretValue"]
+        assert boto3.client("secretsmanager", region_name="us-east-1").describe_secret(SecretId=secret_arn)[
+            "Name"] == "student-math/metrics-token"
 
 
 def test_new_data_and_a_schedule_start_the_retraining_build(template):
@@ -158,6 +176,33 @@ def test_web_instances_read_only_the_model_store_never_the_training_data(templat
     s3 = [st for st in statements if any(a.startswith("s3:") for a in as_list(st["Action"]))]
     resources = json.dumps([st["Resource"] for st in s3])
     assert "/models/*" in resources and "TrainingDataKey" not in resources and "data/" not in resources
+
+
+def test_only_the_web_instances_and_the_retraining_build_read_the_monitoring_token(template):
+    readers = {}
+    for role, statement in allow_statements(template):
+        actions = as_list(statement["Action"])
+        if any(a.startswith("secretsmanager:") for a in actions):
+            assert actions == ["secretsmanager:GetSecretValue"], role
+            assert statement["Resource"] == {"Ref": "MetricsToken"}, role
+            readers[role] = statement["Sid"]
+    assert readers == {"EbInstanceRole": "ReadMetricsToken", "RetrainRole": "ReadMetricsToken"}
+    retrain_env = {v["Name"]: v for v in template["Resources"]["RetrainProject"]["Properties"]["Environment"][
+        "EnvironmentVariables"]}
+    assert retrain_env["METRICS_TOKEN"] == {"Name": "METRICS_TOKEN", "Type": "SECRETS_MANAGER",
+                                            "Value": {"Ref": "MetricsToken"}}
+    assert retrain_env["DRIFT_URL"]["Value"] == {"Fn::Sub": "https://${DomainName}/drift"}
+
+
+def test_a_stack_without_a_certificate_is_refused_and_sign_in_must_be_complete(template):
+    assert "Default" not in template["Parameters"]["CertificateArn"]
+    assert "Default" not in template["Parameters"]["DomainName"]
+    rule = template["Rules"]["SignInIsComplete"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SignInIssuer"}, ""]}]}
+    checked = json.dumps(rule["Assertions"])
+    for name in ("SignInAuthorizationEndpoint", "SignInTokenEndpoint", "SignInUserInfoEndpoint", "SignInClientId",
+                 "SignInClientSecret"):
+        assert f'{{"Ref": "{name}"}}' in checked
 
 
 def resolve_bucket_arns(node, created):
