@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.deploy.cfn_yaml import load
@@ -233,5 +234,24 @@ def test_the_monitoring_token_reaches_the_environment_from_the_stacks_secret():
     assert secret["Type"] == "AWS::SecretsManager::Secret"
     generated = secret["Properties"]["GenerateSecretString"]
     assert generated["PasswordLength"] >= 32 and generated["ExcludePunctuation"] is True
-    env = {opt for _, ns, opt, _ in settings() if ns == "aws:elasticbeanstalk:application:environment"}
+    env = {opt: val for _, ns, opt, val in settings() if ns == "aws:elasticbeanstalk:application:environment"}
     assert "METRICS_TOKEN" not in env  # never in clear in git or in the template
+
+
+def test_api_token_digests_are_a_stack_parameter_checked_as_the_app_checks_them():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    found = template_settings(template)
+    assert option(found, "aws:elasticbeanstalk:application:environment", "API_TOKEN_SHA256") == {
+        "Ref": "ApiTokenSha256"}
+    parameter = template["Parameters"]["ApiTokenSha256"]
+    assert parameter["Default"] == ""
+    pattern = parameter["AllowedPattern"]
+    from src.config import AppConfig, ConfigError
+
+    for value in ("", "ab" * 32, f"{'ab' * 32},{'CD' * 32}"):
+        assert re.fullmatch(pattern, value)
+        AppConfig.from_env({"API_TOKEN_SHA256": value})
+    for value in ("ab" * 31, "a-clear-text-token-of-forty-characters-xx", f"{'ab' * 32},"):
+        assert not re.fullmatch(pattern, value)
+        with pytest.raises(ConfigError):
+            AppConfig.from_env({"API_TOKEN_SHA256": value})
