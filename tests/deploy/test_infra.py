@@ -203,6 +203,8 @@ def test_a_stack_without_a_certificate_is_refused_and_sign_in_must_be_complete(t
     for name in ("SignInAuthorizationEndpoint", "SignInTokenEndpoint", "SignInUserInfoEndpoint", "SignInClientId",
                  "SignInClientSecret"):
         assert f'{{"Ref": "{name}"}}' in checked
+    # the load balancer passes bearer callers to the app: with sign-in on, the app must check their tokens
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiTokenSha256"}, ""]}]} in [a["Assert"] for a in rule["Assertions"]]
 
 
 def resolve_bucket_arns(node, created):
