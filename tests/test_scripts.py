@@ -1,4 +1,4 @@
-"""The README's commands and scripts/run.sh do what they say."""
+"""scripts/run.sh and scripts/test.sh do what they say, and install only when the requirements changed."""
 
 from __future__ import annotations
 
@@ -84,3 +84,97 @@ def test_run_sh_installs_with_progress_then_skips_while_the_requirements_are_unc
     third = subprocess.run(["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True,
                            timeout=60, check=False)
     assert third.returncode == 0 and "installing the requirements" in third.stdout
+
+
+def fresh_clone(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The scripts and requirements files of a fresh clone (no .venv), with python3 on PATH as a stand-in.
+
+    ``python3 -m venv DIR`` makes ``DIR/bin/python``, which logs its arguments and succeeds: pip, ruff and
+    pytest are called and logged, never run.
+    """
+    project = tmp_path / "clone"
+    (project / "scripts").mkdir(parents=True)
+    for name in ("run.sh", "test.sh"):
+        shutil.copy(PROJECT / "scripts" / name, project / "scripts" / name)
+    for path in PROJECT.glob("requirements*.txt"):
+        shutil.copy(path, project / path.name)
+    calls = tmp_path / "calls.log"
+    calls.write_text("")
+    path_dir = tmp_path / "path"
+    path_dir.mkdir()
+    (path_dir / "python3").write_text(
+        "#!/bin/sh\n"
+        f'echo "python3 $*" >> {calls}\n'
+        'if [ "$1 $2" = "-m venv" ]; then\n'
+        '  mkdir -p "$3/bin"\n'
+        f'  printf \'#!/bin/sh\\necho "python $*" >> {calls}\\n\' > "$3/bin/python"\n'
+        '  chmod +x "$3/bin/python"; cp "$3/bin/python" "$3/bin/gunicorn"\n'
+        "fi\n")
+    (path_dir / "python3").chmod(0o755)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV")},
+           "PATH": f"{path_dir}:{os.environ['PATH']}", "MODEL_URI": "s3://not-used/by-the-stand-in"}
+    return project, calls, env
+
+
+def run_script(project: Path, env: dict[str, str], script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["bash", f"scripts/{script}", *args], cwd=project, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_test_sh_run_twice_in_a_fresh_clone_installs_once(tmp_path):
+    project, calls, env = fresh_clone(tmp_path)
+    assert not (project / ".venv").exists()
+
+    first = run_script(project, env, "test.sh", "-q", "tests/test_schema.py")
+    log = calls.read_text()
+    assert "installing the requirements" in first.stdout
+    assert "python3 -m venv .venv" in log and "python -m pip install --quiet -r requirements-dev.txt" in log
+    assert "python -m ruff check ." in log and "python -m pytest -q tests/test_schema.py" in log
+
+    calls.write_text("")
+    second = run_script(project, env, "test.sh")
+    log = calls.read_text()
+    assert "skipping it" in second.stdout
+    assert "pip install" not in log and "venv" not in log
+    assert "python -m ruff check ." in log and "python -m pytest" in log
+
+
+def test_test_sh_installs_again_when_any_requirements_file_it_installs_changes(tmp_path):
+    project, calls, env = fresh_clone(tmp_path)
+    run_script(project, env, "test.sh")
+    installed = set()
+    pending = ["requirements-dev.txt"]
+    while pending:  # the files requirements-dev.txt includes, directly or through another one
+        name = pending.pop()
+        installed.add(name)
+        pending += [line.split()[1] for line in (project / name).read_text().splitlines()
+                    if line.startswith(("-r ", "-c ")) and line.split()[1] not in installed]
+    assert installed >= {"requirements.txt", "requirements-train.txt", "requirements-dvc.txt",
+                         "requirements-spark.txt"}
+    for name in sorted(installed):
+        with open(project / name, "a") as handle:
+            handle.write("# changed\n")
+        calls.write_text("")
+        result = run_script(project, env, "test.sh")
+        assert "installing the requirements" in result.stdout, name
+        assert "pip install --quiet -r requirements-dev.txt" in calls.read_text(), name
+        assert "skipping it" in run_script(project, env, "test.sh").stdout, name
+
+
+def test_run_sh_and_test_sh_keep_separate_stamps(tmp_path):
+    project, calls, env = fresh_clone(tmp_path)
+    run_script(project, env, "run.sh")  # installs the serving and training sets only
+    assert (project / ".venv" / ".requirements-stamp").is_file()
+    assert not (project / ".venv" / ".requirements-dev-stamp").exists()
+
+    calls.write_text("")
+    result = run_script(project, env, "test.sh")  # run.sh's install does not stand for the test tools
+    assert "installing the requirements" in result.stdout
+    assert "pip install --quiet -r requirements-dev.txt" in calls.read_text()
+
+    calls.write_text("")
+    assert "skipping it" in run_script(project, env, "run.sh").stdout  # nor does test.sh's stamp move run.sh's
+    assert "skipping it" in run_script(project, env, "test.sh").stdout
+    assert "pip install" not in calls.read_text()
