@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from tests.servers import PROJECT
-
-README = (PROJECT / "README.md").read_text()
-
-
-def code_lines() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
-
-
-def test_readme_commands_run_in_the_venv_without_activating_it():
-    modules = [line for line in code_lines() if re.search(r"\bpython3? -m src\.", line)]
-    assert modules, "the README shows no training commands"
-    bare = [line for line in modules if not line.startswith(".venv/bin/python -m ")]
-    assert not bare, f"these need an activated .venv: {bare}"
-    for module in sorted({re.search(r"-m (src\.[\w.]+)", line).group(1) for line in modules}):
-        result = subprocess.run([str(PROJECT / ".venv" / "bin" / "python"), "-m", module, "--help"], cwd=PROJECT,
-                                env={k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
-                                capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0 and "usage" in result.stdout.lower(), (module, result.stderr[-1000:])
-
-
-def test_the_readme_422_example_is_what_a_single_student_gets(client, student):
-    example = json.loads(re.search(r"`(\{\"field\": \"reading_score\"[^`]*\})`", README).group(1))
-    answer = client.post("/predictdata", json={**student, "reading_score": 300}).get_json()
-    assert answer["details"] == [example]
 
 
 def fake_project(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
