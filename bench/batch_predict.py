@@ -1,6 +1,6 @@
 """Batch scoring benchmark: 1,000,000 synthetic students through both engines of the batch command.
 
-    python bench/batch_predict.py [--students 1000000] [--files 8] [--master local[2]] [--chunk-rows 100000]
+    .venv/bin/python bench/batch_predict.py [--students 1000000] [--files 8] [--master local[2]] [--chunk-rows 100000]
 
 Trains a small model (synthetic cohort, ridge) into a temporary folder, writes the students as CSV files,
 then runs the command once per engine as a child process (``python -m src.pipeline.batch_predict`` for
@@ -139,11 +139,11 @@ def main() -> None:
         for engine in ("local", "spark"):
             options = ["--input", str(work / "students"), "--output", str(work / f"out-{engine}"), "--store",
                        str(work / "store"), "--engine", engine, "--format", "parquet", "--support-cut", "60"]
-            if engine == "local":  # the command as the README gives it, from the project folder
+            if engine == "local":  # the command as docs/data-team.md gives it, from the project folder
                 command = [sys.executable, "-m", "src.pipeline.batch_predict", *options, "--chunk-rows",
                            str(args.chunk_rows)]
                 measured = run_engine(command, ROOT)
-            else:  # the README's spark-submit line, from outside the project: src comes from the zip only
+            else:  # the spark-submit line of docs/data-team.md, from outside the project: src comes from the zip only
                 command = [str(Path(sys.executable).parent / "spark-submit"), "--master", args.master,
                            "--py-files", str(archive), str(main_script), *options]
                 measured = run_engine(command, work)

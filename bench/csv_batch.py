@@ -1,6 +1,6 @@
 """Class-list benchmark: 10,000 students as CSV (both header styles) against the JSON batch, on gunicorn.
 
-    python bench/csv_batch.py [--rows 10000] [--repeats 7] [--artifacts-dir DIR]
+    .venv/bin/python bench/csv_batch.py [--rows 10000] [--repeats 7] [--artifacts-dir DIR]
 
 Starts the app under gunicorn (2 workers) on 127.0.0.1, posts the same students as ``text/csv`` with
 snake_case headers and with the public download's headers, answered as JSON and as CSV, and as a JSON batch;

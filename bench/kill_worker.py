@@ -1,7 +1,7 @@
 """Load with one gunicorn worker killed midway: what fails, how the service recovers, whether metrics stay exact.
 
-    python bench/kill_worker.py                  # wrk -c32 for 60 s, SIGKILL to one of 2 workers at 30 s
-    python bench/kill_worker.py --duration 15    # the shorter run the test suite makes
+    .venv/bin/python bench/kill_worker.py                  # wrk -c32 for 60 s, SIGKILL to one of 2 workers at 30 s
+    .venv/bin/python bench/kill_worker.py --duration 15    # the shorter run the test suite makes
 
 gunicorn (2 sync workers, the project's settings) serves on 127.0.0.1 a model trained on the synthetic cohort
 in a temporary folder; wrk POSTs one student per request. Halfway, one worker gets SIGKILL. Printed: the

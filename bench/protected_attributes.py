@@ -1,6 +1,6 @@
 """With and without protected attributes: R² and error by student group, measured on the same data and split.
 
-    python bench/protected_attributes.py [--data ../shared/data/stud.csv] [--exclude gender,race_ethnicity]
+    .venv/bin/python bench/protected_attributes.py [--data ../shared/data/stud.csv] [--exclude gender,race_ethnicity]
 
 Trains twice with the defaults (every candidate, 5-fold CV, seed 42): once on every feature, once with
 ``--exclude-features``; both use the same test split. Prints overall R², MAE and coverage, then per group

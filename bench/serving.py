@@ -1,6 +1,6 @@
 """Serving benchmark: the app against a bare-Flask baseline, both under gunicorn with 2 workers on 127.0.0.1.
 
-    python bench/serving.py [--rounds 3] [--seconds 15] [--warmup 5] [--store DIR]
+    .venv/bin/python bench/serving.py [--rounds 3] [--seconds 15] [--warmup 5] [--store DIR]
 
 After a few seconds of unrecorded load on each server, alternates wrk runs (``-t2 -c8`` for throughput,
 ``-t1 -c1`` for latency) over three servers: the app with metrics and drift tracking on, the app with both
@@ -77,7 +77,7 @@ def start_server(module: str, env: dict[str, str], workdir: Path) -> tuple[subpr
 
 
 def store_or_train(store: Path | None, workdir: Path) -> Path:
-    """The given model store, or a new one trained on the synthetic cohort (the README's default) in workdir."""
+    """The given model store, or a new one trained on the synthetic cohort (what scripts/run.sh trains) in workdir."""
     if store is not None:
         return store
     store = workdir / "artifacts"

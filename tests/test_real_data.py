@@ -45,7 +45,7 @@ def test_stud_csv_errors_by_group_are_in_metrics_json(stud_run):
     for feature in CATEGORICAL_FEATURES:
         assert sum(row["count"] for row in groups[feature.name].values()) == metrics["rows"]["test"]
     assert groups["race_ethnicity"]["group A"]["small"] is True  # 20 test students: flagged, still listed
-    # Why the interval is the same for every group (README): no group of >= 100 test students is covered
+    # Why the interval is the same for every group (docs/data-team.md): no group of >= 100 test students is covered
     # outside [0.85, 0.95]; were one, the interval would have to be group-conditional.
     assert coverage_outside(groups, 0.85, 0.95, min_rows=100) == []
 
