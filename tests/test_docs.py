@@ -443,3 +443,45 @@ def test_the_readme_answer_is_what_the_first_model_of_scripts_run_sh_answers(tmp
     csv_answer = app.test_client().post("/predictdata", data=data,
                                         headers={"Content-Type": "text/csv", "Accept": "text/csv"})
     assert csv_answer.get_data(as_text=True).splitlines() == shown_csv.splitlines()
+
+
+# --- the configuration table -----------------------------------------------------------------------------------
+
+def variables_read() -> dict[str, str]:
+    """Environment variable -> the file that reads it: the app, the commands, gunicorn.conf.py, the scripts."""
+    found: dict[str, str] = {}
+    python = [PROJECT / "app.py", PROJECT / "gunicorn.conf.py", *sorted((PROJECT / "src").rglob("*.py")),
+              *sorted((PROJECT / "scripts").glob("*.py"))]
+    for path in python:
+        text = path.read_text(encoding="utf-8")
+        for pattern in (r"os\.environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']",
+                        r"\benv(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']",
+                        r"\(env, [\"']([A-Z][A-Z0-9_]+)[\"']"):
+            for name in re.findall(pattern, text):
+                found.setdefault(name, path.relative_to(PROJECT).as_posix())
+    for path in [*sorted((PROJECT / "scripts").glob("*.sh")), PROJECT / ".ci" / "run"]:
+        for name in re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", path.read_text(encoding="utf-8")):
+            found.setdefault(name, path.relative_to(PROJECT).as_posix())
+    return found
+
+
+def configuration_table() -> set[str]:
+    text = (PROJECT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration (environment)", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_configuration_table():
+    read = variables_read()
+    assert {"GUNICORN_ACCESS_LOG", "GUNICORN_TIMEOUT", "SUPPORT_CUT", "MODEL_SIGNING_KEY", "HOST"} <= set(read)
+    missing = {name: where for name, where in read.items() if name not in configuration_table()}
+    assert missing == {}
+
+
+def test_every_variable_in_the_configuration_table_is_read_somewhere():
+    listed = subprocess.run(["git", "ls-files"], cwd=PROJECT, capture_output=True, text=True, check=True)
+    files = [PROJECT / name for name in listed.stdout.splitlines()
+             if not name.endswith(".md") and name != "tests/test_docs.py" and (PROJECT / name).is_file()]
+    text = "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in files)
+    assert [name for name in sorted(configuration_table()) if name not in text] == []
