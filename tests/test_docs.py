@@ -242,11 +242,25 @@ def top_level_names(path: Path) -> set[str]:
     return names
 
 
-def test_the_documents_link_only_to_files_that_exist():
+def anchors(doc: Path) -> set[str]:
+    """The anchors of a document's headings, as GitHub makes them (ASCII headings)."""
+    text = re.sub(r"^```.*?^```", "", doc.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
+    return {"".join(c for c in heading.strip().lower() if c.isalnum() or c in " -_").replace(" ", "-")
+            for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+def test_the_documents_link_only_to_files_and_headings_that_exist():
+    links = 0
     for doc in DOCS:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
-            if "://" not in target and not target.startswith("mailto:"):
-                assert (doc.parent / target).exists(), (doc.name, target)
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", doc.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            path = (doc.parent / target) if target else doc
+            assert path.exists(), (doc.name, target)
+            if anchor:
+                assert anchor in anchors(path), (doc.name, target, anchor)
+            links += 1
+    assert links > 20
 
 
 def test_the_readme_is_read_in_five_minutes():
