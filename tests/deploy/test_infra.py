@@ -138,6 +138,8 @@ def test_s3_and_iam_part_deploys_into_moto(template):
             policy = ast.literal_eval(policy)
         publish = next(st for st in policy["Statement"] if st["Sid"] == "PublishModels")
         assert publish["Resource"] == f"arn:aws:s3:::{created['ModelBucket']}/models/*"
+        for training_role in ("CodeBuildRole", "RetrainRole"):  # the tracking client's policy, on both
+            assert "tracking-client" in iam.list_role_policies(RoleName=created[training_role])["PolicyNames"]
         profiles = iam.list_instance_profiles()["InstanceProfiles"]
         assert [r["RoleName"] for p in profiles for r in p["Roles"]] == [created["EbInstanceRole"]]
         instance = iam.get_role_policy(RoleName=created["EbInstanceRole"], PolicyName="instance")["PolicyDocument"]
@@ -221,3 +223,66 @@ def resolve_bucket_arns(node, created):
     if isinstance(node, list):
         return [resolve_bucket_arns(v, created) for v in node]
     return node
+
+
+TRACKING_SERVER_ARN = {"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+                                  "mlflow-tracking-server/${ApplicationName}-mlflow"}
+
+
+def test_the_tracking_server_keeps_its_artifacts_in_the_model_bucket_under_their_own_prefix(template):
+    resources = template["Resources"]
+    server = resources["TrackingServer"]
+    assert server["Type"] == "AWS::SageMaker::MlflowTrackingServer"
+    props = server["Properties"]
+    assert props["ArtifactStoreUri"] == {"Fn::Sub": "s3://${ModelBucket}/mlflow"}
+    assert props["TrackingServerName"] == {"Fn::Sub": "${ApplicationName}-mlflow"}  # the name the ARNs below use
+    assert props["RoleArn"] == {"Fn::GetAtt": ["TrackingServerRole", "Arn"]}
+    assert props["AutomaticModelRegistration"] is False  # no SageMaker model packages beside the registry
+    assert props["TrackingServerSize"] == {"Ref": "TrackingServerSize"}
+    assert template["Parameters"]["TrackingServerSize"]["Default"] == "Small"
+    role = resources["TrackingServerRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    for statement in statements:  # the server reaches its own prefix, never the model store or the data
+        text = json.dumps(statement["Resource"])
+        assert "/mlflow/*" in text or statement.get("Condition") == {"StringLike": {"s3:prefix": ["mlflow/*"]}} \
+            or statement["Action"] == ["s3:GetBucketLocation"], statement
+        assert "models/" not in text and "data/" not in text and "TrainingDataKey" not in text
+
+
+def test_both_training_projects_log_to_the_tracking_server_and_never_without_it(template):
+    resources = template["Resources"]
+    assert "--no-tracking" not in TEMPLATE.read_text()
+    for project in ("CodeBuildProject", "RetrainProject"):
+        variables = {v["Name"]: v["Value"] for v in resources[project]["Properties"]["Environment"]["EnvironmentVariables"]}
+        assert variables["MLFLOW_TRACKING_URI"] == {"Fn::GetAtt": ["TrackingServer", "TrackingServerArn"]}, project
+    spec = yaml.safe_load(resources["RetrainProject"]["Properties"]["Source"]["BuildSpec"])
+    [command] = spec["phases"]["build"]["commands"]
+    assert '--tracking-uri "${MLFLOW_TRACKING_URI:?' in command
+    assert "-r requirements-tracking.txt" in " ".join(spec["phases"]["install"]["commands"])
+    pins = (ROOT / "requirements-tracking.txt").read_text().split()
+    assert "-r" in pins and "requirements-train.txt" in pins and any(p.startswith("sagemaker-mlflow==") for p in pins)
+
+
+def test_the_training_roles_may_track_on_their_server_only_and_write_only_its_prefix(template):
+    resources = template["Resources"]
+    policy = resources["TrackingClientPolicy"]
+    assert policy["Type"] == "AWS::IAM::Policy"
+    assert policy["Properties"]["Roles"] == [{"Ref": "CodeBuildRole"}, {"Ref": "RetrainRole"}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    mlflow_actions = [a for st in statements for a in as_list(st["Action"]) if a.startswith("sagemaker-mlflow:")]
+    assert mlflow_actions and "sagemaker-mlflow:AccessUI" not in mlflow_actions  # the UI is for people
+    assert not [a for a in mlflow_actions if a.split(":")[1].startswith(("Delete", "Rename", "Restore"))]
+    for statement in statements:
+        actions = as_list(statement["Action"])
+        if any(a.startswith("sagemaker") for a in actions):
+            assert statement["Resource"] == TRACKING_SERVER_ARN, statement["Sid"]
+            assert {a.split(":")[0] for a in actions} <= {"sagemaker-mlflow", "sagemaker"}
+            assert [a for a in actions if a.startswith("sagemaker:")] in ([], ["sagemaker:DescribeMlflowTrackingServer"])
+        else:
+            assert set(actions) <= {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}, statement["Sid"]
+            assert statement["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/mlflow/*"} or statement["Condition"] == {
+                "StringLike": {"s3:prefix": ["mlflow/*"]}}, statement["Sid"]
+    # The web instances reach no part of it: serving never needs MLflow.
+    instance = json.dumps(resources["EbInstanceRole"]["Properties"])
+    assert "mlflow" not in instance and "sagemaker" not in instance

@@ -39,6 +39,8 @@ FAST = f"--cv-folds 3 --models {','.join(FAST_MODELS)} --n-jobs 1"
 WORSE = "--shuffle-labels --min-r2 -10"
 # "INFO:     127.0.0.1:53412 - "POST /api/2.0/mlflow/runs/create HTTP/1.1" 200 OK" (uvicorn's access log)
 ACCESS_LINE = re.compile(r'"(GET|POST|PATCH|DELETE|PUT) (/api/\d+\.\d+/[^ ?"]+)[^"]*" (\d{3})')
+# Three trainings and a rollback, each logging its run, plots and models to the server (the first test pays).
+pytestmark = pytest.mark.timeout(1800)
 
 
 def build_command() -> str:
