@@ -42,6 +42,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def _no_production_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never log to the tracking server of the machine they run on (CodeBuild sets MLFLOW_TRACKING_URI)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder beside the project; tests that need it skip, saying why, when it is absent."""

@@ -48,8 +48,19 @@ def tracking_uri(environ: Mapping[str, str] | None = None, root: Path | None = N
     return f"sqlite:///{(root or Path.cwd()) / LOCAL_STORE}"
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, with one clear line, when a remote tracking server does not answer."""
+# A SageMaker managed tracking server, as MLFLOW_TRACKING_URI (the sagemaker-mlflow plugin resolves it).
+SAGEMAKER_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):\d{12}:"
+                           r"mlflow-tracking-server/(?P<name>[A-Za-z0-9](-*[A-Za-z0-9]){0,255})")
+
+
+def check_reachable(uri: str, timeout: float = 5.0, sagemaker: Any = None) -> None:
+    """Fail fast, with one clear line, when a remote tracking server does not answer or is not running.
+
+    ``sagemaker``: the boto3 SageMaker client that describes a managed server (default: one for its region).
+    """
+    if uri.startswith("arn:"):
+        _check_managed_server(uri, timeout, sagemaker)
+        return
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -61,6 +72,31 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             f"MLflow tracking server {uri} is unreachable ({err}); start it, fix MLFLOW_TRACKING_URI, "
             "or train with --no-tracking"
         ) from err
+
+
+def _check_managed_server(uri: str, timeout: float, sagemaker: Any) -> None:
+    """A SageMaker tracking server must be active: a stopped one (to save its hourly cost) fails here."""
+    match = SAGEMAKER_ARN.fullmatch(uri)
+    if match is None:
+        raise TrackingError(f"MLflow tracking URI {uri} is not a SageMaker MLflow tracking server ARN "
+                            "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)")
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = match["name"]
+    client = sagemaker or boto3.client("sagemaker", region_name=match["region"], config=Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 2}))
+    try:
+        server = client.describe_mlflow_tracking_server(TrackingServerName=name)
+    except (BotoCoreError, ClientError) as err:
+        raise TrackingError(f"MLflow tracking server {uri} cannot be reached ({err})") from err
+    if server.get("IsActive") != "Active":
+        raise TrackingError(
+            f"MLflow tracking server {name} is {server.get('TrackingServerStatus', 'not active')}, not running; "
+            f"start it (aws sagemaker start-mlflow-tracking-server --tracking-server-name {name}), wait until "
+            "it is Started, and run again"
+        )
 
 
 class TrainingRun:

@@ -11,17 +11,18 @@ alias, the run that made the champion and that run's artifacts in the bucket nam
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from src.lifecycle.tracking import CHAMPION, MODEL_NAME, champion_history
@@ -77,7 +78,7 @@ class Production:
     steps: list[Step]
     keys: list[str]  # every object in the bucket at the end
     work: Path
-    server_log: str
+    command_log: str  # the server's access log while the commands ran (not while this test looked)
     store_manifest: dict[str, bytes]  # model_version -> manifest.json in the model store
     tracked_manifest: dict[str, bytes]  # model_version -> manifest.json among its run's artifacts in the bucket
 
@@ -119,7 +120,8 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
     log = server_dir / "mlflow.log"
     server = start([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
                     "--artifacts-destination", f"s3://{BUCKET}/{TRACKING_PREFIX}", "--host", "127.0.0.1",
-                    "--port", str(port), "--workers", "1"], env=aws, log=log, cwd=server_dir)
+                    "--port", str(port), "--workers", "1"], env={**aws, "PYTHONUNBUFFERED": "1"}, log=log,
+                   cwd=server_dir)
     uri = f"http://127.0.0.1:{port}"
     # The build's working folder: a checkout of the code with the install phase's .venv.
     work = root / "build"
@@ -132,12 +134,22 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
                TRAINING_DATA_URI=f"s3://{BUCKET}/data/students.csv", MODEL_URI=f"s3://{BUCKET}/{STORE_PREFIX}",
                DRIFT_URL=f"http://127.0.0.1:{free_port()}/drift")  # never asked: every retraining has new data
 
+    def mark(text: str) -> None:
+        """A line in the server's access log, waited for: what comes before it was logged before it."""
+        requests.get(f"{uri}/health", params={"mark": text}, timeout=10)
+        deadline = time.monotonic() + 10
+        while f"mark={text}" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def run(command: str, data_seed: int | None) -> subprocess.CompletedProcess:
         if data_seed is not None:  # new training data lands under data/, as it does in production
             s3.put_object(Bucket=BUCKET, Key="data/students.csv",
                           Body=generate_students(400, seed=data_seed).to_csv(index=False).encode())
-        return subprocess.run(["bash", "-ec", command], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=600, check=False)
+        mark("command-start")
+        result = subprocess.run(["bash", "-ec", command], cwd=work, env=env, capture_output=True, text=True,
+                                timeout=600, check=False)
+        mark("command-end")
+        return result
 
     try:
         wait_for(f"{uri}/health", server, log=log, timeout=120)
@@ -163,7 +175,8 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
                 tracked_manifest[version] = s3.get_object(Bucket=BUCKET, Key=tracked[0])["Body"].read()
     finally:
         stop(server)
-    yield Production(steps=steps, keys=keys, work=work, server_log=log.read_text(errors="replace"),
+    during = re.findall(r"mark=command-start(.*?)mark=command-end", log.read_text(errors="replace"), re.S)
+    yield Production(steps=steps, keys=keys, work=work, command_log="\n".join(during),
                      store_manifest=store_manifest, tracked_manifest=tracked_manifest)
 
 
@@ -256,7 +269,7 @@ def tracking_calls(log: str) -> set[str]:
 
 
 def test_the_build_and_retrain_roles_may_make_every_tracking_call_the_commands_made(production):
-    calls = tracking_calls(production.server_log)
+    calls = tracking_calls(production.command_log)
     assert {"createRun", "logBatch", "createModelVersion", "setRegisteredModelAlias"} <= calls
     template = load(PROJECT / "infra" / "pipeline.yml")
     policy = template["Resources"]["TrackingClientPolicy"]["Properties"]
@@ -264,5 +277,5 @@ def test_the_build_and_retrain_roles_may_make_every_tracking_call_the_commands_m
     allowed = {a for st in policy["PolicyDocument"]["Statement"] for a in st["Action"]
                if a.startswith("sagemaker-mlflow:")}
     needed = {f"sagemaker-mlflow:{name[0].upper()}{name[1:]}" for name in calls}
-    assert needed - allowed == set(), "calls the roles may not make"
-    assert allowed - needed == set(), "permissions no command uses"
+    assert needed - allowed == set(), f"calls the roles may not make (the commands made {sorted(needed)})"
+    assert allowed - needed == set(), f"permissions no command uses (the commands made {sorted(needed)})"

@@ -177,3 +177,69 @@ def test_mlflow_run_trains_through_the_mlproject_entry_point(tmp_path):
     assert (tmp_path / "artifacts" / "champion.json").is_file()
     client = mlflow.MlflowClient(tracking_uri=store)
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+
+
+ARN = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/student-math-mlflow"
+
+
+def sagemaker_answering(status: str, active: str):
+    """A SageMaker client whose DescribeMlflowTrackingServer answers ``status`` (botocore's Stubber)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    stubber = Stubber(client)
+    stubber.add_response("describe_mlflow_tracking_server",
+                         {"TrackingServerArn": ARN, "TrackingServerName": "student-math-mlflow",
+                          "TrackingServerStatus": status, "IsActive": active},
+                         {"TrackingServerName": "student-math-mlflow"})
+    stubber.activate()
+    return client, stubber
+
+
+def test_a_running_managed_tracking_server_passes_the_check():
+    from src.lifecycle.tracking import check_reachable
+
+    client, stubber = sagemaker_answering("Started", "Active")
+    check_reachable(ARN, sagemaker=client)
+    stubber.assert_no_pending_responses()
+
+
+def test_a_stopped_managed_tracking_server_fails_in_one_line_naming_how_to_start_it():
+    from src.lifecycle.tracking import TrackingError, check_reachable
+
+    client, _ = sagemaker_answering("Stopped", "Inactive")
+    with pytest.raises(TrackingError) as caught:
+        check_reachable(ARN, sagemaker=client)
+    assert str(caught.value).startswith("MLflow tracking server student-math-mlflow is Stopped, not running; ")
+    assert "aws sagemaker start-mlflow-tracking-server --tracking-server-name student-math-mlflow" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_arn_that_names_no_tracking_server_is_refused_before_any_request():
+    from src.lifecycle.tracking import TrackingError, check_reachable
+
+    with pytest.raises(TrackingError, match="is not a SageMaker MLflow tracking server ARN"):
+        check_reachable("arn:aws:sagemaker:eu-west-1:123456789012:endpoint/student-math")
+
+
+def test_an_unreachable_managed_tracking_server_stops_training_in_one_line_and_leaves_the_store_alone(
+        tmp_path, monkeypatch):
+    for name, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    code, report = train_cli(tmp_path, ARN)
+    assert code == 1
+    assert report.startswith(f"training failed: MLflow tracking server {ARN} cannot be reached (")
+    assert report.count("\n") == 1
+    assert not (tmp_path / "artifacts").exists() or not any((tmp_path / "artifacts").iterdir())
+
+
+def test_the_pinned_plugin_takes_a_tracking_server_arn_as_the_tracking_and_registry_uri():
+    from importlib.metadata import entry_points, version
+
+    assert version("sagemaker-mlflow") in (PROJECT / "requirements-tracking.txt").read_text()
+    for group in ("mlflow.tracking_store", "mlflow.model_registry_store", "mlflow.request_auth_provider"):
+        assert [e.value.split(":")[0].split(".")[0] for e in entry_points(group=group, name="arn")] == [
+            "sagemaker_mlflow"], group
