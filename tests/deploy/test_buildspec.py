@@ -85,12 +85,12 @@ def test_the_build_trains_into_the_store_through_the_decision_only(buildspec):
 def test_the_build_trains_with_tracking_on_the_projects_tracking_server(buildspec):
     """Every production training logs to the tracking server: no --no-tracking, and no silent local fallback."""
     assert "--no-tracking" not in (ROOT / "buildspec.yml").read_text()
-    [command] = buildspec["phases"]["build"]["commands"]
+    [command] = [c for c in buildspec["phases"]["build"]["commands"] if "src.pipeline.train_pipeline" in c]
     assert '--tracking-uri "${MLFLOW_TRACKING_URI:?' in command  # unset: the shell stops the build, in one line
 
 
 def test_an_unset_tracking_uri_stops_the_build_before_training(buildspec, tmp_path):
-    [command] = buildspec["phases"]["build"]["commands"]
+    [command] = [c for c in buildspec["phases"]["build"]["commands"] if "src.pipeline.train_pipeline" in c]
     env = {"PATH": "/usr/bin:/bin", "MODEL_URI": str(tmp_path / "store"), "TRAINING_DATA_URI": "data.csv"}
     result = subprocess.run(["sh", "-ec", command], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=60, check=False)

@@ -46,7 +46,7 @@ pytestmark = pytest.mark.timeout(1800)
 
 def build_command() -> str:
     spec = yaml.safe_load((PROJECT / "buildspec.yml").read_text())
-    [command] = spec["phases"]["build"]["commands"]
+    [command] = [c for c in spec["phases"]["build"]["commands"] if "src.pipeline.train_pipeline" in c]
     return command
 
 
