@@ -139,6 +139,11 @@ HEADER_ALIASES: dict[str, str] = {
 }
 
 COLUMNS: tuple[str, ...] = FEATURE_NAMES + (TARGET.name,)
+# A class list, a JSON batch or a batch file may carry each student's real math score (the target, under either
+# header style; blank when not known yet), to check the model against it. It is never an input of the model, and
+# answers give it back under its own name, beside the prediction (``math_score``), never in its place.
+REAL_SCORE_KEYS: tuple[str, ...] = (TARGET.name, *(a for a, n in HEADER_ALIASES.items() if n == TARGET.name))
+REAL_SCORE = "real_math_score"
 
 
 def canonical_name(header: str) -> str:

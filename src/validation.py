@@ -21,6 +21,8 @@ from src.schema import (
     FEATURES,
     HEADER_ALIASES,
     NUMERIC_FEATURES,
+    REAL_SCORE,
+    REAL_SCORE_KEYS,
     STUDENT_ID,
     TARGET,
     NumericFeature,
@@ -36,6 +38,8 @@ _ACCEPTED_KEYS: dict[Any, str] = {
     **{name: name for name in FEATURE_NAMES},
     **{alias: name for alias, name in HEADER_ALIASES.items() if name in _FEATURE_SET},
 }
+_REAL_KEYS = frozenset(REAL_SCORE_KEYS)
+_LABEL_KEYS: dict[Any, str] = {**_ACCEPTED_KEYS, **dict.fromkeys(REAL_SCORE_KEYS, TARGET.name)}
 # A client may send any number of fields with names of any length: an answer lists at most MAX_DETAILS errors
 # (and says how many more there were), each naming a field by at most MAX_FIELD_CHARS characters.
 MAX_DETAILS = 50
@@ -64,11 +68,11 @@ class FieldError:
 
 
 def field_label(field: str) -> str:
-    """The field as a metric label: a schema feature name (either header style), else ``other``.
+    """The field as a metric label: a schema feature name or the real score's (either header style), else ``other``.
 
     A closed set, so that no field name a client invents becomes a new metric series.
     """
-    return _ACCEPTED_KEYS.get(field, OTHER_FIELD)
+    return _LABEL_KEYS.get(field, OTHER_FIELD)
 
 
 def short_field(key: Any) -> str:
@@ -135,6 +139,61 @@ def validate_student(
     if errors:
         return None, errors
     return record, []
+
+
+def has_real_score(raw: Any) -> bool:
+    """True when a student object carries a real math score field (either header style), blank or not."""
+    return isinstance(raw, Mapping) and any(key in raw for key in REAL_SCORE_KEYS)
+
+
+def take_real_score(raw: Any, index: int | None = None, *, from_form: bool = False
+                    ) -> tuple[Any, float | None, list[FieldError]]:
+    """Split a student's real math score from its features: (the other fields, the real score, its errors).
+
+    The real score is optional and may be blank (``None``, or ``""`` from a form or a CSV cell); otherwise it
+    follows the target's rule, with the form's reading of numbers when ``from_form``. Given under both header
+    styles, it is refused as any field given twice is.
+    """
+    if not isinstance(raw, Mapping):
+        return raw, None, []
+    given = [key for key in REAL_SCORE_KEYS if key in raw]
+    if not given:
+        return raw, None, []
+    rest = {k: v for k, v in raw.items() if k not in _REAL_KEYS}
+    if len(given) > 1:
+        return rest, None, [FieldError(given[1], f"is given twice (as {given[0]!r} too)", index)]
+    value = raw[given[0]]
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return rest, None, []
+    if from_form and isinstance(value, str):
+        message = _decimal_comma(value)
+        if message is not None:
+            return rest, None, [FieldError(TARGET.name, message, index)]
+        value = _parse_number(value)
+    message = TARGET.check(value)
+    if message is not None:
+        return rest, None, [FieldError(TARGET.name, message, index)]
+    return rest, float(value), []
+
+
+def validate_labeled_students(raws: Sequence[Any]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Check a batch whose students may carry their real math score: the records (features only) and the real
+    scores (NaN where blank); ValidationFailed with every error, as ``validate_students``."""
+    records: list[dict[str, Any]] = []
+    reals = np.full(len(raws), np.nan)
+    errors: list[FieldError] = []
+    for i, raw in enumerate(raws):
+        rest, real, found = take_real_score(raw, i)
+        record, more = validate_student(rest, i)
+        found = more + found
+        if found:
+            errors.extend(found)
+        else:
+            records.append(record)  # type: ignore[arg-type]
+            reals[i] = np.nan if real is None else real
+    if errors:
+        raise ValidationFailed(errors)
+    return records, reals
 
 
 def validate_students(raws: Sequence[Any]) -> list[dict[str, Any]]:
@@ -252,11 +311,13 @@ def validate_frame(frame: pd.DataFrame, lines: Sequence[int] | None = None) -> t
 
 
 
-def normalise_student_headers(frame: pd.DataFrame, passthrough: Sequence[str] = (STUDENT_ID,)) -> pd.DataFrame:
-    """Rename headers of either style to the schema's names for a file of students to predict (no target).
+def normalise_student_headers(frame: pd.DataFrame,
+                              passthrough: Sequence[str] = (STUDENT_ID, TARGET.name)) -> pd.DataFrame:
+    """Rename headers of either style to the schema's names for a file of students to predict.
 
     Refuses, naming them, columns given twice, missing features, and columns that are neither a feature nor a
-    pass-through column (``student_id``): the JSON API refuses unexpected fields too.
+    pass-through column (``student_id``, and the real math score, checked by ``check_students_frame``): the
+    JSON API refuses unexpected fields too.
     """
     renamed = frame.rename(columns={c: canonical_name(str(c).strip()) for c in frame.columns})
     duplicated = renamed.columns[renamed.columns.duplicated()].tolist()
@@ -282,7 +343,9 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
     ``frame`` has the schema's column names. Returns ``(ok, students, errors)``: a boolean mask of the valid
     rows; those rows as typed students (categories as text, scores as floats), in order; and one row per broken
     rule (``position`` in ``frame``, ``field``, ``value`` as given, ``reason``), by position then schema order.
-    The rules and messages are those of the JSON API; nothing is fixed or guessed.
+    The rules and messages are those of the JSON API; nothing is fixed or guessed. When ``frame`` has the real
+    math score (``math_score``), it is checked by the target's rule (blank allowed) and returned as the
+    students' ``real_math_score`` column (NaN where blank), never as a feature.
     """
     positions = np.arange(len(frame))
     parts: list[pd.DataFrame] = []
@@ -295,7 +358,8 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
                                        "value": frame[name].to_numpy(dtype=object)[mask], "reason": reason}))
             ok[mask] = False
 
-    for feature in FEATURES:
+    labeled = TARGET.name in frame.columns
+    for feature in FEATURES + ((TARGET,) if labeled else ()):
         column = frame[feature.name]
         missing = (column.isna() | (column.astype(str).str.strip() == "")).to_numpy()
         comma = np.zeros(len(frame), dtype=bool)
@@ -308,17 +372,18 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
                 numbers = pd.to_numeric(text.where(plain), errors="coerce").astype(float)
                 comma = ~missing & text.str.fullmatch(_DECIMAL_COMMA.pattern).fillna(False).to_numpy(dtype=bool)
             allowed = (numbers.between(feature.minimum, feature.maximum) & np.isfinite(numbers)).to_numpy()
-            students[feature.name] = numbers
+            students[REAL_SCORE if feature is TARGET else feature.name] = numbers.where(~missing, np.nan)
         else:
             allowed = column.isin(feature.categories).to_numpy()
             students[feature.name] = column.astype(object)
-        broken(missing, feature.name, REQUIRED)
+        if feature is not TARGET:  # a real score may be blank: not known yet
+            broken(missing, feature.name, REQUIRED)
         # a decimal comma gets the form's own message ("... with a point, not a comma: 7.5")
         broken(comma, feature.name, [_decimal_comma(str(v)) for v in column.to_numpy(dtype=object)[comma]])
         broken(~missing & ~comma & ~allowed, feature.name, feature.rule)
     columns = ["position", "field", "value", "reason"]
     if parts:
-        order = {name: i for i, name in enumerate(FEATURE_NAMES)}
+        order = {name: i for i, name in enumerate((*FEATURE_NAMES, TARGET.name))}
         errors = pd.concat(parts, ignore_index=True)
         errors = errors.assign(_order=errors["field"].map(order)).sort_values(["position", "_order"], kind="stable")
         errors = errors[columns].reset_index(drop=True)

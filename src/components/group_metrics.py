@@ -48,6 +48,10 @@ def _coverage(y_true: np.ndarray, y_pred: np.ndarray, half_width: np.ndarray) ->
     return float(np.mean(np.abs(np.asarray(y_true) - np.asarray(y_pred)) <= np.asarray(half_width)))
 
 
+def _covered(y_true: np.ndarray, y_pred: np.ndarray, covered: np.ndarray) -> float:
+    return float(np.mean(np.asarray(covered, dtype=bool)))
+
+
 def group_metrics(
     frame: pd.DataFrame,
     y_true: np.ndarray,
@@ -55,11 +59,14 @@ def group_metrics(
     half_width: float | np.ndarray,
     features: Sequence[CategoricalFeature] = CATEGORICAL_FEATURES,
     small: int = SMALL_GROUP,
+    covered: np.ndarray | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per group of each categorical feature: count, MAE, bias (mean predicted - actual), coverage, small.
 
     ``frame`` holds the students (the feature columns) in the order of ``y_true`` and ``y_pred``;
     ``half_width`` is the interval's half-width, one number or one per student (a group-conditional interval).
+    ``covered`` (one bool per student), when given, says whether each real score fell inside the range as it
+    was reported (clipped to the target's range and rounded), and replaces the half-width rule for coverage.
     """
     from fairlearn.metrics import MetricFrame  # training only: serving never computes group metrics
 
@@ -69,13 +76,17 @@ def group_metrics(
     if not len(frame) == len(y_true) == len(y_pred):
         raise ValueError(f"group_metrics: {len(frame)} students, {len(y_true)} labels, {len(y_pred)} predictions")
     table: dict[str, dict[str, dict[str, Any]]] = {}
+    if covered is None:
+        coverage_metric, coverage_params = _coverage, {"half_width": widths}
+    else:
+        coverage_metric, coverage_params = _covered, {"covered": np.asarray(covered, dtype=bool)}
     for feature in features:
         by_group = MetricFrame(
-            metrics={"count": _count, "mae": _mae, "bias": _bias, "coverage": _coverage},
+            metrics={"count": _count, "mae": _mae, "bias": _bias, "coverage": coverage_metric},
             y_true=y_true,
             y_pred=y_pred,
             sensitive_features=frame[feature.name].astype(str).to_numpy(),
-            sample_params={"coverage": {"half_width": widths}},
+            sample_params={"coverage": coverage_params},
         ).by_group
         rows: dict[str, dict[str, Any]] = {}
         for category in feature.categories:

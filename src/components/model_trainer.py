@@ -183,6 +183,7 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, half_width: float) -> dict[
     return {
         "r2": float(r2_score(y_true, y_pred)),
         "mae": float(mean_absolute_error(y_true, y_pred)),
+        "bias": float(np.mean(np.asarray(y_pred) - np.asarray(y_true))),  # mean predicted minus actual
         "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
         "interval_coverage": float(covered.mean()),
         "interval_width": 2.0 * half_width,

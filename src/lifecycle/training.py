@@ -21,6 +21,7 @@ import numpy
 import sklearn
 
 from src import schema
+from src.answers.evaluation import band_promise
 from src.answers.factors import training_summary
 from src.answers.model import CHECK_ROWS, check_rows
 from src.components.data_ingestion import (
@@ -218,6 +219,9 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         **schema.describe(),
         "metrics": {"test": trainer.metrics["test"], "cv": trainer.metrics["cv"]},
         "interval": trainer.metrics["interval"],
+        # what the band promised on the test split, for every whole cut (the class evaluation stands beside it)
+        "band_outcomes": band_promise(ingestion.test[schema.TARGET.name].to_numpy(dtype=float),
+                                      trainer.test_predictions, trainer.interval_half_width),
         "data": {
             "source": ingestion.source,
             "fingerprint": ingestion.fingerprint,

@@ -27,7 +27,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from src.periodic import Buffer
-from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, TARGET
 from src.validation import OTHER_FIELD, FieldError, field_label
 
 # Latency buckets for a service that answers in about a millisecond.
@@ -35,7 +35,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.12
 SCORE_BUCKETS = tuple(float(b) for b in range(10, 101, 10))
 
 CHANNELS = ("form", "json", "batch")
-FIELD_LABELS = FEATURE_NAMES
+FIELD_LABELS = (*FEATURE_NAMES, TARGET.name)  # a broken real score counts under the target's name
 
 
 # Request methods kept as label values; any other (a client may send any token) is counted as "other".
@@ -117,11 +117,79 @@ def remember_process_id() -> None:
     _REMEMBERED[0] = True
 
 
+REALIZED = (
+    ("students", "model_realized_students", "Predicted students whose real math score was given (labeled)"),
+    ("absolute_error", "model_realized_absolute_error",
+     "Sum over labeled students of |predicted - real math score|, in score points"),
+    ("inside", "model_realized_inside_range", "Labeled students whose real math score fell inside the 90 % range"),
+    ("below_cut", "model_realized_below_cut", "Labeled students whose real math score was below the support cut"),
+)
+
+
+class RealizedMetrics:
+    """Realized performance: what the answers were worth once real scores arrived, as counters only.
+
+    Overall (``model_realized_*_total``) and per student group (``model_realized_group_*_total``, labels
+    ``feature`` and ``group`` from the schema's categories alone). No student, id or real score is a label or
+    is kept: each labeled upload adds its sums. Written at once (a labeled upload is a batch, a handful of
+    updates), so a scrape after the request sees them from every worker.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.registry = registry
+        self.overall = {key: Counter(name, text, registry=registry) for key, name, text in REALIZED}
+        self.by_group = {key: Counter(name.replace("model_realized_", "model_realized_group_"), text + ", per group",
+                                      ["feature", "group"], registry=registry) for key, name, text in REALIZED}
+        self._groups = {key: {f.name: {c: counter.labels(f.name, c) for c in f.categories}
+                              for f in CATEGORICAL_FEATURES} for key, counter in self.by_group.items()}
+
+    def labeled(self, records: Sequence[Mapping[str, Any]], outcomes: Any) -> None:
+        mask = np.asarray(outcomes.labeled, dtype=bool)
+        if not mask.any():
+            return
+        at = np.flatnonzero(mask)
+        values = {"students": np.ones(len(at)), "absolute_error": np.abs(outcomes.error[at]),
+                  "inside": outcomes.inside[at].astype(float), "below_cut": outcomes.below[at].astype(float)}
+        for key, counter in self.overall.items():
+            counter.inc(float(values[key].sum()))
+        for feature in CATEGORICAL_FEATURES:
+            groups = np.array([records[i][feature.name] for i in at], dtype=object)
+            for category in feature.categories:
+                mine = groups == category
+                if mine.any():
+                    for key, children in self._groups.items():
+                        children[feature.name][category].inc(float(values[key][mine].sum()))
+
+    def totals(self) -> dict[str, Any]:
+        """The counters as every worker has them (merged from the multiprocess files under gunicorn)."""
+        registry = self.registry
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)
+        assert registry is not None
+
+        def value(name: str, labels: Mapping[str, str] | None = None) -> float:
+            return float(registry.get_sample_value(f"{name}_total", dict(labels or {})) or 0.0)
+
+        out: dict[str, Any] = {key: value(name) for key, name, _ in REALIZED}
+        out["groups"] = {
+            f.name: {c: {key: value(name.replace("model_realized_", "model_realized_group_"),
+                                    {"feature": f.name, "group": c}) for key, name, _ in REALIZED}
+                     for c in f.categories}
+            for f in CATEGORICAL_FEATURES
+        }
+        return out
+
+
 class ServiceMetrics:
     """Prediction, input, validation, model and per-worker process metrics."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         reg = registry
+        self.realized = RealizedMetrics(registry)
         self.predictions = Counter("model_predictions", "Students predicted, by channel (form, json, batch)",
                                    ["channel"], registry=reg)
         self.scores = Histogram("model_prediction_score", "Predicted math scores", buckets=SCORE_BUCKETS,
@@ -200,6 +268,10 @@ class ServiceMetrics:
     def counted(self, channel: str, n: int) -> None:
         """Predictions with background fields not known: in the count, not in the input distributions."""
         self._channel[channel].inc(n)
+
+    def labeled(self, records: Sequence[Mapping[str, Any]], outcomes: Any) -> None:
+        """Students checked against their real scores: the realized counters."""
+        self.realized.labeled(records, outcomes)
 
     def rejected(self, errors: Sequence[FieldError]) -> None:
         """Count rejected fields; the label is a schema field name or ``other``, never a client's text."""

@@ -157,6 +157,9 @@ class DriftTracker:
     def counted(self, channel: str, n: int) -> None:
         return None  # the window compares known inputs with training; a student not fully known is left out
 
+    def labeled(self, records: Sequence[Mapping[str, Any]], outcomes: Any) -> None:
+        return None  # the window holds inputs only: a real score never reaches it
+
     def report(self) -> dict[str, Any]:
         self.flush()
         if self.profile is None:

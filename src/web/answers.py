@@ -17,6 +17,17 @@ import numpy as np
 
 from src.answers.bands import Bands
 from src.answers.columns import compute_answers
+from src.answers.evaluation import (
+    BAND_RIGHT,
+    INSIDE_RANGE,
+    PREDICTION_MINUS_REAL,
+    REAL_SCORE,
+    Outcomes,
+    Tally,
+    evaluation,
+    outcome_columns,
+    outcomes,
+)
 from src.answers.factors import AdditiveFactors
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES, TARGET
@@ -85,6 +96,35 @@ def batch_answer(pipeline: PredictPipeline, records: Sequence[Record], bands: Ba
                           "factors": {"baseline": baseline, "unclipped_score": raw,
                                       "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}})
     return BatchAnswer(items, out, names, contributions)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Answers checked against the real scores: per student (``outcomes``), summed, and the class's summary."""
+
+    outcomes: Outcomes
+    tally: Tally
+    evaluation: dict[str, Any]
+
+
+def evaluate_batch(pipeline: PredictPipeline, batch: BatchAnswer, reals: np.ndarray, bands: Bands) -> Evaluated:
+    """Compare each answer, as reported (one decimal), with its real score (NaN: blank), and add to each item
+    ``real_math_score``, ``prediction_minus_real``, ``inside_range`` and ``band_right`` (None: no real score,
+    or a band that made no claim)."""
+    out = batch.predictions
+    scores, lows, highs = (np.round(a, 1) for a in (out.scores, out.low, out.high))
+    checked = outcomes(scores, lows, highs, reals, batch.bands, bands.cut)
+    columns = outcome_columns(checked)
+    errors = [None if e is None else round(float(e), 2) for e in columns[PREDICTION_MINUS_REAL].tolist()]
+    for item, real, error, inside, right in zip(batch.items, columns[REAL_SCORE].tolist(), errors,
+                                                columns[INSIDE_RANGE].tolist(), columns[BAND_RIGHT].tolist(),
+                                                strict=True):
+        item[REAL_SCORE] = real
+        item[PREDICTION_MINUS_REAL] = error
+        item[INSIDE_RANGE] = None if inside is None else bool(inside)
+        item[BAND_RIGHT] = None if right is None else bool(right)
+    tally = Tally.of(checked)
+    return Evaluated(checked, tally, evaluation(tally, pipeline.manifest, bands.cut))
 
 
 @contextmanager

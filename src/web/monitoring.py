@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, Response
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
+from src.answers.evaluation import realized_report
 from src.monitoring.metrics import RequestMetrics, ServiceMetrics, remember_process_id
 from src.monitoring.window import DriftGauges, DriftTracker, SharedWindow
 from src.periodic import Periodic
@@ -36,9 +37,17 @@ FLUSH_SECONDS = 0.25
 
 @bp.get("/drift")
 def drift() -> Response:
-    """The drift report of the shared window against the loaded model's training profile."""
+    """The drift report of the shared window against the loaded model's training profile; with metrics on, also
+    the realized performance since the server started (``realized``), which ``retrain`` reads too."""
     svc = services()
-    return monitoring_refused(svc.config.metrics_token) or json_response(svc.drift.report())
+    denied = monitoring_refused(svc.config.metrics_token)
+    if denied is not None:
+        return denied
+    report = svc.drift.report()
+    if svc.realized is not None:
+        pipeline = svc.slot.pipeline
+        report["realized"] = realized_report(svc.realized(), pipeline.manifest if pipeline is not None else None)
+    return json_response(report)
 
 
 def attach_monitoring(app: Flask, svc: Services) -> Periodic | None:
@@ -110,6 +119,7 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
     metrics = ServiceMetrics(registry)
     requests = RequestMetrics(registry)
     svc.observers.append(metrics)
+    svc.realized = metrics.realized.totals
     svc.slot.listeners.append(metrics.model_loaded)
     flusher.callbacks += [metrics.flush, requests.flush, metrics.refresh_process]
     drift_gauges = DriftGauges(tracker, registry) if tracker is not None else None

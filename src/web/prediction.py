@@ -39,14 +39,17 @@ from src.validation import (
     FieldError,
     ValidationFailed,
     error_details,
+    has_real_score,
     short_field,
+    validate_labeled_students,
     validate_student,
     validate_students,
 )
 from src.web import roster
-from src.web.answers import batch_answer, bulk_allocation, single_answer, single_answer_json
+from src.web.answers import batch_answer, bulk_allocation, evaluate_batch, single_answer, single_answer_json
 from src.web.body_guard import request_body
 from src.web.errors import json_error, json_response
+from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused
 from src.web.services import services
 
@@ -151,18 +154,27 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
         return json_error(
             413, "batch_too_large", f"at most {svc.config.max_batch} students per request, got {len(instances)}"
         )
+    labeled = any(has_real_score(raw) for raw in instances)  # students may carry their real math score
     try:
-        records = validate_students(instances)
+        if labeled:
+            records, reals = validate_labeled_students(instances)
+        else:
+            records = validate_students(instances)
     except ValidationFailed as failed:
         return _validation_failed(failed.errors)
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    answer = batch_answer(pipeline, records, _bands())
+    bands = _bands()
+    answer = batch_answer(pipeline, records, bands)
     svc.predicted("batch", records, answer.predictions.scores)
     payload: dict[str, Any] = {"predictions": answer.items, "model_version": pipeline.model_version}
     if not pipeline.factors.available:
         payload["factors_reason"] = pipeline.factors.reason
+    if labeled:
+        evaluated = evaluate_batch(pipeline, answer, reals, bands)
+        svc.labeled(records, evaluated.outcomes)
+        payload["evaluation"] = evaluated.evaluation
     return json_response(payload)
 
 
@@ -195,6 +207,8 @@ def _answer_roster() -> roster.RosterAnswer | Response:
     if valid:
         scores = np.array([item["math_score"] for item in answer.items if "math_score" in item])
         svc.predicted("batch", valid, scores)  # type: ignore[arg-type]
+    if answer.evaluated is not None:
+        svc.labeled(valid, answer.evaluated.outcomes)  # type: ignore[arg-type]
     return answer
 
 
@@ -233,6 +247,7 @@ def _class_list_page() -> tuple[str, int] | str:
         "download": roster.csv_data_uri(roster.roster_csv(answer)),
         "model_version": answer.model_version,
         "factors_reason": answer.factors_reason,
+        "evaluation": class_evaluation_words(answer.evaluation) if answer.evaluation is not None else None,
     }
     return _render_form({}, {}, None, class_list=summary)
 

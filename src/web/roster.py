@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from src.answers.bands import BAND_NAMES, Bands
+from src.answers.evaluation import OUTCOME_COLUMNS
 from src.answers.factors import describe_factor, top_actionable
 from src.answers.model import PredictPipeline
 from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
@@ -30,14 +31,16 @@ from src.validation import (
     FieldError,
     parse_form_number,
     short_field,
+    take_real_score,
     validate_student,
 )
-from src.web.answers import batch_answer
+from src.web.answers import Evaluated, batch_answer, evaluate_batch
 
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
 OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
-_ACCEPTED = frozenset(FEATURE_NAMES) | {STUDENT_ID, TARGET.name}  # a math score column (public download) is ignored
+# A math score column (the public download's) is each student's real score: checked, and compared with the answer.
+_ACCEPTED = frozenset(FEATURE_NAMES) | {STUDENT_ID, TARGET.name}
 
 
 class RosterError(ValueError):
@@ -58,6 +61,7 @@ class RosterRow:
     student_id: str | None
     record: Mapping[str, Any] | None  # validated student, or None when the row has errors
     errors: Sequence[FieldError] = ()
+    real: float | None = None  # the real math score, when the file has the column and the cell is not blank
 
     @property
     def error(self) -> str:
@@ -72,6 +76,7 @@ class RosterRow:
 class Roster:
     rows: list[RosterRow]
     has_ids: bool
+    labeled: bool = False  # the file has a real math score column
 
 
 @dataclass
@@ -83,6 +88,11 @@ class RosterAnswer:
     items: list[dict[str, Any]] = field(default_factory=list)  # JSON items, in row order
     factors_reason: str | None = None
     contributions: np.ndarray | None = None  # (valid rows, 7), for the top factors
+    evaluated: Evaluated | None = None  # the valid rows against their real scores (a labeled file only)
+
+    @property
+    def evaluation(self) -> dict[str, Any] | None:
+        return self.evaluated.evaluation if self.evaluated is not None else None
 
     @functools.cached_property
     def top_factors(self) -> list[str]:
@@ -128,6 +138,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
         raise RosterError(413, "batch_too_large", f"at most {max_rows} students per file, got {len(body)}")
     positions = [(name, i) for i, name in enumerate(header) if name in FEATURE_NAMES]
     id_at = header.index(STUDENT_ID) if STUDENT_ID in header else None
+    real_at = header.index(TARGET.name) if TARGET.name in header else None
     width = len(header)
     rows: list[RosterRow] = []
     for number, cells in enumerate(body, start=1):
@@ -142,11 +153,16 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
         errors: list[FieldError] = []
         if record is None:  # something is wrong: the shared validator names every field and rule
             record, errors = validate_student(values, number, from_form=True)
+        real = None
+        if real_at is not None:
+            _, real, broken = take_real_score({TARGET.name: cells[real_at]}, number, from_form=True)
+            errors = [*errors, *broken]
         if student_id is not None and len(student_id) > MAX_ID_LENGTH:
             errors = [*errors, FieldError(STUDENT_ID, f"must be at most {MAX_ID_LENGTH} characters", number)]
             record = None
-        rows.append(RosterRow(number, values, student_id, record if not errors else None, tuple(errors)))
-    return Roster(rows, id_at is not None)
+        rows.append(RosterRow(number, values, student_id, record if not errors else None, tuple(errors),
+                              real if not errors else None))
+    return Roster(rows, id_at is not None, real_at is not None)
 
 
 _CATEGORIES = {f.name: frozenset(f.categories) for f in CATEGORICAL_FEATURES}
@@ -192,6 +208,9 @@ def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> Ro
         answer.factors_reason = pipeline.factors.reason
     batch = batch_answer(pipeline, [row.record for row in valid], bands) if valid else None  # type: ignore[misc]
     answer.contributions = batch.contributions if batch is not None else None
+    if roster.labeled and batch is not None:
+        reals = np.array([np.nan if row.real is None else row.real for row in valid], dtype=float)
+        answer.evaluated = evaluate_batch(pipeline, batch, reals, bands)
     predicted = iter(batch.items if batch is not None else ())
     for row in roster.rows:
         if row.errors:
@@ -210,25 +229,41 @@ def roster_json(answer: RosterAnswer) -> dict[str, Any]:
     payload: dict[str, Any] = {"predictions": answer.items, "model_version": answer.model_version}
     if answer.factors_reason is not None:
         payload["factors_reason"] = answer.factors_reason
+    if answer.evaluation is not None:
+        payload["evaluation"] = answer.evaluation
     return payload
 
 
 def roster_csv(answer: RosterAnswer) -> str:
-    """The CSV answer: the uploaded rows in order, with score, range, band, top factor and error."""
+    """The CSV answer: the uploaded rows in order, with score, range, band, top factor and error; a labeled file
+    also gets the real score, the prediction minus it, whether it was inside the range and whether the band was
+    right (empty where the real score was blank or the band made no claim)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     ids = answer.roster.has_ids
-    writer.writerow(["row", *([STUDENT_ID] if ids else []), *FEATURE_NAMES, *OUTPUT_COLUMNS])
+    labeled = answer.evaluated is not None
+    writer.writerow(["row", *([STUDENT_ID] if ids else []), *FEATURE_NAMES, *OUTPUT_COLUMNS,
+                     *(OUTCOME_COLUMNS if labeled else ())])
     for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
         given = [_cell(row.values.get(name, "")) for name in FEATURE_NAMES]
         if row.errors:
-            result = ["", "", "", "", "", row.error]
+            result = ["", "", "", "", "", row.error] + [""] * len(OUTCOME_COLUMNS) * labeled
         else:
             interval = item["interval"]
             result = [f"{item['math_score']:.1f}", f"{interval['low']:.1f}", f"{interval['high']:.1f}",
                       item["band"]["name"], top, ""]
+            if labeled:
+                result += [_outcome_cell(item.get(name)) for name in OUTCOME_COLUMNS]
         writer.writerow([row.number, *([_cell(row.student_id or "")] if ids else []), *given, *result])
     return out.getvalue()
+
+
+def _outcome_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}"
 
 
 def csv_data_uri(text: str) -> str:

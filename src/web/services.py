@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +27,11 @@ class Observer(Protocol):
         """Answers whose background was partly not known: counted, kept out of the input and drift statistics."""
         ...
 
+    def labeled(self, records: Sequence[Mapping[str, Any]], outcomes: Any) -> None:
+        """Answers checked against real scores (``src.answers.evaluation.Outcomes``, one per record): aggregates
+        only may be kept."""
+        ...
+
 
 @dataclass
 class Services:
@@ -34,6 +39,7 @@ class Services:
     slot: ModelSlot
     observers: list[Observer]
     drift: Any | None = None  # src.monitoring.window.DriftTracker when metrics are on
+    realized: Callable[[], Mapping[str, Any]] | None = None  # the realized counters' sums, when metrics are on
 
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         for observer in self.observers:
@@ -46,6 +52,10 @@ class Services:
     def counted(self, channel: str, n: int) -> None:
         for observer in self.observers:
             observer.counted(channel, n)
+
+    def labeled(self, records: Sequence[Mapping[str, Any]], outcomes: Any) -> None:
+        for observer in self.observers:
+            observer.labeled(records, outcomes)
 
 
 def services() -> Services:
