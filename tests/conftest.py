@@ -14,7 +14,7 @@ from src.config import AppConfig
 from src.lifecycle.training import TrainingConfig, TrainingResult, train
 
 PROJECT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or PROJECT.parent / "shared" / "data")  # the real data sets
 FAST_MODELS = ("linear_regression", "ridge", "knn")
 
 
