@@ -26,9 +26,20 @@ from src.answers.columns import (
     TOP_FACTOR,
     answers_frame,
 )
+from src.answers.evaluation import (
+    OUTCOME_COLUMNS,
+    Outcomes,
+    Tally,
+    add_group_tallies,
+    evaluation,
+    group_summary,
+    group_tally,
+    outcome_columns,
+    outcomes,
+)
 from src.answers.model import PredictPipeline, load_champion
 from src.config import AppConfig, cache_dir_from_env, keys_from_env
-from src.schema import STUDENT_ID
+from src.schema import REAL_SCORE, STUDENT_ID, TARGET
 from src.storage import DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
 from src.store import open_store
 from src.validation import check_students_frame, normalise_student_headers
@@ -40,6 +51,7 @@ FORMATS = ("csv", "parquet")
 PREDICTIONS = "predictions"
 REJECTS = "rejects"
 SUMMARY = "summary.json"
+EVALUATION = "evaluation.json"  # written when the input carries the real math score
 ROW_FIELD = "row"
 REJECT_COLUMNS = ("source", "row", "field", "value", "reason")
 _BAD_LINE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
@@ -79,10 +91,57 @@ def load_serving_pipeline(store: str) -> PredictPipeline:
     return load_champion(open_store(store, cache_dir=cache_dir_from_env()), keys)
 
 
-def prediction_columns(has_student_id: bool, support_cut: float | None) -> list[str]:
+def prediction_columns(has_student_id: bool, support_cut: float | None, labeled: bool = False) -> list[str]:
+    """The predictions' columns; with ``labeled`` (the input has the real math score) the outcome columns too:
+    the real score under its own name, the prediction minus it, inside the range, band right."""
     answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + ([BAND] if support_cut is not None else [])
-    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, BASELINE, *FACTOR_COLUMNS, TOP_FACTOR,
-                                            MODEL_VERSION]
+    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, *(OUTCOME_COLUMNS if labeled else ()),
+                                            BASELINE, *FACTOR_COLUMNS, TOP_FACTOR, MODEL_VERSION]
+
+
+def is_labeled(frame: pd.DataFrame) -> bool:
+    """True when a chunk (either header style) carries the real math score column."""
+    return TARGET.name in normalise_student_headers(frame.iloc[:0]).columns
+
+
+def chunk_outcomes(students: pd.DataFrame, answers: pd.DataFrame, support_cut: float | None) -> Outcomes:
+    """The valid students' answers (unrounded, as written) against their real scores."""
+    return outcomes(answers["math_score"].to_numpy(dtype=float), answers["interval_low"].to_numpy(dtype=float),
+                    answers["interval_high"].to_numpy(dtype=float), students[REAL_SCORE].to_numpy(dtype=float),
+                    answers[BAND].to_numpy(dtype=object) if BAND in answers.columns else None, support_cut)
+
+
+def evaluation_part(students: pd.DataFrame, checked: Outcomes) -> dict[str, Any]:
+    """One chunk's sums of the outcomes (overall and per student group), to be added with ``add_parts``."""
+    return {"tally": Tally.of(checked).as_dict(), "groups": group_tally(students, checked)}
+
+
+def add_parts(parts: Sequence[dict[str, Any]]) -> tuple[Tally, dict[str, Any] | None]:
+    """The sum of chunks' ``evaluation_part``: the overall tally and the per-group sums."""
+    tally, groups = Tally(), None
+    for part in parts:
+        tally = tally + Tally.from_dict(part["tally"])
+        groups = add_group_tallies(groups, part["groups"])
+    return tally, groups
+
+
+def evaluation_report(parts: Sequence[dict[str, Any]], pipeline: PredictPipeline,
+                      support_cut: float | None) -> dict[str, Any]:
+    """``evaluation.json``: the labeled students' figures beside the test split's, and per student group as
+    training's per-group table (``src.components.group_metrics``), figures to 6 decimals."""
+    tally, groups = add_parts(parts)
+    return _rounded({"model_version": pipeline.model_version, "support_cut": support_cut,
+                     "overall": evaluation(tally, pipeline.manifest, support_cut), "groups": group_summary(groups)})
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def reject_columns(has_student_id: bool) -> list[str]:
@@ -90,17 +149,29 @@ def reject_columns(has_student_id: bool) -> list[str]:
 
 
 def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray, rows: np.ndarray,
-                support_cut: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule)."""
+                support_cut: float | None, parts: list[dict[str, Any]] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule).
+
+    When the rows carry the real math score (blank allowed), the answers get the outcome columns and, given
+    ``parts``, the chunk's ``evaluation_part`` is appended to it.
+    """
     frame = normalise_student_headers(raw)
     has_id = STUDENT_ID in frame.columns
+    labeled = TARGET.name in frame.columns
     ok, students, errors = check_students_frame(frame)
     mask = ok.to_numpy()
     answers = answers_frame(pipeline, students, support_cut=support_cut)
+    if labeled:
+        checked = chunk_outcomes(students, answers, support_cut)
+        if parts is not None:
+            parts.append(evaluation_part(students, checked))
+        for name, values in outcome_columns(checked).items():
+            answers[name] = values
     ids = {STUDENT_ID: _text(frame[STUDENT_ID].to_numpy(dtype=object)[mask])} if has_id else {}
     predictions = pd.concat(
         [pd.DataFrame({**ids, "source": sources[mask], "row": rows[mask]}), answers], axis=1
-    )[prediction_columns(has_id, support_cut)]
+    )[prediction_columns(has_id, support_cut, labeled)]
     at = errors["position"].to_numpy(dtype=np.int64)
     rejects = pd.DataFrame({"source": sources[at], "row": rows[at]})
     if has_id:
@@ -124,9 +195,11 @@ def field_count_rejects(sources: Sequence[str], rows: Sequence[int], found: Sequ
 
 
 def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame, rows: np.ndarray, bad: list,
-                     support_cut: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     support_cut: float | None, parts: list[dict[str, Any]] | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too."""
-    answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows, support_cut)
+    answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows, support_cut,
+                                  parts)
     if bad:
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
         extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad], bad[0][1],
@@ -228,7 +301,7 @@ class Output:
 
     def refuse_existing(self) -> None:
         """Never mix two runs' files: the destination must not hold a previous run's outputs."""
-        names = (PREDICTIONS, REJECTS, SUMMARY)
+        names = (PREDICTIONS, REJECTS, SUMMARY, EVALUATION)
         if self.is_s3:
             bucket, prefix = split_s3_uri(self.destination)
             for name in names:
@@ -257,8 +330,8 @@ class Output:
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
         self.put(f"{kind}/part-00000.{self.format}", serialise(frame, self.format))
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        self.put(SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    def write_summary(self, summary: dict[str, Any], name: str = SUMMARY) -> None:
+        self.put(name, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
     def put(self, name: str, data: bytes) -> None:
         """Write one file under the destination (an S3 object is whole once put; a file is renamed into place)."""

@@ -15,11 +15,12 @@ Under ``spark-submit`` the master and resources come from spark-submit; otherwis
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from src.answers.columns import BASELINE, FACTOR_COLUMNS
+from src.answers.evaluation import BAND_RIGHT, INSIDE_RANGE, PREDICTION_MINUS_REAL, REAL_SCORE
 from src.answers.model import PredictPipeline
 from src.batch.core import (
     PREDICTIONS,
@@ -45,7 +47,7 @@ from src.batch.core import (
     score_read_chunk,
     serialise,
 )
-from src.schema import STUDENT_ID
+from src.schema import STUDENT_ID, TARGET
 from src.storage import DataSourceError, s3_client, split_s3_uri
 from src.validation import normalise_student_headers
 
@@ -59,9 +61,12 @@ BLOCK = "_block"
 KIND = "_kind"
 PREDICTION_KIND = "prediction"
 REJECT_KIND = "reject"
+PART_KIND = "evaluation"  # one row per scored batch of a labeled input: its evaluation part, as JSON
+PART = "_part"
 APP_NAME = "student-math-batch"
 _TYPES = {"row": "long", "math_score": "double", "interval_low": "double", "interval_high": "double",
-          "interval_level": "double", BASELINE: "double", **dict.fromkeys(FACTOR_COLUMNS, "double")}
+          "interval_level": "double", BASELINE: "double", **dict.fromkeys(FACTOR_COLUMNS, "double"),
+          REAL_SCORE: "double", PREDICTION_MINUS_REAL: "double", INSIDE_RANGE: "boolean", BAND_RIGHT: "boolean"}
 
 
 def spark_session(master: str | None = None, app_name: str = APP_NAME) -> Any:
@@ -97,8 +102,10 @@ def package_source(folder: Path) -> tuple[Path, Path]:
     return archive_path, main_path
 
 
-def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
-    """Score the input on Spark; write predictions and rejects; return (predictions, rejected rows, rejects)."""
+def run(config: BatchConfig, pipeline: PredictPipeline, output: Output
+        ) -> tuple[int, int, int, list[dict] | None]:
+    """Score the input on Spark; write predictions and rejects; return (predictions, rejected rows, rejects, the
+    evaluation parts of a labeled input or None)."""
     from py4j.protocol import Py4JJavaError
     from pyspark import StorageLevel
     from pyspark.errors import PySparkException
@@ -109,16 +116,16 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
         if config.input.startswith("s3://"):
             names = list_inputs(config.input)
             header = _shared_header([_s3_header(name) for name in names])
-            has_id = STUDENT_ID in header
-            columns = union_columns(has_id, config.support_cut)
+            has_id, labeled = STUDENT_ID in header, TARGET.name in header
+            columns = union_columns(has_id, config.support_cut, labeled)
             shared = spark.sparkContext.broadcast((pipeline, {}))
             objects = spark.createDataFrame([(name,) for name in names], f"`{OBJECT}` string")
             scored = objects.repartition(min(len(names), _MAX_OBJECT_TASKS)).mapInPandas(
                 ObjectScorer(shared, config.support_cut, columns, config.chunk_rows), _spark_schema(columns))
         else:
             header, parts = _read_text(spark, config.input)
-            has_id = STUDENT_ID in header
-            columns = union_columns(has_id, config.support_cut)
+            has_id, labeled = STUDENT_ID in header, TARGET.name in header
+            columns = union_columns(has_id, config.support_cut, labeled)
             offsets = _block_offsets(_union([p for p, _ in parts]).groupBy(FILE, BLOCK).count().collect())
             shared = spark.sparkContext.broadcast((pipeline, offsets))
             scorer = PartitionScorer(shared, tuple(header), has_id, config.support_cut, columns)
@@ -128,16 +135,18 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
             counts = {r[KIND]: r["count"] for r in scored.groupBy(KIND).count().collect()}
             rejected = scored.filter(F.col(KIND) == REJECT_KIND)
             predictions = scored.filter(F.col(KIND) == PREDICTION_KIND)
-            _write(predictions.select(*prediction_columns(has_id, config.support_cut)), output, PREDICTIONS,
+            _write(predictions.select(*prediction_columns(has_id, config.support_cut, labeled)), output, PREDICTIONS,
                    config.format)
             _write(rejected.select(*reject_columns(has_id)).coalesce(1), output, REJECTS, config.format)
             rejected_rows = rejected.select("source", "row").distinct().count()
+            evaluation_parts = ([json.loads(r[PART]) for r in scored.filter(F.col(KIND) == PART_KIND)
+                                .select(PART).collect()] if labeled else None)
         finally:
             scored.unpersist()
             shared.destroy()
     except (PySparkException, Py4JJavaError) as err:
         raise BatchError(f"Spark could not score {config.input}: {_first_line_of(err)}") from err
-    return counts.get(PREDICTION_KIND, 0), rejected_rows, counts.get(REJECT_KIND, 0)
+    return counts.get(PREDICTION_KIND, 0), rejected_rows, counts.get(REJECT_KIND, 0), evaluation_parts
 
 
 def _read_text(spark: Any, source: str) -> tuple[list[str], list[tuple[Any, Any]]]:
@@ -222,10 +231,10 @@ def _first_line_of(err: Exception) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
-def union_columns(has_id: bool, support_cut: float | None) -> list[str]:
-    """One output row shape for both kinds, so that one pass yields predictions and rejects."""
-    columns = prediction_columns(has_id, support_cut)
-    return [KIND, *columns, *(c for c in reject_columns(has_id) if c not in columns)]
+def union_columns(has_id: bool, support_cut: float | None, labeled: bool = False) -> list[str]:
+    """One output row shape for every kind, so that one pass yields predictions, rejects and evaluation parts."""
+    columns = prediction_columns(has_id, support_cut, labeled)
+    return [KIND, *columns, *(c for c in reject_columns(has_id) if c not in columns), PART]
 
 
 @dataclass(frozen=True)
@@ -253,12 +262,14 @@ class PartitionScorer:
             fields = np.array([_field_count(t) for t in batch[CORRUPT].tolist()], dtype=np.int64)
             too_many = fields > len(self.header)
             raw = batch.loc[~too_many, list(self.header)].reset_index(drop=True)
-            answers, rejects = score_chunk(pipeline, raw, sources[~too_many], rows[~too_many], self.support_cut)
+            parts: list[dict] = []
+            answers, rejects = score_chunk(pipeline, raw, sources[~too_many], rows[~too_many], self.support_cut,
+                                           parts)
             if too_many.any():
                 extra = field_count_rejects(sources[too_many].tolist(), rows[too_many].tolist(),
                                             fields[too_many].tolist(), len(self.header), self.has_id)
                 rejects = pd.concat([rejects, extra], ignore_index=True)
-            yield union_frame(answers, rejects, self.columns)
+            yield union_frame(answers, rejects, self.columns, parts)
 
 
 @dataclass(frozen=True)
@@ -279,19 +290,23 @@ class ObjectScorer:
         for batch in batches:
             for name in batch[OBJECT].tolist():
                 for source, chunk, rows, bad in read_file_chunks(name, self.chunk_rows):
-                    answers, rejects = score_read_chunk(pipeline, source, chunk, rows, bad, self.support_cut)
-                    yield union_frame(answers, rejects, self.columns)
+                    parts: list[dict] = []
+                    answers, rejects = score_read_chunk(pipeline, source, chunk, rows, bad, self.support_cut, parts)
+                    yield union_frame(answers, rejects, self.columns, parts)
 
 
-def union_frame(answers: pd.DataFrame, rejects: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Predictions and rejects in one frame of the union columns, text as plain Python strings."""
-    out = pd.concat([answers.assign(**{KIND: PREDICTION_KIND}), rejects.assign(**{KIND: REJECT_KIND})],
-                    ignore_index=True)
+def union_frame(answers: pd.DataFrame, rejects: pd.DataFrame, columns: list[str],
+                parts: Sequence[dict] = ()) -> pd.DataFrame:
+    """Predictions, rejects and evaluation parts in one frame of the union columns, text as plain Python strings."""
+    frames = [answers.assign(**{KIND: PREDICTION_KIND}), rejects.assign(**{KIND: REJECT_KIND})]
+    if parts:
+        frames.append(pd.DataFrame({KIND: PART_KIND, PART: [json.dumps(part) for part in parts]}))
+    out = pd.concat(frames, ignore_index=True)
     out = out.reindex(columns=columns)
     # pandas 3 keeps text in Arrow-backed "str" columns, which PySpark 4.3 cannot send back to the JVM
     # ("Cannot convert ChunkedArray to Array"); plain Python objects convert to the same strings.
     for column in columns:
-        if _TYPES.get(column, "string") == "string":
+        if _TYPES.get(column, "string") in ("string", "boolean"):
             out[column] = out[column].astype(object).where(out[column].notna(), None)
     return out
 

@@ -8,7 +8,11 @@ optional ``student_id`` passed through). DST (a folder or an ``s3://`` prefix) r
 row per valid student: source file, row, score, 90 % range, level, band when a cut is given, the factors
 (baseline, each feature's contribution, the top actionable factor in words), model version),
 ``rejects/`` (one row per broken rule: source file, row, field, value, reason) and, last, ``summary.json``.
-Every input row ends in exactly one of the two outputs.
+Every input row ends in exactly one of the two outputs. An input with the real math score (``math score`` or
+``math_score``; blank for some is fine) gets, beside each prediction, the real score under its own name
+(``real_math_score``), the prediction minus it, whether it was inside the range and whether the band was
+right, and ``evaluation.json`` beside ``summary.json``: MAE, bias, coverage and the band table of the labeled
+students beside the test split's, overall and per student group (training's per-group table).
 
 Both engines score each chunk of rows with ``score_chunk``, which checks the rows with the API's rules and
 answers through ``answers_frame``, whose numbers come from ``compute_answers``, as the API's batch answer's
@@ -28,6 +32,7 @@ from dataclasses import asdict
 from src.answers.model import PredictPipeline
 from src.batch.core import (
     ENGINES,
+    EVALUATION,
     FORMATS,
     PREDICTIONS,
     REJECTS,
@@ -35,6 +40,8 @@ from src.batch.core import (
     BatchError,
     BatchResult,
     Output,
+    evaluation_report,
+    is_labeled,
     load_serving_pipeline,
     prediction_columns,
     read_chunks,
@@ -60,9 +67,11 @@ def run(config: BatchConfig) -> BatchResult:
     if config.engine == "spark":
         from src.batch import spark as spark_engine  # imported here: pyspark is needed only for this engine
 
-        predictions, rejected_rows, rejects = spark_engine.run(config, pipeline, output)
+        predictions, rejected_rows, rejects, parts = spark_engine.run(config, pipeline, output)
     else:
-        predictions, rejected_rows, rejects = _run_local(config, pipeline, output)
+        predictions, rejected_rows, rejects, parts = _run_local(config, pipeline, output)
+    if parts is not None:
+        output.write_summary(evaluation_report(parts, pipeline, config.support_cut), EVALUATION)
     result = BatchResult(predictions, rejected_rows, rejects, pipeline.model_version, config.engine,
                          round(time.perf_counter() - started, 3))
     output.write_summary({**asdict(result), "input": config.input, "format": config.format,
@@ -72,20 +81,24 @@ def run(config: BatchConfig) -> BatchResult:
     return result
 
 
-def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int]:
+def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
+               ) -> tuple[int, int, int, list[dict] | None]:
+    """(predictions, rejected rows, rejects, the chunks' evaluation parts or None when no file is labeled)."""
     predictions = rejected_rows = rejects = 0
-    has_id = False
+    has_id = labeled = False
+    parts: list[dict] = []
     for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
-        answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut)
+        labeled = labeled or is_labeled(chunk)
+        answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts)
         output.write_part(PREDICTIONS, answers)
         output.write_part(REJECTS, broken)
         predictions += len(answers)
         rejects += len(broken)
         rejected_rows += broken["row"].nunique()
     output.finish_parts(REJECTS, reject_columns(has_id))
-    output.finish_parts(PREDICTIONS, prediction_columns(has_id, config.support_cut))
-    return predictions, rejected_rows, rejects
+    output.finish_parts(PREDICTIONS, prediction_columns(has_id, config.support_cut, labeled))
+    return predictions, rejected_rows, rejects, parts if labeled else None
 
 
 def _check_config(config: BatchConfig) -> None:

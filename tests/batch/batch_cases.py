@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from src.answers.columns import BAND, BASELINE, FACTOR_COLUMNS, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, TOP_FACTOR
 from src.schema import FEATURE_NAMES, HEADER_ALIASES
@@ -158,3 +160,30 @@ def download_prefix(s3, bucket: str, prefix: str, folder: Path) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(target))
     return keys
+
+
+def write_labeled(path: Path, n: int = 600, seed: int = 11) -> pd.DataFrame:
+    """A class file in the public download's headers with the real math score: a few blank, two broken."""
+    students = generate_students(n, seed).astype(object)
+    students.loc[::9, "math_score"] = ""  # not known yet
+    students.loc[5, "math_score"] = "7,5"  # broken: a decimal comma
+    students.loc[17, "math_score"] = "101"  # broken: out of range
+    renamed = students.rename(columns={v: k for k, v in HEADER_ALIASES.items()})
+    renamed.to_csv(path, index=False)
+    return students
+
+
+def check_evaluation(out: Path, fmt: str = "csv") -> dict:
+    """evaluation.json recomputed from the written predictions, independently of the code that wrote it."""
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    predictions = read_output(out / "predictions", fmt)
+    real = pd.to_numeric(predictions["real_math_score"], errors="coerce")
+    labeled = real.notna()
+    error = predictions["math_score"][labeled] - real[labeled]
+    inside = (predictions["interval_low"][labeled] <= real[labeled]) & (real[labeled] <= predictions["interval_high"][labeled])
+    overall = evaluation["overall"]
+    assert overall["students"] == int(labeled.sum())
+    assert overall["mae"] == pytest.approx(float(error.abs().mean()), abs=2e-6)
+    assert overall["bias"] == pytest.approx(float(error.mean()), abs=2e-6)
+    assert overall["coverage"] == pytest.approx(float(inside.mean()), abs=2e-6)
+    return evaluation

@@ -98,7 +98,7 @@ def test_refuses_an_output_that_holds_a_previous_run(trained, cohort, tmp_path, 
     ("header", "message"),
     [
         ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score,"
-         "writing_score,math_score", "math_score is not an accepted field"),
+         "writing_score,shoe_size", "shoe_size is not an accepted field"),
         ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score",
          "missing required column(s): writing_score"),
     ],
