@@ -12,15 +12,17 @@ import pandas as pd
 import pytest
 
 from src.answers.columns import answers_frame
-from src.pipeline.batch_predict import BatchConfig, run
+from src.pipeline.batch_predict import BatchConfig, main, run
 from src.schema import FEATURE_NAMES
 from tests.batch.batch_cases import (
     check_against_api,
+    check_evaluation,
     check_rejects,
     download_prefix,
     json_instances,
     read_output,
     upload_cohort,
+    write_labeled,
 )
 
 pytest.importorskip("pyspark", reason="pyspark is installed from requirements-spark.txt")
@@ -123,3 +125,42 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
     assert scored[ERROR].iloc[500] == "gender: must be one of: female, male"
     assert scored[ERROR].iloc[501] == "reading_score: must be a number between 0 and 100"
     assert scored["math_score"].iloc[500:].isna().all() and (scored["band"].iloc[500:] == "").all()
+
+
+def _same_evaluation(a: dict, b: dict) -> None:
+    """Equal counts and band tables; figures equal to 1e-6 (sums added in another order on each engine)."""
+    def walk(x, y):
+        if isinstance(x, dict):
+            assert set(x) == set(y)
+            for key in x:
+                walk(x[key], y[key])
+        elif isinstance(x, float) and isinstance(y, float):
+            assert x == pytest.approx(y, abs=1e-6)
+        else:
+            assert x == y
+
+    walk(a, b)
+
+
+def test_spark_and_local_write_the_same_evaluation_of_a_labeled_file(spark, trained, tmp_path):
+    source = tmp_path / "class.csv"
+    write_labeled(source, n=3000)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "48k")  # several tasks, each with its own parts
+    try:
+        run(BatchConfig(input=str(source), output=str(tmp_path / "spark"), engine="spark", store=trained.store))
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    run(BatchConfig(input=str(source), output=str(tmp_path / "local"), store=trained.store))
+    on_spark, local = (check_evaluation(tmp_path / e) for e in ("spark", "local"))
+    _same_evaluation(on_spark, local)
+    rejects = read_output(tmp_path / "spark" / "rejects", "csv")
+    assert rejects[["row", "field"]].values.tolist() == [[6, "math_score"], [18, "math_score"]]
+
+
+def test_the_public_download_on_both_engines(spark, trained, shared_data, tmp_path):
+    source = str(shared_data / "kaggle_format_sample.csv")
+    for engine in ("spark", "local"):
+        assert main(["--input", source, "--output", str(tmp_path / engine), "--store", trained.store,
+                     "--engine", engine, "--master", "local[2]"]) == 0
+        assert read_output(tmp_path / engine / "rejects", "csv").empty
+    _same_evaluation(*(check_evaluation(tmp_path / e) for e in ("spark", "local")))
