@@ -36,7 +36,18 @@ def test_promtool_check_config(promtool):
 
 
 def test_promtool_check_rules(promtool):
-    assert "SUCCESS: 6 rules found" in run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS)
+    assert "SUCCESS: 7 rules found" in run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS)
+    assert "SUCCESS: 6 rules found" in run([promtool, "check", "rules", "recording.yml"], cwd=PROMETHEUS)
+
+
+def test_the_realized_coverage_alert_uses_the_numbers_retrain_uses():
+    from src.answers.evaluation import LOW_COVERAGE, LOW_COVERAGE_MIN_STUDENTS
+
+    rule = next(r for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]
+                if r["alert"] == "StudentMathRealizedCoverageLow")
+    assert f") < {LOW_COVERAGE:g}" in rule["expr"] and f">= {LOW_COVERAGE_MIN_STUDENTS}" in rule["expr"]
+    for config in ("prometheus.yml", "compose.yml"):
+        assert "recording.yml" in yaml.safe_load((PROMETHEUS / config).read_text())["rule_files"]
 
 
 def test_promtool_unit_tests_cover_every_alert(promtool):
@@ -73,7 +84,8 @@ def test_dashboards_have_a_panel_for_every_metric():
                    "model_validation_failures_total", "model_info", "model_ready", "model_test_r2", "model_test_mae",
                    "model_load_duration_seconds", "model_last_load_timestamp_seconds", "model_feature_drift",
                    "model_prediction_drift", "model_drift_detected", "model_drift_window_students",
-                   "process_cpu_seconds_total", "process_resident_memory_bytes"]:
+                   "process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "student_math:realized_group_mae:30d", "student_math:realized_group_coverage:30d"]:
         assert metric in exprs, metric
 
 
