@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template, send_file
 
+from src.answers.evaluation import realized_report
 from src.lifecycle.model_card import champion_history, drift_summary, model_card
 from src.schema import CATEGORICAL_FEATURES
 from src.web.errors import json_error, json_response
@@ -20,7 +21,9 @@ def _card() -> dict[str, Any] | None:
     if pipeline is None:
         return None
     drift = drift_summary(svc.drift.report() if svc.drift is not None else None)
-    return model_card(pipeline.manifest, champion_history(svc.slot.decisions()), drift, pipeline.scorer.kind)
+    card = model_card(pipeline.manifest, champion_history(svc.slot.decisions()), drift, pipeline.scorer.kind)
+    card["realized"] = realized_report(svc.realized(), pipeline.manifest) if svc.realized is not None else None
+    return card
 
 
 @bp.get("/model.json")

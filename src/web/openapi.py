@@ -58,6 +58,17 @@ def student_schema() -> dict[str, Any]:
     }
 
 
+def labeled_student_schema() -> dict[str, Any]:
+    """A student of a batch: may carry its real math score, to check the answers against (blank: null)."""
+    schema = student_schema()
+    real = {"type": ["number", "null"], "minimum": TARGET.minimum, "maximum": TARGET.maximum,
+            "description": f"the student's real {TARGET.label.lower()}, when known (`math score` is accepted too); "
+                           "the answer then holds real_math_score, prediction_minus_real, inside_range, band_right "
+                           "per student and an `evaluation` of the batch"}
+    return {**schema, "description": schema["description"] + " In a batch, a student may carry its real math score.",
+            "properties": {**schema["properties"], TARGET.name: real}}
+
+
 def form_field_schema(feature: Feature) -> dict[str, Any]:
     """One field of the teachers' form (a form body or the result page's query): its value as text."""
     if isinstance(feature, CategoricalFeature):
@@ -204,7 +215,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                   "additionalProperties": True}
     batch_answer = {"type": "object", "properties": BATCH_PROPERTIES, "required": list(BATCH_PROPERTIES),
                     "additionalProperties": True}
-    batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref("Student"),
+    batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref("LabeledStudent"),
                                                             "minItems": 1, "maxItems": max_batch}},
              "required": ["instances"], "additionalProperties": False}
     token = [{}, {"monitoringToken": []}]
@@ -302,7 +313,8 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                                 "their reading and writing scores."},
         "paths": paths,
         "components": {
-            "schemas": {"Student": student_schema(), "Batch": batch, "Form": form_schema(), "Interval": INTERVAL,
+            "schemas": {"Student": student_schema(), "LabeledStudent": labeled_student_schema(),
+                        "Batch": batch, "Form": form_schema(), "Interval": INTERVAL,
                         "Prediction": prediction, "SinglePrediction": single, "BatchPrediction": batch_answer,
                         "RowError": {"type": "object", "required": ["row", "error"], "additionalProperties": True,
                                      "properties": {"row": {"type": "integer"}, "error": {"type": "string"}}},

@@ -180,7 +180,8 @@ def check_evaluation(out: Path, fmt: str = "csv") -> dict:
     real = pd.to_numeric(predictions["real_math_score"], errors="coerce")
     labeled = real.notna()
     error = predictions["math_score"][labeled] - real[labeled]
-    inside = (predictions["interval_low"][labeled] <= real[labeled]) & (real[labeled] <= predictions["interval_high"][labeled])
+    low, high = predictions["interval_low"][labeled], predictions["interval_high"][labeled]
+    inside = (low <= real[labeled]) & (real[labeled] <= high)
     overall = evaluation["overall"]
     assert overall["students"] == int(labeled.sum())
     assert overall["mae"] == pytest.approx(float(error.abs().mean()), abs=2e-6)

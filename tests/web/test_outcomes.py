@@ -2,6 +2,7 @@
 
 import csv
 import io
+
 import pytest
 
 from src.answers.bands import BAND_NAMES

@@ -1,0 +1,173 @@
+"""Realized performance counters: exact across gunicorn workers, on /model, and never a student's data kept."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from src.config import AppConfig
+from src.schema import CATEGORICAL_FEATURES
+from src.synthetic import generate_students
+from tests.conftest import free_port
+from tests.servers import BIN, start, stop, wait_for
+
+CUT = 50.0
+COUNTERS = {"students": "model_realized_students_total", "absolute_error": "model_realized_absolute_error_total",
+            "inside": "model_realized_inside_range_total", "below_cut": "model_realized_below_cut_total"}
+
+
+def labeled_classes(count: int = 12, size: int = 25, seed: int = 5) -> list[tuple[str, list[dict]]]:
+    """Class lists (CSV text, their rows) with ids and distinctive real scores (quarter points); some blank."""
+    classes = []
+    for k in range(count):
+        students = generate_students(size, seed + k)
+        rows = []
+        for i, student in enumerate(students.to_dict("records")):
+            real = "" if i % 6 == 5 else f"{float(student.pop('math_score')) % 100 + 0.25:.2f}"
+            student.pop("math_score", None)
+            rows.append({"student_id": f"pupil-{k:02d}-{i:02d}-zq", **student, "math score": real})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        classes.append((out.getvalue(), rows))
+    return classes
+
+
+def expected_totals(answers: list[dict], classes: list[tuple[str, list[dict]]]) -> dict:
+    """The counters' values recomputed from the answers sent and the real scores, per group too."""
+    totals = dict.fromkeys(COUNTERS, 0.0)
+    groups = {(f.name, c): dict.fromkeys(COUNTERS, 0.0) for f in CATEGORICAL_FEATURES for c in f.categories}
+    for body, (_, rows) in zip(answers, classes, strict=True):
+        for item, row in zip(body["predictions"], rows, strict=True):
+            if row["math score"] == "":
+                continue
+            real = float(row["math score"])
+            add = {"students": 1, "absolute_error": abs(item["math_score"] - real),
+                   "inside": item["interval"]["low"] <= real <= item["interval"]["high"], "below_cut": real < CUT}
+            for key, value in add.items():
+                totals[key] += value
+                for feature in CATEGORICAL_FEATURES:
+                    groups[(feature.name, row[feature.name])][key] += value
+    return {"overall": totals, "groups": groups}
+
+
+def scraped(text: str) -> dict:
+    overall, groups = {}, {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for key, name in COUNTERS.items():
+                if sample.name == name:
+                    overall[key] = sample.value
+                elif sample.name == name.replace("model_realized_", "model_realized_group_"):
+                    groups.setdefault((sample.labels["feature"], sample.labels["group"]), {})[key] = sample.value
+    return {"overall": overall, "groups": groups}
+
+
+def check_equal(got: dict, expected: dict) -> None:
+    for key in COUNTERS:
+        assert got["overall"][key] == pytest.approx(expected["overall"][key], abs=1e-6), key
+    assert set(got["groups"]) == set(expected["groups"])  # labels: the schema's categories, nothing else
+    for group, values in expected["groups"].items():
+        for key in COUNTERS:
+            assert got["groups"][group][key] == pytest.approx(values[key], abs=1e-6), (group, key)
+
+
+def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_model(trained, tmp_path):
+    multiproc = tmp_path / "multiproc"
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "ARTIFACTS_DIR": trained.store,
+           "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "SUPPORT_CUT": str(CUT), "LOG_LEVEL": "DEBUG"}
+    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
+    url = f"http://127.0.0.1:{port}"
+    classes = labeled_classes()
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        before = requests.get(f"{url}/model.json", timeout=10).json()["realized"]
+        assert before["available"] is False and before["students"] == 0
+
+        def post(text: str) -> dict:
+            with requests.Session() as session:  # a new connection each: either worker may answer
+                response = session.post(f"{url}/predictdata", data=text.encode(), timeout=30,
+                                        headers={"Content-Type": "text/csv", "Connection": "close"})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, [text for text, _ in classes]))
+        expected = expected_totals(answers, classes)
+        check_equal(scraped(requests.get(f"{url}/metrics", timeout=10).text), expected)
+        pids = {p.name.split("_")[-1] for p in multiproc.glob("counter_*.db")}
+        assert len(pids) >= 2, pids  # both workers wrote counters
+        realized = requests.get(f"{url}/model.json", timeout=10).json()["realized"]
+        n = expected["overall"]["students"]
+        assert realized["students"] == n
+        assert realized["mae"] == pytest.approx(expected["overall"]["absolute_error"] / n, abs=1e-9)
+        assert realized["coverage"] == pytest.approx(expected["overall"]["inside"] / n, abs=1e-12)
+        page = requests.get(f"{url}/model", timeout=10).text
+        assert 'id="realized-coverage"' in page and f"{realized['coverage']:.3f}" in page
+        drift = requests.get(f"{url}/drift", timeout=10).json()
+        assert drift["realized"]["students"] == n
+    finally:
+        stop(process)
+    # privacy: no id and no real score reached the log or any file the server wrote
+    leaks = _leaks(classes, [log, *multiproc.rglob("*")])
+    assert not leaks, leaks[:5]
+
+
+def _leaks(classes: list[tuple[str, list[dict]]], paths: list[Path]) -> list[str]:
+    """Every student id or real score (as text, or as a stored double) found in the files."""
+    needles: dict[bytes, str] = {}
+    for _, rows in classes:
+        for row in rows:
+            needles[row["student_id"].encode()] = row["student_id"]
+            if row["math score"]:
+                real = float(row["math score"])
+                needles[row["math score"].encode()] = row["math score"]
+                needles[struct.pack("<d", real)] = f"{real} as a double"
+    found = []
+    for path in paths:
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path.name}: {what}" for needle, what in needles.items() if needle in data]
+    return found
+
+
+def test_a_labeled_upload_keeps_no_student_data_in_logs_files_or_labels(store_dir, tmp_path, caplog):
+    from app import create_app
+
+    caplog.set_level(logging.DEBUG)
+    drift_dir = tmp_path / "drift"
+    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=drift_dir, support_cut=CUT))
+    client = app.test_client()
+    classes = labeled_classes(count=2)
+    for text, _ in classes:
+        assert client.post("/predictdata", data=text.encode(), headers={"Content-Type": "text/csv"}).status_code == 200
+    instances = [{k: v for k, v in row.items() if k not in ("student_id", "math score")}
+                 | {"math_score": float(row["math score"]) if row["math score"] else None} for row in classes[0][1]]
+    assert "evaluation" in client.post("/predictdata", json={"instances": instances}).get_json()
+    metrics = client.get("/metrics").get_data(as_text=True)
+    client.get("/model")
+    client.get("/drift")
+    assert not _leaks(classes, [*drift_dir.rglob("*")])
+    logged = caplog.text
+    for _, rows in classes:
+        for row in rows:
+            assert row["student_id"] not in logged and row["student_id"] not in metrics
+            assert not row["math score"] or row["math score"] not in logged
+    allowed = {(f.name, c) for f in CATEGORICAL_FEATURES for c in f.categories}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name.startswith("model_realized_group_"):
+                assert (sample.labels["feature"], sample.labels["group"]) in allowed
+            elif sample.name.startswith("model_realized_"):
+                assert sample.labels == {}
