@@ -88,8 +88,11 @@ def groups_on(pipeline: PredictPipeline, test: pd.DataFrame, predicted: np.ndarr
 
 
 def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfig = DecisionConfig(), *,
-           keys: Sequence[SigningKey] = (), registry: Registry | None = None) -> Decision:
-    """Decide whether the candidate ``version`` (already in the store) replaces the champion, and apply it."""
+           keys: Sequence[SigningKey] = (), registry: Registry | None = None, trigger: str | None = None) -> Decision:
+    """Decide whether the candidate ``version`` (already in the store) replaces the champion, and apply it.
+
+    ``trigger`` (why the candidate was trained, e.g. retrain's reason) is kept in the decision record.
+    """
     version = check_version(version)
     candidate = load_version(store, version, keys)
     pointer, before = store.pointer_and_bytes()
@@ -100,7 +103,7 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
         decision = Decision("refused", version, champion_version,
                             f"candidate {version} reached test R2 {new_r2:.4f}, below the quality gate of "
                             f"{config.min_test_r2:.4f}")
-        _record(store, decision, new_r2, None)
+        _record(store, decision, new_r2, None, trigger=trigger)
         return decision
     old_r2 = None
     if pointer is None:
@@ -137,7 +140,7 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
         if registry is not None:
             registry.kept(version, reason)
         decision = Decision("kept", version, champion_version, reason)
-    _record(store, decision, new_r2, old_r2)
+    _record(store, decision, new_r2, old_r2, trigger=trigger)
     store.prune(config.keep_versions)
     return decision
 
@@ -195,7 +198,7 @@ def _move(store: Store, pointer: Pointer, before: bytes | None, registry: Regist
 
 
 def _record(store: Store, decision: Decision, new_r2: float | None, old_r2: float | None,
-            action: str | None = None) -> None:
+            action: str | None = None, trigger: str | None = None) -> None:
     record: dict[str, Any] = {
         "at": now_iso(),
         "version": decision.version,
@@ -205,6 +208,8 @@ def _record(store: Store, decision: Decision, new_r2: float | None, old_r2: floa
         "candidate_test_r2": new_r2,
         "champion_test_r2_same_split": old_r2,
     }
+    if trigger is not None:
+        record["trigger"] = trigger
     try:
         store.write_decision(record)
     except (OSError, ArtifactError, DataSourceError) as err:  # the record is a log: losing it must not undo the decision

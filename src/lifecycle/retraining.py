@@ -1,5 +1,6 @@
 """Whether to retrain: new data (its fingerprint differs from the champion's), no champion yet, or drift
-reported by the serving app."""
+reported by the serving app, or low realized coverage (the real scores that arrived fell inside the 90 % range
+too seldom), which the app reports beside drift."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from src.answers.evaluation import LOW_COVERAGE, LOW_COVERAGE_MIN_STUDENTS, realized_coverage_low
 from src.components.data_ingestion import DataIngestionConfig, data_fingerprint
 from src.storage import read_manifest
 from src.store import Store
@@ -37,12 +39,29 @@ def check_drift(url: str, token: str | None = None) -> tuple[bool, str]:
         raise DriftCheckError(f"cannot read the drift report at {url}: {err}") from err
     if not isinstance(report, Mapping):
         raise DriftCheckError(f"{url} did not answer a drift report")
+    low = low_realized_coverage(report.get("realized"))
+    if low is not None:
+        return True, low
     if not report.get("available", False):
         return False, f"no drift report ({report.get('reason', 'not available')})"
     if report.get("drift_detected"):
         features = ", ".join(report.get("drifted_features") or []) or "the predictions"
         return True, f"the serving app reports drift ({features}; PSI >= {report.get('threshold')})"
     return False, f"no drift in the last {report.get('window_size')} students"
+
+
+def low_realized_coverage(realized: object) -> str | None:
+    """The reason to retrain when the app's realized figures break production's rule (as the alert does)."""
+    if not isinstance(realized, Mapping):
+        return None
+    students, coverage = realized.get("students"), realized.get("coverage")
+    if not isinstance(students, int) or not isinstance(coverage, (int, float)):
+        return None
+    if not realized_coverage_low(students, coverage * students):
+        return None
+    return (f"low realized coverage: the 90 % range held for {coverage:.1%} of {students} labeled students' real "
+            f"scores (below {LOW_COVERAGE:.0%} over at least {LOW_COVERAGE_MIN_STUDENTS}), reported by the serving "
+            f"app")
 
 
 def needs_retraining(store: Store, ingestion: DataIngestionConfig, drift_url: str | None = None,

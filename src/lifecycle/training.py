@@ -91,6 +91,7 @@ class TrainingConfig:
         return Path(self.store) / TRAINING_RUNS
     exclude_features: tuple[str, ...] = ()  # features the model must not see (still accepted and validated)
     reports_dir: Path | None = None  # also copy metrics, plots and the set here (a fixed path for DVC)
+    trigger: str | None = None  # why this training runs (retrain's reason), written into the decision record
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
         registry = tracker.register(candidate, model_info)
     store = open_store(config.store, cache_dir=config.cache_dir)
     decision = decide(store, candidate.version, candidate.ingestion.test, config.decision,
-                      keys=config.verify_keys, registry=registry)
+                      keys=config.verify_keys, registry=registry, trigger=config.trigger)
     if config.reports_dir is not None:
         export_reports(candidate.manifest_path.parent, config.reports_dir)
     return dataclasses.replace(candidate, decision=decision)

@@ -3,13 +3,16 @@
     python -m src.pipeline.retrain --store STORE --data SOURCE [--drift-url URL] [training options]
 
 Trains when the data's fingerprint differs from the champion's (a new term's scores, appended rows), when the
-store has no champion yet, or when ``GET URL`` (the app's ``/drift``) reports drift; otherwise it does nothing
-and says so (exit 0). Training then goes through the one decision, which promotes the candidate or keeps the
+store has no champion yet, or when ``GET URL`` (the app's ``/drift``) reports drift or low realized coverage
+(the real scores that arrived with labeled class lists fell inside the 90 % range for fewer than 85 % of at
+least 200 students); otherwise it does nothing and says so (exit 0). The reason is written into the decision
+record (``trigger``). Training then goes through the one decision, which promotes the candidate or keeps the
 champion. ``METRICS_TOKEN`` is sent as a bearer token when set (the app guards ``/drift`` with it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -31,7 +34,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = train_pipeline.build_parser()
     parser.prog = "python -m src.pipeline.retrain"
     parser.description = __doc__.split("\n")[0]
-    parser.add_argument("--drift-url", help="the serving app's /drift address; drift there retrains too")
+    parser.add_argument("--drift-url", help="the serving app's /drift address; drift or low realized coverage "
+                        "there retrains too")
     args = parser.parse_args(argv)
     configure_logging("INFO")
     out = out or sys.stdout
@@ -53,7 +57,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         out.write(f"nothing to do: {verdict.reason}\n")
         return 0
     out.write(f"retraining: {verdict.reason}\n")
-    return train_pipeline.run(config, args.tracking_uri, out)
+    return train_pipeline.run(dataclasses.replace(config, trigger=verdict.reason), args.tracking_uri, out)
 
 
 if __name__ == "__main__":
