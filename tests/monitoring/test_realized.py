@@ -92,7 +92,7 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
     classes = labeled_classes()
     try:
         wait_for(f"{url}/ready", process, log=log)
-        before = requests.get(f"{url}/model.json", timeout=10).json()["realized"]
+        before = wait_for(f"{url}/model.json", process, log=log).json()["realized"]
         assert before["available"] is False and before["students"] == 0
 
         def post(text: str) -> dict:
