@@ -34,7 +34,7 @@ def serving(store_copy, tmp_path):
 
 def _labeled(client, far: bool, classes: int) -> None:
     """Labeled class lists; ``far``: real scores 40 points from every prediction (never inside the range)."""
-    for text, rows in labeled_classes(count=classes, size=25):
+    for text, _ in labeled_classes(count=classes, size=25):
         answer = client.post("/predictdata", data=text.encode(), headers={"Content-Type": "text/csv"}).get_json()
         if far:  # post again with real scores far from the answers
             lines = text.splitlines()
