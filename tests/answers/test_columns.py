@@ -1,0 +1,188 @@
+"""The columnar answers equal, field for field, the answers made one student at a time.
+
+The reference here is the row-by-row path: each student alone through the single-student functions
+(``predict_one_raw``, ``factors.one``, the band rule, ``describe_factor``, ``single_answer``). Every channel
+that answers many students (the JSON batch, the CSV class list as JSON and as CSV, the batch command's
+files) must give each fixed student exactly what that path gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.answers.bands import Bands
+from src.answers.columns import (
+    BASELINE,
+    FACTOR_COLUMNS,
+    HIGH,
+    LEVEL,
+    LOW,
+    MATH_SCORE,
+    MODEL_VERSION,
+    TOP_FACTOR,
+    answers_frame,
+)
+from src.answers.factors import NoFactors, describe_factor
+from src.answers.fast_path import VectorScorer, random_students, read_layout
+from src.answers.model import PredictPipeline
+from src.config import AppConfig
+from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES
+from src.web.answers import single_answer
+
+CUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def pipeline(trained) -> PredictPipeline:
+    return PredictPipeline.from_artifacts(trained.manifest_path.parent)
+
+
+@pytest.fixture(scope="module")
+def fixed_students() -> list[dict]:
+    """Fixed students: random valid ones (whole, half and fractional scores), the range's ends, integers."""
+    rows = random_students(1500, seed=21).to_dict("records")
+    edges = random_students(8, seed=3).to_dict("records")
+    for row, (reading, writing) in zip(edges, [(0, 0), (100, 100), (0, 100), (100, 0), (0.5, 99.5), (50, 50),
+                                               (1e-9, 99.999999), (33.3, 66.7)], strict=True):
+        row.update(reading_score=reading, writing_score=writing)
+    return rows + edges
+
+
+def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
+    """Every field of one student's answer, made for that student alone (the row-by-row path)."""
+    score, low, high, raw = pipeline.predict_one_raw(record)
+    out = {MATH_SCORE: score, LOW: low, HIGH: high, LEVEL: pipeline.level, MODEL_VERSION: pipeline.model_version,
+           "band": bands.name(round(low, 1), round(high, 1)), "raw": raw}
+    if pipeline.factors.available:
+        points = pipeline.factors.one(record)
+        top = ACTIONABLE_FEATURES[0]
+        for name in ACTIONABLE_FEATURES[1:]:
+            if abs(points[name]) > abs(points[top]):  # the first of equals, as argmax
+                top = name
+        out.update({BASELINE: pipeline.factors.baseline, TOP_FACTOR: describe_factor(top, record[top], points[top]),
+                    **{f"factor_{name}": points[name] for name in FEATURE_NAMES}})
+    else:
+        out.update({BASELINE: np.nan, TOP_FACTOR: "", **dict.fromkeys(FACTOR_COLUMNS, np.nan)})
+    return out
+
+
+def assert_frame_is_row_by_row(frame: pd.DataFrame, pipeline: PredictPipeline, records: list[dict],
+                               exact: bool) -> None:
+    expected = [one_by_one(pipeline, r, Bands(CUT)) for r in records]
+    assert len(frame) == len(records)
+    for column in (MATH_SCORE, LOW, HIGH, LEVEL, BASELINE, *FACTOR_COLUMNS):
+        got = frame[column].to_numpy(dtype=float)
+        want = np.array([e[column] for e in expected], dtype=float)
+        if exact:
+            np.testing.assert_array_equal(got, want, err_msg=column)
+        else:
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=column)
+    for column in (MODEL_VERSION, "band", TOP_FACTOR):
+        assert frame[column].tolist() == [e[column] for e in expected], column
+
+
+def test_answer_columns_of_the_additive_model_are_the_row_by_row_answers_exactly(pipeline, fixed_students):
+    frame = answers_frame(pipeline, fixed_students, support_cut=CUT)
+    assert_frame_is_row_by_row(frame, pipeline, fixed_students, exact=True)
+    # baseline plus the factors is the unclipped score
+    total = frame[BASELINE].to_numpy() + frame[list(FACTOR_COLUMNS)].to_numpy().sum(axis=1)
+    raw = np.array([pipeline.predict_one_raw(r)[3] for r in fixed_students])
+    assert np.abs(total - raw).max() <= 1e-9
+
+
+@pytest.mark.parametrize("kind", ["vector", "pipeline"])
+def test_answer_columns_of_other_scorers_are_the_row_by_row_answers(pipeline, fixed_students, kind):
+    scorer = (VectorScorer(read_layout(pipeline.reference.preprocessor), pipeline.reference.model)
+              if kind == "vector" else pipeline.reference)
+    other = dataclasses.replace(pipeline, scorer=scorer, factors=NoFactors("not additive"))
+    frame = answers_frame(other, fixed_students[:300], support_cut=CUT)
+    assert_frame_is_row_by_row(frame, other, fixed_students[:300], exact=False)
+
+
+def test_answers_from_a_frame_of_text_equal_those_from_records(pipeline, fixed_students):
+    as_text = pd.DataFrame(fixed_students)[list(FEATURE_NAMES)].astype(str)
+    typed = pd.DataFrame(fixed_students)[list(FEATURE_NAMES)]
+    by_records = answers_frame(pipeline, fixed_students, support_cut=CUT)
+    by_frame = answers_frame(pipeline, typed, support_cut=CUT)
+    pd.testing.assert_frame_equal(by_frame, by_records)
+    assert len(as_text) == len(by_frame)
+
+
+@pytest.fixture()
+def served(store_dir, tmp_path):
+    from app import create_app
+
+    return create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift", support_cut=CUT)).test_client()
+
+
+def test_json_batch_gives_each_student_its_single_answer(served, pipeline, fixed_students):
+    body = served.post("/predictdata", json={"instances": fixed_students}).get_json()
+    assert body["model_version"] == pipeline.model_version and "factors_reason" not in body
+    bands = Bands(CUT)
+    expected = [{k: v for k, v in single_answer(pipeline, r, bands).items() if k != "model_version"}
+                for r in fixed_students]
+    assert body["predictions"] == expected
+
+
+def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, pipeline, fixed_students):
+    rows = fixed_students[:600]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["student_id", *FEATURE_NAMES])
+    ids = [f"7B-{i:03d}" for i in range(len(rows))]
+    for sid, row in zip(ids, rows, strict=True):
+        writer.writerow([sid, *(row[n] for n in FEATURE_NAMES)])
+    writer.writerow(["bad", "female", "group Z", *(rows[0][n] for n in FEATURE_NAMES[2:5]), "7,5", "101"])
+    body = out.getvalue().encode()
+    records = [{**r, "reading_score": float(repr(r["reading_score"])), "writing_score": float(repr(r["writing_score"]))}
+               for r in rows]
+    bands = Bands(CUT)
+    singles = [single_answer(pipeline, r, bands) for r in records]
+
+    as_json = served.post("/predictdata", data=body, headers={"Content-Type": "text/csv"}).get_json()
+    items = as_json["predictions"]
+    assert items[:-1] == [{"student_id": sid, **{k: v for k, v in s.items() if k != "model_version"}}
+                          for sid, s in zip(ids, singles, strict=True)]
+    assert items[-1]["row"] == len(rows) + 1 and items[-1]["student_id"] == "bad"
+    assert [d["field"] for d in items[-1]["details"]] == ["race_ethnicity", "reading_score", "writing_score"]
+
+    as_csv = served.post("/predictdata", data=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+    table = list(csv.DictReader(io.StringIO(as_csv.get_data(as_text=True))))
+    assert len(table) == len(rows) + 1
+    for line, record, single in zip(table, records, singles, strict=False):
+        reference = one_by_one(pipeline, record, bands)
+        assert (line["math_score"], line["interval_low"], line["interval_high"]) == (
+            f"{single['math_score']:.1f}", f"{single['interval']['low']:.1f}", f"{single['interval']['high']:.1f}")
+        assert (line["band"], line["top_factor"], line["error"]) == (single["band"]["name"], reference[TOP_FACTOR], "")
+    assert table[-1]["math_score"] == "" and table[-1]["error"].startswith(f"row {len(rows) + 1}: race_ethnicity:")
+
+
+def test_batch_command_writes_each_student_its_row_by_row_answer(trained, pipeline, fixed_students, tmp_path):
+    from src.batch.core import BatchConfig
+    from src.pipeline.batch_predict import run
+
+    frame = pd.DataFrame(fixed_students)[list(FEATURE_NAMES)]
+    frame.insert(0, "student_id", [f"S{i:05d}" for i in range(len(frame))])
+    (tmp_path / "in").mkdir()
+    frame.iloc[:700].to_csv(tmp_path / "in" / "a.csv", index=False)
+    frame.iloc[700:].to_csv(tmp_path / "in" / "b.csv", index=False)
+    # what the file says is what is scored: the numbers as the CSV writes them, read back
+    records = pd.read_csv(tmp_path / "in" / "a.csv")[list(FEATURE_NAMES)].to_dict("records") + \
+        pd.read_csv(tmp_path / "in" / "b.csv")[list(FEATURE_NAMES)].to_dict("records")
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / f"out-{fmt}"
+        run(BatchConfig(input=str(tmp_path / "in"), output=str(out), store=trained.store, format=fmt,
+                        support_cut=CUT, chunk_rows=400))
+        parts = sorted((out / "predictions").glob(f"part-*.{fmt}"))
+        got = pd.concat([pd.read_parquet(p) if fmt == "parquet" else
+                         pd.read_csv(p, dtype={"student_id": str}, keep_default_na=False) for p in parts],
+                        ignore_index=True)
+        assert got["student_id"].tolist() == frame["student_id"].tolist()
+        assert got["row"].tolist() == list(range(1, 701)) + list(range(1, len(frame) - 700 + 1))
+        assert_frame_is_row_by_row(got, pipeline, records, exact=True)
