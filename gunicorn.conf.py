@@ -81,6 +81,24 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 errorlog = "-"
 
 
+# The libraries every worker imports, imported once in the master: the forked workers share these pages
+# copy-on-write instead of each holding its own copy, and gc.freeze() keeps the collector from touching them.
+# Nothing is built here (each worker still builds its own app, model, metrics and threads), and nothing that
+# touches prometheus_client is imported: its multiprocess values belong to the workers.
+SHARED_IMPORTS = ("numpy", "pandas", "scipy.sparse", "sklearn.compose", "sklearn.linear_model", "sklearn.ensemble",
+                  "sklearn.neighbors", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.impute", "dill",
+                  "flask", "jinja2", "orjson", "src.answers.model")
+
+
+def _share_imports():
+    import gc
+    import importlib
+
+    for name in SHARED_IMPORTS:
+        importlib.import_module(name)
+    gc.freeze()
+
+
 def on_starting(server):
     """Start from empty metric files: values of a previous server run must not be added to this one's."""
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
@@ -92,6 +110,7 @@ def on_starting(server):
         raise SystemExit(f"Error: {err}") from None
     if removed:
         server.log.info("removed %d metric files of a previous run from %s", removed, folder)
+    _share_imports()
 
 
 def child_exit(server, worker):

@@ -10,6 +10,11 @@ Python workers). Prints rows/s (rows over the command's wall time, and over the 
 reports), peak memory by process kind, and the Spark overhead per partition: the same 200,000 rows scored
 in one warm session with the input cut into more and more partitions (time = fixed + overhead x partitions,
 least squares).
+
+The baseline, in the same run on the same files: the script a data team would write instead (below,
+``NAIVE``: ``pandas.read_csv``, the pickled preprocessor and model's ``predict``, ``to_parquet``; no
+validation, range, band or factors), run the same way; the local engine's rows/s are printed as a ratio
+to its rows/s (both over the wall time of the whole process).
 """
 
 from __future__ import annotations
@@ -46,6 +51,22 @@ def train(store: Path) -> None:
 
     run_training(TrainingConfig(store=store, synthetic_rows=1000, cv_folds=3, candidates=("ridge",),
                                 tracking=False, n_jobs=1))
+
+
+NAIVE = """
+import json, sys
+from pathlib import Path
+import dill, pandas as pd
+store, folder, out = map(Path, sys.argv[1:4])
+version = json.loads((store / "champion.json").read_text())["model_version"]
+preprocessor = dill.loads((store / version / "preprocessor.pkl").read_bytes())
+model = dill.loads((store / version / "model.pkl").read_bytes())
+out.mkdir()
+for i, path in enumerate(sorted(folder.glob("*.csv"))):
+    students = pd.read_csv(path)
+    students["math_score"] = model.predict(preprocessor.transform(students))
+    students[["student_id", "math_score"]].to_parquet(out / f"part-{i:05d}.parquet", index=False)
+"""
 
 
 def kind_of(process: psutil.Process) -> str:
@@ -124,6 +145,7 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--overhead-rows", type=int, default=200_000)
+    parser.add_argument("--engines", default="local,spark", help="comma-separated: local, spark")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         work = Path(tmp)
@@ -136,7 +158,12 @@ def main() -> None:
         from src.batch.spark import package_source
 
         archive, main_script = package_source(work / "dist")
-        for engine in ("local", "spark"):
+        naive = run_engine([sys.executable, "-c", NAIVE, str(work / "store"), str(work / "students"),
+                            str(work / "out-naive")], ROOT)
+        naive_rate = args.students / naive["wall"]
+        print(f"naive script  : {naive_rate:>9,.0f} rows/s over its {naive['wall']:.1f} s wall; peak memory "
+              f"{naive['peak_total']:,.0f} MiB", flush=True)
+        for engine in args.engines.split(","):
             options = ["--input", str(work / "students"), "--output", str(work / f"out-{engine}"), "--store",
                        str(work / "store"), "--engine", engine, "--format", "parquet", "--support-cut", "60"]
             if engine == "local":  # the command as docs/data-team.md gives it, from the project folder
@@ -153,8 +180,12 @@ def main() -> None:
             peaks = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(measured["peaks"].items()))
             print(f"--engine {engine:5s}: {args.students / measured['wall']:>9,.0f} rows/s over the command's "
                   f"{measured['wall']:.1f} s wall; {args.students / summary['seconds']:>9,.0f} rows/s over its "
-                  f"{summary['seconds']:.1f} s run; peak memory {measured['peak_total']:,.0f} MiB ({peaks} MiB)",
-                  flush=True)
+                  f"{summary['seconds']:.1f} s run; peak memory {measured['peak_total']:,.0f} MiB ({peaks} MiB); "
+                  f"{args.students / measured['wall'] / naive_rate:.2f} x the naive script's rows/s "
+                  f"(target >= 1.0 for local)", flush=True)
+        if "spark" not in args.engines.split(","):
+            print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
+            return
         small = work / "overhead"
         write_students(small, args.overhead_rows, 1)
         timings = partition_overhead(work / "store", small, work / "out-overhead", args.master)

@@ -66,7 +66,11 @@ class NumericFeature:
         """
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return self.rule
-        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float (JSON allows any number of digits)
+            return self.rule
+        if not finite or not self.minimum <= value <= self.maximum:
             return self.rule
         return None
 

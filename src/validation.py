@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -391,3 +391,199 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
         errors = pd.DataFrame({c: pd.Series(dtype=object if c != "position" else np.int64) for c in columns})
     mask = pd.Series(ok, index=frame.index)
     return mask, students.loc[ok].reset_index(drop=True), errors
+
+
+_CATEGORY_INDEX = {f.name: pd.Index(f.categories) for f in CATEGORICAL_FEATURES}
+
+
+@dataclass(frozen=True)
+class StudentColumns(Sequence[Mapping[str, Any]]):
+    """Checked students as columns: each category as its position among the schema's categories, scores as floats.
+
+    What every answer to many students is computed from (``src.answers.columns``). It is also a read-only
+    sequence of records, each made only when asked for (the monitoring observers read a window of them).
+    """
+
+    size: int
+    codes: Mapping[str, np.ndarray]  # categorical feature -> index into feature.categories
+    numbers: Mapping[str, np.ndarray]  # numeric feature -> float64
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> StudentColumns:
+        """Valid students as a frame with the schema's columns (categories as text, scores as numbers)."""
+        return cls.from_columns({name: frame[name] for name in FEATURE_NAMES}, len(frame))
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> StudentColumns:
+        """Valid students as records (as ``validate_student`` returns them)."""
+        if isinstance(records, StudentColumns):
+            return records
+        return cls.from_columns({name: [r[name] for r in records] for name in FEATURE_NAMES}, len(records))
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
+        codes = {}
+        for feature in CATEGORICAL_FEATURES:
+            found = _CATEGORY_INDEX[feature.name].get_indexer(columns[feature.name])
+            if (found < 0).any():
+                raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
+            codes[feature.name] = found
+        numbers = {f.name: np.asarray(columns[f.name], dtype=np.float64) for f in NUMERIC_FEATURES}
+        return cls(size, codes, numbers)
+
+    def values(self, name: str) -> np.ndarray:
+        """One feature's values: categories as text (object array), scores as floats."""
+        if name in self.codes:
+            return _CATEGORY_VALUES[name][self.codes[name]]
+        return self.numbers[name]
+
+    def take(self, mask: np.ndarray) -> StudentColumns:
+        """The students where ``mask`` is true, in order."""
+        return StudentColumns(int(np.count_nonzero(mask)), {k: v[mask] for k, v in self.codes.items()},
+                              {k: v[mask] for k, v in self.numbers.items()})
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return _records_of({name: self.values(name)[key] for name in FEATURE_NAMES})
+        if not -self.size <= key < self.size:
+            raise IndexError(key)
+        return {name: _CATEGORY_VALUES[name][self.codes[name][key]] if name in self.codes
+                else self.numbers[name][key].item() for name in FEATURE_NAMES}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self[:])
+
+
+_CATEGORY_VALUES = {f.name: np.asarray(f.categories, dtype=object) for f in CATEGORICAL_FEATURES}
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _records_of(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    lists = [columns[name].tolist() for name in FEATURE_NAMES]
+    return [dict(zip(FEATURE_NAMES, row, strict=True)) for row in zip(*lists, strict=True)]
+
+
+def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
+    """A JSON batch checked column by column: its students as columns when every one is valid, else None.
+
+    Accepts exactly what ``validate_student`` accepts from students sent with the schema's names (an instance
+    sent with the public download's headers, or with anything wrong, gives None: then ``validate_students``
+    names every field and rule, one student at a time).
+    """
+    keys = _FEATURE_SET
+    if not all(type(i) is dict and i.keys() == keys for i in instances):
+        return None
+    size = len(instances)
+    codes: dict[str, np.ndarray] = {}
+    numbers: dict[str, np.ndarray] = {}
+    try:
+        for feature in CATEGORICAL_FEATURES:
+            name = feature.name
+            column = [i[name] for i in instances]
+            if not all(type(v) is str for v in column):  # a list, a number, null...: the row check names it
+                return None
+            found = _CATEGORY_INDEX[name].get_indexer(np.array(column, dtype=object))
+            if (found < 0).any():
+                return None
+            codes[name] = found
+        for feature in NUMERIC_FEATURES:
+            name = feature.name
+            column = [i[name] for i in instances]
+            if not set(map(type, column)) <= _NUMBER_TYPES:  # bool, str, None, ...: refused by the rule
+                return None
+            values = np.array(column, dtype=np.float64)
+            if not (np.isfinite(values) & (values >= feature.minimum) & (values <= feature.maximum)).all():
+                return None
+            numbers[name] = values
+    except (TypeError, OverflowError, ValueError):  # an unhashable or huge value: the row check names it
+        return None
+    return StudentColumns(size, codes, numbers)
+
+
+def check_text_columns(cells: Mapping[str, Sequence[str]], size: int) -> tuple[np.ndarray, StudentColumns]:
+    """Text cells (a class list's), checked column by column as ``validate_student(from_form=True)`` checks them.
+
+    Returns the mask of the rows whose every cell is valid, and those rows as columns. A row that is not
+    valid is left to ``validate_student``, which names every field and rule.
+    """
+    ok = np.ones(size, dtype=bool)
+    codes: dict[str, np.ndarray] = {}
+    for feature in CATEGORICAL_FEATURES:
+        found = _CATEGORY_INDEX[feature.name].get_indexer(list(cells[feature.name]))
+        ok &= found >= 0
+        codes[feature.name] = found
+    numbers: dict[str, np.ndarray] = {}
+    match = _PLAIN_NUMBER.fullmatch
+    for feature in NUMERIC_FEATURES:
+        stripped = [t.strip() for t in cells[feature.name]]
+        plain = np.fromiter((match(t) is not None for t in stripped), dtype=bool, count=size)
+        values = np.full(size, np.nan)
+        values[plain] = [float(t) for t, p in zip(stripped, plain.tolist(), strict=True) if p]
+        ok &= plain & (values >= feature.minimum) & (values <= feature.maximum)
+        numbers[feature.name] = values
+    return ok, StudentColumns(int(ok.sum()), {k: v[ok] for k, v in codes.items()},
+                              {k: v[ok] for k, v in numbers.items()})
+
+
+def check_text_table(frame: pd.DataFrame) -> tuple[np.ndarray, StudentColumns, pd.DataFrame]:
+    """``check_students_frame`` for a table of text cells, column by column with Arrow's compute functions.
+
+    A cell is taken at once when it is exactly a category, or a plainly written number (no spaces) in range;
+    the rows with any other cell are checked by ``check_students_frame``, which names every rule they break
+    (and still takes a row it finds valid). Returns ``(ok, students, errors)``: the mask of valid rows, those
+    rows as columns, and the errors as ``check_students_frame`` gives them (``position`` in ``frame``).
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # the serving set has no Arrow: every row through the pandas check
+        return _check_with_pandas(frame, np.ones(len(frame), dtype=bool))
+    size = len(frame)
+    plain = np.ones(size, dtype=bool)
+    codes: dict[str, np.ndarray] = {}
+    numbers: dict[str, np.ndarray] = {}
+    try:
+        for feature in CATEGORICAL_FEATURES:
+            found = pc.index_in(pa.array(frame[feature.name], type=pa.string()),
+                                value_set=pa.array(feature.categories, type=pa.string()))
+            plain &= found.is_valid().to_numpy(zero_copy_only=False)
+            codes[feature.name] = found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.intp)
+        for feature in NUMERIC_FEATURES:
+            text = pa.array(frame[feature.name], type=pa.string())
+            written = pc.fill_null(pc.match_substring_regex(text, f"^(?:{_PLAIN_NUMBER.pattern})$"), False)
+            values = pc.cast(pc.if_else(written, text, "nan"), pa.float64()).to_numpy(zero_copy_only=False)
+            plain &= written.to_numpy(zero_copy_only=False) & (values >= feature.minimum) & (values <= feature.maximum)
+            numbers[feature.name] = values
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text after all: the pandas check knows every case
+        return _check_with_pandas(frame, np.ones(size, dtype=bool))
+    checked = StudentColumns(size, codes, numbers)
+    if plain.all():
+        return plain, checked, _no_errors()
+    ok, others, errors = _check_with_pandas(frame, ~plain)
+    full_codes = {k: v.copy() for k, v in codes.items()}
+    full_numbers = {k: v.copy() for k, v in numbers.items()}
+    taken = ok & ~plain  # rows the pandas check found valid though a cell was not plainly written
+    for name in full_codes:
+        full_codes[name][taken] = others.codes[name]
+    for name in full_numbers:
+        full_numbers[name][taken] = others.numbers[name]
+    return ok, StudentColumns(size, full_codes, full_numbers).take(ok), errors
+
+
+def _check_with_pandas(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, StudentColumns, pd.DataFrame]:
+    """``check_students_frame`` on the rows of ``rows`` (the others are valid); positions in the whole frame."""
+    at = np.flatnonzero(rows)
+    subset = frame.iloc[at].reset_index(drop=True)
+    ok_subset, students, errors = check_students_frame(subset)
+    ok = ~rows
+    ok[at] = ok_subset.to_numpy()
+    errors = errors.assign(position=at[errors["position"].to_numpy(dtype=np.int64)])
+    return ok, StudentColumns.from_frame(students), errors
+
+
+def _no_errors() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c != "position" else np.int64)
+                         for c in ("position", "field", "value", "reason")})

@@ -134,3 +134,18 @@ def test_the_batch_reads_score_text_as_the_form_does(student):
         assert batch == [e.message for e in form_errors], cell
         assert bool(ok.iloc[position]) == (not form_errors)
     assert students["reading_score"].tolist() == [72.0, 10.0]
+
+
+def test_student_columns_read_as_records_in_order_and_fast():
+    import time
+
+    from src.answers.fast_path import random_students
+    from src.validation import StudentColumns
+
+    records = random_students(20_000, seed=5).to_dict("records")
+    columns = StudentColumns.from_records(records)
+    started = time.perf_counter()
+    assert list(columns) == records  # iterated whole, not one column lookup per record
+    assert time.perf_counter() - started < 2.0
+    assert columns[3] == records[3] and columns[-1] == records[-1] and columns[5:8] == records[5:8]
+    assert len(columns) == 20_000

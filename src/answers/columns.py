@@ -1,15 +1,19 @@
-"""The answer for each student, computed once for every channel that answers many students at a time.
+"""The answer for each student, computed once, as columns, for every channel that answers many students.
 
-``compute_answers`` is the one place where many students' numbers are made: the predicted math score, its
-90 % range, the support band (the rule of ``src.answers.bands`` on the range as reported) and the exact
-per-feature contributions. The JSON and CSV API (``src.web.answers``) render it as JSON items; the batch
-command (local and Spark) and the MLflow model render it as rows with ``answers_frame``. The values are
-unrounded here, and ``json_predictions`` rounds them exactly as the JSON API reports them.
+``compute_answers`` is the one place where many students' answers are made, from checked students given
+as columns (``StudentColumns``): the predicted math score, its 90 % range, the support band (the rule of
+``src.answers.bands`` on the range as reported), the exact per-feature contributions and the top actionable
+factor in words. Every step is an array operation; the words come from a table of the distinct values.
+The JSON and CSV API (``src.web.answers``, ``src.web.roster``) render it as JSON; the batch command (local
+and Spark) and the MLflow model as rows with ``answers_frame``, whose columns are ``ANSWER_FIELDS``: a new
+answer column is one entry there. The values are unrounded here; ``round_as_python`` and
+``json_predictions`` round them exactly as the JSON API reports them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from src.answers.bands import Bands
-from src.answers.factors import describe_factor, top_actionable
+from src.answers.factors import top_factor_words
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
+from src.validation import StudentColumns
 
 MATH_SCORE = "math_score"
 LOW = "interval_low"
@@ -32,32 +37,92 @@ BASELINE = "factors_baseline"
 TOP_FACTOR = "top_factor"
 FACTOR_COLUMNS: tuple[str, ...] = tuple(f"factor_{name}" for name in FEATURE_NAMES)  # schema order
 
-
-Students = Sequence[Mapping[str, Any]] | pd.DataFrame
+Students = Sequence[Mapping[str, Any]] | pd.DataFrame | StudentColumns
 
 
 @dataclass(frozen=True)
 class Answers:
-    """The numbers behind many students' answers, unrounded, in input order."""
+    """Many students' answers, unrounded, in input order, as arrays."""
 
+    students: StudentColumns
     predictions: Predictions
+    model_version: str
     bands: np.ndarray | None  # band names, or None when no cut score was given
     contributions: np.ndarray | None  # (n, 7) score points, schema order; None when the model has no factors
+    baseline: float | None  # what the contributions add to (None without factors)
+
+    @property
+    def size(self) -> int:
+        return self.students.size
+
+    @functools.cached_property
+    def top_factor(self) -> np.ndarray:
+        """Each student's top actionable factor in words ("" when the model has no factors)."""
+        if self.contributions is None:
+            return np.full(self.size, "", dtype=object)
+        return top_factor_words(self.students, self.contributions)
 
 
-def compute_answers(pipeline: PredictPipeline, records: Sequence[Mapping[str, Any]], bands: Bands | None, *,
+def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands | None, *,
                     with_factors: bool = True) -> Answers:
-    """Validated students -> their predictions, bands and (when the model has exact factors) contributions."""
-    out = pipeline.predict(records)
+    """Checked students (columns, a typed frame or records) -> their answers, as arrays."""
+    columns = as_columns(students)
+    out = pipeline.predict_columns(columns)
     names = None if bands is None else reported_bands(bands, out.low, out.high)
     factors = pipeline.factors
-    contributions = factors.many(records) if with_factors and factors.available else None
-    return Answers(out, names, contributions)
+    available = with_factors and factors.available
+    contributions = factors.columns(columns) if available else None  # type: ignore[union-attr]
+    baseline = factors.baseline if available else None  # type: ignore[union-attr]
+    return Answers(columns, out, pipeline.model_version, names, contributions, baseline)
+
+
+@dataclass(frozen=True)
+class AnswerField:
+    """One column of the answer rows: its name, its type in files and Spark, and how it is read off the answers.
+
+    ``needs``: ``"band"`` (only with a cut score) or ``"factors"`` (only when factors are asked for).
+    """
+
+    name: str
+    kind: str  # "double" | "string"
+    values: Callable[[Answers], np.ndarray]
+    needs: str | None = None
+
+
+def _factor(j: int) -> Callable[[Answers], np.ndarray]:
+    return lambda a: np.full(a.size, np.nan) if a.contributions is None else a.contributions[:, j]
+
+
+ANSWER_FIELDS: tuple[AnswerField, ...] = (
+    AnswerField(MATH_SCORE, "double", lambda a: a.predictions.scores),
+    AnswerField(LOW, "double", lambda a: a.predictions.low),
+    AnswerField(HIGH, "double", lambda a: a.predictions.high),
+    AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
+    AnswerField(MODEL_VERSION, "string", lambda a: np.full(a.size, a.model_version, dtype=object)),
+    AnswerField(BAND, "string", lambda a: a.bands, needs="band"),  # type: ignore[arg-type,return-value]
+    AnswerField(BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline),
+                needs="factors"),
+    *(AnswerField(column, "double", _factor(j), needs="factors") for j, column in enumerate(FACTOR_COLUMNS)),
+    AnswerField(TOP_FACTOR, "string", lambda a: a.top_factor, needs="factors"),
+)
+FIELD_KINDS: dict[str, str] = {f.name: f.kind for f in ANSWER_FIELDS}
+
+
+def answer_fields(*, band: bool, factors: bool) -> tuple[AnswerField, ...]:
+    """The answer columns given with (or without) a band and factors, in their order."""
+    wanted = {None, *(["band"] if band else []), *(["factors"] if factors else [])}
+    return tuple(f for f in ANSWER_FIELDS if f.needs in wanted)
+
+
+def answers_columns(answers: Answers, *, with_factors: bool = True) -> dict[str, np.ndarray]:
+    """The answer rows as named arrays (``ANSWER_FIELDS`` order)."""
+    fields = answer_fields(band=answers.bands is not None, factors=with_factors)
+    return {f.name: f.values(answers) for f in fields}
 
 
 def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut: float | None = None,
                   with_factors: bool = True) -> pd.DataFrame:
-    """Validated students (records or a frame with the schema's columns) -> one answer row each, in order.
+    """Checked students (columns, records or a frame with the schema's columns) -> one answer row each, in order.
 
     Columns: ``ANSWER_COLUMNS``, then ``band`` when ``support_cut`` is given, then with ``with_factors``:
     ``factors_baseline``, one ``factor_<feature>`` per feature (score points against the baseline; baseline
@@ -65,46 +130,29 @@ def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut:
     most, in the teacher's words of the class list. A model without exact factors leaves them empty (the
     reason is ``pipeline.factors.reason``). Scores are not rounded.
     """
-    records = _records(students)
-    answers = compute_answers(pipeline, records, None if support_cut is None else Bands(support_cut),
+    answers = compute_answers(pipeline, students, None if support_cut is None else Bands(support_cut),
                               with_factors=with_factors)
-    out = answers.predictions
-    frame = pd.DataFrame(
-        {
-            MATH_SCORE: out.scores,
-            LOW: out.low,
-            HIGH: out.high,
-            LEVEL: np.full(len(records), out.level, dtype=float),
-            MODEL_VERSION: np.full(len(records), pipeline.model_version, dtype=object),
-        }
-    )
-    if answers.bands is not None:
-        frame[BAND] = answers.bands
-    if with_factors:
-        _add_factors(frame, pipeline, records, answers.contributions)
-    return frame
-
-
-def _add_factors(frame: pd.DataFrame, pipeline: PredictPipeline, records: Sequence[Mapping[str, Any]],
-                 contributions: np.ndarray | None) -> None:
-    n = len(records)
-    if contributions is None:
-        frame[BASELINE] = np.full(n, np.nan)
-        for column in FACTOR_COLUMNS:
-            frame[column] = np.full(n, np.nan)
-        frame[TOP_FACTOR] = np.full(n, "", dtype=object)
-        return
-    frame[BASELINE] = np.full(n, pipeline.factors.baseline)
-    for j, column in enumerate(FACTOR_COLUMNS):
-        frame[column] = contributions[:, j]
-    names, points = top_actionable(contributions)
-    frame[TOP_FACTOR] = np.array([describe_factor(name, record[name], value)
-                                  for record, name, value in zip(records, names, points, strict=True)], dtype=object)
+    return pd.DataFrame(answers_columns(answers, with_factors=with_factors))
 
 
 def reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """The band rule (``src.answers.bands``) on the range as the API reports it (one decimal)."""
     return bands.names(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
+
+
+def round_as_python(values: np.ndarray, decimals: int) -> np.ndarray:
+    """``round(v, decimals)`` of Python for every value, as one array operation.
+
+    NumPy rounds ``v * 10**decimals`` to an integer, which agrees with Python's correctly rounded decimal
+    unless that product lands within its rounding error of a half; those few values are rounded by Python.
+    """
+    values = np.asarray(values, dtype=float)
+    scaled = values * 10.0**decimals
+    out = np.round(values, decimals)
+    near_half = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 1e-3
+    if near_half.any():
+        out[near_half] = [round(v, decimals) for v in values[near_half].tolist()]
+    return out
 
 
 def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:
@@ -121,9 +169,10 @@ def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _records(students: Students) -> Sequence[Mapping[str, Any]]:
+def as_columns(students: Students) -> StudentColumns:
+    """Checked students as columns, whichever form they come in."""
+    if isinstance(students, StudentColumns):
+        return students
     if isinstance(students, pd.DataFrame):
-        # The same records as DataFrame.to_dict("records"), built column-wise: about 6 times faster.
-        columns = [students[name].tolist() for name in FEATURE_NAMES]
-        return [dict(zip(FEATURE_NAMES, values, strict=True)) for values in zip(*columns, strict=True)]
-    return students
+        return StudentColumns.from_frame(students)
+    return StudentColumns.from_records(students)

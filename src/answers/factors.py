@@ -19,9 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from src.answers.fast_path import AdditiveScorer, Scorer
-from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES, FEATURES_BY_NAME, CategoricalFeature, NumericFeature
+from src.schema import (
+    ACTIONABLE_FEATURES,
+    CATEGORICAL_FEATURES,
+    FEATURE_NAMES,
+    FEATURES_BY_NAME,
+    CategoricalFeature,
+    NumericFeature,
+)
+from src.validation import StudentColumns
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ METHOD = "additive"
 BASELINE_IS = "mean prediction on the training split"
 
 Record = Mapping[str, Any]
+_CATEGORIES = {f.name: f.categories for f in CATEGORICAL_FEATURES}
 _ACTIONABLE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in ACTIONABLE_FEATURES)
 
 _REASONS = {
@@ -67,6 +77,9 @@ class AdditiveFactors:
             else:
                 terms.append((name, None, scorer.slopes[name], self.centres[name]))
         self.terms = tuple(terms)  # (feature, {category: term} or None, slope, centre), schema order
+        # each category's term, indexed by the schema's category codes (StudentColumns.codes)
+        self._by_code = {name: np.array([table[c] for c in _CATEGORIES[name]], dtype=float)
+                         for name, table, _, _ in self.terms if table is not None}
 
     def one(self, record: Record) -> dict[str, float]:
         """The 7 contributions (score points) of one validated student, in schema order."""
@@ -84,6 +97,16 @@ class AdditiveFactors:
                 out[:, j] = np.fromiter((table[r[name]] for r in records), dtype=float, count=n) - centre
             else:
                 out[:, j] = slope * np.fromiter((r[name] for r in records), dtype=float, count=n) - centre
+        return out
+
+    def columns(self, students: StudentColumns) -> np.ndarray:
+        """``many`` of students given as columns: the very same numbers, from one lookup per category."""
+        out = np.empty((students.size, len(self.terms)))
+        for j, (name, table, slope, centre) in enumerate(self.terms):
+            if table is not None:
+                out[:, j] = self._by_code[name][students.codes[name]] - centre
+            else:
+                out[:, j] = slope * students.numbers[name] - centre
         return out
 
 
@@ -155,3 +178,28 @@ def top_actionable(contributions: np.ndarray) -> tuple[list[str], list[float]]:
     columns = np.asarray(_ACTIONABLE_COLUMNS)
     picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
     return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()
+
+
+def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.ndarray:
+    """Per student, the top actionable factor (``top_actionable``) in words, as ``describe_factor`` says it.
+
+    The words depend only on the feature and its value (a value's contribution is fixed), so each distinct
+    pair is worded once and the rest is a table lookup: a class of a thousand students has a few hundred.
+    """
+    columns = np.asarray(_ACTIONABLE_COLUMNS)
+    picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
+    out = np.empty(students.size, dtype=object)
+    for j in np.unique(picked).tolist():
+        name = FEATURE_NAMES[j]
+        rows = np.flatnonzero(picked == j)
+        if name in students.codes:
+            keys = students.codes[name][rows]
+        else:  # the exact bits: -0.0 and 0.0 are written differently
+            keys = students.numbers[name][rows].view(np.int64)
+        inverse, distinct = pd.factorize(keys)
+        first = rows[np.unique(inverse, return_index=True)[1]]  # each distinct value's first student
+        values = students.values(name)
+        words = np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()],
+                         dtype=object)
+        out[rows] = words[inverse]
+    return out

@@ -22,6 +22,7 @@ from src.components.data_ingestion import SYNTHETIC_SOURCE
 from src.signing import SigningKey
 from src.storage import ArtifactError, read_manifest, sha256_bytes, verify_files
 from src.store import Store
+from src.validation import StudentColumns
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,18 @@ class PredictPipeline:
     def predict(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
         """Validated students -> their scores and intervals, computed as one vector."""
         raw = self.scorer.score_many(records)
+        return Predictions(
+            scores=np.clip(raw, schema.TARGET.minimum, schema.TARGET.maximum),
+            low=np.clip(raw - self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
+            high=np.clip(raw + self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
+            level=self.level,
+            raw=raw,
+        )
+
+
+    def predict_columns(self, students: StudentColumns) -> Predictions:
+        """Checked students given as columns -> their scores and intervals (the same numbers as ``predict``)."""
+        raw = self.scorer.score_columns(students)
         return Predictions(
             scores=np.clip(raw, schema.TARGET.minimum, schema.TARGET.maximum),
             low=np.clip(raw - self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),

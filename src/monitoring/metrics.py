@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from src.periodic import Buffer
 from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, TARGET
-from src.validation import OTHER_FIELD, FieldError, field_label
+from src.validation import OTHER_FIELD, FieldError, StudentColumns, field_label
 
 # Latency buckets for a service that answers in about a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.5, 5.0)
@@ -259,6 +259,16 @@ class ServiceMetrics:
 
     def _apply(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         observe_many(self.scores, scores)
+        if isinstance(records, StudentColumns):  # many students as columns: read the columns
+            for name, child in self._input.items():
+                observe_many(child, records.numbers[name])
+            for feature in CATEGORICAL_FEATURES:
+                counts = np.bincount(records.codes[feature.name], minlength=len(feature.categories)).tolist()
+                children = self._category[feature.name]
+                for category, count in zip(feature.categories, counts, strict=True):
+                    if count:
+                        children[category].inc(count)
+            return
         for name, child in self._input.items():
             observe_many(child, np.fromiter((r[name] for r in records), dtype=float, count=len(records)))
         for name, children in self._category.items():

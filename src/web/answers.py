@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from src.answers.bands import Bands
-from src.answers.columns import compute_answers
+from src.answers.columns import Answers, Students, compute_answers, round_as_python
 from src.answers.evaluation import (
     BAND_RIGHT,
     INSIDE_RANGE,
@@ -63,39 +63,49 @@ class BatchAnswer:
     """Many students' answers (JSON-ready items, in order) and the arrays behind them."""
 
     items: list[dict[str, Any]]
-    predictions: Predictions
-    bands: np.ndarray  # band names
-    contributions: np.ndarray | None  # (n, 7), schema order; None when the model has no factors
+    answers: Answers
+
+    @property
+    def predictions(self) -> Predictions:
+        return self.answers.predictions
+
+    @property
+    def contributions(self) -> np.ndarray | None:
+        return self.answers.contributions
+
+    @property
+    def bands(self) -> np.ndarray:
+        return self.answers.bands  # type: ignore[return-value]  # a batch answer always has a cut
 
 
-def batch_answer(pipeline: PredictPipeline, records: Sequence[Record], bands: Bands) -> BatchAnswer:
-    """The answers for validated students: the shared ``compute_answers``, rendered as JSON items."""
-    answers = compute_answers(pipeline, records, bands)
+def batch_answer(pipeline: PredictPipeline, students: Students, bands: Bands) -> BatchAnswer:
+    """The answers for checked students: the shared ``compute_answers``, rendered as JSON items.
+
+    Every number is rounded as ``single_answer`` rounds it (Python's round, made columnar by
+    ``round_as_python``), so the same student gets the very same numbers on every channel.
+    """
+    answers = compute_answers(pipeline, students, bands)
     out, names, contributions = answers.predictions, answers.bands, answers.contributions
     assert names is not None  # a cut was given
-    scores, lows, highs = (np.round(a, 1) for a in (out.scores, out.low, out.high))
-    payloads = {name: bands.payload(name) for name in set(names.tolist())}
+    scores, lows, highs = (np.round(a, 1).tolist() for a in (out.scores, out.low, out.high))
+    names_list = names.tolist()
+    payloads = {name: bands.payload(name) for name in set(names_list)}
     level = out.level
-    factors = pipeline.factors
-    items: list[dict[str, Any]] = []
     if contributions is None:
-        for s, lo, hi, name in zip(scores.tolist(), lows.tolist(), highs.tolist(), names.tolist(), strict=True):
-            items.append({"math_score": s, "interval": {"low": lo, "high": hi, "level": level},
-                          "band": payloads[name], "factors": None})
-    else:
-        baseline = round(factors.baseline, DECIMALS)
-        # Python's round, as in single_answer: the same student gets the very same numbers on every channel
-        raws = [round(v, DECIMALS) for v in (out.raw if out.raw is not None else out.scores).tolist()]
-        rounded = [[round(v, DECIMALS) for v in row] for row in contributions.tolist()]
-        f0, f1, f2, f3, f4, f5, f6 = FEATURE_NAMES  # unpacked: building each row's dict is the batch's hot loop
-        for s, lo, hi, name, raw, (c0, c1, c2, c3, c4, c5, c6) in zip(
-            scores.tolist(), lows.tolist(), highs.tolist(), names.tolist(), raws, rounded, strict=True
-        ):
-            items.append({"math_score": s, "interval": {"low": lo, "high": hi, "level": level},
-                          "band": payloads[name],
-                          "factors": {"baseline": baseline, "unclipped_score": raw,
-                                      "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}})
-    return BatchAnswer(items, out, names, contributions)
+        items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
+                  "factors": None}
+                 for s, lo, hi, name in zip(scores, lows, highs, names_list, strict=True)]
+        return BatchAnswer(items, answers)
+    baseline = round(answers.baseline, DECIMALS)  # type: ignore[arg-type]
+    raws = round_as_python(out.raw if out.raw is not None else out.scores, DECIMALS).tolist()
+    rounded = round_as_python(contributions, DECIMALS).tolist()
+    f0, f1, f2, f3, f4, f5, f6 = FEATURE_NAMES  # unpacked: building each row's dict is the batch's hot loop
+    items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
+              "factors": {"baseline": baseline, "unclipped_score": raw,
+                          "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}}
+             for s, lo, hi, name, raw, (c0, c1, c2, c3, c4, c5, c6)
+             in zip(scores, lows, highs, names_list, raws, rounded, strict=True)]
+    return BatchAnswer(items, answers)
 
 
 @dataclass(frozen=True)

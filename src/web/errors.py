@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from blinker import Namespace
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -20,6 +21,14 @@ request_failed = Namespace().signal("request-failed")
 
 def json_response(payload: Mapping[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def fast_json_response(payload: Mapping[str, Any], status: int = 200) -> Response:
+    """``json_response`` for large answers (thousands of students): encoded by orjson, about ten times faster.
+
+    The same JSON values (floats written shortest-exact, as ``json.dumps`` writes them), without the spaces.
+    """
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json")
 
 
 def json_error(status: int, error: str, message: str) -> Response:

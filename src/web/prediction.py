@@ -37,7 +37,9 @@ from src.schema import (
 from src.validation import (
     MAX_DETAILS,
     FieldError,
+    StudentColumns,
     ValidationFailed,
+    check_instances,
     error_details,
     has_real_score,
     short_field,
@@ -48,7 +50,7 @@ from src.validation import (
 from src.web import roster
 from src.web.answers import batch_answer, bulk_allocation, evaluate_batch, single_answer, single_answer_json
 from src.web.body_guard import request_body
-from src.web.errors import json_error, json_response
+from src.web.errors import fast_json_response, json_error, json_response
 from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused
 from src.web.services import services
@@ -155,27 +157,30 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
             413, "batch_too_large", f"at most {svc.config.max_batch} students per request, got {len(instances)}"
         )
     labeled = any(has_real_score(raw) for raw in instances)  # students may carry their real math score
-    try:
-        if labeled:
-            records, reals = validate_labeled_students(instances)
-        else:
-            records = validate_students(instances)
-    except ValidationFailed as failed:
-        return _validation_failed(failed.errors)
+    students = None if labeled else check_instances(instances)  # column by column; None: a rule is broken
+    if students is None:
+        try:
+            if labeled:
+                records, reals = validate_labeled_students(instances)
+            else:
+                records = validate_students(instances)
+        except ValidationFailed as failed:
+            return _validation_failed(failed.errors)
+        students = StudentColumns.from_records(records)
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
     bands = _bands()
-    answer = batch_answer(pipeline, records, bands)
-    svc.predicted("batch", records, answer.predictions.scores)
+    answer = batch_answer(pipeline, students, bands)
+    svc.predicted("batch", students, answer.predictions.scores)
     payload: dict[str, Any] = {"predictions": answer.items, "model_version": pipeline.model_version}
     if not pipeline.factors.available:
         payload["factors_reason"] = pipeline.factors.reason
     if labeled:
         evaluated = evaluate_batch(pipeline, answer, reals, bands)
-        svc.labeled(records, evaluated.outcomes)
+        svc.labeled(students, evaluated.outcomes)
         payload["evaluation"] = evaluated.evaluation
-    return json_response(payload)
+    return fast_json_response(payload)
 
 
 def _answer_roster() -> roster.RosterAnswer | Response:
@@ -203,12 +208,10 @@ def _answer_roster() -> roster.RosterAnswer | Response:
     failed = answer.failed
     if failed:
         svc.rejected([e for row in failed for e in row.errors])
-    valid = [row.record for row in parsed.rows if row.record is not None]
-    if valid:
-        scores = np.array([item["math_score"] for item in answer.items if "math_score" in item])
-        svc.predicted("batch", valid, scores)  # type: ignore[arg-type]
-    if answer.evaluated is not None:
-        svc.labeled(valid, answer.evaluated.outcomes)  # type: ignore[arg-type]
+    if answer.answers is not None:
+        svc.predicted("batch", answer.answers.students, np.round(answer.answers.predictions.scores, 1))
+        if answer.evaluated is not None:
+            svc.labeled(answer.answers.students, answer.evaluated.outcomes)
     return answer
 
 
@@ -220,7 +223,7 @@ def _predict_csv() -> Response:
         if request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE:
             return Response(roster.roster_csv(answer), mimetype=roster.CSV_TYPE,
                             headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'})
-        return json_response(roster.roster_json(answer))
+        return fast_json_response(roster.roster_json(answer))
 
 
 def _predict_class_list() -> tuple[str, int] | str:
@@ -234,13 +237,15 @@ def _class_list_page() -> tuple[str, int] | str:
         body = json.loads(answer.get_data())
         problems = [f"{d['field']}: {d['message']}" for d in body.get("details", [])] or [body["message"]]
         return _render_form({}, {}, None, roster_error=problems), answer.status_code
+    shown = answer.roster
     rows = []
-    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
-        rows.append({"number": row.number, "student_id": row.student_id, "item": item, "top": top,
-                     "error": row.error})
+    for at, (item, top) in enumerate(zip(answer.items[:PREVIEW_ROWS], answer.top_factors, strict=False)):
+        failed = shown.failed.get(at)
+        rows.append({"number": at + 1, "student_id": shown.ids[at] if shown.ids is not None else None, "item": item,
+                     "top": top, "error": failed.error if failed is not None else ""})
     summary = {
-        "rows": rows[:PREVIEW_ROWS],
-        "total": len(rows),
+        "rows": rows,
+        "total": shown.size,
         "failed": answer.failed,
         "counts": answer.band_counts(),
         "has_ids": answer.roster.has_ids,

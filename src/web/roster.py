@@ -20,15 +20,17 @@ from typing import Any
 import numpy as np
 
 from src.answers.bands import BAND_NAMES, Bands
+from src.answers.columns import Answers
 from src.answers.evaluation import OUTCOME_COLUMNS
-from src.answers.factors import describe_factor, top_actionable
 from src.answers.model import PredictPipeline
-from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, STUDENT_ID, TARGET, canonical_name
+from src.schema import FEATURE_NAMES, STUDENT_ID, TARGET, canonical_name
 from src.validation import (
     MAX_DETAILS,
     REQUIRED,
     UNEXPECTED,
     FieldError,
+    StudentColumns,
+    check_text_columns,
     parse_form_number,
     short_field,
     take_real_score,
@@ -39,6 +41,8 @@ from src.web.answers import Evaluated, batch_answer, evaluate_batch
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
 OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
+# Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
+_ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
 # A math score column (the public download's) is each student's real score: checked, and compared with the answer.
 _ACCEPTED = frozenset(FEATURE_NAMES) | {STUDENT_ID, TARGET.name}
 
@@ -56,12 +60,12 @@ class RosterError(ValueError):
 
 @dataclass(frozen=True)
 class RosterRow:
+    """A row that cannot be answered, with every rule it broke."""
+
     number: int  # 1-based among the student rows
     values: Mapping[str, str]  # the uploaded cells, schema names
     student_id: str | None
-    record: Mapping[str, Any] | None  # validated student, or None when the row has errors
     errors: Sequence[FieldError] = ()
-    real: float | None = None  # the real math score, when the file has the column and the cell is not blank
 
     @property
     def error(self) -> str:
@@ -74,9 +78,24 @@ class RosterRow:
 
 @dataclass(frozen=True)
 class Roster:
-    rows: list[RosterRow]
-    has_ids: bool
-    labeled: bool = False  # the file has a real math score column
+    """A class list as columns: each row's cells, the rows answered (as checked columns) and the rows refused."""
+
+    size: int
+    cells: Mapping[str, list[str]]  # per feature, each row's cell as uploaded ("" where a short row has none)
+    ids: list[str | None] | None  # each row's student_id, when the file has the column
+    valid: np.ndarray  # the rows answered
+    students: StudentColumns  # those rows, checked, as columns
+    failed: Mapping[int, RosterRow]  # the other rows, by position, in order
+    reals: np.ndarray | None = None  # a labeled file's real math scores of the rows answered (NaN: blank)
+
+    @property
+    def has_ids(self) -> bool:
+        return self.ids is not None
+
+    @property
+    def labeled(self) -> bool:
+        """The file has a real math score column."""
+        return self.reals is not None
 
 
 @dataclass
@@ -87,7 +106,7 @@ class RosterAnswer:
     model_version: str
     items: list[dict[str, Any]] = field(default_factory=list)  # JSON items, in row order
     factors_reason: str | None = None
-    contributions: np.ndarray | None = None  # (valid rows, 7), for the top factors
+    answers: Answers | None = None  # the valid rows' answers, as arrays
     evaluated: Evaluated | None = None  # the valid rows against their real scores (a labeled file only)
 
     @property
@@ -97,21 +116,17 @@ class RosterAnswer:
     @functools.cached_property
     def top_factors(self) -> list[str]:
         """Per row, the actionable factor that moves the score most, in words ("" for bad rows, or no factors)."""
-        out = [""] * len(self.roster.rows)
-        if self.contributions is None or not len(self.contributions):
-            return out
-        names, points = top_actionable(self.contributions)
-        valid = (i for i, row in enumerate(self.roster.rows) if row.record is not None)
-        for i, name, value in zip(valid, names, points, strict=True):
-            out[i] = describe_factor(name, self.roster.rows[i].record[name], value)  # type: ignore[index]
-        return out
+        out = np.full(self.roster.size, "", dtype=object)
+        if self.answers is not None:
+            out[self.roster.valid] = self.answers.top_factor
+        return out.tolist()
 
     @property
     def failed(self) -> list[RosterRow]:
-        return [row for row in self.roster.rows if row.errors]
+        return list(self.roster.failed.values())
 
     def band_counts(self) -> dict[str, int]:
-        counts = Counter(item["band"]["name"] for item in self.items if "band" in item)
+        counts = Counter(self.answers.bands.tolist()) if self.answers is not None else Counter()  # type: ignore[union-attr]
         return {name: counts.get(name, 0) for name in BAND_NAMES}
 
 
@@ -140,49 +155,48 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     id_at = header.index(STUDENT_ID) if STUDENT_ID in header else None
     real_at = header.index(TARGET.name) if TARGET.name in header else None
     width = len(header)
-    rows: list[RosterRow] = []
-    for number, cells in enumerate(body, start=1):
-        student_id = cells[id_at] if id_at is not None and id_at < len(cells) else None
-        if len(cells) != width:
-            values = {name: cells[i] if i < len(cells) else "" for name, i in positions}
-            error = FieldError("row", f"has {len(cells)} cells; the header has {width}", number)
-            rows.append(RosterRow(number, values, student_id, None, (error,)))
-            continue
-        values = {name: cells[i] for name, i in positions}
-        record = _quick_record(values)
-        errors: list[FieldError] = []
-        if record is None:  # something is wrong: the shared validator names every field and rule
-            record, errors = validate_student(values, number, from_form=True)
-        real = None
-        if real_at is not None:
-            _, real, broken = take_real_score({TARGET.name: cells[real_at]}, number, from_form=True)
-            errors = [*errors, *broken]
-        if student_id is not None and len(student_id) > MAX_ID_LENGTH:
-            errors = [*errors, FieldError(STUDENT_ID, f"must be at most {MAX_ID_LENGTH} characters", number)]
-            record = None
-        rows.append(RosterRow(number, values, student_id, record if not errors else None, tuple(errors),
-                              real if not errors else None))
-    return Roster(rows, id_at is not None, real_at is not None)
-
-
-_CATEGORIES = {f.name: frozenset(f.categories) for f in CATEGORICAL_FEATURES}
-_RANGES = {f.name: (f.minimum, f.maximum) for f in NUMERIC_FEATURES}
-
-
-def _quick_record(values: Mapping[str, str]) -> dict[str, Any] | None:
-    """The validated record when every cell is valid, else None; accepts exactly what validate_student accepts."""
-    record: dict[str, Any] = {}
-    for name, allowed in _CATEGORIES.items():
-        value = values[name]
-        if value not in allowed:
-            return None
-        record[name] = value
-    for name, (low, high) in _RANGES.items():
-        number = parse_form_number(values[name])
-        if number is None or not low <= number <= high:
-            return None
-        record[name] = number
-    return record
+    size = len(body)
+    whole = [len(cells) == width for cells in body]
+    # Cells by column: a row of the header's width as it is; another padded with "" (it is refused below).
+    rows = body if all(whole) else [cells if ok else (cells + [""] * width)[:width] for cells, ok in zip(
+        body, whole, strict=True)]
+    by_column = list(zip(*rows, strict=True))
+    cells = {name: list(by_column[i]) for name, i in positions}
+    ids = list(by_column[id_at]) if id_at is not None else None
+    if ids is not None and not all(whole):  # a short row's missing id is no id
+        ids = [cell if ok or id_at < len(raw) else None for cell, ok, raw in zip(ids, whole, body, strict=True)]
+    ok, checked = check_text_columns(cells, size)
+    valid = ok & np.asarray(whole, dtype=bool)
+    if ids is not None and (None in ids or max(map(len, ids), default=0) > MAX_ID_LENGTH):
+        valid &= np.fromiter((len(i or "") <= MAX_ID_LENGTH for i in ids), dtype=bool, count=size)
+    reals = real_errors = None
+    if real_at is not None:  # each real score checked by the target's rule (blank allowed: not known yet)
+        reals = np.full(size, np.nan)
+        real_errors = {}
+        for at, cell in enumerate(by_column[real_at]):
+            if not whole[at]:
+                continue
+            _, real, broken = take_real_score({TARGET.name: cell}, at + 1, from_form=True)
+            if broken:
+                real_errors[at] = broken
+                valid[at] = False
+            elif real is not None:
+                reals[at] = real
+    failed: dict[int, RosterRow] = {}
+    for at in np.flatnonzero(~valid).tolist():  # the rows with errors: the shared validator names each rule
+        number = at + 1
+        values = {name: cells[name][at] for name in FEATURE_NAMES}
+        student_id = ids[at] if ids is not None else None
+        if not whole[at]:
+            errors = [FieldError("row", f"has {len(body[at])} cells; the header has {width}", number)]
+        else:
+            errors = validate_student(values, number, from_form=True)[1]
+            errors += (real_errors or {}).get(at, [])
+            if student_id is not None and len(student_id) > MAX_ID_LENGTH:
+                errors.append(FieldError(STUDENT_ID, f"must be at most {MAX_ID_LENGTH} characters", number))
+        failed[at] = RosterRow(number, values, student_id, tuple(errors))
+    students = checked if (valid == ok).all() else checked.take(valid[ok])
+    return Roster(size, cells, ids, valid, students, failed, None if reals is None else reals[valid])
 
 
 def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
@@ -202,26 +216,29 @@ def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
 
 def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> RosterAnswer:
     """Predict every valid row as one batch; keep bad rows in place with their errors."""
-    valid = [row for row in roster.rows if row.record is not None]
     answer = RosterAnswer(roster, pipeline.model_version)
     if not pipeline.factors.available:
         answer.factors_reason = pipeline.factors.reason
-    batch = batch_answer(pipeline, [row.record for row in valid], bands) if valid else None  # type: ignore[misc]
-    answer.contributions = batch.contributions if batch is not None else None
-    if roster.labeled and batch is not None:
-        reals = np.array([np.nan if row.real is None else row.real for row in valid], dtype=float)
-        answer.evaluated = evaluate_batch(pipeline, batch, reals, bands)
-    predicted = iter(batch.items if batch is not None else ())
-    for row in roster.rows:
-        if row.errors:
-            item: dict[str, Any] = {"row": row.number, "error": row.error,
-                                    "details": [{"field": e.field, "message": e.message} for e in row.errors]}
-        else:
-            item = next(predicted)
-        if roster.has_ids:
-            item = {STUDENT_ID: row.student_id, **item}
-        answer.items.append(item)
+    items: list[dict[str, Any]] = []
+    if roster.students.size:
+        batch = batch_answer(pipeline, roster.students, bands)
+        answer.answers = batch.answers
+        if roster.reals is not None:  # adds each valid row's outcome to its item
+            answer.evaluated = evaluate_batch(pipeline, batch, roster.reals, bands)
+        items = batch.items
+    if roster.failed:
+        predicted = iter(items)
+        items = [_failed_item(roster.failed[at]) if at in roster.failed else next(predicted)
+                 for at in range(roster.size)]
+    if roster.ids is not None:
+        items = [{STUDENT_ID: sid, **item} for sid, item in zip(roster.ids, items, strict=True)]
+    answer.items = items
     return answer
+
+
+def _failed_item(row: RosterRow) -> dict[str, Any]:
+    return {"row": row.number, "error": row.error,
+            "details": [{"field": e.field, "message": e.message} for e in row.errors]}
 
 
 def roster_json(answer: RosterAnswer) -> dict[str, Any]:
@@ -240,21 +257,37 @@ def roster_csv(answer: RosterAnswer) -> str:
     right (empty where the real score was blank or the band made no claim)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    ids = answer.roster.has_ids
+    roster = answer.roster
+    ids = roster.ids
     labeled = answer.evaluated is not None
-    writer.writerow(["row", *([STUDENT_ID] if ids else []), *FEATURE_NAMES, *OUTPUT_COLUMNS,
+    writer.writerow(["row", *([STUDENT_ID] if ids is not None else []), *FEATURE_NAMES, *OUTPUT_COLUMNS,
                      *(OUTCOME_COLUMNS if labeled else ())])
-    for row, item, top in zip(answer.roster.rows, answer.items, answer.top_factors, strict=True):
-        given = [_cell(row.values.get(name, "")) for name in FEATURE_NAMES]
-        if row.errors:
-            result = ["", "", "", "", "", row.error] + [""] * len(OUTCOME_COLUMNS) * labeled
-        else:
-            interval = item["interval"]
-            result = [f"{item['math_score']:.1f}", f"{interval['low']:.1f}", f"{interval['high']:.1f}",
-                      item["band"]["name"], top, ""]
-            if labeled:
-                result += [_outcome_cell(item.get(name)) for name in OUTCOME_COLUMNS]
-        writer.writerow([row.number, *([_cell(row.student_id or "")] if ids else []), *given, *result])
+    n = roster.size
+    scores = lows = highs = bands = [""] * n
+    if answer.answers is not None:
+        at = np.flatnonzero(roster.valid)
+        predictions = answer.answers.predictions
+        columns = []
+        for values in (predictions.scores, predictions.low, predictions.high):
+            column = np.full(n, "", dtype=object)
+            column[at] = _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)]  # np.round(values, 1), as text
+            columns.append(column.tolist())
+        scores, lows, highs = columns
+        band = np.full(n, "", dtype=object)
+        band[at] = answer.answers.bands
+        bands = band.tolist()
+    errors = [""] * n
+    for at_row, row in roster.failed.items():
+        errors[at_row] = row.error
+    # a valid row's cells are categories and plain numbers: only a refused row's cells and ids can hold a formula
+    given = [roster.cells[name] if not roster.failed else
+             [_cell(c) if i in roster.failed else c for i, c in enumerate(roster.cells[name])]
+             for name in FEATURE_NAMES]
+    first = [range(1, n + 1)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
+    outcomes = [["" if i in roster.failed else _outcome_cell(item.get(name)) for i, item in enumerate(answer.items)]
+                for name in OUTCOME_COLUMNS] if labeled else []
+    writer.writerows(zip(*first, *given, scores, lows, highs, bands, answer.top_factors, errors, *outcomes,
+                         strict=True))
     return out.getvalue()
 
 

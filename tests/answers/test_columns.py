@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -186,3 +187,21 @@ def test_batch_command_writes_each_student_its_row_by_row_answer(trained, pipeli
         assert got["student_id"].tolist() == frame["student_id"].tolist()
         assert got["row"].tolist() == list(range(1, 701)) + list(range(1, len(frame) - 700 + 1))
         assert_frame_is_row_by_row(got, pipeline, records, exact=True)
+
+
+@pytest.mark.parametrize("value", [[None, None], ["none"], {"a": 1}, 1, None, True, "None"])
+def test_a_json_batch_with_a_category_of_another_type_is_refused_naming_the_field(served, student, value):
+    answer = served.post("/predictdata", json={"instances": [student, {**student, "test_preparation_course": value}]})
+    assert answer.status_code == 422
+    message = "is required" if value is None else "must be one of: none, completed"
+    assert answer.get_json()["details"] == [{"index": 1, "field": "test_preparation_course", "message": message}]
+
+
+@pytest.mark.parametrize("value", [[1], "72", True, None, float("inf"), 10**400, -0.5])
+def test_a_json_batch_with_a_score_of_another_type_is_refused_naming_the_field(served, student, value):
+    broken = json.dumps({**student, "reading_score": "X"}).replace('"X"', str(value) if type(value) is int
+                                                                   else json.dumps(value))
+    body = f'{{"instances": [{json.dumps(student)}, {broken}]}}'
+    answer = served.post("/predictdata", data=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422
+    assert [(d["index"], d["field"]) for d in answer.get_json()["details"]] == [(1, "reading_score")]
