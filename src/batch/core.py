@@ -150,12 +150,13 @@ def reject_columns(has_student_id: bool) -> list[str]:
 
 
 def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray, rows: np.ndarray,
-                support_cut: float | None, parts: list[dict[str, Any]] | None = None
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                support_cut: float | None, parts: list[dict[str, Any]] | None = None, *, as_table: bool = False
+                ) -> tuple[Any, pd.DataFrame]:
     """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule).
 
     When the rows carry the real math score (blank allowed), the answers get the outcome columns and, given
-    ``parts``, the chunk's ``evaluation_part`` is appended to it.
+    ``parts``, the chunk's ``evaluation_part`` is appended to it. The answers are a DataFrame, or with
+    ``as_table`` an Arrow table of the same columns and values (``answers_table``), for writing to Parquet.
     """
     frame = normalise_student_headers(raw)
     has_id = STUDENT_ID in frame.columns
@@ -174,7 +175,8 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarra
         columns.update(outcome_columns(checked))
     ids = {STUDENT_ID: _text_of(frame[STUDENT_ID], mask)} if has_id else {}
     columns = {**ids, "source": sources[mask], "row": rows[mask], **columns}
-    predictions = _frame({name: columns[name] for name in prediction_columns(has_id, support_cut, labeled)})
+    ordered = {name: columns[name] for name in prediction_columns(has_id, support_cut, labeled)}
+    predictions = answers_table(ordered) if as_table else _frame(ordered)
     at = errors["position"].to_numpy(dtype=np.int64)
     rejects = pd.DataFrame({"source": sources[at], "row": rows[at]})
     if has_id:
@@ -198,11 +200,13 @@ def field_count_rejects(sources: Sequence[str], rows: Sequence[int], found: Sequ
 
 
 def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame, rows: np.ndarray, bad: list,
-                     support_cut: float | None, parts: list[dict[str, Any]] | None = None
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too."""
+                     support_cut: float | None, parts: list[dict[str, Any]] | None = None, *, as_table: bool = False
+                     ) -> tuple[Any, pd.DataFrame]:
+    """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too.
+
+    ``as_table``: the answers as an Arrow table (see ``score_chunk``)."""
     answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows, support_cut,
-                                  parts)
+                                  parts, as_table=as_table)
     if bad:
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
         extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad], bad[0][1],
@@ -382,8 +386,9 @@ class Output:
                 if Path(self.path(name)).exists():
                     raise BatchError(f"{self.path(name)} already exists; choose a new --output")
 
-    def write_part(self, kind: str, frame: pd.DataFrame) -> None:
-        if frame.empty:
+    def write_part(self, kind: str, frame: Any) -> None:
+        """One part file of a DataFrame or an Arrow table (nothing when it has no rows)."""
+        if not len(frame):
             return
         number = self.parts.get(kind, 0)
         self.parts[kind] = number + 1
@@ -411,15 +416,43 @@ class Output:
             atomic_write_bytes(Path(self.path(name)), data)
 
 
-def serialise(frame: pd.DataFrame, fmt: str) -> bytes:
+# Parquet dictionary-encodes a column until its dictionary passes this size, then writes the rest plainly: the
+# repeated values (file name, band, factors, the top factor's words, model version) stay dictionary-encoded,
+# while the per-student ones (id, row, score, range) stop paying for a dictionary after 64 KiB of distinct values.
+PARQUET_DICTIONARY_BYTES = 1 << 16
+
+
+def serialise(frame: Any, fmt: str) -> bytes:
+    """A DataFrame or an Arrow table as the bytes of one CSV or Parquet file."""
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         buffer = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+        pq.write_table(table, buffer, dictionary_pagesize_limit=PARQUET_DICTIONARY_BYTES)
         return buffer.getvalue().to_pybytes()
+    if not isinstance(frame, pd.DataFrame):
+        frame = frame.to_pandas()
     return frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL).encode("utf-8")
+
+
+def answers_table(columns: dict[str, Any]) -> Any:
+    """An Arrow table of answer columns, with the values and column types that ``_frame`` and
+    ``pa.Table.from_pandas`` give (text as large strings, a missing value missing), without a DataFrame between."""
+    import pyarrow as pa
+
+    arrays = {}
+    for name, values in columns.items():
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            try:  # text; None and NaN are missing, as pandas' factorize makes them in ``_frame``
+                values = pa.array(values, type=pa.large_string(), from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # yes/no outcomes with blanks, as pandas would type them
+                values = pa.array(values, from_pandas=True)
+        elif isinstance(values, (pa.Array, pa.ChunkedArray)) and pa.types.is_string(values.type):
+            values = values.cast(pa.large_string())
+        arrays[name] = values
+    return pa.table(arrays)
 
 
 def _frame(columns: dict[str, Any]) -> pd.DataFrame:

@@ -87,10 +87,12 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
     predictions = rejected_rows = rejects = 0
     has_id = labeled = False
     parts: list[dict] = []
+    as_table = config.format == "parquet"  # Parquet is written from Arrow arrays, with no DataFrame between
     for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
         labeled = labeled or is_labeled(chunk)
-        answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts)
+        answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts,
+                                           as_table=as_table)
         output.write_part(PREDICTIONS, answers)
         output.write_part(REJECTS, broken)
         predictions += len(answers)
