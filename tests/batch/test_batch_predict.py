@@ -20,6 +20,7 @@ from tests.batch.batch_cases import (
     json_instances,
     read_output,
     upload_cohort,
+    write_labeled,
 )
 
 
@@ -173,3 +174,34 @@ def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_wh
     assert predictions["math_score"].notna().all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["factors_reason"] == "k-nearest neighbours has no exact split"
+
+
+@pytest.mark.parametrize("support_cut", [60.0, None])
+def test_parquet_written_from_arrays_reads_back_as_the_frame_written(trained, cohort, pipeline, tmp_path,
+                                                                     support_cut):
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    from src.answers.factors import NoFactors
+    from src.batch.core import read_chunks, score_read_chunk, serialise
+
+    labeled = tmp_path / "labeled.csv"
+    write_labeled(labeled)  # real scores, some blank, some broken: the outcome columns, yes/no with blanks
+    plain = dataclasses.replace(pipeline, factors=NoFactors("no exact split"))  # factors empty
+    checked = 0
+    for model in (pipeline, plain):
+        for source in (str(cohort.folder), str(labeled)):
+            for name, chunk, rows, bad in read_chunks(source, 400):
+                frame, _ = score_read_chunk(model, name, chunk, rows, bad, support_cut)
+                table, _ = score_read_chunk(model, name, chunk, rows, bad, support_cut, as_table=True)
+                written = {}
+                for kind, answers in (("frame", frame), ("table", table)):
+                    written[kind] = tmp_path / f"{kind}.parquet"
+                    written[kind].write_bytes(serialise(answers, "parquet"))
+                pd.testing.assert_frame_equal(pd.read_parquet(written["table"]), pd.read_parquet(written["frame"]),
+                                              check_exact=True)
+                assert pq.read_schema(written["table"]).remove_metadata().equals(
+                    pq.read_schema(written["frame"]).remove_metadata())
+                checked += len(frame)
+    assert checked > 2 * 5000
