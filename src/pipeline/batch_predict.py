@@ -27,7 +27,11 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
 
 from src.answers.model import PredictPipeline
 from src.batch.core import (
@@ -88,19 +92,31 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
     has_id = labeled = False
     parts: list[dict] = []
     as_table = config.format == "parquet"  # Parquet is written from Arrow arrays, with no DataFrame between
-    for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
-        has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
-        labeled = labeled or is_labeled(chunk)
-        answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts,
-                                           as_table=as_table)
-        output.write_part(PREDICTIONS, answers)
-        output.write_part(REJECTS, broken)
-        predictions += len(answers)
-        rejects += len(broken)
-        rejected_rows += broken["row"].nunique()
+    # One chunk is written (encoded, compressed, put; Arrow and the file system release the GIL) while the next is
+    # read and scored: at most two chunks in memory, parts written in order by the one writer thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
+        pending: Future | None = None
+        for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
+            has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
+            labeled = labeled or is_labeled(chunk)
+            answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts,
+                                               as_table=as_table)
+            if pending is not None:
+                pending.result()  # a failed write stops the run here
+            pending = writer.submit(_write_parts, output, answers, broken)
+            predictions += len(answers)
+            rejects += len(broken)
+            rejected_rows += broken["row"].nunique()
+        if pending is not None:
+            pending.result()
     output.finish_parts(REJECTS, reject_columns(has_id))
     output.finish_parts(PREDICTIONS, prediction_columns(has_id, config.support_cut, labeled))
     return predictions, rejected_rows, rejects, parts if labeled else None
+
+
+def _write_parts(output: Output, answers: Any, rejects: pd.DataFrame) -> None:
+    output.write_part(PREDICTIONS, answers)
+    output.write_part(REJECTS, rejects)
 
 
 def _check_config(config: BatchConfig) -> None:
