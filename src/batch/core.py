@@ -444,7 +444,9 @@ def answers_table(columns: dict[str, Any]) -> Any:
 
     arrays = {}
     for name, values in columns.items():
-        if isinstance(values, np.ndarray) and values.dtype == object:
+        if isinstance(values, np.ndarray) and values.dtype == object and _one_text(values):
+            values = pa.repeat(pa.scalar(values[0], type=pa.large_string()), len(values))  # file name, model version
+        elif isinstance(values, np.ndarray) and values.dtype == object:
             try:  # text; None and NaN are missing, as pandas' factorize makes them in ``_frame``
                 values = pa.array(values, type=pa.large_string(), from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError):  # yes/no outcomes with blanks, as pandas would type them
@@ -477,6 +479,12 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
                 values = pa.array(values, from_pandas=True)
         arrays[name] = values
     return pa.table(arrays).to_pandas()
+
+
+def _one_text(values: np.ndarray) -> bool:
+    """True when every value is the same text (checked only when the first and last are one object)."""
+    first = values[0] if len(values) else None
+    return isinstance(first, str) and values[-1] is first and bool((values == first).all())
 
 
 def _text_of(column: pd.Series, mask: np.ndarray) -> Any:
