@@ -14,7 +14,8 @@ from src.lifecycle.model_card import HISTORY_LIMIT
 from src.periodic import Periodic
 from src.store import open_store
 from src.web import errors, health, model_page, openapi, prediction
-from src.web.body_guard import BodyGuard
+from src.web.body_guard import VALUES_PER_STUDENT, BodyGuard
+from src.web.headers import register_security_headers
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
 from src.web.security import register_hsts
@@ -37,7 +38,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
     register_hsts(app, config.hsts_max_age)
-    app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length)  # type: ignore[method-assign]
+    register_security_headers(app)
+    app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length,  # type: ignore[method-assign]
+                             max_values=(config.max_batch + 1) * VALUES_PER_STUDENT, timeout=config.body_timeout)
     background = [attach_monitoring(app, services)]
     services.slot.load()
     if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model

@@ -4,6 +4,15 @@ Metrics stay right across workers: PROMETHEUS_MULTIPROC_DIR is set before any wo
 fresh folder if the environment gives none), cleaned of the metric files of a previous run when the server
 starts, and a worker's live gauges are dropped when it exits (``child_exit``).
 
+Slow clients cannot take the service: each worker runs ``threads`` threads (the gthread worker, whose main
+loop waits for idle connections without a thread), and the app closes a connection whose body is not whole
+within BODY_TIMEOUT_SECONDS (src/web/body_guard.py), so a stalled client holds one thread for that long at
+most while /health and the other requests are answered by the others.
+
+The access log escapes control characters, quotes and backslashes in every field (``\\r``, ``\\n``, ``\\x00``,
+``\\"``): a path sent as ``%0d%0a...`` cannot write a line of its own. No control socket is opened: gunicorn's
+default one is a single path for every server of the user, which one server's exit removes for all.
+
 Only the files this program creates are ever deleted: prometheus_client's ``<type>_<pid>.db`` files and the
 app's shared drift window (``drift/``). A configured folder that holds anything else is refused at start,
 with a message naming what was found, and nothing in it is touched. A folder created here is removed, with
@@ -15,6 +24,8 @@ import os
 import re
 import tempfile
 from pathlib import Path
+
+from gunicorn.glogging import Logger
 
 # prometheus_client's multiprocess files: counter_<pid>.db, gauge_livesum_<pid>.db, histogram_<pid>.db ...
 METRIC_FILE = re.compile(r"(counter|summary|histogram|gauge_(live)?(all|min|max|sum|mostrecent))_\d+\.db")
@@ -71,7 +82,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
-worker_class = "sync"
+worker_class = "gthread"
+# Threads per worker: more than the stalled connections one worker should outlast (each is held at most
+# BODY_TIMEOUT_SECONDS); a thread waiting on a socket costs little memory and no CPU.
+threads = int(os.environ.get("GUNICORN_THREADS") or 32)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -79,6 +93,31 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # The request line without its query: a result page's query holds a student's details.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
+control_socket_disable = True
+
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\\u2028\u2029]')
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    return "\\" + char if char in '"\\' else f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+
+
+def escape_log_field(value: str) -> str:
+    """A field of the access log on one line: control characters, quotes and backslashes escaped."""
+    return _UNSAFE.sub(_escaped, value)
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, with every text field of an access log line escaped (paths are decoded: %0d%0a is CR LF)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        return {key: escape_log_field(value) if isinstance(value, str) else value
+                for key, value in super().atoms(resp, req, environ, request_time).items()}
+
+
+logger_class = AccessLogger
 
 
 # The libraries every worker imports, imported once in the master: the forked workers share these pages

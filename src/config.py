@@ -37,6 +37,7 @@ class AppConfig:
     log_level: str = "INFO"  # LOG_LEVEL
     max_batch: int = 10_000  # MAX_BATCH: students in one {"instances": [...]} request
     max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
+    body_timeout: float = 10.0  # BODY_TIMEOUT_SECONDS: a request body not whole this long after its headers: 408
     support_cut: float = 50.0  # SUPPORT_CUT: the math score below which a student needs support (0 < cut <= 100)
     metrics_enabled: bool = True  # METRICS_ENABLED: Prometheus metrics and /metrics
     drift_enabled: bool = True  # DRIFT_ENABLED: the shared window, /drift and the drift gauges
@@ -69,6 +70,7 @@ class AppConfig:
             log_level=level,
             max_batch=_int(env, "MAX_BATCH", defaults.max_batch, minimum=1),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
+            body_timeout=_float(env, "BODY_TIMEOUT_SECONDS", defaults.body_timeout, minimum=0.1),
             support_cut=_cut(env, "SUPPORT_CUT", defaults.support_cut),
             metrics_enabled=_bool(env, "METRICS_ENABLED", defaults.metrics_enabled),
             drift_enabled=_bool(env, "DRIFT_ENABLED", defaults.drift_enabled),

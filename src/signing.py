@@ -22,7 +22,7 @@ from src.storage import ArtifactError
 
 SIGNATURE_NAME = "manifest.sig"
 ALGORITHM = "HMAC-SHA256"
-KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MIN_SECRET_CHARS = 32
 
 
@@ -38,7 +38,7 @@ class SigningKey:
 
 def parse_key(text: str, variable: str) -> SigningKey:
     key_id, sep, secret = text.strip().partition(":")
-    if not sep or not KEY_ID.match(key_id):
+    if not sep or not KEY_ID.fullmatch(key_id):
         raise SigningKeyError(f"{variable}: each key is '<key id>:<secret>' with a key id of letters, digits, "
                               f"'.', '_' or '-'")
     if len(secret) < MIN_SECRET_CHARS:

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 POINTER_NAME = "champion.json"
 POINTER_FORMAT = 1
 DECISIONS = "decisions"
-VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+VERSION_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 STAGING_PREFIX = ".staging-"
 HISTORY_LIMIT = 20
 TRAINING_RUNS = "training-runs"  # beside a local store's versions: each run's student records, never served
@@ -63,7 +63,7 @@ class StoreError(ArtifactError):
 
 def check_version(version: Any) -> str:
     """A model version as training names it (``20261123T101500Z-1a2b3c4d``); anything else is refused."""
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise StoreError(f"{version!r} is not a model version (expected the form 20261123T101500Z-1a2b3c4d)")
     return version
 
@@ -272,7 +272,7 @@ class LocalStore(Store):
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
-                      if VERSION_PATTERN.match(p.name) and (p / MANIFEST_NAME).is_file())
+                      if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST_NAME).is_file())
 
     def add_set(self, directory: Path) -> str:
         manifest = read_manifest(directory)
@@ -406,7 +406,7 @@ class S3Store(Store):
     def versions(self) -> list[str]:
         _, folders = self._list(self.prefix, delimiter="/")
         names = [f[len(self.prefix):].rstrip("/") for f in folders]
-        return sorted(n for n in names if VERSION_PATTERN.match(n)
+        return sorted(n for n in names if VERSION_PATTERN.fullmatch(n)
                       and self._get(f"{self.prefix}{n}/{MANIFEST_NAME}") is not None)
 
     def add_set(self, directory: Path) -> str:

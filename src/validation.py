@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,7 @@ from src.schema import (
 
 REQUIRED = "is required"
 UNEXPECTED = "is not an accepted field"
+GIVEN_TWICE = "is given more than once"
 _FEATURE_SET = frozenset(FEATURE_NAMES)
 # Every key a student may be sent with (schema names and the public download's headers) -> its schema name.
 _ACCEPTED_KEYS: dict[Any, str] = {
@@ -65,6 +68,35 @@ class FieldError:
         if self.index is not None:
             out = {"index": self.index, **out}
         return out
+
+
+class JsonObject(dict):
+    """A JSON object as parsed by ``parse_json``: a dict that remembers the keys given more than once."""
+
+    __slots__ = ("duplicated",)
+    duplicated: tuple[str, ...]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = JsonObject(pairs)
+    obj.duplicated = ()
+    if len(obj) != len(pairs):  # the last value would win silently: keep every name that came twice
+        counts = Counter(key for key, _ in pairs)
+        obj.duplicated = tuple(key for key, n in counts.items() if n > 1)
+    return obj
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` that keeps, for each object, the keys given more than once (a ValueError if not JSON).
+
+    The form and a class list refuse a field given twice; so does the JSON API, rather than keep the last value.
+    """
+    return json.loads(text, object_pairs_hook=_object)
+
+
+def duplicated_keys(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys given more than once in an object ``parse_json`` made (none for any other mapping)."""
+    return getattr(obj, "duplicated", ())
 
 
 def field_label(field: str) -> str:
@@ -108,7 +140,7 @@ def validate_student(
     """
     if not isinstance(raw, Mapping):
         return None, [FieldError("student", "must be an object of field names to values", index)]
-    errors: list[FieldError] = []
+    errors = [FieldError(short_field(key), GIVEN_TWICE, index) for key in duplicated_keys(raw)]
     record: dict[str, Any] = {}
     for key, value in raw.items():
         name = _ACCEPTED_KEYS.get(key)  # one lookup per key: a client may send thousands of unknown ones
@@ -159,7 +191,10 @@ def take_real_score(raw: Any, index: int | None = None, *, from_form: bool = Fal
     given = [key for key in REAL_SCORE_KEYS if key in raw]
     if not given:
         return raw, None, []
-    rest = {k: v for k, v in raw.items() if k not in _REAL_KEYS}
+    rest: dict[str, Any] = {k: v for k, v in raw.items() if k not in _REAL_KEYS}
+    if duplicated_keys(raw):  # keys given twice (the real score's too) are still refused by validate_student
+        rest = JsonObject(rest)
+        rest.duplicated = duplicated_keys(raw)  # type: ignore[attr-defined]
     if len(given) > 1:
         return rest, None, [FieldError(given[1], f"is given twice (as {given[0]!r} too)", index)]
     value = raw[given[0]]
@@ -474,7 +509,9 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
     names every field and rule, one student at a time).
     """
     keys = _FEATURE_SET
-    if not all(type(i) is dict and i.keys() == keys for i in instances):
+    # plain objects: a dict, or one parse_json made without a key given twice
+    if not all((type(i) is dict or (type(i) is JsonObject and not i.duplicated)) and i.keys() == keys
+               for i in instances):
         return None
     size = len(instances)
     codes: dict[str, np.ndarray] = {}

@@ -1,6 +1,10 @@
 """gunicorn really serving app:app with the Procfile's command, on 127.0.0.1."""
 
+import contextlib
+import math
 import shlex
+import socket
+import time
 from pathlib import Path
 
 import requests
@@ -208,3 +212,130 @@ def test_api_tokens_under_gunicorn_two_configured_either_opens_the_api_the_form_
     finally:
         stop(process)
     assert "Traceback" not in log.read_text()
+
+
+def run_sh_command() -> list[str]:
+    """The command scripts/run.sh ends with (the README's run command; the Dockerfile's CMD is the same)."""
+    line = next(line for line in (PROJECT / "scripts" / "run.sh").read_text().splitlines() if line.startswith("exec "))
+    argv = shlex.split(line.removeprefix("exec "))
+    assert argv[1:] == ["-c", "gunicorn.conf.py", "app:app"] and argv[0].endswith("gunicorn"), argv
+    docker = next(line for line in (PROJECT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    assert docker == 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "app:app"]', docker
+    return [str(BIN / "gunicorn"), *argv[1:]]
+
+
+def stalled_post(port: int, declared: int = 1000, sent: bytes = b'{"gender": ') -> socket.socket:
+    """A POST that declares ``declared`` body bytes, sends ``sent`` of them and then nothing more."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST /predictdata HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (declared, sent))
+    return sock
+
+
+def read_answer(sock: socket.socket, deadline: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and when it closed it."""
+    answer = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            return answer, time.monotonic()
+        answer += chunk
+    return answer, math.inf
+
+
+def test_twenty_stalled_bodies_neither_hold_health_nor_outlive_the_body_timeout(trained, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    timeout = 3.0
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    # as scripts/run.sh starts it: its command, its variables, the default number of workers
+    process = start(run_sh_command(), log=log, env={
+        "HOST": "127.0.0.1", "PORT": str(port), "ARTIFACTS_DIR": trained.store,
+        "BODY_TIMEOUT_SECONDS": str(timeout), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
+        opened = time.monotonic()
+        stalled = [stalled_post(port) for _ in range(19)]
+        stalled.append(stalled_post(port, declared=5000, sent=b"["))  # and one that trickles a byte at a time
+        trickle = stalled[-1]
+        with ThreadPoolExecutor(len(stalled)) as pool:
+            answers = [pool.submit(read_answer, sock, opened + timeout + 10) for sock in stalled]
+            latencies = []
+            while time.monotonic() < opened + timeout + 1.5:
+                started = time.monotonic()
+                assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+                latencies.append(time.monotonic() - started)
+                with contextlib.suppress(OSError):
+                    trickle.sendall(b" ")
+                time.sleep(0.1)
+            results = [future.result() for future in answers]
+        for sock in stalled:
+            sock.close()
+    finally:
+        stop(process)
+    assert max(latencies) < 1.0, latencies
+    for answer, closed in results:
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"error": "request_timeout"' in answer
+        assert closed - opened <= timeout + 1.0, closed - opened  # closed at the deadline, not by gunicorn's timeout
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_any_body_byte(trained, tmp_path):
+    process, url, log = serve(trained, tmp_path, {"MAX_CONTENT_LENGTH": "4096"}, workers=1)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        sock = stalled_post(int(url.rsplit(":", 1)[1]), declared=10**9, sent=b"")
+        sock.settimeout(1.0)
+        first = sock.recv(65536)  # within a second, though not one byte of the body was sent
+        # gunicorn then drains what the client may still send, for a few seconds at most, and closes
+        rest, closed = read_answer(sock, time.monotonic() + 10)
+        sock.close()
+    finally:
+        stop(process)
+    assert first.startswith(b"HTTP/1.1 413"), first[:200]
+    assert b"request_entity_too_large" in first + rest and closed < math.inf
+
+
+def test_no_two_servers_share_a_control_socket(trained, tmp_path):
+    runtime, home = tmp_path / "runtime", tmp_path / "home"
+    runtime.mkdir()
+    home.mkdir()
+    env = {"XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}  # where gunicorn's default socket would go
+    servers = [serve(trained, tmp_path, env, workers=1) for _ in range(2)]
+    try:
+        for process, url, log in servers:
+            wait_for(f"{url}/ready", process, log=log)
+        stop(servers[0][0])
+        assert requests.get(f"{servers[1][1]}/health", timeout=5).status_code == 200
+        assert not list(runtime.iterdir()) and not list(home.iterdir()), (list(runtime.iterdir()),
+                                                                          list(home.iterdir()))
+    finally:
+        for process, _, _ in servers:
+            stop(process)
+    assert "control" not in servers[1][2].read_text().lower()
+
+
+def test_the_access_log_keeps_one_line_per_request_whatever_the_path_holds(trained, tmp_path):
+    access = tmp_path / "access.log"
+    process, url, log = serve(trained, tmp_path, {"GUNICORN_ACCESS_LOG": str(access)}, workers=1)
+    forged = ("/x%0d%0a127.0.0.1 - - [01/Jan/2030:00:00:00 +0000] %22GET /admin HTTP/1.1%22 200 0%00%5c"
+              .replace(" ", "%20"))
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET {forged} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert read_answer(sock, time.monotonic() + 5)[0].startswith(b"HTTP/1.1 404")
+    finally:
+        stop(process)
+    raw = access.read_bytes()
+    lines = raw.decode().splitlines()
+    assert b"\x00" not in raw and not any(line.startswith("127.0.0.1 - - [01/Jan/2030") for line in lines), lines
+    mine = [line for line in lines if "/x" in line]
+    assert len(mine) == 1 and '/x\\x0d\\x0a127.0.0.1' in mine[0] and '\\"GET /admin' in mine[0], mine

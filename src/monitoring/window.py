@@ -15,6 +15,7 @@ import logging
 import math
 import mmap
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,7 @@ class SharedWindow:
         self._lock_path = directory / "drift-window.lock"
         self._lock_fd: int | None = None
         self._lock_pid = 0
+        self._thread_lock = threading.Lock()  # flock does not exclude the threads of one process from each other
         size = (_HEADER + capacity * columns) * 8
         with self._locked():
             if not self._matches():
@@ -85,11 +87,13 @@ class SharedWindow:
         if self._lock_fd is None or self._lock_pid != os.getpid():
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_pid = os.getpid()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._thread_lock = threading.Lock()
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def append(self, rows: np.ndarray) -> None:
         """Add rows; only the last ``capacity`` of them can stay, so only those are written."""

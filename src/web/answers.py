@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,21 +138,31 @@ def evaluate_batch(pipeline: PredictPipeline, batch: BatchAnswer, reals: np.ndar
     return Evaluated(checked, tally, evaluation(tally, pipeline.manifest, bands.cut))
 
 
+_BULK_LOCK = threading.Lock()
+_bulk = {"running": 0, "was_enabled": True}
+
+
 @contextmanager
 def bulk_allocation() -> Iterator[None]:
     """Pause the cyclic garbage collector while a batch builds tens of thousands of small dicts and lists.
 
     Those containers hold no reference cycles and are freed by reference counting when the answer is sent,
-    but their sheer number triggers full collections that would scan them again and again. Each sync worker
-    serves one request at a time; the previous state is restored.
+    but their sheer number triggers full collections that would scan them again and again. The collector is
+    one per process and a worker serves several requests at once (threads): the last batch to finish restores
+    the state the first one found.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    with _BULK_LOCK:
+        if _bulk["running"] == 0:
+            _bulk["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _bulk["running"] += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _BULK_LOCK:
+            _bulk["running"] -= 1
+            if _bulk["running"] == 0 and _bulk["was_enabled"]:
+                gc.enable()
 
 
 class SingleAnswerText:

@@ -1,119 +1,274 @@
-"""Request bodies bounded before anything parses them: size (chunked bodies too) and JSON nesting depth.
+"""Request bodies bounded before anything parses them: size, time, JSON nesting depth and JSON value count.
 
-One WSGI middleware, in front of Flask. A body declared larger than the limit is refused unread (413). A body
-without a length (``Transfer-Encoding: chunked``) is read up to the limit and refused (413) once it goes
-beyond, never cut and then parsed. A JSON body is scanned for its nesting depth before ``json.loads`` sees it:
-Python's parser recurses once per bracket, and a few kilobytes of ``[[[[...`` would end in a RecursionError,
-so a body nested deeper than the limit is refused (400). Everything the guard answers is JSON with the usual
-``error`` and ``message``; what it lets through reaches Flask as a plain body with a ``Content-Length``. Form
-bodies of an allowed, declared length pass through unread (Flask reads them within the same limit).
+One WSGI middleware, in front of Flask, reads every body whole before the app sees it:
+
+- size: a body declared larger than the limit is refused unread (413); a body without a length
+  (``Transfer-Encoding: chunked``) is read up to the limit and refused (413) once it goes beyond, never cut
+  and then parsed;
+- time: the whole body must arrive within ``body_timeout`` seconds of the request reaching the app. A client
+  that stalls, or trickles a byte now and then, is answered 408 and its connection closed at that deadline
+  (a watchdog thread shuts the socket's reading side, which ends the blocked read at once);
+- JSON nesting: Python's parser recurses once per bracket, and a few kilobytes of ``[[[[...`` would end in a
+  RecursionError, so a body nested deeper than the limit is refused (400);
+- JSON size in objects: ``json.loads`` turns each ``{}`` or ``[]`` of a 16 MB body into a Python object of
+  60 bytes or more, gigabytes in all; a body with more values than a full batch can hold is refused (413).
+
+The depth and value scan runs over fixed-size blocks, so its own memory does not grow with the body.
+Everything the guard answers is JSON with the usual ``error`` and ``message``; what it lets through reaches
+Flask as a plain body with a ``Content-Length``.
 """
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
+import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 # Our documents nest three deep ({"instances": [{...}]}); this leaves room, far below Python's recursion limit.
 MAX_JSON_DEPTH = 32
+# JSON values one student may take: 7 fields are 7 keys, 7 values and their separators (about 16 tokens);
+# twice that leaves room for a client's extra fields, which are refused one by one with their names.
+VALUES_PER_STUDENT = 32
+BODY_TIMEOUT = 10.0  # seconds for a whole body, by default
 _READ_CHUNK = 64 * 1024
+_SCAN_BLOCK = 1 << 20  # bytes scanned at a time for depth and values: a few MB of arrays whatever the body
 BODY = "student_math.body"  # the WSGI environ key of a body the guard has read whole
+SOCKET = "gunicorn.socket"  # where gunicorn puts the client's socket in the WSGI environ (checked on 26.2)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _TOKENS = np.zeros(256, dtype=np.int8)
-for _char in b'"\\[]{}':
+for _char in b'"\\[]{},:':
     _TOKENS[_char] = 1
-_OPEN, _CLOSE, _QUOTE, _BACKSLASH = (np.array(list(c), dtype=np.uint8) for c in (b"[{", b"]}", b'"', b"\\"))
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH, _SEPARATORS = (np.array(list(c), dtype=np.uint8)
+                                                  for c in (b"[{", b"]}", b'"', b"\\", b",:"))
 
 
 class BodyTooLarge(ValueError):
     """The body is longer than the limit."""
 
 
-def json_depth(body: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``body``, brackets inside strings not counted.
+@dataclass(frozen=True)
+class JsonShape:
+    """How deep a JSON text nests and how many values it can hold at most (separators and openings + 1)."""
 
-    Linear in the body and vectorised (no Python loop per character): a quote escaped by an odd run of
-    backslashes does not end a string; a bracket between an opening and a closing quote is text.
+    depth: int
+    values: int
+
+
+def json_shape(body: bytes) -> JsonShape:
+    """The nesting depth and value bound of ``body``, brackets and separators inside strings not counted.
+
+    Linear in the body, vectorised over blocks of ``_SCAN_BLOCK`` bytes (no Python loop per character, and no
+    array as long as the body): a quote escaped by an odd run of backslashes does not end a string; a bracket
+    between an opening and a closing quote is text. The state between blocks is whether a string is open,
+    whether the block's first character is escaped, and the depth so far.
     """
-    data = np.frombuffer(body, dtype=np.uint8)
-    positions = np.flatnonzero(_TOKENS[data])
-    if positions.size == 0:
-        return 0
-    chars = data[positions]
-    escaped = np.zeros(positions.size, dtype=bool)
-    backslashes = positions[chars == _BACKSLASH[0]]
-    if backslashes.size:
-        # Runs of consecutive backslashes; a run of odd length escapes the character right after it.
-        breaks = np.flatnonzero(np.diff(backslashes) != 1)
-        starts = backslashes[np.concatenate(([0], breaks + 1))]
-        ends = backslashes[np.concatenate((breaks, [backslashes.size - 1]))]
-        targets = (ends + 1)[(ends - starts + 1) % 2 == 1]
-        escaped = np.isin(positions, targets)
-    quotes = (chars == _QUOTE[0]) & ~escaped
-    inside = (np.cumsum(quotes) - quotes) % 2 == 1  # after an odd number of real quotes: within a string
-    structural = ~inside & ~quotes
-    step = np.where(np.isin(chars, _OPEN), 1, np.where(np.isin(chars, _CLOSE), -1, 0)) * structural
-    return int(np.max(np.cumsum(step), initial=0))
+    depth = deepest = separators = 0
+    inside = escaped_first = False
+    for start in range(0, len(body), _SCAN_BLOCK):
+        data = np.frombuffer(body, dtype=np.uint8, count=min(_SCAN_BLOCK, len(body) - start), offset=start)
+        positions = np.flatnonzero(_TOKENS[data]).astype(np.int32)
+        ends_escaping = _trailing_backslashes(data, escaped_first) % 2 == 1
+        if positions.size:
+            chars = data[positions]
+            escaped = np.zeros(positions.size, dtype=bool)
+            if escaped_first and positions[0] == 0:
+                escaped[0] = True
+            backslashes = positions[chars == _BACKSLASH[0]]
+            if backslashes.size:
+                # Runs of consecutive backslashes; a run of odd length escapes the character right after it.
+                breaks = np.flatnonzero(np.diff(backslashes) != 1)
+                starts = backslashes[np.concatenate(([0], breaks + 1))]
+                ends = backslashes[np.concatenate((breaks, [backslashes.size - 1]))]
+                lengths = ends - starts + 1 + ((starts == 0) & escaped_first)  # a run carried from the last block
+                targets = (ends + 1)[lengths % 2 == 1]
+                escaped |= np.isin(positions, targets)
+            quotes = (chars == _QUOTE[0]) & ~escaped
+            before = np.cumsum(quotes, dtype=np.int32) - quotes
+            within = (before % 2 == 1) ^ inside  # after an odd number of real quotes: within a string
+            structural = ~within & ~quotes
+            step = (np.isin(chars, _OPEN).astype(np.int8) - np.isin(chars, _CLOSE).astype(np.int8)) * structural
+            running = depth + np.cumsum(step, dtype=np.int64)
+            deepest = max(deepest, int(running.max(initial=depth)))
+            depth = int(running[-1]) if running.size else depth
+            separators += int(np.count_nonzero(structural & (np.isin(chars, _SEPARATORS) | (step > 0))))
+            inside = bool(inside ^ (int(quotes.sum()) % 2 == 1))
+        escaped_first = ends_escaping
+    return JsonShape(deepest, separators + 1 if body.strip() else 0)
 
 
-def read_bounded(stream: Any, limit: int, length: int | None) -> bytes:
-    """Read the body (``length`` bytes, or to its end when unknown); BodyTooLarge past ``limit`` bytes."""
-    if length is not None:
-        if length > limit:
-            raise BodyTooLarge(length)
-        return stream.read(length) if length else b""
+def _trailing_backslashes(data: np.ndarray, carried: bool) -> int:
+    """The length of the run of backslashes that ends the block (a whole-block run adds the carried escape)."""
+    others = np.flatnonzero(data != _BACKSLASH[0])
+    if others.size == 0:
+        return data.size + int(carried)
+    return data.size - 1 - int(others[-1])
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``body``, brackets inside strings not counted."""
+    return json_shape(body).depth
+
+
+class BodyTimedOut(TimeoutError):
+    """The body did not arrive whole within the deadline."""
+
+
+def read_bounded(stream: Any, limit: int, length: int | None, deadline: Deadline | None = None) -> bytes:
+    """Read the body (``length`` bytes, or to its end when unknown).
+
+    BodyTooLarge past ``limit`` bytes (a declared length over it is refused before any read); BodyTimedOut when
+    ``deadline`` passed before the body was whole.
+    """
+    if length is not None and length > limit:
+        raise BodyTooLarge(length)
     parts: list[bytes] = []
     size = 0
-    while True:
-        chunk = stream.read(min(_READ_CHUNK, limit - size + 1))  # one byte past the limit tells it all
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(size)
-        parts.append(chunk)
+    wanted = limit + 1 if length is None else length  # one byte past the limit tells it all
+    try:
+        while size < wanted:
+            chunk = stream.read(min(_READ_CHUNK, wanted - size))
+            if not chunk:
+                break
+            size += len(chunk)
+            parts.append(chunk)
+    except Exception:
+        if deadline is not None and deadline.expired:  # the watchdog ended the read: whatever the stream raised
+            raise BodyTimedOut(size) from None
+        raise
+    if deadline is not None and deadline.expired:
+        raise BodyTimedOut(size)
+    if length is None and size > limit:
+        raise BodyTooLarge(size)
+    return b"".join(parts)
+
+
+@dataclass(order=True)
+class Deadline:
+    """When one request's body must be whole, and the socket the watchdog shuts if it is not."""
+
+    at: float
+    sock: Any = field(compare=False)
+    expired: bool = field(default=False, compare=False)
+    done: bool = field(default=False, compare=False)
+
+
+class Watchdog:
+    """One thread per process that shuts the reading side of a socket whose body is late.
+
+    ``shutdown(SHUT_RD)`` makes a blocked ``recv`` return at once with no data, whatever the worker class
+    (sync or threaded) and however the client spaces its bytes; the answer can still be written. Each request
+    costs a heap push under a lock; the thread sleeps until the earliest deadline.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[Deadline] = []
+        self._lock = threading.Condition()
+        self._pid = 0
+
+    def watch(self, sock: Any, seconds: float) -> Deadline:
+        deadline = Deadline(time.monotonic() + seconds, sock)
+        with self._lock:
+            if self._pid != os.getpid():  # a thread does not survive a fork: each worker starts its own
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="body-watchdog", daemon=True).start()
+            heapq.heappush(self._heap, deadline)
+            if self._heap[0] is deadline:
+                self._lock.notify()
+        return deadline
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._heap and self._heap[0].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._lock.wait()
+                    continue
+                first = self._heap[0]
+                wait = first.at - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                first.expired = True
+            try:
+                first.sock.shutdown(socket.SHUT_RD)
+            except OSError:  # the client is gone already
+                pass
+
+
+_WATCHDOG = Watchdog()
 
 
 class BodyGuard:
-    """WSGI middleware enforcing ``max_bytes`` on every body and ``max_depth`` on JSON bodies."""
+    """WSGI middleware enforcing ``max_bytes`` and ``timeout`` on every body, and the JSON limits.
+
+    ``max_values``: the most JSON values (objects, arrays, scalars) a body may hold; None for no limit.
+    """
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], max_bytes: int,
-                 max_depth: int = MAX_JSON_DEPTH) -> None:
+                 max_depth: int = MAX_JSON_DEPTH, max_values: int | None = None,
+                 timeout: float = BODY_TIMEOUT) -> None:
         self.wsgi_app = wsgi_app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        self.max_values = max_values
+        self.timeout = timeout
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") not in _BODY_METHODS:
             return self.wsgi_app(environ, start_response)
         raw_length = environ.get("CONTENT_LENGTH") or ""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        is_json = _is_json(environ.get("CONTENT_TYPE", ""))
-        if not chunked and not is_json and raw_length.isdigit() and int(raw_length) <= self.max_bytes:
-            return self.wsgi_app(environ, start_response)  # a form of known, allowed size: Flask reads it
         if not chunked and not raw_length.isdigit() and raw_length:
             return _answer(start_response, 400, "bad_request", "the Content-Length header is not a number")
         length = None if chunked or not raw_length else int(raw_length)
+        sock = environ.get(SOCKET)
+        deadline = None
+        if sock is not None and length != 0 and (length is None or length <= self.max_bytes):
+            deadline = _WATCHDOG.watch(sock, self.timeout)
         try:
-            body = read_bounded(environ["wsgi.input"], self.max_bytes, length)
+            body = read_bounded(environ["wsgi.input"], self.max_bytes, length, deadline)
         except BodyTooLarge:
-            _drain(environ["wsgi.input"], self.max_bytes if length is None else min(length, self.max_bytes))
+            # A declared length over the limit is refused unread. A chunked body past the limit is drained up to
+            # the limit again (within the deadline), so that a client still sending reads the 413 rather than a
+            # reset; gunicorn drains a little more and closes the connection.
+            if length is None:
+                _drain(environ["wsgi.input"], self.max_bytes, deadline)
             environ["wsgi.input"] = io.BytesIO()
             return _answer(start_response, 413, "request_entity_too_large",
                            f"the request body is larger than the limit of {self.max_bytes} bytes")
-        # The depth cannot exceed the number of opening brackets: counting them (C speed) spares the scan for
-        # every body of a few brackets, such as a single student's.
-        if is_json and body.count(b"[") + body.count(b"{") > self.max_depth:
-            depth = json_depth(body)
-            if depth > self.max_depth:
-                return _answer(start_response, 400, "nesting_too_deep",
-                               f"the JSON body nests arrays and objects {depth} deep; at most {self.max_depth} "
-                               "levels are accepted")
+        except BodyTimedOut as late:
+            environ["wsgi.input"] = io.BytesIO()
+            logger.warning("request body not whole after %.0f s (%d bytes came): connection closed",
+                           self.timeout, late.args[0])
+            return _answer(start_response, 408, "request_timeout",
+                           f"the request body did not arrive whole within {self.timeout:g} seconds")
+        finally:
+            if deadline is not None:
+                deadline.done = True
+        if length is not None and len(body) < length:
+            environ["wsgi.input"] = io.BytesIO()
+            return _answer(start_response, 400, "bad_request",
+                           f"the body ended after {len(body)} of the {length} bytes its Content-Length declares")
+        if _is_json(environ.get("CONTENT_TYPE", "")):
+            refusal = self._check_json(body, start_response)
+            if refusal is not None:
+                return refusal
         environ["wsgi.input"] = io.BytesIO(body)
         environ[BODY] = body  # read once: the app takes it from here rather than reading the stream again
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -121,17 +276,34 @@ class BodyGuard:
         environ.pop("wsgi.input_terminated", None)
         return self.wsgi_app(environ, start_response)
 
+    def _check_json(self, body: bytes, start_response: Callable[..., Any]) -> list[bytes] | None:
+        # Depth and values cannot exceed the number of brackets and separators: counting the brackets (C speed)
+        # spares the scan for every body of a few, such as a single student's.
+        brackets = body.count(b"[") + body.count(b"{")
+        if brackets <= self.max_depth and (self.max_values is None or len(body) < self.max_values):
+            return None
+        shape = json_shape(body)
+        if shape.depth > self.max_depth:
+            return _answer(start_response, 400, "nesting_too_deep",
+                           f"the JSON body nests arrays and objects {shape.depth} deep; at most {self.max_depth} "
+                           "levels are accepted")
+        if self.max_values is not None and shape.values > self.max_values:
+            return _answer(start_response, 413, "too_many_values",
+                           f"the JSON body holds up to {shape.values} values; at most {self.max_values} are "
+                           f"accepted ({VALUES_PER_STUDENT} per student of a full batch)")
+        return None
 
-def _drain(stream: Any, budget: int) -> None:
-    """Read and drop up to ``budget`` more bytes, so that a client still sending reads the 413 rather than a reset.
 
-    A client sending far more than that gets the answer and a closed connection (``Connection: close``).
-    """
-    while budget > 0:
-        chunk = stream.read(min(_READ_CHUNK, budget))
-        if not chunk:
-            return
-        budget -= len(chunk)
+def _drain(stream: Any, budget: int, deadline: Deadline | None) -> None:
+    """Read and drop up to ``budget`` more bytes, until the deadline at most."""
+    try:
+        while budget > 0 and not (deadline is not None and deadline.expired):
+            chunk = stream.read(min(_READ_CHUNK, budget))
+            if not chunk:
+                return
+            budget -= len(chunk)
+    except Exception:  # noqa: BLE001 - the client left, or the watchdog ended the read: the answer is the same
+        return
 
 
 def _is_json(content_type: str) -> bool:
@@ -139,11 +311,14 @@ def _is_json(content_type: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
+_REASONS = {400: "BAD REQUEST", 408: "REQUEST TIMEOUT", 413: "REQUEST ENTITY TOO LARGE"}
+
+
 def _answer(start_response: Callable[..., Any], status: int, error: str, message: str) -> list[bytes]:
     body = json.dumps({"error": error, "message": message}).encode()
-    reason = {400: "BAD REQUEST", 413: "REQUEST ENTITY TOO LARGE"}[status]
-    start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                          ("Connection", "close")])
+    start_response(f"{status} {_REASONS[status]}", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close"),
+        ("X-Content-Type-Options", "nosniff")])
     return [body]
 
 

@@ -34,7 +34,6 @@ def ready() -> Response:
             "status": "ready",
             "model_version": pipeline.model_version,
             "model": pipeline.model_name,
-            "source": slot.source,
             "loaded_at": datetime.fromtimestamp(slot.loaded_at, UTC).isoformat(timespec="seconds")
             if slot.loaded_at else None,
             "scorer": pipeline.scorer.kind,

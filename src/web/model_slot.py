@@ -1,8 +1,13 @@
-"""The app's one model: a PredictPipeline swapped whole, never mutated, with the reason when there is none."""
+"""The app's one model: a PredictPipeline swapped whole, never mutated, with the reason when there is none.
+
+What the slot says in public (``error``, ``last_error``: /ready, 503 answers, the pages) names the store
+``<store>`` and no file system path nor system error text; the server's log has them, for its operators.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,13 +50,13 @@ class ModelSlot:
             try:
                 pipeline = self._loader()
             except (ArtifactError, DataSourceError, OSError, ValueError) as err:
-                message = f"model from {self.source} not loaded: {err}"
+                logger.error("model from %s not loaded: %s", self.source, err)
+                message = f"model not loaded: {self.public(err)}"
                 if self.pipeline is None:
                     self.error = message
                 else:
                     message += f"; still serving {self.pipeline.model_version}"
                 self.last_error = message
-                logger.error("%s", message)
                 return LoadOutcome(False, message, time.perf_counter() - started)
             self.pipeline = pipeline  # one reference assignment: requests see the old or the new model
             self.error = None
@@ -75,10 +80,26 @@ class ModelSlot:
         """Load again if the source now names another model version (or nothing is loaded yet)."""
         if self.pipeline is not None and self._probe is not None:
             try:
-                if self._probe() == self.pipeline.model_version:
-                    return None
+                current = self._probe() == self.pipeline.model_version
             except (ArtifactError, DataSourceError, OSError, ValueError) as err:
-                self.last_error = f"cannot check {self.source} for a new model: {err}"
-                logger.warning("%s", self.last_error)
+                logger.warning("cannot check %s for a new model: %s", self.source, err)
+                self.last_error = f"cannot check the store for a new model: {self.public(err)}"
+                return None
+            if current:
+                self.last_error = None  # the store names the served model again: what went wrong is over
                 return None
         return self.load()
+
+    def public(self, err: BaseException) -> str:
+        """``err`` in words fit for anyone: the store named ``<store>``, no path, no system error text."""
+        if isinstance(err, OSError) and not isinstance(err, (ArtifactError, DataSourceError)):
+            return f"the store cannot be read ({_OS_ERRORS.get(type(err), 'input/output error')})"
+        text = str(err).replace(self.source, "<store>")
+        return _ABSOLUTE_PATH.sub("<path>", text)
+
+
+# An absolute local path left in a message (a cache folder, a file): not for the public.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.<])/[^\s'\",;]+")
+_OS_ERRORS: dict[type, str] = {PermissionError: "permission denied", FileNotFoundError: "a file is missing",
+                               IsADirectoryError: "a folder stands where a file should",
+                               NotADirectoryError: "a file stands where a folder should", TimeoutError: "timed out"}

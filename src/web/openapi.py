@@ -266,7 +266,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
             "200": _json("a verified model is loaded", {
                 "type": "object", "required": ["status", "model_version"], "additionalProperties": True,
                 "properties": {"status": {"const": "ready"}, "model_version": {"type": "string"},
-                               "model": {"type": "string"}, "source": {"type": "string"},
+                               "model": {"type": "string"},
                                "scorer": {"type": "string"}, "last_error": {"type": ["string", "null"]}}}),
             "503": _json("no verified model is loaded; `message` says why", _error_schema(("not_ready",))),
             **_common_errors()}}},

@@ -35,13 +35,16 @@ from src.schema import (
     CategoricalFeature,
 )
 from src.validation import (
+    GIVEN_TWICE,
     MAX_DETAILS,
     FieldError,
     StudentColumns,
     ValidationFailed,
     check_instances,
+    duplicated_keys,
     error_details,
     has_real_score,
+    parse_json,
     short_field,
     validate_labeled_students,
     validate_student,
@@ -125,7 +128,7 @@ def predict() -> Response | tuple[str, int] | str:
 
 def _predict_json() -> Response:
     try:
-        body = json.loads(request_body(request.environ, request.get_data))
+        body = parse_json(request_body(request.environ, request.get_data))
     except ValueError as err:  # UnicodeDecodeError is a ValueError too
         return json_error(400, "malformed_json", f"the body is not valid JSON: {err}")
     svc = services()
@@ -146,10 +149,10 @@ def _predict_json() -> Response:
 def _predict_batch(body: Mapping[str, Any]) -> Response:
     svc = services()
     instances = body["instances"]
-    extra = [k for k in body if k != "instances"]
+    extra = [FieldError(short_field(k), "is not an accepted field beside instances") for k in body if k != "instances"]
+    extra += [FieldError(short_field(k), GIVEN_TWICE) for k in duplicated_keys(body)]
     if extra:
-        return _validation_failed([FieldError(short_field(k), "is not an accepted field beside instances")
-                                   for k in extra])
+        return _validation_failed(extra)
     if not isinstance(instances, list) or not instances:
         return _validation_failed([FieldError("instances", "must be a non-empty list of student objects")])
     if len(instances) > svc.config.max_batch:
@@ -315,7 +318,7 @@ def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str
     # A not-known field is checked as if it held its first category (always valid), then left out.
     checked = {**values, **{name: _first_category(name) for name in unknown}}
     record, errors = validate_student(checked, from_form=True)
-    errors += [FieldError(short_field(name), "is given more than once") for name, sent in fields.lists()
+    errors += [FieldError(short_field(name), GIVEN_TWICE) for name, sent in fields.lists()
                if len(sent) > 1]
     if errors or record is None:
         return values, None, unknown, errors

@@ -40,6 +40,7 @@ from src.web.answers import Evaluated, batch_answer, evaluate_batch
 
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
+MAX_CELLS_PER_ROW = 64  # cells a row may have on average before the file is refused unread
 OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
 # Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
 _ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
@@ -136,8 +137,19 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise RosterError(400, "malformed_csv", f"the file is not UTF-8 text (byte {err.start})") from err
+    # Every cell and row becomes a Python object: a file of commas or of short rows would cost a worker far more
+    # memory than its size. Cells are bounded before reading (a class list has 8 columns), rows while reading.
+    if data.count(b",") > (max_rows + 1) * MAX_CELLS_PER_ROW:
+        raise RosterError(413, "batch_too_large", f"the file has more cells than {max_rows} students can fill "
+                                                  f"(at most {MAX_CELLS_PER_ROW} per row)")
+    lines: list[list[str]] = []
+    counted = 0
     try:
-        lines = [cells for cells in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in cells)]
+        for cells in csv.reader(io.StringIO(text, newline="")):
+            if any(c.strip() for c in cells):
+                counted += 1
+                if counted <= max_rows + 1:  # beyond, rows are only counted, for the message
+                    lines.append(cells)
     except csv.Error as err:
         raise RosterError(400, "malformed_csv", f"the file is not readable CSV: {err}") from err
     if not lines:
@@ -149,8 +161,8 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     if not body:
         raise RosterError(422, "validation_failed", "the file has a header but no student rows",
                           [FieldError("file", "must have at least one student row")])
-    if len(body) > max_rows:
-        raise RosterError(413, "batch_too_large", f"at most {max_rows} students per file, got {len(body)}")
+    if counted - 1 > max_rows:
+        raise RosterError(413, "batch_too_large", f"at most {max_rows} students per file, got {counted - 1}")
     positions = [(name, i) for i, name in enumerate(header) if name in FEATURE_NAMES]
     id_at = header.index(STUDENT_ID) if STUDENT_ID in header else None
     real_at = header.index(TARGET.name) if TARGET.name in header else None
