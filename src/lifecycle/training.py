@@ -5,12 +5,16 @@ training-runs folder, never in the store."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import platform
+import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +52,7 @@ from src.components.plots import PLOTS, write_plots
 from src.lifecycle.decision import Decision, DecisionConfig, decide
 from src.lifecycle.reports import export_reports
 from src.lifecycle.tracking import TrackingError, training_run
+from src.lifecycle.workers import workers_die_with_this_process
 from src.monitoring.drift import build_reference
 from src.signing import SigningKey
 from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, write_json
@@ -145,10 +150,18 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
                     config.synthetic_rows)
     runs = config.resolved_runs_dir()
     runs.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_runs(runs)
     run_tag = uuid.uuid4().hex
     work = runs / f".run-{os.getpid()}-{run_tag[:8]}"
     set_dir = work / SET_FOLDER
     set_dir.mkdir(parents=True)
+    with _run_lock(work), workers_die_with_this_process():
+        return _train_in(config, tracker, source, runs, work, run_tag)
+
+
+def _train_in(config: TrainingConfig, tracker: Any | None, source: str, runs: Path, work: Path,
+              run_tag: str) -> TrainingResult:
+    set_dir = work / SET_FOLDER
     try:
         ingestion = DataIngestion(
             DataIngestionConfig(
@@ -190,6 +203,7 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
         raise
     run_dir = runs / manifest["model_version"]
     os.rename(work, run_dir)
+    (run_dir / RUN_LOCK).unlink(missing_ok=True)
     ingestion = _moved(ingestion, work, run_dir)
     store = open_store(config.store, cache_dir=config.cache_dir)
     store.add_set(run_dir / SET_FOLDER)
@@ -273,6 +287,64 @@ def _with_shuffled_labels(ingestion: DataIngestionArtifact, seed: int) -> DataIn
     train = ingestion.train.copy()
     train[schema.TARGET.name] = numpy.random.default_rng(seed).permutation(train[schema.TARGET.name].to_numpy())
     return dataclasses.replace(ingestion, train=train)
+
+
+# A run's private folder while it works (``.run-<pid>-<tag>``): it holds student records, and an exclusive
+# lock on its RUN_LOCK file for as long as the run's process lives (the system releases it when a kill -9 ends
+# the process). A later run removes the folders nobody holds.
+RUN_FOLDER = re.compile(r"\.run-(\d+)-[0-9a-f]{8}")
+RUN_LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _run_lock(work: Path) -> Iterator[None]:
+    fd = os.open(work / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_abandoned_runs(runs: Path) -> list[Path]:
+    """Delete the private folders of runs whose process died (kill -9, power loss); return them.
+
+    Only folders named as train_candidate names them; one whose lock is held (a run in progress, here or on
+    another host sharing the folder) is kept. A folder without a lock file is abandoned if its process is gone.
+    """
+    removed = []
+    for path in sorted(runs.iterdir()):
+        match = RUN_FOLDER.fullmatch(path.name)
+        if match is None or path.is_symlink() or not path.is_dir():
+            continue
+        lock = path / RUN_LOCK
+        if lock.is_file():
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run holds it
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os.close(fd)
+        elif _process_gone(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            continue
+        logger.warning("removed the folder of an abandoned training run: %s", path)
+        removed.append(path)
+    return removed
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _keep_failed_run(work: Path, runs: Path) -> Path:
