@@ -1,13 +1,14 @@
-"""Serving benchmark: the app against a bare-Flask baseline, both under gunicorn with 2 workers on 127.0.0.1.
+"""Serving benchmark: the app against a bare-Flask baseline, both under gunicorn.conf.py (2 workers) on 127.0.0.1.
 
     .venv/bin/python bench/serving.py [--rounds 3] [--seconds 15] [--warmup 5] [--store DIR]
 
 After a few seconds of unrecorded load on each server, alternates wrk runs (``-t2 -c8`` for throughput,
-``-t1 -c1`` for latency) over three servers: the app with metrics and drift tracking on, the app with both
-off, and the baseline. Prints req/s, p50 and p99 per server (the median over rounds) and the ratios; then
-in-process microseconds per single prediction and the time of a 10,000-student batch request. Before the
-load, each server answers 1,000 single-student requests and the PSS of each of its workers is printed
-(proportional set size: shared pages counted once across the processes sharing them). Installs wrk
+``-t1 -c1`` for latency) over four servers: the app with metrics and drift tracking on, the app with both
+off, the baseline, and the app on sync workers (one request at a time per worker, no thread for slow clients:
+what the threaded workers and the body deadline cost). Prints req/s, p50 and p99 per server (the median over
+rounds) and the ratios; then in-process microseconds per single prediction and the time of a 10,000-student
+batch request. Before the load, each server answers 1,000 single-student requests and the PSS of each of its
+workers is printed (proportional set size: shared pages counted once across the processes sharing them). Installs wrk
 with apt-get when it is missing and the user is root.
 """
 
@@ -57,13 +58,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(module: str, env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(module: str, env: dict[str, str], workdir: Path,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     multiproc = tempfile.mkdtemp(prefix="bench-metrics-", dir=workdir)
     full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
                 "PROMETHEUS_MULTIPROC_DIR": multiproc, "LOG_LEVEL": "WARNING"}
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", module], cwd=ROOT, env=full_env,
+    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", *extra, module], cwd=ROOT, env=full_env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -176,14 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = '{json.dumps(STUDENT)}'\n")
     servers = {
-        "app (metrics + drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}),
+        "app (metrics + drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}, ()),
         "app (no metrics, no drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts), "METRICS_ENABLED": "false",
-                                                   "DRIFT_ENABLED": "false"}),
-        "bare Flask baseline": ("bench.baseline_app:app", {}),
+                                                   "DRIFT_ENABLED": "false"}, ()),
+        "bare Flask baseline": ("bench.baseline_app:app", {}, ()),
+        "app on sync workers": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}, ("--worker-class", "sync")),
     }
     results: dict[str, dict[str, list[float]]] = {name: {"rps": [], "p50_ms": [], "p99_ms": [], "c1_rps": []}
                                                   for name in servers}
-    running = {name: start_server(module, env, workdir) for name, (module, env) in servers.items()}
+    running = {name: start_server(module, env, workdir, extra) for name, (module, env, extra) in servers.items()}
     try:
         print("PSS per worker after 1,000 single-student requests (2 workers; target <= 120 MiB for the app):")
         for name, (process, url) in running.items():
@@ -210,11 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     base = median["bare Flask baseline"]
     full = median["app (metrics + drift)"]
     plain = median["app (no metrics, no drift)"]
-    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, gunicorn 2 sync workers, wrk -t2 -c8 / -t1 -c1")
+    conf = (ROOT / "gunicorn.conf.py").read_text()
+    worker_class = re.search(r'^worker_class = "(\w+)"', conf, re.MULTILINE)
+    threads = re.search(r'^threads = .*or (\d+)\)', conf, re.MULTILINE)
+    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, gunicorn.conf.py: 2 "
+          f"{worker_class.group(1) if worker_class else '?'} workers x {threads.group(1) if threads else '?'} threads "
+          "(the last server: sync workers), wrk -t2 -c8 / -t1 -c1")
     print(f"{'server':<28} {'req/s -c8':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, m in median.items():
         print(f"{name:<28} {m['rps']:>10.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}")
+    sync = median["app on sync workers"]
     print(f"\nthroughput app / baseline:          {full['rps'] / base['rps']:.2f} x   (target >= 0.80)")
+    print(f"threaded workers + body deadline:   {full['rps'] / sync['rps']:.2f} x the throughput on sync workers, "
+          f"p50 {full['p50_ms'] / sync['p50_ms']:.2f} x")
     print(f"p50 latency app / baseline (-c1):   {full['p50_ms'] / base['p50_ms']:.2f} x   (target <= 2)")
     print(f"throughput lost to metrics + drift: {1 - full['rps'] / plain['rps']:.1%}")
     print(f"p50 added by metrics + drift (-c1): {full['p50_ms'] / plain['p50_ms'] - 1:+.1%} "

@@ -4,10 +4,12 @@ Nothing here names a feature: the student object is built from ``FEATURES``. Wha
 in three tables, so that a change is one edit in one place:
 
 - ``BODY_KINDS``: each body /predictdata accepts (media type -> its schema);
-- ``PREDICTION_PROPERTIES`` / ``BATCH_PROPERTIES``: the properties of the JSON answers; the answer objects
-  allow further properties (``additionalProperties: true``), so adding a key to an answer never breaks a
-  client that validates against an older document;
-- ``ERRORS``: each error status with when it happens.
+- ``PREDICTION_PROPERTIES`` / ``BATCH_PROPERTIES``: the properties of the JSON answers, each typed (band,
+  factors and their contributions are components of their own); adding a field to the answers is one line
+  there. The answer objects allow further properties (``additionalProperties: true``), so adding a key to an
+  answer never breaks a client generated from, or validating against, an older document;
+- ``ERRORS``: each error status with when it happens; every error answer is the shared ``Error`` component
+  (``ValidationFailed`` for 422).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from src.answers.bands import BAND_NAMES
 from src.components.plots import PLOTS
 from src.config import AppConfig
 from src.schema import FEATURES, HEADER_ALIASES, NOT_KNOWN, TARGET, CategoricalFeature, Feature, NumericFeature
@@ -88,6 +91,18 @@ def form_schema() -> dict[str, Any]:
             "additionalProperties": False}
 
 
+def upload_schema() -> dict[str, Any]:
+    """The form as multipart: one student's fields, or a class list file instead.
+
+    A schema of its own (not ``Form`` again): generators make one type per body, and one schema under two
+    media types gave a client that did not import.
+    """
+    properties = {f.name: form_field_schema(f) for f in FEATURES}
+    properties["class_list"] = {"type": "string", "format": "binary", "contentMediaType": "text/csv",
+                                "description": "a class list file (as text/csv bodies); the fields are then unused"}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 def result_parameters() -> list[dict[str, Any]]:
     """GET /predictdata's query: the form's fields, each optional (none at all is the empty form)."""
     return [{"name": f.name, "in": "query", "required": False, "schema": form_field_schema(f)} for f in FEATURES]
@@ -113,7 +128,7 @@ BODY_KINDS: dict[str, tuple[dict[str, Any], str]] = {
            "one student, or {\"instances\": [...]} for many; the answer is JSON"),
     FORM: (ref("Form"), "the teachers' form; a valid student is answered 303 See Other to the result page "
                         "(GET /predictdata with the student as query parameters), errors with the form page (422)"),
-    MULTIPART: (ref("Form"), "the teachers' form, sent as multipart (or with a class list file, `class_list`)"),
+    MULTIPART: (ref("FormUpload"), "the teachers' form sent as multipart, or a class list file (`class_list`)"),
     "text/csv": ({"type": "string", "description": "e.g. " + example_class_list()},
                  "a class list: a header row (either header style, an optional student_id) "
                  "and one student per row; the answer is CSV for `Accept: text/csv`, else JSON"),
@@ -126,17 +141,60 @@ INTERVAL = {
     "required": ["low", "high", "level"],
     "additionalProperties": True,
 }
-# Properties of one student's answer; more may be added (the objects allow other properties).
+BAND = {
+    "type": "object",
+    "description": "what the 90 % range says about the cut score (SUPPORT_CUT)",
+    "properties": {"name": {"type": "string", "description": "one of " + ", ".join(f"`{n}`" for n in BAND_NAMES)
+                            + " (a string rather than an enum: a client keeps working if a band is added)"},
+                   "label": {"type": "string", "description": "the band in plain words"},
+                   "cut": {"type": "number", "description": "the cut score the band is decided with"}},
+    "required": ["name", "label", "cut"],
+    "additionalProperties": True,
+}
+
+
+def contributions_schema() -> dict[str, Any]:
+    """Each feature's additive contribution, in points, by schema name."""
+    return {"type": "object", "properties": {f.name: {"type": "number"} for f in FEATURES},
+            "required": [f.name for f in FEATURES], "additionalProperties": True}
+
+
+FACTORS = {
+    "type": "object",
+    "description": "the exact additive explanation of the model's score: baseline + the contributions = "
+                   "unclipped_score (before the score is kept within 0-100)",
+    "properties": {"baseline": {"type": "number"}, "unclipped_score": {"type": "number"},
+                   "contributions": ref("Contributions")},
+    "required": ["baseline", "unclipped_score", "contributions"],
+    "additionalProperties": True,
+}
+# The properties of one student's answer, each typed: a new answer field is one line here (the answer objects
+# also allow properties they do not list, so a client generated from an older document keeps working).
 PREDICTION_PROPERTIES: dict[str, dict[str, Any]] = {
     TARGET.name: {"type": "number", "minimum": TARGET.minimum, "maximum": TARGET.maximum,
                   "description": f"the predicted {TARGET.label.lower()}"},
     "interval": ref("Interval"),
+    "band": ref("Band"),
+    "factors": {"anyOf": [ref("Factors"), {"type": "null"}],
+                "description": "null when the served model has no exact factors (`factors_reason` says why)"},
+    "factors_reason": {"type": "string", "description": "why the answer has no factors"},
+    # a batch whose students carry their real math score: each answer checked against it (null: no real score)
+    "real_math_score": {"type": ["number", "null"], "description": "the real score sent with the student"},
+    "prediction_minus_real": {"type": ["number", "null"], "description": "the reported score minus the real one"},
+    "inside_range": {"type": ["boolean", "null"], "description": "whether the real score is inside the range"},
+    "band_right": {"type": ["boolean", "null"],
+                   "description": "whether the band's claim held (null when the band made none)"},
 }
+PREDICTION_REQUIRED = (TARGET.name, "interval", "band", "factors")
 SINGLE_PROPERTIES: dict[str, dict[str, Any]] = {"model_version": {"type": "string"}}
 BATCH_PROPERTIES: dict[str, dict[str, Any]] = {
     "predictions": {"type": "array", "items": {"anyOf": [ref("Prediction"), ref("RowError")]}},
     "model_version": {"type": "string"},
+    "factors_reason": {"type": "string", "description": "why the answers have no factors"},
+    "evaluation": {"type": "object", "additionalProperties": True,
+                   "description": "the batch's answers against the real scores sent with its students"},
 }
+BATCH_REQUIRED = ("predictions", "model_version")
 
 # Error statuses: status -> (when, codes of the ``error`` field).
 ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -144,7 +202,7 @@ ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
           ("malformed_json", "nesting_too_deep", "bad_request")),
     413: ("the body is over the byte limit (MAX_CONTENT_LENGTH), chunked or not, or the batch over MAX_BATCH",
           ("request_entity_too_large", "batch_too_large")),
-    415: ("the body is none of the accepted media types", ("unsupported_media_type",)),
+    415: ("there is no body, or it is none of the accepted media types", ("unsupported_media_type",)),
     422: (f"fields break the schema's rules: `details` lists the first {MAX_DETAILS}, `more_details` how many more",
           ("validation_failed",)),
     503: ("no verified model is loaded (see /ready)", ("model_unavailable",)),
@@ -155,11 +213,19 @@ API_UNAUTHORIZED = ("API_TOKEN_SHA256 is set and a JSON or CSV body came without
 
 
 def _error_schema(codes: tuple[str, ...] | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": "string"}
-    if codes:
-        error["enum"] = list(codes)
-    return {"type": "object", "properties": {"error": error, "message": {"type": "string"}},
-            "required": ["error"], "additionalProperties": True}
+    """The shared error object; ``codes`` (the codes a status may carry) only describe it.
+
+    ``error`` is a string, not an enum, in the document: a client generated from it must not fail on a code
+    added later.
+    """
+    if codes is None:
+        return ref("Error")
+    return {"allOf": [ref("Error")], "description": "`error` is one of " + ", ".join(f"`{c}`" for c in codes)}
+
+
+ERROR = {"type": "object", "description": "every error answer: a code to branch on and a message for people",
+         "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+         "required": ["error"], "additionalProperties": True}
 
 
 def _validation_schema() -> dict[str, Any]:
@@ -175,7 +241,8 @@ def _validation_schema() -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": {"error": {"const": "validation_failed"},
+        "properties": {"error": {"type": "string", "description": "`validation_failed`"},
+                       "message": {"type": "string"},
                        "details": {"type": "array", "items": detail, "maxItems": MAX_DETAILS},
                        "more_details": {"type": "integer", "minimum": 1}},
         "required": ["error", "details"],
@@ -210,10 +277,10 @@ def _common_errors() -> dict[str, Any]:
 def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document (``max_batch``: the server's MAX_BATCH)."""
     single = {"type": "object", "properties": {**PREDICTION_PROPERTIES, **SINGLE_PROPERTIES},
-              "required": [TARGET.name, "interval", "model_version"], "additionalProperties": True}
-    prediction = {"type": "object", "properties": PREDICTION_PROPERTIES, "required": [TARGET.name, "interval"],
+              "required": [*PREDICTION_REQUIRED, *SINGLE_PROPERTIES], "additionalProperties": True}
+    prediction = {"type": "object", "properties": PREDICTION_PROPERTIES, "required": list(PREDICTION_REQUIRED),
                   "additionalProperties": True}
-    batch_answer = {"type": "object", "properties": BATCH_PROPERTIES, "required": list(BATCH_PROPERTIES),
+    batch_answer = {"type": "object", "properties": BATCH_PROPERTIES, "required": list(BATCH_REQUIRED),
                     "additionalProperties": True}
     batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref("LabeledStudent"),
                                                             "minItems": 1, "maxItems": max_batch}},
@@ -252,7 +319,9 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "description": "The JSON and CSV bodies are the API: when the server sets API_TOKEN_SHA256 they need "
                                "`Authorization: Bearer <token>` (`apiToken`). The teachers' form bodies need none.",
                 "security": [{}, {"apiToken": []}],
-                "requestBody": {"required": True, "content": {
+                # Not marked required: a client generator (openapi-python-client 0.29.1) then writes a
+                # predict module that imports; a POST without a body is answered 415 like any other media type.
+                "requestBody": {"required": False, "content": {
                     media: {"schema": schema, "x-description": description}
                     for media, (schema, description) in BODY_KINDS.items()}},
                 "responses": post_responses,
@@ -314,11 +383,13 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {"Student": student_schema(), "LabeledStudent": labeled_student_schema(),
-                        "Batch": batch, "Form": form_schema(), "Interval": INTERVAL,
-                        "Prediction": prediction, "SinglePrediction": single, "BatchPrediction": batch_answer,
+                        "Batch": batch, "Form": form_schema(),
+                        "FormUpload": upload_schema(), "Interval": INTERVAL, "Band": BAND, "Factors": FACTORS,
+                        "Contributions": contributions_schema(), "Prediction": prediction,
+                        "SinglePrediction": single, "BatchPrediction": batch_answer,
                         "RowError": {"type": "object", "required": ["row", "error"], "additionalProperties": True,
                                      "properties": {"row": {"type": "integer"}, "error": {"type": "string"}}},
-                        "ValidationFailed": _validation_schema()},
+                        "Error": ERROR, "ValidationFailed": _validation_schema()},
             "securitySchemes": {
                 "monitoringToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN, when it is set"},
                 "apiToken": {"type": "http", "scheme": "bearer",
