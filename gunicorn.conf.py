@@ -7,7 +7,11 @@ starts, and a worker's live gauges are dropped when it exits (``child_exit``).
 Slow clients cannot take the service: each worker runs ``threads`` threads (the gthread worker, whose main
 loop waits for idle connections without a thread), and the app closes a connection whose body is not whole
 within BODY_TIMEOUT_SECONDS (src/web/body_guard.py), so a stalled client holds one thread for that long at
-most while /health and the other requests are answered by the others.
+most while /health and the other requests are answered by the others. Every connection's socket also gives
+up on a read or a write that waits SOCKET_TIMEOUT_SECONDS without a byte (request headers sent half-way, an
+answer nobody reads): such a client holds a thread that long at most, then its connection is closed. More
+stalled clients at once than a server has threads still delay the others until those timeouts: in front of
+a public server, a buffering proxy (nginx on Elastic Beanstalk, .platform/nginx) takes them instead.
 
 The access log escapes control characters, quotes and backslashes in every field (``\\r``, ``\\n``, ``\\x00``,
 ``\\"``): a path sent as ``%0d%0a...`` cannot write a line of its own. No control socket is opened: gunicorn's
@@ -22,6 +26,8 @@ its files, when the server exits.
 import multiprocessing
 import os
 import re
+import socket
+import struct
 import tempfile
 from pathlib import Path
 
@@ -94,6 +100,15 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 control_socket_disable = True
+SOCKET_TIMEOUT = float(os.environ.get("SOCKET_TIMEOUT_SECONDS") or 15)
+
+
+def when_ready(server):
+    """Bound every read and write of the connections the listeners accept (Linux copies the options to them)."""
+    seconds, micro = int(SOCKET_TIMEOUT), int(SOCKET_TIMEOUT % 1 * 1_000_000)
+    for listener in server.LISTENERS:
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            listener.sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", seconds, micro))
 
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\\u2028\u2029]')

@@ -56,7 +56,7 @@ def shapes() -> dict[str, tuple[str, Callable[[], bytes]]]:
         "array of floats": (JSON, lambda: fill(b"1.5,", b"[", b"1.5]")),
         "batch of empty students": (JSON, lambda: fill(b"{},", b'{"instances": [', b"{}]}")),
         "student with unknown keys": (JSON, lambda: b"{" + b",".join(
-            b'"k%d":0' % i for i in range(LIMIT // 12)) + b"}"),
+            b'"k%07d":0' % i for i in range((LIMIT - 2) // 13)) + b"}"),
         "student with a huge gender": (JSON, lambda: fill(b"x", b'{"gender": "', b'"}')),
         "escaped non-ASCII text": (JSON, lambda: fill(b"\\ud83d\\ude00", b'["', b'"]')),
         "nested [[[[": (JSON, lambda: fill(b"[")),

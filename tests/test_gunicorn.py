@@ -339,3 +339,17 @@ def test_the_access_log_keeps_one_line_per_request_whatever_the_path_holds(train
     assert b"\x00" not in raw and not any(line.startswith("127.0.0.1 - - [01/Jan/2030") for line in lines), lines
     mine = [line for line in lines if "/x" in line]
     assert len(mine) == 1 and '/x\\x0d\\x0a127.0.0.1' in mine[0] and '\\"GET /admin' in mine[0], mine
+
+
+def test_a_request_whose_headers_stop_half_way_is_closed_after_the_socket_timeout(trained, tmp_path):
+    process, url, log = serve(trained, tmp_path, {"SOCKET_TIMEOUT_SECONDS": "2"}, workers=1)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+            started = time.monotonic()
+            answer, closed = read_answer(sock, started + 10)
+        assert requests.get(f"{url}/health", timeout=5).status_code == 200
+    finally:
+        stop(process)
+    assert answer == b"" and 1.5 < closed - started < 4.0, (answer[:200], closed - started)

@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,13 @@ MAX_JSON_DEPTH = 32
 # twice that leaves room for a client's extra fields, which are refused one by one with their names.
 VALUES_PER_STUDENT = 32
 BODY_TIMEOUT = 10.0  # seconds for a whole body, by default
+# Fields a urlencoded form may hold (Flask's MAX_FORM_PARTS for multipart): werkzeug parses a urlencoded body
+# whole, and 16 MB of "a=&a=&..." are millions of Python strings, nearly a gigabyte.
+MAX_FORM_FIELDS = 1_000
+# Bodies above this many bytes are "large": a worker handles HEAVY_SLOTS of them at a time (its threads serve
+# everything else meanwhile), so that its memory is bounded by a few large bodies, not one per thread.
+LARGE_BODY = 256 * 1024
+HEAVY_SLOTS = 2
 _READ_CHUNK = 64 * 1024
 _SCAN_BLOCK = 1 << 20  # bytes scanned at a time for depth and values: a few MB of arrays whatever the body
 BODY = "student_math.body"  # the WSGI environ key of a body the guard has read whole
@@ -144,8 +151,9 @@ def read_bounded(stream: Any, limit: int, length: int | None, deadline: Deadline
                 break
             size += len(chunk)
             parts.append(chunk)
-    except Exception:
-        if deadline is not None and deadline.expired:  # the watchdog ended the read: whatever the stream raised
+    except Exception as err:
+        # The watchdog ended the read (whatever the stream raised then), or the socket's own receive timeout did.
+        if (deadline is not None and deadline.expired) or isinstance(err, (BlockingIOError, TimeoutError)):
             raise BodyTimedOut(size) from None
         raise
     if deadline is not None and deadline.expired:
@@ -222,12 +230,13 @@ class BodyGuard:
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], max_bytes: int,
                  max_depth: int = MAX_JSON_DEPTH, max_values: int | None = None,
-                 timeout: float = BODY_TIMEOUT) -> None:
+                 timeout: float = BODY_TIMEOUT, heavy_slots: int = HEAVY_SLOTS) -> None:
         self.wsgi_app = wsgi_app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.max_values = max_values
         self.timeout = timeout
+        self.heavy = threading.BoundedSemaphore(heavy_slots)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") not in _BODY_METHODS:
@@ -237,6 +246,21 @@ class BodyGuard:
         if not chunked and not raw_length.isdigit() and raw_length:
             return _answer(start_response, 400, "bad_request", "the Content-Length header is not a number")
         length = None if chunked or not raw_length else int(raw_length)
+        if length is not None and (length <= LARGE_BODY or length > self.max_bytes):
+            return self._guarded(environ, start_response, length)
+        # A large body, or one of unknown length: one of the worker's few heavy slots, for reading and answering.
+        if not self.heavy.acquire(timeout=self.timeout):
+            return _answer(start_response, 503, "busy", "the server is answering other large requests; "
+                           "try again in a few seconds", retry_after=True)
+        try:
+            answer = self._guarded(environ, start_response, length)
+        except BaseException:
+            self.heavy.release()
+            raise
+        return _Released(answer, self.heavy)
+
+    def _guarded(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                 length: int | None) -> Iterable[bytes]:
         sock = environ.get(SOCKET)
         deadline = None
         if sock is not None and length != 0 and (length is None or length <= self.max_bytes):
@@ -265,10 +289,16 @@ class BodyGuard:
             environ["wsgi.input"] = io.BytesIO()
             return _answer(start_response, 400, "bad_request",
                            f"the body ended after {len(body)} of the {length} bytes its Content-Length declares")
-        if _is_json(environ.get("CONTENT_TYPE", "")):
+        content_type = environ.get("CONTENT_TYPE", "")
+        if _is_json(content_type):
             refusal = self._check_json(body, start_response)
             if refusal is not None:
                 return refusal
+        elif content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
+            fields = body.count(b"&") + 1
+            if fields > MAX_FORM_FIELDS:
+                return _answer(start_response, 413, "too_many_fields",
+                               f"the form has {fields} fields; at most {MAX_FORM_FIELDS} are accepted")
         environ["wsgi.input"] = io.BytesIO(body)
         environ[BODY] = body  # read once: the app takes it from here rather than reading the stream again
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -311,14 +341,38 @@ def _is_json(content_type: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
-_REASONS = {400: "BAD REQUEST", 408: "REQUEST TIMEOUT", 413: "REQUEST ENTITY TOO LARGE"}
+class _Released:
+    """The app's answer, which gives the heavy slot back when the server closes it (after sending it)."""
+
+    def __init__(self, answer: Iterable[bytes], slot: threading.BoundedSemaphore) -> None:
+        self.answer = answer
+        self.slot: threading.BoundedSemaphore | None = slot
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.answer)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.answer, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+                self.slot = None
 
 
-def _answer(start_response: Callable[..., Any], status: int, error: str, message: str) -> list[bytes]:
+_REASONS = {400: "BAD REQUEST", 408: "REQUEST TIMEOUT", 413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}
+
+
+def _answer(start_response: Callable[..., Any], status: int, error: str, message: str,
+            retry_after: bool = False) -> list[bytes]:
     body = json.dumps({"error": error, "message": message}).encode()
-    start_response(f"{status} {_REASONS[status]}", [
-        ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close"),
-        ("X-Content-Type-Options", "nosniff")])
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close"),
+               ("X-Content-Type-Options", "nosniff")]
+    if retry_after:
+        headers.append(("Retry-After", "5"))
+    start_response(f"{status} {_REASONS[status]}", headers)
     return [body]
 
 

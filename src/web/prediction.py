@@ -239,7 +239,9 @@ def _class_list_page() -> tuple[str, int] | str:
     if isinstance(answer, Response):
         body = json.loads(answer.get_data())
         problems = [f"{d['field']}: {d['message']}" for d in body.get("details", [])] or [body["message"]]
-        return _render_form({}, {}, None, roster_error=problems), answer.status_code
+        # A file that is not CSV text came in a well-formed form: the form is fine, its file cannot be used (422).
+        status = 422 if answer.status_code == 400 else answer.status_code
+        return _render_form({}, {}, None, roster_error=problems), status
     shown = answer.roster
     rows = []
     for at, (item, top) in enumerate(zip(answer.items[:PREVIEW_ROWS], answer.top_factors, strict=False)):

@@ -41,6 +41,7 @@ from src.web.answers import Evaluated, batch_answer, evaluate_batch
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
 MAX_CELLS_PER_ROW = 64  # cells a row may have on average before the file is refused unread
+MAX_LINES_PER_ROW = 4  # lines per student (blank lines, quoted line breaks) before the file is refused unread
 OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
 # Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
 _ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
@@ -139,6 +140,9 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
         raise RosterError(400, "malformed_csv", f"the file is not UTF-8 text (byte {err.start})") from err
     # Every cell and row becomes a Python object: a file of commas or of short rows would cost a worker far more
     # memory than its size. Cells are bounded before reading (a class list has 8 columns), rows while reading.
+    if data.count(b"\n") > (max_rows + 1) * MAX_LINES_PER_ROW:
+        raise RosterError(413, "batch_too_large", f"the file has more lines than {max_rows} students need "
+                                                  f"(at most {MAX_LINES_PER_ROW} per student, blank ones included)")
     if data.count(b",") > (max_rows + 1) * MAX_CELLS_PER_ROW:
         raise RosterError(413, "batch_too_large", f"the file has more cells than {max_rows} students can fill "
                                                   f"(at most {MAX_CELLS_PER_ROW} per row)")

@@ -103,3 +103,46 @@ def test_a_chunked_body_within_the_limit_is_answered(app, student):
     body, status, _ = run_wsgi_app(app, environ)
     assert status.startswith("200"), b"".join(body)
     assert 0 <= json.loads(b"".join(body))["math_score"] <= 100
+
+
+def test_a_form_of_too_many_fields_is_refused_before_it_is_parsed(client):
+    from src.web.body_guard import MAX_FORM_FIELDS
+
+    response = client.post("/predictdata", data=b"a=&" * (MAX_FORM_FIELDS + 1),
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 413 and response.get_json()["error"] == "too_many_fields"
+
+
+def test_large_bodies_take_turns_while_small_ones_pass():
+    import threading
+
+    from werkzeug.test import Client
+
+    from src.web.body_guard import LARGE_BODY, BodyGuard
+
+    entered, release = threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        if int(environ["CONTENT_LENGTH"]) > LARGE_BODY:
+            entered.set()
+            release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    guard = Client(BodyGuard(app, 1 << 24, heavy_slots=1, timeout=0.5))
+    large = b"x" * (LARGE_BODY + 1)
+    first: list = []
+    worker = threading.Thread(target=lambda: first.append(guard.post("/", data=large)))
+    worker.start()
+    try:
+        assert entered.wait(10)
+        assert guard.post("/", data=b"small").status_code == 200  # a small body never waits for a slot
+        busy = guard.post("/", data=large)
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+        assert json.loads(busy.data)["error"] == "busy"
+    finally:
+        release.set()
+        worker.join(10)
+    assert first[0].status_code == 200
+    first[0].close()  # the server closes the answer once sent: the slot is given back then
+    assert guard.post("/", data=large).status_code == 200

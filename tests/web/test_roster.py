@@ -171,3 +171,16 @@ def test_a_score_cell_that_is_not_plainly_a_number_is_a_row_error_not_a_guess(cl
     row = ",".join(cell if n == "reading_score" else str(student[n]) for n in FEATURE_NAMES)
     predictions = post_csv(client, f"{header}\n{row}\n").get_json()["predictions"]
     assert predictions[0]["error"] == "row 1: reading_score: must be a number between 0 and 100"
+
+
+def test_a_class_list_of_blank_lines_is_refused_before_it_is_read(client):
+    header = ",".join(FEATURE_NAMES)
+    response = client.post("/predictdata", data=header + "\n" * 1_000_000, content_type="text/csv")
+    assert response.status_code == 413 and "more lines than" in response.get_json()["message"]
+
+
+def test_an_uploaded_file_that_is_not_csv_text_is_a_422_form_page(client):
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+    response = client.post("/predictdata", data={"class_list": (io.BytesIO(png), "class.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422 and "not UTF-8 text" in response.get_data(as_text=True)
