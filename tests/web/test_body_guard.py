@@ -146,3 +146,43 @@ def test_large_bodies_take_turns_while_small_ones_pass():
     assert first[0].status_code == 200
     first[0].close()  # the server closes the answer once sent: the slot is given back then
     assert guard.post("/", data=large).status_code == 200
+
+
+def test_the_blockwise_scan_agrees_with_the_parser_across_block_boundaries(monkeypatch):
+    import random
+
+    from src.web import body_guard
+
+    monkeypatch.setattr(body_guard, "_SCAN_BLOCK", 7)  # every quote, escape and bracket run crosses blocks
+    rng = random.Random(5)
+
+    def document(level: int):
+        if level == 0 or rng.random() < 0.2:
+            return rng.choice(["[]{}\\\"x", 1.5, None, "a\\b", '"]"', "\\\\", ",:,"])
+        if rng.random() < 0.5:
+            return [document(level - 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(["k", "[", "\\", '"{']) + str(i): document(level - 1) for i in range(rng.randint(0, 3))}
+
+    def parsed(value) -> tuple[int, int]:  # depth, values (keys counted as values too)
+        if isinstance(value, list | dict):
+            items = list(value.values()) if isinstance(value, dict) else value
+            inner = [parsed(v) for v in items]
+            return (1 + max((d for d, _ in inner), default=0),
+                    1 + len(value) * isinstance(value, dict) + sum(n for _, n in inner))
+        return 0, 1
+
+    for _ in range(500):
+        value = document(8)
+        shape = body_guard.json_shape(json.dumps(value).encode())
+        depth, values = parsed(value)
+        assert shape.depth == depth and values <= shape.values <= 2 * values + 1
+
+
+def test_a_hostile_body_costs_one_block_of_scanning():
+    import time
+
+    from src.web.body_guard import json_shape
+
+    started = time.perf_counter()
+    shape = json_shape(b"[" + b"[]," * 5_000_000 + b"[]]", 32, 320_000)
+    assert shape.values > 320_000 and time.perf_counter() - started < 1.0
