@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "app (no metrics, no drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts), "METRICS_ENABLED": "false",
                                                    "DRIFT_ENABLED": "false"}, ()),
         "bare Flask baseline": ("bench.baseline_app:app", {}, ()),
-        "app on sync workers": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}, ("--worker-class", "sync")),
+        "app on sync workers": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}, ("--worker-class", "sync", "--threads", "1")),
     }
     results: dict[str, dict[str, list[float]]] = {name: {"rps": [], "p50_ms": [], "p99_ms": [], "c1_rps": []}
                                                   for name in servers}
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     full = median["app (metrics + drift)"]
     plain = median["app (no metrics, no drift)"]
     conf = (ROOT / "gunicorn.conf.py").read_text()
-    worker_class = re.search(r'^worker_class = "(\w+)"', conf, re.MULTILINE)
+    worker_class = re.search(r'^class \w+\((\w+)\)', conf, re.MULTILINE)
     threads = re.search(r'^threads = .*or (\d+)\)', conf, re.MULTILINE)
     print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, gunicorn.conf.py: 2 "
           f"{worker_class.group(1) if worker_class else '?'} workers x {threads.group(1) if threads else '?'} threads "

@@ -3,6 +3,7 @@
 import contextlib
 import math
 import shlex
+import signal
 import socket
 import time
 from pathlib import Path
@@ -353,3 +354,19 @@ def test_a_request_whose_headers_stop_half_way_is_closed_after_the_socket_timeou
     finally:
         stop(process)
     assert answer == b"" and 1.5 < closed - started < 4.0, (answer[:200], closed - started)
+
+
+def test_a_server_holding_an_idle_keep_alive_connection_stops_at_once(trained, tmp_path):
+    process, url, log = serve(trained, tmp_path, workers=1)
+    try:
+        wait_for(f"{url}/ready", process, log=log)
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as idle:
+            idle.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert idle.recv(65536).startswith(b"HTTP/1.1 200")  # and the connection stays open, idle
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)
+            stopped = time.monotonic() - started
+    finally:
+        stop(process)
+    assert process.returncode == 0 and stopped < 5.0, (process.returncode, stopped)

@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,16 +259,15 @@ class BodyGuard:
         length = None if chunked or not raw_length else int(raw_length)
         if length is not None and (length <= LARGE_BODY or length > self.max_bytes):
             return self._guarded(environ, start_response, length)
-        # A large body, or one of unknown length: one of the worker's few heavy slots, for reading and answering.
+        # A large body, or one of unknown length: one of the worker's few heavy slots, for reading it, parsing it
+        # and making the answer (the app returns its answer made; sending it needs no slot).
         if not self.heavy.acquire(timeout=self.timeout):
             return _answer(start_response, 503, "busy", "the server is answering other large requests; "
                            "try again in a few seconds", retry_after=True)
         try:
-            answer = self._guarded(environ, start_response, length)
-        except BaseException:
+            return self._guarded(environ, start_response, length)
+        finally:
             self.heavy.release()
-            raise
-        return _Released(answer, self.heavy)
 
     def _guarded(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  length: int | None) -> Iterable[bytes]:
@@ -350,27 +349,6 @@ def _drain(stream: Any, budget: int, deadline: Deadline | None) -> None:
 def _is_json(content_type: str) -> bool:
     mimetype = content_type.split(";", 1)[0].strip().lower()
     return mimetype == "application/json" or mimetype.endswith("+json")
-
-
-class _Released:
-    """The app's answer, which gives the heavy slot back when the server closes it (after sending it)."""
-
-    def __init__(self, answer: Iterable[bytes], slot: threading.BoundedSemaphore) -> None:
-        self.answer = answer
-        self.slot: threading.BoundedSemaphore | None = slot
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.answer)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self.answer, "close", None)
-            if close is not None:
-                close()
-        finally:
-            if self.slot is not None:
-                self.slot.release()
-                self.slot = None
 
 
 _REASONS = {400: "BAD REQUEST", 408: "REQUEST TIMEOUT", 413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}

@@ -103,6 +103,7 @@ def test_the_openapi_document_declares_the_api_token_on_predict_only(client):
     assert scheme == {"type": "http", "scheme": "bearer", "description": scheme["description"]}
     post = document["paths"]["/predictdata"]["post"]
     assert post["security"] == [{}, {"apiToken": []}]
-    assert post["responses"]["401"]["content"]["application/json"]["schema"]["properties"]["error"]["enum"] == [
-        "unauthorized"]
+    unauthorized = post["responses"]["401"]["content"]["application/json"]["schema"]
+    assert unauthorized["allOf"] == [{"$ref": "#/components/schemas/Error"}]
+    assert unauthorized["description"] == "`error` is one of `unauthorized`"
     assert "security" not in document["paths"]["/predictdata"]["get"]
