@@ -59,6 +59,9 @@ def test_every_field_of_an_answer_is_typed_in_the_document(client, student):
     assert set(single["factors"]) <= set(schemas["Factors"]["properties"])
     assert set(single["factors"]["contributions"]) == set(schemas["Contributions"]["properties"])
     assert set(single["interval"]) <= set(schemas["Interval"]["properties"])
+    labeled = client.post("/predictdata", json={"instances": [{**student, "math_score": 70}]}).get_json()
+    assert set(labeled) <= set(schemas["BatchPrediction"]["properties"]), set(labeled)
+    assert set(labeled["predictions"][0]) <= set(schemas["Prediction"]["properties"]), set(labeled["predictions"][0])
     error = client.post("/predictdata", json={**student, "gender": "x"}).get_json()
     assert set(error) <= set(schemas["ValidationFailed"]["properties"])
     assert set(client.post("/predictdata", data="{", content_type="application/json").get_json()) <= \
