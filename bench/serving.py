@@ -214,11 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     full = median["app (metrics + drift)"]
     plain = median["app (no metrics, no drift)"]
     conf = (ROOT / "gunicorn.conf.py").read_text()
-    worker_class = re.search(r'^class \w+\((\w+)\)', conf, re.MULTILINE)
-    threads = re.search(r'^threads = .*or (\d+)\)', conf, re.MULTILINE)
-    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, gunicorn.conf.py: 2 "
-          f"{worker_class.group(1) if worker_class else '?'} workers x {threads.group(1) if threads else '?'} threads "
-          "(the last server: sync workers), wrk -t2 -c8 / -t1 -c1")
+    kind = "gthread" if re.search(r"^class \w+\(ThreadWorker\)", conf, re.MULTILINE) else "sync"
+    threads = re.search(r"^threads = .*or (\d+)\)", conf, re.MULTILINE)
+    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, gunicorn.conf.py: 2 {kind} workers x "
+          f"{threads.group(1) if threads else '?'} threads (the last server: sync workers, 1 thread), "
+          "wrk -t2 -c8 / -t1 -c1")
     print(f"{'server':<28} {'req/s -c8':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, m in median.items():
         print(f"{name:<28} {m['rps']:>10.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}")
