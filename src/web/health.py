@@ -34,6 +34,7 @@ def ready() -> Response:
             "status": "ready",
             "model_version": pipeline.model_version,
             "model": pipeline.model_name,
+            "source": slot.public_source,
             "loaded_at": datetime.fromtimestamp(slot.loaded_at, UTC).isoformat(timespec="seconds")
             if slot.loaded_at else None,
             "scorer": pipeline.scorer.kind,

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from src.answers.model import PredictPipeline
 from src.storage import ArtifactError, DataSourceError
@@ -89,6 +90,13 @@ class ModelSlot:
                 self.last_error = None  # the store names the served model again: what went wrong is over
                 return None
         return self.load()
+
+    @property
+    def public_source(self) -> str:
+        """Where the model comes from, fit for anyone: an S3 store's URI, a local store's folder name only."""
+        if self.source.startswith("s3://"):
+            return self.source
+        return f"local folder {Path(self.source).name}"
 
     def public(self, err: BaseException) -> str:
         """``err`` in words fit for anyone: the store named ``<store>``, no path, no system error text."""

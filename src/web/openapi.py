@@ -336,6 +336,8 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "type": "object", "required": ["status", "model_version"], "additionalProperties": True,
                 "properties": {"status": {"const": "ready"}, "model_version": {"type": "string"},
                                "model": {"type": "string"},
+                               "source": {"type": "string", "description": "an S3 store's URI, or a local "
+                                                                           "store's folder name"},
                                "scorer": {"type": "string"}, "last_error": {"type": ["string", "null"]}}}),
             "503": _json("no verified model is loaded; `message` says why", _error_schema(("not_ready",))),
             **_common_errors()}}},
