@@ -105,7 +105,8 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(post, [text for text, _ in classes]))
         expected = expected_totals(answers, classes)
-        check_equal(scraped(requests.get(f"{url}/metrics", timeout=10).text), expected)
+        metrics_text = requests.get(f"{url}/metrics", timeout=10).text
+        check_equal(scraped(metrics_text), expected)
         pids = {p.name.split("_")[-1] for p in multiproc.glob("counter_*.db")}
         assert len(pids) >= 2, pids  # both workers wrote counters
         realized = requests.get(f"{url}/model.json", timeout=10).json()["realized"]
@@ -120,12 +121,15 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
     finally:
         stop(process)
     # privacy: no id and no real score reached the log or any file the server wrote
-    leaks = _leaks(classes, [log, *multiproc.rglob("*")])
+    # (an aggregate the metrics publish may equal some student's score by chance: that value is not a leak)
+    published = {sample.value for family in text_string_to_metric_families(metrics_text) for sample in family.samples}
+    leaks = _leaks(classes, [log, *multiproc.rglob("*")], published)
     assert not leaks, leaks[:5]
 
 
-def _leaks(classes: list[tuple[str, list[dict]]], paths: list[Path]) -> list[str]:
-    """Every student id or real score (as text, or as a stored double) found in the files."""
+def _leaks(classes: list[tuple[str, list[dict]]], paths: list[Path], published: set[float] = frozenset()) -> list[str]:
+    """Every student id or real score (as text, or as a stored double) found in the files; a double equal to a
+    value the metrics publish as an aggregate is not counted."""
     needles: dict[bytes, str] = {}
     for _, rows in classes:
         for row in rows:
@@ -133,7 +137,8 @@ def _leaks(classes: list[tuple[str, list[dict]]], paths: list[Path]) -> list[str
             if row["math score"]:
                 real = float(row["math score"])
                 needles[row["math score"].encode()] = row["math score"]
-                needles[struct.pack("<d", real)] = f"{real} as a double"
+                if real not in published:
+                    needles[struct.pack("<d", real)] = f"{real} as a double"
     found = []
     for path in paths:
         if path.is_file():
