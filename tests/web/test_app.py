@@ -31,7 +31,10 @@ def test_json_single_student(client, student, trained):
     response = client.post("/predictdata", json=student)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"math_score", "interval", "model_version", "band", "factors"}
+    assert set(body) == {"math_score", "interval", "model_version", "band", "below_cut_probability",
+                         "band_without_background", "factors"}
+    assert 0 < body["below_cut_probability"] < 1 and body["band_without_background"] in ("needs_support", "uncertain",
+                                                                                          "on_track")
     assert body["interval"]["low"] <= body["math_score"] <= body["interval"]["high"]
     assert body["interval"]["level"] == 0.9 and body["model_version"] == trained.manifest["model_version"]
 
@@ -230,7 +233,7 @@ def test_form_result_shows_band_range_in_words_and_actionable_reasons_only(clien
     html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
     assert 'id="band"' in html and "for 9 in 10 students like this one" in html
     reasons = html.split('<ul id="reasons">')[1].split("</ul>")[0]
-    assert reasons.count("<li>") == 3 and "points against an average student" in reasons
+    assert reasons.count("<li>") == 3 and "the average student&#39;s prediction" in reasons
     assert "Reading score 72" in reasons and "Writing score 74" in reasons and "Test preparation course" in reasons
     for background in ("Gender", "Race", "Lunch", "Parents"):
         assert background not in reasons

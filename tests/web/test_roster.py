@@ -90,8 +90,8 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
         assert float(row["math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
         assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
                                                                             want["interval"]["high"])
-        assert "points against an average student" in row["top_factor"] and row["error"] == ""
-        assert row["top_factor"].split(" ")[0] in ("Reading", "Writing", "Test")  # never a background attribute
+        assert "the average student's prediction" in row["top_factor"] and row["error"] == ""
+        assert row["top_factor"].split(" ")[0] in ("Reading", "Writing")  # the evidence: never the course nor background
     assert table[20]["error"] == "row 21: writing_score: must be a number between 0 and 100"
     assert table[20]["math_score"] == ""
 
