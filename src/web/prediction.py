@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,14 @@ from src.web.errors import fast_json_response, json_error, json_response
 from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused
 from src.web.services import services
-from src.web.wording import BAND_TITLES, band_sentence, chance_sentence, points_change, whole_points
+from src.web.wording import (
+    BAND_TITLES,
+    band_sentence,
+    chance_in_ten,
+    chance_sentence,
+    points_change,
+    whole_points,
+)
 
 bp = Blueprint("prediction", __name__)
 
@@ -247,22 +255,43 @@ def _class_list_page() -> tuple[str, int] | str:
         # A file that is not CSV text came in a well-formed form: the form is fine, its file cannot be used (422).
         status = 422 if answer.status_code == 400 else answer.status_code
         return _render_form({}, {}, None, roster_error=problems), status
-    shown = answer.roster
+    cut = services().config.support_cut
+    shown_roster = answer.roster
+    order = answer.staff_order()
     rows = []
-    for at, (item, top) in enumerate(zip(answer.items[:PREVIEW_ROWS], answer.top_factors, strict=False)):
-        failed = shown.failed.get(at)
-        rows.append({"number": at + 1, "student_id": shown.ids[at] if shown.ids is not None else None, "item": item,
-                     "top": top, "error": failed.error if failed is not None else ""})
+    for i in order[:PREVIEW_ROWS]:
+        item = answer.items[i]
+        failed = shown_roster.failed.get(i)
+        student_id = shown_roster.ids[i] if shown_roster.ids is not None else None
+        shown: dict[str, Any] = {"number": i + 1, "student_id": student_id or "",
+                                 "error": failed.error if failed is not None else "", "item": item}
+        if failed is None:
+            band = item["band"]["name"]
+            chance = item.get(BELOW_CUT)
+            without = item.get(WITHOUT_BACKGROUND)
+            shown.update(band=band, title=BAND_TITLES[band], chance=chance,
+                         chance_words="" if chance is None else chance_in_ten(chance),
+                         score=whole_points(item["math_score"]),
+                         low=whole_points(item["interval"]["low"], cut, "low"),
+                         high=whole_points(item["interval"]["high"], cut, "high"),
+                         flip=BAND_TITLES[without] if without and without != band else None,
+                         top=answer.top_factors[i])
+        rows.append(shown)
+    today = date.today()
     summary = {
         "rows": rows,
-        "total": shown.size,
+        "total": shown_roster.size,
         "failed": answer.failed,
         "counts": answer.band_counts(),
+        "background_decided": answer.background_decided(),
         "has_ids": answer.roster.has_ids,
         "download": roster.csv_data_uri(roster.roster_csv(answer)),
+        "download_name": f"class-predictions-{today.isoformat()}.csv",
+        "date": f"{today:%d %B %Y}".lstrip("0"),
         "model_version": answer.model_version,
         "factors_reason": answer.factors_reason,
         "evaluation": class_evaluation_words(answer.evaluation) if answer.evaluation is not None else None,
+        "chance_reason": answer.chance_reason,
     }
     return _render_form({}, {}, None, class_list=summary)
 

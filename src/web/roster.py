@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.bands import BAND_NAMES, Bands
-from src.answers.columns import Answers
+from src.answers.bands import BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
+from src.answers.columns import BELOW_CUT, PROBABILITY_DECIMALS, WITHOUT_BACKGROUND, Answers, round_as_python
 from src.answers.evaluation import OUTCOME_COLUMNS
 from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES, STUDENT_ID, TARGET, canonical_name
@@ -37,12 +37,16 @@ from src.validation import (
     validate_student,
 )
 from src.web.answers import Evaluated, batch_answer, evaluate_batch
+from src.web.wording import BAND_TITLES
 
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
 MAX_CELLS_PER_ROW = 64  # cells a row may have on average before the file is refused unread
 MAX_LINES_PER_ROW = 4  # lines per student (blank lines, quoted line breaks) before the file is refused unread
-OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
+PREDICTED = "predicted_math_score"  # never "math_score": a class list's math score column is the real score
+BAND_WORDS = "band_words"
+OUTPUT_COLUMNS = (PREDICTED, "interval_low", "interval_high", BELOW_CUT, "band", BAND_WORDS, WITHOUT_BACKGROUND,
+                  "top_factor", "error")
 # Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
 _ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
 # A math score column (the public download's) is each student's real score: checked, and compared with the answer.
@@ -108,6 +112,7 @@ class RosterAnswer:
     model_version: str
     items: list[dict[str, Any]] = field(default_factory=list)  # JSON items, in row order
     factors_reason: str | None = None
+    chance_reason: str | None = None  # why the model gives no chance below the cut
     answers: Answers | None = None  # the valid rows' answers, as arrays
     evaluated: Evaluated | None = None  # the valid rows against their real scores (a labeled file only)
 
@@ -117,7 +122,8 @@ class RosterAnswer:
 
     @functools.cached_property
     def top_factors(self) -> list[str]:
-        """Per row, the actionable factor that moves the score most, in words ("" for bad rows, or no factors)."""
+        """Per row, the score (reading or writing) that moves the prediction most, in words ("" for bad rows or no
+        factors)."""
         out = np.full(self.roster.size, "", dtype=object)
         if self.answers is not None:
             out[self.roster.valid] = self.answers.top_factor
@@ -130,6 +136,28 @@ class RosterAnswer:
     def band_counts(self) -> dict[str, int]:
         counts = Counter(self.answers.bands.tolist()) if self.answers is not None else Counter()  # type: ignore[union-attr]
         return {name: counts.get(name, 0) for name in BAND_NAMES}
+
+    def background_decided(self) -> int:
+        """How many students got another band than they would with background details at their average."""
+        answers = self.answers
+        if answers is None or answers.without_background is None:
+            return 0
+        return int((answers.without_background != answers.bands).sum())
+
+    def staff_order(self) -> list[int]:
+        """Row positions for a staff meeting: needs support, then could be either side by decreasing chance below
+        the cut, then on track (also by decreasing chance), then the rows not predicted; ties in file order."""
+        size = self.roster.size
+        rank = np.full(size, 3)
+        chance = np.zeros(size)
+        answers = self.answers
+        if answers is not None:
+            at = np.flatnonzero(self.roster.valid)
+            codes = {NEEDS_SUPPORT: 0, UNCERTAIN: 1, ON_TRACK: 2}
+            rank[at] = [codes[name] for name in answers.bands.tolist()]  # type: ignore[union-attr]
+            if answers.below_cut is not None:
+                chance[at] = answers.below_cut
+        return np.lexsort((np.arange(size), -chance, rank)).tolist()
 
 
 def parse_roster(data: bytes, max_rows: int) -> Roster:
@@ -235,6 +263,7 @@ def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> Ro
     answer = RosterAnswer(roster, pipeline.model_version)
     if not pipeline.factors.available:
         answer.factors_reason = pipeline.factors.reason
+    answer.chance_reason = pipeline.below_cut.reason
     items: list[dict[str, Any]] = []
     if roster.students.size:
         batch = batch_answer(pipeline, roster.students, bands)
@@ -268,9 +297,10 @@ def roster_json(answer: RosterAnswer) -> dict[str, Any]:
 
 
 def roster_csv(answer: RosterAnswer) -> str:
-    """The CSV answer: the uploaded rows in order, with score, range, band, top factor and error; a labeled file
-    also gets the real score, the prediction minus it, whether it was inside the range and whether the band was
-    right (empty where the real score was blank or the band made no claim)."""
+    """The CSV answer: the uploaded rows in order, with the predicted score, range, chance below the cut, band as a
+    code and in the page's words, band without background, top factor and error; a labeled file also gets the
+    real score, the prediction minus it, whether it was inside the range and whether the band was right (empty
+    where the real score was blank or the band made no claim)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     roster = answer.roster
@@ -279,7 +309,7 @@ def roster_csv(answer: RosterAnswer) -> str:
     writer.writerow(["row", *([STUDENT_ID] if ids is not None else []), *FEATURE_NAMES, *OUTPUT_COLUMNS,
                      *(OUTCOME_COLUMNS if labeled else ())])
     n = roster.size
-    scores = lows = highs = bands = [""] * n
+    scores = lows = highs = bands = words = chances = withouts = [""] * n
     if answer.answers is not None:
         at = np.flatnonzero(roster.valid)
         predictions = answer.answers.predictions
@@ -292,6 +322,18 @@ def roster_csv(answer: RosterAnswer) -> str:
         band = np.full(n, "", dtype=object)
         band[at] = answer.answers.bands
         bands = band.tolist()
+        titles = np.full(n, "", dtype=object)
+        titles[at] = [BAND_TITLES[name] for name in answer.answers.bands.tolist()]  # type: ignore[union-attr]
+        words = titles.tolist()
+        if answer.answers.below_cut is not None:
+            chance = np.full(n, "", dtype=object)
+            rounded = round_as_python(answer.answers.below_cut, PROBABILITY_DECIMALS)
+            chance[at] = [f"{v:.3f}" for v in rounded.tolist()]
+            chances = chance.tolist()
+        if answer.answers.without_background is not None:
+            without = np.full(n, "", dtype=object)
+            without[at] = answer.answers.without_background
+            withouts = without.tolist()
     errors = [""] * n
     for at_row, row in roster.failed.items():
         errors[at_row] = row.error
@@ -302,8 +344,8 @@ def roster_csv(answer: RosterAnswer) -> str:
     first = [range(1, n + 1)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
     outcomes = [["" if i in roster.failed else _outcome_cell(item.get(name)) for i, item in enumerate(answer.items)]
                 for name in OUTCOME_COLUMNS] if labeled else []
-    writer.writerows(zip(*first, *given, scores, lows, highs, bands, answer.top_factors, errors, *outcomes,
-                         strict=True))
+    writer.writerows(zip(*first, *given, scores, lows, highs, chances, bands, words, withouts, answer.top_factors,
+                         errors, *outcomes, strict=True))
     return out.getvalue()
 
 
@@ -316,8 +358,10 @@ def _outcome_cell(value: Any) -> str:
 
 
 def csv_data_uri(text: str) -> str:
-    """The CSV as a data: URI for a download link (nothing is kept on the server)."""
-    return "data:text/csv;charset=utf-8;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
+    """The CSV as a data: URI for a download link, with a byte-order mark so that spreadsheets read it as UTF-8
+    (nothing is kept on the server)."""
+    data = ("\ufeff" + text).encode("utf-8")
+    return "data:text/csv;charset=utf-8;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _cell(value: str) -> str:

@@ -129,7 +129,9 @@ def test_the_csv_answer_of_a_labeled_class_has_the_outcome_columns(client, stude
     table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert table[0]["real_math_score"] == "55" and table[1]["real_math_score"] == ""
     assert table[0]["inside_range"] in ("yes", "no") and table[1]["inside_range"] == ""
-    assert float(table[2]["prediction_minus_real"]) == pytest.approx(float(table[2]["math_score"]) - 61.5, abs=0.006)
+    assert float(table[2]["prediction_minus_real"]) == pytest.approx(float(table[2]["predicted_math_score"]) - 61.5,
+                                                                    abs=0.006)
+    assert "math_score" not in table[0]  # the prediction is predicted_math_score, the real one real_math_score
 
 
 def _upload(client, text: str):

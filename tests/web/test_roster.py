@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -86,14 +87,18 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
     expected = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
     assert [r["row"] for r in table] == [str(i) for i in range(1, 22)]
     assert [r["student_id"] for r in table] == [f"id{i}" for i in range(21)]
+    titles = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
     for row, want in zip(table, expected, strict=False):
-        assert float(row["math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert float(row["predicted_math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert row["band_words"] == titles[want["band"]["name"]]
+        assert float(row["below_cut_probability"]) == want["below_cut_probability"]
+        assert row["band_without_background"] == want["band_without_background"]
         assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
                                                                             want["interval"]["high"])
         assert "the average student's prediction" in row["top_factor"] and row["error"] == ""
         assert row["top_factor"].split(" ")[0] in ("Reading", "Writing")  # the evidence: never the course nor background
     assert table[20]["error"] == "row 21: writing_score: must be a number between 0 and 100"
-    assert table[20]["math_score"] == ""
+    assert table[20]["predicted_math_score"] == "" and "math_score" not in table[20]
 
 
 def test_formulas_in_passed_through_text_are_defused(client, student):
@@ -140,19 +145,58 @@ def test_ten_thousand_rows_in_one_file(client):
     assert response.status_code == 200 and len(response.get_json()["predictions"]) == 10_000
 
 
+def upload(client, text):
+    return client.post("/predictdata", data={"class_list": (io.BytesIO(text.encode()), "class.csv"),
+                                             "upload": "class_list"}, content_type="multipart/form-data")
+
+
 def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(client, student):
+    import base64
+    from datetime import date
+
     rows = students(12)
     text = to_csv(rows, ids=[f"s{i}" for i in range(12)]) + "s12,female,group Z,high school,standard,none,70,70\n"
-    response = client.post("/predictdata", data={"class_list": (io.BytesIO(text.encode()), "class.csv"),
-                                                 "upload": "class_list"}, content_type="multipart/form-data")
+    response = upload(client, text)
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     counts = {name: int(html.split(f'id="count-{name}">')[1].split("<")[0])
               for name in ("needs_support", "uncertain", "on_track", "failed")}
     assert sum(counts.values()) == 13 and counts["failed"] == 1
-    assert "1 row could not be predicted" in html and "row 13: race_ethnicity: must be one of" in html
-    assert html.count("<tr>") == 14 and 'download="class-predictions.csv"' in html
-    assert 'href="data:text/csv;charset=utf-8;base64,' in html
+    assert "1 row could not be predicted" in html and "s12" in html and "must be one of" in html
+    assert html.count("<tr ") == 13 and f'download="class-predictions-{date.today().isoformat()}.csv"' in html
+    data = base64.b64decode(html.split('href="data:text/csv;charset=utf-8;base64,')[1].split('"')[0])
+    assert data.startswith("\ufeff".encode()) and data[3:].decode().startswith("row,student_id,gender,")
+    assert '<script src="/static/class-list.js" defer></script>' in html and 'id="class-controls"' in html
+    assert html.count("<h1") == 1 and "Class results: 13 students" in html
+
+
+def test_the_class_table_is_ordered_for_a_staff_meeting_and_counts_background_decided_bands(client):
+    rows = students(120, seed=3)
+    ids = [f"id{i:03d}" for i in range(120)]
+    answers = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
+    html = upload(client, to_csv(rows, ids=ids)).get_data(as_text=True)
+    shown = re.findall(r'<tr data-row="(\d+)" data-id="([^"]*)" data-band="(\w+)" data-chance="([0-9.]*)"', html)
+    assert len(shown) == 120
+    rank = {"needs_support": 0, "uncertain": 1, "on_track": 2}
+    expected = sorted(range(120), key=lambda i: (rank[answers[i]["band"]["name"]], -answers[i]["below_cut_probability"],
+                                                 i))
+    assert [ident for _, ident, _, _ in shown] == [ids[i] for i in expected]
+    uncertain = [float(c) for _, _, band, c in shown if band == "uncertain"]
+    assert uncertain == sorted(uncertain, reverse=True) and len(uncertain) > 2
+    flipped = sum(a["band_without_background"] != a["band"]["name"] for a in answers)
+    assert int(html.split('id="count-background">')[1].split("<")[0]) == flipped
+    assert html.count('class="flip-note"') == flipped
+
+
+def test_a_real_math_score_column_is_kept_under_its_own_name_beside_the_prediction(client):
+    rows = students(3)
+    text = to_csv(rows).splitlines()
+    text = "\n".join([text[0] + ",math_score"] + [line + f",{60 + i}" for i, line in enumerate(text[1:])]) + "\n"
+    table = list(csv.DictReader(io.StringIO(post_csv(client, text, "text/csv").get_data(as_text=True))))
+    assert [r["real_math_score"] for r in table] == ["60", "61", "62"]
+    expected = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
+    assert [float(r["predicted_math_score"]) for r in table] == [e["math_score"] for e in expected]
+    assert "math_score" not in table[0]
 
 
 def test_the_form_page_says_why_a_file_is_refused(client):
