@@ -86,7 +86,8 @@ FEATURES: tuple[Feature, ...] = (
         "race_ethnicity",
         "Race/ethnicity group",
         ("group A", "group B", "group C", "group D", "group E"),
-        hint="The anonymised group (A to E) used in the data the model learned from.",
+        hint="The data the model learned from labels students only as group A to E and never says who is in which "
+             "group, so your school's records may not match these groups.",
     ),
     CategoricalFeature(
         "parental_level_of_education",

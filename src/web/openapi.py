@@ -335,6 +335,11 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "responses": post_responses,
             },
         },
+        "/predictdata/class-list-template.csv": {"get": {
+            "summary": "a class list to fill in: the header row and one example student",
+            "operationId": "class_list_template",
+            "responses": {"200": {"description": "CSV with a byte-order mark, as an attachment",
+                                  "content": {"text/csv": {"schema": {"type": "string"}}}}, **_common_errors()}}},
         "/health": {"get": {"summary": "liveness", "operationId": "health", "responses": {
             "200": _json("the process is alive", {"type": "object", "properties": {"status": {"const": "ok"}},
                                                   "required": ["status"], "additionalProperties": True}),

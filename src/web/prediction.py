@@ -119,6 +119,13 @@ def form() -> Response:
     return response
 
 
+@bp.get("/predictdata/class-list-template.csv")
+def class_list_template() -> Response:
+    """An empty class list as a spreadsheet opens it: the header row and one example student to overwrite."""
+    return Response("\ufeff" + roster.template_csv(), mimetype=roster.CSV_TYPE,
+                    headers={"Content-Disposition": 'attachment; filename="class-list-template.csv"'})
+
+
 @bp.post("/predictdata")
 def predict() -> Response | tuple[str, int] | str:
     mimetype = request.mimetype
@@ -263,7 +270,7 @@ def _class_list_page() -> tuple[str, int] | str:
         item = answer.items[i]
         failed = shown_roster.failed.get(i)
         student_id = shown_roster.ids[i] if shown_roster.ids is not None else None
-        shown: dict[str, Any] = {"number": i + 1, "student_id": student_id or "",
+        shown: dict[str, Any] = {"number": shown_roster.numbers[i], "student_id": student_id or "",
                                  "error": failed.error if failed is not None else "", "item": item}
         if failed is None:
             band = item["band"]["name"]

@@ -67,14 +67,15 @@ def test_bad_rows_keep_their_place_with_every_field_error_and_never_fail_the_fil
     predictions = response.get_json()["predictions"]
     assert [p["student_id"] for p in predictions] == ["s1", "s2", "s3", "s4", "s5"]
     assert "math_score" in predictions[0] and "math_score" in predictions[4]
-    assert predictions[1]["row"] == 2 and predictions[1]["error"] == "row 2: has 9 cells; the header has 8"
-    assert predictions[2]["error"] == ("row 3: race_ethnicity: must be one of: group A, group B, group C, group D, "
-                                       "group E; writing_score: must be a number between 0 and 100")
+    assert predictions[1]["row"] == 3 and predictions[1]["error"] == "row 3 (student s2): has 9 cells; the header has 8"
+    assert predictions[2]["error"] == ("row 4 (student s3): Race/ethnicity group: must be one of: group A, group B, "
+                                       "group C, group D, group E; Writing score (0-100): must be a number between 0 "
+                                       "and 100")
     assert predictions[2]["details"] == [
         {"field": "race_ethnicity", "message": "must be one of: group A, group B, group C, group D, group E"},
         {"field": "writing_score", "message": "must be a number between 0 and 100"},
     ]
-    assert predictions[3]["error"] == "row 4: reading_score: is required"
+    assert predictions[3]["error"] == "row 5 (student s4): Reading score (0-100): is required"
 
 
 def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
@@ -85,7 +86,7 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
     assert response.status_code == 200 and response.mimetype == "text/csv"
     table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     expected = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
-    assert [r["row"] for r in table] == [str(i) for i in range(1, 22)]
+    assert [r["row"] for r in table] == [str(i) for i in range(2, 23)]  # the spreadsheet's rows: header is row 1
     assert [r["student_id"] for r in table] == [f"id{i}" for i in range(21)]
     titles = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
     for row, want in zip(table, expected, strict=False):
@@ -97,7 +98,7 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
                                                                             want["interval"]["high"])
         assert "the average student's prediction" in row["top_factor"] and row["error"] == ""
         assert row["top_factor"].split(" ")[0] in ("Reading", "Writing")  # the evidence: never the course nor background
-    assert table[20]["error"] == "row 21: writing_score: must be a number between 0 and 100"
+    assert table[20]["error"] == "row 22 (student id20): Writing score (0-100): must be a number between 0 and 100"
     assert table[20]["predicted_math_score"] == "" and "math_score" not in table[20]
 
 
@@ -214,7 +215,7 @@ def test_a_score_cell_that_is_not_plainly_a_number_is_a_row_error_not_a_guess(cl
     header = ",".join(FEATURE_NAMES)
     row = ",".join(cell if n == "reading_score" else str(student[n]) for n in FEATURE_NAMES)
     predictions = post_csv(client, f"{header}\n{row}\n").get_json()["predictions"]
-    assert predictions[0]["error"] == "row 1: reading_score: must be a number between 0 and 100"
+    assert predictions[0]["error"] == "row 2: Reading score (0-100): must be a number between 0 and 100"
 
 
 def test_a_class_list_of_blank_lines_is_refused_before_it_is_read(client):
@@ -228,3 +229,63 @@ def test_an_uploaded_file_that_is_not_csv_text_is_a_422_form_page(client):
     response = client.post("/predictdata", data={"class_list": (io.BytesIO(png), "class.png")},
                            content_type="multipart/form-data")
     assert response.status_code == 422 and "not UTF-8 text" in response.get_data(as_text=True)
+
+
+
+def spreadsheet_text(rows, ids, delimiter, header_case=str):
+    header = [header_case(PUBLIC.get(n, n)) for n in ["student_id", *FEATURE_NAMES]]
+    lines = [delimiter.join(header)]
+    for ident, row in zip(ids, rows, strict=True):
+        lines.append(delimiter.join([ident] + [str(row[n]) for n in FEATURE_NAMES]))
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_semicolon_or_tab_separated_list_with_any_case_gets_the_same_answers_as_the_exact_one(client, delimiter):
+    rows = [{**r, "reading_score": round(r["reading_score"]), "writing_score": round(r["writing_score"])}
+            for r in students(40, seed=8)]
+    ids = [f"7B-{i:02d}" for i in range(40)]
+    exact = post_csv(client, to_csv(rows, ids=ids), accept="text/csv").get_data(as_text=True)
+    loose = [{**r, "gender": r["gender"].title(), "race_ethnicity": f" {r['race_ethnicity'].lower()} ",
+              "lunch": r["lunch"].upper()} for r in rows]
+    text = spreadsheet_text(loose, ids, delimiter, header_case=str.title)
+    answer = post_csv(client, "\ufeff" + text, accept="text/csv")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_data(as_text=True) == exact  # same answers, categories in the schema's spelling
+    body = post_csv(client, text).get_json()
+    assert body == post_csv(client, to_csv(rows, ids=ids)).get_json()
+
+
+def test_the_separator_is_read_from_the_header_line_outside_quotes():
+    from src.web.roster import sniff_delimiter
+
+    assert sniff_delimiter("a;b;c\n1,5;2;3\n") == ";"
+    assert sniff_delimiter("\n\na\tb\tc\n") == "\t"
+    assert sniff_delimiter('"a;b",c,d\n') == ","
+    assert sniff_delimiter("gender\n") == ","
+
+
+def test_the_json_api_still_takes_categories_exactly(client, student):
+    response = client.post("/predictdata", json={**student, "gender": "Female"})
+    assert response.status_code == 422 and response.get_json()["details"][0]["field"] == "gender"
+
+
+def test_row_numbers_are_the_spreadsheets_counting_blank_rows_and_name_the_student(client, student):
+    good = ",".join(str(student[n]) for n in FEATURE_NAMES)
+    text = "student_id," + ",".join(FEATURE_NAMES) + f"\na1,{good}\n\nb2,{good.replace('group B', 'group Q')}\n"
+    predictions = post_csv(client, text).get_json()["predictions"]
+    assert predictions[1]["row"] == 4
+    assert predictions[1]["error"].startswith("row 4 (student b2): Race/ethnicity group: must be one of")
+    assert predictions[1]["details"][0]["field"] == "race_ethnicity"  # the API's details keep the field's name
+
+
+def test_the_page_offers_a_template_that_is_accepted_as_it_is(client):
+    html = client.get("/predictdata").get_data(as_text=True)
+    assert 'href="/predictdata/class-list-template.csv"' in html
+    template = client.get("/predictdata/class-list-template.csv")
+    assert template.status_code == 200 and template.mimetype == "text/csv"
+    assert "attachment" in template.headers["Content-Disposition"]
+    text = template.get_data(as_text=True)
+    assert text.startswith("\ufeffstudent_id," + ",".join(FEATURE_NAMES))
+    body = post_csv(client, text.lstrip("\ufeff")).get_json()
+    assert len(body["predictions"]) >= 1 and all("band" in p for p in body["predictions"])
