@@ -8,6 +8,7 @@ the same numbers, band and factors on every channel.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -210,10 +211,17 @@ class SingleAnswerText:
         self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}, "{BELOW_CUT}": '
                           for name in bands.labels}
         self.without_text = {name: f', "{WITHOUT_BACKGROUND}": {json.dumps(name)}' for name in bands.labels}
-        # each background detail's contribution by category, summed in schema order as factors.one's are
-        self.background = [{c: v - centre for c, v in table.items()}  # type: ignore[union-attr]
-                           for j, (_, table, _, centre) in enumerate(factors.terms) if j in BACKGROUND_COLUMNS]
-        self.background_names = [FEATURE_NAMES[j] for j in BACKGROUND_COLUMNS]
+        # the four background contributions' sum for every combination of their categories, added in schema
+        # order from 0 as single_answer adds them: the very same number, looked up instead of added per request
+        self.background_names = tuple(FEATURE_NAMES[j] for j in BACKGROUND_COLUMNS)
+        tables = [{c: v - centre for c, v in table.items()}  # type: ignore[union-attr]
+                  for j, (_, table, _, centre) in enumerate(factors.terms) if j in BACKGROUND_COLUMNS]
+        self.background: dict[tuple[str, ...], float] = {}
+        for combination in itertools.product(*(tuple(t) for t in tables)):
+            total = 0
+            for table, category in zip(tables, combination, strict=True):
+                total += table[category]
+            self.background[combination] = total
         self.baseline = f', "factors": {{"baseline": {json.dumps(round(factors.baseline, DECIMALS))}, "unclipped_score": '
         self.terms: list[tuple[str, dict[str, str] | None, str, float, float]] = []
         for position, (name, table, slope, centre) in enumerate(factors.terms):
@@ -231,9 +239,7 @@ class SingleAnswerText:
         low = round(min(max(raw - half, floor), ceiling), 1)
         high = round(min(max(raw + half, floor), ceiling), 1)
         bands = self.bands
-        background = 0
-        for name, table in zip(self.background_names, self.background):  # noqa: B905 - same length, hot path
-            background += table[record[name]]
+        background = self.background[tuple(map(record.__getitem__, self.background_names))]
         chance = round(self.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
         without = band_without_background(bands, raw, background, half)
         parts = [self.head, repr(score), ', "interval": {"low": ', repr(low), ', "high": ', repr(high), self.level,
