@@ -153,7 +153,7 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
     items = as_json["predictions"]
     assert items[:-1] == [{"student_id": sid, **{k: v for k, v in s.items() if k != "model_version"}}
                           for sid, s in zip(ids, singles, strict=True)]
-    assert items[-1]["row"] == len(rows) + 1 and items[-1]["student_id"] == "bad"
+    assert items[-1]["row"] == len(rows) + 2 and items[-1]["student_id"] == "bad"  # the spreadsheet's row
     assert [d["field"] for d in items[-1]["details"]] == ["race_ethnicity", "reading_score", "writing_score"]
 
     as_csv = served.post("/predictdata", data=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
@@ -161,10 +161,13 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
     assert len(table) == len(rows) + 1
     for line, record, single in zip(table, records, singles, strict=False):
         reference = one_by_one(pipeline, record, bands)
-        assert (line["math_score"], line["interval_low"], line["interval_high"]) == (
+        assert (line["predicted_math_score"], line["interval_low"], line["interval_high"]) == (
             f"{single['math_score']:.1f}", f"{single['interval']['low']:.1f}", f"{single['interval']['high']:.1f}")
         assert (line["band"], line["top_factor"], line["error"]) == (single["band"]["name"], reference[TOP_FACTOR], "")
-    assert table[-1]["math_score"] == "" and table[-1]["error"].startswith(f"row {len(rows) + 1}: race_ethnicity:")
+        assert float(line["below_cut_probability"]) == single["below_cut_probability"]
+        assert line["band_without_background"] == single["band_without_background"]
+    assert table[-1]["predicted_math_score"] == "" and table[-1]["error"].startswith(
+        f"row {len(rows) + 2} (student bad): Race/ethnicity group:")
 
 
 def test_batch_command_writes_each_student_its_row_by_row_answer(trained, pipeline, fixed_students, tmp_path):
