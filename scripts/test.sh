@@ -19,5 +19,12 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; 
 else
   echo "requirements unchanged since the last install: skipping it"
 fi
+# axe-core for the browser tests' accessibility checks (tests/web/axe: package.json and its lock file), installed
+# again only when the lock file is newer than the installed copy
+axe=tests/web/axe
+if [ -f "$axe/package-lock.json" ] && command -v npm >/dev/null && { [ ! -f "$axe/node_modules/axe-core/axe.min.js" ] ||
+    [ "$axe/package-lock.json" -nt "$axe/node_modules/.package-lock.json" ]; }; then
+  npm ci --prefix "$axe" --no-audit --no-fund --loglevel=error
+fi
 .venv/bin/python -m ruff check .
 .venv/bin/python -m pytest "$@"

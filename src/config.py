@@ -20,6 +20,16 @@ from src.signing import SigningKey, SigningKeyError, parse_key, parse_keys
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 HSTS_ONE_YEAR = 365 * 24 * 3600
+MAX_TEXT = 400  # characters of a school's own next-step sentence
+# A school's own page: an absolute http(s) address or a path on this site, without spaces or quotes.
+_LINK = re.compile(r"(https?://[^\s\"'<>]+|/[^\s\"'<>]*)")
+DEFAULT_NEXT_STEPS: dict[str, str] = {
+    "needs_support": "Look at this student's recent math work this week and plan support with your school's "
+                     "math lead.",
+    "uncertain": "Look at this student's recent math work before deciding: the prediction alone cannot tell "
+                 "which side of the cut they will be.",
+    "on_track": "No sign of a need for support: keep an eye out as usual.",
+}
 
 
 class ConfigError(ValueError):
@@ -54,6 +64,18 @@ class AppConfig:
     api_token_sha256: tuple[bytes, ...] = field(default=(), repr=False)
     # HSTS_MAX_AGE: seconds of Strict-Transport-Security sent on answers served over HTTPS (0: none)
     hsts_max_age: int = HSTS_ONE_YEAR
+    # What a teacher should do for each band, shown under the band: NEXT_STEP_NEEDS_SUPPORT, NEXT_STEP_UNCERTAIN,
+    # NEXT_STEP_ON_TRACK (one sentence each, at most MAX_TEXT characters)
+    next_step_needs_support: str = DEFAULT_NEXT_STEPS["needs_support"]
+    next_step_uncertain: str = DEFAULT_NEXT_STEPS["uncertain"]
+    next_step_on_track: str = DEFAULT_NEXT_STEPS["on_track"]
+    next_step_link: str | None = None  # NEXT_STEP_LINK: the school's own page on support (https://... or /path)
+    next_step_link_text: str = "Our school's support plan"  # NEXT_STEP_LINK_TEXT: the words of that link
+
+    def next_step(self, band: str) -> str:
+        """The next step the school set for a band (``needs_support``, ``uncertain``, ``on_track``)."""
+        return {"needs_support": self.next_step_needs_support, "uncertain": self.next_step_uncertain,
+                "on_track": self.next_step_on_track}[band]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -82,7 +104,32 @@ class AppConfig:
             verify_keys=_keys(env, "MODEL_VERIFY_KEYS"),
             api_token_sha256=_digests(env, "API_TOKEN_SHA256"),
             hsts_max_age=_int(env, "HSTS_MAX_AGE", defaults.hsts_max_age, minimum=0),
+            next_step_needs_support=_text(env, "NEXT_STEP_NEEDS_SUPPORT", defaults.next_step_needs_support),
+            next_step_uncertain=_text(env, "NEXT_STEP_UNCERTAIN", defaults.next_step_uncertain),
+            next_step_on_track=_text(env, "NEXT_STEP_ON_TRACK", defaults.next_step_on_track),
+            next_step_link=_link(env, "NEXT_STEP_LINK"),
+            next_step_link_text=_text(env, "NEXT_STEP_LINK_TEXT", defaults.next_step_link_text),
         )
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    text = " ".join(raw.split())
+    if len(text) > MAX_TEXT:
+        raise ConfigError(f"{name} must be at most {MAX_TEXT} characters, got {len(text)}")
+    return text
+
+
+def _link(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_TEXT or not _LINK.fullmatch(raw):
+        raise ConfigError(f"{name} must be an http(s):// address or a path starting with /, without spaces or "
+                          f"quotes, got {raw[:80]!r}")
+    return raw
 
 
 def _keys(env: Mapping[str, str], name: str) -> tuple[SigningKey, ...]:

@@ -23,7 +23,7 @@ class CategoricalFeature:
     label: str
     categories: tuple[str, ...]
     hint: str = ""  # one plain sentence for the teachers' form
-    actionable: bool = False  # something school can change (else background: never shown as a reason to act)
+    actionable: bool = False  # the school's own record (scores, its course); else background a teacher may not know
 
     @property
     def rule(self) -> str:
@@ -86,7 +86,8 @@ FEATURES: tuple[Feature, ...] = (
         "race_ethnicity",
         "Race/ethnicity group",
         ("group A", "group B", "group C", "group D", "group E"),
-        hint="The anonymised group (A to E) used in the data the model learned from.",
+        hint="The data the model learned from labels students only as group A to E and never says who is in which "
+             "group, so your school's records may not match these groups.",
     ),
     CategoricalFeature(
         "parental_level_of_education",
@@ -123,9 +124,12 @@ CATEGORICAL_FEATURES: tuple[CategoricalFeature, ...] = tuple(
 )
 NUMERIC_FEATURES: tuple[NumericFeature, ...] = tuple(f for f in FEATURES if isinstance(f, NumericFeature))
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
-# What school can act on (scores, the course) vs background, which the model uses but is never a reason to act.
-ACTIONABLE_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.actionable)
+# Background details (gender, group, lunch, parents' education), which a teacher may not know.
 BACKGROUND_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if not f.actionable)
+# What a prediction rests on: the student's own test scores. Every other input, the course included, is an
+# association in past data given those scores, not an effect: exact in the API, never a teacher's reason to act.
+EVIDENCE_FEATURES: tuple[str, ...] = tuple(f.name for f in NUMERIC_FEATURES)
+ASSOCIATED_FEATURES: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name not in EVIDENCE_FEATURES)
 # The form's choice for a background field the teacher does not know (never a category of the data).
 NOT_KNOWN = "not known"
 MAY_BE_UNKNOWN: tuple[str, ...] = tuple(f.name for f in CATEGORICAL_FEATURES if f.may_be_unknown)

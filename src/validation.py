@@ -135,8 +135,10 @@ def validate_student(
     """Check one student; return the clean record (schema names) or the list of field errors.
 
     Headers of the public download (``race/ethnicity``, ``reading score`` ...) are accepted as keys.
-    ``from_form`` parses numeric text, since an HTML form sends every value as a string; a decimal comma
-    (``"7,5"``) is refused with a message of its own.
+    ``from_form`` (the teachers' form and class lists) parses numeric text, since an HTML form sends every value
+    as a string, and matches categories ignoring case and surrounding spaces (``" Female "`` is ``female``; the
+    record holds the canonical spelling); a decimal comma (``"7,5"``) is refused with a message of its own.
+    The JSON API (``from_form`` false) takes categories exactly as the schema spells them.
     """
     if not isinstance(raw, Mapping):
         return None, [FieldError("student", "must be an object of field names to values", index)]
@@ -158,6 +160,9 @@ def validate_student(
         if value is None or (from_form and value == ""):
             errors.append(FieldError(feature.name, REQUIRED, index))
             continue
+        if from_form and not isinstance(feature, NumericFeature) and isinstance(value, str):
+            value = canonical_category(feature.name, value)
+            record[feature.name] = value
         if from_form and isinstance(feature, NumericFeature) and isinstance(value, str):
             message = _decimal_comma(value)
             if message is not None:
@@ -229,6 +234,15 @@ def validate_labeled_students(raws: Sequence[Any]) -> tuple[list[dict[str, Any]]
     if errors:
         raise ValidationFailed(errors)
     return records, reals
+_SPELLINGS: dict[str, dict[str, str]] = {
+    f.name: {c.casefold(): c for c in f.categories} for f in CATEGORICAL_FEATURES
+}
+
+
+def canonical_category(name: str, text: str) -> str:
+    """A category as a spreadsheet or a person may type it (any case, surrounding spaces) in the schema's
+    spelling; text that matches no category comes back unchanged, to be refused with the rule."""
+    return _SPELLINGS[name].get(text.strip().casefold(), text)
 
 
 def validate_students(raws: Sequence[Any]) -> list[dict[str, Any]]:
@@ -541,7 +555,8 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
 
 
 def check_text_columns(cells: Mapping[str, Sequence[str]], size: int) -> tuple[np.ndarray, StudentColumns]:
-    """Text cells (a class list's), checked column by column as ``validate_student(from_form=True)`` checks them.
+    """Text cells (a class list's), checked column by column as ``validate_student(from_form=True)`` checks them:
+    categories ignoring case and surrounding spaces (``canonical_category``), kept in the schema's spelling.
 
     Returns the mask of the rows whose every cell is valid, and those rows as columns. A row that is not
     valid is left to ``validate_student``, which names every field and rule.
@@ -549,7 +564,12 @@ def check_text_columns(cells: Mapping[str, Sequence[str]], size: int) -> tuple[n
     ok = np.ones(size, dtype=bool)
     codes: dict[str, np.ndarray] = {}
     for feature in CATEGORICAL_FEATURES:
-        found = _CATEGORY_INDEX[feature.name].get_indexer(list(cells[feature.name]))
+        column = list(cells[feature.name])
+        found = _CATEGORY_INDEX[feature.name].get_indexer(column)
+        loose = np.flatnonzero(found < 0)
+        if loose.size:  # "Female", " group b ": read as a spreadsheet or a person types them
+            found[loose] = _CATEGORY_INDEX[feature.name].get_indexer(
+                [canonical_category(feature.name, column[i]) for i in loose.tolist()])
         ok &= found >= 0
         codes[feature.name] = found
     numbers: dict[str, np.ndarray] = {}

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from src.config import AppConfig, ConfigError
@@ -66,3 +68,21 @@ def test_hsts_max_age_defaults_to_a_year_and_zero_turns_it_off():
     assert AppConfig.from_env({"HSTS_MAX_AGE": "0"}).hsts_max_age == 0
     with pytest.raises(ConfigError, match="HSTS_MAX_AGE must be at least 0"):
         AppConfig.from_env({"HSTS_MAX_AGE": "-1"})
+def test_a_school_sets_its_own_next_steps_and_link():
+    config = AppConfig.from_env({"NEXT_STEP_NEEDS_SUPPORT": "  Book a   meeting with Ms Ortiz (math lead).  ",
+                                 "NEXT_STEP_LINK": "https://school.example/support", "NEXT_STEP_LINK_TEXT": "Plan"})
+    assert config.next_step("needs_support") == "Book a meeting with Ms Ortiz (math lead)."
+    assert config.next_step("on_track") == AppConfig().next_step_on_track  # not set: the default
+    assert (config.next_step_link, config.next_step_link_text) == ("https://school.example/support", "Plan")
+    assert AppConfig.from_env({"NEXT_STEP_LINK": "/intranet/support"}).next_step_link == "/intranet/support"
+    assert AppConfig.from_env({}).next_step_link is None
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"NEXT_STEP_LINK": "javascript:alert(1)"}, "NEXT_STEP_LINK must be an http(s):// address"),
+    ({"NEXT_STEP_LINK": "https://a.example/x y"}, "NEXT_STEP_LINK must be"),
+    ({"NEXT_STEP_UNCERTAIN": "x" * 401}, "NEXT_STEP_UNCERTAIN must be at most 400 characters"),
+])
+def test_a_next_step_the_page_cannot_show_is_refused_naming_the_variable(env, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        AppConfig.from_env(env)

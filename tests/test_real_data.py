@@ -50,6 +50,22 @@ def test_stud_csv_errors_by_group_are_in_metrics_json(stud_run):
     assert coverage_outside(groups, 0.85, 0.95, min_rows=100) == []
 
 
+def test_the_chance_below_the_cut_is_no_worse_than_the_logistic_baseline(stud_run):
+    """On students the model never saw: Brier and ECE (10 bins) printed and recorded, ours beside the baseline's."""
+    code, _, directory, report = stud_run
+    assert code == 0, report
+    version = json.loads((directory / "champion.json").read_text())["model_version"]
+    below = json.loads((directory / version / "metrics.json").read_text())["below_cut"]
+    assert below["cut"] == 50.0 and below["bins"] == 10 and below["test_rows"] == 200
+    ours, baseline = below["model"], below["baseline"]
+    assert ours["brier"] <= baseline["brier"], below
+    assert 0 <= ours["ece"] <= 0.1, below
+    assert f"below 50: Brier {ours['brier']:.4f}  ECE {ours['ece']:.4f}" in report
+    assert f"logistic baseline: Brier {baseline['brier']:.4f}  ECE {baseline['ece']:.4f}" in report
+    manifest = json.loads((directory / version / "manifest.json").read_text())
+    assert manifest["metrics"]["below_cut"] == below
+
+
 def test_public_download_format_trains_and_predicts_unchanged(shared_data, tmp_path):
     from app import create_app
 

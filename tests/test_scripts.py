@@ -151,3 +151,22 @@ def test_run_sh_and_test_sh_keep_separate_stamps(tmp_path):
     assert "skipping it" in run_script(project, env, "run.sh").stdout  # nor does test.sh's stamp move run.sh's
     assert "skipping it" in run_script(project, env, "test.sh").stdout
     assert "pip install" not in calls.read_text()
+
+
+def test_test_sh_installs_axe_core_from_its_lock_file_once(tmp_path):
+    project, calls, env = fresh_clone(tmp_path)
+    axe = project / "tests" / "web" / "axe"
+    axe.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(PROJECT / "tests" / "web" / "axe" / name, axe / name)
+    npm = Path(env["PATH"].split(":")[0]) / "npm"  # a stand-in: logs, then installs the file the tests inject
+    npm.write_text("#!/bin/sh\n"
+                   f'echo "npm $*" >> {calls}\n'
+                   'mkdir -p "$3/node_modules/axe-core" && touch "$3/node_modules/axe-core/axe.min.js" '
+                   '"$3/node_modules/.package-lock.json"\n')
+    npm.chmod(0o755)
+    run_script(project, env, "test.sh")
+    assert "npm ci --prefix tests/web/axe --no-audit --no-fund --loglevel=error" in calls.read_text()
+    calls.write_text("")
+    run_script(project, env, "test.sh")
+    assert "npm" not in calls.read_text()  # installed and its lock file unchanged: not again

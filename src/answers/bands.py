@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from src.schema import TARGET
+
 NEEDS_SUPPORT = "needs_support"
 UNCERTAIN = "uncertain"
 ON_TRACK = "on_track"
@@ -53,3 +55,23 @@ class Bands:
     def payload(self, name: str) -> dict[str, Any]:
         """The JSON form: ``{"name", "label", "cut"}`` (a fresh dict each time; callers may not share it)."""
         return dict(self._payloads[name])  # type: ignore[attr-defined]
+
+
+def bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray, half_width: float) -> np.ndarray:
+    """The band each student would get with the four background details at their training average.
+
+    ``raw``: unclipped scores; ``background``: the background contributions' sum for each (exact factors only).
+    The answer minus those contributions, with the same range width, banded as a reported range is.
+    """
+    centred = np.asarray(raw, dtype=float) - np.asarray(background, dtype=float)
+    low = np.round(np.clip(centred - half_width, TARGET.minimum, TARGET.maximum), 1)
+    high = np.round(np.clip(centred + half_width, TARGET.minimum, TARGET.maximum), 1)
+    return bands.names(low, high)
+
+
+def band_without_background(bands: Bands, raw: float, background: float, half_width: float) -> str:
+    """``bands_without_background`` for one student, without making arrays (the same band)."""
+    centred = raw - background
+    low = round(min(max(centred - half_width, TARGET.minimum), TARGET.maximum), 1)
+    high = round(min(max(centred + half_width, TARGET.minimum), TARGET.maximum), 1)
+    return bands.name(low, high)

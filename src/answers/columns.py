@@ -2,10 +2,12 @@
 
 ``compute_answers`` is the one place where many students' answers are made, from checked students given
 as columns (``StudentColumns``): the predicted math score, its 90 % range, the support band (the rule of
-``src.answers.bands`` on the range as reported), the exact per-feature contributions and the top actionable
-factor in words. Every step is an array operation; the words come from a table of the distinct values.
-The JSON and CSV API (``src.web.answers``, ``src.web.roster``) render it as JSON; the batch command (local
-and Spark) and the MLflow model as rows with ``answers_frame``, whose columns are ``ANSWER_FIELDS``: a new
+``src.answers.bands`` on the range as reported), the chance of a real score below the cut
+(``src.answers.below_cut``), the band the student would get with the background details at their training
+average, the exact per-feature contributions and the stronger score (the evidence) in words. Every step is an
+array operation; the words come from a table of the distinct values. The JSON and CSV API
+(``src.web.answers``, ``src.web.roster``) render it as JSON; the batch command (local and Spark) and the MLflow
+model as rows with ``answers_frame``, whose columns are ``ANSWER_FIELDS``: a new
 answer column is one entry there. The values are unrounded here; ``round_as_python`` and
 ``json_predictions`` round them exactly as the JSON API reports them.
 """
@@ -20,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.bands import Bands
-from src.answers.factors import top_factor_words
+from src.answers.bands import Bands, bands_without_background
+from src.answers.factors import background_points, top_factor_words
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
 from src.validation import StudentColumns
@@ -32,6 +34,10 @@ HIGH = "interval_high"
 LEVEL = "interval_level"
 MODEL_VERSION = "model_version"
 BAND = "band"
+BELOW_CUT = "below_cut_probability"
+WITHOUT_BACKGROUND = "band_without_background"
+DECISION_COLUMNS: tuple[str, ...] = (BAND, BELOW_CUT, WITHOUT_BACKGROUND)  # with a cut score
+PROBABILITY_DECIMALS = 3  # the chance as the JSON API and the CSV report it
 ANSWER_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, MODEL_VERSION)
 BASELINE = "factors_baseline"
 TOP_FACTOR = "top_factor"
@@ -50,6 +56,8 @@ class Answers:
     bands: np.ndarray | None  # band names, or None when no cut score was given
     contributions: np.ndarray | None  # (n, 7) score points, schema order; None when the model has no factors
     baseline: float | None  # what the contributions add to (None without factors)
+    below_cut: np.ndarray | None = None  # P(real score < cut); None without a cut or a predictive distribution
+    without_background: np.ndarray | None = None  # band names with background at its average; None: no factors
 
     @property
     def size(self) -> int:
@@ -57,7 +65,7 @@ class Answers:
 
     @functools.cached_property
     def top_factor(self) -> np.ndarray:
-        """Each student's top actionable factor in words ("" when the model has no factors)."""
+        """Each student's stronger score (reading or writing) in words ("" when the model has no factors)."""
         if self.contributions is None:
             return np.full(self.size, "", dtype=object)
         return top_factor_words(self.students, self.contributions)
@@ -65,15 +73,28 @@ class Answers:
 
 def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands | None, *,
                     with_factors: bool = True) -> Answers:
-    """Checked students (columns, a typed frame or records) -> their answers, as arrays."""
+    """Checked students (columns, a typed frame or records) -> their answers, as arrays.
+
+    With a cut score, the chance below it and, for a model with exact factors, the band without background
+    (the contributions are then computed even with ``with_factors=False``, which only leaves them out).
+    """
     columns = as_columns(students)
     out = pipeline.predict_columns(columns)
     names = None if bands is None else reported_bands(bands, out.low, out.high)
     factors = pipeline.factors
+    needed = factors.available and (with_factors or bands is not None)
+    contributions = factors.columns(columns) if needed else None  # type: ignore[union-attr]
     available = with_factors and factors.available
-    contributions = factors.columns(columns) if available else None  # type: ignore[union-attr]
     baseline = factors.baseline if available else None  # type: ignore[union-attr]
-    return Answers(columns, out, pipeline.model_version, names, contributions, baseline)
+    below_cut = without = None
+    if bands is not None:
+        raw = out.raw if out.raw is not None else out.scores
+        if pipeline.below_cut.available:
+            below_cut = pipeline.below_cut.many(raw, bands.cut)  # type: ignore[union-attr]
+        if contributions is not None:
+            without = bands_without_background(bands, raw, background_points(contributions), pipeline.half_width)
+    return Answers(columns, out, pipeline.model_version, names, contributions if available else None, baseline,
+                   below_cut, without)
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,10 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
     AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
     AnswerField(MODEL_VERSION, "string", lambda a: np.full(a.size, a.model_version, dtype=object)),
     AnswerField(BAND, "string", lambda a: a.bands, needs="band"),  # type: ignore[arg-type,return-value]
+    AnswerField(BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut,
+                needs="band"),
+    AnswerField(WITHOUT_BACKGROUND, "string", lambda a: np.full(a.size, "", dtype=object)
+                if a.without_background is None else a.without_background, needs="band"),
     AnswerField(BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline),
                 needs="factors"),
     *(AnswerField(column, "double", _factor(j), needs="factors") for j, column in enumerate(FACTOR_COLUMNS)),
@@ -124,11 +149,13 @@ def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut:
                   with_factors: bool = True) -> pd.DataFrame:
     """Checked students (columns, records or a frame with the schema's columns) -> one answer row each, in order.
 
-    Columns: ``ANSWER_COLUMNS``, then ``band`` when ``support_cut`` is given, then with ``with_factors``:
-    ``factors_baseline``, one ``factor_<feature>`` per feature (score points against the baseline; baseline
-    plus their sum is the unclipped score) and ``top_factor``, the actionable factor that moves the score
-    most, in the teacher's words of the class list. A model without exact factors leaves them empty (the
-    reason is ``pipeline.factors.reason``). Scores are not rounded.
+    Columns: ``ANSWER_COLUMNS``, then ``DECISION_COLUMNS`` when ``support_cut`` is given (the chance is NaN
+    for a model without recorded residuals, the band without background empty for a model without exact
+    factors; the reasons are ``pipeline.below_cut.reason`` and ``pipeline.factors.reason``), then with
+    ``with_factors``: ``factors_baseline``, one ``factor_<feature>`` per feature (score points against the
+    baseline; baseline plus their sum is the unclipped score) and ``top_factor``, the score (reading or
+    writing: the evidence) that moves the prediction most, in the teacher's words of the class list. A model
+    without exact factors leaves them empty (the reason is ``pipeline.factors.reason``). Not rounded.
     """
     answers = compute_answers(pipeline, students, None if support_cut is None else Bands(support_cut),
                               with_factors=with_factors)
@@ -156,7 +183,8 @@ def round_as_python(values: np.ndarray, decimals: int) -> np.ndarray:
 
 
 def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:
-    """The JSON API's per-student answers: score and range rounded to one decimal, the level as it is."""
+    """The JSON API's per-student answers: score and range rounded to one decimal, the level as it is, the
+    chance below the cut to ``PROBABILITY_DECIMALS``; the band without background only where there is one."""
     scores, lows, highs = (np.round(answers[c].to_numpy(dtype=float), 1).tolist() for c in (MATH_SCORE, LOW, HIGH))
     levels = answers[LEVEL].to_numpy(dtype=float).tolist()
     out = [
@@ -164,8 +192,14 @@ def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:
         for s, lo, hi, lv in zip(scores, lows, highs, levels, strict=True)
     ]
     if BAND in answers.columns:
-        for item, band in zip(out, answers[BAND].tolist(), strict=True):
+        chances = round_as_python(answers[BELOW_CUT].to_numpy(dtype=float), PROBABILITY_DECIMALS).tolist()
+        for item, band, chance, without in zip(out, answers[BAND].tolist(), chances,
+                                               answers[WITHOUT_BACKGROUND].tolist(), strict=True):
             item[BAND] = band
+            if chance == chance:  # not NaN: the model has a predictive distribution
+                item[BELOW_CUT] = chance
+            if without:
+                item[WITHOUT_BACKGROUND] = without
     return out
 
 

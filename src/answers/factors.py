@@ -23,8 +23,9 @@ import pandas as pd
 
 from src.answers.fast_path import AdditiveScorer, Scorer
 from src.schema import (
-    ACTIONABLE_FEATURES,
+    BACKGROUND_FEATURES,
     CATEGORICAL_FEATURES,
+    EVIDENCE_FEATURES,
     FEATURE_NAMES,
     FEATURES_BY_NAME,
     CategoricalFeature,
@@ -40,7 +41,8 @@ BASELINE_IS = "mean prediction on the training split"
 
 Record = Mapping[str, Any]
 _CATEGORIES = {f.name: f.categories for f in CATEGORICAL_FEATURES}
-_ACTIONABLE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in ACTIONABLE_FEATURES)
+_EVIDENCE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in EVIDENCE_FEATURES)
+BACKGROUND_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in BACKGROUND_FEATURES)
 
 _REASONS = {
     "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature "
@@ -166,27 +168,35 @@ def training_summary(train: Any, baseline: float) -> dict[str, Any]:
 
 
 def describe_factor(name: str, value: Any, points: float) -> str:
-    """A factor in a teacher's words: 'Writing score 58: -4.1 points against an average student'."""
+    """A score's part in the prediction in a teacher's words, in whole points against the average student.
+
+    'Writing score 58: 4 points below the average student's prediction'; 'about the same as ...' under half a
+    point (never "-0").
+    """
     feature = FEATURES_BY_NAME[name]
     label = feature.label.split(" (")[0]
     shown = f"{float(value):g}" if isinstance(feature, NumericFeature) else f'"{value}"'
-    return f"{label} {shown}: {points:+.1f} points against an average student"
+    whole = round(points)
+    if whole == 0:
+        return f"{label} {shown}: about the same as the average student's prediction"
+    unit = "point" if abs(whole) == 1 else "points"
+    return f"{label} {shown}: {abs(whole)} {unit} {'above' if whole > 0 else 'below'} the average student's prediction"
 
 
-def top_actionable(contributions: np.ndarray) -> tuple[list[str], list[float]]:
-    """Per row of an (n, 7) array: the actionable feature (scores, the course) that moves the score most."""
-    columns = np.asarray(_ACTIONABLE_COLUMNS)
+def top_evidence(contributions: np.ndarray) -> tuple[list[str], list[float]]:
+    """Per row of an (n, 7) array: the score (reading or writing) that moves the prediction most, and by how much."""
+    columns = np.asarray(_EVIDENCE_COLUMNS)
     picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
     return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()
 
 
 def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.ndarray:
-    """Per student, the top actionable factor (``top_actionable``) in words, as ``describe_factor`` says it.
+    """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it.
 
     The words depend only on the feature and its value (a value's contribution is fixed), so each distinct
     pair is worded once and the rest is a table lookup: a class of a thousand students has a few hundred.
     """
-    columns = np.asarray(_ACTIONABLE_COLUMNS)
+    columns = np.asarray(_EVIDENCE_COLUMNS)
     picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
     out = np.empty(students.size, dtype=object)
     for j in np.unique(picked).tolist():
@@ -203,3 +213,8 @@ def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.
                          dtype=object)
         out[rows] = words[inverse]
     return out
+
+
+def background_points(contributions: np.ndarray) -> np.ndarray:
+    """Per row of an (n, 7) array: the four background details' contributions together (score points)."""
+    return np.asarray(contributions)[:, BACKGROUND_COLUMNS].sum(axis=1)

@@ -16,6 +16,7 @@ import pandas as pd
 import sklearn
 
 from src import schema
+from src.answers.below_cut import BelowCut, NoBelowCut, build_below_cut
 from src.answers.factors import Factors, NoFactors, build_factors
 from src.answers.fast_path import PipelineScorer, Scorer, compile_scorer, random_students
 from src.components.data_ingestion import SYNTHETIC_SOURCE
@@ -55,6 +56,7 @@ class PredictPipeline:
     reference_profile: Mapping[str, Any] | None = field(default=None, repr=False)
     load_seconds: float = 0.0
     factors: Factors = field(default=NoFactors("not computed for this pipeline"), repr=False)
+    below_cut: BelowCut | NoBelowCut = field(default=NoBelowCut("not computed for this pipeline"), repr=False)
 
     @property
     def model_version(self) -> str:
@@ -116,6 +118,7 @@ class PredictPipeline:
             reference_profile=profile,
             load_seconds=time.perf_counter() - started,
             factors=build_factors(scorer, manifest),
+            below_cut=build_below_cut(manifest),
         )
         logger.info("loaded model %s (%s, %s scorer) from %s in %.3f s", pipeline.model_version,
                     pipeline.model_name, scorer.kind, directory, pipeline.load_seconds)

@@ -9,7 +9,9 @@ unknown fields can take:
   unknown feature's contribution at its training average, so its factor is 0 and baseline plus factors
   still equals the unclipped score;
 - the range is the union of the 90 % ranges of all possible values: whatever the true value, its own range
-  lies inside, so the range still covers the true score at least 90 % of the time. It is wider, honestly.
+  lies inside, so the range still covers the true score at least 90 % of the time. It is wider, honestly;
+- the chance of a real score below the cut is the weighted average of the chances over the possible values
+  (the mixture of their predictive distributions).
 
 The shares are those recorded in the manifest at training time (``explanation.feature_means``).
 """
@@ -23,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from src.answers.bands import Bands, band_without_background
+from src.answers.factors import BACKGROUND_COLUMNS
 from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, MAY_BE_UNKNOWN, TARGET, CategoricalFeature
 
@@ -42,10 +46,12 @@ class UnknownsAnswer:
     unknown: tuple[str, ...]
     possibilities: int  # how many combinations of values were scored
     contributions: dict[str, float] | None  # schema order; the unknown fields' are 0 up to rounding
+    below_cut: float | None = None  # P(real score < cut), when a cut is given and the model can say
+    without_background: str | None = None  # the band with background at its average (exact factors, a cut)
 
 
-def predict_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
-                          unknown: Sequence[str]) -> UnknownsAnswer:
+def predict_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any], unknown: Sequence[str],
+                          bands: Bands | None = None) -> UnknownsAnswer:
     """``known`` holds every other feature, validated; ``unknown`` names background fields not known."""
     unknown = tuple(name for name in FEATURE_NAMES if name in set(unknown))
     if not unknown or any(name not in MAY_BE_UNKNOWN for name in unknown):
@@ -62,9 +68,15 @@ def predict_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
     raw = float(w @ raw_scores)
     floor, ceiling = TARGET.minimum, TARGET.maximum
     contributions = None
+    below_cut = without = None
+    if bands is not None and pipeline.below_cut.available:
+        below_cut = float(w @ pipeline.below_cut.many(raw_scores, bands.cut))
     if pipeline.factors.available:
         mean = w @ pipeline.factors.many(records)
         contributions = dict(zip(FEATURE_NAMES, mean.tolist(), strict=True))
+        if bands is not None:
+            background = float(sum(mean[j] for j in BACKGROUND_COLUMNS))
+            without = band_without_background(bands, raw, background, pipeline.half_width)
     return UnknownsAnswer(
         score=min(max(raw, floor), ceiling),
         low=float(np.min(out.low)),
@@ -73,6 +85,8 @@ def predict_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any],
         unknown=unknown,
         possibilities=len(records),
         contributions=contributions,
+        below_cut=below_cut,
+        without_background=without,
     )
 
 

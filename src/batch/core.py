@@ -21,6 +21,7 @@ from src.answers.columns import (
     ANSWER_COLUMNS,
     BAND,
     BASELINE,
+    DECISION_COLUMNS,
     FACTOR_COLUMNS,
     MODEL_VERSION,
     TOP_FACTOR,
@@ -95,7 +96,8 @@ def load_serving_pipeline(store: str) -> PredictPipeline:
 def prediction_columns(has_student_id: bool, support_cut: float | None, labeled: bool = False) -> list[str]:
     """The predictions' columns; with ``labeled`` (the input has the real math score) the outcome columns too:
     the real score under its own name, the prediction minus it, inside the range, band right."""
-    answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + ([BAND] if support_cut is not None else [])
+    answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + (list(DECISION_COLUMNS) if support_cut is not None
+                                                                   else [])
     return [STUDENT_ID] * has_student_id + ["source", "row", *answers, *(OUTCOME_COLUMNS if labeled else ()),
                                             BASELINE, *FACTOR_COLUMNS, TOP_FACTOR, MODEL_VERSION]
 

@@ -2,7 +2,8 @@
 
 The model wraps a verified artifact set (loaded with ``PredictPipeline.from_artifacts``, hashes checked) and
 answers each input row through ``answers_frame``: ``math_score``, ``interval_low``, ``interval_high``,
-``interval_level``, ``band``, ``model_version`` and ``error``. A row that breaks a rule keeps its place (Spark
+``interval_level``, ``band``, ``below_cut_probability``, ``band_without_background`` (empty for a model without
+exact factors), ``model_version`` and ``error``. A row that breaks a rule keeps its place (Spark
 needs one answer per row) with no score (NaN), empty text columns and ``error`` naming each field and rule;
 ``error`` is empty for a valid row. Nothing is dropped.
 
@@ -22,7 +23,19 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from src.answers.columns import ANSWER_COLUMNS, BAND, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, answers_frame
+from src.answers.columns import (
+    ANSWER_COLUMNS,
+    BAND,
+    BELOW_CUT,
+    DECISION_COLUMNS,
+    HIGH,
+    LEVEL,
+    LOW,
+    MATH_SCORE,
+    MODEL_VERSION,
+    WITHOUT_BACKGROUND,
+    answers_frame,
+)
 from src.answers.fast_path import random_students
 from src.answers.model import PredictPipeline
 from src.schema import FEATURES, NumericFeature
@@ -30,20 +43,19 @@ from src.validation import check_students_frame, normalise_student_headers
 
 MODEL_SET = "model_set"
 ERROR = "error"
-OUTPUT_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, BAND, MODEL_VERSION, ERROR)
-RESULT_TYPE = ", ".join(
-    f"{c} {'double' if c in (MATH_SCORE, LOW, HIGH, LEVEL) else 'string'}" for c in OUTPUT_COLUMNS
-)
+OUTPUT_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, BAND, BELOW_CUT, WITHOUT_BACKGROUND, MODEL_VERSION,
+                                   ERROR)
+_NUMBERS = (MATH_SCORE, LOW, HIGH, LEVEL, BELOW_CUT)
+RESULT_TYPE = ", ".join(f"{c} {'double' if c in _NUMBERS else 'string'}" for c in OUTPUT_COLUMNS)
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("double" if isinstance(f, NumericFeature) else "string", f.name) for f in FEATURES]),
-    outputs=Schema([ColSpec("double" if c in (MATH_SCORE, LOW, HIGH, LEVEL) else "string", c)
-                    for c in OUTPUT_COLUMNS]),
+    outputs=Schema([ColSpec("double" if c in _NUMBERS else "string", c) for c in OUTPUT_COLUMNS]),
 )
 _ROOT = Path(__file__).resolve().parents[2]
 
 
 class AnswersModel(mlflow.pyfunc.PythonModel):
-    """Score, 90 % range and support band for each row, from a verified artifact set."""
+    """Score, 90 % range, support band and chance below the cut for each row, from a verified artifact set."""
 
     def load_context(self, context: Any) -> None:
         self.pipeline = PredictPipeline.from_artifacts(context.artifacts[MODEL_SET])
@@ -58,12 +70,12 @@ def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cu
     frame = normalise_student_headers(students.reset_index(drop=True), passthrough=())
     ok, valid, errors = check_students_frame(frame)
     answers = answers_frame(pipeline, valid, support_cut=support_cut, with_factors=False)
-    out = pd.DataFrame({c: np.full(len(frame), np.nan) for c in (MATH_SCORE, LOW, HIGH, LEVEL)})
-    for column in (BAND, MODEL_VERSION, ERROR):
+    out = pd.DataFrame({c: np.full(len(frame), np.nan) for c in _NUMBERS})
+    for column in (BAND, WITHOUT_BACKGROUND, MODEL_VERSION, ERROR):
         # Empty, not missing: spark_udf casts a text column holding both strings and None to the word "None".
         out[column] = np.full(len(frame), "", dtype=object)
     mask = ok.to_numpy()
-    for column in (*ANSWER_COLUMNS, BAND):
+    for column in (*ANSWER_COLUMNS, *DECISION_COLUMNS):
         out.loc[mask, column] = answers[column].to_numpy()
     if len(errors):
         text = (errors["field"] + ": " + errors["reason"]).groupby(errors["position"]).agg("; ".join)

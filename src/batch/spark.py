@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from src.answers.columns import BASELINE, FACTOR_COLUMNS
+from src.answers.columns import BASELINE, BELOW_CUT, FACTOR_COLUMNS
 from src.answers.evaluation import BAND_RIGHT, INSIDE_RANGE, PREDICTION_MINUS_REAL, REAL_SCORE
 from src.answers.model import PredictPipeline
 from src.batch.core import (
@@ -65,7 +65,7 @@ PART_KIND = "evaluation"  # one row per scored batch of a labeled input: its eva
 PART = "_part"
 APP_NAME = "student-math-batch"
 _TYPES = {"row": "long", "math_score": "double", "interval_low": "double", "interval_high": "double",
-          "interval_level": "double", BASELINE: "double", **dict.fromkeys(FACTOR_COLUMNS, "double"),
+          "interval_level": "double", BELOW_CUT: "double", BASELINE: "double", **dict.fromkeys(FACTOR_COLUMNS, "double"),
           REAL_SCORE: "double", PREDICTION_MINUS_REAL: "double", INSIDE_RANGE: "boolean", BAND_RIGHT: "boolean"}
 
 

@@ -2,7 +2,8 @@
 
 The 90 % prediction interval is split-free conformal: the absolute out-of-fold residuals of the chosen
 model on the training split give the half-width (with the finite-sample rank ``ceil((n + 1) * level)``), so
-the test split stays untouched until the single, final evaluation.
+the test split stays untouched until the single, final evaluation. The signed residuals are kept in the
+artifact: the chance of a score below the cut comes from them too (``src.answers.below_cut``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ class ModelTrainerArtifact:
     metrics: Mapping[str, Any]
     candidates: tuple[CandidateResult, ...]
     interval_half_width: float
-    test_predictions: np.ndarray = field(repr=False)
+    test_predictions: np.ndarray = field(repr=False)  # unclipped
+    # signed out-of-fold residuals (real minus predicted) on the training split: the range and the chance below
+    # the cut both come from them
+    residuals: np.ndarray = field(repr=False)
 
 
 class ModelTrainer:
@@ -134,7 +138,8 @@ class ModelTrainer:
         oof = cross_val_predict(
             clone(model), data.x_train, data.y_train, cv=folds, n_jobs=cfg.n_jobs
         )
-        half_width = conformal_half_width(np.abs(data.y_train - oof), cfg.interval_level)
+        residuals = data.y_train - oof
+        half_width = conformal_half_width(np.abs(residuals), cfg.interval_level)
 
         predictions = model.predict(data.x_test)
         test = evaluate(data.y_test, predictions, half_width)
@@ -166,6 +171,7 @@ class ModelTrainer:
             candidates=tuple(results),
             interval_half_width=half_width,
             test_predictions=predictions,
+            residuals=residuals,
         )
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from src import schema
+from src.components.data_ingestion import SYNTHETIC_SOURCE
 from src.components.group_metrics import SMALL_GROUP
 
 logger = logging.getLogger(__name__)
@@ -25,16 +27,26 @@ INTENDED_USE = (
     "student on its own: a prediction is an estimate with a range, not a measurement of the student."
 )
 LIMITATIONS = (
-    "Trained on the data named below: a synthetic cohort or a small public data set, not on your school's "
-    "students; check it on your own students before relying on it.",
+    "Trained on the data named on this page (under “The model serving now”): a synthetic cohort or a small "
+    "public data set, not your school's students; check it on your own students before relying on it.",
     "It learns correlations, not causes: a background feature that shifts the prediction does not make a "
     "student better or worse at math, and changing it would not change the student's score.",
-    "Errors differ between groups of students (the table below); groups with few test students have "
-    "uncertain figures.",
+    "Errors differ between groups of students (see “For whom it is worse” above); groups with few test "
+    "students have uncertain figures.",
     "The 90 % range is right about 9 times in 10 on average over the test students, not for every student.",
     "Reading and writing scores carry most of the prediction; a student whose situation changed since those "
     "exams is predicted from outdated information.",
 )
+
+
+EVIDENCE_AND_ASSOCIATION = (
+    "The prediction rests on the student's reading and writing scores: the teacher's page shows how each moves "
+    "the prediction against the average student, in points. Everything else the model uses, the test "
+    "preparation course included, is an association: in past data, students with the same reading and writing "
+    "scores scored this much higher or lower on average. It is not an effect (the course does not lower a "
+    "score because its term is negative), so the teacher's page never lists it as a reason to act; it says "
+    "when background details decided a student's band. The JSON answer and the batch files keep every "
+    "contribution, exactly, for data teams.")
 
 
 def champion_history(records: list[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -50,15 +62,36 @@ def champion_history(records: list[Mapping[str, Any]]) -> list[dict[str, str]]:
     return entries
 
 
-def safe_source(source: str) -> str:
-    """A data source as it may be shown: without user, password, query or fragment of a URL."""
-    parts = urlsplit(source)
-    if not parts.scheme or not parts.netloc:
-        return source
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+def source_name(source: str) -> str:
+    """The training data as the page names it: the file's name only (no server path, host, user or query)."""
+    if source == SYNTHETIC_SOURCE:
+        return "synthetic students (made up, not real)"
+    path = urlsplit(source).path if "://" in source else source.replace("\\", "/")
+    return PurePosixPath(path).name or "unnamed data"
+
+
+def plain_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What a head of year asks first, from the test split's figures: how far off, how often the range holds,
+    for whom it is worse (the group of at least SMALL_GROUP test students with the largest mean error)."""
+    test = manifest["metrics"]["test"]
+    groups = manifest.get("groups", {})
+    worst = None
+    for feature, rows in groups.items():
+        for group, row in rows.items():
+            if row.get("mae") is None or row.get("small"):
+                continue
+            if worst is None or row["mae"] > worst["mae"]:
+                worst = {"feature": feature, "group": group, "mae": row["mae"], "count": row["count"]}
+    first = next(iter(groups.values()), {})
+    return {
+        "test_rows": sum(int(row.get("count", 0)) for row in first.values()) or None,
+        "mae": test["mae"],
+        "coverage": test["interval_coverage"],
+        "level": manifest["interval"]["level"],
+        "half_width": manifest["interval"]["half_width"],
+        "worst_group": worst,
+        "below_cut": manifest["metrics"].get("below_cut"),
+    }
 
 
 def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift: Mapping[str, Any],
@@ -73,7 +106,7 @@ def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift
         "created_at": manifest.get("created_at"),
         "scorer": scorer,
         "data": {
-            "source": safe_source(str(data.get("source", ""))),
+            "source": source_name(str(data.get("source", ""))),
             "fingerprint": data.get("fingerprint"),
             "rows_read": data.get("rows_read"),
             "rows_valid": data.get("rows_valid"),
@@ -81,7 +114,9 @@ def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift
             "test_size": data.get("test_size"),
             "seed": data.get("seed"),
         },
-        "metrics": {"test": dict(manifest["metrics"]["test"]), "cv": dict(manifest["metrics"].get("cv", {}))},
+        "summary": plain_summary(manifest),
+        "metrics": {"test": dict(manifest["metrics"]["test"]), "cv": dict(manifest["metrics"].get("cv", {})),
+                    "below_cut": manifest["metrics"].get("below_cut")},
         "interval": dict(manifest["interval"]),
         "groups": manifest.get("groups", {}),
         "small_group_rows": SMALL_GROUP,
@@ -90,7 +125,8 @@ def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift
         "excluded_features": excluded,
         "drift": dict(drift),
         "history": history,
-        "card": {"intended_use": INTENDED_USE, "limitations": list(LIMITATIONS)},
+        "card": {"intended_use": INTENDED_USE, "limitations": list(LIMITATIONS),
+                 "evidence_and_association": EVIDENCE_AND_ASSOCIATION},
     }
 
 

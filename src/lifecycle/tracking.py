@@ -126,6 +126,7 @@ class TrainingRun:
             "test_interval_coverage": test["interval_coverage"],
             "cv_r2_mean": result.trainer.metrics["cv"]["r2_mean"], "cv_r2_std": result.trainer.metrics["cv"]["r2_std"],
             "interval_half_width": result.trainer.interval_half_width,
+            **below_cut_metric_names(result.trainer.metrics["below_cut"]),
         })
         raw = pd.read_csv(result.ingestion.raw_path)
         dataset = mlflow.data.from_pandas(raw, source=_dataset_source(str(manifest["data"]["source"])),
@@ -234,6 +235,15 @@ def champion_history(client: Any) -> list[str]:
     model = client.get_registered_model(MODEL_NAME)
     raw = model.tags.get(HISTORY_TAG)
     return list(json.loads(raw)) if raw else []
+def below_cut_metric_names(report: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metrics of the chance below the cut on the test split: ours and the logistic baseline's."""
+    metrics = {"below_cut_brier": float(report["model"]["brier"]), "below_cut_ece": float(report["model"]["ece"])}
+    if report.get("baseline") is not None:
+        metrics["baseline_below_cut_brier"] = float(report["baseline"]["brier"])
+        metrics["baseline_below_cut_ece"] = float(report["baseline"]["ece"])
+    return metrics
+
+
 def group_metric_names(groups: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, float]:
     """MLflow metrics ``group_mae/<feature>/<group>`` and ``group_coverage/...`` (names MLflow accepts)."""
     metrics: dict[str, float] = {}

@@ -25,9 +25,13 @@ import numpy
 import sklearn
 
 from src import schema
+from src.answers.below_cut import MANIFEST_KEY as PREDICTIVE_DISTRIBUTION
+from src.answers.below_cut import METHOD as BELOW_CUT_METHOD
+from src.answers.below_cut import below_cut_probability, distribution_record
 from src.answers.evaluation import band_promise
 from src.answers.factors import training_summary
 from src.answers.model import CHECK_ROWS, check_rows
+from src.components.calibration import calibration_report, logistic_baseline
 from src.components.data_ingestion import (
     REJECTED,
     SYNTHETIC_SOURCE,
@@ -97,6 +101,7 @@ class TrainingConfig:
     exclude_features: tuple[str, ...] = ()  # features the model must not see (still accepted and validated)
     reports_dir: Path | None = None  # also copy metrics, plots and the set here (a fixed path for DVC)
     trigger: str | None = None  # why this training runs (retrain's reason), written into the decision record
+    support_cut: float = 50.0  # the cut the chance below it is measured at on the test split (SUPPORT_CUT's default)
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,7 @@ def _train_in(config: TrainingConfig, tracker: Any | None, source: str, runs: Pa
                 candidates=_select_candidates(config),
             )
         ).run(transformation)
+        trainer = _with_below_cut(trainer, transformation, config)
         write_json(set_dir / REFERENCE_PROFILE, build_reference(ingestion.train, trainer.test_predictions))
         check_rows(transformation.preprocessor, trainer.model, seed=config.seed).to_csv(set_dir / CHECK_ROWS,
                                                                                        index=False)
@@ -213,6 +219,18 @@ def _train_in(config: TrainingConfig, tracker: Any | None, source: str, runs: Pa
                           store.location, placeholder)
 
 
+def _with_below_cut(trainer: ModelTrainerArtifact, data: DataTransformationArtifact,
+                    config: TrainingConfig) -> ModelTrainerArtifact:
+    """Measure the chance below the cut on the test split beside the logistic baseline; into metrics.json."""
+    residuals = numpy.sort(trainer.residuals)
+    ours = below_cut_probability(trainer.test_predictions, residuals, config.support_cut)
+    baseline = logistic_baseline(data.x_train, data.y_train, data.x_test, config.support_cut, config.seed)
+    report = calibration_report(ours, baseline, data.y_test, config.support_cut, BELOW_CUT_METHOD)
+    metrics = {**trainer.metrics, "below_cut": report}
+    write_json(trainer.metrics_path, metrics)
+    return dataclasses.replace(trainer, metrics=metrics)
+
+
 def _moved(ingestion: DataIngestionArtifact, old: Path, new: Path) -> DataIngestionArtifact:
     def move(path: Path) -> Path:
         return new / path.relative_to(old)
@@ -232,11 +250,13 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         "created_at": created.isoformat(timespec="seconds"),
         "model": trainer.model_name,
         **schema.describe(),
-        "metrics": {"test": trainer.metrics["test"], "cv": trainer.metrics["cv"]},
+        "metrics": {"test": trainer.metrics["test"], "cv": trainer.metrics["cv"],
+                    "below_cut": trainer.metrics["below_cut"]},
         "interval": trainer.metrics["interval"],
         # what the band promised on the test split, for every whole cut (the class evaluation stands beside it)
         "band_outcomes": band_promise(ingestion.test[schema.TARGET.name].to_numpy(dtype=float),
                                       trainer.test_predictions, trainer.interval_half_width),
+        PREDICTIVE_DISTRIBUTION: distribution_record(trainer.residuals),
         "data": {
             "source": ingestion.source,
             "fingerprint": ingestion.fingerprint,
@@ -371,6 +391,7 @@ def train_tracked(config: TrainingConfig, uri: str) -> TrainingResult:
         "shuffle_labels": config.shuffle_labels,
         "exclude_features": ",".join(config.exclude_features) or "none",
         "group_tolerance": config.decision.group_tolerance,
+        "support_cut": config.support_cut,
     }
     from mlflow.exceptions import MlflowException  # training with tracking only: serving never imports MLflow
 

@@ -5,8 +5,9 @@
 
 SRC is a CSV file, a folder of CSV files or an ``s3://bucket/prefix`` of them (headers of either style, an
 optional ``student_id`` passed through). DST (a folder or an ``s3://`` prefix) receives ``predictions/`` (one
-row per valid student: source file, row, score, 90 % range, level, band when a cut is given, the factors
-(baseline, each feature's contribution, the top actionable factor in words), model version),
+row per valid student: source file, row, score, 90 % range, level, with a cut the band, the chance below
+the cut and the band without background, the factors (baseline, each feature's contribution, the stronger
+score in words), model version),
 ``rejects/`` (one row per broken rule: source file, row, field, value, reason) and, last, ``summary.json``.
 Every input row ends in exactly one of the two outputs. An input with the real math score (``math score`` or
 ``math_score``; blank for some is fine) gets, beside each prediction, the real score under its own name

@@ -28,7 +28,7 @@ from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE
 from src.components.model_trainer import (
     QualityGateError,
 )
-from src.config import ConfigError, cache_dir_from_env, configure_logging, keys_from_env
+from src.config import AppConfig, ConfigError, cache_dir_from_env, configure_logging, keys_from_env
 from src.lifecycle.decision import DEFAULT_KEEP_VERSIONS, DEFAULT_TOLERANCE, DecisionConfig
 from src.lifecycle.reports import ParamsError, read_params
 from src.lifecycle.tracking import TrackingError, tracking_uri
@@ -59,11 +59,22 @@ def format_report(result: TrainingResult) -> str:
         f"test:     R2 {test['r2']:.4f}  MAE {test['mae']:.3f}  RMSE {test['rmse']:.3f}",
         f"interval: {metrics['interval']['level']:.0%} +/- {metrics['interval']['half_width']:.2f} points, "
         f"test coverage {test['interval_coverage']:.3f}",
+        below_cut_line(metrics["below_cut"]),
         f"version:  {result.version} in {result.store} (records of the run: {result.run_dir})",
     ]
     if result.manifest.get("excluded_features"):
         lines.insert(-1, f"excluded: {', '.join(result.manifest['excluded_features'])} (not seen by the model)")
     return "\n".join(lines) + "\n"
+
+
+def below_cut_line(report: dict) -> str:
+    """The chance below the cut on the test split, ours beside the logistic baseline's."""
+    ours = report["model"]
+    line = f"below {report['cut']:g}: Brier {ours['brier']:.4f}  ECE {ours['ece']:.4f} (this model's chance)"
+    base = report["baseline"]
+    if base is None:
+        return line + "; no logistic baseline (the training split lies on one side of the cut)"
+    return line + f"; logistic baseline: Brier {base['brier']:.4f}  ECE {base['ece']:.4f}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cv-folds", type=int, default=5)
     parser.add_argument("--min-r2", type=float, default=0.6, help="quality gate on test R2 (default 0.6)")
+    parser.add_argument("--support-cut", type=float, default=AppConfig.support_cut,
+                        help="the cut at which the chance of a score below it is measured on the test split "
+                        f"(default {AppConfig.support_cut:g}, as SUPPORT_CUT's)")
     parser.add_argument("--synthetic-rows", type=int, default=1000)
     parser.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs for the model search (default: all cores)")
     parser.add_argument("--models", help="comma-separated candidate names (default: all)")
@@ -125,6 +139,8 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         raise UsageError(f"--exclude-features: {err}") from err
     if not 0.0 < args.test_size < 1.0:
         raise UsageError("--test-size must be between 0 and 1")
+    if not 0.0 < args.support_cut <= 100.0:
+        raise UsageError("--support-cut must be a score above 0 and at most 100")
     if args.keep_versions < 2:
         raise UsageError("--keep-versions must be at least 2 (the champion and the previous one)")
     try:
@@ -146,6 +162,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
                                 keep_versions=args.keep_versions, group_tolerance=args.group_tolerance),
         exclude_features=excluded,
         reports_dir=args.reports_dir,
+        support_cut=args.support_cut,
         runs_dir=args.runs_dir,
         cache_dir=cache_dir_from_env(),
         signing_key=signing,

@@ -1,4 +1,5 @@
-"""The prediction answer for one student or many: score, 90 % range, band and factors, as JSON-ready dicts.
+"""The prediction answer for one student or many as JSON-ready dicts: score, 90 % range, band, the chance of a
+real score below the cut, the band without background (exact factors only) and factors.
 
 The JSON API, the CSV API and the teachers' pages all build their answers here, so the same student gets
 the same numbers, band and factors on every channel.
@@ -7,6 +8,7 @@ the same numbers, band and factors on every channel.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -16,8 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.bands import Bands
-from src.answers.columns import Answers, Students, compute_answers, round_as_python
+from src.answers.bands import Bands, band_without_background
+from src.answers.columns import (
+    BELOW_CUT,
+    PROBABILITY_DECIMALS,
+    WITHOUT_BACKGROUND,
+    Answers,
+    Students,
+    compute_answers,
+    round_as_python,
+)
 from src.answers.evaluation import (
     BAND_RIGHT,
     INSIDE_RANGE,
@@ -29,7 +39,7 @@ from src.answers.evaluation import (
     outcome_columns,
     outcomes,
 )
-from src.answers.factors import AdditiveFactors
+from src.answers.factors import BACKGROUND_COLUMNS, AdditiveFactors
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES, TARGET
 
@@ -49,10 +59,17 @@ def single_answer(pipeline: PredictPipeline, record: Record, bands: Bands) -> di
         "model_version": pipeline.model_version,
         "band": bands.payload(bands.name(low, high)),
     }
+    if pipeline.below_cut.available:
+        answer[BELOW_CUT] = round(pipeline.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
+    else:
+        answer["below_cut_reason"] = pipeline.below_cut.reason
     factors = pipeline.factors
     if factors.available:
+        contributions = factors.one(record)
+        background = sum(contributions[FEATURE_NAMES[j]] for j in BACKGROUND_COLUMNS)
+        answer[WITHOUT_BACKGROUND] = band_without_background(bands, raw, background, pipeline.half_width)
         answer["factors"] = {"baseline": round(factors.baseline, DECIMALS), "unclipped_score": round(raw, DECIMALS),
-                             "contributions": {k: round(v, DECIMALS) for k, v in factors.one(record).items()}}
+                             "contributions": {k: round(v, DECIMALS) for k, v in contributions.items()}}
     else:
         answer["factors"] = None
         answer["factors_reason"] = factors.reason
@@ -92,20 +109,28 @@ def batch_answer(pipeline: PredictPipeline, students: Students, bands: Bands) ->
     names_list = names.tolist()
     payloads = {name: bands.payload(name) for name in set(names_list)}
     level = out.level
+    n = len(names_list)
+    chances = (round_as_python(answers.below_cut, PROBABILITY_DECIMALS).tolist()
+               if answers.below_cut is not None else [None] * n)
+    withouts = (answers.without_background.tolist() if answers.without_background is not None else [None] * n)
     if contributions is None:
         items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
-                  "factors": None}
-                 for s, lo, hi, name in zip(scores, lows, highs, names_list, strict=True)]
-        return BatchAnswer(items, answers)
-    baseline = round(answers.baseline, DECIMALS)  # type: ignore[arg-type]
-    raws = round_as_python(out.raw if out.raw is not None else out.scores, DECIMALS).tolist()
-    rounded = round_as_python(contributions, DECIMALS).tolist()
-    f0, f1, f2, f3, f4, f5, f6 = FEATURE_NAMES  # unpacked: building each row's dict is the batch's hot loop
-    items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
-              "factors": {"baseline": baseline, "unclipped_score": raw,
-                          "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}}
-             for s, lo, hi, name, raw, (c0, c1, c2, c3, c4, c5, c6)
-             in zip(scores, lows, highs, names_list, raws, rounded, strict=True)]
+                  BELOW_CUT: chance, "factors": None}
+                 for s, lo, hi, name, chance in zip(scores, lows, highs, names_list, chances, strict=True)]
+    else:
+        baseline = round(answers.baseline, DECIMALS)  # type: ignore[arg-type]
+        raws = round_as_python(out.raw if out.raw is not None else out.scores, DECIMALS).tolist()
+        rounded = round_as_python(contributions, DECIMALS).tolist()
+        f0, f1, f2, f3, f4, f5, f6 = FEATURE_NAMES  # unpacked: building each row's dict is the batch's hot loop
+        items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
+                  BELOW_CUT: chance, WITHOUT_BACKGROUND: without,
+                  "factors": {"baseline": baseline, "unclipped_score": raw,
+                              "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}}
+                 for s, lo, hi, name, chance, without, raw, (c0, c1, c2, c3, c4, c5, c6)
+                 in zip(scores, lows, highs, names_list, chances, withouts, raws, rounded, strict=True)]
+    if answers.below_cut is None:  # a model trained before its residuals were recorded: no chance to give
+        for item in items:
+            del item[BELOW_CUT]
     return BatchAnswer(items, answers)
 
 
@@ -175,14 +200,28 @@ class SingleAnswerText:
 
     def __init__(self, pipeline: PredictPipeline, bands: Bands) -> None:
         factors = pipeline.factors
-        if not isinstance(factors, AdditiveFactors):
-            raise TypeError("only additive factors have fixed per-category text")
+        if not isinstance(factors, AdditiveFactors) or not pipeline.below_cut.available:
+            raise TypeError("only additive factors (with a predictive distribution) have fixed per-category text")
         self.pipeline = pipeline
+        self.below_cut = pipeline.below_cut
         self.bands = bands
         self.half_width = pipeline.half_width
         self.head = '{"math_score": '
         self.level = f', "level": {json.dumps(pipeline.level)}}}, "model_version": {json.dumps(pipeline.model_version)}'
-        self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}' for name in bands.labels}
+        self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}, "{BELOW_CUT}": '
+                          for name in bands.labels}
+        self.without_text = {name: f', "{WITHOUT_BACKGROUND}": {json.dumps(name)}' for name in bands.labels}
+        # the four background contributions' sum for every combination of their categories, added in schema
+        # order from 0 as single_answer adds them: the very same number, looked up instead of added per request
+        self.background_names = tuple(FEATURE_NAMES[j] for j in BACKGROUND_COLUMNS)
+        tables = [{c: v - centre for c, v in table.items()}  # type: ignore[union-attr]
+                  for j, (_, table, _, centre) in enumerate(factors.terms) if j in BACKGROUND_COLUMNS]
+        self.background: dict[tuple[str, ...], float] = {}
+        for combination in itertools.product(*(tuple(t) for t in tables)):
+            total = 0
+            for table, category in zip(tables, combination, strict=True):
+                total += table[category]
+            self.background[combination] = total
         self.baseline = f', "factors": {{"baseline": {json.dumps(round(factors.baseline, DECIMALS))}, "unclipped_score": '
         self.terms: list[tuple[str, dict[str, str] | None, str, float, float]] = []
         for position, (name, table, slope, centre) in enumerate(factors.terms):
@@ -199,9 +238,13 @@ class SingleAnswerText:
         score = round(min(max(raw, floor), ceiling), 1)
         low = round(min(max(raw - half, floor), ceiling), 1)
         high = round(min(max(raw + half, floor), ceiling), 1)
+        bands = self.bands
+        background = self.background[tuple(map(record.__getitem__, self.background_names))]
+        chance = round(self.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
+        without = band_without_background(bands, raw, background, half)
         parts = [self.head, repr(score), ', "interval": {"low": ', repr(low), ', "high": ', repr(high), self.level,
-                 self.band_text[self.bands.name(low, high)], self.baseline, repr(round(raw, DECIMALS)),
-                 ', "contributions": {']
+                 self.band_text[bands.name(low, high)], repr(chance), self.without_text[without], self.baseline,
+                 repr(round(raw, DECIMALS)), ', "contributions": {']
         for name, fixed, key, slope, centre in self.terms:
             if fixed is not None:
                 parts.append(fixed[record[name]])
@@ -218,7 +261,7 @@ def single_answer_json(pipeline: PredictPipeline, record: Record, bands: Bands) 
     """One validated student's answer as JSON text, and the reported score."""
     text = _TEXTS.get(id(pipeline))
     if text is None or text.pipeline is not pipeline or text.bands is not bands:
-        if not isinstance(pipeline.factors, AdditiveFactors):
+        if not isinstance(pipeline.factors, AdditiveFactors) or not pipeline.below_cut.available:
             answer = single_answer(pipeline, record, bands)
             return json.dumps(answer), answer["math_score"]
         if len(_TEXTS) > 4:  # old models: they are swapped whole, rarely

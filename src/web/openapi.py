@@ -184,6 +184,14 @@ PREDICTION_PROPERTIES: dict[str, dict[str, Any]] = {
     "inside_range": {"type": ["boolean", "null"], "description": "whether the real score is inside the range"},
     "band_right": {"type": ["boolean", "null"],
                    "description": "whether the band's claim held (null when the band made none)"},
+    "below_cut_probability": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "the chance that the real score is below the cut, from the same "
+                                             "out-of-fold residuals as the 90 % range (never 0 or 1 before it is "
+                                             "rounded to three decimals)"},
+    "below_cut_reason": {"type": "string", "description": "why the answer has no chance below the cut"},
+    "band_without_background": {"type": "string", "enum": ["needs_support", "uncertain", "on_track"],
+                                "description": "the band with the four background details at their training "
+                                               "average; only for models with exact factors"},
 }
 PREDICTION_REQUIRED = (TARGET.name, "interval", "band", "factors")
 SINGLE_PROPERTIES: dict[str, dict[str, Any]] = {"model_version": {"type": "string"}}
@@ -327,6 +335,11 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "responses": post_responses,
             },
         },
+        "/predictdata/class-list-template.csv": {"get": {
+            "summary": "a class list to fill in: the header row and one example student",
+            "operationId": "class_list_template",
+            "responses": {"200": {"description": "CSV with a byte-order mark, as an attachment",
+                                  "content": {"text/csv": {"schema": {"type": "string"}}}}, **_common_errors()}}},
         "/health": {"get": {"summary": "liveness", "operationId": "health", "responses": {
             "200": _json("the process is alive", {"type": "object", "properties": {"status": {"const": "ok"}},
                                                   "required": ["status"], "additionalProperties": True}),

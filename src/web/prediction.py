@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,13 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 
 from src.answers.bands import Bands
+from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
 from src.answers.factors import describe_factor
 from src.answers.model import PredictPipeline
 from src.answers.unknowns import predict_with_unknowns, supports_unknowns
 from src.schema import (
-    BACKGROUND_FEATURES,
+    ASSOCIATED_FEATURES,
+    EVIDENCE_FEATURES,
     FEATURE_NAMES,
     FEATURES,
     FEATURES_BY_NAME,
@@ -57,10 +60,20 @@ from src.web.errors import fast_json_response, json_error, json_response
 from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused
 from src.web.services import services
+from src.web.wording import (
+    BAND_TITLES,
+    band_sentence,
+    chance_in_ten,
+    chance_sentence,
+    points_change,
+    whole_points,
+)
 
 bp = Blueprint("prediction", __name__)
 
 JSON_TYPE = "application/json"
+# The form asks for the scores first (the evidence), then the course, then the background details.
+FORM_ORDER = tuple(sorted(FEATURES, key=lambda f: (f.name not in EVIDENCE_FEATURES, not f.actionable)))
 PREVIEW_ROWS = 200  # rows of an uploaded class shown on the page; the download has them all
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -104,6 +117,13 @@ def form() -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+@bp.get("/predictdata/class-list-template.csv")
+def class_list_template() -> Response:
+    """An empty class list as a spreadsheet opens it: the header row and one example student to overwrite."""
+    return Response("\ufeff" + roster.template_csv(), mimetype=roster.CSV_TYPE,
+                    headers={"Content-Disposition": 'attachment; filename="class-list-template.csv"'})
 
 
 @bp.post("/predictdata")
@@ -242,22 +262,43 @@ def _class_list_page() -> tuple[str, int] | str:
         # A file that is not CSV text came in a well-formed form: the form is fine, its file cannot be used (422).
         status = 422 if answer.status_code == 400 else answer.status_code
         return _render_form({}, {}, None, roster_error=problems), status
-    shown = answer.roster
+    cut = services().config.support_cut
+    shown_roster = answer.roster
+    order = answer.staff_order()
     rows = []
-    for at, (item, top) in enumerate(zip(answer.items[:PREVIEW_ROWS], answer.top_factors, strict=False)):
-        failed = shown.failed.get(at)
-        rows.append({"number": at + 1, "student_id": shown.ids[at] if shown.ids is not None else None, "item": item,
-                     "top": top, "error": failed.error if failed is not None else ""})
+    for i in order[:PREVIEW_ROWS]:
+        item = answer.items[i]
+        failed = shown_roster.failed.get(i)
+        student_id = shown_roster.ids[i] if shown_roster.ids is not None else None
+        shown: dict[str, Any] = {"number": shown_roster.numbers[i], "student_id": student_id or "",
+                                 "error": failed.error if failed is not None else "", "item": item}
+        if failed is None:
+            band = item["band"]["name"]
+            chance = item.get(BELOW_CUT)
+            without = item.get(WITHOUT_BACKGROUND)
+            shown.update(band=band, title=BAND_TITLES[band], chance=chance,
+                         chance_words="" if chance is None else chance_in_ten(chance),
+                         score=whole_points(item["math_score"]),
+                         low=whole_points(item["interval"]["low"], cut, "low"),
+                         high=whole_points(item["interval"]["high"], cut, "high"),
+                         flip=BAND_TITLES[without] if without and without != band else None,
+                         top=answer.top_factors[i])
+        rows.append(shown)
+    today = date.today()
     summary = {
         "rows": rows,
-        "total": shown.size,
+        "total": shown_roster.size,
         "failed": answer.failed,
         "counts": answer.band_counts(),
+        "background_decided": answer.background_decided(),
         "has_ids": answer.roster.has_ids,
         "download": roster.csv_data_uri(roster.roster_csv(answer)),
+        "download_name": f"class-predictions-{today.isoformat()}.csv",
+        "date": f"{today:%d %B %Y}".lstrip("0"),
         "model_version": answer.model_version,
         "factors_reason": answer.factors_reason,
         "evaluation": class_evaluation_words(answer.evaluation) if answer.evaluation is not None else None,
+        "chance_reason": answer.chance_reason,
     }
     return _render_form({}, {}, None, class_list=summary)
 
@@ -354,31 +395,44 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
     """What the result page shows of one student's prediction; ``unknown`` names background fields not known
     (the record lacks them; see src.answers.unknowns)."""
     bands = _bands()
+    config = services().config
     extra: dict[str, Any] = {}
     if unknown:
-        counted = predict_with_unknowns(pipeline, record, unknown)
+        counted = predict_with_unknowns(pipeline, record, unknown, bands)
         score, low, high = (round(v, 1) for v in (counted.score, counted.low, counted.high))
-        points = counted.contributions
+        points, chance, without = counted.contributions, counted.below_cut, counted.without_background
         extra = {"unknown": [FEATURES_BY_NAME[n].label.split(" (")[0] for n in counted.unknown],
                  "possibilities": counted.possibilities}
     else:
         answer = single_answer(pipeline, record, bands)
         score, low, high = answer["math_score"], answer["interval"]["low"], answer["interval"]["high"]
         points = answer["factors"]["contributions"] if answer["factors"] is not None else None
+        chance, without = answer.get(BELOW_CUT), answer.get(WITHOUT_BACKGROUND)
+    band = bands.name(low, high)
+    cut = bands.cut
     result: dict[str, Any] = {
         "math_score": score,
         "low": low,
         "high": high,
+        "shown": {"score": whole_points(score), "low": whole_points(low, cut, "low"),
+                  "high": whole_points(high, cut, "high")},
         "model_version": pipeline.model_version,
-        "band": bands.payload(bands.name(low, high)),
+        "band": bands.payload(band),
+        "band_title": BAND_TITLES[band],
+        "band_sentence": band_sentence(band, cut),
+        "chance": None if chance is None else chance_sentence(chance, cut),
+        "chance_reason": pipeline.below_cut.reason,
+        "next_step": config.next_step(band),
         "half_width": pipeline.half_width,
         **extra,
     }
+    if without is not None and without != band:
+        result["flip"] = BAND_TITLES[without]
     if points is not None:
-        acting = sorted((n for n in points if n not in BACKGROUND_FEATURES), key=lambda n: -abs(points[n]))
-        result["reasons"] = [describe_factor(n, record[n], points[n]) for n in acting]
-        result["background_points"] = sum(points[n] for n in BACKGROUND_FEATURES)
-        result["baseline"] = pipeline.factors.baseline
+        evidence = sorted(EVIDENCE_FEATURES, key=lambda n: -abs(points[n]))
+        result["evidence"] = [describe_factor(n, record[n], points[n]) for n in evidence]
+        result["associated"] = points_change(sum(points[n] for n in ASSOCIATED_FEATURES))
+        result["baseline"] = whole_points(pipeline.factors.baseline)
     else:
         result["factors_reason"] = pipeline.factors.reason
     result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0],
@@ -402,12 +456,13 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
             "error": errors.get(f.name),
             "hint": f.hint,
         }
-        for f in FEATURES
+        for f in FORM_ORDER
     ]
     other_errors = {k: v for k, v in errors.items() if k not in {f.name for f in FEATURES}}
     return render_template(
         "predict.html", fields=fields, other_errors=other_errors, result=result,
         unavailable=unavailable, class_list=class_list, roster_error=roster_error, cut=services().config.support_cut,
         max_batch=services().config.max_batch, errors=errors, not_known=NOT_KNOWN,
-        unknown_unsupported=unknown_unsupported, offer_unknown=offer_unknown,
+        unknown_unsupported=unknown_unsupported, offer_unknown=offer_unknown, band_titles=BAND_TITLES,
+        next_step_link=services().config.next_step_link, next_step_link_text=services().config.next_step_link_text,
     )

@@ -1,9 +1,15 @@
-"""Class lists as CSV: parse (either header style, an optional student_id), predict, answer as CSV or JSON.
+"""Class lists as spreadsheets save them: parse, predict, answer as CSV or JSON.
+
+A class list is comma-, semicolon- or tab-separated (the separator is read from the header line), with
+headers of either style in any case, an optional ``student_id`` and an optional math score column (each
+student's real score, compared with the answer). Categories match ignoring case and surrounding spaces and
+are answered in the schema's spelling.
 
 A bad row never fails the file: it keeps its place, with its row number and every field error. Only a
 problem with the file as a whole (not UTF-8, no header, a required column missing, an unknown column, more
-rows than MAX_BATCH) refuses it. Row numbers count student rows from 1 (the header is not a row; blank
-lines are skipped and not counted).
+rows than MAX_BATCH) refuses it. Row numbers are the spreadsheet's: the header is row 1 and blank rows count,
+so that "row 5" is row 5 where the teacher looks for it; an error names the student id and the field's label
+as the page shows it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.bands import BAND_NAMES, Bands
-from src.answers.columns import Answers
+from src.answers.bands import BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
+from src.answers.columns import BELOW_CUT, PROBABILITY_DECIMALS, WITHOUT_BACKGROUND, Answers, round_as_python
 from src.answers.evaluation import OUTCOME_COLUMNS
 from src.answers.model import PredictPipeline
-from src.schema import FEATURE_NAMES, STUDENT_ID, TARGET, canonical_name
+from src.schema import (
+    CATEGORICAL_FEATURES,
+    FEATURE_NAMES,
+    FEATURES,
+    FEATURES_BY_NAME,
+    STUDENT_ID,
+    TARGET,
+    CategoricalFeature,
+    canonical_name,
+)
 from src.validation import (
     MAX_DETAILS,
     REQUIRED,
@@ -37,16 +52,21 @@ from src.validation import (
     validate_student,
 )
 from src.web.answers import Evaluated, batch_answer, evaluate_batch
+from src.web.wording import BAND_TITLES
 
 CSV_TYPE = "text/csv"
 MAX_ID_LENGTH = 64
 MAX_CELLS_PER_ROW = 64  # cells a row may have on average before the file is refused unread
 MAX_LINES_PER_ROW = 4  # lines per student (blank lines, quoted line breaks) before the file is refused unread
-OUTPUT_COLUMNS = ("math_score", "interval_low", "interval_high", "band", "top_factor", "error")
+PREDICTED = "predicted_math_score"  # never "math_score": a class list's math score column is the real score
+BAND_WORDS = "band_words"
+OUTPUT_COLUMNS = (PREDICTED, "interval_low", "interval_high", BELOW_CUT, "band", BAND_WORDS, WITHOUT_BACKGROUND,
+                  "top_factor", "error")
 # Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
 _ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
 # A math score column (the public download's) is each student's real score: checked, and compared with the answer.
 _ACCEPTED = frozenset(FEATURE_NAMES) | {STUDENT_ID, TARGET.name}
+_CATEGORY_NAMES = frozenset(f.name for f in CATEGORICAL_FEATURES)
 
 
 class RosterError(ValueError):
@@ -64,18 +84,20 @@ class RosterError(ValueError):
 class RosterRow:
     """A row that cannot be answered, with every rule it broke."""
 
-    number: int  # 1-based among the student rows
+    number: int  # the spreadsheet's row (the header is row 1)
     values: Mapping[str, str]  # the uploaded cells, schema names
     student_id: str | None
     errors: Sequence[FieldError] = ()
 
     @property
     def error(self) -> str:
-        """Every field error of the row, in one line: 'row 4: writing_score: must be ...; gender: is required'."""
+        """Every field error of the row, in one line, for a person:
+        'row 5 (student 7B-04): Writing score (0-100): must be ...; Gender: is required'."""
         if not self.errors:
             return ""
-        return f"row {self.number}: " + "; ".join(e.message if e.field == "row" else f"{e.field}: {e.message}"
-                                                  for e in self.errors)
+        who = f"row {self.number}" + (f" (student {self.student_id})" if self.student_id else "")
+        return f"{who}: " + "; ".join(e.message if e.field == "row" else f"{field_label(e.field)}: {e.message}"
+                                      for e in self.errors)
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,7 @@ class Roster:
     students: StudentColumns  # those rows, checked, as columns
     failed: Mapping[int, RosterRow]  # the other rows, by position, in order
     reals: np.ndarray | None = None  # a labeled file's real math scores of the rows answered (NaN: blank)
+    numbers: Sequence[int] = ()  # each row's spreadsheet row (the header is row 1, blank rows count)
 
     @property
     def has_ids(self) -> bool:
@@ -108,6 +131,7 @@ class RosterAnswer:
     model_version: str
     items: list[dict[str, Any]] = field(default_factory=list)  # JSON items, in row order
     factors_reason: str | None = None
+    chance_reason: str | None = None  # why the model gives no chance below the cut
     answers: Answers | None = None  # the valid rows' answers, as arrays
     evaluated: Evaluated | None = None  # the valid rows against their real scores (a labeled file only)
 
@@ -117,7 +141,8 @@ class RosterAnswer:
 
     @functools.cached_property
     def top_factors(self) -> list[str]:
-        """Per row, the actionable factor that moves the score most, in words ("" for bad rows, or no factors)."""
+        """Per row, the score (reading or writing) that moves the prediction most, in words ("" for bad rows or no
+        factors)."""
         out = np.full(self.roster.size, "", dtype=object)
         if self.answers is not None:
             out[self.roster.valid] = self.answers.top_factor
@@ -131,6 +156,28 @@ class RosterAnswer:
         counts = Counter(self.answers.bands.tolist()) if self.answers is not None else Counter()  # type: ignore[union-attr]
         return {name: counts.get(name, 0) for name in BAND_NAMES}
 
+    def background_decided(self) -> int:
+        """How many students got another band than they would with background details at their average."""
+        answers = self.answers
+        if answers is None or answers.without_background is None:
+            return 0
+        return int((answers.without_background != answers.bands).sum())
+
+    def staff_order(self) -> list[int]:
+        """Row positions for a staff meeting: needs support, then could be either side by decreasing chance below
+        the cut, then on track (also by decreasing chance), then the rows not predicted; ties in file order."""
+        size = self.roster.size
+        rank = np.full(size, 3)
+        chance = np.zeros(size)
+        answers = self.answers
+        if answers is not None:
+            at = np.flatnonzero(self.roster.valid)
+            codes = {NEEDS_SUPPORT: 0, UNCERTAIN: 1, ON_TRACK: 2}
+            rank[at] = [codes[name] for name in answers.bands.tolist()]  # type: ignore[union-attr]
+            if answers.below_cut is not None:
+                chance[at] = answers.below_cut
+        return np.lexsort((np.arange(size), -chance, rank)).tolist()
+
 
 def parse_roster(data: bytes, max_rows: int) -> Roster:
     """Read a class list; RosterError for a problem with the whole file, row errors kept with their rows."""
@@ -143,25 +190,28 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     if data.count(b"\n") > (max_rows + 1) * MAX_LINES_PER_ROW:
         raise RosterError(413, "batch_too_large", f"the file has more lines than {max_rows} students need "
                                                   f"(at most {MAX_LINES_PER_ROW} per student, blank ones included)")
-    if data.count(b",") > (max_rows + 1) * MAX_CELLS_PER_ROW:
+    delimiter = sniff_delimiter(text)
+    if data.count(delimiter.encode()) > (max_rows + 1) * MAX_CELLS_PER_ROW:
         raise RosterError(413, "batch_too_large", f"the file has more cells than {max_rows} students can fill "
                                                   f"(at most {MAX_CELLS_PER_ROW} per row)")
-    lines: list[list[str]] = []
+    lines: list[tuple[int, list[str]]] = []  # each with its spreadsheet row (the header is row 1)
     counted = 0
     try:
-        for cells in csv.reader(io.StringIO(text, newline="")):
+        for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
             if any(c.strip() for c in cells):
                 counted += 1
                 if counted <= max_rows + 1:  # beyond, rows are only counted, for the message
-                    lines.append(cells)
+                    lines.append((number, cells))
     except csv.Error as err:
         raise RosterError(400, "malformed_csv", f"the file is not readable CSV: {err}") from err
     if not lines:
         raise RosterError(422, "validation_failed", "the file is empty: it needs a header row and one row per student",
                           [FieldError("file", "must have a header row and at least one student row")])
-    header = [canonical_name(h.strip()) for h in lines[0]]
-    _check_header(lines[0], header)
-    body = lines[1:]
+    raw_header = lines[0][1]
+    header = [canonical_name(h.strip().lower()) for h in raw_header]
+    _check_header(raw_header, header)
+    numbers = [number for number, _ in lines[1:]]
+    body = [cells for _, cells in lines[1:]]
     if not body:
         raise RosterError(422, "validation_failed", "the file has a header but no student rows",
                           [FieldError("file", "must have at least one student row")])
@@ -192,7 +242,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
         for at, cell in enumerate(by_column[real_at]):
             if not whole[at]:
                 continue
-            _, real, broken = take_real_score({TARGET.name: cell}, at + 1, from_form=True)
+            _, real, broken = take_real_score({TARGET.name: cell}, numbers[at], from_form=True)
             if broken:
                 real_errors[at] = broken
                 valid[at] = False
@@ -200,7 +250,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
                 reals[at] = real
     failed: dict[int, RosterRow] = {}
     for at in np.flatnonzero(~valid).tolist():  # the rows with errors: the shared validator names each rule
-        number = at + 1
+        number = numbers[at]
         values = {name: cells[name][at] for name in FEATURE_NAMES}
         student_id = ids[at] if ids is not None else None
         if not whole[at]:
@@ -212,7 +262,32 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
                 errors.append(FieldError(STUDENT_ID, f"must be at most {MAX_ID_LENGTH} characters", number))
         failed[at] = RosterRow(number, values, student_id, tuple(errors))
     students = checked if (valid == ok).all() else checked.take(valid[ok])
-    return Roster(size, cells, ids, valid, students, failed, None if reals is None else reals[valid])
+    return Roster(size, cells, ids, valid, students, failed, None if reals is None else reals[valid], numbers)
+
+
+DELIMITERS = (",", ";", "\t")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The separator of the header line: the one of comma, semicolon and tab it holds most often outside quotes
+    (a comma on a tie or when it holds none)."""
+    header = next((line for line in io.StringIO(text) if line.strip()), "")
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in header:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    return max(DELIMITERS, key=lambda d: counts[d])
+
+
+def field_label(field: str) -> str:
+    """A field as the page shows it: the schema's label ("Reading score (0-100)"), "Student id" for the id."""
+    feature = FEATURES_BY_NAME.get(field) or (TARGET if field == TARGET.name else None)
+    if feature is not None:
+        return feature.label
+    return "Student id" if field == STUDENT_ID else field
 
 
 def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
@@ -235,6 +310,7 @@ def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> Ro
     answer = RosterAnswer(roster, pipeline.model_version)
     if not pipeline.factors.available:
         answer.factors_reason = pipeline.factors.reason
+    answer.chance_reason = pipeline.below_cut.reason
     items: list[dict[str, Any]] = []
     if roster.students.size:
         batch = batch_answer(pipeline, roster.students, bands)
@@ -268,9 +344,10 @@ def roster_json(answer: RosterAnswer) -> dict[str, Any]:
 
 
 def roster_csv(answer: RosterAnswer) -> str:
-    """The CSV answer: the uploaded rows in order, with score, range, band, top factor and error; a labeled file
-    also gets the real score, the prediction minus it, whether it was inside the range and whether the band was
-    right (empty where the real score was blank or the band made no claim)."""
+    """The CSV answer: the uploaded rows in order, with the predicted score, range, chance below the cut, band as a
+    code and in the page's words, band without background, top factor and error; a labeled file also gets the
+    real score, the prediction minus it, whether it was inside the range and whether the band was right (empty
+    where the real score was blank or the band made no claim)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     roster = answer.roster
@@ -279,7 +356,7 @@ def roster_csv(answer: RosterAnswer) -> str:
     writer.writerow(["row", *([STUDENT_ID] if ids is not None else []), *FEATURE_NAMES, *OUTPUT_COLUMNS,
                      *(OUTCOME_COLUMNS if labeled else ())])
     n = roster.size
-    scores = lows = highs = bands = [""] * n
+    scores = lows = highs = bands = words = chances = withouts = [""] * n
     if answer.answers is not None:
         at = np.flatnonzero(roster.valid)
         predictions = answer.answers.predictions
@@ -292,18 +369,38 @@ def roster_csv(answer: RosterAnswer) -> str:
         band = np.full(n, "", dtype=object)
         band[at] = answer.answers.bands
         bands = band.tolist()
+        titles = np.full(n, "", dtype=object)
+        titles[at] = [BAND_TITLES[name] for name in answer.answers.bands.tolist()]  # type: ignore[union-attr]
+        words = titles.tolist()
+        if answer.answers.below_cut is not None:
+            chance = np.full(n, "", dtype=object)
+            rounded = round_as_python(answer.answers.below_cut, PROBABILITY_DECIMALS)
+            chance[at] = [f"{v:.3f}" for v in rounded.tolist()]
+            chances = chance.tolist()
+        if answer.answers.without_background is not None:
+            without = np.full(n, "", dtype=object)
+            without[at] = answer.answers.without_background
+            withouts = without.tolist()
     errors = [""] * n
     for at_row, row in roster.failed.items():
         errors[at_row] = row.error
-    # a valid row's cells are categories and plain numbers: only a refused row's cells and ids can hold a formula
+    # a valid row's cells are categories (answered in the schema's spelling) and plain numbers: only a refused
+    # row's cells and ids can hold a formula
     given = [roster.cells[name] if not roster.failed else
              [_cell(c) if i in roster.failed else c for i, c in enumerate(roster.cells[name])]
              for name in FEATURE_NAMES]
-    first = [range(1, n + 1)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
+    at = np.flatnonzero(roster.valid)
+    if at.size:
+        for j, name in enumerate(FEATURE_NAMES):
+            if name in _CATEGORY_NAMES:
+                column = np.array(given[j], dtype=object)
+                column[at] = roster.students.values(name)
+                given[j] = column.tolist()
+    first = [roster.numbers or range(2, n + 2)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
     outcomes = [["" if i in roster.failed else _outcome_cell(item.get(name)) for i, item in enumerate(answer.items)]
                 for name in OUTCOME_COLUMNS] if labeled else []
-    writer.writerows(zip(*first, *given, scores, lows, highs, bands, answer.top_factors, errors, *outcomes,
-                         strict=True))
+    writer.writerows(zip(*first, *given, scores, lows, highs, chances, bands, words, withouts, answer.top_factors,
+                         errors, *outcomes, strict=True))
     return out.getvalue()
 
 
@@ -313,11 +410,18 @@ def _outcome_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"{value:g}"
+def template_csv() -> str:
+    """A class list to fill in: ``student_id`` and the features, and one example student (the first value of
+    each category, 70 for the scores) to overwrite."""
+    example = ["example-1", *(f.categories[0] if isinstance(f, CategoricalFeature) else "70" for f in FEATURES)]
+    return ",".join([STUDENT_ID, *FEATURE_NAMES]) + "\n" + ",".join(example) + "\n"
 
 
 def csv_data_uri(text: str) -> str:
-    """The CSV as a data: URI for a download link (nothing is kept on the server)."""
-    return "data:text/csv;charset=utf-8;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
+    """The CSV as a data: URI for a download link, with a byte-order mark so that spreadsheets read it as UTF-8
+    (nothing is kept on the server)."""
+    data = ("\ufeff" + text).encode("utf-8")
+    return "data:text/csv;charset=utf-8;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _cell(value: str) -> str:

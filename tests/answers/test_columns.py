@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.answers.bands import Bands
+from src.answers.bands import Bands, band_without_background
 from src.answers.columns import (
     BASELINE,
     FACTOR_COLUMNS,
@@ -33,7 +33,7 @@ from src.answers.factors import NoFactors, describe_factor
 from src.answers.fast_path import VectorScorer, random_students, read_layout
 from src.answers.model import PredictPipeline
 from src.config import AppConfig
-from src.schema import ACTIONABLE_FEATURES, FEATURE_NAMES
+from src.schema import BACKGROUND_FEATURES, EVIDENCE_FEATURES, FEATURE_NAMES
 from src.web.answers import single_answer
 
 CUT = 60.0
@@ -59,11 +59,14 @@ def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
     """Every field of one student's answer, made for that student alone (the row-by-row path)."""
     score, low, high, raw = pipeline.predict_one_raw(record)
     out = {MATH_SCORE: score, LOW: low, HIGH: high, LEVEL: pipeline.level, MODEL_VERSION: pipeline.model_version,
-           "band": bands.name(round(low, 1), round(high, 1)), "raw": raw}
+           "band": bands.name(round(low, 1), round(high, 1)), "raw": raw,
+           "below_cut_probability": pipeline.below_cut.one(raw, bands.cut), "band_without_background": ""}
     if pipeline.factors.available:
         points = pipeline.factors.one(record)
-        top = ACTIONABLE_FEATURES[0]
-        for name in ACTIONABLE_FEATURES[1:]:
+        background = sum(points[name] for name in BACKGROUND_FEATURES)
+        out["band_without_background"] = band_without_background(bands, raw, background, pipeline.half_width)
+        top = EVIDENCE_FEATURES[0]
+        for name in EVIDENCE_FEATURES[1:]:
             if abs(points[name]) > abs(points[top]):  # the first of equals, as argmax
                 top = name
         out.update({BASELINE: pipeline.factors.baseline, TOP_FACTOR: describe_factor(top, record[top], points[top]),
@@ -77,14 +80,14 @@ def assert_frame_is_row_by_row(frame: pd.DataFrame, pipeline: PredictPipeline, r
                                exact: bool) -> None:
     expected = [one_by_one(pipeline, r, Bands(CUT)) for r in records]
     assert len(frame) == len(records)
-    for column in (MATH_SCORE, LOW, HIGH, LEVEL, BASELINE, *FACTOR_COLUMNS):
+    for column in (MATH_SCORE, LOW, HIGH, LEVEL, "below_cut_probability", BASELINE, *FACTOR_COLUMNS):
         got = frame[column].to_numpy(dtype=float)
         want = np.array([e[column] for e in expected], dtype=float)
         if exact:
             np.testing.assert_array_equal(got, want, err_msg=column)
         else:
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=column)
-    for column in (MODEL_VERSION, "band", TOP_FACTOR):
+    for column in (MODEL_VERSION, "band", "band_without_background", TOP_FACTOR):
         assert frame[column].tolist() == [e[column] for e in expected], column
 
 
@@ -150,7 +153,7 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
     items = as_json["predictions"]
     assert items[:-1] == [{"student_id": sid, **{k: v for k, v in s.items() if k != "model_version"}}
                           for sid, s in zip(ids, singles, strict=True)]
-    assert items[-1]["row"] == len(rows) + 1 and items[-1]["student_id"] == "bad"
+    assert items[-1]["row"] == len(rows) + 2 and items[-1]["student_id"] == "bad"  # the spreadsheet's row
     assert [d["field"] for d in items[-1]["details"]] == ["race_ethnicity", "reading_score", "writing_score"]
 
     as_csv = served.post("/predictdata", data=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
@@ -158,10 +161,13 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
     assert len(table) == len(rows) + 1
     for line, record, single in zip(table, records, singles, strict=False):
         reference = one_by_one(pipeline, record, bands)
-        assert (line["math_score"], line["interval_low"], line["interval_high"]) == (
+        assert (line["predicted_math_score"], line["interval_low"], line["interval_high"]) == (
             f"{single['math_score']:.1f}", f"{single['interval']['low']:.1f}", f"{single['interval']['high']:.1f}")
         assert (line["band"], line["top_factor"], line["error"]) == (single["band"]["name"], reference[TOP_FACTOR], "")
-    assert table[-1]["math_score"] == "" and table[-1]["error"].startswith(f"row {len(rows) + 1}: race_ethnicity:")
+        assert float(line["below_cut_probability"]) == single["below_cut_probability"]
+        assert line["band_without_background"] == single["band_without_background"]
+    assert table[-1]["predicted_math_score"] == "" and table[-1]["error"].startswith(
+        f"row {len(rows) + 2} (student bad): Race/ethnicity group:")
 
 
 def test_batch_command_writes_each_student_its_row_by_row_answer(trained, pipeline, fixed_students, tmp_path):

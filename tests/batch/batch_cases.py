@@ -10,7 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.answers.columns import BAND, BASELINE, FACTOR_COLUMNS, HIGH, LEVEL, LOW, MATH_SCORE, MODEL_VERSION, TOP_FACTOR
+from src.answers.columns import (
+    BAND,
+    BASELINE,
+    BELOW_CUT,
+    FACTOR_COLUMNS,
+    HIGH,
+    LEVEL,
+    LOW,
+    MATH_SCORE,
+    MODEL_VERSION,
+    TOP_FACTOR,
+    WITHOUT_BACKGROUND,
+)
 from src.schema import FEATURE_NAMES, HEADER_ALIASES
 from src.synthetic import generate_students
 
@@ -95,8 +107,9 @@ def read_output(folder: Path, fmt: str) -> pd.DataFrame:
 def check_against_api(predictions: pd.DataFrame, cohort: Cohort, api: dict, pipeline) -> None:
     """Every valid student once, with the API's answer: 1e-9 before rounding, identical after.
 
-    The band is the API's; the factors are the API's (which it gives to 8 decimals), baseline plus their sum
-    is the unclipped score; the top factor is the CSV answer's, word for word.
+    The band, the chance below the cut and the band without background are the API's; the factors are the
+    API's (which it gives to 8 decimals), baseline plus their sum is the unclipped score; the top factor is the
+    CSV answer's, word for word.
     """
     predictions = predictions.assign(source=predictions["source"].map(lambda s: Path(s).name))
     assert len(predictions) == len(cohort.students)
@@ -112,6 +125,10 @@ def check_against_api(predictions: pd.DataFrame, cohort: Cohort, api: dict, pipe
         assert np.array_equal(np.round(merged[column].to_numpy(float), 1), json_values), column
     assert (merged[LEVEL] == np.array([a["interval"]["level"] for a in answers])).all()
     assert merged[BAND].tolist() == [a["band"]["name"] for a in answers]
+    assert merged[WITHOUT_BACKGROUND].tolist() == [a[WITHOUT_BACKGROUND] for a in answers]
+    chances = merged[BELOW_CUT].to_numpy(float)
+    assert np.array_equal(np.round(chances, 3), np.array([a[BELOW_CUT] for a in answers]))
+    assert ((chances > 0) & (chances < 1)).all()
     assert merged[TOP_FACTOR].tolist() == api["top_factor"]
     assert np.abs(merged[BASELINE].to_numpy(float) - answers[0]["factors"]["baseline"]).max() <= 5e-9
     api_points = np.array([[a["factors"]["contributions"][n] for n in FEATURE_NAMES] for a in answers])

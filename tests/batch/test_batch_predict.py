@@ -124,8 +124,9 @@ def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):
     other = {**student, "gender": "male", "reading_score": 55.5}
     body = client.post("/predictdata", json={"instances": [student, other]}).get_json()
     shared = json_predictions(answers_frame(pipeline, [student, other], support_cut=AppConfig.support_cut))
-    assert [{"math_score": p["math_score"], "interval": p["interval"], "band": p["band"]["name"]}
-            for p in body["predictions"]] == shared
+    keys = ("below_cut_probability", "band_without_background")
+    assert [{"math_score": p["math_score"], "interval": p["interval"], "band": p["band"]["name"],
+             **{k: p[k] for k in keys}} for p in body["predictions"]] == shared
     assert Path(pipeline.directory).is_dir()
 
 
@@ -169,7 +170,8 @@ def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_wh
     result = run(BatchConfig(input=str(cohort.folder / "a.csv"), output=str(out), store=trained.store))
     predictions = read_output(out / "predictions", "csv")
     assert len(predictions) == result.predictions > 0
-    assert (predictions["top_factor"] == "").all()
+    assert (predictions["top_factor"] == "").all() and (predictions["band_without_background"] == "").all()
+    assert predictions["below_cut_probability"].between(0, 1).all()
     assert predictions[["factors_baseline", "factor_reading_score"]].replace("", np.nan).isna().all().all()
     assert predictions["math_score"].notna().all()
     summary = json.loads((out / "summary.json").read_text())

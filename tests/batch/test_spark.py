@@ -121,10 +121,13 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
     for column in ("math_score", "interval_low", "interval_high"):
         assert np.abs(good[column].to_numpy() - expected[column].to_numpy()).max() <= 1e-9
     assert good["band"].tolist() == expected["band"].tolist()
+    assert np.abs(good["below_cut_probability"].to_numpy() - expected["below_cut_probability"].to_numpy()).max() <= 1e-12
+    assert good["band_without_background"].tolist() == expected["band_without_background"].tolist()
     assert (good[ERROR] == "").all() and (good["model_version"] == pipeline.model_version).all()
     assert scored[ERROR].iloc[500] == "gender: must be one of: female, male"
     assert scored[ERROR].iloc[501] == "reading_score: must be a number between 0 and 100"
     assert scored["math_score"].iloc[500:].isna().all() and (scored["band"].iloc[500:] == "").all()
+    assert scored["below_cut_probability"].iloc[500:].isna().all()
 
 
 def _same_evaluation(a: dict, b: dict) -> None:

@@ -64,7 +64,8 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     parent = parents[0]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) >= 3 and all("cv_r2_mean" in c.data.metrics for c in children)
-    for metric in ("test_r2", "test_mae", "test_rmse", "test_interval_coverage"):
+    for metric in ("test_r2", "test_mae", "test_rmse", "test_interval_coverage", "below_cut_brier", "below_cut_ece",
+                   "baseline_below_cut_brier", "baseline_below_cut_ece"):
         assert metric in parent.data.metrics
     assert {"data", "seed", "test_size", "data_fingerprint"} <= parent.data.params.keys()
     assert parent.inputs.dataset_inputs, "the data set is logged as an input"

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import pytest
 
 from src.config import AppConfig
+from src.web.wording import whole_points
 
 
 def form_of(student):
@@ -31,7 +32,10 @@ def test_json_single_student(client, student, trained):
     response = client.post("/predictdata", json=student)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"math_score", "interval", "model_version", "band", "factors"}
+    assert set(body) == {"math_score", "interval", "model_version", "band", "below_cut_probability",
+                         "band_without_background", "factors"}
+    assert 0 < body["below_cut_probability"] < 1 and body["band_without_background"] in ("needs_support", "uncertain",
+                                                                                          "on_track")
     assert body["interval"]["low"] <= body["math_score"] <= body["interval"]["high"]
     assert body["interval"]["level"] == 0.9 and body["model_version"] == trained.manifest["model_version"]
 
@@ -39,8 +43,8 @@ def test_json_single_student(client, student, trained):
 def test_form_and_json_give_the_same_score(client, student):
     json_score = client.post("/predictdata", json=student).get_json()
     html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
-    assert f'<strong id="math-score">{json_score["math_score"]:.1f}</strong>' in html
-    assert f'<strong id="interval-low">{json_score["interval"]["low"]:.1f}</strong>' in html
+    assert f'<strong id="math-score">{whole_points(json_score["math_score"])}</strong>' in html
+    assert f'<strong id="interval-low">{whole_points(json_score["interval"]["low"], 50, "low")}</strong>' in html
 
 
 def test_batch_of_students(client, student):
@@ -226,15 +230,68 @@ def test_bands_follow_the_configured_cut(trained, tmp_path, student):
                                                   "cut": cut}
 
 
-def test_form_result_shows_band_range_in_words_and_actionable_reasons_only(client, student):
-    html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
+@pytest.mark.parametrize("course", ["none", "completed"])
+def test_the_result_rests_on_the_scores_and_lists_the_course_and_background_as_associations(client, student, course):
+    html = unescape(client.post("/predictdata", data=form_of({**student, "test_preparation_course": course}),
+                                follow_redirects=True).get_data(as_text=True))
     assert 'id="band"' in html and "for 9 in 10 students like this one" in html
-    reasons = html.split('<ul id="reasons">')[1].split("</ul>")[0]
-    assert reasons.count("<li>") == 3 and "points against an average student" in reasons
-    assert "Reading score 72" in reasons and "Writing score 74" in reasons and "Test preparation course" in reasons
-    for background in ("Gender", "Race", "Lunch", "Parents"):
-        assert background not in reasons
-    assert "not reasons to act" in html and "a prediction, not a grade" in html and 'id="next-student"' in html
+    evidence = html.split('<ul id="evidence">')[1].split("</ul>")[0]
+    assert evidence.count("<li>") == 2 and "the average student's prediction" in evidence
+    assert "Reading score 72" in evidence and "Writing score 74" in evidence
+    for other in ("Test preparation", "course", "Gender", "Race", "Lunch", "Parents"):
+        assert other not in evidence
+    associations = html.split('id="associations">')[1].split("</p>")[0]
+    assert "Test preparation and the background" in associations and "not an effect of the course" in associations
+    assert "None of them is a\n    reason to act" in associations
+    assert "a prediction, not a grade" in html and 'id="next-student"' in html and "-0" not in html
+
+
+def test_the_band_the_chance_in_words_and_the_next_step_show_without_a_click(client, student):
+    api = client.post("/predictdata", json=student).get_json()
+    html = unescape(client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True))
+    chance = html.split('id="chance">')[1].split("<")[0]
+    expected = round(api["below_cut_probability"] * 10)
+    assert re.fullmatch(r"(About \d+ in 10|About \d+ in 100|Under 1 in 100|Over 99 in 100) students like this one "
+                        r"score below 50\.", chance), chance
+    if 0.095 <= api["below_cut_probability"] <= 0.905:
+        assert chance.startswith(f"About {expected} in 10 ")
+    step = html.split('id="next-step"')[1].split("</div>")[0]
+    assert AppConfig().next_step(api["band"]["name"]) in step and "<details" not in step
+    assert html.index('id="next-step"') < html.index("<details")  # under the band, not inside a folded box
+
+
+def test_a_school_sets_the_next_step_and_its_link(store_dir, tmp_path, student):
+    from app import create_app
+
+    config = AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "d", next_step_link="https://school.example/help",
+                       next_step_link_text="Our support plan", next_step_needs_support="Tell Ms Ortiz today.",
+                       next_step_uncertain="Tell Ms Ortiz this week.", next_step_on_track="Nothing to do.")
+    client = create_app(config).test_client()
+    html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
+    band = client.post("/predictdata", json=student).get_json()["band"]["name"]
+    assert config.next_step(band) in html.split('id="next-step-text">')[1].split("<")[0]
+    assert '<a id="next-step-link" href="https://school.example/help">Our support plan</a>' in html
+
+
+def test_a_student_whose_band_background_decided_is_told_so_in_one_sentence(client):
+    from src.answers.fast_path import random_students
+
+    students = random_students(400, seed=5)
+    for name in ("reading_score", "writing_score"):
+        students[name] = students[name].round()
+    records = students.to_dict("records")
+    answers = client.post("/predictdata", json={"instances": records}).get_json()["predictions"]
+    flipped = [(r, a) for r, a in zip(records, answers, strict=True) if a["band_without_background"] != a["band"]["name"]]
+    kept = [(r, a) for r, a in zip(records, answers, strict=True) if a["band_without_background"] == a["band"]["name"]]
+    assert flipped and kept
+    titles = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
+    record, answer = flipped[0]
+    html = unescape(client.post("/predictdata", data=form_of(record), follow_redirects=True).get_data(as_text=True))
+    sentence = html.split('id="band-flip">')[1].split("</p>")[0]
+    assert "The background details decided this band." in sentence
+    assert f"the band would be\n    “{titles[answer['band_without_background']]}”" in sentence
+    html = client.post("/predictdata", data=form_of(kept[0][0]), follow_redirects=True).get_data(as_text=True)
+    assert 'id="band-flip"' not in html
 
 
 def test_every_page_says_when_the_model_learned_from_synthetic_students(client, student):
@@ -284,10 +341,11 @@ def test_result_page_shows_what_the_api_answers_and_a_reload_shows_it_again(clie
     html = page.get_data(as_text=True)
     api = client.post("/predictdata", json=student).get_json()
     assert page.status_code == 200
-    assert f'<strong id="math-score">{api["math_score"]:.1f}</strong>' in html
-    assert f'<strong id="interval-low">{api["interval"]["low"]:.1f}</strong>' in html
-    assert 'id="band"' in html and f'The math score is {api["band"]["label"]}.' in html
-    assert '<ul id="reasons">' in html and f"Model version {api['model_version']}." in html
+    assert f'<strong id="math-score">{whole_points(api["math_score"])}</strong>' in html
+    assert f'<strong id="interval-low">{whole_points(api["interval"]["low"], 50, "low")}</strong>' in html
+    assert f'<strong id="interval-high">{whole_points(api["interval"]["high"], 50, "high")}</strong>' in html
+    assert 'id="band"' in html and f'The real math score {api["band"]["label"].replace("very", "is very")}.' in html
+    assert '<ul id="evidence">' in html and f"Model version {api['model_version']}." in html
     assert 'id="next-student" href="/predictdata"' in html and 'id="synthetic-notice"' in html
     assert client.get(location).get_data(as_text=True) == html
 
@@ -299,7 +357,7 @@ def test_a_decimal_score_reads_back_exactly_from_the_result_address(client, stud
     assert query["reading_score"] == ["72.35"] and query["writing_score"] == ["0.1"]
     html = client.get(location).get_data(as_text=True)
     api = client.post("/predictdata", json=sent).get_json()
-    assert f'<strong id="math-score">{api["math_score"]:.1f}</strong>' in html
+    assert f'<strong id="math-score">{whole_points(api["math_score"])}</strong>' in html
 
 
 def test_the_form_without_query_is_empty(client):
@@ -366,7 +424,7 @@ def test_a_background_field_not_known_widens_the_range_to_cover_every_value(clie
             assert low <= one["low"] and one["high"] <= high  # every possible student's range lies inside
             widest = max(widest, one["high"] - one["low"])
     assert high - low > widest  # wider than any single student's, honestly
-    reasons = html.split('<ul id="reasons">')[1].split("</ul>")[0]
+    reasons = html.split('<ul id="evidence">')[1].split("</ul>")[0]
     assert "Reading score 72" in reasons and "Parents" not in reasons
     assert client.get(posted.headers["Location"]).headers["Referrer-Policy"] == "no-referrer"
 

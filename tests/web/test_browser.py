@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
+from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,7 +19,8 @@ import pytest
 import requests
 
 from src.schema import FEATURE_NAMES
-from tests.conftest import free_port, unavailable
+from src.web.wording import chance_sentence, whole_points
+from tests.conftest import PROJECT, free_port, unavailable
 from tests.servers import BIN, start, stop, wait_for
 
 # Debian's chromium; elsewhere (CodeBuild's Ubuntu image) CHROMIUM names the browser to use.
@@ -153,15 +156,15 @@ def test_teacher_gets_band_range_and_reasons_as_the_api(served, browser, student
     page.wait_for_selector("#math-score")
     browser.shot("result")
     expected = requests.post(f"{served}/predictdata", json=student, timeout=5).json()
-    assert page.text_content("#math-score") == f"{expected['math_score']:.1f}"
-    assert page.text_content("#interval-low") == f"{expected['interval']['low']:.1f}"
-    assert page.text_content("#interval-high") == f"{expected['interval']['high']:.1f}"
+    assert page.text_content("#math-score") == whole_points(expected["math_score"])
+    assert page.text_content("#interval-low") == whole_points(expected["interval"]["low"], 50, "low")
+    assert page.text_content("#interval-high") == whole_points(expected["interval"]["high"], 50, "high")
     assert page.text_content("#band") == BAND_TITLES[expected["band"]["name"]]
-    assert expected["band"]["label"] in page.text_content("#band-label")
+    assert page.text_content("#chance") == chance_sentence(expected["below_cut_probability"], 50)
     assert "9 in 10 students like this one" in page.text_content("#range-explained")
-    reasons = page.locator("#reasons li").all_text_contents()
-    assert len(reasons) == 3 and all("points against an average student" in r for r in reasons)
-    assert page.is_visible("#background-note") and page.is_visible("#synthetic-notice")
+    evidence = page.locator("#evidence li").all_text_contents()
+    assert len(evidence) == 2 and all("the average student's prediction" in r for r in evidence)
+    assert page.is_visible("#associations") and page.is_visible("#synthetic-notice")
     assert page.evaluate("document.activeElement.id") == "result-title"
     assert page.input_value("#reading_score") == str(student["reading_score"])
     page.click("#next-student")
@@ -188,6 +191,7 @@ def test_errors_are_announced_and_linked_to_their_fields(served, browser, studen
     assert page.query_selector("#math-score") is None
     page.click("#error-summary a[href='#writing_score']")
     assert page.evaluate("document.activeElement.id") == "writing_score"
+    page.focus("#lunch")
     page.keyboard.press("Tab")  # keyboard only: from the last field to the button, with a visible focus ring
     assert page.evaluate("document.activeElement.type") == "submit"
     ring = page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
@@ -256,7 +260,7 @@ def test_a_teacher_who_does_not_know_a_background_detail_gets_a_wider_range(serv
     low, high = (float(page.text_content(f"#interval-{end}")) for end in ("low", "high"))
     known = requests.post(f"{served}/predictdata", json=student, timeout=10).json()["interval"]
     assert low <= known["low"] and known["high"] <= high and high - low > known["high"] - known["low"]
-    assert page.locator("#reasons li").count() == 3
+    assert page.locator("#evidence li").count() == 2
     assert not browser.console_errors
 
 
@@ -274,18 +278,26 @@ def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, brow
     assert counts["failed"] == 3 and sum(counts.values()) == 30
     errors = page.text_content("#row-errors")
     assert "3 rows could not be predicted" in errors
-    assert "row 4: race_ethnicity: must be one of" in errors and "writing_score: must be a number" in errors
-    assert "row 17: parental_level_of_education: is required" in errors and "row 30: reading_score" in errors
+    assert "row 5 (student 7B-04): Race/ethnicity group: must be one of" in errors
+    assert "Writing score (0-100): must be a number" in errors
+    assert "row 18 (student 7B-17): Parents' highest level of education: is required" in errors
+    assert "row 31 (student 7B-30): Reading score (0-100)" in errors
     assert page.locator("#preview tbody tr").count() == 30
     with page.expect_download() as download:
         page.click("#download")
-    table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert download.value.suggested_filename == f"class-predictions-{date.today().isoformat()}.csv"
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")  # a byte-order mark: spreadsheets read the file as UTF-8
+    table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     api = requests.post(f"{served}/predictdata", json={"instances": valid}, timeout=10).json()["predictions"]
     assert [r["student_id"] for r in table] == [f"7B-{i:02d}" for i in range(1, 31)]
     predicted = [r for r in table if not r["error"]]
-    assert len(predicted) == 27 and [r["row"] for r in table if r["error"]] == ["4", "17", "30"]
+    assert len(predicted) == 27 and [r["row"] for r in table if r["error"]] == ["5", "18", "31"]
     for row, want in zip(predicted, api, strict=True):
-        assert float(row["math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert float(row["predicted_math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert row["band_words"] == BAND_TITLES[want["band"]["name"]]
+        assert float(row["below_cut_probability"]) == want["below_cut_probability"]
+        assert row["band_without_background"] == want["band_without_background"]
         assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
                                                                             want["interval"]["high"])
     band_counts = {name: sum(p["band"]["name"] == name for p in api) for name in BAND_TITLES}
@@ -316,3 +328,153 @@ def test_pages_fit_a_390_px_wide_phone(served, phone, student, tmp_path):
     phone.shot("phone-404")
     assert "We could not find that page" in page.text_content("h1")
     assert not phone.console_errors
+
+
+AXE = PROJECT / "tests" / "web" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's violations on the page as it is now, one line each (rule, impact, where)."""
+    if not AXE.is_file():
+        unavailable(f"axe-core not installed at {AXE} (npm ci --prefix tests/web/axe; scripts/test.sh and "
+                    "buildspec.yml run it)")
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(str(n['target']) for n in v['nodes'][:5])}"
+            for v in result["violations"]]
+
+
+def answered(served, n=300):
+    """Students with whole-number scores and the API's answers for them."""
+    students = random_valid(n)
+    answers = requests.post(f"{served}/predictdata", json={"instances": students}, timeout=10).json()["predictions"]
+    return list(zip(students, answers, strict=True))
+
+
+def submit(page, served, student):
+    page.goto(f"{served}/predictdata")
+    fill(page, student)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#math-score")
+
+
+def outside_details(page, selector):
+    return page.evaluate(f"!document.querySelector({selector!r}).closest('details')")
+
+
+def test_a_struggling_student_shows_the_band_the_chance_in_words_and_the_next_step_without_a_click(served, browser):
+    from src.config import AppConfig
+
+    page = browser.page
+    student, answer = next((s, a) for s, a in answered(served) if a["band"]["name"] == "needs_support")
+    submit(page, served, student)
+    browser.shot("struggling")
+    assert page.text_content("#band") == "Needs support"
+    assert page.text_content("#band-label") == "The real math score is very likely below 50."
+    assert page.text_content("#chance") == chance_sentence(answer["below_cut_probability"], 50)
+    assert re.fullmatch(r"(About \d+ in (10|100)|Over 99 in 100) students like this one score below 50\.",
+                        page.text_content("#chance"))
+    assert page.text_content("#next-step-text") == AppConfig().next_step("needs_support")
+    for selector in ("#band", "#chance", "#next-step-text"):
+        assert page.is_visible(selector) and outside_details(page, selector), selector
+    assert not browser.console_errors
+
+
+def test_a_student_who_completed_test_preparation_sees_no_test_preparation_reason(served, browser, student):
+    page = browser.page
+    submit(page, served, {**student, "test_preparation_course": "completed"})
+    browser.shot("completed-course")
+    evidence = " ".join(page.locator("#evidence li").all_text_contents())
+    assert evidence.count("average student's prediction") == 2
+    assert "Test preparation" not in evidence and "course" not in evidence
+    associations = page.text_content("#associations")
+    assert "not an effect of the course" in associations and "None of them is a reason to act" in " ".join(
+        associations.split())
+    assert not browser.console_errors
+
+
+def test_a_student_whose_band_background_decided_sees_the_sentence(served, browser):
+    page = browser.page
+    student, answer = next((s, a) for s, a in answered(served) if a["band_without_background"] != a["band"]["name"])
+    submit(page, served, student)
+    browser.shot("band-flip")
+    sentence = " ".join(page.text_content("#band-flip").split())
+    assert sentence.startswith("The background details decided this band.")
+    assert sentence.endswith(f"the band would be “{BAND_TITLES[answer['band_without_background']]}”.")
+    assert page.text_content("#band") == BAND_TITLES[answer["band"]["name"]]
+    assert not browser.console_errors
+
+
+def shown_rows(page):
+    return page.evaluate("""Array.from(document.querySelectorAll('#preview tbody tr')).filter(r => !r.hidden)
+        .map(r => [Number(r.dataset.row), r.dataset.band, r.dataset.chance === '' ? -1 : Number(r.dataset.chance)])""")
+
+
+def test_the_class_list_is_sorted_by_chance_resorted_filtered_and_printed(served, browser, tmp_path):
+    page = browser.page
+    path = class_list(tmp_path, random_valid(57), bad_at={6, 40, 59})
+    page.goto(f"{served}/predictdata")
+    page.set_input_files("#class_list", str(path))
+    page.click("button[value=class_list]")
+    page.wait_for_selector("#class-controls:not([hidden])")
+    browser.shot("class-default")
+    rank = {"needs_support": 0, "uncertain": 1, "on_track": 2, "failed": 3}
+    rows = shown_rows(page)
+    assert len(rows) == 60
+    assert [rank[b] for _, b, _ in rows] == sorted(rank[b] for _, b, _ in rows)  # needs support first, failed last
+    uncertain = [c for _, b, c in rows if b == "uncertain"]
+    assert len(uncertain) >= 3 and uncertain == sorted(uncertain, reverse=True)  # by decreasing chance
+
+    page.select_option("#sort-by", "chance")
+    chances = [c for _, _, c in shown_rows(page)]
+    assert chances == sorted(chances, reverse=True)
+    page.select_option("#sort-by", "file")
+    assert [r for r, _, _ in shown_rows(page)] == list(range(2, 62))
+    assert page.text_content("#order-words") == "In the order of the file"
+    page.uncheck("input[name=show][value=on_track]")
+    page.uncheck("input[name=show][value=failed]")
+    browser.shot("class-filtered")
+    rows = shown_rows(page)
+    assert rows and {b for _, b, _ in rows} <= {"needs_support", "uncertain"}
+    assert [r for r, _, _ in rows] == sorted(r for r, _, _ in rows)
+    assert page.text_content("#shown-count") == f"Showing {len(rows)} of 60 students."
+    assert page.url.endswith("/predictdata")  # no reload: the same page, the same answers
+
+    page.check("input[name=show][value=on_track]")
+    page.check("input[name=show][value=failed]")
+    page.emulate_media(media="print")
+    browser.shot("class-print")
+    visible_headings = page.evaluate("""Array.from(document.querySelectorAll('h1, h2, h3'))
+        .filter(h => h.offsetParent !== null).map(h => h.textContent.trim())""")
+    assert visible_headings == ["Class results: 60 students"]
+    for hidden in ("form", "footer", "header", "#download", "#class-controls", "button"):
+        assert not page.is_visible(hidden), hidden
+    assert page.is_visible("#class-meta") and page.is_visible("#band-counts") and page.is_visible("#preview")
+    assert page.evaluate("getComputedStyle(document.querySelector('#preview tbody tr')).breakInside") == "avoid"
+    pdf = tmp_path / "class.pdf"
+    page.pdf(path=str(pdf), format="A4")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
+    assert 1 <= pages <= 4, pages  # 60 rows of one or two lines, about 20 to an A4 page
+    shutil.copy(pdf, browser.shots / "class-print.pdf")
+    assert not browser.console_errors
+
+
+def test_the_class_table_reads_without_javascript(served, shots, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    path = class_list(tmp_path, random_valid(12), bad_at={3})
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            page = chromium.new_context(java_script_enabled=False).new_page()
+            page.goto(f"{served}/predictdata")
+            page.set_input_files("#class_list", str(path))
+            page.click("button[value=class_list]")
+            page.wait_for_selector("#class-result")
+            page.screenshot(path=str(shots / "class-no-js.png"), full_page=True)
+            assert not page.is_visible("#class-controls")  # no control that would do nothing
+            assert page.locator("#preview tbody tr").count() == 13
+            assert page.locator("#preview tbody tr").last.get_attribute("data-band") == "failed"
+        finally:
+            chromium.close()

@@ -4,7 +4,7 @@
 import pytest
 
 from src.config import AppConfig
-from src.lifecycle.model_card import champion_history, safe_source
+from src.lifecycle.model_card import champion_history, source_name
 from src.schema import CATEGORICAL_FEATURES
 
 
@@ -35,7 +35,40 @@ def test_model_page_shows_version_metrics_groups_and_card(client, trained):
         for category in feature.categories:
             assert f'data-feature="{feature.name}" data-group="{category}"' in html.replace("&#39;", "'")
     assert 'src="/model/plots/predicted_vs_actual.png"' in html and 'src="/model/plots/error_by_group.png"' in html
-    assert "Intended use" in html and "Limitations" in html
+    assert "Use it for:" in html and "Limitations" in html
+
+
+def test_the_model_page_speaks_to_its_readers_first_in_plain_words_and_percentages(client, trained):
+    html = client.get("/model").get_data(as_text=True)
+    manifest = trained.manifest
+    first = html.index('id="in-short"')
+    assert first < html.index('id="groups"') < html.index('id="data-team"') < html.index("R²")
+    summary = html[first:html.index("</section>", first)]
+    for words in ("What it predicts", "How far off it is", "How often the range holds", "For whom it is worse",
+                  "How trustworthy the chance is"):
+        assert words in summary
+    coverage = manifest["metrics"]["test"]["interval_coverage"]
+    assert f'<span id="test-coverage">{coverage * 100:.0f}&nbsp;%</span>' in summary
+    assert f'{manifest["metrics"]["test"]["mae"]:.0f}</span> points on average' in summary
+    for jargon in ("R²", "RMSE", "PSI", "fingerprint"):
+        assert jargon not in summary
+    below = manifest["metrics"]["below_cut"]
+    assert f'id="below-cut-brier">{below["model"]["brier"]:.3f}<' in html
+    assert f'id="baseline-brier">{below["baseline"]["brier"]:.3f}<' in html
+    assert 'id="evidence-and-association"' in html and "not an effect" in html
+    assert "the table below" not in html and "named below" not in html
+
+
+def test_the_training_data_is_shown_by_name_without_its_server_path(store_dir, tmp_path):
+    import json
+
+    from app import create_app
+
+    manifest = json.loads((store_dir / json.loads((store_dir / "champion.json").read_text())["model_version"]
+                           / "manifest.json").read_text())
+    assert manifest["data"]["source"] == "synthetic"
+    client = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "d")).test_client()
+    assert client.get("/model.json").get_json()["data"]["source"] == "synthetic students (made up, not real)"
 
 
 def test_plots_are_served_as_png_and_only_those_the_manifest_lists(client, trained):
@@ -81,10 +114,11 @@ def test_history_leaves_out_what_is_not_a_decision(records):
     assert champion_history(records) == []
 
 
-def test_data_source_is_shown_without_credentials():
-    assert safe_source("https://user:secret@example.org/data.csv?token=abc") == "https://example.org/data.csv"
-    assert safe_source("s3://bucket/students.csv") == "s3://bucket/students.csv"
-    assert safe_source("data/students.csv") == "data/students.csv"
+def test_the_training_data_is_named_without_any_path_host_or_credentials():
+    assert source_name("https://user:secret@example.org/exports/data.csv?token=abc") == "data.csv"
+    assert source_name("s3://bucket/district/students.csv") == "students.csv"
+    assert source_name("/srv/school/private/stud.csv") == "stud.csv"
+    assert source_name("synthetic") == "synthetic students (made up, not real)"
 
 
 def test_group_gauges_use_only_the_schema_categories(client, trained):

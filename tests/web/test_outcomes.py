@@ -85,9 +85,10 @@ def test_a_labeled_class_with_blank_and_broken_real_scores(client, student):
     body = response.get_json()
     items = body["predictions"]
     assert items[1]["real_math_score"] is None and items[1]["inside_range"] is None and "math_score" in items[1]
-    assert items[3]["error"] == "row 4: math_score: must be written with a point, not a comma: 7.5"
-    assert items[4]["error"] == "row 5: math_score: must be a number between 0 and 100"
-    assert items[5]["error"] == "row 6: math_score: must be a number between 0 and 100"
+    # spreadsheet rows (the header is row 1), the field by its label on the page
+    assert items[3]["error"] == "row 5: Math score (0-100): must be written with a point, not a comma: 7.5"
+    assert items[4]["error"] == "row 6: Math score (0-100): must be a number between 0 and 100"
+    assert items[5]["error"] == "row 7: Math score (0-100): must be a number between 0 and 100"
     reals = [55.0, None, 61.5, None, None, None, 48.0]
     _check_against_recomputed(body["evaluation"], items, reals)
     assert body["evaluation"]["students"] == 3
@@ -129,7 +130,9 @@ def test_the_csv_answer_of_a_labeled_class_has_the_outcome_columns(client, stude
     table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert table[0]["real_math_score"] == "55" and table[1]["real_math_score"] == ""
     assert table[0]["inside_range"] in ("yes", "no") and table[1]["inside_range"] == ""
-    assert float(table[2]["prediction_minus_real"]) == pytest.approx(float(table[2]["math_score"]) - 61.5, abs=0.006)
+    assert float(table[2]["prediction_minus_real"]) == pytest.approx(float(table[2]["predicted_math_score"]) - 61.5,
+                                                                    abs=0.006)
+    assert "math_score" not in table[0]  # the prediction is predicted_math_score, the real one real_math_score
 
 
 def _upload(client, text: str):

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -66,14 +67,15 @@ def test_bad_rows_keep_their_place_with_every_field_error_and_never_fail_the_fil
     predictions = response.get_json()["predictions"]
     assert [p["student_id"] for p in predictions] == ["s1", "s2", "s3", "s4", "s5"]
     assert "math_score" in predictions[0] and "math_score" in predictions[4]
-    assert predictions[1]["row"] == 2 and predictions[1]["error"] == "row 2: has 9 cells; the header has 8"
-    assert predictions[2]["error"] == ("row 3: race_ethnicity: must be one of: group A, group B, group C, group D, "
-                                       "group E; writing_score: must be a number between 0 and 100")
+    assert predictions[1]["row"] == 3 and predictions[1]["error"] == "row 3 (student s2): has 9 cells; the header has 8"
+    assert predictions[2]["error"] == ("row 4 (student s3): Race/ethnicity group: must be one of: group A, group B, "
+                                       "group C, group D, group E; Writing score (0-100): must be a number between 0 "
+                                       "and 100")
     assert predictions[2]["details"] == [
         {"field": "race_ethnicity", "message": "must be one of: group A, group B, group C, group D, group E"},
         {"field": "writing_score", "message": "must be a number between 0 and 100"},
     ]
-    assert predictions[3]["error"] == "row 4: reading_score: is required"
+    assert predictions[3]["error"] == "row 5 (student s4): Reading score (0-100): is required"
 
 
 def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
@@ -84,16 +86,20 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
     assert response.status_code == 200 and response.mimetype == "text/csv"
     table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     expected = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
-    assert [r["row"] for r in table] == [str(i) for i in range(1, 22)]
+    assert [r["row"] for r in table] == [str(i) for i in range(2, 23)]  # the spreadsheet's rows: header is row 1
     assert [r["student_id"] for r in table] == [f"id{i}" for i in range(21)]
+    titles = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
     for row, want in zip(table, expected, strict=False):
-        assert float(row["math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert float(row["predicted_math_score"]) == want["math_score"] and row["band"] == want["band"]["name"]
+        assert row["band_words"] == titles[want["band"]["name"]]
+        assert float(row["below_cut_probability"]) == want["below_cut_probability"]
+        assert row["band_without_background"] == want["band_without_background"]
         assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
                                                                             want["interval"]["high"])
-        assert "points against an average student" in row["top_factor"] and row["error"] == ""
-        assert row["top_factor"].split(" ")[0] in ("Reading", "Writing", "Test")  # never a background attribute
-    assert table[20]["error"] == "row 21: writing_score: must be a number between 0 and 100"
-    assert table[20]["math_score"] == ""
+        assert "the average student's prediction" in row["top_factor"] and row["error"] == ""
+        assert row["top_factor"].split(" ")[0] in ("Reading", "Writing")  # the evidence: never the course nor background
+    assert table[20]["error"] == "row 22 (student id20): Writing score (0-100): must be a number between 0 and 100"
+    assert table[20]["predicted_math_score"] == "" and "math_score" not in table[20]
 
 
 def test_formulas_in_passed_through_text_are_defused(client, student):
@@ -140,19 +146,58 @@ def test_ten_thousand_rows_in_one_file(client):
     assert response.status_code == 200 and len(response.get_json()["predictions"]) == 10_000
 
 
+def upload(client, text):
+    return client.post("/predictdata", data={"class_list": (io.BytesIO(text.encode()), "class.csv"),
+                                             "upload": "class_list"}, content_type="multipart/form-data")
+
+
 def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(client, student):
+    import base64
+    from datetime import date
+
     rows = students(12)
     text = to_csv(rows, ids=[f"s{i}" for i in range(12)]) + "s12,female,group Z,high school,standard,none,70,70\n"
-    response = client.post("/predictdata", data={"class_list": (io.BytesIO(text.encode()), "class.csv"),
-                                                 "upload": "class_list"}, content_type="multipart/form-data")
+    response = upload(client, text)
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     counts = {name: int(html.split(f'id="count-{name}">')[1].split("<")[0])
               for name in ("needs_support", "uncertain", "on_track", "failed")}
     assert sum(counts.values()) == 13 and counts["failed"] == 1
-    assert "1 row could not be predicted" in html and "row 13: race_ethnicity: must be one of" in html
-    assert html.count("<tr>") == 14 and 'download="class-predictions.csv"' in html
-    assert 'href="data:text/csv;charset=utf-8;base64,' in html
+    assert "1 row could not be predicted" in html and "s12" in html and "must be one of" in html
+    assert html.count("<tr ") == 13 and f'download="class-predictions-{date.today().isoformat()}.csv"' in html
+    data = base64.b64decode(html.split('href="data:text/csv;charset=utf-8;base64,')[1].split('"')[0])
+    assert data.startswith("\ufeff".encode()) and data[3:].decode().startswith("row,student_id,gender,")
+    assert '<script src="/static/class-list.js" defer></script>' in html and 'id="class-controls"' in html
+    assert html.count("<h1") == 1 and "Class results: 13 students" in html
+
+
+def test_the_class_table_is_ordered_for_a_staff_meeting_and_counts_background_decided_bands(client):
+    rows = students(120, seed=3)
+    ids = [f"id{i:03d}" for i in range(120)]
+    answers = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
+    html = upload(client, to_csv(rows, ids=ids)).get_data(as_text=True)
+    shown = re.findall(r'<tr data-row="(\d+)" data-id="([^"]*)" data-band="(\w+)" data-chance="([0-9.]*)"', html)
+    assert len(shown) == 120
+    rank = {"needs_support": 0, "uncertain": 1, "on_track": 2}
+    expected = sorted(range(120), key=lambda i: (rank[answers[i]["band"]["name"]], -answers[i]["below_cut_probability"],
+                                                 i))
+    assert [ident for _, ident, _, _ in shown] == [ids[i] for i in expected]
+    uncertain = [float(c) for _, _, band, c in shown if band == "uncertain"]
+    assert uncertain == sorted(uncertain, reverse=True) and len(uncertain) > 2
+    flipped = sum(a["band_without_background"] != a["band"]["name"] for a in answers)
+    assert int(html.split('id="count-background">')[1].split("<")[0]) == flipped
+    assert html.count('class="flip-note"') == flipped
+
+
+def test_a_real_math_score_column_is_kept_under_its_own_name_beside_the_prediction(client):
+    rows = students(3)
+    text = to_csv(rows).splitlines()
+    text = "\n".join([text[0] + ",math_score"] + [line + f",{60 + i}" for i, line in enumerate(text[1:])]) + "\n"
+    table = list(csv.DictReader(io.StringIO(post_csv(client, text, "text/csv").get_data(as_text=True))))
+    assert [r["real_math_score"] for r in table] == ["60", "61", "62"]
+    expected = client.post("/predictdata", json={"instances": rows}).get_json()["predictions"]
+    assert [float(r["predicted_math_score"]) for r in table] == [e["math_score"] for e in expected]
+    assert "math_score" not in table[0]
 
 
 def test_the_form_page_says_why_a_file_is_refused(client):
@@ -170,7 +215,7 @@ def test_a_score_cell_that_is_not_plainly_a_number_is_a_row_error_not_a_guess(cl
     header = ",".join(FEATURE_NAMES)
     row = ",".join(cell if n == "reading_score" else str(student[n]) for n in FEATURE_NAMES)
     predictions = post_csv(client, f"{header}\n{row}\n").get_json()["predictions"]
-    assert predictions[0]["error"] == "row 1: reading_score: must be a number between 0 and 100"
+    assert predictions[0]["error"] == "row 2: Reading score (0-100): must be a number between 0 and 100"
 
 
 def test_a_class_list_of_blank_lines_is_refused_before_it_is_read(client):
@@ -184,3 +229,63 @@ def test_an_uploaded_file_that_is_not_csv_text_is_a_422_form_page(client):
     response = client.post("/predictdata", data={"class_list": (io.BytesIO(png), "class.png")},
                            content_type="multipart/form-data")
     assert response.status_code == 422 and "not UTF-8 text" in response.get_data(as_text=True)
+
+
+
+def spreadsheet_text(rows, ids, delimiter, header_case=str):
+    header = [header_case(PUBLIC.get(n, n)) for n in ["student_id", *FEATURE_NAMES]]
+    lines = [delimiter.join(header)]
+    for ident, row in zip(ids, rows, strict=True):
+        lines.append(delimiter.join([ident] + [str(row[n]) for n in FEATURE_NAMES]))
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_semicolon_or_tab_separated_list_with_any_case_gets_the_same_answers_as_the_exact_one(client, delimiter):
+    rows = [{**r, "reading_score": round(r["reading_score"]), "writing_score": round(r["writing_score"])}
+            for r in students(40, seed=8)]
+    ids = [f"7B-{i:02d}" for i in range(40)]
+    exact = post_csv(client, to_csv(rows, ids=ids), accept="text/csv").get_data(as_text=True)
+    loose = [{**r, "gender": r["gender"].title(), "race_ethnicity": f" {r['race_ethnicity'].lower()} ",
+              "lunch": r["lunch"].upper()} for r in rows]
+    text = spreadsheet_text(loose, ids, delimiter, header_case=str.title)
+    answer = post_csv(client, "\ufeff" + text, accept="text/csv")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_data(as_text=True) == exact  # same answers, categories in the schema's spelling
+    body = post_csv(client, text).get_json()
+    assert body == post_csv(client, to_csv(rows, ids=ids)).get_json()
+
+
+def test_the_separator_is_read_from_the_header_line_outside_quotes():
+    from src.web.roster import sniff_delimiter
+
+    assert sniff_delimiter("a;b;c\n1,5;2;3\n") == ";"
+    assert sniff_delimiter("\n\na\tb\tc\n") == "\t"
+    assert sniff_delimiter('"a;b",c,d\n') == ","
+    assert sniff_delimiter("gender\n") == ","
+
+
+def test_the_json_api_still_takes_categories_exactly(client, student):
+    response = client.post("/predictdata", json={**student, "gender": "Female"})
+    assert response.status_code == 422 and response.get_json()["details"][0]["field"] == "gender"
+
+
+def test_row_numbers_are_the_spreadsheets_counting_blank_rows_and_name_the_student(client, student):
+    good = ",".join(str(student[n]) for n in FEATURE_NAMES)
+    text = "student_id," + ",".join(FEATURE_NAMES) + f"\na1,{good}\n\nb2,{good.replace('group B', 'group Q')}\n"
+    predictions = post_csv(client, text).get_json()["predictions"]
+    assert predictions[1]["row"] == 4
+    assert predictions[1]["error"].startswith("row 4 (student b2): Race/ethnicity group: must be one of")
+    assert predictions[1]["details"][0]["field"] == "race_ethnicity"  # the API's details keep the field's name
+
+
+def test_the_page_offers_a_template_that_is_accepted_as_it_is(client):
+    html = client.get("/predictdata").get_data(as_text=True)
+    assert 'href="/predictdata/class-list-template.csv"' in html
+    template = client.get("/predictdata/class-list-template.csv")
+    assert template.status_code == 200 and template.mimetype == "text/csv"
+    assert "attachment" in template.headers["Content-Disposition"]
+    text = template.get_data(as_text=True)
+    assert text.startswith("\ufeffstudent_id," + ",".join(FEATURE_NAMES))
+    body = post_csv(client, text.lstrip("\ufeff")).get_json()
+    assert len(body["predictions"]) >= 1 and all("band" in p for p in body["predictions"])

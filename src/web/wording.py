@@ -1,0 +1,62 @@
+"""The teachers' words for a prediction: band titles and sentences, the chance below the cut, whole points.
+
+A teacher's page says the chance in words ("about 7 in 10 students like this one score below 50"), never as
+a bare decimal, and shows scores in whole points: a range's ends outwards (never narrower than the range),
+except where a whole number would sit on the other side of the cut from the band beside it (then one decimal).
+"""
+
+from __future__ import annotations
+
+import math
+
+from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN
+
+BAND_TITLES: dict[str, str] = {NEEDS_SUPPORT: "Needs support", UNCERTAIN: "Could be either side",
+                               ON_TRACK: "On track"}
+
+
+def band_sentence(band: str, cut: float) -> str:
+    """The band as a whole sentence about the real score."""
+    shown = f"{cut:g}"
+    return {
+        NEEDS_SUPPORT: f"The real math score is very likely below {shown}.",
+        UNCERTAIN: f"The real math score could be either side of {shown}.",
+        ON_TRACK: f"The real math score is very likely {shown} or above.",
+    }[band]
+
+
+def chance_in_ten(probability: float) -> str:
+    """The chance as "n in 10" (or "n in 100" near the ends), for a table cell."""
+    if probability < 0.01:
+        return "under 1 in 100"
+    if probability > 0.99:
+        return "over 99 in 100"
+    if probability < 0.095 or probability > 0.905:
+        return f"{round(probability * 100)} in 100"
+    return f"{round(probability * 10)} in 10"
+
+
+def chance_sentence(probability: float, cut: float) -> str:
+    """'About 7 in 10 students like this one score below 50.'"""
+    words = chance_in_ten(probability)
+    if words.startswith(("under", "over")):
+        return f"{words[0].upper()}{words[1:]} students like this one score below {cut:g}."
+    return f"About {words} students like this one score below {cut:g}."
+
+
+def whole_points(value: float, cut: float | None = None, end: str = "") -> str:
+    """A score in whole points: the nearest, or for a range's ``end`` ("low"/"high") outwards; one decimal when
+    the whole number would be on the other side of ``cut`` (a high end of 49.6 with a cut of 50 stays 49.6)."""
+    whole = math.floor(value) if end == "low" else math.ceil(value) if end == "high" else round(value)
+    if cut is not None and (value < cut) != (whole < cut):
+        return f"{value:.1f}"
+    return f"{whole:d}"
+
+
+def points_change(points: float) -> str:
+    """A change of the prediction in whole points: 'raise it by 3 points', never '-0.0'."""
+    whole = round(points)
+    if whole == 0:
+        return "change it by less than half a point"
+    unit = "point" if abs(whole) == 1 else "points"
+    return f"{'raise' if whole > 0 else 'lower'} it by {abs(whole)} {unit}"
