@@ -85,13 +85,15 @@ def shots(tmp_path, request):
             shutil.copy(png, Path(extra) / f"{request.node.name}-{png.name}")
 
 
-def _browser(shots, viewport=None):
+def _browser(shots, viewport=None, *, bypass_csp=False):
+    """One page in headless Chromium; ``bypass_csp`` lets a test inject its own script (axe-core) into pages whose
+    Content-Security-Policy forbids inline scripts, as it should."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
-            context = browser.new_context(viewport=viewport, accept_downloads=True)
+            context = browser.new_context(viewport=viewport, accept_downloads=True, bypass_csp=bypass_csp)
             context.set_default_timeout(15_000)
             yield Browser(context.new_page(), shots)
         finally:
