@@ -143,25 +143,18 @@ class PredictPipeline:
     def predict(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
         """Validated students -> their scores and intervals, computed as one vector."""
         raw = self.scorer.score_many(records)
-        return Predictions(
-            scores=np.clip(raw, schema.TARGET.minimum, schema.TARGET.maximum),
-            low=np.clip(raw - self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
-            high=np.clip(raw + self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
-            level=self.level,
-            raw=raw,
-        )
+        return self._predictions(raw)
 
+    def _predictions(self, raw: np.ndarray) -> Predictions:
+        """Unclipped scores -> scores and 90 % ranges within the target's bounds."""
+        lo, hi = schema.TARGET.minimum, schema.TARGET.maximum
+        return Predictions(scores=np.clip(raw, lo, hi), low=np.clip(raw - self.half_width, lo, hi),
+                           high=np.clip(raw + self.half_width, lo, hi), level=self.level, raw=raw)
 
     def predict_columns(self, students: StudentColumns) -> Predictions:
         """Checked students given as columns -> their scores and intervals (the same numbers as ``predict``)."""
         raw = self.scorer.score_columns(students)
-        return Predictions(
-            scores=np.clip(raw, schema.TARGET.minimum, schema.TARGET.maximum),
-            low=np.clip(raw - self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
-            high=np.clip(raw + self.half_width, schema.TARGET.minimum, schema.TARGET.maximum),
-            level=self.level,
-            raw=raw,
-        )
+        return self._predictions(raw)
 
 
 def load_champion(store: Store, keys: Sequence[SigningKey] = ()) -> PredictPipeline:
