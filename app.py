@@ -15,17 +15,16 @@ from src.periodic import Periodic
 from src.store import open_store
 from src.web import errors, health, model_page, openapi, prediction
 from src.web.body_guard import VALUES_PER_STUDENT, BodyGuard
-from src.web.headers import register_security_headers
+from src.web.headers import AnswerHeaders
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
-from src.web.security import register_hsts
 from src.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parent
 
 
 def create_app(config: AppConfig | None = None) -> Flask:
-    """Build the app: logging, Flask settings, routes, error handlers, HSTS, body limits, metrics and drift, the model."""
+    """Build the app: logging, Flask settings, routes, error handlers, body limits, security headers and HSTS, metrics and drift, the model."""
     config = config or AppConfig.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure_logging(config.log_level)
@@ -37,10 +36,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(model_page.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
-    register_hsts(app, config.hsts_max_age)
-    register_security_headers(app)
-    app.wsgi_app = BodyGuard(app.wsgi_app, config.max_content_length,  # type: ignore[method-assign]
-                             max_values=(config.max_batch + 1) * VALUES_PER_STUDENT, timeout=config.body_timeout)
+    guarded = BodyGuard(app.wsgi_app, config.max_content_length,
+                        max_values=(config.max_batch + 1) * VALUES_PER_STUDENT, timeout=config.body_timeout)
+    app.wsgi_app = AnswerHeaders(guarded, config.hsts_max_age)  # type: ignore[method-assign]
     background = [attach_monitoring(app, services)]
     services.slot.load()
     if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model

@@ -1,4 +1,4 @@
-"""Who may call what, and how answers travel: bearer tokens for the API and for monitoring, HSTS over HTTPS.
+"""Who may call what, and how answers travel: bearer tokens for the API and for monitoring.
 
 API tokens are configured by their SHA-256 (``API_TOKEN_SHA256``), never in clear: a leaked environment
 listing gives no usable token. A presented token is hashed and compared with every configured digest in
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Flask, Response, request
+from flask import Response, request
 
 from src.web.errors import json_error
 from src.web.services import services
@@ -61,27 +61,3 @@ def monitoring_refused(token: str | None) -> Response | None:
     if given is not None and hmac.compare_digest(given, token.encode()):
         return None
     return _unauthorized("send the monitoring token as Authorization: Bearer <token>")
-
-
-def served_over_https() -> bool:
-    """The client reached us over HTTPS: directly, or through the load balancer (``X-Forwarded-Proto``).
-
-    The header is trusted for this alone: a client that forges it only adds HSTS to its own answer.
-    """
-    if request.scheme == "https":
-        return True
-    forwarded = request.headers.get("X-Forwarded-Proto", "")
-    return forwarded.split(",")[0].strip().lower() == "https"
-
-
-def register_hsts(app: Flask, max_age: int) -> None:
-    """Answers served over HTTPS tell browsers to use HTTPS only, for ``max_age`` seconds (0: never)."""
-    if max_age <= 0:
-        return
-    value = f"max-age={max_age}"
-
-    @app.after_request
-    def strict_transport(response: Response) -> Response:
-        if served_over_https():
-            response.headers.setdefault("Strict-Transport-Security", value)
-        return response

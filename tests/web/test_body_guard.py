@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import pytest
 
@@ -185,3 +186,33 @@ def test_a_hostile_body_costs_one_block_of_scanning():
     started = time.perf_counter()
     shape = json_shape(b"[" + b"[]," * 5_000_000 + b"[]]", 32, 320_000)
     assert shape.values > 320_000 and time.perf_counter() - started < 1.0
+
+
+def test_the_watchdog_shuts_each_late_socket_on_time_whatever_the_order_of_lengths():
+    """Deadlines of different lengths, the longer set first: each late socket is shut near its own deadline,
+    never early; a finished one is never shut and no longer held."""
+    from src.web.body_guard import Watchdog
+
+    class Sock:
+        def __init__(self) -> None:
+            self.shut_at: float | None = None
+
+        def shutdown(self, how: int) -> None:
+            self.shut_at = time.monotonic()
+
+    watchdog = Watchdog()
+    started = time.monotonic()
+    long, short, finished = Sock(), Sock(), Sock()
+    late_long = watchdog.watch(long, 1.2)
+    late_short = watchdog.watch(short, 0.3)
+    done = watchdog.watch(finished, 0.3)
+    done.finish()
+    assert done.sock is None
+    deadline = started + 5
+    while (long.shut_at is None or short.shut_at is None) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert short.shut_at is not None and long.shut_at is not None
+    assert 0.3 <= short.shut_at - started < 0.3 + 0.2
+    assert 1.2 <= long.shut_at - started < 1.2 + 0.2
+    assert late_short.expired and late_long.expired
+    assert finished.shut_at is None and not done.expired

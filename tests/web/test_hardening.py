@@ -121,6 +121,28 @@ def test_every_answer_carries_the_security_headers(client, student):
     assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy and "unsafe-inline" not in policy
 
 
+def test_the_body_guards_own_refusals_carry_the_security_headers_and_a_page_keeps_its_own(client, student):
+    from src.web.headers import SECURITY_HEADERS
+
+    too_deep = client.post("/predictdata", data="[" * 40 + "]" * 40, content_type="application/json")
+    assert too_deep.status_code == 400 and too_deep.get_json()["error"] == "nesting_too_deep"
+    for name, value in SECURITY_HEADERS.items():
+        assert too_deep.headers.get(name) == value, name
+    assert too_deep.headers.getlist("X-Content-Type-Options") == ["nosniff"]  # once, though the guard sets it too
+
+    from src.web.headers import AnswerHeaders
+
+    def own_policy(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("content-security-policy", "sandbox")])
+        return [b"ok"]
+
+    sent = []
+    AnswerHeaders(own_policy, 0)({}, lambda status, headers, exc_info=None: sent.extend(headers))
+    assert ("content-security-policy", "sandbox") in sent
+    assert not any(name == "Content-Security-Policy" for name, _ in sent)
+    assert ("X-Frame-Options", "DENY") in sent and not any(name == "Strict-Transport-Security" for name, _ in sent)
+
+
 def test_a_key_given_twice_is_refused_in_a_batch_that_carries_real_scores(client, student):
     twice = json.dumps({**student, "math_score": 70})[:-1] + ', "gender": "male"}'
     batch = client.post("/predictdata", data=f'{{"instances": [{twice}]}}', content_type="application/json")
