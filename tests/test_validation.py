@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import pytest
 
@@ -149,3 +151,34 @@ def test_student_columns_read_as_records_in_order_and_fast():
     assert time.perf_counter() - started < 2.0
     assert columns[3] == records[3] and columns[-1] == records[-1] and columns[5:8] == records[5:8]
     assert len(columns) == 20_000
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}}',
+    '{"a": "caf\u00e9 \u2028"}'.encode("utf-8"),
+    '{"a": "caf\u00e9"}'.encode("utf-16"),  # a byte-order mark tells the encoding, as json.loads reads it
+    '{"a": "caf\u00e9"}'.encode("utf-32-le"),
+    '[1, {"x": true}]',
+])
+def test_parse_json_reads_what_json_loads_reads(text):
+    from src.validation import parse_json
+
+    assert parse_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['\ufeff{"a": 1}', b'{"a": ', b"\xff\xfe\x00", "NaN-ish", b""])
+def test_parse_json_refuses_what_json_loads_refuses_with_a_value_error(text):
+    from src.validation import parse_json
+
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        parse_json(text)
+
+
+def test_parse_json_keeps_the_keys_given_twice_at_every_depth():
+    from src.validation import duplicated_keys, parse_json
+
+    parsed = parse_json(b'{"gender": "female", "inner": {"x": 1, "x": 2}, "gender": "male"}')
+    assert duplicated_keys(parsed) == ("gender",) and duplicated_keys(parsed["inner"]) == ("x",)
+    assert duplicated_keys(parse_json('{"a": 1}')) == ()

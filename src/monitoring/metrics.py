@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
@@ -48,9 +49,11 @@ class RequestMetrics:
     The exporter records them in three Flask hooks per request, which reach the request through its context
     proxy a dozen times, look both label sets up by keyword and write three memory-mapped values: about 57
     microseconds a request, more than a tenth of a prediction's whole latency (bench/serving.py). Here the
-    app's WSGI middleware (src.web.monitoring) calls ``record`` once per request with plain values, which
-    only appends them to a buffer; ``flush`` (the worker's monitoring flusher: four times a second, before
-    every scrape, at exit) applies them, so a request is counted at most a quarter of a second late, never lost. Labels
+    app's WSGI middleware (src.web.monitoring) calls ``started`` and ``record`` once per request with plain
+    values, which only count and append under a lock; ``flush`` (the worker's monitoring flusher: four times a
+    second, before every scrape, at exit) applies them, so a request is counted at most a quarter of a second
+    late, never lost. The in-flight gauge is written by ``flush`` too: a worker whose every thread is stuck
+    still shows its requests in flight, since the flusher is a thread of its own. Labels
     as the exporter sets them with ``group_by="url_rule"``: the status as a number, the matched URL rule or
     ``None`` when nothing matched; unusual methods are folded into "other" so that clients cannot create
     series at will.
@@ -68,14 +71,29 @@ class RequestMetrics:
                                multiprocess_mode="livesum")
         for method in ("GET", "POST"):  # present from the start, so that increase() sees the first one
             self.exceptions.labels(method, "500")
-        self._pending: Buffer[tuple[str, str, str, float]] = Buffer()
+        self._lock = threading.Lock()
+        self._active = 0
+        self._pending: list[tuple[str, str, str, float]] = []
+
+    def started(self) -> None:
+        """A request came in: counted in flight until ``record``."""
+        with self._lock:
+            self._active += 1
 
     def record(self, method: str, url_rule: str, status: str, seconds: float) -> None:
-        self._pending.add((method, url_rule, status, seconds))
+        """A request was answered (after ``started``)."""
+        with self._lock:
+            self._active -= 1
+            self._pending.append((method, url_rule, status, seconds))
 
     def flush(self) -> None:
+        """Apply the buffered requests, and write how many are in flight now (the gauge's value for this worker)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            active = self._active
+        self.in_flight.set(active)
         by_labels: dict[tuple[str, str, str], list[float]] = {}
-        for method, url_rule, status, seconds in self._pending.drain():
+        for method, url_rule, status, seconds in pending:
             label = method if method in HTTP_METHODS else "other"
             by_labels.setdefault((label, url_rule, status), []).append(seconds)
         for (method, url_rule, status), durations in by_labels.items():

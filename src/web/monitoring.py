@@ -83,7 +83,7 @@ def _default_drift_dir() -> Path:
 
 
 class _RequestHook:
-    """WSGI middleware: each request is timed, counted and counted in flight.
+    """WSGI middleware: each request is timed, counted and counted in flight (``RequestMetrics``).
 
     The status comes from ``start_response``; the matched URL rule from the request Flask keeps in the
     environ (``werkzeug.request``) while it answers, read then because Flask clears it afterwards.
@@ -103,11 +103,10 @@ class _RequestHook:
             answered.append((status, getattr(flask_request, "url_rule", None)))
             return start_response(status, headers, exc_info)
 
-        requests.in_flight.inc()
+        requests.started()
         try:
             return self.wsgi_app(environ, capture)
         finally:
-            requests.in_flight.dec()
             status, rule = answered[-1] if answered else ("500", None)
             requests.record(environ.get("REQUEST_METHOD", ""), str(rule), status[:3],
                                  time.perf_counter() - started)

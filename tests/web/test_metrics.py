@@ -218,3 +218,23 @@ def test_a_drift_folder_made_for_a_single_process_is_removed_when_it_ends(tmp_pa
                             cwd=Path(__file__).resolve().parents[2], check=True)
     folder = Path(result.stdout.strip())
     assert folder.name.startswith("student-math-drift-") and not folder.exists()
+
+
+def test_requests_in_flight_are_the_started_ones_not_yet_answered_as_of_the_last_flush():
+    from prometheus_client import CollectorRegistry
+
+    from src.monitoring.metrics import RequestMetrics
+
+    registry = CollectorRegistry()
+    requests = RequestMetrics(registry)
+    requests.started()
+    requests.started()
+    requests.record("POST", "/predictdata", "200", 0.001)
+    requests.flush()
+    assert registry.get_sample_value("http_requests_in_flight") == 1
+    assert registry.get_sample_value("flask_http_request_total", {"method": "POST", "status": "200"}) == 1
+    requests.record("POST", "/predictdata", "200", 0.002)
+    assert registry.get_sample_value("http_requests_in_flight") == 1  # written by the flush, not by the request
+    requests.flush()
+    assert registry.get_sample_value("http_requests_in_flight") == 0
+    assert registry.get_sample_value("flask_http_request_total", {"method": "POST", "status": "200"}) == 2
