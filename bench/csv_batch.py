@@ -110,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(f"CSV ({style}) -> CSV: {base_csv / seconds:.2f} x the bare Flask CSV endpoint")
             table = list(csv.DictReader(io.StringIO(answer.text)))
             same = len(table) == len(expected["predictions"]) and all(
-                float(r["math_score"]) == p["math_score"] and float(r["interval_low"]) == p["interval"]["low"]
+                float(r["predicted_math_score"]) == p["math_score"] and float(r["interval_low"]) == p["interval"]["low"]
                 and float(r["interval_high"]) == p["interval"]["high"] and r["band"] == p["band"]["name"]
+                and float(r["below_cut_probability"]) == p["below_cut_probability"]
+                and r["band_without_background"] == p["band_without_background"]
                 for r, p in zip(table, expected["predictions"], strict=False))
             failures += [] if same else [f"CSV ({style}) -> CSV differs from the JSON batch"]
             failures += [] if seconds < LIMIT_SECONDS else [f"CSV ({style}) -> CSV took {seconds:.3f} s"]
             print(f"{'CSV (' + style + ') -> CSV':<44} {seconds * 1000:>7.0f} {len(body):>10,} "
-                  f"{len(answer.content):>10,}  {'same scores, ranges, bands' if same else 'DIFFERS'}")
+                  f"{len(answer.content):>10,}  {'same scores, ranges, bands, chances' if same else 'DIFFERS'}")
     finally:
         stop_server(process)
         stop_server(bare)

@@ -92,11 +92,12 @@ def favicon() -> Response:
 
 
 def _bands() -> Bands:
-    return _bands_for(services().config.support_cut)
+    return bands_for(services().config.support_cut)
 
 
 @functools.lru_cache(maxsize=8)
-def _bands_for(cut: float) -> Bands:
+def bands_for(cut: float) -> Bands:
+    """The bands around ``cut``, made once per cut."""
     return Bands(cut)
 
 

@@ -17,8 +17,13 @@ from src.web.services import services
 
 
 def bearer_token() -> bytes | None:
-    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case), else None."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    """The token of the request's ``Authorization: Bearer <token>`` header (the scheme in any case), else None."""
+    return bearer_of(request.headers.get("Authorization", ""))
+
+
+def bearer_of(authorization: str) -> bytes | None:
+    """The token of an ``Authorization`` header's value ``Bearer <token>`` (the scheme in any case), else None."""
+    scheme, _, given = authorization.partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
         return None

@@ -1,0 +1,80 @@
+"""One student's JSON answer without Flask's per-request machinery: the API's most frequent request.
+
+A school system posting one student at a time makes ``POST /predictdata`` with a JSON object the request the
+service answers most. Through Flask, building the request and application contexts, matching the URL,
+dispatching, and making and finishing a ``Response`` cost more than reading, checking and answering the
+student together (bench/serving.py). ``SingleStudentLane`` sits between the body guard and Flask and answers
+that request itself, by the very functions the Flask view calls (``parse_json``, ``validate_student``,
+``single_answer_json``, the observers), when and only when every one of these holds:
+
+- ``POST`` to ``/predictdata`` with a JSON content type, a body the guard has read whole;
+- the API token, when ``API_TOKEN_SHA256`` is set, is one of the configured ones;
+- the body is one student object (no ``instances``) that passes validation, and a model is loaded.
+
+Anything else, every refusal included (a bad field, a missing token, no model, a batch, a form, any other
+route), goes to Flask untouched, which answers it as it always has; an unexpected error in the lane also
+sends the request to Flask, which answers it (or reports the error) with its handlers. The lane's answer is
+the Flask view's answer byte for byte: status, headers and body (``tests/web/test_single_lane.py`` compares
+them on many students). It sets ``ROUTE`` in the environ so the request metrics label it as Flask would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from src.validation import parse_json, validate_student
+from src.web.answers import single_answer_json
+from src.web.body_guard import BODY
+from src.web.prediction import JSON_TYPE, bands_for
+from src.web.security import bearer_of, token_matches
+from src.web.services import Services
+
+PATH = "/predictdata"
+ROUTE = "student_math.route"  # the WSGI environ key of the URL rule a request answered outside Flask matched
+
+
+class SingleStudentLane:
+    """WSGI middleware answering one valid student's JSON request; every other request goes to ``wsgi_app``."""
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], services: Services) -> None:
+        self.wsgi_app = wsgi_app
+        self.services = services
+        self.bands = bands_for(services.config.support_cut)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.wsgi_app(environ, start_response)
+        body = environ.get(BODY)
+        if body is None or environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() != JSON_TYPE:
+            return self.wsgi_app(environ, start_response)
+        try:
+            answer = self._answer(environ, body)
+        except Exception:  # noqa: BLE001 - Flask answers it again, and reports the error with its own handlers
+            answer = None
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        environ[ROUTE] = PATH
+        start_response("200 OK", [("Content-Type", JSON_TYPE), ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    def _answer(self, environ: dict[str, Any], body: bytes) -> bytes | None:
+        """The answer's bytes, or None when Flask should answer (a refusal, a batch, no model)."""
+        services = self.services
+        digests = services.config.api_token_sha256
+        if digests:
+            token = bearer_of(environ.get("HTTP_AUTHORIZATION", ""))
+            if token is None or not token_matches(token, digests):
+                return None
+        student = parse_json(body)
+        if not isinstance(student, dict) or "instances" in student:
+            return None
+        record, errors = validate_student(student)
+        pipeline = services.slot.pipeline
+        if errors or record is None or pipeline is None:
+            return None
+        text, score = single_answer_json(pipeline, record, self.bands)
+        services.predicted("json", (record,), np.array((score,)))
+        return text.encode()

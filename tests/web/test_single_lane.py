@@ -1,0 +1,110 @@
+"""The single-student lane answers exactly as the Flask view would, and leaves every other request to Flask."""
+
+import hashlib
+import json
+
+import pytest
+
+from src.config import AppConfig
+from src.synthetic import generate_students
+from src.web.single_lane import SingleStudentLane
+
+TOKEN = "lane-test-token"
+
+
+def _exchange(client, body, content_type="application/json", headers=None):
+    answer = client.post("/predictdata", data=body, content_type=content_type, headers=headers or {})
+    return answer.status_code, sorted(answer.headers.items()), answer.get_data()
+
+
+def _both_ways(client, monkeypatch, body, **kwargs):
+    """The answer with the lane, and the answer Flask gives with the lane passing everything on."""
+    with_lane = _exchange(client, body, **kwargs)
+    with monkeypatch.context() as patched:
+        patched.setattr(SingleStudentLane, "_answer", lambda self, environ, body: None)
+        through_flask = _exchange(client, body, **kwargs)
+    return with_lane, through_flask
+
+
+def _students(n: int) -> list[dict]:
+    frame = generate_students(n, seed=7).drop(columns=["math_score"])
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def test_the_lane_answers_many_students_byte_for_byte_as_the_view(client, monkeypatch):
+    students = _students(150)
+    students += [{**students[0], "reading_score": 0, "writing_score": 0},
+                 {**students[1], "reading_score": 100, "writing_score": 100},
+                 {**students[2], "reading_score": 61.5, "writing_score": 48.25}]
+    public = dict(students[3])
+    public["race/ethnicity"] = public.pop("race_ethnicity")
+    public["reading score"] = public.pop("reading_score")
+    students.append(public)
+    calls = []
+    original = SingleStudentLane._answer
+
+    def spied(self, environ, body):
+        answer = original(self, environ, body)
+        calls.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(SingleStudentLane, "_answer", spied)
+    for student in students:
+        with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student))
+        assert with_lane[0] == 200, with_lane
+        assert with_lane == through_flask, student
+    assert calls == [True] * len(students)  # the lane answered each, not Flask
+
+
+@pytest.mark.parametrize("body", [
+    '{"gender": "female"',  # not JSON
+    '["a list"]',
+    '{"gender": "female", "gender": "male", "race_ethnicity": "group B"}',
+    '{"gender": "Female", "race_ethnicity": "group B", "parental_level_of_education": "some college", '
+    '"lunch": "standard", "test_preparation_course": "none", "reading_score": 72, "writing_score": 70}',
+    '{"instances": [{"gender": "female"}]}',
+    '{"reading_score": 1e400}',
+    "",
+])
+def test_what_the_lane_leaves_to_flask_is_answered_as_before(client, monkeypatch, body):
+    with_lane, through_flask = _both_ways(client, monkeypatch, body)
+    assert with_lane[0] != 200 or b"predictions" in with_lane[2]
+    assert with_lane == through_flask
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON"])
+def test_content_type_parameters_and_case_give_the_same_answer(client, monkeypatch, student, content_type):
+    with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), content_type=content_type)
+    assert with_lane[0] == 200 and with_lane == through_flask
+
+
+@pytest.mark.parametrize(("authorization", "status"), [
+    (None, 401), ("Bearer not-the-token", 401), (f"Bearer {TOKEN}", 200), (f"bearer  {TOKEN} ", 200),
+])
+def test_the_api_token_is_checked_as_the_view_checks_it(store_dir, tmp_path, monkeypatch, student, authorization,
+                                                        status):
+    from app import create_app
+
+    config = AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift",
+                       api_token_sha256=(hashlib.sha256(TOKEN.encode()).digest(),))
+    client = create_app(config).test_client()
+    headers = {"Authorization": authorization} if authorization else {}
+    with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), headers=headers)
+    assert with_lane[0] == status and with_lane == through_flask
+
+
+def test_without_a_model_the_request_goes_to_flask_and_answers_503(app, monkeypatch, student):
+    app.extensions["student_math"].slot.pipeline = None
+    client = app.test_client()
+    with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student))
+    assert with_lane[0] == 503 and with_lane == through_flask
+
+
+def test_an_error_inside_the_lane_sends_the_request_to_flask(client, monkeypatch, student):
+    expected = _exchange(client, json.dumps(student))
+
+    def broken(self, environ, body):
+        raise RuntimeError("a fault inside the lane")
+
+    monkeypatch.setattr(SingleStudentLane, "_answer", broken)
+    assert _exchange(client, json.dumps(student)) == expected
