@@ -58,6 +58,7 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _TOKENS = np.zeros(256, dtype=np.int8)
 for _char in b'"\\[]{},:':
     _TOKENS[_char] = 1
+_TOKEN_BYTES = bytes(_TOKENS.astype(np.uint8))  # the same table for bytes.translate
 _QUOTE, _BACKSLASH = (np.array(list(c), dtype=np.uint8) for c in (b'"', b"\\"))
 _STEP = np.zeros(256, dtype=np.int8)  # +1 for an opening bracket, -1 for a closing one
 _STEP[list(b"[{")] = 1
@@ -96,7 +97,8 @@ def json_shape(body: bytes, stop_depth: int | None = None, stop_values: int | No
         if inside and body.find(b'"', start, start + data.size) < 0:  # the block is text of one open string
             escaped_first = ends_escaping
             continue
-        positions = np.flatnonzero(_TOKENS[data]).astype(np.int32)
+        block = body[start:start + data.size].translate(_TOKEN_BYTES)  # 1 at each token, 0 elsewhere: C speed
+        positions = np.flatnonzero(np.frombuffer(block, dtype=np.bool_)).astype(np.int32)
         if positions.size:
             chars = data[positions]
             escaped = np.zeros(positions.size, dtype=bool)
@@ -129,6 +131,8 @@ def json_shape(body: bytes, stop_depth: int | None = None, stop_values: int | No
 
 def _trailing_backslashes(data: np.ndarray, carried: bool) -> int:
     """The length of the run of backslashes that ends the block (a whole-block run adds the carried escape)."""
+    if data.size and data[-1] != _BACKSLASH[0]:
+        return 0
     others = np.flatnonzero(data != _BACKSLASH[0])
     if others.size == 0:
         return data.size + int(carried)

@@ -40,6 +40,7 @@ from src.schema import (
 from src.validation import (
     GIVEN_TWICE,
     MAX_DETAILS,
+    REAL_SCORE_KEYS,
     FieldError,
     StudentColumns,
     ValidationFailed,
@@ -148,14 +149,15 @@ def predict() -> Response | tuple[str, int] | str:
 
 
 def _predict_json() -> Response:
+    raw = request_body(request.environ, request.get_data)
     try:
-        body = parse_json(request_body(request.environ, request.get_data))
+        body = parse_json(raw)
     except ValueError as err:  # UnicodeDecodeError is a ValueError too
         return json_error(400, "malformed_json", f"the body is not valid JSON: {err}")
     svc = services()
     if isinstance(body, dict) and "instances" in body:
         with bulk_allocation():
-            return _predict_batch(body)
+            return _predict_batch(body, raw)
     record, errors = validate_student(body)
     if errors:
         return _validation_failed(errors)
@@ -167,7 +169,15 @@ def _predict_json() -> Response:
     return Response(text, mimetype=JSON_TYPE)
 
 
-def _predict_batch(body: Mapping[str, Any]) -> Response:
+def may_hold_real_scores(raw: bytes) -> bool:
+    """False when no student of this JSON body can carry a real math score: the body is UTF-8 without any escape
+    sequence (so a key is written as it reads) and no real score's key is in it. Spares a look at every student."""
+    if json.detect_encoding(raw) != "utf-8" or b"\\" in raw:
+        return True
+    return any(f'"{key}"'.encode() in raw for key in REAL_SCORE_KEYS)
+
+
+def _predict_batch(body: Mapping[str, Any], raw: bytes) -> Response:
     svc = services()
     instances = body["instances"]
     extra = [FieldError(short_field(k), "is not an accepted field beside instances") for k in body if k != "instances"]
@@ -180,7 +190,7 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
         return json_error(
             413, "batch_too_large", f"at most {svc.config.max_batch} students per request, got {len(instances)}"
         )
-    labeled = any(has_real_score(raw) for raw in instances)  # students may carry their real math score
+    labeled = may_hold_real_scores(raw) and any(has_real_score(student) for student in instances)
     students = None if labeled else check_instances(instances)  # column by column; None: a rule is broken
     if students is None:
         try:
@@ -207,7 +217,7 @@ def _predict_batch(body: Mapping[str, Any]) -> Response:
     return fast_json_response(payload)
 
 
-def _answer_roster() -> roster.RosterAnswer | Response:
+def _answer_roster(items_wanted: bool = True) -> roster.RosterAnswer | Response:
     """Parse and predict an uploaded class list (CSV API or the form's upload); a Response on a file error."""
     svc = services()
     if request.mimetype == roster.CSV_TYPE:
@@ -228,7 +238,7 @@ def _answer_roster() -> roster.RosterAnswer | Response:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    answer = roster.answer_roster(pipeline, parsed, _bands())
+    answer = roster.answer_roster(pipeline, parsed, _bands(), items_wanted=items_wanted)
     failed = answer.failed
     if failed:
         svc.rejected([e for row in failed for e in row.errors])
@@ -240,11 +250,12 @@ def _answer_roster() -> roster.RosterAnswer | Response:
 
 
 def _predict_csv() -> Response:
+    as_csv = request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE
     with bulk_allocation():
-        answer = _answer_roster()
+        answer = _answer_roster(items_wanted=not as_csv)
         if isinstance(answer, Response):
             return answer
-        if request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE:
+        if as_csv:
             return Response(roster.roster_csv(answer), mimetype=roster.CSV_TYPE,
                             headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'})
         return fast_json_response(roster.roster_json(answer))

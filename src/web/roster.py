@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from src.answers.bands import BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
-from src.answers.columns import BELOW_CUT, PROBABILITY_DECIMALS, WITHOUT_BACKGROUND, Answers, round_as_python
+from src.answers.columns import (
+    BELOW_CUT,
+    PROBABILITY_DECIMALS,
+    WITHOUT_BACKGROUND,
+    Answers,
+    compute_answers,
+    round_as_python,
+)
 from src.answers.evaluation import OUTCOME_COLUMNS
 from src.answers.model import PredictPipeline
 from src.schema import (
@@ -305,13 +312,21 @@ def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
         raise RosterError(422, "validation_failed", f"the header row is not a class list: {shown}{more}", errors)
 
 
-def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands) -> RosterAnswer:
-    """Predict every valid row as one batch; keep bad rows in place with their errors."""
+def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands, *, items_wanted: bool = True
+                  ) -> RosterAnswer:
+    """Predict every valid row as one batch; keep bad rows in place with their errors.
+
+    ``items_wanted=False`` (an answer written as CSV, which reads the columns) leaves the JSON items out, unless
+    real scores were given (the outcome columns are read from the items).
+    """
     answer = RosterAnswer(roster, pipeline.model_version)
     if not pipeline.factors.available:
         answer.factors_reason = pipeline.factors.reason
     answer.chance_reason = pipeline.below_cut.reason
     items: list[dict[str, Any]] = []
+    if roster.students.size and not items_wanted and roster.reals is None:
+        answer.answers = compute_answers(pipeline, roster.students, bands)
+        return answer
     if roster.students.size:
         batch = batch_answer(pipeline, roster.students, bands)
         answer.answers = batch.answers

@@ -7,7 +7,8 @@ student together (bench/serving.py). ``SingleStudentLane`` sits between the body
 that request itself, by the very functions the Flask view calls (``parse_json``, ``validate_student``,
 ``single_answer_json``, the observers), when and only when every one of these holds:
 
-- ``POST`` to ``/predictdata`` with a JSON content type, a body the guard has read whole;
+- ``POST`` to ``/predictdata`` with a JSON content type, a body the guard has read whole, of at most
+  ``MAX_STUDENT_BYTES`` and without the word ``instances`` (a batch is never parsed twice);
 - the API token, when ``API_TOKEN_SHA256`` is set, is one of the configured ones;
 - the body is one student object (no ``instances``) that passes validation, and a model is loaded.
 
@@ -33,6 +34,9 @@ from src.web.security import bearer_of, token_matches
 from src.web.services import Services
 
 PATH = "/predictdata"
+# A student object is about 250 bytes; a larger body (a batch, or a student with many unknown fields, which
+# validation refuses) goes to Flask unparsed, so that no body is parsed twice.
+MAX_STUDENT_BYTES = 4096
 ROUTE = "student_math.route"  # the WSGI environ key of the URL rule a request answered outside Flask matched
 
 
@@ -48,8 +52,9 @@ class SingleStudentLane:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
         body = environ.get(BODY)
-        if body is None or environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() != JSON_TYPE:
-            return self.wsgi_app(environ, start_response)
+        if (body is None or len(body) > MAX_STUDENT_BYTES or b"instances" in body
+                or environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() != JSON_TYPE):
+            return self.wsgi_app(environ, start_response)  # not one student: not parsed here, Flask parses it once
         try:
             answer = self._answer(environ, body)
         except Exception:  # noqa: BLE001 - Flask answers it again, and reports the error with its own handlers

@@ -109,6 +109,20 @@ def test_a_json_batch_with_real_scores_gets_the_evaluation(client, student):
     _check_against_recomputed(body["evaluation"], items, [70.0, None, None, 52.5])
 
 
+@pytest.mark.parametrize("encode", [
+    lambda text: text.encode("utf-8"),
+    lambda text: text.replace('"math_score"', '"math\\u005fscore"').encode("utf-8"),  # the key spelt by an escape
+    lambda text: text.encode("utf-16"),
+], ids=["plain", "escaped key", "utf-16"])
+def test_a_real_score_is_found_however_the_body_spells_its_key(client, student, encode):
+    import json
+
+    text = json.dumps({"instances": [{**student, "math_score": 70}, student]})
+    answer = client.post("/predictdata", data=encode(text), content_type="application/json")
+    assert answer.status_code == 200, answer.get_data()[:300]
+    assert [i["real_math_score"] for i in answer.get_json()["predictions"]] == [70.0, None]
+
+
 @pytest.mark.parametrize(("real", "message"), [("70", "must be a number between 0 and 100"),
                                                (101, "must be a number between 0 and 100"),
                                                (True, "must be a number between 0 and 100")])

@@ -100,6 +100,18 @@ def test_without_a_model_the_request_goes_to_flask_and_answers_503(app, monkeypa
     assert with_lane[0] == 503 and with_lane == through_flask
 
 
+def test_a_batch_or_a_large_body_is_never_parsed_by_the_lane(client, monkeypatch, student):
+    from src.web import single_lane
+
+    parsed = []
+    monkeypatch.setattr(single_lane, "parse_json", lambda body: parsed.append(body) or {})
+    batch = client.post("/predictdata", json={"instances": [student, student]})
+    assert batch.status_code == 200 and len(batch.get_json()["predictions"]) == 2
+    padded = client.post("/predictdata", json={**student, "note": "x" * single_lane.MAX_STUDENT_BYTES})
+    assert padded.status_code == 422
+    assert parsed == []
+
+
 def test_an_error_inside_the_lane_sends_the_request_to_flask(client, monkeypatch, student):
     expected = _exchange(client, json.dumps(student))
 
