@@ -38,7 +38,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(model_page.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
-    guarded = BodyGuard(SingleStudentLane(app.wsgi_app, services), config.max_content_length,
+    guarded = BodyGuard(SingleStudentLane(app.wsgi_app, services, app), config.max_content_length,
                         max_values=(config.max_batch + 1) * VALUES_PER_STUDENT, timeout=config.body_timeout)
     app.wsgi_app = AnswerHeaders(guarded, config.hsts_max_age)  # type: ignore[method-assign]
     background = [attach_monitoring(app, services)]

@@ -88,10 +88,9 @@ class RequestMetrics:
 
     def flush(self) -> None:
         """Apply the buffered requests, and write how many are in flight now (the gauge's value for this worker)."""
-        with self._lock:
+        with self._lock:  # the gauge written under the lock: a slower flush never writes an older count
             pending, self._pending = self._pending, []
-            active = self._active
-        self.in_flight.set(active)
+            self.in_flight.set(self._active)
         by_labels: dict[tuple[str, str, str], list[float]] = {}
         for method, url_rule, status, seconds in pending:
             label = method if method in HTTP_METHODS else "other"

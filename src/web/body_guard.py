@@ -219,22 +219,26 @@ class Watchdog:
 
     def watch(self, sock: Any, seconds: float) -> Deadline:
         deadline = Deadline(time.monotonic() + seconds, sock)
-        if self._pid != os.getpid():  # a thread does not survive a fork: each worker starts its own
-            self._start()
+        # A thread does not survive a fork: each process starts its own, once its first deadline is queued (so
+        # that the thread's first sleep already knows it).
+        starting = self._pid != os.getpid() and self._claim()
         queue = self._queues.get(seconds)
         if queue is None:
             queue = self._queues.setdefault(seconds, deque())
             self._poll = min(self._poll, seconds / 2)
         queue.append(deadline)
+        if starting:
+            threading.Thread(target=self._run, name="body-watchdog", daemon=True).start()
         return deadline
 
-    def _start(self) -> None:
+    def _claim(self) -> bool:
+        """True for the one caller in this process that must start the thread (with queues of its own)."""
         with self._starting:
             if self._pid == os.getpid():
-                return
+                return False
             self._queues = {}
-            threading.Thread(target=self._run, name="body-watchdog", daemon=True).start()
             self._pid = os.getpid()
+            return True
 
     def _run(self) -> None:
         while True:

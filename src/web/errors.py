@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 # Sent (sender: the app; exception, method) when a handler raised something unexpected. Flask's own
 # got_request_exception is not sent for exceptions an error handler takes, and ours takes them all.
 request_failed = Namespace().signal("request-failed")
+INTERNAL_ERROR = "the server failed to answer this request; it has been logged"
 
 
 def json_response(payload: Mapping[str, Any], status: int = 200) -> Response:
@@ -67,7 +68,6 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception) -> Response | tuple[str, int]:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         request_failed.send(app, exception=exc, method=request.method)
-        message = "the server failed to answer this request; it has been logged"
         if wants_json():
-            return json_error(500, "internal_error", message)
-        return render_template("error.html", status=500, title="Internal error", message=message), 500
+            return json_error(500, "internal_error", INTERNAL_ERROR)
+        return render_template("error.html", status=500, title="Internal error", message=INTERNAL_ERROR), 500

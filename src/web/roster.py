@@ -420,13 +420,16 @@ _NEEDS_QUOTES = (",", '"', "\n")  # what csv.writer(lineterminator="\\n") quotes
 
 
 def csv_columns_text(header: Sequence[str], columns: Sequence[Sequence[Any]]) -> str:
-    """The CSV text ``csv.writer(out, lineterminator="\\n")`` writes for the header and these rows, given by column.
+    """The CSV text ``csv.writer(out, lineterminator="\\n")`` writes for the header and these rows, given by column
+    (two columns or more: a row of one empty cell, which the writer writes as ``""``, never occurs here).
 
     Each column is made text once (None as empty, other values by ``str``) and quoted as the writer quotes (a
     cell holding a comma, a quote or a line break, quotes doubled); a column of plain cells, nearly all of them,
     is checked in one search of its joined text. Then each row is joined by C loops, not written cell by cell:
     a 10,000-row class list in about a third of the writer's time. Same text (tests/web/test_roster_csv.py).
     """
+    if len(header) < 2:
+        raise ValueError("a class list's CSV has two columns or more")
     cells = [_csv_column(column) for column in columns]
     return "\n".join([",".join(map(_quoted, header)), *map(",".join, zip(*cells, strict=True))]) + "\n"
 

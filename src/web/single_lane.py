@@ -13,25 +13,33 @@ that request itself, by the very functions the Flask view calls (``parse_json``,
 - the body is one student object (no ``instances``) that passes validation, and a model is loaded.
 
 Anything else, every refusal included (a bad field, a missing token, no model, a batch, a form, any other
-route), goes to Flask untouched, which answers it as it always has; an unexpected error in the lane also
-sends the request to Flask, which answers it (or reports the error) with its handlers. The lane's answer is
+route), goes to Flask untouched, which answers it as it always has; an unexpected error while the lane makes
+the answer (nothing counted yet) also sends the request to Flask, which answers it or reports the error. An
+error of the observers (metrics, drift), once the student may be counted, is answered as the app's handler
+answers it (logged, ``request_failed``, JSON 500), never by predicting and counting again. The lane's answer is
 the Flask view's answer byte for byte: status, headers and body (``tests/web/test_single_lane.py`` compares
 them on many students). It sets ``ROUTE`` in the environ so the request metrics label it as Flask would.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+from werkzeug.http import parse_options_header
 
 from src.validation import parse_json, validate_student
 from src.web.answers import single_answer_json
 from src.web.body_guard import BODY
+from src.web.errors import INTERNAL_ERROR, request_failed
 from src.web.prediction import JSON_TYPE, bands_for
 from src.web.security import bearer_of, token_matches
 from src.web.services import Services
+
+logger = logging.getLogger(__name__)
 
 PATH = "/predictdata"
 # A student object is about 250 bytes; a larger body (a batch, or a student with many unknown fields, which
@@ -43,9 +51,10 @@ ROUTE = "student_math.route"  # the WSGI environ key of the URL rule a request a
 class SingleStudentLane:
     """WSGI middleware answering one valid student's JSON request; every other request goes to ``wsgi_app``."""
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], services: Services) -> None:
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], services: Services, app: Any) -> None:
         self.wsgi_app = wsgi_app
         self.services = services
+        self.app = app  # the sender of request_failed, as the app's own error handler sends it
         self.bands = bands_for(services.config.support_cut)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -53,20 +62,31 @@ class SingleStudentLane:
             return self.wsgi_app(environ, start_response)
         body = environ.get(BODY)
         if (body is None or len(body) > MAX_STUDENT_BYTES or b"instances" in body
-                or environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() != JSON_TYPE):
+                or parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower() != JSON_TYPE):
             return self.wsgi_app(environ, start_response)  # not one student: not parsed here, Flask parses it once
         try:
-            answer = self._answer(environ, body)
-        except Exception:  # noqa: BLE001 - Flask answers it again, and reports the error with its own handlers
-            answer = None
-        if answer is None:
+            prepared = self._answer(environ, body)
+        except Exception:  # noqa: BLE001 - nothing is counted yet: Flask answers it, and reports the error itself
+            prepared = None
+        if prepared is None:
             return self.wsgi_app(environ, start_response)
+        answer, record, score = prepared
         environ[ROUTE] = PATH
+        try:
+            self.services.predicted("json", (record,), np.array((score,)))
+        except Exception as exc:  # noqa: BLE001 - as the app's handler answers it: counted already, never twice
+            logger.exception("unhandled error on POST %s", PATH)
+            request_failed.send(self.app, exception=exc, method="POST")
+            failed = json.dumps({"error": "internal_error", "message": INTERNAL_ERROR}).encode()
+            start_response("500 INTERNAL SERVER ERROR",
+                           [("Content-Type", JSON_TYPE), ("Content-Length", str(len(failed)))])
+            return [failed]
         start_response("200 OK", [("Content-Type", JSON_TYPE), ("Content-Length", str(len(answer)))])
         return [answer]
 
-    def _answer(self, environ: dict[str, Any], body: bytes) -> bytes | None:
-        """The answer's bytes, or None when Flask should answer (a refusal, a batch, no model)."""
+    def _answer(self, environ: dict[str, Any], body: bytes) -> tuple[bytes, dict[str, Any], float] | None:
+        """The answer's bytes, the student's record and score; None when Flask should answer (a refusal, a batch,
+        no model). Changes nothing: the observers are told by the caller, once the answer is made."""
         services = self.services
         digests = services.config.api_token_sha256
         if digests:
@@ -81,5 +101,4 @@ class SingleStudentLane:
         if errors or record is None or pipeline is None:
             return None
         text, score = single_answer_json(pipeline, record, self.bands)
-        services.predicted("json", (record,), np.array((score,)))
-        return text.encode()
+        return text.encode(), record, score

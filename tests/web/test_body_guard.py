@@ -216,3 +216,23 @@ def test_the_watchdog_shuts_each_late_socket_on_time_whatever_the_order_of_lengt
     assert 1.2 <= long.shut_at - started < 1.2 + 0.2
     assert late_short.expired and late_long.expired
     assert finished.shut_at is None and not done.expired
+
+
+@pytest.mark.parametrize("seconds", [0.1, 0.3])
+def test_a_processs_first_deadline_is_kept_as_exactly_as_the_next(seconds):
+    from src.web.body_guard import Watchdog
+
+    class Sock:
+        shut_at = None
+
+        def shutdown(self, how: int) -> None:
+            self.shut_at = time.monotonic()
+
+    watchdog = Watchdog()
+    for _ in range(2):
+        sock, started = Sock(), time.monotonic()
+        watchdog.watch(sock, seconds)
+        deadline = started + 5
+        while sock.shut_at is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert sock.shut_at is not None and seconds <= sock.shut_at - started < seconds + 0.1

@@ -72,10 +72,13 @@ def test_what_the_lane_leaves_to_flask_is_answered_as_before(client, monkeypatch
     assert with_lane == through_flask
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON"])
-def test_content_type_parameters_and_case_give_the_same_answer(client, monkeypatch, student, content_type):
+@pytest.mark.parametrize(("content_type", "status"), [
+    ("application/json; charset=utf-8", 200), ("Application/JSON", 200), (" application/json", 200),
+    ("application/json\xa0", 415), ("application/json\x85", 415),  # not whitespace to HTTP, nor to werkzeug
+])
+def test_content_types_are_read_as_flask_reads_them(client, monkeypatch, student, content_type, status):
     with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), content_type=content_type)
-    assert with_lane[0] == 200 and with_lane == through_flask
+    assert with_lane[0] == status and with_lane == through_flask
 
 
 @pytest.mark.parametrize(("authorization", "status"), [
@@ -120,3 +123,53 @@ def test_an_error_inside_the_lane_sends_the_request_to_flask(client, monkeypatch
 
     monkeypatch.setattr(SingleStudentLane, "_answer", broken)
     assert _exchange(client, json.dumps(student)) == expected
+
+
+class _Counting:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predicted(self, channel, records, scores) -> None:
+        self.calls += 1
+
+    def rejected(self, errors) -> None: ...
+
+    def counted(self, channel, n) -> None: ...
+
+    def labeled(self, records, outcomes) -> None: ...
+
+
+class _FailsOnce(_Counting):
+    def predicted(self, channel, records, scores) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError("a metrics file could not grow")
+
+
+def test_an_observer_failing_after_another_counted_is_answered_as_the_app_answers_it_and_counted_once(
+        app, monkeypatch, student):
+    from src.web.errors import request_failed
+
+    services = app.extensions["student_math"]
+    reported = []
+    request_failed.connect(lambda sender, **extra: reported.append(extra["method"]), app, weak=False)
+    client = app.test_client()
+
+    def answer_with(first, failing):
+        services.observers[:0] = [first]
+        services.observers.append(failing)
+        try:
+            return _exchange(client, json.dumps(student))
+        finally:
+            services.observers.remove(first)
+            services.observers.remove(failing)
+
+    first, failing = _Counting(), _FailsOnce()
+    with_lane = answer_with(first, failing)
+    assert with_lane[0] == 500 and json.loads(with_lane[2])["error"] == "internal_error"
+    assert first.calls == 1 and failing.calls == 1 and reported == ["POST"]
+    with monkeypatch.context() as patched:
+        patched.setattr(SingleStudentLane, "_answer", lambda self, environ, body: None)
+        first, failing = _Counting(), _FailsOnce()
+        assert answer_with(first, failing) == with_lane
+    assert first.calls == 1 and failing.calls == 1 and reported == ["POST", "POST"]
