@@ -326,11 +326,12 @@ class LocalStore(Store):
         """Staging folders of processes that died mid-copy (``.staging-<pid>-<id>``, by this module only)."""
         for path in self.root.glob(f"{STAGING_PREFIX}*"):
             match = re.fullmatch(rf"{re.escape(STAGING_PREFIX)}(\d+)-[0-9a-f]{{8}}", path.name)
-            if match and path.is_dir() and not _alive(int(match.group(1))):
+            if match and path.is_dir() and not process_alive(int(match.group(1))):
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -60,7 +60,7 @@ from src.lifecycle.workers import workers_die_with_this_process
 from src.monitoring.drift import build_reference
 from src.signing import SigningKey
 from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, write_json
-from src.store import TRAINING_RUNS, LocalStore, open_store, seal_set
+from src.store import TRAINING_RUNS, LocalStore, open_store, process_alive, seal_set
 
 logger = logging.getLogger(__name__)
 
@@ -348,23 +348,13 @@ def remove_abandoned_runs(runs: Path) -> list[Path]:
                 shutil.rmtree(path, ignore_errors=True)
             finally:
                 os.close(fd)
-        elif _process_gone(int(match.group(1))):
+        elif not process_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
         else:
             continue
         logger.warning("removed the folder of an abandoned training run: %s", path)
         removed.append(path)
     return removed
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _keep_failed_run(work: Path, runs: Path) -> Path:
