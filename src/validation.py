@@ -618,10 +618,17 @@ def check_text_table(frame: pd.DataFrame) -> tuple[np.ndarray, StudentColumns, p
             plain &= found.is_valid().to_numpy(zero_copy_only=False)
             codes[feature.name] = found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.intp)
         for feature in NUMERIC_FEATURES:
-            text = pa.array(frame[feature.name], type=pa.string())
-            written = pc.fill_null(pc.match_substring_regex(text, f"^(?:{_PLAIN_NUMBER.pattern})$"), False)
-            values = pc.cast(pc.if_else(written, text, "nan"), pa.float64()).to_numpy(zero_copy_only=False)
-            plain &= written.to_numpy(zero_copy_only=False) & (values >= feature.minimum) & (values <= feature.maximum)
+            # Scores repeat (a hundred or so distinct texts in a class or a cohort): each distinct text is
+            # matched and converted once, then looked up by the rows' dictionary indices.
+            encoded = pa.array(frame[feature.name], type=pa.string()).dictionary_encode()
+            distinct = encoded.dictionary
+            matched = pc.fill_null(pc.match_substring_regex(distinct, f"^(?:{_PLAIN_NUMBER.pattern})$"), False)
+            parsed = pc.cast(pc.if_else(matched, distinct, "nan"), pa.float64()).to_numpy(zero_copy_only=False)
+            indices = encoded.indices
+            if indices.null_count:  # a missing cell: the slot after the distinct texts, NaN
+                indices = pc.fill_null(indices, len(distinct))
+            values = np.append(parsed, np.nan)[indices.to_numpy(zero_copy_only=False)]
+            plain &= (values >= feature.minimum) & (values <= feature.maximum)  # NaN (not plainly written) is out
             numbers[feature.name] = values
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text after all: the pandas check knows every case
         return _check_with_pandas(frame, np.ones(size, dtype=bool))

@@ -1,10 +1,19 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from src.schema import SchemaError
-from src.validation import ValidationFailed, validate_frame, validate_student, validate_students
+from src.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SchemaError
+from src.validation import (
+    StudentColumns,
+    ValidationFailed,
+    check_students_frame,
+    check_text_table,
+    validate_frame,
+    validate_student,
+    validate_students,
+)
 
 
 def test_valid_student_passes_unchanged(student):
@@ -182,3 +191,51 @@ def test_parse_json_keeps_the_keys_given_twice_at_every_depth():
     parsed = parse_json(b'{"gender": "female", "inner": {"x": 1, "x": 2}, "gender": "male"}')
     assert duplicated_keys(parsed) == ("gender",) and duplicated_keys(parsed["inner"]) == ("x",)
     assert duplicated_keys(parse_json('{"a": 1}')) == ()
+
+
+def _text_frame(rows: int, seed: int) -> pd.DataFrame:
+    """Cells as a CSV reader gives them: mostly plain, some written oddly, blank, missing or out of range."""
+    rng = np.random.default_rng(seed)
+    odd = np.array(["", " 72", "72 ", "+5", ".5", "5.", "1e1", "1E+1", "-0", "-0.0", "nan", "NaN", "inf", "-inf",
+                    "abc", "7 2", "101", "100", "0", "100.0", "1e400", "0x10", "1_0", "٧٢", "72,5", None], dtype=object)
+    frame = {}
+    for feature in CATEGORICAL_FEATURES:
+        cells = np.array(feature.categories, dtype=object)[rng.integers(0, len(feature.categories), rows)]
+        swap = rng.random(rows) < 0.05
+        cells[swap] = np.array(["", "Female", "other", None], dtype=object)[rng.integers(0, 4, swap.sum())]
+        frame[feature.name] = cells
+    for feature in NUMERIC_FEATURES:
+        cells = rng.integers(0, 101, rows).astype(str).astype(object)
+        swap = rng.random(rows) < 0.2
+        cells[swap] = odd[rng.integers(0, len(odd), swap.sum())]
+        frame[feature.name] = cells
+    return pd.DataFrame(frame).astype("string")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_column_check_of_text_cells_agrees_with_the_row_check(seed):
+    frame = _text_frame(3000, seed)
+    ok, students, errors = check_text_table(frame)
+    ok_rows, typed, row_errors = check_students_frame(frame)
+    assert ok.tolist() == ok_rows.tolist() and 0 < ok.sum() < len(frame)
+    expected = StudentColumns.from_frame(typed)
+    assert students.size == expected.size
+    for name in expected.codes:
+        assert students.codes[name].tolist() == expected.codes[name].tolist(), name
+    for name in expected.numbers:  # the very bits: -0.0 stays -0.0
+        assert students.numbers[name].tobytes() == expected.numbers[name].tobytes(), name
+    ours = errors.sort_values(["position", "field"], kind="stable").reset_index(drop=True)
+    theirs = row_errors.sort_values(["position", "field"], kind="stable").reset_index(drop=True)
+    assert ours[["position", "field", "reason"]].astype(str).equals(theirs[["position", "field", "reason"]].astype(str))
+
+
+def test_the_column_check_takes_a_table_of_plain_cells_whole():
+    frame = _text_frame(500, 3)
+    for feature in NUMERIC_FEATURES:
+        frame[feature.name] = pd.array([str(i % 101) for i in range(500)], dtype="string")
+    for feature in CATEGORICAL_FEATURES:
+        frame[feature.name] = pd.array([feature.categories[i % len(feature.categories)] for i in range(500)],
+                                       dtype="string")
+    ok, students, errors = check_text_table(frame)
+    assert ok.all() and errors.empty and students.size == 500
+    assert students.numbers["reading_score"].tolist() == [float(i % 101) for i in range(500)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from src.answers.arrays import repeated
 from src.schema import TARGET
 
 NEEDS_SUPPORT = "needs_support"
@@ -47,7 +48,7 @@ class Bands:
 
     def names(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
         """The bands of many reported ranges, as one vector of names."""
-        out = np.full(len(lows), UNCERTAIN, dtype=object)
+        out = repeated(UNCERTAIN, len(lows))
         out[np.asarray(highs) < self.cut] = NEEDS_SUPPORT
         out[np.asarray(lows) >= self.cut] = ON_TRACK
         return out

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.answers.arrays import repeated
 from src.answers.bands import Bands, bands_without_background
 from src.answers.factors import background_points, top_factor_words
 from src.answers.model import Predictions, PredictPipeline
@@ -67,7 +68,7 @@ class Answers:
     def top_factor(self) -> np.ndarray:
         """Each student's stronger score (reading or writing) in words ("" when the model has no factors)."""
         if self.contributions is None:
-            return np.full(self.size, "", dtype=object)
+            return repeated("", self.size)
         return top_factor_words(self.students, self.contributions)
 
 
@@ -119,11 +120,11 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
     AnswerField(LOW, "double", lambda a: a.predictions.low),
     AnswerField(HIGH, "double", lambda a: a.predictions.high),
     AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
-    AnswerField(MODEL_VERSION, "string", lambda a: np.full(a.size, a.model_version, dtype=object)),
+    AnswerField(MODEL_VERSION, "string", lambda a: repeated(a.model_version, a.size)),
     AnswerField(BAND, "string", lambda a: a.bands, needs="band"),  # type: ignore[arg-type,return-value]
     AnswerField(BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut,
                 needs="band"),
-    AnswerField(WITHOUT_BACKGROUND, "string", lambda a: np.full(a.size, "", dtype=object)
+    AnswerField(WITHOUT_BACKGROUND, "string", lambda a: repeated("", a.size)
                 if a.without_background is None else a.without_background, needs="band"),
     AnswerField(BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline),
                 needs="factors"),

@@ -199,7 +199,7 @@ def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.
     columns = np.asarray(_EVIDENCE_COLUMNS)
     picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
     out = np.empty(students.size, dtype=object)
-    for j in np.unique(picked).tolist():
+    for j in np.flatnonzero(np.bincount(picked)).tolist():
         name = FEATURE_NAMES[j]
         rows = np.flatnonzero(picked == j)
         if name in students.codes:
@@ -207,7 +207,9 @@ def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.
         else:  # the exact bits: -0.0 and 0.0 are written differently
             keys = students.numbers[name][rows].view(np.int64)
         inverse, distinct = pd.factorize(keys)
-        first = rows[np.unique(inverse, return_index=True)[1]]  # each distinct value's first student
+        first_at = np.empty(len(distinct), dtype=np.intp)
+        first_at[inverse[::-1]] = np.arange(len(rows) - 1, -1, -1)  # the last write of each value is its first row
+        first = rows[first_at]  # each distinct value's first student
         values = students.values(name)
         words = np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()],
                          dtype=object)

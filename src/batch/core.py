@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.answers.arrays import repeated
 from src.answers.bands import Bands
 from src.answers.columns import (
     ANSWER_COLUMNS,
@@ -207,7 +208,7 @@ def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame
     """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too.
 
     ``as_table``: the answers as an Arrow table (see ``score_chunk``)."""
-    answers, broken = score_chunk(pipeline, chunk, np.full(len(chunk), source, dtype=object), rows, support_cut,
+    answers, broken = score_chunk(pipeline, chunk, repeated(source, len(chunk)), rows, support_cut,
                                   parts, as_table=as_table)
     if bad:
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns

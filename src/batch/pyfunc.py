@@ -23,6 +23,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from src.answers.arrays import repeated
 from src.answers.columns import (
     ANSWER_COLUMNS,
     BAND,
@@ -73,7 +74,7 @@ def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cu
     out = pd.DataFrame({c: np.full(len(frame), np.nan) for c in _NUMBERS})
     for column in (BAND, WITHOUT_BACKGROUND, MODEL_VERSION, ERROR):
         # Empty, not missing: spark_udf casts a text column holding both strings and None to the word "None".
-        out[column] = np.full(len(frame), "", dtype=object)
+        out[column] = repeated("", len(frame))
     mask = ok.to_numpy()
     for column in (*ANSWER_COLUMNS, *DECISION_COLUMNS):
         out.loc[mask, column] = answers[column].to_numpy()

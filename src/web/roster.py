@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from src.answers.arrays import repeated
 from src.answers.bands import BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
 from src.answers.columns import (
     BELOW_CUT,
@@ -150,7 +151,7 @@ class RosterAnswer:
     def top_factors(self) -> list[str]:
         """Per row, the score (reading or writing) that moves the prediction most, in words ("" for bad rows or no
         factors)."""
-        out = np.full(self.roster.size, "", dtype=object)
+        out = repeated("", self.roster.size)
         if self.answers is not None:
             out[self.roster.valid] = self.answers.top_factor
         return out.tolist()
@@ -375,23 +376,23 @@ def roster_csv(answer: RosterAnswer) -> str:
         predictions = answer.answers.predictions
         columns = []
         for values in (predictions.scores, predictions.low, predictions.high):
-            column = np.full(n, "", dtype=object)
+            column = repeated("", n)
             column[at] = _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)]  # np.round(values, 1), as text
             columns.append(column.tolist())
         scores, lows, highs = columns
-        band = np.full(n, "", dtype=object)
+        band = repeated("", n)
         band[at] = answer.answers.bands
         bands = band.tolist()
-        titles = np.full(n, "", dtype=object)
+        titles = repeated("", n)
         titles[at] = [BAND_TITLES[name] for name in answer.answers.bands.tolist()]  # type: ignore[union-attr]
         words = titles.tolist()
         if answer.answers.below_cut is not None:
-            chance = np.full(n, "", dtype=object)
+            chance = repeated("", n)
             rounded = round_as_python(answer.answers.below_cut, PROBABILITY_DECIMALS)
             chance[at] = [f"{v:.3f}" for v in rounded.tolist()]
             chances = chance.tolist()
         if answer.answers.without_background is not None:
-            without = np.full(n, "", dtype=object)
+            without = repeated("", n)
             without[at] = answer.answers.without_background
             withouts = without.tolist()
     errors = [""] * n

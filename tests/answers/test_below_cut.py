@@ -28,6 +28,19 @@ def test_the_chance_is_the_share_of_residuals_below_the_gap_with_ties_split_in_h
     assert below_cut_probability(np.array([52.0]), residuals, 50.0).tolist() == [2.5 / 6]
 
 
+def test_many_scores_at_once_count_ties_as_each_one_alone():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        residuals = np.sort(rng.integers(-6, 6, rng.integers(1, 40)).astype(float))  # many ties
+        raw = np.concatenate([50.0 - residuals[rng.integers(0, len(residuals), 30)],  # gaps equal to a residual
+                              rng.normal(50, 8, 30), [np.nan, np.inf, -np.inf, 50.0 - residuals[-1] - 1]])
+        gap = 50.0 - raw
+        below = np.searchsorted(residuals, gap, side="left")
+        at_most = np.searchsorted(residuals, gap, side="right")
+        expected = (below + 0.5 * (at_most - below + 1)) / (len(residuals) + 1)
+        assert np.array_equal(below_cut_probability(raw, residuals, 50.0), expected, equal_nan=True)
+
+
 def test_the_chance_falls_as_the_predicted_score_rises(pipeline):
     raw = np.linspace(-20, 120, 2001)
     chance = pipeline.below_cut.many(raw, 50.0)
