@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,3 +17,28 @@ def repeated(value: Any, size: int) -> np.ndarray:
     out = np.empty(size, dtype=object)
     out.fill(value)
     return out
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A text column as positions in a small table of its distinct texts (band names, a top factor's words).
+
+    What the answers compute; the text of every row (``text``) is made only when a channel asks for it, and a
+    writer of Arrow columns builds the column from the table without reading each row's string.
+    """
+
+    codes: np.ndarray  # one position in ``words`` per row
+    words: np.ndarray  # object vector of the distinct texts
+
+    def text(self) -> np.ndarray:
+        """The rows' texts, as an object vector (the table's very str objects)."""
+        return self.words.take(self.codes)
+
+    def take(self, rows: np.ndarray) -> Coded:
+        """The rows ``rows`` (positions or a mask), with the same table."""
+        return Coded(self.codes[rows], self.words)
+
+    @classmethod
+    def one(cls, word: Any, size: int) -> Coded:
+        """``size`` rows of the one text ``word``."""
+        return cls(np.zeros(size, dtype=np.int8), np.array([word], dtype=object))

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.arrays import repeated
+from src.answers.arrays import Coded
 from src.schema import TARGET
 
 NEEDS_SUPPORT = "needs_support"
 UNCERTAIN = "uncertain"
 ON_TRACK = "on_track"
 BAND_NAMES: tuple[str, ...] = (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
+_BAND_WORDS = np.array(BAND_NAMES, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,14 @@ class Bands:
 
     def names(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
         """The bands of many reported ranges, as one vector of names."""
-        out = repeated(UNCERTAIN, len(lows))
-        out[np.asarray(highs) < self.cut] = NEEDS_SUPPORT
-        out[np.asarray(lows) >= self.cut] = ON_TRACK
-        return out
+        return self.coded(lows, highs).text()
+
+    def coded(self, lows: np.ndarray, highs: np.ndarray) -> Coded:
+        """``names`` as positions in ``BAND_NAMES``."""
+        codes = np.full(len(lows), BAND_NAMES.index(UNCERTAIN), dtype=np.int8)
+        codes[np.asarray(highs) < self.cut] = BAND_NAMES.index(NEEDS_SUPPORT)
+        codes[np.asarray(lows) >= self.cut] = BAND_NAMES.index(ON_TRACK)
+        return Coded(codes, _BAND_WORDS)
 
     def payload(self, name: str) -> dict[str, Any]:
         """The JSON form: ``{"name", "label", "cut"}`` (a fresh dict each time; callers may not share it)."""
@@ -64,10 +69,16 @@ def bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarr
     ``raw``: unclipped scores; ``background``: the background contributions' sum for each (exact factors only).
     The answer minus those contributions, with the same range width, banded as a reported range is.
     """
+    return coded_bands_without_background(bands, raw, background, half_width).text()
+
+
+def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray,
+                                   half_width: float) -> Coded:
+    """``bands_without_background`` as positions in ``BAND_NAMES``."""
     centred = np.asarray(raw, dtype=float) - np.asarray(background, dtype=float)
     low = np.round(np.clip(centred - half_width, TARGET.minimum, TARGET.maximum), 1)
     high = np.round(np.clip(centred + half_width, TARGET.minimum, TARGET.maximum), 1)
-    return bands.names(low, high)
+    return bands.coded(low, high)
 
 
 def band_without_background(bands: Bands, raw: float, background: float, half_width: float) -> str:

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.arrays import repeated
-from src.answers.bands import Bands, bands_without_background
-from src.answers.factors import background_points, top_factor_words
+from src.answers.arrays import Coded, repeated
+from src.answers.bands import Bands, coded_bands_without_background
+from src.answers.factors import background_points, coded_top_factor
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
 from src.validation import StudentColumns
@@ -54,22 +54,36 @@ class Answers:
     students: StudentColumns
     predictions: Predictions
     model_version: str
-    bands: np.ndarray | None  # band names, or None when no cut score was given
+    coded_bands: Coded | None  # the bands, or None when no cut score was given
     contributions: np.ndarray | None  # (n, 7) score points, schema order; None when the model has no factors
     baseline: float | None  # what the contributions add to (None without factors)
     below_cut: np.ndarray | None = None  # P(real score < cut); None without a cut or a predictive distribution
-    without_background: np.ndarray | None = None  # band names with background at its average; None: no factors
+    coded_without_background: Coded | None = None  # the bands with background at its average; None: no factors
 
     @property
     def size(self) -> int:
         return self.students.size
 
     @functools.cached_property
+    def bands(self) -> np.ndarray | None:
+        """Band names, or None when no cut score was given."""
+        return None if self.coded_bands is None else self.coded_bands.text()
+
+    @functools.cached_property
+    def without_background(self) -> np.ndarray | None:
+        """Band names with the background details at their average; None without a cut or exact factors."""
+        return None if self.coded_without_background is None else self.coded_without_background.text()
+
+    @functools.cached_property
+    def coded_top_factor(self) -> Coded | None:
+        """``top_factor`` as a table of words (None when the model has no factors)."""
+        return None if self.contributions is None else coded_top_factor(self.students, self.contributions)
+
+    @functools.cached_property
     def top_factor(self) -> np.ndarray:
         """Each student's stronger score (reading or writing) in words ("" when the model has no factors)."""
-        if self.contributions is None:
-            return repeated("", self.size)
-        return top_factor_words(self.students, self.contributions)
+        coded = self.coded_top_factor
+        return repeated("", self.size) if coded is None else coded.text()
 
 
 def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands | None, *,
@@ -81,7 +95,7 @@ def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands 
     """
     columns = as_columns(students)
     out = pipeline.predict_columns(columns)
-    names = None if bands is None else reported_bands(bands, out.low, out.high)
+    names = None if bands is None else coded_reported_bands(bands, out.low, out.high)
     factors = pipeline.factors
     needed = factors.available and (with_factors or bands is not None)
     contributions = factors.columns(columns) if needed else None  # type: ignore[union-attr]
@@ -93,7 +107,8 @@ def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands 
         if pipeline.below_cut.available:
             below_cut = pipeline.below_cut.many(raw, bands.cut)  # type: ignore[union-attr]
         if contributions is not None:
-            without = bands_without_background(bands, raw, background_points(contributions), pipeline.half_width)
+            without = coded_bands_without_background(bands, raw, background_points(contributions),
+                                                     pipeline.half_width)
     return Answers(columns, out, pipeline.model_version, names, contributions if available else None, baseline,
                    below_cut, without)
 
@@ -102,13 +117,15 @@ def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands 
 class AnswerField:
     """One column of the answer rows: its name, its type in files and Spark, and how it is read off the answers.
 
-    ``needs``: ``"band"`` (only with a cut score) or ``"factors"`` (only when factors are asked for).
+    ``needs``: ``"band"`` (only with a cut score) or ``"factors"`` (only when factors are asked for);
+    ``coded``: for a text column the answers keep as a table of words, how that is read (None when absent).
     """
 
     name: str
     kind: str  # "double" | "string"
     values: Callable[[Answers], np.ndarray]
     needs: str | None = None
+    coded: Callable[[Answers], Coded | None] | None = None
 
 
 def _factor(j: int) -> Callable[[Answers], np.ndarray]:
@@ -120,16 +137,19 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
     AnswerField(LOW, "double", lambda a: a.predictions.low),
     AnswerField(HIGH, "double", lambda a: a.predictions.high),
     AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
-    AnswerField(MODEL_VERSION, "string", lambda a: repeated(a.model_version, a.size)),
-    AnswerField(BAND, "string", lambda a: a.bands, needs="band"),  # type: ignore[arg-type,return-value]
+    AnswerField(MODEL_VERSION, "string", lambda a: repeated(a.model_version, a.size),
+                coded=lambda a: Coded.one(a.model_version, a.size)),
+    AnswerField(BAND, "string", lambda a: a.bands, needs="band",  # type: ignore[arg-type,return-value]
+                coded=lambda a: a.coded_bands),
     AnswerField(BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut,
                 needs="band"),
     AnswerField(WITHOUT_BACKGROUND, "string", lambda a: repeated("", a.size)
-                if a.without_background is None else a.without_background, needs="band"),
+                if a.without_background is None else a.without_background, needs="band",
+                coded=lambda a: a.coded_without_background),
     AnswerField(BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline),
                 needs="factors"),
     *(AnswerField(column, "double", _factor(j), needs="factors") for j, column in enumerate(FACTOR_COLUMNS)),
-    AnswerField(TOP_FACTOR, "string", lambda a: a.top_factor, needs="factors"),
+    AnswerField(TOP_FACTOR, "string", lambda a: a.top_factor, needs="factors", coded=lambda a: a.coded_top_factor),
 )
 FIELD_KINDS: dict[str, str] = {f.name: f.kind for f in ANSWER_FIELDS}
 
@@ -140,10 +160,16 @@ def answer_fields(*, band: bool, factors: bool) -> tuple[AnswerField, ...]:
     return tuple(f for f in ANSWER_FIELDS if f.needs in wanted)
 
 
-def answers_columns(answers: Answers, *, with_factors: bool = True) -> dict[str, np.ndarray]:
-    """The answer rows as named arrays (``ANSWER_FIELDS`` order)."""
-    fields = answer_fields(band=answers.bands is not None, factors=with_factors)
-    return {f.name: f.values(answers) for f in fields}
+def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool = False
+                    ) -> dict[str, np.ndarray | Coded]:
+    """The answer rows as named arrays (``ANSWER_FIELDS`` order); with ``coded``, the text columns the answers
+    keep as a table of words are given as that (``Coded``), for writers that build columns from it."""
+    fields = answer_fields(band=answers.coded_bands is not None, factors=with_factors)
+    out: dict[str, np.ndarray | Coded] = {}
+    for field in fields:
+        table = field.coded(answers) if coded and field.coded is not None else None
+        out[field.name] = field.values(answers) if table is None else table
+    return out
 
 
 def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut: float | None = None,
@@ -165,7 +191,12 @@ def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut:
 
 def reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """The band rule (``src.answers.bands``) on the range as the API reports it (one decimal)."""
-    return bands.names(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
+    return coded_reported_bands(bands, low, high).text()
+
+
+def coded_reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> Coded:
+    """``reported_bands`` as positions in ``BAND_NAMES``."""
+    return bands.coded(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
 
 
 def round_as_python(values: np.ndarray, decimals: int) -> np.ndarray:

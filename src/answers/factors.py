@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.answers.arrays import Coded
 from src.answers.fast_path import AdditiveScorer, Scorer
 from src.schema import (
     BACKGROUND_FEATURES,
@@ -102,8 +103,10 @@ class AdditiveFactors:
         return out
 
     def columns(self, students: StudentColumns) -> np.ndarray:
-        """``many`` of students given as columns: the very same numbers, from one lookup per category."""
-        out = np.empty((students.size, len(self.terms)))
+        """``many`` of students given as columns: the very same numbers, from one lookup per category.
+
+        Column-major: each feature's contributions are one contiguous vector, written and read as a column."""
+        out = np.empty((students.size, len(self.terms)), order="F")
         for j, (name, table, slope, centre) in enumerate(self.terms):
             if table is not None:
                 out[:, j] = self._by_code[name][students.codes[name]] - centre
@@ -191,14 +194,21 @@ def top_evidence(contributions: np.ndarray) -> tuple[list[str], list[float]]:
 
 
 def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.ndarray:
-    """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it.
+    """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it."""
+    return coded_top_factor(students, contributions).text()
+
+
+def coded_top_factor(students: StudentColumns, contributions: np.ndarray) -> Coded:
+    """``top_factor_words`` as positions in a table of the distinct words.
 
     The words depend only on the feature and its value (a value's contribution is fixed), so each distinct
     pair is worded once and the rest is a table lookup: a class of a thousand students has a few hundred.
     """
     columns = np.asarray(_EVIDENCE_COLUMNS)
     picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
-    out = np.empty(students.size, dtype=object)
+    codes = np.empty(students.size, dtype=np.intp)
+    tables: list[np.ndarray] = []
+    worded = 0
     for j in np.flatnonzero(np.bincount(picked)).tolist():
         name = FEATURE_NAMES[j]
         rows = np.flatnonzero(picked == j)
@@ -211,10 +221,11 @@ def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.
         first_at[inverse[::-1]] = np.arange(len(rows) - 1, -1, -1)  # the last write of each value is its first row
         first = rows[first_at]  # each distinct value's first student
         values = students.values(name)
-        words = np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()],
-                         dtype=object)
-        out[rows] = words[inverse]
-    return out
+        tables.append(np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()],
+                               dtype=object))
+        codes[rows] = inverse + worded
+        worded += len(distinct)
+    return Coded(codes, np.concatenate(tables) if tables else np.empty(0, dtype=object))
 
 
 def background_points(contributions: np.ndarray) -> np.ndarray:

@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.arrays import repeated
+from src.answers.arrays import Coded
 from src.answers.bands import Bands
 from src.answers.columns import (
     ANSWER_COLUMNS,
-    BAND,
     BASELINE,
     DECISION_COLUMNS,
     FACTOR_COLUMNS,
     MODEL_VERSION,
     TOP_FACTOR,
+    Answers,
     answers_columns,
     compute_answers,
 )
@@ -108,11 +108,11 @@ def is_labeled(frame: pd.DataFrame) -> bool:
     return TARGET.name in normalise_student_headers(frame.iloc[:0]).columns
 
 
-def chunk_outcomes(students: pd.DataFrame, answers: pd.DataFrame, support_cut: float | None) -> Outcomes:
+def chunk_outcomes(students: pd.DataFrame, answers: Answers, support_cut: float | None) -> Outcomes:
     """The valid students' answers (unrounded, as written) against their real scores."""
-    return outcomes(answers["math_score"].to_numpy(dtype=float), answers["interval_low"].to_numpy(dtype=float),
-                    answers["interval_high"].to_numpy(dtype=float), students[REAL_SCORE].to_numpy(dtype=float),
-                    answers[BAND].to_numpy(dtype=object) if BAND in answers.columns else None, support_cut)
+    out = answers.predictions
+    return outcomes(out.scores, out.low, out.high, students[REAL_SCORE].to_numpy(dtype=float), answers.bands,
+                    support_cut)
 
 
 def evaluation_part(students: pd.DataFrame, checked: Outcomes) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def reject_columns(has_student_id: bool) -> list[str]:
     return ["source", "row"] + [STUDENT_ID] * has_student_id + ["field", "value", "reason"]
 
 
-def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray, rows: np.ndarray,
+def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray | Coded, rows: np.ndarray,
                 support_cut: float | None, parts: list[dict[str, Any]] | None = None, *, as_table: bool = False
                 ) -> tuple[Any, pd.DataFrame]:
     """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule).
@@ -170,23 +170,24 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarra
     else:
         mask, students, errors = check_text_table(frame)
     answers = compute_answers(pipeline, students, None if support_cut is None else Bands(support_cut))
-    columns = answers_columns(answers)
+    columns: dict[str, Any] = answers_columns(answers, coded=True)  # text columns as tables of words
     if labeled:
-        checked = chunk_outcomes(typed, pd.DataFrame(columns), support_cut)
+        checked = chunk_outcomes(typed, answers, support_cut)
         if parts is not None:
             parts.append(evaluation_part(typed, checked))
         columns.update(outcome_columns(checked))
     ids = {STUDENT_ID: _text_of(frame[STUDENT_ID], mask)} if has_id else {}
-    columns = {**ids, "source": sources[mask], "row": rows[mask], **columns}
+    files = sources.take(mask) if isinstance(sources, Coded) else sources[mask]
+    columns = {**ids, "source": files, "row": rows[mask], **columns}
     ordered = {name: columns[name] for name in prediction_columns(has_id, support_cut, labeled)}
     predictions = answers_table(ordered) if as_table else _frame(ordered)
     at = errors["position"].to_numpy(dtype=np.int64)
-    rejects = pd.DataFrame({"source": sources[at], "row": rows[at]})
-    if has_id:
-        rejects[STUDENT_ID] = _text(frame[STUDENT_ID].to_numpy(dtype=object)[at])
-    rejects["field"] = errors["field"].to_numpy(dtype=object)
-    rejects["value"] = _text(errors["value"].to_numpy(dtype=object))
-    rejects["reason"] = errors["reason"].to_numpy(dtype=object)
+    ids = {STUDENT_ID: _text(frame[STUDENT_ID].iloc[at].to_numpy(dtype=object))} if has_id else {}
+    from_files = sources.take(at).text() if isinstance(sources, Coded) else sources[at]
+    rejects = pd.DataFrame({"source": from_files, "row": rows[at], **ids,
+                            "field": errors["field"].to_numpy(dtype=object),
+                            "value": _text(errors["value"].to_numpy(dtype=object)),
+                            "reason": errors["reason"].to_numpy(dtype=object)})
     return predictions, rejects
 
 
@@ -208,7 +209,7 @@ def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame
     """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too.
 
     ``as_table``: the answers as an Arrow table (see ``score_chunk``)."""
-    answers, broken = score_chunk(pipeline, chunk, repeated(source, len(chunk)), rows, support_cut,
+    answers, broken = score_chunk(pipeline, chunk, Coded.one(source, len(chunk)), rows, support_cut,
                                   parts, as_table=as_table)
     if bad:
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
@@ -248,6 +249,27 @@ def read_chunks(source: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFram
     """
     for name in list_inputs(source):
         yield from read_file_chunks(name, chunk_rows)
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """The items of ``items``, in order, each next one made by a thread while the caller works on the last.
+
+    One item ahead at most. An error making an item is raised where that item is asked for; when the caller
+    stops early, the item being made is finished and dropped.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-reader") as maker:
+        coming = maker.submit(next, items, _END)
+        while True:
+            item = coming.result()
+            if item is _END:
+                return
+            coming = maker.submit(next, items, _END)
+            yield item
 
 
 def read_file_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
@@ -447,7 +469,9 @@ def answers_table(columns: dict[str, Any]) -> Any:
 
     arrays = {}
     for name, values in columns.items():
-        if isinstance(values, np.ndarray) and values.dtype == object and _one_text(values):
+        if isinstance(values, Coded):  # each row's text taken from the table of words, in Arrow
+            values = pa.array(values.words, type=pa.large_string()).take(pa.array(values.codes))
+        elif isinstance(values, np.ndarray) and values.dtype == object and _one_text(values):
             values = pa.repeat(pa.scalar(values[0], type=pa.large_string()), len(values))  # file name, model version
         elif isinstance(values, np.ndarray) and values.dtype == object:
             try:  # text; None and NaN are missing, as pandas' factorize makes them in ``_frame``
@@ -468,11 +492,14 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     try:
         import pyarrow as pa
     except ImportError:
+        columns = {k: v.text() if isinstance(v, Coded) else v for k, v in columns.items()}
         return pd.DataFrame({k: _text(np.asarray(v, dtype=object)) if not isinstance(v, np.ndarray) else v
                              for k, v in columns.items()})
     arrays = {}
     for name, values in columns.items():
-        if isinstance(values, np.ndarray) and values.dtype == object:
+        if isinstance(values, Coded):
+            values = pa.array(values.words, type=pa.string()).take(pa.array(values.codes))
+        elif isinstance(values, np.ndarray) and values.dtype == object:
             codes, distinct = pd.factorize(values)
             if all(isinstance(v, str) for v in distinct):  # text; a missing value (code -1) stays missing
                 values = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32(), mask=codes < 0),

@@ -49,6 +49,7 @@ from src.batch.core import (
     is_labeled,
     load_serving_pipeline,
     prediction_columns,
+    read_ahead,
     read_chunks,
     reject_columns,
     score_read_chunk,
@@ -94,10 +95,11 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
     parts: list[dict] = []
     as_table = config.format == "parquet"  # Parquet is written from Arrow arrays, with no DataFrame between
     # One chunk is written (encoded, compressed, put; Arrow and the file system release the GIL) while the next is
-    # read and scored: at most two chunks in memory, parts written in order by the one writer thread.
+    # scored and the one after it read (Arrow's reader releases the GIL too): at most three chunks in memory,
+    # parts written in order by the one writer thread.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
         pending: Future | None = None
-        for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows):
+        for source, chunk, rows, bad in read_ahead(read_chunks(config.input, config.chunk_rows)):
             has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
             labeled = labeled or is_labeled(chunk)
             answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts,
