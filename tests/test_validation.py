@@ -9,6 +9,7 @@ from src.validation import (
     StudentColumns,
     ValidationFailed,
     check_students_frame,
+    check_text_columns,
     check_text_table,
     validate_frame,
     validate_student,
@@ -239,3 +240,26 @@ def test_the_column_check_takes_a_table_of_plain_cells_whole():
     ok, students, errors = check_text_table(frame)
     assert ok.all() and errors.empty and students.size == 500
     assert students.numbers["reading_score"].tolist() == [float(i % 101) for i in range(500)]
+
+
+def test_a_class_lists_columns_are_checked_as_the_form_checks_each_student():
+    rng = np.random.default_rng(7)
+    size = 2000
+    cells = {}
+    for feature in CATEGORICAL_FEATURES:
+        pool = [*feature.categories, *(c.upper() for c in feature.categories), *(f" {c} " for c in feature.categories),
+                "", "x", "group  a"]
+        cells[feature.name] = [pool[i] for i in rng.integers(0, len(pool), size)]
+    for feature in NUMERIC_FEATURES:
+        pool = [*(str(i) for i in range(101)), "72.5", " 72", "+5", ".5", "5.", "1e1", "-0", "nan", "inf", "abc", "101",
+                "1e400", "1_0", "72,5", "\u00a072", "", "00072", "-1", "-0.5", "100.5"]
+        cells[feature.name] = [pool[i] for i in rng.integers(0, len(pool), size)]
+    ok, students = check_text_columns(cells, size)
+    records = []
+    for row in range(size):
+        record, errors = validate_student({name: cells[name][row] for name in cells}, from_form=True)
+        assert ok[row] == (not errors), (row, errors)
+        if record is not None and not errors:
+            records.append(record)
+    assert 0 < len(records) == students.size < size
+    assert list(students) == records  # the same categories (canonical spelling) and numbers

@@ -206,7 +206,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     counted = 0
     try:
         for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
-            if any(c.strip() for c in cells):
+            if cells and (cells[0].strip() or any(c.strip() for c in cells)):  # the first cell decides most rows
                 counted += 1
                 if counted <= max_rows + 1:  # beyond, rows are only counted, for the message
                     lines.append((number, cells))
