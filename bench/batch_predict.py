@@ -177,7 +177,7 @@ def main() -> None:
             summary = json.loads((work / f"out-{engine}" / "summary.json").read_text())
             assert summary["predictions"] == args.students and summary["rejects"] == 0, summary
             results[engine] = (measured, summary)
-            peaks = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(measured["peaks"].items()))
+            peaks = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(measured["peaks"].items()) if v >= 0.5)
             print(f"--engine {engine:5s}: {args.students / measured['wall']:>9,.0f} rows/s over the command's "
                   f"{measured['wall']:.1f} s wall; {args.students / summary['seconds']:>9,.0f} rows/s over its "
                   f"{summary['seconds']:.1f} s run; peak memory {measured['peak_total']:,.0f} MiB ({peaks} MiB); "
