@@ -207,3 +207,31 @@ def test_parquet_written_from_arrays_reads_back_as_the_frame_written(trained, co
                     pq.read_schema(written["frame"]).remove_metadata())
                 checked += len(frame)
     assert checked > 2 * 5000
+
+
+def test_reading_ahead_keeps_the_order_raises_where_the_error_is_and_stops_with_the_reader():
+    import threading
+
+    from src.batch.core import read_ahead
+
+    made: list[int] = []
+
+    def chunks(fail_at: int | None = None):
+        for i in range(6):
+            if i == fail_at:
+                raise OSError(f"chunk {i} cannot be read")
+            made.append(i)
+            yield i
+
+    assert list(read_ahead(chunks())) == [0, 1, 2, 3, 4, 5]
+    got = []
+    with pytest.raises(OSError, match="chunk 3 cannot be read"):
+        for item in read_ahead(chunks(fail_at=3)):
+            got.append(item)
+    assert got == [0, 1, 2]  # every chunk before the bad one was handed over first
+    made.clear()
+    reader = read_ahead(chunks())
+    assert next(reader) == 0
+    reader.close()  # the caller stops early: the one chunk being read is finished, then the thread ends
+    assert made == [0, 1]
+    assert not [t for t in threading.enumerate() if t.name.startswith("batch-reader")]
