@@ -288,7 +288,7 @@ class BodyGuard:
             return self.wsgi_app(environ, start_response)
         raw_length = environ.get("CONTENT_LENGTH") or ""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if not chunked and not raw_length.isdigit() and raw_length:
+        if not chunked and not (raw_length.isascii() and raw_length.isdigit()) and raw_length:  # "١٩١" is not
             return _answer(start_response, 400, "bad_request", "the Content-Length header is not a number")
         length = None if chunked or not raw_length else int(raw_length)
         if length is not None and (length <= LARGE_BODY or length > self.max_bytes):

@@ -106,6 +106,19 @@ def test_a_chunked_body_within_the_limit_is_answered(app, student):
     assert 0 <= json.loads(b"".join(body))["math_score"] <= 100
 
 
+@pytest.mark.parametrize("length", ["\u0661\u0669\u0661", "1e2", "-5", " 12"])
+def test_a_content_length_of_anything_but_ascii_digits_is_a_400(app, student, length):
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    builder = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
+                             input_stream=io.BytesIO(json.dumps(student).encode()))
+    environ = builder.get_environ()
+    environ["CONTENT_LENGTH"] = length  # int() would read Arabic-Indic digits as 191
+    body, status, _ = run_wsgi_app(app, environ)
+    assert status.startswith("400")
+    assert json.loads(b"".join(body))["message"] == "the Content-Length header is not a number"
+
+
 def test_a_form_of_too_many_fields_is_refused_before_it_is_parsed(client):
     from src.web.body_guard import MAX_FORM_FIELDS
 

@@ -96,6 +96,24 @@ def test_the_api_token_is_checked_as_the_view_checks_it(store_dir, tmp_path, mon
     assert with_lane[0] == status and with_lane == through_flask
 
 
+@pytest.mark.parametrize(("host", "status"), [
+    ("localhost:8000", 200), ("127.0.0.1", 200), ("[::1]:8000", 200), ("school.example", 200),
+    ("b\u00fccher.example", 200),  # an IDNA name Flask binds
+    ("a..b", 400), (".", 400), ("x" * 64, 400), ("x" * 64 + ".example", 400), ("a" * 254 + ":80", 400),
+])
+def test_a_host_flask_cannot_bind_its_urls_to_is_left_to_flask(client, monkeypatch, student, host, status):
+    with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), headers={"Host": host})
+    assert with_lane[0] == status and with_lane == through_flask
+
+
+def test_a_host_outside_the_trusted_hosts_is_left_to_flask(app, monkeypatch, student):
+    app.config["TRUSTED_HOSTS"] = ["school.example"]
+    client = app.test_client()
+    for host, status in (("school.example", 200), ("elsewhere.example", 400)):
+        with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), headers={"Host": host})
+        assert with_lane[0] == status and with_lane == through_flask, host
+
+
 def test_without_a_model_the_request_goes_to_flask_and_answers_503(app, monkeypatch, student):
     app.extensions["student_math"].slot.pipeline = None
     client = app.test_client()
@@ -147,7 +165,7 @@ class _FailsOnce(_Counting):
 
 
 def test_an_observer_failing_after_another_counted_is_answered_as_the_app_answers_it_and_counted_once(
-        app, monkeypatch, student):
+        app, monkeypatch, student, caplog):
     from src.web.errors import request_failed
 
     services = app.extensions["student_math"]
@@ -173,3 +191,5 @@ def test_an_observer_failing_after_another_counted_is_answered_as_the_app_answer
         first, failing = _Counting(), _FailsOnce()
         assert answer_with(first, failing) == with_lane
     assert first.calls == 1 and failing.calls == 1 and reported == ["POST", "POST"]
+    logged = [(r.name, r.getMessage()) for r in caplog.records if r.levelname == "ERROR"]
+    assert logged == [("src.web.errors", "unhandled error on POST /predictdata")] * 2  # one logger for alerts to watch
