@@ -11,7 +11,7 @@ from flask import Flask
 from src.answers.model import load_champion
 from src.config import AppConfig, configure_logging
 from src.lifecycle.model_card import HISTORY_LIMIT
-from src.periodic import Periodic
+from src.periodic import BACKGROUND, Periodic
 from src.store import open_store
 from src.web import errors, health, model_page, openapi, prediction
 from src.web.body_guard import VALUES_PER_STUDENT, BodyGuard
@@ -46,6 +46,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     if config.model_refresh_seconds > 0:  # each worker checks its model source for a newer model
         background.append(Periodic([services.slot.refresh], config.model_refresh_seconds, name="model-refresher"))
     started = tuple(p for p in background if p is not None)
+    app.extensions[BACKGROUND] = started  # gunicorn starts them as each worker boots (start_app_background)
     if started:
         app.wsgi_app = _StartedOnRequest(app.wsgi_app, started)  # type: ignore[method-assign]
     return app

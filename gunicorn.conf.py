@@ -193,6 +193,13 @@ def on_starting(server):
     _share_imports()
 
 
+def post_worker_init(worker):
+    """The worker's background threads start as it boots, not at its first request."""
+    from src.periodic import start_app_background
+
+    start_app_background(worker.wsgi)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

@@ -21,6 +21,17 @@ from typing import Generic, TypeVar
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+BACKGROUND = "student_math.background"  # a Flask app's extensions key: its Periodic work
+
+
+def start_app_background(app: object) -> None:
+    """Start the background work an app keeps under ``BACKGROUND`` now (nothing for any other WSGI app).
+
+    gunicorn's ``post_worker_init`` calls it in each worker as it boots, so that a worker that has not answered a
+    request yet keeps its model fresh all the same, rather than first answering with the model it booted with;
+    under any other server the work starts at the first request."""
+    for periodic in getattr(app, "extensions", {}).get(BACKGROUND, ()):
+        periodic.ensure_started()
 
 
 class Buffer(Generic[T]):

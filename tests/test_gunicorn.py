@@ -370,3 +370,40 @@ def test_a_server_holding_an_idle_keep_alive_connection_stops_at_once(trained, t
     finally:
         stop(process)
     assert process.returncode == 0 and stopped < 5.0, (process.returncode, stopped)
+
+
+def test_a_worker_that_has_answered_nothing_yet_follows_a_new_champion(trained, tmp_path):
+    import io
+    import json
+    import shutil
+
+    from src.pipeline import retrain
+    from src.synthetic import generate_students
+
+    store = tmp_path / "store"
+    shutil.copytree(trained.store, store)
+    first = json.loads((store / "champion.json").read_text())["model_version"]
+    process, url, log = serve(trained, tmp_path, {"ARTIFACTS_DIR": str(store), "MODEL_REFRESH_SECONDS": "1"})
+    try:
+        deadline = time.monotonic() + 60  # both workers have loaded the app; no request made to either
+        while log.read_text(errors="replace").count("loaded model") < 2:
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        data = tmp_path / "students.csv"
+        generate_students(600, seed=2).to_csv(data, index=False)
+        out = io.StringIO()
+        assert retrain.main(["--store", str(store), "--runs-dir", str(tmp_path / "runs"), "--data", str(data),
+                             "--synthetic-rows", "300", "--cv-folds", "3", "--models", "ridge", "--n-jobs", "1",
+                             "--no-tracking", "--champion-tolerance", "1.0"], out=out) == 0, out.getvalue()
+        second = json.loads((store / "champion.json").read_text())["model_version"]
+        assert second != first
+        time.sleep(3)  # three refresh periods
+        seen: dict[int, set[str]] = {}
+        for _ in range(200):  # each worker's very first answers count: until both workers have answered
+            body = requests.get(f"{url}/ready", timeout=5).json()
+            seen.setdefault(body["worker"], set()).add(body["model_version"])
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2 and all(versions == {second} for versions in seen.values()), seen
+    finally:
+        stop(process)
