@@ -630,7 +630,10 @@ def check_text_table(frame: pd.DataFrame) -> tuple[np.ndarray, StudentColumns, p
         for feature in NUMERIC_FEATURES:
             # Scores repeat (a hundred or so distinct texts in a class or a cohort): each distinct text is
             # matched and converted once, then looked up by the rows' dictionary indices.
-            encoded = pa.array(frame[feature.name], type=pa.string()).dictionary_encode()
+            text = pa.array(frame[feature.name], type=pa.string())
+            if isinstance(text, pa.ChunkedArray):  # a column of Arrow's blocks (a chunk read across two of them)
+                text = text.combine_chunks()
+            encoded = text.dictionary_encode()
             distinct = encoded.dictionary
             matched = pc.fill_null(pc.match_substring_regex(distinct, f"^(?:{_PLAIN_NUMBER.pattern})$"), False)
             parsed = pc.cast(pc.if_else(matched, distinct, "nan"), pa.float64()).to_numpy(zero_copy_only=False)

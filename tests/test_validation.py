@@ -263,3 +263,15 @@ def test_a_class_lists_columns_are_checked_as_the_form_checks_each_student():
             records.append(record)
     assert 0 < len(records) == students.size < size
     assert list(students) == records  # the same categories (canonical spelling) and numbers
+
+
+def test_the_column_check_reads_columns_of_several_arrow_blocks():
+    import pyarrow as pa
+
+    frame = _text_frame(900, 4)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    blocks = pa.Table.from_batches(table.to_batches(max_chunksize=250)).to_pandas()  # as a read across blocks
+    assert isinstance(pa.array(blocks["reading_score"], type=pa.string()), pa.ChunkedArray)
+    ok, students, errors = check_text_table(blocks)
+    ok_whole, whole, whole_errors = check_text_table(frame)
+    assert ok.tolist() == ok_whole.tolist() and list(students) == list(whole) and errors.equals(whole_errors)

@@ -34,8 +34,8 @@ class Coded:
         """The rows' texts, as an object vector (the table's very str objects)."""
         return self.words.take(self.codes)
 
-    def take(self, rows: np.ndarray) -> Coded:
-        """The rows ``rows`` (positions or a mask), with the same table."""
+    def select(self, rows: np.ndarray) -> Coded:
+        """Some rows, given as positions or as a boolean mask, with the same table."""
         return Coded(self.codes[rows], self.words)
 
     @classmethod

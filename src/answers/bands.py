@@ -20,6 +20,7 @@ UNCERTAIN = "uncertain"
 ON_TRACK = "on_track"
 BAND_NAMES: tuple[str, ...] = (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
 _BAND_WORDS = np.array(BAND_NAMES, dtype=object)
+_BAND_WORDS.flags.writeable = False  # shared by every answer's bands
 
 
 @dataclass(frozen=True)

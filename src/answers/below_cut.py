@@ -31,11 +31,11 @@ def below_cut_probability(raw: np.ndarray, residuals: np.ndarray, cut: float) ->
     """P(real score < cut) for each unclipped predicted score; ``residuals`` sorted ascending (real - predicted)."""
     gap = cut - np.asarray(raw, dtype=float)
     below = np.searchsorted(residuals, gap, side="left")
-    # The right side differs from the left only where a residual equals the gap: searched again for those alone
-    # (one search of unsorted values is most of the time; ties are rare).
+    # The right side differs from the left only where a residual equals the gap (or the gap is NaN, which sorts
+    # after everything): searched again for those alone (one search of unsorted values is most of the time).
     at_most = below.copy()
     if len(residuals):
-        tied = np.flatnonzero(residuals[np.minimum(below, len(residuals) - 1)] == gap)
+        tied = np.flatnonzero((residuals[np.minimum(below, len(residuals) - 1)] == gap) | np.isnan(gap))
         at_most[tied] = np.searchsorted(residuals, gap[tied], side="right")
     return (below + 0.5 * (at_most - below + 1)) / (len(residuals) + 1)
 

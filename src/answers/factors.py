@@ -216,10 +216,9 @@ def coded_top_factor(students: StudentColumns, contributions: np.ndarray) -> Cod
             keys = students.codes[name][rows]
         else:  # the exact bits: -0.0 and 0.0 are written differently
             keys = students.numbers[name][rows].view(np.int64)
-        inverse, distinct = pd.factorize(keys)
-        first_at = np.empty(len(distinct), dtype=np.intp)
-        first_at[inverse[::-1]] = np.arange(len(rows) - 1, -1, -1)  # the last write of each value is its first row
-        first = rows[first_at]  # each distinct value's first student
+        inverse, distinct = pd.factorize(keys)  # numbered in order of first appearance
+        # so each value's first student is where the running highest number rises
+        first = rows[np.flatnonzero(np.concatenate(([True], inverse[1:] > np.maximum.accumulate(inverse)[:-1])))]
         values = students.values(name)
         tables.append(np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()],
                                dtype=object))

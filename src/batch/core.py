@@ -3,12 +3,13 @@ API's rules and answers, and writing predictions, rejects and the summary."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,13 +178,13 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarra
             parts.append(evaluation_part(typed, checked))
         columns.update(outcome_columns(checked))
     ids = {STUDENT_ID: _text_of(frame[STUDENT_ID], mask)} if has_id else {}
-    files = sources.take(mask) if isinstance(sources, Coded) else sources[mask]
+    files = sources.select(mask) if isinstance(sources, Coded) else sources[mask]
     columns = {**ids, "source": files, "row": rows[mask], **columns}
     ordered = {name: columns[name] for name in prediction_columns(has_id, support_cut, labeled)}
     predictions = answers_table(ordered) if as_table else _frame(ordered)
     at = errors["position"].to_numpy(dtype=np.int64)
     ids = {STUDENT_ID: _text(frame[STUDENT_ID].iloc[at].to_numpy(dtype=object))} if has_id else {}
-    from_files = sources.take(at).text() if isinstance(sources, Coded) else sources[at]
+    from_files = sources.select(at).text() if isinstance(sources, Coded) else sources[at]
     rejects = pd.DataFrame({"source": from_files, "row": rows[at], **ids,
                             "field": errors["field"].to_numpy(dtype=object),
                             "value": _text(errors["value"].to_numpy(dtype=object)),
@@ -241,14 +242,16 @@ def list_inputs(source: str) -> list[str]:
     return found
 
 
-def read_chunks(source: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def read_chunks(source: str, chunk_rows: int, *, ahead: bool = False, before_parse: Callable[[], None] | None = None
+                ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """Yield (file, rows as text, their 1-based row numbers, rows with too many fields) chunk by chunk.
 
     Row numbers count the data rows of each file (header excluded). A row with more fields than the header
     is not read as a student; it comes back as (row, header fields, fields found) to be rejected.
+    ``ahead`` and ``before_parse``: see ``read_file_chunks``.
     """
     for name in list_inputs(source):
-        yield from read_file_chunks(name, chunk_rows)
+        yield from read_file_chunks(name, chunk_rows, ahead=ahead, before_parse=before_parse)
 
 
 _END = object()
@@ -272,28 +275,39 @@ def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
             yield item
 
 
-def read_file_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def read_file_chunks(name: str, chunk_rows: int, *, ahead: bool = False,
+                     before_parse: Callable[[], None] | None = None
+                     ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """``read_chunks`` of one named file or S3 object (not listed again as a prefix).
 
     A local file is read with Arrow's CSV reader, several times faster than pandas'. Anything it does not
     read as a plain table of the header's width (a row with more or fewer fields, a header naming a column
     twice, bytes that are not UTF-8) hands the file to pandas' reader, which rejects such rows one by one;
     the rows already read are not read again.
+
+    ``ahead``: Arrow reads the next chunk in a thread while the caller works on the last (``read_ahead``).
+    pandas' reader always runs on the caller's thread, and calls ``before_parse`` before it parses each chunk:
+    it reports a row of too many fields as a warning, and the warnings module's state is one for the whole
+    process, so no other thread may use it meanwhile (the caller stops its own there).
     """
     done = 0
     if not name.startswith("s3://"):
         try:
-            for item in _arrow_chunks(name, chunk_rows):
+            chunks = _arrow_chunks(name, chunk_rows)
+            for item in read_ahead(chunks) if ahead else chunks:
                 done = int(item[2][-1])
                 yield item
             return
         except _ArrowCannotRead:
             pass
-    for source, chunk, rows, bad in _pandas_chunks(name, chunk_rows):
+    for source, chunk, rows, bad in _pandas_chunks(name, chunk_rows, before_parse):
         keep = rows > done
         bad = [b for b in bad if b[0] > done]
         if keep.any() or bad or not done:
             yield source, chunk.loc[keep].reset_index(drop=True), rows[keep], bad
+
+
+ARROW_BLOCK_BYTES = 1 << 24  # what Arrow's CSV reader parses at a time; a chunk may span two blocks
 
 
 class _ArrowCannotRead(Exception):
@@ -315,7 +329,7 @@ def _arrow_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFram
         raise _ArrowCannotRead
     done = 0
     try:
-        reader = pacsv.open_csv(name, read_options=pacsv.ReadOptions(block_size=1 << 24),
+        reader = pacsv.open_csv(name, read_options=pacsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
                                 convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())))
         if reader.schema.names != header:
             raise _ArrowCannotRead
@@ -339,25 +353,42 @@ def _arrow_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFram
         raise _ArrowCannotRead from err
 
 
-def _pandas_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def _pandas_chunks(name: str, chunk_rows: int, before_parse: Callable[[], None] | None = None
+                   ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """pandas' reader, chunk by chunk; its warnings about rows of too many fields are recorded while it parses,
+    never across a ``yield`` (where the caller's code, and its own warnings, run)."""
     next_row = 1
     with _open(name) as handle:
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", pd.errors.ParserWarning)
+            with _parse_warnings(before_parse) as caught:
                 reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows,
                                      on_bad_lines="warn")
-                for chunk in reader:
-                    bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
-                           for w in caught for m in _BAD_LINE.findall(str(w.message))]
-                    caught.clear()
-                    skipped = {r for r, _, _ in bad}
-                    numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
-                    rows = numbers[~np.isin(numbers, list(skipped))][: len(chunk)]
-                    next_row = int(max(rows.max(initial=0), max(skipped, default=0))) + 1
-                    yield name, chunk.reset_index(drop=True), rows, bad
+            while True:
+                with _parse_warnings(before_parse) as more:
+                    chunk = next(reader, None)
+                caught += more
+                if chunk is None:
+                    break
+                bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
+                       for w in caught for m in _BAD_LINE.findall(str(w.message))]
+                caught = []
+                skipped = {r for r, _, _ in bad}
+                numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
+                rows = numbers[~np.isin(numbers, list(skipped))][: len(chunk)]
+                next_row = int(max(rows.max(initial=0), max(skipped, default=0))) + 1
+                yield name, chunk.reset_index(drop=True), rows, bad
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DataSourceError(f"{name} is not a readable CSV file: {err}") from err
+
+
+@contextlib.contextmanager
+def _parse_warnings(before_parse: Callable[[], None] | None) -> Iterator[list[warnings.WarningMessage]]:
+    """The warnings pandas' parser gives inside the block, recorded (``before_parse`` first: see read_file_chunks)."""
+    if before_parse is not None:
+        before_parse()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        yield caught
 
 
 class _open:

@@ -49,7 +49,6 @@ from src.batch.core import (
     is_labeled,
     load_serving_pipeline,
     prediction_columns,
-    read_ahead,
     read_chunks,
     reject_columns,
     score_read_chunk,
@@ -95,11 +94,18 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
     parts: list[dict] = []
     as_table = config.format == "parquet"  # Parquet is written from Arrow arrays, with no DataFrame between
     # One chunk is written (encoded, compressed, put; Arrow and the file system release the GIL) while the next is
-    # scored and the one after it read (Arrow's reader releases the GIL too): at most three chunks in memory,
-    # parts written in order by the one writer thread.
+    # scored and the one after it read by Arrow (whose reader releases the GIL too): at most three chunks in
+    # memory, parts written in order by the one writer thread. A file that needs pandas' reader is read on this
+    # thread, the writer idle (read_file_chunks says why).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
         pending: Future | None = None
-        for source, chunk, rows, bad in read_ahead(read_chunks(config.input, config.chunk_rows)):
+
+        def writer_idle() -> None:
+            if pending is not None:
+                pending.result()
+
+        for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows, ahead=True,
+                                                    before_parse=writer_idle):
             has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
             labeled = labeled or is_labeled(chunk)
             answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts,

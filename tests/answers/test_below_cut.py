@@ -39,6 +39,8 @@ def test_many_scores_at_once_count_ties_as_each_one_alone():
         at_most = np.searchsorted(residuals, gap, side="right")
         expected = (below + 0.5 * (at_most - below + 1)) / (len(residuals) + 1)
         assert np.array_equal(below_cut_probability(raw, residuals, 50.0), expected, equal_nan=True)
+    residuals, raw = np.array([-1.0, 0.0, np.nan]), np.array([np.nan, 1.0])  # NaN sorts last, on either side
+    assert below_cut_probability(raw, residuals, 50.0).tolist() == [0.75, 0.625]
 
 
 def test_the_chance_falls_as_the_predicted_score_rises(pipeline):

@@ -235,3 +235,81 @@ def test_reading_ahead_keeps_the_order_raises_where_the_error_is_and_stops_with_
     reader.close()  # the caller stops early: the one chunk being read is finished, then the thread ends
     assert made == [0, 1]
     assert not [t for t in threading.enumerate() if t.name.startswith("batch-reader")]
+
+
+def _files_for_pandas(folder: Path, files: int = 3, rows: int = 60) -> None:
+    """CSV files Arrow hands to pandas' reader: every third row has one field too many."""
+    from src.synthetic import generate_students
+
+    folder.mkdir()
+    for f in range(files):
+        students = generate_students(rows, seed=f).drop(columns=["math_score"])
+        lines = [",".join(students.columns)]
+        for i, row in enumerate(students.astype(str).itertuples(index=False)):
+            lines.append(",".join(row) + (",99" if i % 3 == 1 else ""))
+        (folder / f"{'abc'[f]}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_rows_of_too_many_fields_are_found_whatever_the_caller_does_with_warnings(tmp_path):
+    import warnings
+
+    from src.batch.core import read_chunks
+
+    _files_for_pandas(tmp_path / "in")
+    got = []
+    items = read_chunks(str(tmp_path / "in"), 7, ahead=True)
+    for _ in range(30):  # the caller inside a warnings block of its own, as pandas is while it scores
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            item = next(items, None)
+        if item is None:
+            break
+        got.append(item)
+    reported: dict[str, list[int]] = {}
+    for source, chunk, _rows, bad in got:
+        counts = reported.setdefault(Path(source).name, [0, 0])
+        counts[0] += len(chunk)
+        counts[1] += len(bad)
+    assert reported == {"a.csv": [40, 20], "b.csv": [40, 20], "c.csv": [40, 20]}
+
+
+def test_pandas_reader_runs_on_the_callers_thread_after_before_parse(tmp_path):
+    import threading
+
+    import src.batch.core as core
+
+    _files_for_pandas(tmp_path / "in", files=2)
+    calls = []
+    original = core.pd.read_csv
+
+    def spied(*args, **kwargs):
+        calls.append(("read_csv", threading.current_thread() is threading.main_thread()))
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(core.pd, "read_csv", spied)
+        for _ in core.read_chunks(str(tmp_path / "in"), 25, ahead=True,
+                                  before_parse=lambda: calls.append(("idle", True))):
+            pass
+    assert ("read_csv", True) in calls and ("read_csv", False) not in calls
+    assert calls.count(("idle", True)) == 2 * (1 + 3)  # per file: before the reader is made, and each parse
+
+
+def test_a_chunk_that_spans_two_of_arrows_blocks_is_scored_as_any_other(trained, tmp_path, monkeypatch):
+    import src.batch.core as core
+    from src.synthetic import generate_students
+
+    (tmp_path / "in").mkdir()
+    students = generate_students(3000, seed=5).drop(columns=["math_score"])
+    students.insert(0, "student_id", [f"S{i:05d}" for i in range(len(students))])
+    students.to_csv(tmp_path / "in" / "cohort.csv", index=False)
+    outputs = {}
+    for block in (core.ARROW_BLOCK_BYTES, 16_384):  # 16 KiB: each chunk of 700 rows spans several blocks
+        monkeypatch.setattr(core, "ARROW_BLOCK_BYTES", block)
+        out = tmp_path / f"out-{block}"
+        result = run(BatchConfig(input=str(tmp_path / "in"), output=str(out), store=trained.store,
+                                 format="parquet", support_cut=60.0, chunk_rows=700))
+        assert result.predictions == 3000 and result.rejects == 0
+        outputs[block] = read_output(out / "predictions", "parquet")
+    first, second = outputs.values()
+    pd.testing.assert_frame_equal(first, second)
