@@ -248,20 +248,57 @@ def read_chunks(source: str, chunk_rows: int, *, ahead: bool = False, before_par
 
     Row numbers count the data rows of each file (header excluded). A row with more fields than the header
     is not read as a student; it comes back as (row, header fields, fields found) to be rejected.
-    ``ahead`` and ``before_parse``: see ``read_file_chunks``.
+
+    ``ahead``: Arrow reads the next chunk (of this file or the next) in a thread while the caller works on the
+    last (``read_ahead``). pandas' reader, for a file Arrow cannot read (see ``read_file_chunks``), runs on the
+    caller's thread with nothing read meanwhile, and calls ``before_parse`` before it parses each chunk: it
+    reports a row of too many fields as a warning, and the warnings module's state is one for the whole
+    process, so no other thread may use it while it parses (the caller stops its own there).
     """
-    for name in list_inputs(source):
-        yield from read_file_chunks(name, chunk_rows, ahead=ahead, before_parse=before_parse)
+    names = list_inputs(source)
+    if not ahead:
+        for name in names:
+            yield from read_file_chunks(name, chunk_rows, before_parse=before_parse)
+        return
+    for item in read_ahead(_arrow_then_pandas(names, chunk_rows), pause=lambda item: isinstance(item, _PandasFrom)):
+        if isinstance(item, _PandasFrom):
+            yield from _pandas_rest(item.name, chunk_rows, item.done, before_parse)
+        else:
+            yield item
+
+
+@dataclass(frozen=True)
+class _PandasFrom:
+    """The rest of a file, after row ``done``, is for pandas' reader."""
+
+    name: str
+    done: int
+
+
+def _arrow_then_pandas(names: Sequence[str], chunk_rows: int) -> Iterator[Any]:
+    """Arrow's chunks of each file in turn; where Arrow cannot go on, a ``_PandasFrom`` for the rest."""
+    for name in names:
+        done = 0
+        if not name.startswith("s3://"):
+            try:
+                for item in _arrow_chunks(name, chunk_rows):
+                    done = int(item[2][-1])
+                    yield item
+                continue
+            except _ArrowCannotRead:
+                pass
+        yield _PandasFrom(name, done)
 
 
 _END = object()
 
 
-def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+def read_ahead(items: Iterator[Any], pause: Callable[[Any], bool] | None = None) -> Iterator[Any]:
     """The items of ``items``, in order, each next one made by a thread while the caller works on the last.
 
-    One item ahead at most. An error making an item is raised where that item is asked for; when the caller
-    stops early, the item being made is finished and dropped.
+    One item ahead at most; none while the caller works on an item for which ``pause`` is true. An error making
+    an item is raised where that item is asked for; when the caller stops early, the item being made is
+    finished and dropped.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -271,12 +308,15 @@ def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
             item = coming.result()
             if item is _END:
                 return
-            coming = maker.submit(next, items, _END)
-            yield item
+            if pause is not None and pause(item):
+                yield item
+                coming = maker.submit(next, items, _END)
+            else:
+                coming = maker.submit(next, items, _END)
+                yield item
 
 
-def read_file_chunks(name: str, chunk_rows: int, *, ahead: bool = False,
-                     before_parse: Callable[[], None] | None = None
+def read_file_chunks(name: str, chunk_rows: int, *, before_parse: Callable[[], None] | None = None
                      ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """``read_chunks`` of one named file or S3 object (not listed again as a prefix).
 
@@ -284,22 +324,22 @@ def read_file_chunks(name: str, chunk_rows: int, *, ahead: bool = False,
     read as a plain table of the header's width (a row with more or fewer fields, a header naming a column
     twice, bytes that are not UTF-8) hands the file to pandas' reader, which rejects such rows one by one;
     the rows already read are not read again.
-
-    ``ahead``: Arrow reads the next chunk in a thread while the caller works on the last (``read_ahead``).
-    pandas' reader always runs on the caller's thread, and calls ``before_parse`` before it parses each chunk:
-    it reports a row of too many fields as a warning, and the warnings module's state is one for the whole
-    process, so no other thread may use it meanwhile (the caller stops its own there).
     """
     done = 0
     if not name.startswith("s3://"):
         try:
-            chunks = _arrow_chunks(name, chunk_rows)
-            for item in read_ahead(chunks) if ahead else chunks:
+            for item in _arrow_chunks(name, chunk_rows):
                 done = int(item[2][-1])
                 yield item
             return
         except _ArrowCannotRead:
             pass
+    yield from _pandas_rest(name, chunk_rows, done, before_parse)
+
+
+def _pandas_rest(name: str, chunk_rows: int, done: int, before_parse: Callable[[], None] | None
+                 ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """pandas' chunks of a file after its row ``done`` (the rows Arrow read already are not yielded again)."""
     for source, chunk, rows, bad in _pandas_chunks(name, chunk_rows, before_parse):
         keep = rows > done
         bad = [b for b in bad if b[0] > done]
