@@ -85,7 +85,8 @@ def group_metrics(
             metrics={"count": _count, "mae": _mae, "bias": _bias, "coverage": coverage_metric},
             y_true=y_true,
             y_pred=y_pred,
-            sensitive_features=frame[feature.name].astype(str).to_numpy(),
+            # a Series, not an array: fairlearn squeezes an array, and one student's array has no dimension left
+            sensitive_features=pd.Series(frame[feature.name].astype(str).to_numpy(), name=feature.name),
             sample_params={"coverage": coverage_params},
         ).by_group
         rows: dict[str, dict[str, Any]] = {}

@@ -73,3 +73,19 @@ def test_a_file_without_real_scores_gets_no_evaluation(trained, tmp_path):
     run(BatchConfig(input=str(source), output=str(out), store=trained.store))
     assert not (out / "evaluation.json").exists()
     assert REAL_SCORE not in read_output(out / "predictions", "csv").columns
+
+
+def test_chunks_of_one_student_are_evaluated_as_the_whole_file(trained, tmp_path):
+    source = tmp_path / "class.csv"
+    write_labeled(source, n=30)
+    runs = {}
+    for chunk_rows in (1, 100_000):  # one labeled student per chunk: its groups' sums all the same
+        out = tmp_path / f"out-{chunk_rows}"
+        run(BatchConfig(input=str(source), output=str(out), store=trained.store, chunk_rows=chunk_rows))
+        runs[chunk_rows] = check_evaluation(out)
+    single, whole = runs[1], runs[100_000]
+    assert single["overall"]["students"] == whole["overall"]["students"] > 0
+    assert single["overall"]["mae"] == pytest.approx(whole["overall"]["mae"], abs=2e-6)
+    for feature, groups in whole["groups"].items():
+        for group, row in groups.items():
+            assert single["groups"][feature][group]["count"] == row["count"], (feature, group)
