@@ -53,7 +53,8 @@ def create_app(config: AppConfig | None = None) -> Flask:
 
 
 class _StartedOnRequest:
-    """WSGI middleware starting a worker's background threads (flusher, model refresher) at its first request.
+    """WSGI middleware starting a worker's background threads (flusher, model refresher) at its first request,
+    unless they started already (gunicorn starts them as each worker boots: ``start_app_background``).
 
     A thread does not survive gunicorn's fork, so each worker starts its own; after that each request reads
     one flag per thread. In front of Flask rather than a ``before_request`` hook, which Flask dispatches

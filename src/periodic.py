@@ -1,7 +1,8 @@
 """Work a process repeats in the background: flushing buffered monitoring, checking for a new model.
 
 Each gunicorn worker is a separate process and a thread does not survive a fork, so ``ensure_started`` starts
-the thread in whichever process first needs it. It is called on every request, so it reads one flag, which a
+the thread in whichever process first needs it: under gunicorn as each worker boots (``start_app_background``),
+under any other server at the first request. It is called on every request too, so it reads one flag, which a
 fork resets in the child (``os.register_at_fork``), rather than asking the system for the process id.
 ``run_now`` runs the callbacks at once (``/metrics`` and ``/drift`` do, before they answer); with
 ``run_at_exit`` they run once more when the process exits, so buffered values are not lost.
