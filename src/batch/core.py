@@ -255,16 +255,10 @@ def read_chunks(source: str, chunk_rows: int, *, ahead: bool = False, before_par
     reports a row of too many fields as a warning, and the warnings module's state is one for the whole
     process, so no other thread may use it while it parses (the caller stops its own there).
     """
-    names = list_inputs(source)
-    if not ahead:
-        for name in names:
-            yield from read_file_chunks(name, chunk_rows, before_parse=before_parse)
-        return
-    for item in read_ahead(_arrow_then_pandas(names, chunk_rows), pause=lambda item: isinstance(item, _PandasFrom)):
-        if isinstance(item, _PandasFrom):
-            yield from _pandas_rest(item.name, chunk_rows, item.done, before_parse)
-        else:
-            yield item
+    parts = (part for name in list_inputs(source) for part in _file_parts(name, chunk_rows))
+    if ahead:
+        parts = read_ahead(parts, pause=lambda part: isinstance(part, _PandasFrom))
+    yield from _with_pandas(parts, chunk_rows, before_parse)
 
 
 @dataclass(frozen=True)
@@ -275,19 +269,28 @@ class _PandasFrom:
     done: int
 
 
-def _arrow_then_pandas(names: Sequence[str], chunk_rows: int) -> Iterator[Any]:
-    """Arrow's chunks of each file in turn; where Arrow cannot go on, a ``_PandasFrom`` for the rest."""
-    for name in names:
-        done = 0
-        if not name.startswith("s3://"):
-            try:
-                for item in _arrow_chunks(name, chunk_rows):
-                    done = int(item[2][-1])
-                    yield item
-                continue
-            except _ArrowCannotRead:
-                pass
-        yield _PandasFrom(name, done)
+def _file_parts(name: str, chunk_rows: int) -> Iterator[Any]:
+    """Arrow's chunks of one file; where Arrow cannot go on (or for an S3 object), a ``_PandasFrom`` for the rest."""
+    done = 0
+    if not name.startswith("s3://"):
+        try:
+            for item in _arrow_chunks(name, chunk_rows):
+                done = int(item[2][-1])
+                yield item
+            return
+        except _ArrowCannotRead:
+            pass
+    yield _PandasFrom(name, done)
+
+
+def _with_pandas(parts: Iterator[Any], chunk_rows: int, before_parse: Callable[[], None] | None
+                 ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+    """``_file_parts``' chunks, each ``_PandasFrom`` read by pandas here, on the caller's thread."""
+    for part in parts:
+        if isinstance(part, _PandasFrom):
+            yield from _pandas_rest(part.name, chunk_rows, part.done, before_parse)
+        else:
+            yield part
 
 
 _END = object()
@@ -325,16 +328,7 @@ def read_file_chunks(name: str, chunk_rows: int, *, before_parse: Callable[[], N
     twice, bytes that are not UTF-8) hands the file to pandas' reader, which rejects such rows one by one;
     the rows already read are not read again.
     """
-    done = 0
-    if not name.startswith("s3://"):
-        try:
-            for item in _arrow_chunks(name, chunk_rows):
-                done = int(item[2][-1])
-                yield item
-            return
-        except _ArrowCannotRead:
-            pass
-    yield from _pandas_rest(name, chunk_rows, done, before_parse)
+    yield from _with_pandas(_file_parts(name, chunk_rows), chunk_rows, before_parse)
 
 
 def _pandas_rest(name: str, chunk_rows: int, done: int, before_parse: Callable[[], None] | None
