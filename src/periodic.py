@@ -5,7 +5,9 @@ the thread in whichever process first needs it: under gunicorn as each worker bo
 under any other server at the first request. It is called on every request too, so it reads one flag, which a
 fork resets in the child (``os.register_at_fork``), rather than asking the system for the process id.
 ``run_now`` runs the callbacks at once (``/metrics`` and ``/drift`` do, before they answer); with
-``run_at_exit`` they run once more when the process exits, so buffered values are not lost.
+``run_at_exit`` they run once more when the process exits, so buffered values are not lost. The thread holds
+its Periodic weakly: when the app that kept it is gone, the thread ends after its next sleep instead of
+running the callbacks of a discarded app for the life of the process.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ class Periodic:
         with self._lock:
             if self._started:
                 return
-            threading.Thread(target=self._loop, name=self.name, daemon=True).start()
+            threading.Thread(target=_repeat, args=(weakref.ref(self), self.seconds), name=self.name,
+                             daemon=True).start()
             self._started = True
             if self.run_at_exit:
                 atexit.register(self.run_now)
@@ -86,10 +89,17 @@ class Periodic:
         self._started = False  # the parent's thread did not come along
         self._lock = threading.Lock()  # nor may a lock it held
 
-    def _loop(self) -> None:
-        while True:
-            time.sleep(self.seconds)
-            self.run_now()
+
+
+def _repeat(reference: weakref.ref[Periodic], seconds: float) -> None:
+    """Run a Periodic's callbacks every ``seconds`` for as long as something (its app) keeps the Periodic."""
+    while True:
+        time.sleep(seconds)
+        periodic = reference()
+        if periodic is None:
+            return
+        periodic.run_now()
+        del periodic  # between runs only the weak reference is held
 
 
 def _forget_thread(reference: weakref.ref[Periodic]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import threading
@@ -35,3 +36,16 @@ def test_started_once_in_a_process_and_again_in_a_forked_child():
         os.close(read)
     time.sleep(0.05)
     assert [t.name for t in threading.enumerate()].count("test-periodic") == 1  # the parent's is unchanged
+
+
+def test_the_thread_ends_once_nothing_keeps_its_periodic():
+    ran = threading.Event()
+    periodic = Periodic([ran.set], 0.02, name="test-periodic-dropped")
+    periodic.ensure_started()
+    assert ran.wait(2)
+    del periodic
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while "test-periodic-dropped" in {t.name for t in threading.enumerate()} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "test-periodic-dropped" not in {t.name for t in threading.enumerate()}
