@@ -284,7 +284,7 @@ class BodyGuard:
         self.heavy = threading.BoundedSemaphore(heavy_slots)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD", "GET") not in _BODY_METHODS:
+        if environ.get("REQUEST_METHOD", "GET").upper() not in _BODY_METHODS:  # werkzeug reads "post" as POST
             return self.wsgi_app(environ, start_response)
         raw_length = environ.get("CONTENT_LENGTH") or ""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()

@@ -71,6 +71,18 @@ def test_the_limit_holds_exactly_at_its_edge(client, depth, status):
     assert client.post("/predictdata", data=body, content_type="application/json").status_code == status
 
 
+@pytest.mark.parametrize("method", ["post", "Post"])
+def test_a_method_in_lower_case_is_guarded_as_flask_reads_it(app, method):
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    body = b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    environ = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
+                             data=body).get_environ()
+    environ["REQUEST_METHOD"] = method  # werkzeug's request upper-cases the method: Flask answers it as a POST
+    answer, status, _ = run_wsgi_app(app, environ)
+    assert status.startswith("400") and json.loads(b"".join(answer))["error"] == "nesting_too_deep"
+
+
 def test_deep_nesting_inside_a_string_is_just_text(client, student):
     response = client.post("/predictdata", json={**student, "gender": "[" * 5000})
     assert response.status_code == 422
