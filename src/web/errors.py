@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from blinker import Namespace
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ def register_error_handlers(app: Flask) -> None:
         for name, value in exc.get_headers():  # e.g. Allow on a 405, as RFC 9110 requires
             if name.lower() != "content-type":
                 response.headers[name] = value
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # werkzeug's order is a set's: per process
+            response.headers["Allow"] = ", ".join(sorted(set(exc.valid_methods)))
         return response
 
     @app.errorhandler(Exception)

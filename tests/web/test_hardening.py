@@ -148,3 +148,17 @@ def test_a_key_given_twice_is_refused_in_a_batch_that_carries_real_scores(client
     batch = client.post("/predictdata", data=f'{{"instances": [{twice}]}}', content_type="application/json")
     assert batch.status_code == 422
     assert {"index": 0, "field": "gender", "message": "is given more than once"} in batch.get_json()["details"]
+
+
+def test_a_405_lists_the_allowed_methods_in_one_order_in_every_process(app):
+    from werkzeug.exceptions import MethodNotAllowed
+
+    def refuse():
+        raise MethodNotAllowed(valid_methods=["POST", "GET", "HEAD", "GET"])
+
+    app.add_url_rule("/refuse-for-test", "refuse_for_test", refuse)
+    client = app.test_client()
+    assert client.get("/refuse-for-test").headers["Allow"] == "GET, HEAD, POST"
+    real = client.put("/predictdata", headers={"Accept": "application/json"})
+    assert real.status_code == 405 and real.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
+    assert real.get_json()["error"] == "method_not_allowed"
