@@ -118,10 +118,20 @@ def student() -> dict:
     }
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port on 127.0.0.1, never one this test process was given before (two servers started side by side
+    bind theirs only later: the system could otherwise hand both the same one)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 that was not given out before")
 
 
 @pytest.fixture(scope="session")

@@ -397,7 +397,10 @@ def test_a_worker_that_has_answered_nothing_yet_follows_a_new_champion(trained, 
                              "--no-tracking", "--champion-tolerance", "1.0"], out=out) == 0, out.getvalue()
         second = json.loads((store / "champion.json").read_text())["model_version"]
         assert second != first
-        time.sleep(3)  # three refresh periods
+        deadline = time.monotonic() + 30  # each worker, refreshing every second, loads the new champion unasked
+        while log.read_text(errors="replace").count(f"loaded model {second}") < 2:
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
         seen: dict[int, set[str]] = {}
         for _ in range(200):  # each worker's very first answers count: until both workers have answered
             body = requests.get(f"{url}/ready", timeout=5).json()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.servers import BIN, PROJECT, start, stop
+from tests.servers import BIN, PROJECT, start, stop, wait_for
 
 WORKFLOW = PROJECT / ".github" / "workflows" / "ci.yml"
 
@@ -99,6 +99,7 @@ def test_the_smoke_test_fails_in_one_line_when_the_service_has_no_model(tmp_path
            "DRIFT_DIR": str(tmp_path / "drift")}
     process = start([str(BIN / command[0]), *command[1:]], env=env, log=log)
     try:
+        wait_for(f"http://127.0.0.1:{port}/ready", process, status=503, log=log)  # up, and answering "no model"
         result = subprocess.run([sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "8"],
                                 cwd=PROJECT, capture_output=True, text=True, timeout=60, check=False)
     finally:

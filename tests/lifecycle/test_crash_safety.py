@@ -42,6 +42,7 @@ def test_kill_9_at_twenty_moments_never_breaks_the_pointer_and_the_app_keeps_ser
     duration = time.monotonic() - started
     rng = random.Random(7)
     moments = sorted(duration * (0.05 + 1.1 * (i + rng.random()) / RUNS) for i in range(RUNS))  # some after the end
+    moments[-1] = 2.5 * duration  # one run surely finishes and promotes, however runs' lengths vary on a busy machine
     assert len(set(moments)) == RUNS
     seen: set[str] = set()
     finished = 0

@@ -70,12 +70,20 @@ def wait_until_all_serve(load: Load, version: str, since: float) -> float:
     raise AssertionError(f"not every worker served {version} within {SWAP_SECONDS + 10:.0f} s")
 
 
-def workers_versions(base: str, tries: int = 40) -> dict[int, str]:
-    seen: dict[int, str] = {}
-    for _ in range(tries):
-        body = requests.get(f"{base}/ready", timeout=5).json()
-        seen[body["worker"]] = body["model_version"]
-    return seen
+def until_each_worker(base: str, condition, workers: int = 2, seconds: float = SWAP_SECONDS) -> list[dict]:
+    """Poll ``/ready`` (a new connection each time) until each of the ``workers`` has answered and the latest
+    answer of each meets ``condition``; those answers, one per worker. Bounded in time."""
+    deadline = time.monotonic() + seconds
+    latest: dict[int, dict] = {}
+    while True:
+        for _ in range(20):
+            state = requests.get(f"{base}/ready", timeout=5).json()
+            latest[state["worker"]] = state
+        if len(latest) == workers and all(condition(state) for state in latest.values()):
+            return list(latest.values())
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {seconds:.0f} s, each worker's last /ready answer: {latest}")
+        time.sleep(0.25)
 
 
 @pytest.mark.timeout(900)
@@ -102,7 +110,7 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
     threads = [threading.Thread(target=load.run) for _ in range(2)]
     try:
         wait_for(f"{base}/ready", server, log=log)
-        assert set(workers_versions(base).values()) == {first}
+        until_each_worker(base, lambda state: state["model_version"] == first)
         for thread in threads:
             thread.start()
         time.sleep(2)
@@ -116,7 +124,8 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
         second = S3Store(uri).champion().model_version
         assert out.getvalue().splitlines()[-1].startswith(f"promoted {second}") and second != first
         swap = wait_until_all_serve(load, second, promoted_at)
-        assert swap <= SWAP_SECONDS and set(workers_versions(base).values()) == {second}
+        assert swap <= SWAP_SECONDS
+        until_each_worker(base, lambda state: state["model_version"] == second)
 
         # shuffled labels: trained, refused at the gate, the champion kept
         shuffled = frame.copy()
@@ -145,11 +154,11 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
             {**pointer, "model_version": candidate.version,
              "manifest_sha256": hashlib.sha256(candidate.manifest_path.read_bytes()).hexdigest()}).encode())
         tampered_at = time.monotonic()
-        time.sleep(4)
+        states = until_each_worker(base, lambda state: "model.pkl does not match its manifest"
+                                   in (state["last_error"] or ""), seconds=SWAP_SECONDS + 5)
+        assert {s["model_version"] for s in states} == {first}  # each worker refused it and kept the first
+        time.sleep(1)
         assert load.served_since(tampered_at) == {first}
-        states = [requests.get(f"{base}/ready", timeout=5).json() for _ in range(20)]
-        assert {s["model_version"] for s in states} == {first}
-        assert all("model.pkl does not match its manifest" in (s["last_error"] or "") for s in states)
     finally:
         load.stop.set()
         for thread in threads:

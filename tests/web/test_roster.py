@@ -157,6 +157,7 @@ def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(cl
 
     rows = students(12)
     text = to_csv(rows, ids=[f"s{i}" for i in range(12)]) + "s12,female,group Z,high school,standard,none,70,70\n"
+    before = date.today()
     response = upload(client, text)
     html = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -164,7 +165,8 @@ def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(cl
               for name in ("needs_support", "uncertain", "on_track", "failed")}
     assert sum(counts.values()) == 13 and counts["failed"] == 1
     assert "1 row could not be predicted" in html and "s12" in html and "must be one of" in html
-    assert html.count("<tr ") == 13 and f'download="class-predictions-{date.today().isoformat()}.csv"' in html
+    assert html.count("<tr ") == 13
+    assert any(f'download="class-predictions-{day.isoformat()}.csv"' in html for day in (before, date.today()))
     data = base64.b64decode(html.split('href="data:text/csv;charset=utf-8;base64,')[1].split('"')[0])
     assert data.startswith("\ufeff".encode()) and data[3:].decode().startswith("row,student_id,gender,")
     assert '<script src="/static/class-list.js" defer></script>' in html and 'id="class-controls"' in html
