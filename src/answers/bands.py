@@ -64,18 +64,14 @@ class Bands:
         return dict(self._payloads[name])  # type: ignore[attr-defined]
 
 
-def bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray, half_width: float) -> np.ndarray:
-    """The band each student would get with the four background details at their training average.
+def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray,
+                                   half_width: float) -> Coded:
+    """The band each student would get with the four background details at their training average, as
+    positions in ``BAND_NAMES``.
 
     ``raw``: unclipped scores; ``background``: the background contributions' sum for each (exact factors only).
     The answer minus those contributions, with the same range width, banded as a reported range is.
     """
-    return coded_bands_without_background(bands, raw, background, half_width).text()
-
-
-def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray,
-                                   half_width: float) -> Coded:
-    """``bands_without_background`` as positions in ``BAND_NAMES``."""
     centred = np.asarray(raw, dtype=float) - np.asarray(background, dtype=float)
     low = np.round(np.clip(centred - half_width, TARGET.minimum, TARGET.maximum), 1)
     high = np.round(np.clip(centred + half_width, TARGET.minimum, TARGET.maximum), 1)
@@ -83,7 +79,7 @@ def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np
 
 
 def band_without_background(bands: Bands, raw: float, background: float, half_width: float) -> str:
-    """``bands_without_background`` for one student, without making arrays (the same band)."""
+    """``coded_bands_without_background`` for one student, without making arrays (the same band)."""
     centred = raw - background
     low = round(min(max(centred - half_width, TARGET.minimum), TARGET.maximum), 1)
     high = round(min(max(centred + half_width, TARGET.minimum), TARGET.maximum), 1)

@@ -117,19 +117,23 @@ def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands 
 class AnswerField:
     """One column of the answer rows: its name, its type in files and Spark, and how it is read off the answers.
 
-    ``needs``: ``"band"`` (only with a cut score) or ``"factors"`` (only when factors are asked for);
-    ``coded``: for a text column the answers keep as a table of words, how that is read (None when absent).
+    ``values``: a number column as an array, a text column (``"string"``) as a table of words (``Coded``);
+    ``needs``: ``"band"`` (only with a cut score) or ``"factors"`` (only when factors are asked for).
     """
 
     name: str
     kind: str  # "double" | "string"
-    values: Callable[[Answers], np.ndarray]
+    values: Callable[[Answers], np.ndarray | Coded]
     needs: str | None = None
-    coded: Callable[[Answers], Coded | None] | None = None
 
 
 def _factor(j: int) -> Callable[[Answers], np.ndarray]:
     return lambda a: np.full(a.size, np.nan) if a.contributions is None else a.contributions[:, j]
+
+
+def _or_empty(words: Coded | None, size: int) -> Coded:
+    """A text column the answers may lack (no factors): empty text, not missing."""
+    return Coded.one("", size) if words is None else words
 
 
 ANSWER_FIELDS: tuple[AnswerField, ...] = (
@@ -137,19 +141,15 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
     AnswerField(LOW, "double", lambda a: a.predictions.low),
     AnswerField(HIGH, "double", lambda a: a.predictions.high),
     AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
-    AnswerField(MODEL_VERSION, "string", lambda a: repeated(a.model_version, a.size),
-                coded=lambda a: Coded.one(a.model_version, a.size)),
-    AnswerField(BAND, "string", lambda a: a.bands, needs="band",  # type: ignore[arg-type,return-value]
-                coded=lambda a: a.coded_bands),
+    AnswerField(MODEL_VERSION, "string", lambda a: Coded.one(a.model_version, a.size)),
+    AnswerField(BAND, "string", lambda a: a.coded_bands, needs="band"),  # type: ignore[arg-type,return-value]
     AnswerField(BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut,
                 needs="band"),
-    AnswerField(WITHOUT_BACKGROUND, "string", lambda a: repeated("", a.size)
-                if a.without_background is None else a.without_background, needs="band",
-                coded=lambda a: a.coded_without_background),
+    AnswerField(WITHOUT_BACKGROUND, "string", lambda a: _or_empty(a.coded_without_background, a.size), needs="band"),
     AnswerField(BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline),
                 needs="factors"),
     *(AnswerField(column, "double", _factor(j), needs="factors") for j, column in enumerate(FACTOR_COLUMNS)),
-    AnswerField(TOP_FACTOR, "string", lambda a: a.top_factor, needs="factors", coded=lambda a: a.coded_top_factor),
+    AnswerField(TOP_FACTOR, "string", lambda a: _or_empty(a.coded_top_factor, a.size), needs="factors"),
 )
 FIELD_KINDS: dict[str, str] = {f.name: f.kind for f in ANSWER_FIELDS}
 
@@ -162,13 +162,13 @@ def answer_fields(*, band: bool, factors: bool) -> tuple[AnswerField, ...]:
 
 def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool = False
                     ) -> dict[str, np.ndarray | Coded]:
-    """The answer rows as named arrays (``ANSWER_FIELDS`` order); with ``coded``, the text columns the answers
-    keep as a table of words are given as that (``Coded``), for writers that build columns from it."""
+    """The answer rows as named arrays (``ANSWER_FIELDS`` order); with ``coded``, the text columns as tables of
+    words (``Coded``), for writers that build columns from them."""
     fields = answer_fields(band=answers.coded_bands is not None, factors=with_factors)
     out: dict[str, np.ndarray | Coded] = {}
     for field in fields:
-        table = field.coded(answers) if coded and field.coded is not None else None
-        out[field.name] = field.values(answers) if table is None else table
+        values = field.values(answers)
+        out[field.name] = values.text() if field.kind == "string" and not coded else values  # type: ignore[union-attr]
     return out
 
 
@@ -189,13 +189,9 @@ def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut:
     return pd.DataFrame(answers_columns(answers, with_factors=with_factors))
 
 
-def reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """The band rule (``src.answers.bands``) on the range as the API reports it (one decimal)."""
-    return coded_reported_bands(bands, low, high).text()
-
-
 def coded_reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> Coded:
-    """``reported_bands`` as positions in ``BAND_NAMES``."""
+    """The band rule (``src.answers.bands``) on the range as the API reports it (one decimal), as positions in
+    ``BAND_NAMES``."""
     return bands.coded(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
 
 

@@ -193,13 +193,9 @@ def top_evidence(contributions: np.ndarray) -> tuple[list[str], list[float]]:
     return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()
 
 
-def top_factor_words(students: StudentColumns, contributions: np.ndarray) -> np.ndarray:
-    """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it."""
-    return coded_top_factor(students, contributions).text()
-
-
 def coded_top_factor(students: StudentColumns, contributions: np.ndarray) -> Coded:
-    """``top_factor_words`` as positions in a table of the distinct words.
+    """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it, as positions
+    in a table of the distinct words.
 
     The words depend only on the feature and its value (a value's contribution is fixed), so each distinct
     pair is worded once and the rest is a table lookup: a class of a thousand students has a few hundred.

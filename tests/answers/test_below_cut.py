@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from src.answers.bands import Bands, bands_without_background
+from src.answers.bands import Bands, coded_bands_without_background
 from src.answers.below_cut import MAX_RESIDUALS, NoBelowCut, below_cut_probability, build_below_cut, distribution_record
 from src.answers.columns import answers_frame
 from src.answers.factors import background_points
@@ -103,11 +103,11 @@ def test_the_band_without_background_is_the_answer_less_the_four_background_cont
     half = pipeline.half_width
     expected = bands.names(np.round(np.clip(centred - half, 0, 100), 1), np.round(np.clip(centred + half, 0, 100), 1))
     assert answer.answers.without_background.tolist() == expected.tolist()
-    assert (bands_without_background(bands, raw, background_points(contributions), half) == expected).all()
+    assert (coded_bands_without_background(bands, raw, background_points(contributions), half).text() == expected).all()
     flipped = answer.answers.without_background != answer.bands
     assert flipped.any() and not flipped.all()  # background decides the band for some students, not for most
     # a student whose background contributions are all zero keeps their band
-    zero = bands_without_background(bands, raw, np.zeros(len(raw)), half)
+    zero = coded_bands_without_background(bands, raw, np.zeros(len(raw)), half).text()
     assert (zero == answer.bands).all()
 
 

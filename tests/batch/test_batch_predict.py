@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
-from src.answers.columns import answers_frame, json_predictions, reported_bands
+from src.answers.columns import answers_frame, coded_reported_bands, json_predictions
 from src.config import AppConfig
 from src.pipeline.batch_predict import BatchConfig, main, run
 from tests.batch.batch_cases import (
@@ -57,8 +57,8 @@ def test_parquet_output_with_band_holds_unrounded_answers(trained, cohort, pipel
 def test_band_compares_the_whole_range_with_the_cut():
     low = np.array([40.0, 50.0, 55.0, 60.0, 59.9])
     high = np.array([59.9, 60.0, 65.0, 70.0, 60.0])
-    assert reported_bands(Bands(60.0), low, high).tolist() == [NEEDS_SUPPORT, UNCERTAIN, UNCERTAIN, ON_TRACK,
-                                                               UNCERTAIN]
+    assert coded_reported_bands(Bands(60.0), low, high).text().tolist() == [
+        NEEDS_SUPPORT, UNCERTAIN, UNCERTAIN, ON_TRACK, UNCERTAIN]
 
 
 def test_json_predictions_round_as_the_api(pipeline, student):
