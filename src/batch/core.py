@@ -153,14 +153,15 @@ def reject_columns(has_student_id: bool) -> list[str]:
     return ["source", "row"] + [STUDENT_ID] * has_student_id + ["field", "value", "reason"]
 
 
-def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarray | Coded, rows: np.ndarray,
+def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: Coded, rows: np.ndarray,
                 support_cut: float | None, parts: list[dict[str, Any]] | None = None, *, as_table: bool = False
                 ) -> tuple[Any, pd.DataFrame]:
     """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule).
 
-    When the rows carry the real math score (blank allowed), the answers get the outcome columns and, given
-    ``parts``, the chunk's ``evaluation_part`` is appended to it. The answers are a DataFrame, or with
-    ``as_table`` an Arrow table of the same columns and values (``answers_table``), for writing to Parquet.
+    ``sources``: each row's file, as positions in a table of the file names. When the rows carry the real math
+    score (blank allowed), the answers get the outcome columns and, given ``parts``, the chunk's
+    ``evaluation_part`` is appended to it. The answers are a DataFrame, or with ``as_table`` an Arrow table of
+    the same columns and values (``answers_table``), for writing to Parquet.
     """
     frame = normalise_student_headers(raw)
     has_id = STUDENT_ID in frame.columns
@@ -178,14 +179,12 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: np.ndarra
             parts.append(evaluation_part(typed, checked))
         columns.update(outcome_columns(checked))
     ids = {STUDENT_ID: _text_of(frame[STUDENT_ID], mask)} if has_id else {}
-    files = sources.select(mask) if isinstance(sources, Coded) else sources[mask]
-    columns = {**ids, "source": files, "row": rows[mask], **columns}
+    columns = {**ids, "source": sources.select(mask), "row": rows[mask], **columns}
     ordered = {name: columns[name] for name in prediction_columns(has_id, support_cut, labeled)}
     predictions = answers_table(ordered) if as_table else _frame(ordered)
     at = errors["position"].to_numpy(dtype=np.int64)
     ids = {STUDENT_ID: _text(frame[STUDENT_ID].iloc[at].to_numpy(dtype=object))} if has_id else {}
-    from_files = sources.select(at).text() if isinstance(sources, Coded) else sources[at]
-    rejects = pd.DataFrame({"source": from_files, "row": rows[at], **ids,
+    rejects = pd.DataFrame({"source": sources.select(at).text(), "row": rows[at], **ids,
                             "field": errors["field"].to_numpy(dtype=object),
                             "value": _text(errors["value"].to_numpy(dtype=object)),
                             "reason": errors["reason"].to_numpy(dtype=object)})
@@ -534,10 +533,8 @@ def answers_table(columns: dict[str, Any]) -> Any:
 
     arrays = {}
     for name, values in columns.items():
-        if isinstance(values, Coded):  # each row's text taken from the table of words, in Arrow
-            values = pa.array(values.words, type=pa.large_string()).take(pa.array(values.codes))
-        elif isinstance(values, np.ndarray) and values.dtype == object and _one_text(values):
-            values = pa.repeat(pa.scalar(values[0], type=pa.large_string()), len(values))  # file name, model version
+        if isinstance(values, Coded):
+            values = _arrow_text(values, pa.large_string())
         elif isinstance(values, np.ndarray) and values.dtype == object:
             try:  # text; None and NaN are missing, as pandas' factorize makes them in ``_frame``
                 values = pa.array(values, type=pa.large_string(), from_pandas=True)
@@ -563,7 +560,7 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     arrays = {}
     for name, values in columns.items():
         if isinstance(values, Coded):
-            values = pa.array(values.words, type=pa.string()).take(pa.array(values.codes))
+            values = _arrow_text(values, pa.string())
         elif isinstance(values, np.ndarray) and values.dtype == object:
             codes, distinct = pd.factorize(values)
             if all(isinstance(v, str) for v in distinct):  # text; a missing value (code -1) stays missing
@@ -576,10 +573,12 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     return pa.table(arrays).to_pandas()
 
 
-def _one_text(values: np.ndarray) -> bool:
-    """True when every value is the same text (checked only when the first and last are one object)."""
-    first = values[0] if len(values) else None
-    return isinstance(first, str) and values[-1] is first and bool((values == first).all())
+def _arrow_text(coded: Coded, text_type: Any) -> Any:
+    """A text column kept as a table of words, as an Arrow array: each row's text taken from the table in Arrow,
+    never read row by row in Python (file names, model version, bands, the top factor's words)."""
+    import pyarrow as pa
+
+    return pa.array(coded.words, type=text_type).take(pa.array(coded.codes))
 
 
 def _text_of(column: pd.Series, mask: np.ndarray) -> Any:

@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
+from src.answers.arrays import Coded
 from src.answers.columns import BASELINE, BELOW_CUT, FACTOR_COLUMNS
 from src.answers.evaluation import BAND_RIGHT, INSIDE_RANGE, PREDICTION_MINUS_REAL, REAL_SCORE
 from src.answers.model import PredictPipeline
@@ -258,15 +259,15 @@ class PartitionScorer:
                 rows[at] = np.arange(start + 1, start + len(at) + 1)
                 seen[key] = seen.get(key, 0) + len(at)
             files, where = np.unique(batch[FILE].to_numpy(dtype=object), return_inverse=True)
-            sources = np.array([_source(str(p)) for p in files], dtype=object)[where]
+            sources = Coded(where, np.array([_source(str(p)) for p in files], dtype=object))
             fields = np.array([_field_count(t) for t in batch[CORRUPT].tolist()], dtype=np.int64)
             too_many = fields > len(self.header)
             raw = batch.loc[~too_many, list(self.header)].reset_index(drop=True)
             parts: list[dict] = []
-            answers, rejects = score_chunk(pipeline, raw, sources[~too_many], rows[~too_many], self.support_cut,
-                                           parts)
+            answers, rejects = score_chunk(pipeline, raw, sources.select(~too_many), rows[~too_many],
+                                           self.support_cut, parts)
             if too_many.any():
-                extra = field_count_rejects(sources[too_many].tolist(), rows[too_many].tolist(),
+                extra = field_count_rejects(sources.select(too_many).text().tolist(), rows[too_many].tolist(),
                                             fields[too_many].tolist(), len(self.header), self.has_id)
                 rejects = pd.concat([rejects, extra], ignore_index=True)
             yield union_frame(answers, rejects, self.columns, parts)
