@@ -90,7 +90,6 @@ class Periodic:
         self._lock = threading.Lock()  # nor may a lock it held
 
 
-
 def _repeat(reference: weakref.ref[Periodic], seconds: float) -> None:
     """Run a Periodic's callbacks every ``seconds`` for as long as something (its app) keeps the Periodic."""
     while True:

@@ -452,7 +452,6 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
     return mask, students.loc[ok].reset_index(drop=True), errors
 
 
-_CATEGORY_INDEX = {f.name: pd.Index(f.categories) for f in CATEGORICAL_FEATURES}
 _CATEGORY_CODES = {f.name: {c: i for i, c in enumerate(f.categories)} for f in CATEGORICAL_FEATURES}
 
 
@@ -492,7 +491,7 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
     def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
         codes = {}
         for feature in CATEGORICAL_FEATURES:
-            found = _CATEGORY_INDEX[feature.name].get_indexer(columns[feature.name])
+            found = _category_codes(feature.name, columns[feature.name])
             if (found < 0).any():
                 raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
             codes[feature.name] = found

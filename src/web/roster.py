@@ -151,10 +151,9 @@ class RosterAnswer:
     def top_factors(self) -> list[str]:
         """Per row, the score (reading or writing) that moves the prediction most, in words ("" for bad rows or no
         factors)."""
-        out = repeated("", self.roster.size)
-        if self.answers is not None:
-            out[self.roster.valid] = self.answers.top_factor
-        return out.tolist()
+        if self.answers is None:
+            return [""] * self.roster.size
+        return _rows_of(self.roster.size, self.roster.valid, self.answers.top_factor)
 
     @property
     def failed(self) -> list[RosterRow]:
@@ -359,6 +358,13 @@ def roster_json(answer: RosterAnswer) -> dict[str, Any]:
     return payload
 
 
+def _rows_of(n: int, at: np.ndarray, values: Any) -> list[str]:
+    """A text column of all ``n`` rows: ``values`` at the rows ``at`` (positions or a mask), empty text elsewhere."""
+    column = repeated("", n)
+    column[at] = values
+    return column.tolist()
+
+
 def roster_csv(answer: RosterAnswer) -> str:
     """The CSV answer: the uploaded rows in order, with the predicted score, range, chance below the cut, band as a
     code and in the page's words, band without background, top factor and error; a labeled file also gets the
@@ -374,27 +380,17 @@ def roster_csv(answer: RosterAnswer) -> str:
     if answer.answers is not None:
         at = np.flatnonzero(roster.valid)
         predictions = answer.answers.predictions
-        columns = []
-        for values in (predictions.scores, predictions.low, predictions.high):
-            column = repeated("", n)
-            column[at] = _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)]  # np.round(values, 1), as text
-            columns.append(column.tolist())
-        scores, lows, highs = columns
-        band = repeated("", n)
-        band[at] = answer.answers.bands
-        bands = band.tolist()
-        titles = repeated("", n)
-        titles[at] = [BAND_TITLES[name] for name in answer.answers.bands.tolist()]  # type: ignore[union-attr]
-        words = titles.tolist()
+        scores, lows, highs = (_rows_of(n, at, _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)])  # rounded, as text
+                               for values in (predictions.scores, predictions.low, predictions.high))
+        bands = _rows_of(n, at, answer.answers.bands)
+        coded = answer.answers.coded_bands  # a class list always has a cut score
+        titles = np.array([BAND_TITLES[name] for name in coded.words], dtype=object)  # type: ignore[union-attr]
+        words = _rows_of(n, at, titles[coded.codes])  # type: ignore[union-attr]
         if answer.answers.below_cut is not None:
-            chance = repeated("", n)
             rounded = round_as_python(answer.answers.below_cut, PROBABILITY_DECIMALS)
-            chance[at] = [f"{v:.3f}" for v in rounded.tolist()]
-            chances = chance.tolist()
+            chances = _rows_of(n, at, [f"{v:.3f}" for v in rounded.tolist()])
         if answer.answers.without_background is not None:
-            without = repeated("", n)
-            without[at] = answer.answers.without_background
-            withouts = without.tolist()
+            withouts = _rows_of(n, at, answer.answers.without_background)
     errors = [""] * n
     for at_row, row in roster.failed.items():
         errors[at_row] = row.error
