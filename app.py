@@ -38,8 +38,12 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(model_page.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
-    guarded = BodyGuard(SingleStudentLane(app.wsgi_app, services, app), config.max_content_length,
-                        max_values=(config.max_batch + 1) * VALUES_PER_STUDENT, timeout=config.body_timeout)
+    guarded = BodyGuard(
+        SingleStudentLane(app.wsgi_app, services, app),
+        config.max_content_length,
+        max_values=(config.max_batch + 1) * VALUES_PER_STUDENT,
+        timeout=config.body_timeout,
+    )
     app.wsgi_app = AnswerHeaders(guarded, config.hsts_max_age)  # type: ignore[method-assign]
     background = [attach_monitoring(app, services)]
     services.slot.load()
@@ -75,9 +79,12 @@ def _model_slot(config: AppConfig) -> ModelSlot:
     """The model store's champion: MODEL_URI (s3://bucket/prefix) wins over ARTIFACTS_DIR when both are set."""
     store = open_store(config.model_uri or config.artifacts_dir, cache_dir=config.model_cache_dir)
     keys = config.verify_keys
-    return ModelSlot(lambda: load_champion(store, keys), store.location,
-                     probe=lambda: store.champion().model_version,
-                     decisions=lambda: store.decisions(limit=HISTORY_LIMIT))
+    return ModelSlot(
+        lambda: load_champion(store, keys),
+        store.location,
+        probe=lambda: store.champion().model_version,
+        decisions=lambda: store.decisions(limit=HISTORY_LIMIT),
+    )
 
 
 app = create_app()

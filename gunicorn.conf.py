@@ -65,7 +65,8 @@ def own_entries(folder: Path) -> list[Path]:
         raise ForeignFilesError(
             f"PROMETHEUS_MULTIPROC_DIR={folder} holds files this server did not create ({shown}); refusing to "
             "start rather than clean it. Point PROMETHEUS_MULTIPROC_DIR at an empty folder of its own, or leave "
-            "it unset for a fresh temporary one.")
+            "it unset for a fresh temporary one."
+        )
     return own
 
 
@@ -89,6 +90,8 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
+
+
 class PromptThreadWorker(ThreadWorker):
     """gunicorn's threaded worker, which closes its idle keep-alive connections as soon as it is told to stop.
 
@@ -154,8 +157,10 @@ class AccessLogger(Logger):
     """gunicorn's logger, with every text field of an access log line escaped (paths are decoded: %0d%0a is CR LF)."""
 
     def atoms(self, resp, req, environ, request_time):
-        return {key: escape_log_field(value) if isinstance(value, str) else value
-                for key, value in super().atoms(resp, req, environ, request_time).items()}
+        return {
+            key: escape_log_field(value) if isinstance(value, str) else value
+            for key, value in super().atoms(resp, req, environ, request_time).items()
+        }
 
 
 logger_class = AccessLogger
@@ -165,9 +170,23 @@ logger_class = AccessLogger
 # copy-on-write instead of each holding its own copy, and gc.freeze() keeps the collector from touching them.
 # Nothing is built here (each worker still builds its own app, model, metrics and threads), and nothing that
 # touches prometheus_client is imported: its multiprocess values belong to the workers.
-SHARED_IMPORTS = ("numpy", "pandas", "scipy.sparse", "sklearn.compose", "sklearn.linear_model", "sklearn.ensemble",
-                  "sklearn.neighbors", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.impute", "dill",
-                  "flask", "jinja2", "orjson", "src.answers.model")
+SHARED_IMPORTS = (
+    "numpy",
+    "pandas",
+    "scipy.sparse",
+    "sklearn.compose",
+    "sklearn.linear_model",
+    "sklearn.ensemble",
+    "sklearn.neighbors",
+    "sklearn.preprocessing",
+    "sklearn.pipeline",
+    "sklearn.impute",
+    "dill",
+    "flask",
+    "jinja2",
+    "orjson",
+    "src.answers.model",
+)
 
 
 def _share_imports():

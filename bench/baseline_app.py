@@ -25,8 +25,9 @@ def _model() -> tuple:
     if not _MODEL:
         store = Path(os.environ["ARTIFACTS_DIR"])
         folder = store / json.loads((store / "champion.json").read_text())["model_version"]
-        _MODEL.append((dill.loads((folder / "preprocessor.pkl").read_bytes()),
-                       dill.loads((folder / "model.pkl").read_bytes())))
+        _MODEL.append(
+            (dill.loads((folder / "preprocessor.pkl").read_bytes()), dill.loads((folder / "model.pkl").read_bytes()))
+        )
     return _MODEL[0]
 
 

@@ -49,8 +49,9 @@ def train(store: Path) -> None:
     from src.lifecycle.training import TrainingConfig
     from src.lifecycle.training import train as run_training
 
-    run_training(TrainingConfig(store=store, synthetic_rows=1000, cv_folds=3, candidates=("ridge",),
-                                tracking=False, n_jobs=1))
+    run_training(
+        TrainingConfig(store=store, synthetic_rows=1000, cv_folds=3, candidates=("ridge",), tracking=False, n_jobs=1)
+    )
 
 
 NAIVE = """
@@ -85,8 +86,14 @@ def kind_of(process: psutil.Process) -> str:
 def run_engine(command: list[str], cwd: Path) -> dict:
     """Run the command; sample the RSS of its process tree; return wall time and peak memory by kind (MiB)."""
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    child = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
     parent = psutil.Process(child.pid)
     peaks: dict[str, float] = {}
     peak_total = 0.0
@@ -124,8 +131,9 @@ def partition_overhead(store: Path, folder: Path, out: Path, master: str) -> lis
     try:
         for i, target in enumerate((0, 4, 16, 64, 4, 16, 64)):  # the first run warms the session, unrecorded
             spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(size // max(target, 1), 4096)))
-            config = BatchConfig(input=str(folder / "students-00.csv"), output=str(out / f"p{i}"), engine="spark",
-                                 master=master)
+            config = BatchConfig(
+                input=str(folder / "students-00.csv"), output=str(out / f"p{i}"), engine="spark", master=master
+            )
             output = Output(config.output, "csv")
             started = time.perf_counter()
             spark_engine.run(config, pipeline, output)
@@ -158,31 +166,63 @@ def main() -> None:
         from src.batch.spark import package_source
 
         archive, main_script = package_source(work / "dist")
-        naive = run_engine([sys.executable, "-c", NAIVE, str(work / "store"), str(work / "students"),
-                            str(work / "out-naive")], ROOT)
+        naive = run_engine(
+            [sys.executable, "-c", NAIVE, str(work / "store"), str(work / "students"), str(work / "out-naive")], ROOT
+        )
         naive_rate = args.students / naive["wall"]
-        print(f"naive script  : {naive_rate:>9,.0f} rows/s over its {naive['wall']:.1f} s wall; peak memory "
-              f"{naive['peak_total']:,.0f} MiB", flush=True)
+        print(
+            f"naive script  : {naive_rate:>9,.0f} rows/s over its {naive['wall']:.1f} s wall; peak memory "
+            f"{naive['peak_total']:,.0f} MiB",
+            flush=True,
+        )
         for engine in args.engines.split(","):
-            options = ["--input", str(work / "students"), "--output", str(work / f"out-{engine}"), "--store",
-                       str(work / "store"), "--engine", engine, "--format", "parquet", "--support-cut", "60"]
+            options = [
+                "--input",
+                str(work / "students"),
+                "--output",
+                str(work / f"out-{engine}"),
+                "--store",
+                str(work / "store"),
+                "--engine",
+                engine,
+                "--format",
+                "parquet",
+                "--support-cut",
+                "60",
+            ]
             if engine == "local":  # the command as docs/data-team.md gives it, from the project folder
-                command = [sys.executable, "-m", "src.pipeline.batch_predict", *options, "--chunk-rows",
-                           str(args.chunk_rows)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "src.pipeline.batch_predict",
+                    *options,
+                    "--chunk-rows",
+                    str(args.chunk_rows),
+                ]
                 measured = run_engine(command, ROOT)
             else:  # the spark-submit line of docs/data-team.md, from outside the project: src comes from the zip only
-                command = [str(Path(sys.executable).parent / "spark-submit"), "--master", args.master,
-                           "--py-files", str(archive), str(main_script), *options]
+                command = [
+                    str(Path(sys.executable).parent / "spark-submit"),
+                    "--master",
+                    args.master,
+                    "--py-files",
+                    str(archive),
+                    str(main_script),
+                    *options,
+                ]
                 measured = run_engine(command, work)
             summary = json.loads((work / f"out-{engine}" / "summary.json").read_text())
             assert summary["predictions"] == args.students and summary["rejects"] == 0, summary
             results[engine] = (measured, summary)
             peaks = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(measured["peaks"].items()) if v >= 0.5)
-            print(f"--engine {engine:5s}: {args.students / measured['wall']:>9,.0f} rows/s over the command's "
-                  f"{measured['wall']:.1f} s wall; {args.students / summary['seconds']:>9,.0f} rows/s over its "
-                  f"{summary['seconds']:.1f} s run; peak memory {measured['peak_total']:,.0f} MiB ({peaks} MiB); "
-                  f"{args.students / measured['wall'] / naive_rate:.2f} x the naive script's rows/s "
-                  f"(target >= 1.0 for local)", flush=True)
+            print(
+                f"--engine {engine:5s}: {args.students / measured['wall']:>9,.0f} rows/s over the command's "
+                f"{measured['wall']:.1f} s wall; {args.students / summary['seconds']:>9,.0f} rows/s over its "
+                f"{summary['seconds']:.1f} s run; peak memory {measured['peak_total']:,.0f} MiB ({peaks} MiB); "
+                f"{args.students / measured['wall'] / naive_rate:.2f} x the naive script's rows/s "
+                f"(target >= 1.0 for local)",
+                flush=True,
+            )
         if "spark" not in args.engines.split(","):
             print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
             return
@@ -192,9 +232,12 @@ def main() -> None:
         parts = np.array([p for p, _ in timings], dtype=float)
         seconds = np.array([s for _, s in timings])
         slope, intercept = np.polyfit(parts, seconds, 1)
-        print(f"Spark overhead per partition ({args.overhead_rows:,} rows, {args.master}): "
-              + "; ".join(f"{p} partitions {s:.2f} s" for p, s in timings)
-              + f" -> {slope * 1000:.0f} ms per partition (fixed {intercept:.2f} s)", flush=True)
+        print(
+            f"Spark overhead per partition ({args.overhead_rows:,} rows, {args.master}): "
+            + "; ".join(f"{p} partitions {s:.2f} s" for p, s in timings)
+            + f" -> {slope * 1000:.0f} ms per partition (fixed {intercept:.2f} s)",
+            flush=True,
+        )
         print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 

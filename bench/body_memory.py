@@ -46,8 +46,10 @@ def shapes() -> dict[str, tuple[str, Callable[[], bytes]]]:
     header = ",".join(FEATURE_NAMES).encode()
     row = b",".join(str(v).encode() for v in STUDENT.values())
     return {
-        "valid batch of MAX_BATCH students (baseline)": (JSON, lambda: b'{"instances": [' + b", ".join(
-            [student] * AppConfig().max_batch) + b"]}"),
+        "valid batch of MAX_BATCH students (baseline)": (
+            JSON,
+            lambda: b'{"instances": [' + b", ".join([student] * AppConfig().max_batch) + b"]}",
+        ),
         "one string full of [": (JSON, lambda: fill(b"[", b'"', b'"')),
         "array of empty objects": (JSON, lambda: fill(b"{},", b"[", b"{}]")),
         "array of empty arrays": (JSON, lambda: fill(b"[],", b"[", b"[]]")),
@@ -55,8 +57,10 @@ def shapes() -> dict[str, tuple[str, Callable[[], bytes]]]:
         "array of short strings": (JSON, lambda: fill(b'"ab",', b"[", b'"ab"]')),
         "array of floats": (JSON, lambda: fill(b"1.5,", b"[", b"1.5]")),
         "batch of empty students": (JSON, lambda: fill(b"{},", b'{"instances": [', b"{}]}")),
-        "student with unknown keys": (JSON, lambda: b"{" + b",".join(
-            b'"k%07d":0' % i for i in range((LIMIT - 2) // 13)) + b"}"),
+        "student with unknown keys": (
+            JSON,
+            lambda: b"{" + b",".join(b'"k%07d":0' % i for i in range((LIMIT - 2) // 13)) + b"}",
+        ),
         "student with a huge gender": (JSON, lambda: fill(b"x", b'{"gender": "', b'"}')),
         "escaped non-ASCII text": (JSON, lambda: fill(b"\\ud83d\\ude00", b'["', b'"]')),
         "nested [[[[": (JSON, lambda: fill(b"[")),
@@ -65,8 +69,10 @@ def shapes() -> dict[str, tuple[str, Callable[[], bytes]]]:
         "CSV of valid rows": ("text/csv", lambda: fill(row + b"\n", header + b"\n")),
         "CSV of blank lines": ("text/csv", lambda: fill(b"\n", header + b"\n" + row + b"\n")),
         "form of many fields": ("application/x-www-form-urlencoded", lambda: fill(b"a=&")),
-        "multipart of many parts": ("multipart/form-data; boundary=b", lambda: fill(
-            b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n', b"", b"--b--\r\n")),
+        "multipart of many parts": (
+            "multipart/form-data; boundary=b",
+            lambda: fill(b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n', b"", b"--b--\r\n"),
+        ),
     }
 
 
@@ -94,11 +100,24 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-body-memory-"))
     store = store_or_train(args.store, workdir)
     port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "ARTIFACTS_DIR": str(store),
-           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(dir=workdir), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "ARTIFACTS_DIR": str(store),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(dir=workdir),
+        "LOG_LEVEL": "WARNING",
+    }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    master = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    master = subprocess.Popen(
+        [gunicorn, "-c", "gunicorn.conf.py", "app:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -120,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak starts again from now
             started = time.monotonic()
             try:
-                status = str(requests.post(f"{url}/predictdata", data=body, timeout=120,
-                                           headers={"Content-Type": content_type}).status_code)
+                status = str(
+                    requests.post(
+                        f"{url}/predictdata", data=body, timeout=120, headers={"Content-Type": content_type}
+                    ).status_code
+                )
             except (OSError, requests.RequestException) as err:
                 status = type(err).__name__
             seconds = time.monotonic() - started

@@ -48,13 +48,15 @@ def class_csv(rows: list[dict], public_headers: bool) -> bytes:
     return out.getvalue().encode()
 
 
-def timed(url: str, body: bytes, content_type: str, accept: str, repeats: int,
-          path: str = "/predictdata") -> tuple[float, requests.Response]:
+def timed(
+    url: str, body: bytes, content_type: str, accept: str, repeats: int, path: str = "/predictdata"
+) -> tuple[float, requests.Response]:
     times, response = [], None
     for _ in range(repeats):
         started = time.perf_counter()
-        response = requests.post(f"{url}{path}", data=body, timeout=60,
-                                 headers={"Content-Type": content_type, "Accept": accept})
+        response = requests.post(
+            f"{url}{path}", data=body, timeout=60, headers={"Content-Type": content_type, "Accept": accept}
+        )
         times.append(time.perf_counter() - started)
         if response.status_code != 200:
             sys.exit(f"{content_type} -> {accept}: status {response.status_code}: {response.text[:300]}")
@@ -65,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--store", "--artifacts-dir", dest="artifacts_dir", type=Path,
-                        help="a local model store (default: train one on the synthetic cohort)")
+    parser.add_argument(
+        "--store",
+        "--artifacts-dir",
+        dest="artifacts_dir",
+        type=Path,
+        help="a local model store (default: train one on the synthetic cohort)",
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-csv-"))
     artifacts = store_or_train(args.artifacts_dir, workdir)
@@ -85,16 +92,22 @@ def main(argv: list[str] | None = None) -> int:
         base_csv, _ = timed(bare_url, csv_body, "text/csv", "text/csv", args.repeats, "/batch")
         for body in (json_body, class_csv(students, False)):  # warm up both paths on both workers
             for _ in range(2):
-                requests.post(f"{url}/predictdata", data=body, timeout=60, headers={
-                    "Content-Type": "application/json" if body is json_body else "text/csv"})
+                requests.post(
+                    f"{url}/predictdata",
+                    data=body,
+                    timeout=60,
+                    headers={"Content-Type": "application/json" if body is json_body else "text/csv"},
+                )
         json_seconds, json_answer = timed(url, json_body, "application/json", "application/json", args.repeats)
         expected = json_answer.json()
         print(f"{args.rows:,} students, gunicorn 2 workers on 127.0.0.1, median of {args.repeats} requests\n")
         print(f"{'request':<44} {'ms':>7} {'bytes in':>10} {'bytes out':>10}  answer")
         print(f"{'bare Flask: JSON -> scores':<44} {base_json * 1000:>7.0f} {len(json_body):>10,}")
         print(f"{'bare Flask: CSV -> scores':<44} {base_csv * 1000:>7.0f} {len(csv_body):>10,}")
-        print(f"{'JSON batch -> JSON':<44} {json_seconds * 1000:>7.0f} {len(json_body):>10,} "
-              f"{len(json_answer.content):>10,}  (reference)")
+        print(
+            f"{'JSON batch -> JSON':<44} {json_seconds * 1000:>7.0f} {len(json_body):>10,} "
+            f"{len(json_answer.content):>10,}  (reference)"
+        )
         ratios.append(f"JSON batch -> JSON: {base_json / json_seconds:.2f} x the bare Flask JSON endpoint")
         for public in (False, True):
             body = class_csv(students, public)
@@ -104,21 +117,28 @@ def main(argv: list[str] | None = None) -> int:
             same = answer.json() == expected
             failures += [] if same else [f"CSV ({style}) -> JSON differs from the JSON batch"]
             failures += [] if seconds < LIMIT_SECONDS else [f"CSV ({style}) -> JSON took {seconds:.3f} s"]
-            print(f"{'CSV (' + style + ') -> JSON':<44} {seconds * 1000:>7.0f} {len(body):>10,} "
-                  f"{len(answer.content):>10,}  {'identical to the JSON batch' if same else 'DIFFERS'}")
+            print(
+                f"{'CSV (' + style + ') -> JSON':<44} {seconds * 1000:>7.0f} {len(body):>10,} "
+                f"{len(answer.content):>10,}  {'identical to the JSON batch' if same else 'DIFFERS'}"
+            )
             seconds, answer = timed(url, body, "text/csv", "text/csv", args.repeats)
             ratios.append(f"CSV ({style}) -> CSV: {base_csv / seconds:.2f} x the bare Flask CSV endpoint")
             table = list(csv.DictReader(io.StringIO(answer.text)))
             same = len(table) == len(expected["predictions"]) and all(
-                float(r["predicted_math_score"]) == p["math_score"] and float(r["interval_low"]) == p["interval"]["low"]
-                and float(r["interval_high"]) == p["interval"]["high"] and r["band"] == p["band"]["name"]
+                float(r["predicted_math_score"]) == p["math_score"]
+                and float(r["interval_low"]) == p["interval"]["low"]
+                and float(r["interval_high"]) == p["interval"]["high"]
+                and r["band"] == p["band"]["name"]
                 and float(r["below_cut_probability"]) == p["below_cut_probability"]
                 and r["band_without_background"] == p["band_without_background"]
-                for r, p in zip(table, expected["predictions"], strict=False))
+                for r, p in zip(table, expected["predictions"], strict=False)
+            )
             failures += [] if same else [f"CSV ({style}) -> CSV differs from the JSON batch"]
             failures += [] if seconds < LIMIT_SECONDS else [f"CSV ({style}) -> CSV took {seconds:.3f} s"]
-            print(f"{'CSV (' + style + ') -> CSV':<44} {seconds * 1000:>7.0f} {len(body):>10,} "
-                  f"{len(answer.content):>10,}  {'same scores, ranges, bands, chances' if same else 'DIFFERS'}")
+            print(
+                f"{'CSV (' + style + ') -> CSV':<44} {seconds * 1000:>7.0f} {len(body):>10,} "
+                f"{len(answer.content):>10,}  {'same scores, ranges, bands, chances' if same else 'DIFFERS'}"
+            )
     finally:
         stop_server(process)
         stop_server(bare)

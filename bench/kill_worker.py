@@ -34,8 +34,15 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STUDENT = {"gender": "female", "race_ethnicity": "group B", "parental_level_of_education": "bachelor's degree",
-           "lunch": "standard", "test_preparation_course": "none", "reading_score": 72, "writing_score": 74}
+STUDENT = {
+    "gender": "female",
+    "race_ethnicity": "group B",
+    "parental_level_of_education": "bachelor's degree",
+    "lunch": "standard",
+    "test_preparation_course": "none",
+    "reading_score": 72,
+    "writing_score": 74,
+}
 LUA = """
 wrk.method = "POST"
 wrk.body = [==[%s]==]
@@ -75,8 +82,9 @@ def train_model(folder: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from src.lifecycle.training import TrainingConfig, train
 
-    result = train(TrainingConfig(store=folder, synthetic_rows=400, cv_folds=3, candidates=("ridge",),
-                                  tracking=False, n_jobs=1))
+    result = train(
+        TrainingConfig(store=folder, synthetic_rows=400, cv_folds=3, candidates=("ridge",), tracking=False, n_jobs=1)
+    )
     return Path(result.store)
 
 
@@ -85,8 +93,7 @@ def workers_of(master: int) -> list[int]:
     return sorted(int(p) for p in out.stdout.split())
 
 
-def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = None,
-        work: Path | None = None) -> Outcome:
+def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = None, work: Path | None = None) -> Outcome:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise FileNotFoundError("wrk is not installed (Debian package wrk)")
@@ -95,11 +102,24 @@ def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-           "ARTIFACTS_DIR": str(artifacts), "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
-           "DRIFT_DIR": str(work / "drift"), "GUNICORN_ACCESS_LOG": str(work / "access.log")}
-    server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "ARTIFACTS_DIR": str(artifacts),
+        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
+        "DRIFT_DIR": str(work / "drift"),
+        "GUNICORN_ACCESS_LOG": str(work / "access.log"),
+    }
+    server = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_ready(url, server)
         for _ in range(20):  # both workers up and answering
@@ -107,9 +127,22 @@ def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = 
         before = _counted(url)
         script = work / "post.lua"
         script.write_text(LUA % json.dumps(STUDENT))
-        load = subprocess.Popen([wrk, "-t2", f"-c{connections}", f"-d{duration:.0f}s", "--timeout", "10s", "-s",
-                                 str(script), f"{url}/predictdata"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        load = subprocess.Popen(
+            [
+                wrk,
+                "-t2",
+                f"-c{connections}",
+                f"-d{duration:.0f}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                f"{url}/predictdata",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         time.sleep(duration / 2)
         old = workers_of(server.pid)
         victim = old[0]
@@ -128,8 +161,11 @@ def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = 
                     break
             time.sleep(0.05)
         output, _ = load.communicate(timeout=duration + 60)
-        found = re.search(r"WRK requests=(\d+) status_errors=(\d+) connect=(\d+) read=(\d+) write=(\d+) "
-                          r"timeout=(\d+)", output)
+        found = re.search(
+            r"WRK requests=(\d+) status_errors=(\d+) connect=(\d+) read=(\d+) write=(\d+) "
+            r"timeout=(\d+)",
+            output,
+        )
         if not found:
             raise RuntimeError(f"wrk printed no summary:\n{output}")
         responses, non_2xx, *errors = (int(v) for v in found.groups())
@@ -138,8 +174,21 @@ def run(duration: float = 60.0, connections: int = 32, artifacts: Path | None = 
         counted = _counted(url) - before
         ready = requests.get(f"{url}/ready", timeout=5).status_code == 200
         answered = _answered(work / "access.log") - 20  # the warm-up's
-        return Outcome(duration, connections, responses, non_2xx, socket_errors, non_2xx + sum(errors),
-                       answered, int(counted), victim, replacement, round(recovered, 3), ready, probes)
+        return Outcome(
+            duration,
+            connections,
+            responses,
+            non_2xx,
+            socket_errors,
+            non_2xx + sum(errors),
+            answered,
+            int(counted),
+            victim,
+            replacement,
+            round(recovered, 3),
+            ready,
+            probes,
+        )
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -206,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in asdict(outcome).items():
         sys.stdout.write(f"{key:22} {value}\n")
     extra = outcome.counted_predictions - outcome.answered_predictions
-    sys.stdout.write(f"\nfailed {outcome.failed} of {outcome.responses + sum(outcome.socket_errors.values())} "
-                     f"requests wrk completed; counted - answered = {extra} (the killed worker's request: -1 to 1); "
-                     f"recovered in {outcome.recovered_after_s} s; ready afterwards: {outcome.ready_after}\n")
+    sys.stdout.write(
+        f"\nfailed {outcome.failed} of {outcome.responses + sum(outcome.socket_errors.values())} "
+        f"requests wrk completed; counted - answered = {extra} (the killed worker's request: -1 to 1); "
+        f"recovered in {outcome.recovered_after_s} s; ready afterwards: {outcome.ready_after}\n"
+    )
     return 0
 
 

@@ -37,8 +37,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label, exclude in (("all features", ()), (f"without {args.exclude}", excluded)):
             started = time.perf_counter()
-            result = train(TrainingConfig(store=Path(tmp) / label.replace(" ", "_"), data=args.data,
-                                          tracking=False, exclude_features=exclude))
+            result = train(
+                TrainingConfig(
+                    store=Path(tmp) / label.replace(" ", "_"), data=args.data, tracking=False, exclude_features=exclude
+                )
+            )
             runs[label] = (result.trainer.metrics, time.perf_counter() - started)
     (with_label, (with_m, _)), (without_label, (without_m, _)) = runs.items()
     print(f"data: {args.data}, test split {with_m['rows']['test']} students, seed 42\n")
@@ -46,8 +49,10 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for label, (metrics, seconds) in runs.items():
         test = metrics["test"]
-        print(f"| {label} | {metrics['model']} | {test['r2']:.3f} | {test['mae']:.2f} | "
-              f"{test['interval_coverage']:.3f} | {seconds:.0f} |")
+        print(
+            f"| {label} | {metrics['model']} | {test['r2']:.3f} | {test['mae']:.2f} | "
+            f"{test['interval_coverage']:.3f} | {seconds:.0f} |"
+        )
     print()
     print("| group | n | MAE with | MAE without | bias with | bias without | coverage with | coverage without |")
     print("|---|---|---|---|---|---|---|---|")
@@ -57,14 +62,20 @@ def main() -> int:
             if row["mae"] is None:
                 continue
             small = " (small)" if row["small"] else ""
-            print(f"| {feature} = {group}{small} | {row['count']} | {row['mae']:.2f} | {other['mae']:.2f} | "
-                  f"{row['bias']:+.2f} | {other['bias']:+.2f} | {row['coverage']:.3f} | {other['coverage']:.3f} |")
+            print(
+                f"| {feature} = {group}{small} | {row['count']} | {row['mae']:.2f} | {other['mae']:.2f} | "
+                f"{row['bias']:+.2f} | {other['bias']:+.2f} | {row['coverage']:.3f} | {other['coverage']:.3f} |"
+            )
     print()
     verdict = group_check(without_m["groups"], with_m["groups"], tolerance=0.5)
     print(f"per-group check of '{without_label}' against '{with_label}' (tolerance 0.5): {verdict or 'passes'}")
     for label, (metrics, _) in runs.items():
-        large = [f"{f}={g} n={r['count']} {r['coverage']:.3f}" for f, rows in metrics["groups"].items()
-                 for g, r in rows.items() if r["count"] >= 100]
+        large = [
+            f"{f}={g} n={r['count']} {r['coverage']:.3f}"
+            for f, rows in metrics["groups"].items()
+            for g, r in rows.items()
+            if r["count"] >= 100
+        ]
         print(f"groups of >= 100 test rows, {label}: {'; '.join(large)}")
         outside = coverage_outside(metrics["groups"])
         print(f"groups of >= 100 test rows with coverage outside [0.85, 0.95], {label}: {outside or 'none'}")

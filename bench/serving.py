@@ -37,8 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STUDENT = {
-    "gender": "female", "race_ethnicity": "group C", "parental_level_of_education": "some college",
-    "lunch": "standard", "test_preparation_course": "none", "reading_score": 72, "writing_score": 70,
+    "gender": "female",
+    "race_ethnicity": "group C",
+    "parental_level_of_education": "some college",
+    "lunch": "standard",
+    "test_preparation_course": "none",
+    "reading_score": 72,
+    "writing_score": 70,
 }
 
 
@@ -48,8 +53,9 @@ def ensure_wrk() -> str:
         return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ,
-                       "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        )
         return shutil.which("wrk") or sys.exit("wrk did not install")
     sys.exit("wrk is needed: apt-get install wrk")
 
@@ -60,15 +66,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(module: str, env: dict[str, str], workdir: Path,
-                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+def start_server(
+    module: str, env: dict[str, str], workdir: Path, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     multiproc = tempfile.mkdtemp(prefix="bench-metrics-", dir=workdir)
-    full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-                "PROMETHEUS_MULTIPROC_DIR": multiproc, "LOG_LEVEL": "WARNING"}
+    full_env = {
+        **os.environ,
+        **env,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": multiproc,
+        "LOG_LEVEL": "WARNING",
+    }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", *extra, module], cwd=ROOT, env=full_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [gunicorn, "-c", "gunicorn.conf.py", *extra, module],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -87,8 +107,12 @@ def store_or_train(store: Path | None, workdir: Path) -> Path:
     if store is not None:
         return store
     store = workdir / "artifacts"
-    subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(store), "--no-tracking"],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(store), "--no-tracking"],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return store
 
 
@@ -102,8 +126,11 @@ def stop_server(process: subprocess.Popen) -> None:
 
 def run_wrk(wrk: str, url: str, script: Path, threads: int, connections: int, seconds: int) -> dict[str, float]:
     out = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"{url}/predictdata"], capture_output=True, text=True, check=True, timeout=seconds + 30,
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/predictdata"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -124,8 +151,11 @@ def throughput(wrk: str, url: str, script: Path, seconds: int, runs: int) -> dic
     done, took, rates = 0, 0.0, []
     for _ in range(runs):
         out = subprocess.run(
-            [wrk, "-t2", "-c8", f"-d{each}s", "-s", str(script), f"{url}/predictdata"], capture_output=True,
-            text=True, check=True, timeout=each + 30,
+            [wrk, "-t2", "-c8", f"-d{each}s", "-s", str(script), f"{url}/predictdata"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=each + 30,
         ).stdout
         non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
         if non2xx:
@@ -153,8 +183,12 @@ def in_process(artifacts: Path) -> dict[str, float]:
     fast = timeit.timeit(lambda: pipeline.predict_one(record), number=number) / number * 1e6
     checked = timeit.timeit(lambda: pipeline.predict_one(validate_student(STUDENT)[0]), number=number) / number * 1e6
     reference = timeit.timeit(lambda: pipeline.reference.score(record), number=100) / 100 * 1e6
-    return {"scorer": pipeline.scorer.kind, "fast_us": fast, "validate_and_fast_us": checked,
-            "sklearn_one_row_us": reference}
+    return {
+        "scorer": pipeline.scorer.kind,
+        "fast_us": fast,
+        "validate_and_fast_us": checked,
+        "sklearn_one_row_us": reference,
+    }
 
 
 def worker_pss(process: subprocess.Popen) -> list[float]:
@@ -182,8 +216,7 @@ def batch_seconds(url: str, size: int = 10_000, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        response = requests.post(f"{url}/predictdata", data=body, headers={"Content-Type": "application/json"},
-                                 timeout=30)
+        response = requests.post(f"{url}/predictdata", data=body, headers={"Content-Type": "application/json"}, timeout=30)
         times.append(time.perf_counter() - started)
         if response.status_code != 200 or len(response.json()["predictions"]) != size:
             sys.exit(f"batch request failed: {response.status_code}")
@@ -196,31 +229,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--runs", type=int, default=5, help="wrk runs (new connections each) per round's -c8 load")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of unrecorded load on each server first")
-    parser.add_argument("--store", "--artifacts-dir", dest="store", type=Path, help="a local model store (default: "
-                        "train one on the synthetic cohort into a temporary folder)")
+    parser.add_argument(
+        "--store",
+        "--artifacts-dir",
+        dest="store",
+        type=Path,
+        help="a local model store (default: train one on the synthetic cohort into a temporary folder)",
+    )
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     artifacts = store_or_train(args.store, workdir)
     script = workdir / "post.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = '{json.dumps(STUDENT)}'\n")
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = \'{json.dumps(STUDENT)}\'\n'
+    )
     servers = {
         "app (metrics + drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}, ()),
-        "app (no metrics, no drift)": ("app:app", {"ARTIFACTS_DIR": str(artifacts), "METRICS_ENABLED": "false",
-                                                   "DRIFT_ENABLED": "false"}, ()),
+        "app (no metrics, no drift)": (
+            "app:app",
+            {"ARTIFACTS_DIR": str(artifacts), "METRICS_ENABLED": "false", "DRIFT_ENABLED": "false"},
+            (),
+        ),
         "bare Flask baseline": ("bench.baseline_app:app", {}, ()),
         "app on sync workers": ("app:app", {"ARTIFACTS_DIR": str(artifacts)}, ("--worker-class", "sync", "--threads", "1")),
     }
-    results: dict[str, dict[str, list[float]]] = {name: {"rps": [], "p50_ms": [], "p99_ms": [], "c1_rps": []}
-                                                  for name in servers}
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"rps": [], "p50_ms": [], "p99_ms": [], "c1_rps": []} for name in servers
+    }
     running = {name: start_server(module, env, workdir, extra) for name, (module, env, extra) in servers.items()}
     try:
         print("PSS per worker after 1,000 single-student requests (2 workers; target <= 120 MiB for the app):")
         for name, (process, url) in running.items():
             single_requests(url)
-            print(f"  {name:<28} " + ", ".join(f"{pss:.0f} MiB" for pss in worker_pss(process))
-                  + f"   (master {worker_pss_of_master(process):.0f} MiB)", flush=True)
+            print(
+                f"  {name:<28} "
+                + ", ".join(f"{pss:.0f} MiB" for pss in worker_pss(process))
+                + f"   (master {worker_pss_of_master(process):.0f} MiB)",
+                flush=True,
+            )
         for _, url in running.values():  # warm up: first label sets, metric files' pages, CPU caches
             run_wrk(wrk, url, script, 2, 8, args.warmup)
         for round_no in range(1, args.rounds + 1):
@@ -231,9 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                 results[name]["p50_ms"].append(latency["p50_ms"])
                 results[name]["p99_ms"].append(latency["p99_ms"])
                 results[name]["c1_rps"].append(latency["rps"])
-                print(f"round {round_no}: {name:<28} {load['rps']:8.0f} req/s (-c8)   "
-                      f"p50 {latency['p50_ms']:.3f} ms  p99 {latency['p99_ms']:.3f} ms (-c1)   runs: "
-                      + " ".join(f"{rate:.0f}" for rate in load["runs"]), flush=True)
+                print(
+                    f"round {round_no}: {name:<28} {load['rps']:8.0f} req/s (-c8)   "
+                    f"p50 {latency['p50_ms']:.3f} ms  p99 {latency['p99_ms']:.3f} ms (-c1)   runs: "
+                    + " ".join(f"{rate:.0f}" for rate in load["runs"]),
+                    flush=True,
+                )
         batch = batch_seconds(running["app (metrics + drift)"][1])
     finally:
         for process, _ in running.values():
@@ -245,30 +295,44 @@ def main(argv: list[str] | None = None) -> int:
     conf = (ROOT / "gunicorn.conf.py").read_text()
     kind = "gthread" if re.search(r"^class \w+\(ThreadWorker\)", conf, re.MULTILINE) else "sync"
     threads = re.search(r"^threads = .*or (\d+)\)", conf, re.MULTILINE)
-    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s (-c8: {args.runs} runs with new connections "
-          f"each), gunicorn.conf.py: 2 {kind} workers x "
-          f"{threads.group(1) if threads else '?'} threads (the last server: sync workers, 1 thread), "
-          "wrk -t2 -c8 / -t1 -c1")
+    print(
+        f"\nmedians over {args.rounds} rounds of {args.seconds} s (-c8: {args.runs} runs with new connections "
+        f"each), gunicorn.conf.py: 2 {kind} workers x "
+        f"{threads.group(1) if threads else '?'} threads (the last server: sync workers, 1 thread), "
+        "wrk -t2 -c8 / -t1 -c1"
+    )
     print(f"{'server':<28} {'req/s -c8':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, m in median.items():
         print(f"{name:<28} {m['rps']:>10.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}")
     sync = median["app on sync workers"]
     print(f"\nthroughput app / baseline:          {full['rps'] / base['rps']:.2f} x   (target >= 0.80)")
-    print(f"threaded workers + body deadline:   {full['rps'] / sync['rps']:.2f} x the throughput on sync workers, "
-          f"p50 {full['p50_ms'] / sync['p50_ms']:.2f} x")
+    print(
+        f"threaded workers + body deadline:   {full['rps'] / sync['rps']:.2f} x the throughput on sync workers, "
+        f"p50 {full['p50_ms'] / sync['p50_ms']:.2f} x"
+    )
     print(f"p50 latency app / baseline (-c1):   {full['p50_ms'] / base['p50_ms']:.2f} x   (target <= 2)")
     print(f"throughput lost to metrics + drift: {1 - full['rps'] / plain['rps']:.1%}")
-    print(f"p50 added by metrics + drift (-c1): {full['p50_ms'] / plain['p50_ms'] - 1:+.1%} "
-          f"({(full['p50_ms'] - plain['p50_ms']) * 1000:.0f} us; goal < 15%)")
-    paired = [f / p - 1 for f, p in zip(results["app (metrics + drift)"]["p50_ms"],
-                                         results["app (no metrics, no drift)"]["p50_ms"], strict=True)]
-    print(f"  the same, round by round:         {', '.join(f'{x:+.1%}' for x in paired)} "
-          f"(median {statistics.median(paired):+.1%})")
+    print(
+        f"p50 added by metrics + drift (-c1): {full['p50_ms'] / plain['p50_ms'] - 1:+.1%} "
+        f"({(full['p50_ms'] - plain['p50_ms']) * 1000:.0f} us; goal < 15%)"
+    )
+    paired = [
+        f / p - 1
+        for f, p in zip(
+            results["app (metrics + drift)"]["p50_ms"], results["app (no metrics, no drift)"]["p50_ms"], strict=True
+        )
+    ]
+    print(
+        f"  the same, round by round:         {', '.join(f'{x:+.1%}' for x in paired)} "
+        f"(median {statistics.median(paired):+.1%})"
+    )
     print(f"10,000-student batch request:       {batch * 1000:.0f} ms   (target < 500 ms)")
     figures = in_process(artifacts)
-    print(f"\nin process ({figures['scorer']} scorer): {figures['fast_us']:.1f} us per prediction, "
-          f"{figures['validate_and_fast_us']:.1f} us with validation; scikit-learn pipeline on a one-row DataFrame: "
-          f"{figures['sklearn_one_row_us']:.0f} us")
+    print(
+        f"\nin process ({figures['scorer']} scorer): {figures['fast_us']:.1f} us per prediction, "
+        f"{figures['validate_and_fast_us']:.1f} us with validation; scikit-learn pipeline on a one-row DataFrame: "
+        f"{figures['sklearn_one_row_us']:.0f} us"
+    )
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

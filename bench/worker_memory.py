@@ -75,22 +75,38 @@ print(json.dumps({"steps": steps, "model_mib": model_mib}))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--store", "--artifacts-dir", dest="store", type=Path,
-                        help="a local model store (default: train one on the synthetic cohort)")
+    parser.add_argument(
+        "--store",
+        "--artifacts-dir",
+        dest="store",
+        type=Path,
+        help="a local model store (default: train one on the synthetic cohort)",
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-worker-memory-"))
     try:
         store = args.store
         if store is None:
             store = workdir / "artifacts"
-            subprocess.run([sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(store),
-                            "--no-tracking"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "src.pipeline.train_pipeline", "--store", str(store), "--no-tracking"],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         metrics = workdir / "metrics"
         metrics.mkdir()
-        env = {**os.environ, "ROOT": str(ROOT), "ARTIFACTS_DIR": str(store), "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-               "LOG_LEVEL": "WARNING", "DRIFT_DIR": str(workdir / "drift")}
-        out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT, check=True, capture_output=True,
-                             text=True).stdout
+        env = {
+            **os.environ,
+            "ROOT": str(ROOT),
+            "ARTIFACTS_DIR": str(store),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            "LOG_LEVEL": "WARNING",
+            "DRIFT_DIR": str(workdir / "drift"),
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
         figures = json.loads(out.strip().splitlines()[-1])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -52,8 +52,10 @@ def main() -> int:
         yaml.safe_dump({"groups": [{"name": "grafana-promql", "rules": rules}]}, handle)
     result = subprocess.run(["promtool", "check", "rules", handle.name], capture_output=True, text=True, check=False)
     Path(handle.name).unlink()
-    sys.stdout.write(f"{len(found)} PromQL expressions from Grafana dashboards and alert rules: "
-                     f"{'all parse' if result.returncode == 0 else 'FAILED'}\n")
+    sys.stdout.write(
+        f"{len(found)} PromQL expressions from Grafana dashboards and alert rules: "
+        f"{'all parse' if result.returncode == 0 else 'FAILED'}\n"
+    )
     if result.returncode != 0:
         sys.stdout.write(result.stdout + result.stderr)
     return result.returncode

@@ -38,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         store = Path(folder) / "store"
         result = train(TrainingConfig(store=store, data=args.data, tracking=False, n_jobs=2))
         test = result.ingestion.test_path
-        out.write(f"model {result.trainer.model_name} ({result.version}), test split of {len(result.ingestion.test)} "
-                  f"students\n")
-        client = create_app(AppConfig(artifacts_dir=store, drift_dir=Path(folder) / "drift",
-                                      support_cut=args.cut)).test_client()
+        out.write(
+            f"model {result.trainer.model_name} ({result.version}), test split of {len(result.ingestion.test)} students\n"
+        )
+        client = create_app(
+            AppConfig(artifacts_dir=store, drift_dir=Path(folder) / "drift", support_cut=args.cut)
+        ).test_client()
         body = test.read_bytes()
         answer = client.post("/predictdata", data=body, headers={"Content-Type": "text/csv"}).get_json()
         evaluation = answer["evaluation"]
@@ -49,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps({k: v for k, v in evaluation.items() if k != "test_split"}, indent=1) + "\n")
         out.write("beside the test split's promise:\n")
         out.write(json.dumps(evaluation["test_split"], indent=1) + "\n")
-        page = client.post("/predictdata", data={"upload": "class_list", "class_list": (test.open("rb"), "class.csv")},
-                           content_type="multipart/form-data").get_data(as_text=True)
+        page = client.post(
+            "/predictdata",
+            data={"upload": "class_list", "class_list": (test.open("rb"), "class.csv")},
+            content_type="multipart/form-data",
+        ).get_data(as_text=True)
         section = page.split('id="class-evaluation"')[1].split("</section>")[0]
         out.write("\nthe page says:\n")
         for sentence in re.findall(r"<p[^>]*>(.*?)</p>", section, re.S):
@@ -59,14 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         run(BatchConfig(input=str(test), output=str(batch_out), store=str(store), support_cut=args.cut))
         report = json.loads((batch_out / "evaluation.json").read_text())
         overall = report["overall"]
-        out.write(f"\nbatch command, evaluation.json overall: students {overall['students']}, MAE {overall['mae']:.3f}, "
-                  f"bias {overall['bias']:+.3f}, coverage {overall['coverage']:.3f}\n")
+        out.write(
+            f"\nbatch command, evaluation.json overall: students {overall['students']}, MAE {overall['mae']:.3f}, "
+            f"bias {overall['bias']:+.3f}, coverage {overall['coverage']:.3f}\n"
+        )
         out.write("per group (count, MAE, bias, coverage):\n")
         for feature, rows in report["groups"].items():
             for group, row in rows.items():
                 figures = ("-" if row[k] is None else f"{row[k]:.3f}" for k in ("mae", "bias", "coverage"))
-                out.write(f"  {feature}={group}: {row['count']}, " + ", ".join(figures)
-                          + (" (small)" if row["small"] else "") + "\n")
+                out.write(
+                    f"  {feature}={group}: {row['count']}, "
+                    + ", ".join(figures)
+                    + (" (small)" if row["small"] else "")
+                    + "\n"
+                )
     return 0
 
 

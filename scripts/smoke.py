@@ -28,8 +28,7 @@ class SmokeError(RuntimeError):
 
 def example_student() -> dict[str, Any]:
     """A valid student: each category's first value, each score mid-range."""
-    return {f.name: f.categories[0] if isinstance(f, CategoricalFeature) else (f.minimum + f.maximum) / 2
-            for f in FEATURES}
+    return {f.name: f.categories[0] if isinstance(f, CategoricalFeature) else (f.minimum + f.maximum) / 2 for f in FEATURES}
 
 
 def _call(request: urllib.request.Request | str, timeout: float) -> tuple[int, dict[str, Any]]:
@@ -58,8 +57,12 @@ def wait_ready(base: str, wait: float) -> dict[str, Any]:
 
 
 def predict_one(base: str) -> dict[str, Any]:
-    request = urllib.request.Request(f"{base}/predictdata", data=json.dumps(example_student()).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        f"{base}/predictdata",
+        data=json.dumps(example_student()).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     status, body = _call(request, timeout=10)
     score = body.get("math_score")
     if status != 200 or not isinstance(score, int | float) or not TARGET.minimum <= score <= TARGET.maximum:
@@ -82,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     except SmokeError as err:
         sys.stdout.write(f"smoke test failed: {err}\n")
         return 1
-    sys.stdout.write(f"ready with model {ready.get('model_version')}; one student predicted "
-                     f"{answer['math_score']} ({answer.get('band', 'no band')})\n")
+    sys.stdout.write(
+        f"ready with model {ready.get('model_version')}; one student predicted "
+        f"{answer['math_score']} ({answer.get('band', 'no band')})\n"
+    )
     return 0
 
 

@@ -24,10 +24,9 @@ MAX_TEXT = 400  # characters of a school's own next-step sentence
 # A school's own page: an absolute http(s) address or a path on this site, without spaces or quotes.
 _LINK = re.compile(r"(https?://[^\s\"'<>]+|/[^\s\"'<>]*)")
 DEFAULT_NEXT_STEPS: dict[str, str] = {
-    "needs_support": "Look at this student's recent math work this week and plan support with your school's "
-                     "math lead.",
+    "needs_support": "Look at this student's recent math work this week and plan support with your school's math lead.",
     "uncertain": "Look at this student's recent math work before deciding: the prediction alone cannot tell "
-                 "which side of the cut they will be.",
+    "which side of the cut they will be.",
     "on_track": "No sign of a need for support: keep an eye out as usual.",
 }
 
@@ -74,8 +73,11 @@ class AppConfig:
 
     def next_step(self, band: str) -> str:
         """The next step the school set for a band (``needs_support``, ``uncertain``, ``on_track``)."""
-        return {"needs_support": self.next_step_needs_support, "uncertain": self.next_step_uncertain,
-                "on_track": self.next_step_on_track}[band]
+        return {
+            "needs_support": self.next_step_needs_support,
+            "uncertain": self.next_step_uncertain,
+            "on_track": self.next_step_on_track,
+        }[band]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -127,8 +129,9 @@ def _link(env: Mapping[str, str], name: str) -> str | None:
     if not raw:
         return None
     if len(raw) > MAX_TEXT or not _LINK.fullmatch(raw):
-        raise ConfigError(f"{name} must be an http(s):// address or a path starting with /, without spaces or "
-                          f"quotes, got {raw[:80]!r}")
+        raise ConfigError(
+            f"{name} must be an http(s):// address or a path starting with /, without spaces or quotes, got {raw[:80]!r}"
+        )
     return raw
 
 
@@ -148,8 +151,10 @@ def _digests(env: Mapping[str, str], name: str) -> tuple[bytes, ...]:
     for position, part in enumerate(raw.split(","), start=1):
         text = part.strip().lower()
         if not SHA256_HEX.fullmatch(text):
-            raise ConfigError(f"{name} must list the SHA-256 of each token as 64 hex digits, separated by "
-                              f"commas; entry {position} is not (got {len(text)} characters)")
+            raise ConfigError(
+                f"{name} must list the SHA-256 of each token as 64 hex digits, separated by "
+                f"commas; entry {position} is not (got {len(text)} characters)"
+            )
         digests.append(bytes.fromhex(text))
     if len(set(digests)) != len(digests):
         raise ConfigError(f"{name} lists the same digest twice")

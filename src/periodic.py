@@ -55,8 +55,9 @@ class Buffer(Generic[T]):
 
 
 class Periodic:
-    def __init__(self, callbacks: Sequence[Callable[[], object]], seconds: float, *, name: str,
-                 run_at_exit: bool = False) -> None:
+    def __init__(
+        self, callbacks: Sequence[Callable[[], object]], seconds: float, *, name: str, run_at_exit: bool = False
+    ) -> None:
         self.callbacks = list(callbacks)
         self.seconds = seconds
         self.name = name
@@ -72,8 +73,7 @@ class Periodic:
         with self._lock:
             if self._started:
                 return
-            threading.Thread(target=_repeat, args=(weakref.ref(self), self.seconds), name=self.name,
-                             daemon=True).start()
+            threading.Thread(target=_repeat, args=(weakref.ref(self), self.seconds), name=self.name, daemon=True).start()
             self._started = True
             if self.run_at_exit:
                 atexit.register(self.run_now)

@@ -87,7 +87,7 @@ FEATURES: tuple[Feature, ...] = (
         "Race/ethnicity group",
         ("group A", "group B", "group C", "group D", "group E"),
         hint="The data the model learned from labels students only as group A to E and never says who is in which "
-             "group, so your school's records may not match these groups.",
+        "group, so your school's records may not match these groups.",
     ),
     CategoricalFeature(
         "parental_level_of_education",
@@ -103,25 +103,40 @@ FEATURES: tuple[Feature, ...] = (
         hint="The highest level either parent completed.",
     ),
     CategoricalFeature(
-        "lunch", "Lunch", ("standard", "free/reduced"),
-        hint="\"free/reduced\": the student gets free or reduced-price school lunch (a sign of family income).",
+        "lunch",
+        "Lunch",
+        ("standard", "free/reduced"),
+        hint='"free/reduced": the student gets free or reduced-price school lunch (a sign of family income).',
     ),
     CategoricalFeature(
-        "test_preparation_course", "Test preparation course", ("none", "completed"),
-        hint="Whether the student completed the school's test preparation course.", actionable=True,
+        "test_preparation_course",
+        "Test preparation course",
+        ("none", "completed"),
+        hint="Whether the student completed the school's test preparation course.",
+        actionable=True,
     ),
-    NumericFeature("reading_score", "Reading score (0-100)", 0.0, 100.0,
-                   hint="The student's latest reading test score; decimals with a point, e.g. 72.5.", actionable=True),
-    NumericFeature("writing_score", "Writing score (0-100)", 0.0, 100.0,
-                   hint="The student's latest writing test score; decimals with a point, e.g. 72.5.", actionable=True),
+    NumericFeature(
+        "reading_score",
+        "Reading score (0-100)",
+        0.0,
+        100.0,
+        hint="The student's latest reading test score; decimals with a point, e.g. 72.5.",
+        actionable=True,
+    ),
+    NumericFeature(
+        "writing_score",
+        "Writing score (0-100)",
+        0.0,
+        100.0,
+        hint="The student's latest writing test score; decimals with a point, e.g. 72.5.",
+        actionable=True,
+    ),
 )
 
 TARGET = NumericFeature("math_score", "Math score (0-100)", 0.0, 100.0)
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-CATEGORICAL_FEATURES: tuple[CategoricalFeature, ...] = tuple(
-    f for f in FEATURES if isinstance(f, CategoricalFeature)
-)
+CATEGORICAL_FEATURES: tuple[CategoricalFeature, ...] = tuple(f for f in FEATURES if isinstance(f, CategoricalFeature))
 NUMERIC_FEATURES: tuple[NumericFeature, ...] = tuple(f for f in FEATURES if isinstance(f, NumericFeature))
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 # Background details (gender, group, lunch, parents' education), which a teacher may not know.

@@ -39,11 +39,13 @@ class SigningKey:
 def parse_key(text: str, variable: str) -> SigningKey:
     key_id, sep, secret = text.strip().partition(":")
     if not sep or not KEY_ID.fullmatch(key_id):
-        raise SigningKeyError(f"{variable}: each key is '<key id>:<secret>' with a key id of letters, digits, "
-                              f"'.', '_' or '-'")
+        raise SigningKeyError(
+            f"{variable}: each key is '<key id>:<secret>' with a key id of letters, digits, '.', '_' or '-'"
+        )
     if len(secret) < MIN_SECRET_CHARS:
-        raise SigningKeyError(f"{variable}: the secret of key {key_id!r} must have at least {MIN_SECRET_CHARS} "
-                              f"characters (got {len(secret)})")
+        raise SigningKeyError(
+            f"{variable}: the secret of key {key_id!r} must have at least {MIN_SECRET_CHARS} characters (got {len(secret)})"
+        )
     return SigningKey(key_id, secret.encode("utf-8"))
 
 
@@ -69,8 +71,10 @@ def verify(manifest_bytes: bytes, signature_bytes: bytes | None, keys: tuple[Sig
     if not keys:
         return
     if signature_bytes is None:
-        raise ArtifactError("the model set is not signed, and this server accepts only signed sets "
-                            f"(keys: {', '.join(k.key_id for k in keys)})")
+        raise ArtifactError(
+            "the model set is not signed, and this server accepts only signed sets "
+            f"(keys: {', '.join(k.key_id for k in keys)})"
+        )
     try:
         payload = json.loads(signature_bytes)
         if not isinstance(payload, Mapping):
@@ -82,9 +86,13 @@ def verify(manifest_bytes: bytes, signature_bytes: bytes | None, keys: tuple[Sig
         raise ArtifactError(f"{SIGNATURE_NAME} uses {algorithm!r}; only {ALGORITHM} is accepted")
     key = next((k for k in keys if k.key_id == key_id), None)
     if key is None:
-        raise ArtifactError(f"the model set is signed with key {key_id!r}, which this server does not trust "
-                            f"(keys: {', '.join(k.key_id for k in keys)})")
+        raise ArtifactError(
+            f"the model set is signed with key {key_id!r}, which this server does not trust "
+            f"(keys: {', '.join(k.key_id for k in keys)})"
+        )
     expected = hmac.new(key.secret, manifest_bytes, hashlib.sha256).hexdigest()
     if not isinstance(digest, str) or not hmac.compare_digest(expected, digest):
-        raise ArtifactError(f"the signature of the model set does not match its manifest (key {key_id!r}): "
-                            "the set was changed after signing; refusing it")
+        raise ArtifactError(
+            f"the signature of the model set does not match its manifest (key {key_id!r}): "
+            "the set was changed after signing; refusing it"
+        )

@@ -142,8 +142,11 @@ def verify_set(directory: Path, keys: Sequence[SigningKey] = (), manifest_sha256
 
 def seal_set(directory: Path, manifest: Mapping[str, Any], key: SigningKey | None = None) -> dict[str, Any]:
     """Complete a set folder: fill ``manifest["files"]`` from its files, write the manifest, sign it."""
-    names = sorted(p.name for p in directory.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.name not in (MANIFEST_NAME, SIGNATURE_NAME))
+    names = sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name not in (MANIFEST_NAME, SIGNATURE_NAME)
+    )
     sealed = {**manifest, "files": {name: file_entry(directory / name) for name in names}}
     write_json(directory / MANIFEST_NAME, sealed)
     if key is not None:
@@ -216,8 +219,9 @@ class Store(ABC):
             raise StoreError(f"{self.location} has no champion yet ({POINTER_NAME} is missing): train a model first")
         return pointer
 
-    def open_verified(self, version: str, keys: Sequence[SigningKey] = (),
-                      manifest_sha256: str | None = None) -> tuple[Path, dict]:
+    def open_verified(
+        self, version: str, keys: Sequence[SigningKey] = (), manifest_sha256: str | None = None
+    ) -> tuple[Path, dict]:
         """The version's local folder and manifest, after every check."""
         directory = self.set_dir(check_version(version))
         return directory, verify_set(directory, keys, manifest_sha256)
@@ -231,7 +235,7 @@ class Store(ABC):
             protected.update(pointer.previous[-1:])
         removable = [v for v in self.versions() if v not in protected]
         excess = len(removable) + len(protected) - keep
-        doomed = removable[:max(0, excess)]
+        doomed = removable[: max(0, excess)]
         for version in doomed:
             self.delete_version(version)
         if doomed:
@@ -271,8 +275,9 @@ class LocalStore(Store):
     def versions(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST_NAME).is_file())
+        return sorted(
+            p.name for p in self.root.iterdir() if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST_NAME).is_file()
+        )
 
     def add_set(self, directory: Path) -> str:
         manifest = read_manifest(directory)
@@ -307,15 +312,16 @@ class LocalStore(Store):
         shutil.rmtree(self.root / check_version(version), ignore_errors=True)
 
     def write_decision(self, record: Mapping[str, Any]) -> None:
-        atomic_write_bytes(self.root / DECISIONS / _decision_name(record),
-                           (json.dumps(dict(record), indent=2) + "\n").encode("utf-8"))
+        atomic_write_bytes(
+            self.root / DECISIONS / _decision_name(record), (json.dumps(dict(record), indent=2) + "\n").encode("utf-8")
+        )
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
         folder = self.root / DECISIONS
         if not folder.is_dir():
             return []
         out = []
-        for path in sorted(folder.glob("*.json"))[-(limit or 0):]:
+        for path in sorted(folder.glob("*.json"))[-(limit or 0) :]:
             try:
                 out.append(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
@@ -406,9 +412,10 @@ class S3Store(Store):
 
     def versions(self) -> list[str]:
         _, folders = self._list(self.prefix, delimiter="/")
-        names = [f[len(self.prefix):].rstrip("/") for f in folders]
-        return sorted(n for n in names if VERSION_PATTERN.fullmatch(n)
-                      and self._get(f"{self.prefix}{n}/{MANIFEST_NAME}") is not None)
+        names = [f[len(self.prefix) :].rstrip("/") for f in folders]
+        return sorted(
+            n for n in names if VERSION_PATTERN.fullmatch(n) and self._get(f"{self.prefix}{n}/{MANIFEST_NAME}") is not None
+        )
 
     def add_set(self, directory: Path) -> str:
         manifest = read_manifest(directory)
@@ -470,13 +477,16 @@ class S3Store(Store):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def write_decision(self, record: Mapping[str, Any]) -> None:
-        self._put(f"{self.prefix}{DECISIONS}/{_decision_name(record)}",
-                  (json.dumps(dict(record), indent=2) + "\n").encode("utf-8"), "application/json")
+        self._put(
+            f"{self.prefix}{DECISIONS}/{_decision_name(record)}",
+            (json.dumps(dict(record), indent=2) + "\n").encode("utf-8"),
+            "application/json",
+        )
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
         keys, _ = self._list(f"{self.prefix}{DECISIONS}/")
         out = []
-        for key in sorted(keys)[-(limit or 0):]:
+        for key in sorted(keys)[-(limit or 0) :]:
             data = self._get(key)
             try:
                 out.append(json.loads(data or b""))

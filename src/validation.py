@@ -193,8 +193,9 @@ def has_real_score(raw: Any) -> bool:
     return isinstance(raw, Mapping) and any(key in raw for key in REAL_SCORE_KEYS)
 
 
-def take_real_score(raw: Any, index: int | None = None, *, from_form: bool = False
-                    ) -> tuple[Any, float | None, list[FieldError]]:
+def take_real_score(
+    raw: Any, index: int | None = None, *, from_form: bool = False
+) -> tuple[Any, float | None, list[FieldError]]:
     """Split a student's real math score from its features: (the other fields, the real score, its errors).
 
     The real score is optional and may be blank (``None``, or ``""`` from a form or a CSV cell); otherwise it
@@ -244,9 +245,9 @@ def validate_labeled_students(raws: Sequence[Any]) -> tuple[list[dict[str, Any]]
     if errors:
         raise ValidationFailed(errors)
     return records, reals
-_SPELLINGS: dict[str, dict[str, str]] = {
-    f.name: {c.casefold(): c for c in f.categories} for f in CATEGORICAL_FEATURES
-}
+
+
+_SPELLINGS: dict[str, dict[str, str]] = {f.name: {c.casefold(): c for c in f.categories} for f in CATEGORICAL_FEATURES}
 
 
 def canonical_category(name: str, text: str) -> str:
@@ -368,10 +369,7 @@ def validate_frame(frame: pd.DataFrame, lines: Sequence[int] | None = None) -> t
     return valid, rejected.reset_index(drop=True)
 
 
-
-
-def normalise_student_headers(frame: pd.DataFrame,
-                              passthrough: Sequence[str] = (STUDENT_ID, TARGET.name)) -> pd.DataFrame:
+def normalise_student_headers(frame: pd.DataFrame, passthrough: Sequence[str] = (STUDENT_ID, TARGET.name)) -> pd.DataFrame:
     """Rename headers of either style to the schema's names for a file of students to predict.
 
     Refuses, naming them, columns given twice, missing features, and columns that are neither a feature nor a
@@ -413,8 +411,16 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
 
     def broken(mask: np.ndarray, name: str, reason: str | list[str | None]) -> None:
         if mask.any():
-            parts.append(pd.DataFrame({"position": positions[mask], "field": name,
-                                       "value": frame[name].to_numpy(dtype=object)[mask], "reason": reason}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "position": positions[mask],
+                        "field": name,
+                        "value": frame[name].to_numpy(dtype=object)[mask],
+                        "reason": reason,
+                    }
+                )
+            )
             ok[mask] = False
 
     labeled = TARGET.name in frame.columns
@@ -506,8 +512,11 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
 
     def take(self, mask: np.ndarray) -> StudentColumns:
         """The students where ``mask`` is true, in order."""
-        return StudentColumns(int(np.count_nonzero(mask)), {k: v[mask] for k, v in self.codes.items()},
-                              {k: v[mask] for k, v in self.numbers.items()})
+        return StudentColumns(
+            int(np.count_nonzero(mask)),
+            {k: v[mask] for k, v in self.codes.items()},
+            {k: v[mask] for k, v in self.numbers.items()},
+        )
 
     def __len__(self) -> int:
         return self.size
@@ -517,8 +526,10 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
             return _records_of({name: self.values(name)[key] for name in FEATURE_NAMES})
         if not -self.size <= key < self.size:
             raise IndexError(key)
-        return {name: _CATEGORY_VALUES[name][self.codes[name][key]] if name in self.codes
-                else self.numbers[name][key].item() for name in FEATURE_NAMES}
+        return {
+            name: _CATEGORY_VALUES[name][self.codes[name][key]] if name in self.codes else self.numbers[name][key].item()
+            for name in FEATURE_NAMES
+        }
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self[:])
@@ -542,8 +553,7 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
     """
     keys = _FEATURE_SET
     # plain objects: a dict, or one parse_json made without a key given twice
-    if not all((type(i) is dict or (type(i) is JsonObject and not i.duplicated)) and i.keys() == keys
-               for i in instances):
+    if not all((type(i) is dict or (type(i) is JsonObject and not i.duplicated)) and i.keys() == keys for i in instances):
         return None
     size = len(instances)
     codes: dict[str, np.ndarray] = {}
@@ -586,8 +596,9 @@ def check_text_columns(cells: Mapping[str, Sequence[str]], size: int) -> tuple[n
         found = _category_codes(feature.name, column)
         loose = np.flatnonzero(found < 0)
         if loose.size:  # "Female", " group b ": read as a spreadsheet or a person types them
-            found[loose] = _category_codes(feature.name,
-                                           [canonical_category(feature.name, column[i]) for i in loose.tolist()])
+            found[loose] = _category_codes(
+                feature.name, [canonical_category(feature.name, column[i]) for i in loose.tolist()]
+            )
         ok &= found >= 0
         codes[feature.name] = found
     numbers: dict[str, np.ndarray] = {}
@@ -599,8 +610,7 @@ def check_text_columns(cells: Mapping[str, Sequence[str]], size: int) -> tuple[n
         values = np.fromiter(map(read.__getitem__, stripped), dtype=np.float64, count=size)
         ok &= (values >= feature.minimum) & (values <= feature.maximum)  # NaN (not plainly written) is out
         numbers[feature.name] = values
-    return ok, StudentColumns(int(ok.sum()), {k: v[ok] for k, v in codes.items()},
-                              {k: v[ok] for k, v in numbers.items()})
+    return ok, StudentColumns(int(ok.sum()), {k: v[ok] for k, v in codes.items()}, {k: v[ok] for k, v in numbers.items()})
 
 
 def check_text_table(frame: pd.DataFrame) -> tuple[np.ndarray, StudentColumns, pd.DataFrame]:
@@ -622,8 +632,9 @@ def check_text_table(frame: pd.DataFrame) -> tuple[np.ndarray, StudentColumns, p
     numbers: dict[str, np.ndarray] = {}
     try:
         for feature in CATEGORICAL_FEATURES:
-            found = pc.index_in(pa.array(frame[feature.name], type=pa.string()),
-                                value_set=pa.array(feature.categories, type=pa.string()))
+            found = pc.index_in(
+                pa.array(frame[feature.name], type=pa.string()), value_set=pa.array(feature.categories, type=pa.string())
+            )
             plain &= found.is_valid().to_numpy(zero_copy_only=False)
             codes[feature.name] = found.fill_null(0).to_numpy(zero_copy_only=False).astype(np.intp)
         for feature in NUMERIC_FEATURES:
@@ -670,5 +681,6 @@ def _check_with_pandas(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarra
 
 
 def _no_errors() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c != "position" else np.int64)
-                         for c in ("position", "field", "value", "reason")})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c != "position" else np.int64) for c in ("position", "field", "value", "reason")}
+    )

@@ -61,8 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
     """One small training on 400 synthetic students, shared by the whole session (a few seconds)."""
     directory = tmp_path_factory.mktemp("artifacts")
     return train(
-        TrainingConfig(store=directory, synthetic_rows=400, cv_folds=3, candidates=FAST_MODELS,
-                       tracking=False, n_jobs=1)
+        TrainingConfig(store=directory, synthetic_rows=400, cv_folds=3, candidates=FAST_MODELS, tracking=False, n_jobs=1)
     )
 
 
@@ -153,9 +152,13 @@ def s3_server(tmp_path_factory):
 @pytest.fixture()
 def s3_env(s3_server, monkeypatch):
     """Point boto3 (and MLflow's S3 client) at the moto server for this test."""
-    for name, value in {"AWS_ENDPOINT_URL": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_server,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     import boto3
 

@@ -16,16 +16,17 @@ PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def start(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path = PROJECT,
-          log: Path | None = None) -> subprocess.Popen:
+def start(
+    cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path = PROJECT, log: Path | None = None
+) -> subprocess.Popen:
     full_env = {**os.environ, **(env or {})}
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(list(cmd), env=full_env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(list(cmd), env=full_env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_for(url: str, process: subprocess.Popen, *, timeout: float = 60.0, status: int | None = 200,
-             log: Path | None = None) -> requests.Response:
+def wait_for(
+    url: str, process: subprocess.Popen, *, timeout: float = 60.0, status: int | None = 200, log: Path | None = None
+) -> requests.Response:
     """Poll ``url`` until it answers (with ``status`` if given); fail if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     last: object = None

@@ -47,12 +47,15 @@ def test_api_token_digests_are_read_as_bytes_in_either_case_and_kept_out_of_the_
     assert AppConfig.from_env({"API_TOKEN_SHA256": " "}).api_token_sha256 == ()
 
 
-@pytest.mark.parametrize("raw, entry", [
-    ("abc", 1),                          # too short
-    ("ab" * 32 + ",", 2),                # an empty entry
-    ("ab" * 32 + "," + "zz" * 32, 2),    # not hex
-    ("my-clear-text-token-1234567890", 1),  # the token itself instead of its digest
-])
+@pytest.mark.parametrize(
+    "raw, entry",
+    [
+        ("abc", 1),  # too short
+        ("ab" * 32 + ",", 2),  # an empty entry
+        ("ab" * 32 + "," + "zz" * 32, 2),  # not hex
+        ("my-clear-text-token-1234567890", 1),  # the token itself instead of its digest
+    ],
+)
 def test_a_malformed_api_token_digest_is_refused_naming_the_variable_and_the_entry(raw, entry):
     with pytest.raises(ConfigError, match=f"API_TOKEN_SHA256 must list the SHA-256 .* entry {entry} is not"):
         AppConfig.from_env({"API_TOKEN_SHA256": raw})
@@ -68,9 +71,16 @@ def test_hsts_max_age_defaults_to_a_year_and_zero_turns_it_off():
     assert AppConfig.from_env({"HSTS_MAX_AGE": "0"}).hsts_max_age == 0
     with pytest.raises(ConfigError, match="HSTS_MAX_AGE must be at least 0"):
         AppConfig.from_env({"HSTS_MAX_AGE": "-1"})
+
+
 def test_a_school_sets_its_own_next_steps_and_link():
-    config = AppConfig.from_env({"NEXT_STEP_NEEDS_SUPPORT": "  Book a   meeting with Ms Ortiz (math lead).  ",
-                                 "NEXT_STEP_LINK": "https://school.example/support", "NEXT_STEP_LINK_TEXT": "Plan"})
+    config = AppConfig.from_env(
+        {
+            "NEXT_STEP_NEEDS_SUPPORT": "  Book a   meeting with Ms Ortiz (math lead).  ",
+            "NEXT_STEP_LINK": "https://school.example/support",
+            "NEXT_STEP_LINK_TEXT": "Plan",
+        }
+    )
     assert config.next_step("needs_support") == "Book a meeting with Ms Ortiz (math lead)."
     assert config.next_step("on_track") == AppConfig().next_step_on_track  # not set: the default
     assert (config.next_step_link, config.next_step_link_text) == ("https://school.example/support", "Plan")
@@ -78,11 +88,14 @@ def test_a_school_sets_its_own_next_steps_and_link():
     assert AppConfig.from_env({}).next_step_link is None
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"NEXT_STEP_LINK": "javascript:alert(1)"}, "NEXT_STEP_LINK must be an http(s):// address"),
-    ({"NEXT_STEP_LINK": "https://a.example/x y"}, "NEXT_STEP_LINK must be"),
-    ({"NEXT_STEP_UNCERTAIN": "x" * 401}, "NEXT_STEP_UNCERTAIN must be at most 400 characters"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"NEXT_STEP_LINK": "javascript:alert(1)"}, "NEXT_STEP_LINK must be an http(s):// address"),
+        ({"NEXT_STEP_LINK": "https://a.example/x y"}, "NEXT_STEP_LINK must be"),
+        ({"NEXT_STEP_UNCERTAIN": "x" * 401}, "NEXT_STEP_UNCERTAIN must be at most 400 characters"),
+    ],
+)
 def test_a_next_step_the_page_cannot_show_is_refused_naming_the_variable(env, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         AppConfig.from_env(env)

@@ -37,20 +37,35 @@ ELSEWHERE = re.compile(r"#\s*run (on|in) ")
 SHELL_LANGUAGES = {"bash", "sh", "shell"}
 OPERATORS = {"&&", "||", "|", ";", "&", "(", ")"}
 ENTRY_POINTS = {"__init__", "train_pipeline", "predict_pipeline", "batch_predict", "retrain", "promote", "publish"}
-FOUNDATIONS = {"src", "src.schema", "src.config", "src.storage", "src.store", "src.signing", "src.synthetic",
-               "src.validation", "src.periodic"}
+FOUNDATIONS = {
+    "src",
+    "src.schema",
+    "src.config",
+    "src.storage",
+    "src.store",
+    "src.signing",
+    "src.synthetic",
+    "src.validation",
+    "src.periodic",
+}
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """(language, body) of every fenced block."""
-    return [(match.group(1).lower(), match.group(2))
-            for match in re.finditer(r"^```(\w*)[^\n]*\n(.*?)^```", text, re.DOTALL | re.MULTILINE)]
+    return [
+        (match.group(1).lower(), match.group(2))
+        for match in re.finditer(r"^```(\w*)[^\n]*\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    ]
 
 
 def shell_blocks() -> list[tuple[str, str]]:
     """(document name, block) of every shell block in the documents."""
-    return [(doc.relative_to(PROJECT).as_posix(), body) for doc in DOCS
-            for language, body in fenced_blocks(doc.read_text(encoding="utf-8")) if language in SHELL_LANGUAGES]
+    return [
+        (doc.relative_to(PROJECT).as_posix(), body)
+        for doc in DOCS
+        for language, body in fenced_blocks(doc.read_text(encoding="utf-8"))
+        if language in SHELL_LANGUAGES
+    ]
 
 
 def shell_text(block: str) -> str:
@@ -149,8 +164,11 @@ def block_problems(block: str) -> list[str]:
             problems.append(f"{text!r}: run python as .venv/bin/python, not {program}")
         elif "/" not in program and (VENV_BIN / program).exists() and not activated:
             problems.append(f"{text!r}: {program} comes from the .venv: call .venv/bin/{program}")
-        elif "/" in program and not (PROJECT / program).exists() and not any(
-                program.startswith(env.rstrip("/") + "/") for env in created_envs):
+        elif (
+            "/" in program
+            and not (PROJECT / program).exists()
+            and not any(program.startswith(env.rstrip("/") + "/") for env in created_envs)
+        ):
             problems.append(f"{text!r}: {program} does not exist")
         if "-m" in args:
             module = args[args.index("-m") + 1]
@@ -165,8 +183,13 @@ def block_problems(block: str) -> list[str]:
 
 def test_the_documents_have_shell_commands_to_check():
     blocks = shell_blocks()
-    assert {name for name, _ in blocks} >= {"README.md", "docs/api.md", "docs/data-team.md", "docs/operations.md",
-                                            "docs/benchmarks.md"}
+    assert {name for name, _ in blocks} >= {
+        "README.md",
+        "docs/api.md",
+        "docs/data-team.md",
+        "docs/operations.md",
+        "docs/benchmarks.md",
+    }
     assert sum(len(commands(block)) for _, block in blocks) > 40
 
 
@@ -175,41 +198,61 @@ def test_every_shell_command_names_what_exists_and_runs_in_the_venv(name, block)
     assert block_problems(block) == [], name
 
 
-@pytest.mark.parametrize(("block", "expected"), [
-    ("python -m src.pipeline.train_pipeline", "run python as .venv/bin/python"),
-    ("pip install -r requirements-dvc.txt", "run python as .venv/bin/python, not pip"),
-    ("dvc repro", "dvc comes from the .venv"),
-    (".venv/bin/python -m src.pipeline.no_such_command", "no module src.pipeline.no_such_command"),
-    (".venv/bin/python bench/no_such_bench.py", "bench/no_such_bench.py does not exist"),
-    ("bash scripts/no_such.sh", "scripts/no_such.sh does not exist"),
-    ("curl --data-binary @docs/examples/no_such.csv http://127.0.0.1:8000/", "docs/examples/no_such.csv does not"),
-    ("prometheus --config.file=monitoring/no_such.yml", "monitoring/no_such.yml does not exist"),
-    ("promtool test rules monitoring/prometheus/tests/*.nothing", "tests/*.nothing does not exist"),
-    ("batch-env/bin/pip install x", "batch-env/bin/pip does not exist"),
-])
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("python -m src.pipeline.train_pipeline", "run python as .venv/bin/python"),
+        ("pip install -r requirements-dvc.txt", "run python as .venv/bin/python, not pip"),
+        ("dvc repro", "dvc comes from the .venv"),
+        (".venv/bin/python -m src.pipeline.no_such_command", "no module src.pipeline.no_such_command"),
+        (".venv/bin/python bench/no_such_bench.py", "bench/no_such_bench.py does not exist"),
+        ("bash scripts/no_such.sh", "scripts/no_such.sh does not exist"),
+        ("curl --data-binary @docs/examples/no_such.csv http://127.0.0.1:8000/", "docs/examples/no_such.csv does not"),
+        ("prometheus --config.file=monitoring/no_such.yml", "monitoring/no_such.yml does not exist"),
+        ("promtool test rules monitoring/prometheus/tests/*.nothing", "tests/*.nothing does not exist"),
+        ("batch-env/bin/pip install x", "batch-env/bin/pip does not exist"),
+    ],
+)
 def test_the_command_rules_refuse_what_they_should(block, expected):
     assert any(expected in problem for problem in block_problems(block)), block_problems(block)
 
 
-@pytest.mark.parametrize("block", [
-    "source .venv/bin/activate\ndvc repro   # the stage's python from PATH",
-    ".venv/bin/python -m venv batch-env && batch-env/bin/pip install -r requirements-spark.txt",
-    "# run on the cluster's primary node\nspark-submit --py-files dist/src.zip dist/main.py",
-    "curl -s http://127.0.0.1:8000/predictdata -d '{\"a\": \"bachelor'\"'\"'s degree\"}'",
-    "mkdir -p data && cp /path/to/students.csv data/students.csv",
-])
+@pytest.mark.parametrize(
+    "block",
+    [
+        "source .venv/bin/activate\ndvc repro   # the stage's python from PATH",
+        ".venv/bin/python -m venv batch-env && batch-env/bin/pip install -r requirements-spark.txt",
+        "# run on the cluster's primary node\nspark-submit --py-files dist/src.zip dist/main.py",
+        'curl -s http://127.0.0.1:8000/predictdata -d \'{"a": "bachelor\'"\'"\'s degree"}\'',
+        "mkdir -p data && cp /path/to/students.csv data/students.csv",
+    ],
+)
 def test_the_command_rules_allow_what_they_state(block):
     assert block_problems(block) == []
 
 
 def test_every_command_module_in_the_documents_answers_help():
-    modules = sorted({word for _, block in shell_blocks() for words in commands(block)
-                      for word in words if word.startswith("src.") and module_exists(word)})
+    modules = sorted(
+        {
+            word
+            for _, block in shell_blocks()
+            for words in commands(block)
+            for word in words
+            if word.startswith("src.") and module_exists(word)
+        }
+    )
     assert "src.pipeline.train_pipeline" in modules and "src.pipeline.batch_predict" in modules
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     for module in modules:
-        result = subprocess.run([str(VENV_BIN / "python"), "-m", module, "--help"], cwd=PROJECT, env=env,
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [str(VENV_BIN / "python"), "-m", module, "--help"],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0 and "usage" in result.stdout.lower(), (module, result.stderr[-1000:])
 
 
@@ -245,8 +288,10 @@ def top_level_names(path: Path) -> set[str]:
 def anchors(doc: Path) -> set[str]:
     """The anchors of a document's headings, as GitHub makes them (ASCII headings)."""
     text = re.sub(r"^```.*?^```", "", doc.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
-    return {"".join(c for c in heading.strip().lower() if c.isalnum() or c in " -_").replace(" ", "-")
-            for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    return {
+        "".join(c for c in heading.strip().lower() if c.isalnum() or c in " -_").replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    }
 
 
 def test_the_documents_link_only_to_files_and_headings_that_exist():
@@ -269,6 +314,7 @@ def test_the_readme_is_read_in_five_minutes():
 
 # --- the map: every module named ------------------------------------------------------------------------------
 
+
 def source_modules() -> dict[str, Path]:
     """Module name -> file, for app.py and every module under src/."""
     found = {"app": PROJECT / "app.py"}
@@ -280,12 +326,16 @@ def source_modules() -> dict[str, Path]:
 
 def test_every_module_under_src_is_named_in_the_architecture_document():
     text = (PROJECT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    missing = [path.relative_to(PROJECT).as_posix() for path in source_modules().values()
-               if f"`{path.relative_to(PROJECT).as_posix()}`" not in text]
+    missing = [
+        path.relative_to(PROJECT).as_posix()
+        for path in source_modules().values()
+        if f"`{path.relative_to(PROJECT).as_posix()}`" not in text
+    ]
     assert missing == []
 
 
 # --- the layers ------------------------------------------------------------------------------------------------
+
 
 def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
     """Every project module a file imports, at the top or inside a function."""
@@ -365,8 +415,7 @@ def test_components_import_only_the_foundations_and_no_flask():
         if name.startswith("src.components"):
             assert {t for t in targets if not t.startswith("src.components")} <= FOUNDATIONS, name
     for name, path in source_modules().items():
-        if name.split(".")[:2] in (["src", "components"], ["src", "answers"], ["src", "lifecycle"],
-                                    ["src", "batch"]):
+        if name.split(".")[:2] in (["src", "components"], ["src", "answers"], ["src", "lifecycle"], ["src", "batch"]):
             assert "flask" not in {m.split(".")[0] for m in external_imports(path)}, name
 
 
@@ -391,6 +440,7 @@ def test_the_pipeline_folder_holds_the_entry_points_only():
 
 # --- the examples ----------------------------------------------------------------------------------------------
 
+
 def test_the_api_422_example_is_what_a_single_student_gets(client, student):
     text = (PROJECT / "docs" / "api.md").read_text(encoding="utf-8")
     example = json.loads(re.search(r"`(\{\"field\": \"reading_score\"[^`]*\})`", text).group(1))
@@ -400,8 +450,9 @@ def test_the_api_422_example_is_what_a_single_student_gets(client, student):
 
 def readme_answer() -> dict:
     readme = (PROJECT / "README.md").read_text(encoding="utf-8")
-    return json.loads(next(body for language, body in fenced_blocks(readme)
-                           if language == "json" and '"math_score"' in body))
+    return json.loads(
+        next(body for language, body in fenced_blocks(readme) if language == "json" and '"math_score"' in body)
+    )
 
 
 def test_the_factors_example_adds_up_and_is_the_same_in_every_document():
@@ -445,8 +496,9 @@ def test_the_readme_answer_is_what_the_first_model_of_scripts_run_sh_answers(tmp
     from src.lifecycle.training import TrainingConfig, train
 
     train(TrainingConfig(store=tmp_path / "store", data="synthetic", runs_dir=tmp_path / "runs", tracking=False))
-    app = create_app(AppConfig(artifacts_dir=tmp_path / "store", metrics_enabled=False, drift_enabled=False,
-                               model_refresh_seconds=0))
+    app = create_app(
+        AppConfig(artifacts_dir=tmp_path / "store", metrics_enabled=False, drift_enabled=False, model_refresh_seconds=0)
+    )
     shown = readme_answer()
     answer = app.test_client().post("/predictdata", json=readme_student()).get_json()
     shown.pop("model_version"), answer.pop("model_version")
@@ -454,23 +506,31 @@ def test_the_readme_answer_is_what_the_first_model_of_scripts_run_sh_answers(tmp
     readme = (PROJECT / "README.md").read_text(encoding="utf-8")
     shown_csv = next(body for language, body in fenced_blocks(readme) if body.startswith("row,student_id,"))
     data = (PROJECT / "docs" / "examples" / "class.csv").read_bytes()
-    csv_answer = app.test_client().post("/predictdata", data=data,
-                                        headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+    csv_answer = app.test_client().post(
+        "/predictdata", data=data, headers={"Content-Type": "text/csv", "Accept": "text/csv"}
+    )
     assert csv_answer.get_data(as_text=True).splitlines() == shown_csv.splitlines()
 
 
 # --- the configuration table -----------------------------------------------------------------------------------
 
+
 def variables_read() -> dict[str, str]:
     """Environment variable -> the file that reads it: the app, the commands, gunicorn.conf.py, the scripts."""
     found: dict[str, str] = {}
-    python = [PROJECT / "app.py", PROJECT / "gunicorn.conf.py", *sorted((PROJECT / "src").rglob("*.py")),
-              *sorted((PROJECT / "scripts").glob("*.py"))]
+    python = [
+        PROJECT / "app.py",
+        PROJECT / "gunicorn.conf.py",
+        *sorted((PROJECT / "src").rglob("*.py")),
+        *sorted((PROJECT / "scripts").glob("*.py")),
+    ]
     for path in python:
         text = path.read_text(encoding="utf-8")
-        for pattern in (r"os\.environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']",
-                        r"\benv(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']",
-                        r"\(env, [\"']([A-Z][A-Z0-9_]+)[\"']"):
+        for pattern in (
+            r"os\.environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']",
+            r"\benv(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']",
+            r"\(env, [\"']([A-Z][A-Z0-9_]+)[\"']",
+        ):
             for name in re.findall(pattern, text):
                 found.setdefault(name, path.relative_to(PROJECT).as_posix())
     for path in [*sorted((PROJECT / "scripts").glob("*.sh")), PROJECT / ".ci" / "run"]:
@@ -495,7 +555,10 @@ def test_every_environment_variable_the_code_reads_is_in_the_configuration_table
 
 def test_every_variable_in_the_configuration_table_is_read_somewhere():
     listed = subprocess.run(["git", "ls-files"], cwd=PROJECT, capture_output=True, text=True, check=True)
-    files = [PROJECT / name for name in listed.stdout.splitlines()
-             if not name.endswith(".md") and name != "tests/test_docs.py" and (PROJECT / name).is_file()]
+    files = [
+        PROJECT / name
+        for name in listed.stdout.splitlines()
+        if not name.endswith(".md") and name != "tests/test_docs.py" and (PROJECT / name).is_file()
+    ]
     text = "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in files)
     assert [name for name in sorted(configuration_table()) if name not in text] == []

@@ -30,8 +30,13 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -
 
 def project_files() -> list[str]:
     """The project's files as git sees them (tracked, plus new files not ignored), that exist on disk."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     return [name for name in listed if (PROJECT / name).is_file()]
 
 
@@ -44,14 +49,22 @@ def env(s3_server, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     variables = {
-        "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org",
-        "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.org",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
-    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).create_bucket(Bucket=BUCKET)
     return variables
 
 
@@ -66,8 +79,9 @@ def test_repro_push_pull_and_metrics(env, s3_server, shared_data, tmp_path):
         (first / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT / name, first / name)
     params = first / "params.yaml"  # a quicker grid than the default: one linear and one randomised model
-    params.write_text(params.read_text().replace("models: null", "models: [ridge, random_forest]")
-                      .replace("cv_folds: 5", "cv_folds: 3"))
+    params.write_text(
+        params.read_text().replace("models: null", "models: [ridge, random_forest]").replace("cv_folds: 5", "cv_folds: 3")
+    )
     run(["git", "init", "-q", "-b", "main"], first, env)
     run([str(DVC), "remote", "modify", "storage", "url", f"s3://{BUCKET}/store"], first, env)
     run([str(DVC), "remote", "modify", "storage", "endpointurl", s3_server], first, env)

@@ -24,8 +24,13 @@ def procfile_command() -> list[str]:
 def test_gunicorn_serves_predictions_with_the_procfile_command(store_dir, trained, tmp_path, student):
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "ARTIFACTS_DIR": str(store_dir), "DRIFT_DIR": str(tmp_path / "drift")}
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "ARTIFACTS_DIR": str(store_dir),
+        "DRIFT_DIR": str(tmp_path / "drift"),
+    }
     process = start(procfile_command(), env=env, log=log)
     try:
         ready = wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
@@ -42,8 +47,13 @@ def serve(trained, tmp_path, env_extra: dict | None = None, workers: int = 2):
     """Start gunicorn with the project's settings on a free port; return (process, base URL, log path)."""
     port = free_port()
     log = tmp_path / f"gunicorn-{port}.log"
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers),
-           "ARTIFACTS_DIR": trained.store, **(env_extra or {})}
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(workers),
+        "ARTIFACTS_DIR": trained.store,
+        **(env_extra or {}),
+    }
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
     return process, f"http://127.0.0.1:{port}", log
 
@@ -60,8 +70,9 @@ def test_metrics_stay_small_after_100_bodies_of_20000_unknown_fields_under_gunic
         before = len(requests.get(f"{url}/metrics", timeout=10).content)
 
         def post(body: bytes) -> int:
-            return requests.post(f"{url}/predictdata", data=body, timeout=60,
-                                 headers={"Content-Type": "application/json"}).status_code
+            return requests.post(
+                f"{url}/predictdata", data=body, timeout=60, headers={"Content-Type": "application/json"}
+            ).status_code
 
         with ThreadPoolExecutor(4) as pool:
             statuses = list(pool.map(post, unknown_keys_bodies()))
@@ -96,8 +107,12 @@ def test_a_metrics_folder_with_foreign_files_is_refused_and_left_untouched(train
 def test_only_the_servers_own_files_are_cleaned_at_start(trained, tmp_path):
     folder = tmp_path / "multiproc"
     (folder / "drift").mkdir(parents=True)
-    own = [folder / "counter_12345.db", folder / "gauge_livesum_12345.db", folder / "histogram_99.db",
-           folder / "drift" / "drift-window.bin"]
+    own = [
+        folder / "counter_12345.db",
+        folder / "gauge_livesum_12345.db",
+        folder / "histogram_99.db",
+        folder / "drift" / "drift-window.bin",
+    ]
     for path in own:
         path.write_bytes(b"stale")
     process, url, log = serve(trained, tmp_path, {"PROMETHEUS_MULTIPROC_DIR": str(folder)}, workers=1)
@@ -134,8 +149,7 @@ def test_nested_and_oversize_chunked_bodies_under_gunicorn(trained, tmp_path, st
     try:
         wait_for(f"{url}/ready", process, log=log)
         nested = b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}"
-        response = requests.post(f"{url}/predictdata", data=nested, headers={"Content-Type": "application/json"},
-                                 timeout=10)
+        response = requests.post(f"{url}/predictdata", data=nested, headers={"Content-Type": "application/json"}, timeout=10)
         assert response.status_code == 400 and response.json()["error"] == "nesting_too_deep"
 
         def chunks(total: int, size: int = 1 << 20):
@@ -148,8 +162,10 @@ def test_nested_and_oversize_chunked_bodies_under_gunicorn(trained, tmp_path, st
 
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"POST /predictdata HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
+            sock.sendall(
+                b"POST /predictdata HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
             for piece in chunks(20 * 1024 * 1024):
                 sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
             sock.sendall(b"0\r\n\r\n")
@@ -160,8 +176,12 @@ def test_nested_and_oversize_chunked_bodies_under_gunicorn(trained, tmp_path, st
         assert head.startswith(b"HTTP/1.1 413"), head
         assert json.loads(body)["error"] == "request_entity_too_large"
         # a chunked body within the limit is answered as usual
-        small = requests.post(f"{url}/predictdata", data=iter([json.dumps(student).encode()]),
-                              headers={"Content-Type": "application/json"}, timeout=10)
+        small = requests.post(
+            f"{url}/predictdata",
+            data=iter([json.dumps(student).encode()]),
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
         assert small.status_code == 200 and 0 <= small.json()["math_score"] <= 100
         assert requests.get(f"{url}/health", timeout=5).status_code == 200
     finally:
@@ -185,28 +205,31 @@ def test_the_access_log_never_holds_a_result_pages_query(trained, tmp_path, stud
     assert not any("gender" in line or "reading_score" in line for line in lines), lines
 
 
-def test_api_tokens_under_gunicorn_two_configured_either_opens_the_api_the_form_needs_none(trained, tmp_path,
-                                                                                          student):
+def test_api_tokens_under_gunicorn_two_configured_either_opens_the_api_the_form_needs_none(trained, tmp_path, student):
     import hashlib
 
     tokens = ("school-system-token-one-0123456789", "school-system-token-two-9876543210")
     digests = ",".join(hashlib.sha256(t.encode()).hexdigest() for t in tokens)
-    process, url, log = serve(trained, tmp_path, {"API_TOKEN_SHA256": digests,
-                                                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    process, url, log = serve(
+        trained, tmp_path, {"API_TOKEN_SHA256": digests, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")}
+    )
     try:
         wait_for(f"{url}/ready", process, log=log)
         missing = requests.post(f"{url}/predictdata", json=student, timeout=5)
-        wrong = requests.post(f"{url}/predictdata", json=student, timeout=5,
-                              headers={"Authorization": "Bearer not-a-token-of-this-server"})
+        wrong = requests.post(
+            f"{url}/predictdata", json=student, timeout=5, headers={"Authorization": "Bearer not-a-token-of-this-server"}
+        )
         for refused in (missing, wrong):
             assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
             assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'
         for token in tokens:
-            answered = requests.post(f"{url}/predictdata", json=student, timeout=5,
-                                     headers={"Authorization": f"Bearer {token}"})
+            answered = requests.post(
+                f"{url}/predictdata", json=student, timeout=5, headers={"Authorization": f"Bearer {token}"}
+            )
             assert answered.status_code == 200 and 0 <= answered.json()["math_score"] <= 100
-        form = requests.post(f"{url}/predictdata", data={k: str(v) for k, v in student.items()}, timeout=5,
-                             allow_redirects=False)
+        form = requests.post(
+            f"{url}/predictdata", data={k: str(v) for k, v in student.items()}, timeout=5, allow_redirects=False
+        )
         assert form.status_code == 303
         page = requests.get(url + form.headers["Location"], timeout=5, headers={"X-Forwarded-Proto": "https"})
         assert page.status_code == 200 and "Strict-Transport-Security" in page.headers
@@ -228,8 +251,10 @@ def run_sh_command() -> list[str]:
 def stalled_post(port: int, declared: int = 1000, sent: bytes = b'{"gender": ') -> socket.socket:
     """A POST that declares ``declared`` body bytes, sends ``sent`` of them and then nothing more."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"POST /predictdata HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (declared, sent))
+    sock.sendall(
+        b"POST /predictdata HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (declared, sent)
+    )
     return sock
 
 
@@ -255,9 +280,17 @@ def test_twenty_stalled_bodies_neither_hold_health_nor_outlive_the_body_timeout(
     port = free_port()
     log = tmp_path / "gunicorn.log"
     # as scripts/run.sh starts it: its command, its variables, the default number of workers
-    process = start(run_sh_command(), log=log, env={
-        "HOST": "127.0.0.1", "PORT": str(port), "ARTIFACTS_DIR": trained.store,
-        "BODY_TIMEOUT_SECONDS": str(timeout), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    process = start(
+        run_sh_command(),
+        log=log,
+        env={
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "ARTIFACTS_DIR": trained.store,
+            "BODY_TIMEOUT_SECONDS": str(timeout),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
+        },
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         opened = time.monotonic()
@@ -314,8 +347,7 @@ def test_no_two_servers_share_a_control_socket(trained, tmp_path):
             wait_for(f"{url}/ready", process, log=log)
         stop(servers[0][0])
         assert requests.get(f"{servers[1][1]}/health", timeout=5).status_code == 200
-        assert not list(runtime.iterdir()) and not list(home.iterdir()), (list(runtime.iterdir()),
-                                                                          list(home.iterdir()))
+        assert not list(runtime.iterdir()) and not list(home.iterdir()), (list(runtime.iterdir()), list(home.iterdir()))
     finally:
         for process, _, _ in servers:
             stop(process)
@@ -325,8 +357,7 @@ def test_no_two_servers_share_a_control_socket(trained, tmp_path):
 def test_the_access_log_keeps_one_line_per_request_whatever_the_path_holds(trained, tmp_path):
     access = tmp_path / "access.log"
     process, url, log = serve(trained, tmp_path, {"GUNICORN_ACCESS_LOG": str(access)}, workers=1)
-    forged = ("/x%0d%0a127.0.0.1 - - [01/Jan/2030:00:00:00 +0000] %22GET /admin HTTP/1.1%22 200 0%00%5c"
-              .replace(" ", "%20"))
+    forged = "/x%0d%0a127.0.0.1 - - [01/Jan/2030:00:00:00 +0000] %22GET /admin HTTP/1.1%22 200 0%00%5c".replace(" ", "%20")
     try:
         wait_for(f"{url}/ready", process, log=log)
         port = int(url.rsplit(":", 1)[1])
@@ -339,7 +370,7 @@ def test_the_access_log_keeps_one_line_per_request_whatever_the_path_holds(train
     lines = raw.decode().splitlines()
     assert b"\x00" not in raw and not any(line.startswith("127.0.0.1 - - [01/Jan/2030") for line in lines), lines
     mine = [line for line in lines if "/x" in line]
-    assert len(mine) == 1 and '/x\\x0d\\x0a127.0.0.1' in mine[0] and '\\"GET /admin' in mine[0], mine
+    assert len(mine) == 1 and "/x\\x0d\\x0a127.0.0.1" in mine[0] and '\\"GET /admin' in mine[0], mine
 
 
 def test_a_request_whose_headers_stop_half_way_is_closed_after_the_socket_timeout(trained, tmp_path):
@@ -392,9 +423,31 @@ def test_a_worker_that_has_answered_nothing_yet_follows_a_new_champion(trained, 
         data = tmp_path / "students.csv"
         generate_students(600, seed=2).to_csv(data, index=False)
         out = io.StringIO()
-        assert retrain.main(["--store", str(store), "--runs-dir", str(tmp_path / "runs"), "--data", str(data),
-                             "--synthetic-rows", "300", "--cv-folds", "3", "--models", "ridge", "--n-jobs", "1",
-                             "--no-tracking", "--champion-tolerance", "1.0"], out=out) == 0, out.getvalue()
+        assert (
+            retrain.main(
+                [
+                    "--store",
+                    str(store),
+                    "--runs-dir",
+                    str(tmp_path / "runs"),
+                    "--data",
+                    str(data),
+                    "--synthetic-rows",
+                    "300",
+                    "--cv-folds",
+                    "3",
+                    "--models",
+                    "ridge",
+                    "--n-jobs",
+                    "1",
+                    "--no-tracking",
+                    "--champion-tolerance",
+                    "1.0",
+                ],
+                out=out,
+            )
+            == 0
+        ), out.getvalue()
         second = json.loads((store / "champion.json").read_text())["model_version"]
         assert second != first
         deadline = time.monotonic() + 30  # each worker, refreshing every second, loads the new champion unasked

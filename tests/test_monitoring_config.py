@@ -43,8 +43,12 @@ def test_promtool_check_rules(promtool):
 def test_the_realized_coverage_alert_uses_the_numbers_retrain_uses():
     from src.answers.evaluation import LOW_COVERAGE, LOW_COVERAGE_MIN_STUDENTS
 
-    rule = next(r for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]
-                if r["alert"] == "StudentMathRealizedCoverageLow")
+    rule = next(
+        r
+        for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+        if r["alert"] == "StudentMathRealizedCoverageLow"
+    )
     assert f") < {LOW_COVERAGE:g}" in rule["expr"] and f">= {LOW_COVERAGE_MIN_STUDENTS}" in rule["expr"]
     for config in ("prometheus.yml", "compose.yml"):
         assert "recording.yml" in yaml.safe_load((PROMETHEUS / config).read_text())["rule_files"]
@@ -56,8 +60,13 @@ def test_promtool_unit_tests_cover_every_alert(promtool):
     out = run([promtool, "test", "rules", *map(str, tests)], cwd=PROMETHEUS)
     assert "SUCCESS" in out
     alerts = {r["alert"] for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]}
-    tested = {t["alertname"] for f in tests for case in yaml.safe_load(f.read_text())["tests"]
-              for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+    tested = {
+        t["alertname"]
+        for f in tests
+        for case in yaml.safe_load(f.read_text())["tests"]
+        for t in case.get("alert_rule_test", [])
+        if t.get("exp_alerts")
+    }
     assert len(alerts) >= 5 and alerts == tested
 
 
@@ -68,24 +77,48 @@ def test_every_grafana_promql_expression_parses(promtool):
 
 def test_grafana_alert_rules_mirror_prometheus_alerts():
     prom = {r["alert"]: r for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]}
-    grafana = {r["title"]: r for g in yaml.safe_load((GRAFANA / "provisioning/alerting/alerts.yml").read_text())["groups"]
-               for r in g["rules"]}
+    grafana = {
+        r["title"]: r
+        for g in yaml.safe_load((GRAFANA / "provisioning/alerting/alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
     assert grafana.keys() == prom.keys()
     for name, rule in prom.items():
         assert grafana[name]["for"] == rule["for"] and grafana[name]["labels"] == rule["labels"]
 
 
 def test_dashboards_have_a_panel_for_every_metric():
-    exprs = " ".join(t["expr"] for p in (GRAFANA / "dashboards").glob("*.json")
-                     for panel in json.loads(p.read_text())["panels"] for t in panel["targets"])
-    for metric in ["flask_http_request_total", "flask_http_request_duration_seconds_bucket",
-                   "flask_http_request_exceptions_total", "http_requests_in_flight", "model_predictions_total",
-                   "model_prediction_score_bucket", "model_input_score_bucket", "model_input_category_total",
-                   "model_validation_failures_total", "model_info", "model_ready", "model_test_r2", "model_test_mae",
-                   "model_load_duration_seconds", "model_last_load_timestamp_seconds", "model_feature_drift",
-                   "model_prediction_drift", "model_drift_detected", "model_drift_window_students",
-                   "process_cpu_seconds_total", "process_resident_memory_bytes",
-                   "student_math:realized_group_mae:30d", "student_math:realized_group_coverage:30d"]:
+    exprs = " ".join(
+        t["expr"]
+        for p in (GRAFANA / "dashboards").glob("*.json")
+        for panel in json.loads(p.read_text())["panels"]
+        for t in panel["targets"]
+    )
+    for metric in [
+        "flask_http_request_total",
+        "flask_http_request_duration_seconds_bucket",
+        "flask_http_request_exceptions_total",
+        "http_requests_in_flight",
+        "model_predictions_total",
+        "model_prediction_score_bucket",
+        "model_input_score_bucket",
+        "model_input_category_total",
+        "model_validation_failures_total",
+        "model_info",
+        "model_ready",
+        "model_test_r2",
+        "model_test_mae",
+        "model_load_duration_seconds",
+        "model_last_load_timestamp_seconds",
+        "model_feature_drift",
+        "model_prediction_drift",
+        "model_drift_detected",
+        "model_drift_window_students",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "student_math:realized_group_mae:30d",
+        "student_math:realized_group_coverage:30d",
+    ]:
         assert metric in exprs, metric
 
 
@@ -101,8 +134,11 @@ def selectors() -> list[tuple[str, str, str]]:
     from check_promql import expressions
 
     sources = [(where, expr) for where, expr in expressions()]
-    sources += [(f"alerts.yml: {r['alert']}", r["expr"])
-                for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    sources += [
+        (f"alerts.yml: {r['alert']}", r["expr"])
+        for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    ]
     for path in sorted(PROMETHEUS.glob("tests/*.yml")):
         for case in yaml.safe_load(path.read_text())["tests"]:
             sources += [(f"{path.name}: input series", s["series"]) for s in case.get("input_series", [])]
@@ -136,7 +172,10 @@ def test_every_metric_and_label_the_monitoring_refers_to_is_exported(client, stu
                 continue
             if not any(label in labels for labels in exported[name]):
                 problems.append(f"{where}: {name} has no label {label}")
-            elif op == "=" and "input series" not in where and not any(
-                    labels.get(label) == value for labels in exported[name]):
+            elif (
+                op == "="
+                and "input series" not in where
+                and not any(labels.get(label) == value for labels in exported[name])
+            ):
                 problems.append(f'{where}: {name} never has {label}="{value}"')
     assert not problems, "\n".join(problems)

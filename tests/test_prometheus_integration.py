@@ -42,19 +42,38 @@ def stack(store_dir, trained, tmp_path):
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
     app_log, prom_log = tmp_path / "gunicorn.log", tmp_path / "prometheus.log"
-    app = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=app_log, env={
-        "HOST": "127.0.0.1", "PORT": str(app_port), "WEB_CONCURRENCY": "2",
-        "ARTIFACTS_DIR": str(store_dir), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
+    app = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        log=app_log,
+        env={
+            "HOST": "127.0.0.1",
+            "PORT": str(app_port),
+            "WEB_CONCURRENCY": "2",
+            "ARTIFACTS_DIR": str(store_dir),
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        },
+    )
     rules = tmp_path / "alerts.yml"
     shutil.copy(PROJECT / "monitoring/prometheus/alerts.yml", rules)
     config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": "student-math", "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}]}],
-    }))
-    prom = start([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                  f"--web.listen-address=127.0.0.1:{prom_port}"], log=prom_log)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [{"job_name": "student-math", "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}]}],
+            }
+        )
+    )
+    prom = start(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        log=prom_log,
+    )
     try:
         wait_for(f"http://127.0.0.1:{app_port}/ready", app, log=app_log)
         wait_for(f"http://127.0.0.1:{prom_port}/-/ready", prom, log=prom_log)
@@ -71,8 +90,7 @@ def predictions_by_worker(multiproc: Path) -> dict[str, float]:
     found: dict[str, float] = {}
     for path in multiproc.glob("counter_*.db"):
         values = MmapedDict.read_all_values_from_file(str(path))
-        found[path.stem.split("_")[-1]] = sum(v for key, v, *_ in values
-                                              if json.loads(key)[1] == "model_predictions_total")
+        found[path.stem.split("_")[-1]] = sum(v for key, v, *_ in values if json.loads(key)[1] == "model_predictions_total")
     return found
 
 
@@ -103,15 +121,20 @@ def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack,
 
     counted = wait_until(
         lambda: [r for r in query(prom, "sum(model_predictions_total)") if float(r["value"][1]) == sent],
-        30, f"Prometheus reporting {sent} predictions")
+        30,
+        f"Prometheus reporting {sent} predictions",
+    )
     assert float(counted[0]["value"][1]) == sent
     assert len(query(prom, "process_resident_memory_bytes")) == 2
     assert len(query(prom, "process_cpu_seconds_total")) == 2
     targets = requests.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
     assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")]
     http = 'sum(flask_http_request_duration_seconds_count{url_rule="/predictdata", method="POST", status="200"})'
-    answered = wait_until(lambda: [r for r in query(prom, http) if float(r["value"][1]) == requests_sent], 30,
-                          f"Prometheus reporting {requests_sent} answered prediction requests")
+    answered = wait_until(
+        lambda: [r for r in query(prom, http) if float(r["value"][1]) == requests_sent],
+        30,
+        f"Prometheus reporting {requests_sent} answered prediction requests",
+    )
     assert float(answered[0]["value"][1]) == requests_sent
     total = query(prom, 'sum(flask_http_request_total{method="POST", status="200"})')
     assert float(total[0]["value"][1]) == requests_sent
@@ -119,15 +142,24 @@ def test_prometheus_counts_every_prediction_across_workers_and_sees_drift(stack,
     skewed = {**student, "reading_score": 2, "writing_score": 3}
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(predict, [{"instances": [skewed] * 50}] * 8))
-    drifted = wait_until(lambda: [r for r in query(prom, 'max(model_feature_drift{feature="reading_score"})')
-                                  if float(r["value"][1]) >= 0.2], 30, "reading_score drift over 0.2")
+    drifted = wait_until(
+        lambda: [r for r in query(prom, 'max(model_feature_drift{feature="reading_score"})') if float(r["value"][1]) >= 0.2],
+        30,
+        "reading_score drift over 0.2",
+    )
     assert drifted
-    wait_until(lambda: [r for r in query(prom, "max(model_drift_detected)") if float(r["value"][1]) == 1], 30,
-               "model_drift_detected == 1")
+    wait_until(
+        lambda: [r for r in query(prom, "max(model_drift_detected)") if float(r["value"][1]) == 1],
+        30,
+        "model_drift_detected == 1",
+    )
 
     def alert_state():
         alerts = requests.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        return [a["state"] for a in alerts if a["labels"]["alertname"] == "StudentMathDriftDetected"
-                and a["state"] in ("pending", "firing")]
+        return [
+            a["state"]
+            for a in alerts
+            if a["labels"]["alertname"] == "StudentMathDriftDetected" and a["state"] in ("pending", "firing")
+        ]
 
     assert wait_until(alert_state, 30, "StudentMathDriftDetected pending or firing")

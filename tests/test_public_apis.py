@@ -40,7 +40,8 @@ def test_bulk_observation_matches_one_by_one_on_the_installed_prometheus_client(
     assert bulk_observe_supported(bulk), (
         f"prometheus_client {installed} no longer has Histogram._upper_bounds/_buckets/_sum, which "
         f"observe_many was checked on with {PROMETHEUS_CLIENT_CHECKED}: batches now fall back to one observe() "
-        "per value (slower, still right); adapt observe_many to this version")
+        "per value (slower, still right); adapt observe_many to this version"
+    )
     values = np.linspace(-5, 120, 1000)
     observe_many(bulk, values)
     for value in values:
@@ -48,13 +49,17 @@ def test_bulk_observation_matches_one_by_one_on_the_installed_prometheus_client(
 
     def samples(name: str) -> dict:
         metric = next(m for m in registry.collect() if m.name == name)
-        return {(s.name.replace(name, ""), s.labels.get("le")): s.value for s in metric.samples
-                if not s.name.endswith("_created")}
+        return {
+            (s.name.replace(name, ""), s.labels.get("le")): s.value
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
 
     got, expected = samples("bulk"), samples("single")
     assert got.pop(("_sum", None)) == pytest.approx(expected.pop(("_sum", None)))
-    assert got == expected, (f"observe_many disagrees with observe() on prometheus_client {installed} (checked on "
-                             f"{PROMETHEUS_CLIENT_CHECKED})")
+    assert got == expected, (
+        f"observe_many disagrees with observe() on prometheus_client {installed} (checked on {PROMETHEUS_CLIENT_CHECKED})"
+    )
 
 
 @pytest.mark.parametrize("name", ["LinearRegression", "Ridge", "Lasso"])
@@ -101,7 +106,14 @@ def test_multiprocess_values_take_a_process_identifier_and_files_keep_the_real_p
         "os.waitpid(pid, 0)\n"
         "print(os.getpid(), pid)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     parent, child = out.stdout.split()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"counter_{parent}.db", f"counter_{child}.db"])

@@ -72,8 +72,15 @@ def test_public_download_format_trains_and_predicts_unchanged(shared_data, tmp_p
     source = shared_data / "kaggle_format_sample.csv"
     frame = pd.read_csv(source)
     assert "race/ethnicity" in frame.columns and "math score" in frame.columns
-    result = train(TrainingConfig(store=tmp_path / "a", data=str(source), tracking=False,
-                                  candidates=("linear_regression", "ridge"), decision=DecisionConfig(min_test_r2=0.5)))
+    result = train(
+        TrainingConfig(
+            store=tmp_path / "a",
+            data=str(source),
+            tracking=False,
+            candidates=("linear_regression", "ridge"),
+            decision=DecisionConfig(min_test_r2=0.5),
+        )
+    )
     assert result.ingestion.rows_valid == 100 and result.ingestion.rows_rejected == 0
     client = create_app(AppConfig(artifacts_dir=tmp_path / "a", drift_dir=tmp_path / "d")).test_client()
     students = [{k: v for k, v in row.items() if k != "math score"} for row in frame.head(5).to_dict("records")]

@@ -7,8 +7,13 @@ from src import schema
 
 def test_features_are_the_five_categories_and_two_scores_in_order():
     assert schema.FEATURE_NAMES == (
-        "gender", "race_ethnicity", "parental_level_of_education", "lunch", "test_preparation_course",
-        "reading_score", "writing_score",
+        "gender",
+        "race_ethnicity",
+        "parental_level_of_education",
+        "lunch",
+        "test_preparation_course",
+        "reading_score",
+        "writing_score",
     )
     assert schema.TARGET.name == "math_score"
     assert schema.FEATURES_BY_NAME["race_ethnicity"].categories == tuple(f"group {c}" for c in "ABCDE")

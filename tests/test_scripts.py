@@ -22,24 +22,28 @@ def fake_project(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     calls = tmp_path / "calls.log"
     bin_dir = project / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for name, body in {"python": f'echo "python $*" >> {calls}', "gunicorn":
-                       f'echo "gunicorn $* PROMETHEUS_MULTIPROC_DIR=${{PROMETHEUS_MULTIPROC_DIR:-unset}}" >> {calls}'
-                       }.items():
+    for name, body in {
+        "python": f'echo "python $*" >> {calls}',
+        "gunicorn": f'echo "gunicorn $* PROMETHEUS_MULTIPROC_DIR=${{PROMETHEUS_MULTIPROC_DIR:-unset}}" >> {calls}',
+    }.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     path_dir = tmp_path / "path"
     path_dir.mkdir()
     (path_dir / "python3").write_text(f'#!/bin/sh\necho "python3 $*" >> {calls}\n')  # "-m venv" does nothing
     (path_dir / "python3").chmod(0o755)
-    env = {**{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-           "PATH": f"{path_dir}:{os.environ['PATH']}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "PATH": f"{path_dir}:{os.environ['PATH']}",
+    }
     return project, calls, env
 
 
 def test_run_sh_installs_with_progress_then_skips_while_the_requirements_are_unchanged(tmp_path):
     project, calls, env = fake_project(tmp_path)
-    first = subprocess.run(["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True,
-                           timeout=60, check=False)
+    first = subprocess.run(
+        ["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert first.returncode == 0, first.stderr
     assert "installing the requirements" in first.stdout
     log = calls.read_text()
@@ -47,15 +51,17 @@ def test_run_sh_installs_with_progress_then_skips_while_the_requirements_are_unc
     assert "PROMETHEUS_MULTIPROC_DIR=unset" in log  # gunicorn.conf.py makes (and removes) the folder itself
 
     calls.write_text("")
-    second = subprocess.run(["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True,
-                            timeout=60, check=False)
+    second = subprocess.run(
+        ["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert second.returncode == 0 and "skipping it" in second.stdout
     assert "pip install" not in calls.read_text() and "gunicorn -c gunicorn.conf.py app:app" in calls.read_text()
 
     with open(project / "requirements.txt", "a") as handle:
         handle.write("# changed\n")
-    third = subprocess.run(["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True,
-                           timeout=60, check=False)
+    third = subprocess.run(
+        ["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert third.returncode == 0 and "installing the requirements" in third.stdout
 
 
@@ -82,16 +88,21 @@ def fresh_clone(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
         '  mkdir -p "$3/bin"\n'
         f'  printf \'#!/bin/sh\\necho "python $*" >> {calls}\\n\' > "$3/bin/python"\n'
         '  chmod +x "$3/bin/python"; cp "$3/bin/python" "$3/bin/gunicorn"\n'
-        "fi\n")
+        "fi\n"
+    )
     (path_dir / "python3").chmod(0o755)
-    env = {**{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV")},
-           "PATH": f"{path_dir}:{os.environ['PATH']}", "MODEL_URI": "s3://not-used/by-the-stand-in"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "VIRTUAL_ENV")},
+        "PATH": f"{path_dir}:{os.environ['PATH']}",
+        "MODEL_URI": "s3://not-used/by-the-stand-in",
+    }
     return project, calls, env
 
 
 def run_script(project: Path, env: dict[str, str], script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["bash", f"scripts/{script}", *args], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["bash", f"scripts/{script}", *args], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -122,10 +133,12 @@ def test_test_sh_installs_again_when_any_requirements_file_it_installs_changes(t
     while pending:  # the files requirements-dev.txt includes, directly or through another one
         name = pending.pop()
         installed.add(name)
-        pending += [line.split()[1] for line in (project / name).read_text().splitlines()
-                    if line.startswith(("-r ", "-c ")) and line.split()[1] not in installed]
-    assert installed >= {"requirements.txt", "requirements-train.txt", "requirements-dvc.txt",
-                         "requirements-spark.txt"}
+        pending += [
+            line.split()[1]
+            for line in (project / name).read_text().splitlines()
+            if line.startswith(("-r ", "-c ")) and line.split()[1] not in installed
+        ]
+    assert installed >= {"requirements.txt", "requirements-train.txt", "requirements-dvc.txt", "requirements-spark.txt"}
     for name in sorted(installed):
         with open(project / name, "a") as handle:
             handle.write("# changed\n")
@@ -160,10 +173,12 @@ def test_test_sh_installs_axe_core_from_its_lock_file_once(tmp_path):
     for name in ("package.json", "package-lock.json"):
         shutil.copy(PROJECT / "tests" / "web" / "axe" / name, axe / name)
     npm = Path(env["PATH"].split(":")[0]) / "npm"  # a stand-in: logs, then installs the file the tests inject
-    npm.write_text("#!/bin/sh\n"
-                   f'echo "npm $*" >> {calls}\n'
-                   'mkdir -p "$3/node_modules/axe-core" && touch "$3/node_modules/axe-core/axe.min.js" '
-                   '"$3/node_modules/.package-lock.json"\n')
+    npm.write_text(
+        "#!/bin/sh\n"
+        f'echo "npm $*" >> {calls}\n'
+        'mkdir -p "$3/node_modules/axe-core" && touch "$3/node_modules/axe-core/axe.min.js" '
+        '"$3/node_modules/.package-lock.json"\n'
+    )
     npm.chmod(0o755)
     run_script(project, env, "test.sh")
     assert "npm ci --prefix tests/web/axe --no-audit --no-fund --loglevel=error" in calls.read_text()

@@ -29,6 +29,7 @@ def test_the_app_serves_without_importing_training_packages(store_dir, trained, 
         "assert not loaded, loaded\n"
     )
     env = {"ARTIFACTS_DIR": str(store_dir), "DRIFT_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

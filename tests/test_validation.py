@@ -84,8 +84,9 @@ def test_form_decimal_comma_is_refused_not_read(student, typed, message):
     assert [(e.field, e.message) for e in errors] == [("reading_score", message)]
 
 
-@pytest.mark.parametrize(("typed", "read"), [("72", 72.0), (" 72.5 ", 72.5), (".5", 0.5), ("7.", 7.0),
-                                             ("1e1", 10.0), ("+3", 3.0)])
+@pytest.mark.parametrize(
+    ("typed", "read"), [("72", 72.0), (" 72.5 ", 72.5), (".5", 0.5), ("7.", 7.0), ("1e1", 10.0), ("+3", 3.0)]
+)
 def test_plain_numbers_are_read_exactly(student, typed, read):
     form = {k: str(v) for k, v in student.items()}
     record, errors = validate_student({**form, "reading_score": typed}, from_form=True)
@@ -126,9 +127,16 @@ def test_frame_rejects_rows_with_every_reason():
 
 def test_frame_without_a_column_is_refused_naming_it():
     with pytest.raises(SchemaError, match="missing required column.*writing_score"):
-        validate_frame(pd.DataFrame({"gender": ["female"]}).assign(
-            race_ethnicity="group A", parental_level_of_education="high school", lunch="standard",
-            test_preparation_course="none", math_score="1", reading_score="1"))
+        validate_frame(
+            pd.DataFrame({"gender": ["female"]}).assign(
+                race_ethnicity="group A",
+                parental_level_of_education="high school",
+                lunch="standard",
+                test_preparation_course="none",
+                math_score="1",
+                reading_score="1",
+            )
+        )
 
 
 def test_the_batch_reads_score_text_as_the_form_does(student):
@@ -140,8 +148,9 @@ def test_the_batch_reads_score_text_as_the_form_does(student):
     frame = pd.DataFrame([{**{k: str(v) for k, v in student.items()}, "reading_score": c} for c in cells])
     ok, students, errors = check_students_frame(frame)
     for position, cell in enumerate(cells):  # the same verdict and message as the form's
-        record, form_errors = validate_student({**{k: str(v) for k, v in student.items()}, "reading_score": cell},
-                                               from_form=True)
+        record, form_errors = validate_student(
+            {**{k: str(v) for k, v in student.items()}, "reading_score": cell}, from_form=True
+        )
         batch = errors.loc[errors["position"] == position, "reason"].tolist()
         assert batch == [e.message for e in form_errors], cell
         assert bool(ok.iloc[position]) == (not form_errors)
@@ -163,13 +172,16 @@ def test_student_columns_read_as_records_in_order_and_fast():
     assert len(columns) == 20_000
 
 
-@pytest.mark.parametrize("text", [
-    b'{"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}}',
-    '{"a": "caf\u00e9 \u2028"}'.encode("utf-8"),
-    '{"a": "caf\u00e9"}'.encode("utf-16"),  # a byte-order mark tells the encoding, as json.loads reads it
-    '{"a": "caf\u00e9"}'.encode("utf-32-le"),
-    '[1, {"x": true}]',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}}',
+        '{"a": "caf\u00e9 \u2028"}'.encode("utf-8"),
+        '{"a": "caf\u00e9"}'.encode("utf-16"),  # a byte-order mark tells the encoding, as json.loads reads it
+        '{"a": "caf\u00e9"}'.encode("utf-32-le"),
+        '[1, {"x": true}]',
+    ],
+)
 def test_parse_json_reads_what_json_loads_reads(text):
     from src.validation import parse_json
 
@@ -197,8 +209,37 @@ def test_parse_json_keeps_the_keys_given_twice_at_every_depth():
 def _text_frame(rows: int, seed: int) -> pd.DataFrame:
     """Cells as a CSV reader gives them: mostly plain, some written oddly, blank, missing or out of range."""
     rng = np.random.default_rng(seed)
-    odd = np.array(["", " 72", "72 ", "+5", ".5", "5.", "1e1", "1E+1", "-0", "-0.0", "nan", "NaN", "inf", "-inf",
-                    "abc", "7 2", "101", "100", "0", "100.0", "1e400", "0x10", "1_0", "٧٢", "72,5", None], dtype=object)
+    odd = np.array(
+        [
+            "",
+            " 72",
+            "72 ",
+            "+5",
+            ".5",
+            "5.",
+            "1e1",
+            "1E+1",
+            "-0",
+            "-0.0",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "abc",
+            "7 2",
+            "101",
+            "100",
+            "0",
+            "100.0",
+            "1e400",
+            "0x10",
+            "1_0",
+            "٧٢",
+            "72,5",
+            None,
+        ],
+        dtype=object,
+    )
     frame = {}
     for feature in CATEGORICAL_FEATURES:
         cells = np.array(feature.categories, dtype=object)[rng.integers(0, len(feature.categories), rows)]
@@ -235,8 +276,7 @@ def test_the_column_check_takes_a_table_of_plain_cells_whole():
     for feature in NUMERIC_FEATURES:
         frame[feature.name] = pd.array([str(i % 101) for i in range(500)], dtype="string")
     for feature in CATEGORICAL_FEATURES:
-        frame[feature.name] = pd.array([feature.categories[i % len(feature.categories)] for i in range(500)],
-                                       dtype="string")
+        frame[feature.name] = pd.array([feature.categories[i % len(feature.categories)] for i in range(500)], dtype="string")
     ok, students, errors = check_text_table(frame)
     assert ok.all() and errors.empty and students.size == 500
     assert students.numbers["reading_score"].tolist() == [float(i % 101) for i in range(500)]
@@ -247,12 +287,39 @@ def test_a_class_lists_columns_are_checked_as_the_form_checks_each_student():
     size = 2000
     cells = {}
     for feature in CATEGORICAL_FEATURES:
-        pool = [*feature.categories, *(c.upper() for c in feature.categories), *(f" {c} " for c in feature.categories),
-                "", "x", "group  a"]
+        pool = [
+            *feature.categories,
+            *(c.upper() for c in feature.categories),
+            *(f" {c} " for c in feature.categories),
+            "",
+            "x",
+            "group  a",
+        ]
         cells[feature.name] = [pool[i] for i in rng.integers(0, len(pool), size)]
     for feature in NUMERIC_FEATURES:
-        pool = [*(str(i) for i in range(101)), "72.5", " 72", "+5", ".5", "5.", "1e1", "-0", "nan", "inf", "abc", "101",
-                "1e400", "1_0", "72,5", "\u00a072", "", "00072", "-1", "-0.5", "100.5"]
+        pool = [
+            *(str(i) for i in range(101)),
+            "72.5",
+            " 72",
+            "+5",
+            ".5",
+            "5.",
+            "1e1",
+            "-0",
+            "nan",
+            "inf",
+            "abc",
+            "101",
+            "1e400",
+            "1_0",
+            "72,5",
+            "\u00a072",
+            "",
+            "00072",
+            "-1",
+            "-0.5",
+            "100.5",
+        ]
         cells[feature.name] = [pool[i] for i in rng.integers(0, len(pool), size)]
     ok, students = check_text_columns(cells, size)
     records = []

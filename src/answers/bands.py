@@ -64,8 +64,7 @@ class Bands:
         return dict(self._payloads[name])  # type: ignore[attr-defined]
 
 
-def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray,
-                                   half_width: float) -> Coded:
+def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np.ndarray, half_width: float) -> Coded:
     """The band each student would get with the four background details at their training average, as
     positions in ``BAND_NAMES``.
 

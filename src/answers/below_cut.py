@@ -81,13 +81,14 @@ def build_below_cut(manifest: Mapping[str, Any]) -> BelowCut | NoBelowCut:
     """The predictive distribution a manifest records, checked; else the reason there is none."""
     record = manifest.get(MANIFEST_KEY)
     if not isinstance(record, Mapping) or not isinstance(record.get("residuals"), list):
-        return NoBelowCut("this model was trained before its residuals were recorded; retrain it to get the chance "
-                          "of a score below the cut")
+        return NoBelowCut(
+            "this model was trained before its residuals were recorded; retrain it to get the chance "
+            "of a score below the cut"
+        )
     try:
         residuals = np.asarray(record["residuals"], dtype=float)
     except (TypeError, ValueError) as err:
         return NoBelowCut(f"the manifest's residuals are unreadable ({err!r})")
-    if residuals.ndim != 1 or len(residuals) < 2 or not np.all(np.isfinite(residuals)) or np.any(
-            np.diff(residuals) < 0):
+    if residuals.ndim != 1 or len(residuals) < 2 or not np.all(np.isfinite(residuals)) or np.any(np.diff(residuals) < 0):
         return NoBelowCut("the manifest's residuals are not a sorted list of numbers")
     return BelowCut(residuals, tuple(residuals.tolist()))

@@ -86,8 +86,9 @@ class Answers:
         return repeated("", self.size) if coded is None else coded.text()
 
 
-def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands | None, *,
-                    with_factors: bool = True) -> Answers:
+def compute_answers(
+    pipeline: PredictPipeline, students: Students, bands: Bands | None, *, with_factors: bool = True
+) -> Answers:
     """Checked students (columns, a typed frame or records) -> their answers, as arrays.
 
     With a cut score, the chance below it and, for a model with exact factors, the band without background
@@ -107,10 +108,10 @@ def compute_answers(pipeline: PredictPipeline, students: Students, bands: Bands 
         if pipeline.below_cut.available:
             below_cut = pipeline.below_cut.many(raw, bands.cut)  # type: ignore[union-attr]
         if contributions is not None:
-            without = coded_bands_without_background(bands, raw, background_points(contributions),
-                                                     pipeline.half_width)
-    return Answers(columns, out, pipeline.model_version, names, contributions if available else None, baseline,
-                   below_cut, without)
+            without = coded_bands_without_background(bands, raw, background_points(contributions), pipeline.half_width)
+    return Answers(
+        columns, out, pipeline.model_version, names, contributions if available else None, baseline, below_cut, without
+    )
 
 
 @dataclass(frozen=True)
@@ -143,11 +144,13 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
     AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
     AnswerField(MODEL_VERSION, "string", lambda a: Coded.one(a.model_version, a.size)),
     AnswerField(BAND, "string", lambda a: a.coded_bands, needs="band"),  # type: ignore[arg-type,return-value]
-    AnswerField(BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut,
-                needs="band"),
+    AnswerField(
+        BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut, needs="band"
+    ),
     AnswerField(WITHOUT_BACKGROUND, "string", lambda a: _or_empty(a.coded_without_background, a.size), needs="band"),
-    AnswerField(BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline),
-                needs="factors"),
+    AnswerField(
+        BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline), needs="factors"
+    ),
     *(AnswerField(column, "double", _factor(j), needs="factors") for j, column in enumerate(FACTOR_COLUMNS)),
     AnswerField(TOP_FACTOR, "string", lambda a: _or_empty(a.coded_top_factor, a.size), needs="factors"),
 )
@@ -160,8 +163,7 @@ def answer_fields(*, band: bool, factors: bool) -> tuple[AnswerField, ...]:
     return tuple(f for f in ANSWER_FIELDS if f.needs in wanted)
 
 
-def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool = False
-                    ) -> dict[str, np.ndarray | Coded]:
+def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool = False) -> dict[str, np.ndarray | Coded]:
     """The answer rows as named arrays (``ANSWER_FIELDS`` order); with ``coded``, the text columns as tables of
     words (``Coded``), for writers that build columns from them."""
     fields = answer_fields(band=answers.coded_bands is not None, factors=with_factors)
@@ -172,8 +174,9 @@ def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool 
     return out
 
 
-def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut: float | None = None,
-                  with_factors: bool = True) -> pd.DataFrame:
+def answers_frame(
+    pipeline: PredictPipeline, students: Students, *, support_cut: float | None = None, with_factors: bool = True
+) -> pd.DataFrame:
     """Checked students (columns, records or a frame with the schema's columns) -> one answer row each, in order.
 
     Columns: ``ANSWER_COLUMNS``, then ``DECISION_COLUMNS`` when ``support_cut`` is given (the chance is NaN
@@ -184,8 +187,9 @@ def answers_frame(pipeline: PredictPipeline, students: Students, *, support_cut:
     writing: the evidence) that moves the prediction most, in the teacher's words of the class list. A model
     without exact factors leaves them empty (the reason is ``pipeline.factors.reason``). Not rounded.
     """
-    answers = compute_answers(pipeline, students, None if support_cut is None else Bands(support_cut),
-                              with_factors=with_factors)
+    answers = compute_answers(
+        pipeline, students, None if support_cut is None else Bands(support_cut), with_factors=with_factors
+    )
     return pd.DataFrame(answers_columns(answers, with_factors=with_factors))
 
 
@@ -221,8 +225,9 @@ def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:
     ]
     if BAND in answers.columns:
         chances = round_as_python(answers[BELOW_CUT].to_numpy(dtype=float), PROBABILITY_DECIMALS).tolist()
-        for item, band, chance, without in zip(out, answers[BAND].tolist(), chances,
-                                               answers[WITHOUT_BACKGROUND].tolist(), strict=True):
+        for item, band, chance, without in zip(
+            out, answers[BAND].tolist(), chances, answers[WITHOUT_BACKGROUND].tolist(), strict=True
+        ):
             item[BAND] = band
             if chance == chance:  # not NaN: the model has a predictive distribution
                 item[BELOW_CUT] = chance

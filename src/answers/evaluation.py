@@ -68,8 +68,14 @@ class Outcomes:
         return out
 
 
-def outcomes(scores: np.ndarray, low: np.ndarray, high: np.ndarray, real: np.ndarray,
-             bands: np.ndarray | None = None, cut: float | None = None) -> Outcomes:
+def outcomes(
+    scores: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    real: np.ndarray,
+    bands: np.ndarray | None = None,
+    cut: float | None = None,
+) -> Outcomes:
     """Predictions (scores, ranges and bands as reported) against real scores (NaN: not given)."""
     real = np.asarray(real, dtype=float)
     labeled = ~np.isnan(real)
@@ -113,22 +119,46 @@ class Tally:
                 below = int(np.count_nonzero(mine & out.below))
                 bands[band] = {BELOW: below, AT_OR_ABOVE: int(np.count_nonzero(mine)) - below}
         errors = out.error[labeled]
-        return cls(int(np.count_nonzero(labeled)), math.fsum(np.abs(errors).tolist()), math.fsum(errors.tolist()),
-                   int(np.count_nonzero(out.inside)), int(np.count_nonzero(out.below)), bands)
+        return cls(
+            int(np.count_nonzero(labeled)),
+            math.fsum(np.abs(errors).tolist()),
+            math.fsum(errors.tolist()),
+            int(np.count_nonzero(out.inside)),
+            int(np.count_nonzero(out.below)),
+            bands,
+        )
 
     def __add__(self, other: Tally) -> Tally:
         bands = {b: {o: self.bands[b][o] + other.bands[b][o] for o in OUTCOME_NAMES} for b in BAND_NAMES}
-        return Tally(self.students + other.students, self.absolute_error + other.absolute_error,
-                     self.error + other.error, self.inside + other.inside, self.below + other.below, bands)
+        return Tally(
+            self.students + other.students,
+            self.absolute_error + other.absolute_error,
+            self.error + other.error,
+            self.inside + other.inside,
+            self.below + other.below,
+            bands,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"students": self.students, "absolute_error": self.absolute_error, "error": self.error,
-                "inside": self.inside, "below": self.below, "bands": {b: dict(v) for b, v in self.bands.items()}}
+        return {
+            "students": self.students,
+            "absolute_error": self.absolute_error,
+            "error": self.error,
+            "inside": self.inside,
+            "below": self.below,
+            "bands": {b: dict(v) for b, v in self.bands.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tally:
-        return cls(int(data["students"]), float(data["absolute_error"]), float(data["error"]), int(data["inside"]),
-                   int(data["below"]), {b: {o: int(data["bands"][b][o]) for o in OUTCOME_NAMES} for b in BAND_NAMES})
+        return cls(
+            int(data["students"]),
+            float(data["absolute_error"]),
+            float(data["error"]),
+            int(data["inside"]),
+            int(data["below"]),
+            {b: {o: int(data["bands"][b][o]) for o in OUTCOME_NAMES} for b in BAND_NAMES},
+        )
 
     def summary(self, level: float | None = None) -> dict[str, Any]:
         """Students with a real score, MAE, bias (mean prediction minus real), coverage and the band table.
@@ -210,8 +240,13 @@ def band_promise(y_true: np.ndarray, raw_predictions: np.ndarray, half_width: fl
     for cut in range(int(TARGET.minimum), int(TARGET.maximum) + 1):
         names = Bands(float(cut)).names(low, high)
         below = y_true < cut
-        by_cut[str(cut)] = {b: {BELOW: int(np.count_nonzero((names == b) & below)),
-                                AT_OR_ABOVE: int(np.count_nonzero((names == b) & ~below))} for b in BAND_NAMES}
+        by_cut[str(cut)] = {
+            b: {
+                BELOW: int(np.count_nonzero((names == b) & below)),
+                AT_OR_ABOVE: int(np.count_nonzero((names == b) & ~below)),
+            }
+            for b in BAND_NAMES
+        }
     return {"students": len(y_true), "by_cut": by_cut}
 
 
@@ -225,15 +260,18 @@ def group_tally(students: pd.DataFrame, out: Outcomes) -> dict[str, dict[str, di
         return {}
     real = out.real[mask]
     predicted = real + out.error[mask]
-    table = group_metrics(students.loc[mask].reset_index(drop=True), real, predicted, 0.0,
-                          covered=out.inside[mask])
+    table = group_metrics(students.loc[mask].reset_index(drop=True), real, predicted, 0.0, covered=out.inside[mask])
     sums: dict[str, dict[str, dict[str, Any]]] = {}
     for feature, rows in table.items():
         sums[feature] = {}
         for group, row in rows.items():
             n = int(row["count"])
-            sums[feature][group] = {"count": n, "absolute_error": (row["mae"] or 0.0) * n,
-                                    "error": (row["bias"] or 0.0) * n, "inside": round((row["coverage"] or 0.0) * n)}
+            sums[feature][group] = {
+                "count": n,
+                "absolute_error": (row["mae"] or 0.0) * n,
+                "error": (row["bias"] or 0.0) * n,
+                "inside": round((row["coverage"] or 0.0) * n),
+            }
     return sums
 
 
@@ -243,8 +281,10 @@ def add_group_tallies(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> dict
         return {f: {g: dict(row) for g, row in rows.items()} for f, rows in (a or {}).items()}
     if not a:
         return {f: {g: dict(row) for g, row in rows.items()} for f, rows in b.items()}
-    return {f: {g: {k: a[f][g][k] + b[f][g][k] for k in ("count", "absolute_error", "error", "inside")}
-                for g in rows} for f, rows in b.items()}
+    return {
+        f: {g: {k: a[f][g][k] + b[f][g][k] for k in ("count", "absolute_error", "error", "inside")} for g in rows}
+        for f, rows in b.items()
+    }
 
 
 def group_summary(sums: Mapping[str, Any] | None, small: int | None = None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -280,10 +320,12 @@ def realized_report(totals: Mapping[str, Any], manifest: Mapping[str, Any] | Non
 
     def figures(row: Mapping[str, Any]) -> dict[str, Any]:
         count = float(row.get("students", 0.0))
-        return {"students": int(count),
-                "mae": row["absolute_error"] / count if count else None,
-                "coverage": row["inside"] / count if count else None,
-                "below_cut": int(row.get("below_cut", 0.0))}
+        return {
+            "students": int(count),
+            "mae": row["absolute_error"] / count if count else None,
+            "coverage": row["inside"] / count if count else None,
+            "below_cut": int(row.get("below_cut", 0.0)),
+        }
 
     test = (manifest or {}).get("metrics", {}).get("test", {})
     return {

@@ -46,12 +46,11 @@ _EVIDENCE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in EVIDENCE_FEATURE
 BACKGROUND_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in BACKGROUND_FEATURES)
 
 _REASONS = {
-    "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature "
-           "contributions",
+    "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature contributions",
     "random_forest": "exact per-feature contributions of tree ensembles need TreeSHAP, which this service does "
-                     "not install; no approximation is offered in its place",
+    "not install; no approximation is offered in its place",
     "gradient_boosting": "exact per-feature contributions of tree ensembles need TreeSHAP, which this service "
-                         "does not install; no approximation is offered in its place",
+    "does not install; no approximation is offered in its place",
 }
 
 
@@ -81,8 +80,11 @@ class AdditiveFactors:
                 terms.append((name, None, scorer.slopes[name], self.centres[name]))
         self.terms = tuple(terms)  # (feature, {category: term} or None, slope, centre), schema order
         # each category's term, indexed by the schema's category codes (StudentColumns.codes)
-        self._by_code = {name: np.array([table[c] for c in _CATEGORIES[name]], dtype=float)
-                         for name, table, _, _ in self.terms if table is not None}
+        self._by_code = {
+            name: np.array([table[c] for c in _CATEGORIES[name]], dtype=float)
+            for name, table, _, _ in self.terms
+            if table is not None
+        }
 
     def one(self, record: Record) -> dict[str, float]:
         """The 7 contributions (score points) of one validated student, in schema order."""
@@ -122,12 +124,16 @@ def build_factors(scorer: Scorer, manifest: Mapping[str, Any]) -> Factors:
     """Exact factors for an additive scorer whose recorded training summary agrees with it; else the reason."""
     if not isinstance(scorer, AdditiveScorer):
         model = str(manifest.get("model", "this model"))
-        return NoFactors(_REASONS.get(model, f"{model} is not additive in its inputs; no exact per-feature "
-                                             "contributions are available for it"))
+        return NoFactors(
+            _REASONS.get(
+                model, f"{model} is not additive in its inputs; no exact per-feature contributions are available for it"
+            )
+        )
     summary = manifest.get("explanation")
     if not isinstance(summary, Mapping) or not isinstance(summary.get("feature_means"), Mapping):
-        return NoFactors("this model was trained before the training split's averages were recorded; retrain it "
-                         "to get factors")
+        return NoFactors(
+            "this model was trained before the training split's averages were recorded; retrain it to get factors"
+        )
     try:
         centres = _centres(scorer, summary["feature_means"])
         recorded = float(summary["baseline"])
@@ -216,8 +222,9 @@ def coded_top_factor(students: StudentColumns, contributions: np.ndarray) -> Cod
         # so each value's first student is where the running highest number rises
         first = rows[np.flatnonzero(np.concatenate(([True], inverse[1:] > np.maximum.accumulate(inverse)[:-1])))]
         values = students.values(name)
-        tables.append(np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()],
-                               dtype=object))
+        tables.append(
+            np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()], dtype=object)
+        )
         codes[rows] = inverse + worded
         worded += len(distinct)
     return Coded(codes, np.concatenate(tables) if tables else np.empty(0, dtype=object))

@@ -152,16 +152,16 @@ class AdditiveScorer:
 
     kind = "additive"
 
-    def __init__(self, intercept: float, contributions: dict[str, dict[str, float]],
-                 slopes: dict[str, float]) -> None:
+    def __init__(self, intercept: float, contributions: dict[str, dict[str, float]], slopes: dict[str, float]) -> None:
         self.intercept = intercept
         self.contributions = contributions
         self.slopes = slopes
         self._contribution_items = tuple(contributions.items())
         self._slope_items = tuple(slopes.items())
         # each feature's terms indexed by the schema's category codes (StudentColumns.codes)
-        self._code_tables = tuple((name, np.array([table[c] for c in _CATEGORIES[name]], dtype=float))
-                                  for name, table in self._contribution_items)
+        self._code_tables = tuple(
+            (name, np.array([table[c] for c in _CATEGORIES[name]], dtype=float)) for name, table in self._contribution_items
+        )
 
     def score(self, record: Record) -> float:
         total = self.intercept
@@ -243,8 +243,7 @@ def read_layout(preprocessor: Any) -> Layout:
     return Layout(width, tuple(numeric), tuple(categorical))
 
 
-def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | None = None,
-                   seed: int = 0) -> Scorer:
+def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | None = None, seed: int = 0) -> Scorer:
     """The fastest scorer that reproduces the scikit-learn pipeline within TOLERANCE, else the pipeline."""
     reference = PipelineScorer(preprocessor, model)
     checks = random_students(RANDOM_CHECKS, seed)
@@ -272,8 +271,7 @@ def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | No
         single_error = max(abs(scorer.score(r) - e) for r, e in zip(records[:50], expected[:50], strict=True))
         error = max(batch_error, single_error)
         if error <= TOLERANCE:
-            logger.info("fast path: %s scorer (max abs difference %.2e on %d students)", scorer.kind, error,
-                        len(records))
+            logger.info("fast path: %s scorer (max abs difference %.2e on %d students)", scorer.kind, error, len(records))
             return scorer
         logger.warning("%s scorer rejected: max abs difference %.2e", scorer.kind, error)
     return reference
@@ -305,9 +303,24 @@ _TREE_MODELS = (
 # Public scikit-learn regressors whose prediction is ``X @ coef_ + intercept_`` (no link function). The private
 # base class they share is not used: it may move in any release. The fold is verified at load in any case.
 _LINEAR_MODELS = (
-    ARDRegression, BayesianRidge, ElasticNet, ElasticNetCV, HuberRegressor, Lars, LarsCV, Lasso, LassoCV,
-    LassoLars, LassoLarsCV, LassoLarsIC, LinearRegression, OrthogonalMatchingPursuit, Ridge, RidgeCV,
-    SGDRegressor, TheilSenRegressor,
+    ARDRegression,
+    BayesianRidge,
+    ElasticNet,
+    ElasticNetCV,
+    HuberRegressor,
+    Lars,
+    LarsCV,
+    Lasso,
+    LassoCV,
+    LassoLars,
+    LassoLarsCV,
+    LassoLarsIC,
+    LinearRegression,
+    OrthogonalMatchingPursuit,
+    Ridge,
+    RidgeCV,
+    SGDRegressor,
+    TheilSenRegressor,
 )
 
 
@@ -323,7 +336,6 @@ def _fold_linear(layout: Layout, model: Any) -> AdditiveScorer:
         slopes[name] = float(coef[column] / scale)
         intercept -= float(coef[column] * mean / scale)
     contributions = {
-        name: {category: float(coef[column]) for category, column in columns.items()}
-        for name, columns in layout.categorical
+        name: {category: float(coef[column]) for category, column in columns.items()} for name, columns in layout.categorical
     }
     return AdditiveScorer(intercept, contributions, slopes)

@@ -108,8 +108,10 @@ class PredictPipeline:
         expected = check_frame[EXPECTED].to_numpy(dtype=float)
         worst = float(np.max(np.abs(answers - expected) / np.maximum(1.0, np.abs(expected))))
         if not worst <= CHECK_TOLERANCE:
-            raise ArtifactError(f"the model does not give the answers it gave at training on its check rows "
-                                f"(worst relative difference {worst:.3g}); refusing it")
+            raise ArtifactError(
+                f"the model does not give the answers it gave at training on its check rows "
+                f"(worst relative difference {worst:.3g}); refusing it"
+            )
         pipeline = cls(
             manifest=manifest,
             directory=directory,
@@ -120,8 +122,14 @@ class PredictPipeline:
             factors=build_factors(scorer, manifest),
             below_cut=build_below_cut(manifest),
         )
-        logger.info("loaded model %s (%s, %s scorer) from %s in %.3f s", pipeline.model_version,
-                    pipeline.model_name, scorer.kind, directory, pipeline.load_seconds)
+        logger.info(
+            "loaded model %s (%s, %s scorer) from %s in %.3f s",
+            pipeline.model_version,
+            pipeline.model_name,
+            scorer.kind,
+            directory,
+            pipeline.load_seconds,
+        )
         return pipeline
 
     def predict_one(self, record: Mapping[str, Any]) -> tuple[float, float, float]:
@@ -148,8 +156,13 @@ class PredictPipeline:
     def _predictions(self, raw: np.ndarray) -> Predictions:
         """Unclipped scores -> scores and 90 % ranges within the target's bounds."""
         lo, hi = schema.TARGET.minimum, schema.TARGET.maximum
-        return Predictions(scores=np.clip(raw, lo, hi), low=np.clip(raw - self.half_width, lo, hi),
-                           high=np.clip(raw + self.half_width, lo, hi), level=self.level, raw=raw)
+        return Predictions(
+            scores=np.clip(raw, lo, hi),
+            low=np.clip(raw - self.half_width, lo, hi),
+            high=np.clip(raw + self.half_width, lo, hi),
+            level=self.level,
+            raw=raw,
+        )
 
     def predict_columns(self, students: StudentColumns) -> Predictions:
         """Checked students given as columns -> their scores and intervals (the same numbers as ``predict``)."""
@@ -163,8 +176,9 @@ def load_champion(store: Store, keys: Sequence[SigningKey] = ()) -> PredictPipel
     return load_version(store, pointer.model_version, keys, pointer.manifest_sha256)
 
 
-def load_version(store: Store, version: str, keys: Sequence[SigningKey] = (),
-                 manifest_sha256: str | None = None) -> PredictPipeline:
+def load_version(
+    store: Store, version: str, keys: Sequence[SigningKey] = (), manifest_sha256: str | None = None
+) -> PredictPipeline:
     """One version of the store, verified (manifest against ``manifest_sha256``, signature, files), loaded."""
     directory, manifest = store.open_verified(version, keys, manifest_sha256)
     return PredictPipeline.from_artifacts(directory, manifest)
@@ -188,9 +202,7 @@ def _check_compatible(manifest: Mapping[str, Any]) -> None:
             f"artifacts were made with scikit-learn {trained_with}, but this server runs scikit-learn "
             f"{sklearn.__version__}; retrain, or install scikit-learn=={trained_with}"
         )
-    if manifest.get("features") != schema.describe()["features"] or manifest.get("target") != schema.describe()[
-        "target"
-    ]:
+    if manifest.get("features") != schema.describe()["features"] or manifest.get("target") != schema.describe()["target"]:
         raise ArtifactError("artifacts were trained for different features than this server's schema; retrain")
     interval = manifest.get("interval")
     if not isinstance(interval, dict) or not {"level", "half_width"} <= interval.keys():
@@ -207,4 +219,3 @@ def _load_pickle(directory: Path, manifest: Mapping[str, Any], name: str) -> Any
         return dill.loads(data)
     except Exception as err:  # unpickling can fail in many ways; all mean the same here
         raise ArtifactError(f"{name} could not be loaded: {err}") from err
-

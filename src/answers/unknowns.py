@@ -50,8 +50,9 @@ class UnknownsAnswer:
     without_background: str | None = None  # the band with background at its average (exact factors, a cut)
 
 
-def predict_with_unknowns(pipeline: PredictPipeline, known: Mapping[str, Any], unknown: Sequence[str],
-                          bands: Bands | None = None) -> UnknownsAnswer:
+def predict_with_unknowns(
+    pipeline: PredictPipeline, known: Mapping[str, Any], unknown: Sequence[str], bands: Bands | None = None
+) -> UnknownsAnswer:
     """``known`` holds every other feature, validated; ``unknown`` names background fields not known."""
     unknown = tuple(name for name in FEATURE_NAMES if name in set(unknown))
     if not unknown or any(name not in MAY_BE_UNKNOWN for name in unknown):
@@ -103,8 +104,10 @@ def _shares(pipeline: PredictPipeline, unknown: Sequence[str]) -> dict[str, dict
     explanation = pipeline.manifest.get("explanation")
     means = explanation.get("feature_means") if isinstance(explanation, Mapping) else None
     if not isinstance(means, Mapping):
-        raise UnknownsUnavailable("this model was trained before the training split's shares were recorded; "
-                                  "retrain it to answer with fields not known")
+        raise UnknownsUnavailable(
+            "this model was trained before the training split's shares were recorded; "
+            "retrain it to answer with fields not known"
+        )
     out: dict[str, dict[str, float]] = {}
     for name in unknown:
         feature = FEATURES_BY_NAME[name]

@@ -98,10 +98,17 @@ def load_serving_pipeline(store: str) -> PredictPipeline:
 def prediction_columns(has_student_id: bool, support_cut: float | None, labeled: bool = False) -> list[str]:
     """The predictions' columns; with ``labeled`` (the input has the real math score) the outcome columns too:
     the real score under its own name, the prediction minus it, inside the range, band right."""
-    answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + (list(DECISION_COLUMNS) if support_cut is not None
-                                                                   else [])
-    return [STUDENT_ID] * has_student_id + ["source", "row", *answers, *(OUTCOME_COLUMNS if labeled else ()),
-                                            BASELINE, *FACTOR_COLUMNS, TOP_FACTOR, MODEL_VERSION]
+    answers = [c for c in ANSWER_COLUMNS if c != MODEL_VERSION] + (list(DECISION_COLUMNS) if support_cut is not None else [])
+    return [STUDENT_ID] * has_student_id + [
+        "source",
+        "row",
+        *answers,
+        *(OUTCOME_COLUMNS if labeled else ()),
+        BASELINE,
+        *FACTOR_COLUMNS,
+        TOP_FACTOR,
+        MODEL_VERSION,
+    ]
 
 
 def is_labeled(frame: pd.DataFrame) -> bool:
@@ -112,8 +119,7 @@ def is_labeled(frame: pd.DataFrame) -> bool:
 def chunk_outcomes(students: pd.DataFrame, answers: Answers, support_cut: float | None) -> Outcomes:
     """The valid students' answers (unrounded, as written) against their real scores."""
     out = answers.predictions
-    return outcomes(out.scores, out.low, out.high, students[REAL_SCORE].to_numpy(dtype=float), answers.bands,
-                    support_cut)
+    return outcomes(out.scores, out.low, out.high, students[REAL_SCORE].to_numpy(dtype=float), answers.bands, support_cut)
 
 
 def evaluation_part(students: pd.DataFrame, checked: Outcomes) -> dict[str, Any]:
@@ -130,13 +136,20 @@ def add_parts(parts: Sequence[dict[str, Any]]) -> tuple[Tally, dict[str, Any] | 
     return tally, groups
 
 
-def evaluation_report(parts: Sequence[dict[str, Any]], pipeline: PredictPipeline,
-                      support_cut: float | None) -> dict[str, Any]:
+def evaluation_report(
+    parts: Sequence[dict[str, Any]], pipeline: PredictPipeline, support_cut: float | None
+) -> dict[str, Any]:
     """``evaluation.json``: the labeled students' figures beside the test split's, and per student group as
     training's per-group table (``src.components.group_metrics``), figures to 6 decimals."""
     tally, groups = add_parts(parts)
-    return _rounded({"model_version": pipeline.model_version, "support_cut": support_cut,
-                     "overall": evaluation(tally, pipeline.manifest, support_cut), "groups": group_summary(groups)})
+    return _rounded(
+        {
+            "model_version": pipeline.model_version,
+            "support_cut": support_cut,
+            "overall": evaluation(tally, pipeline.manifest, support_cut),
+            "groups": group_summary(groups),
+        }
+    )
 
 
 def _rounded(value: Any) -> Any:
@@ -153,9 +166,16 @@ def reject_columns(has_student_id: bool) -> list[str]:
     return ["source", "row"] + [STUDENT_ID] * has_student_id + ["field", "value", "reason"]
 
 
-def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: Coded, rows: np.ndarray,
-                support_cut: float | None, parts: list[dict[str, Any]] | None = None, *, as_table: bool = False
-                ) -> tuple[Any, pd.DataFrame]:
+def score_chunk(
+    pipeline: PredictPipeline,
+    raw: pd.DataFrame,
+    sources: Coded,
+    rows: np.ndarray,
+    support_cut: float | None,
+    parts: list[dict[str, Any]] | None = None,
+    *,
+    as_table: bool = False,
+) -> tuple[Any, pd.DataFrame]:
     """Rows as read (either header style) -> (answers of the valid rows, one reject per broken rule).
 
     ``sources``: each row's file, as positions in a table of the file names. When the rows carry the real math
@@ -184,15 +204,22 @@ def score_chunk(pipeline: PredictPipeline, raw: pd.DataFrame, sources: Coded, ro
     predictions = answers_table(ordered) if as_table else _frame(ordered)
     at = errors["position"].to_numpy(dtype=np.int64)
     ids = {STUDENT_ID: _text(frame[STUDENT_ID].iloc[at].to_numpy(dtype=object))} if has_id else {}
-    rejects = pd.DataFrame({"source": sources.select(at).text(), "row": rows[at], **ids,
-                            "field": errors["field"].to_numpy(dtype=object),
-                            "value": _text(errors["value"].to_numpy(dtype=object)),
-                            "reason": errors["reason"].to_numpy(dtype=object)})
+    rejects = pd.DataFrame(
+        {
+            "source": sources.select(at).text(),
+            "row": rows[at],
+            **ids,
+            "field": errors["field"].to_numpy(dtype=object),
+            "value": _text(errors["value"].to_numpy(dtype=object)),
+            "reason": errors["reason"].to_numpy(dtype=object),
+        }
+    )
     return predictions, rejects
 
 
-def field_count_rejects(sources: Sequence[str], rows: Sequence[int], found: Sequence[int], expected: int,
-                        has_student_id: bool) -> pd.DataFrame:
+def field_count_rejects(
+    sources: Sequence[str], rows: Sequence[int], found: Sequence[int], expected: int, has_student_id: bool
+) -> pd.DataFrame:
     """Rows with more fields than the header cannot be read as a student: one reject each."""
     out = pd.DataFrame({"source": np.asarray(sources, dtype=object), "row": np.asarray(rows, dtype=np.int64)})
     if has_student_id:
@@ -203,18 +230,26 @@ def field_count_rejects(sources: Sequence[str], rows: Sequence[int], found: Sequ
     return out
 
 
-def score_read_chunk(pipeline: PredictPipeline, source: str, chunk: pd.DataFrame, rows: np.ndarray, bad: list,
-                     support_cut: float | None, parts: list[dict[str, Any]] | None = None, *, as_table: bool = False
-                     ) -> tuple[Any, pd.DataFrame]:
+def score_read_chunk(
+    pipeline: PredictPipeline,
+    source: str,
+    chunk: pd.DataFrame,
+    rows: np.ndarray,
+    bad: list,
+    support_cut: float | None,
+    parts: list[dict[str, Any]] | None = None,
+    *,
+    as_table: bool = False,
+) -> tuple[Any, pd.DataFrame]:
     """A chunk as ``read_chunks`` yields it -> (answers, rejects); rows with too many fields are rejected too.
 
     ``as_table``: the answers as an Arrow table (see ``score_chunk``)."""
-    answers, broken = score_chunk(pipeline, chunk, Coded.one(source, len(chunk)), rows, support_cut,
-                                  parts, as_table=as_table)
+    answers, broken = score_chunk(
+        pipeline, chunk, Coded.one(source, len(chunk)), rows, support_cut, parts, as_table=as_table
+    )
     if bad:
         has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
-        extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad], bad[0][1],
-                                    has_id)
+        extra = field_count_rejects([source] * len(bad), [r for r, _, _ in bad], [n for _, _, n in bad], bad[0][1], has_id)
         broken = pd.concat([broken, extra], ignore_index=True).sort_values("row", kind="stable")
     return answers, broken
 
@@ -241,8 +276,9 @@ def list_inputs(source: str) -> list[str]:
     return found
 
 
-def read_chunks(source: str, chunk_rows: int, *, ahead: bool = False, before_parse: Callable[[], None] | None = None
-                ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def read_chunks(
+    source: str, chunk_rows: int, *, ahead: bool = False, before_parse: Callable[[], None] | None = None
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """Yield (file, rows as text, their 1-based row numbers, rows with too many fields) chunk by chunk.
 
     Row numbers count the data rows of each file (header excluded). A row with more fields than the header
@@ -282,8 +318,9 @@ def _file_parts(name: str, chunk_rows: int) -> Iterator[Any]:
     yield _PandasFrom(name, done)
 
 
-def _with_pandas(parts: Iterator[Any], chunk_rows: int, before_parse: Callable[[], None] | None
-                 ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def _with_pandas(
+    parts: Iterator[Any], chunk_rows: int, before_parse: Callable[[], None] | None
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """``_file_parts``' chunks, each ``_PandasFrom`` read by pandas here, on the caller's thread."""
     for part in parts:
         if isinstance(part, _PandasFrom):
@@ -318,8 +355,9 @@ def read_ahead(items: Iterator[Any], pause: Callable[[Any], bool] | None = None)
                 yield item
 
 
-def read_file_chunks(name: str, chunk_rows: int, *, before_parse: Callable[[], None] | None = None
-                     ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def read_file_chunks(
+    name: str, chunk_rows: int, *, before_parse: Callable[[], None] | None = None
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """``read_chunks`` of one named file or S3 object (not listed again as a prefix).
 
     A local file is read with Arrow's CSV reader, several times faster than pandas'. Anything it does not
@@ -330,8 +368,9 @@ def read_file_chunks(name: str, chunk_rows: int, *, before_parse: Callable[[], N
     yield from _with_pandas(_file_parts(name, chunk_rows), chunk_rows, before_parse)
 
 
-def _pandas_rest(name: str, chunk_rows: int, done: int, before_parse: Callable[[], None] | None
-                 ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def _pandas_rest(
+    name: str, chunk_rows: int, done: int, before_parse: Callable[[], None] | None
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """pandas' chunks of a file after its row ``done`` (the rows Arrow read already are not yielded again)."""
     for source, chunk, rows, bad in _pandas_chunks(name, chunk_rows, before_parse):
         keep = rows > done
@@ -362,8 +401,11 @@ def _arrow_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFram
         raise _ArrowCannotRead
     done = 0
     try:
-        reader = pacsv.open_csv(name, read_options=pacsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
-                                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())))
+        reader = pacsv.open_csv(
+            name,
+            read_options=pacsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())),
+        )
         if reader.schema.names != header:
             raise _ArrowCannotRead
         pending: list[Any] = []
@@ -386,24 +428,23 @@ def _arrow_chunks(name: str, chunk_rows: int) -> Iterator[tuple[str, pd.DataFram
         raise _ArrowCannotRead from err
 
 
-def _pandas_chunks(name: str, chunk_rows: int, before_parse: Callable[[], None] | None = None
-                   ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
+def _pandas_chunks(
+    name: str, chunk_rows: int, before_parse: Callable[[], None] | None = None
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
     """pandas' reader, chunk by chunk; its warnings about rows of too many fields are recorded while it parses,
     never across a ``yield`` (where the caller's code, and its own warnings, run)."""
     next_row = 1
     with _open(name) as handle:
         try:
             with _parse_warnings(before_parse) as caught:
-                reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows,
-                                     on_bad_lines="warn")
+                reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows, on_bad_lines="warn")
             while True:
                 with _parse_warnings(before_parse) as more:
                     chunk = next(reader, None)
                 caught += more
                 if chunk is None:
                     break
-                bad = [(int(m[0]) - 1, int(m[1]), int(m[2]))
-                       for w in caught for m in _BAD_LINE.findall(str(w.message))]
+                bad = [(int(m[0]) - 1, int(m[1]), int(m[2])) for w in caught for m in _BAD_LINE.findall(str(w.message))]
                 caught = []
                 skipped = {r for r, _, _ in bad}
                 numbers = np.arange(next_row, next_row + len(chunk) + len(skipped), dtype=np.int64)
@@ -555,8 +596,9 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
         import pyarrow as pa
     except ImportError:
         columns = {k: v.text() if isinstance(v, Coded) else v for k, v in columns.items()}
-        return pd.DataFrame({k: _text(np.asarray(v, dtype=object)) if not isinstance(v, np.ndarray) else v
-                             for k, v in columns.items()})
+        return pd.DataFrame(
+            {k: _text(np.asarray(v, dtype=object)) if not isinstance(v, np.ndarray) else v for k, v in columns.items()}
+        )
     arrays = {}
     for name, values in columns.items():
         if isinstance(values, Coded):
@@ -564,8 +606,10 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
         elif isinstance(values, np.ndarray) and values.dtype == object:
             codes, distinct = pd.factorize(values)
             if all(isinstance(v, str) for v in distinct):  # text; a missing value (code -1) stays missing
-                values = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32(), mask=codes < 0),
-                                                        pa.array(np.asarray(distinct, dtype=object), type=pa.string()))
+                values = pa.DictionaryArray.from_arrays(
+                    pa.array(codes, type=pa.int32(), mask=codes < 0),
+                    pa.array(np.asarray(distinct, dtype=object), type=pa.string()),
+                )
                 values = values.cast(pa.string())
             else:  # yes/no outcomes with blanks, as pandas would type them
                 values = pa.array(values, from_pandas=True)
@@ -596,5 +640,4 @@ def _text_of(column: pd.Series, mask: np.ndarray) -> Any:
 
 def _text(values: np.ndarray) -> np.ndarray:
     """Values as given, as text (a missing value is the empty string)."""
-    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
-                    dtype=object)
+    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object)

@@ -44,8 +44,7 @@ from src.validation import check_students_frame, normalise_student_headers
 
 MODEL_SET = "model_set"
 ERROR = "error"
-OUTPUT_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, BAND, BELOW_CUT, WITHOUT_BACKGROUND, MODEL_VERSION,
-                                   ERROR)
+OUTPUT_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, BAND, BELOW_CUT, WITHOUT_BACKGROUND, MODEL_VERSION, ERROR)
 _NUMBERS = (MATH_SCORE, LOW, HIGH, LEVEL, BELOW_CUT)
 RESULT_TYPE = ", ".join(f"{c} {'double' if c in _NUMBERS else 'string'}" for c in OUTPUT_COLUMNS)
 SIGNATURE = ModelSignature(
@@ -84,8 +83,9 @@ def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cu
     return out[list(OUTPUT_COLUMNS)]
 
 
-def log_answers_model(set_dir: Path | str, support_cut: float, name: str = "answers",
-                      registered_model_name: str | None = None) -> Any:
+def log_answers_model(
+    set_dir: Path | str, support_cut: float, name: str = "answers", registered_model_name: str | None = None
+) -> Any:
     """Log (and optionally register) the answering model for a verified set, in the active or a new run."""
     PredictPipeline.from_artifacts(set_dir)  # refuse, here and now, a set that would not load
     example = random_students(3, seed=0)

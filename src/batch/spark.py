@@ -65,9 +65,20 @@ REJECT_KIND = "reject"
 PART_KIND = "evaluation"  # one row per scored batch of a labeled input: its evaluation part, as JSON
 PART = "_part"
 APP_NAME = "student-math-batch"
-_TYPES = {"row": "long", "math_score": "double", "interval_low": "double", "interval_high": "double",
-          "interval_level": "double", BELOW_CUT: "double", BASELINE: "double", **dict.fromkeys(FACTOR_COLUMNS, "double"),
-          REAL_SCORE: "double", PREDICTION_MINUS_REAL: "double", INSIDE_RANGE: "boolean", BAND_RIGHT: "boolean"}
+_TYPES = {
+    "row": "long",
+    "math_score": "double",
+    "interval_low": "double",
+    "interval_high": "double",
+    "interval_level": "double",
+    BELOW_CUT: "double",
+    BASELINE: "double",
+    **dict.fromkeys(FACTOR_COLUMNS, "double"),
+    REAL_SCORE: "double",
+    PREDICTION_MINUS_REAL: "double",
+    INSIDE_RANGE: "boolean",
+    BAND_RIGHT: "boolean",
+}
 
 
 def spark_session(master: str | None = None, app_name: str = APP_NAME) -> Any:
@@ -103,8 +114,7 @@ def package_source(folder: Path) -> tuple[Path, Path]:
     return archive_path, main_path
 
 
-def run(config: BatchConfig, pipeline: PredictPipeline, output: Output
-        ) -> tuple[int, int, int, list[dict] | None]:
+def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int, list[dict] | None]:
     """Score the input on Spark; write predictions and rejects; return (predictions, rejected rows, rejects, the
     evaluation parts of a labeled input or None)."""
     from py4j.protocol import Py4JJavaError
@@ -122,7 +132,8 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output
             shared = spark.sparkContext.broadcast((pipeline, {}))
             objects = spark.createDataFrame([(name,) for name in names], f"`{OBJECT}` string")
             scored = objects.repartition(min(len(names), _MAX_OBJECT_TASKS)).mapInPandas(
-                ObjectScorer(shared, config.support_cut, columns, config.chunk_rows), _spark_schema(columns))
+                ObjectScorer(shared, config.support_cut, columns, config.chunk_rows), _spark_schema(columns)
+            )
         else:
             header, parts = _read_text(spark, config.input)
             has_id, labeled = STUDENT_ID in header, TARGET.name in header
@@ -136,12 +147,19 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output
             counts = {r[KIND]: r["count"] for r in scored.groupBy(KIND).count().collect()}
             rejected = scored.filter(F.col(KIND) == REJECT_KIND)
             predictions = scored.filter(F.col(KIND) == PREDICTION_KIND)
-            _write(predictions.select(*prediction_columns(has_id, config.support_cut, labeled)), output, PREDICTIONS,
-                   config.format)
+            _write(
+                predictions.select(*prediction_columns(has_id, config.support_cut, labeled)),
+                output,
+                PREDICTIONS,
+                config.format,
+            )
             _write(rejected.select(*reject_columns(has_id)).coalesce(1), output, REJECTS, config.format)
             rejected_rows = rejected.select("source", "row").distinct().count()
-            evaluation_parts = ([json.loads(r[PART]) for r in scored.filter(F.col(KIND) == PART_KIND)
-                                .select(PART).collect()] if labeled else None)
+            evaluation_parts = (
+                [json.loads(r[PART]) for r in scored.filter(F.col(KIND) == PART_KIND).select(PART).collect()]
+                if labeled
+                else None
+            )
         finally:
             scored.unpersist()
             shared.destroy()
@@ -264,11 +282,17 @@ class PartitionScorer:
             too_many = fields > len(self.header)
             raw = batch.loc[~too_many, list(self.header)].reset_index(drop=True)
             parts: list[dict] = []
-            answers, rejects = score_chunk(pipeline, raw, sources.select(~too_many), rows[~too_many],
-                                           self.support_cut, parts)
+            answers, rejects = score_chunk(
+                pipeline, raw, sources.select(~too_many), rows[~too_many], self.support_cut, parts
+            )
             if too_many.any():
-                extra = field_count_rejects(sources.select(too_many).text().tolist(), rows[too_many].tolist(),
-                                            fields[too_many].tolist(), len(self.header), self.has_id)
+                extra = field_count_rejects(
+                    sources.select(too_many).text().tolist(),
+                    rows[too_many].tolist(),
+                    fields[too_many].tolist(),
+                    len(self.header),
+                    self.has_id,
+                )
                 rejects = pd.concat([rejects, extra], ignore_index=True)
             yield union_frame(answers, rejects, self.columns, parts)
 
@@ -296,8 +320,9 @@ class ObjectScorer:
                     yield union_frame(answers, rejects, self.columns, parts)
 
 
-def union_frame(answers: pd.DataFrame, rejects: pd.DataFrame, columns: list[str],
-                parts: Sequence[dict] = ()) -> pd.DataFrame:
+def union_frame(
+    answers: pd.DataFrame, rejects: pd.DataFrame, columns: list[str], parts: Sequence[dict] = ()
+) -> pd.DataFrame:
     """Predictions, rejects and evaluation parts in one frame of the union columns, text as plain Python strings."""
     frames = [answers.assign(**{KIND: PREDICTION_KIND}), rejects.assign(**{KIND: REJECT_KIND})]
     if parts:
@@ -364,16 +389,18 @@ class PartWriter:
         if frames:
             partition = TaskContext.get().partitionId()
             frame = pd.concat(frames, ignore_index=True)[self.columns]
-            Output(self.destination, self.format).put(f"{self.kind}/part-{partition:05d}.{self.format}",
-                                                      serialise(frame, self.format))
+            Output(self.destination, self.format).put(
+                f"{self.kind}/part-{partition:05d}.{self.format}", serialise(frame, self.format)
+            )
             yield pd.DataFrame({"rows": [len(frame)]})
 
 
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m src.batch.spark",
-                                     description="write the files spark-submit needs (src.zip, the main script)")
+    parser = argparse.ArgumentParser(
+        prog="python -m src.batch.spark", description="write the files spark-submit needs (src.zip, the main script)"
+    )
     parser.add_argument("folder", type=Path, help="where to write them")
     for written in package_source(parser.parse_args().folder):
         sys.stdout.write(f"{written}\n")

@@ -41,8 +41,9 @@ def expected_calibration_error(probabilities: np.ndarray, outcomes: np.ndarray, 
     return float(total)
 
 
-def logistic_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, cut: float,
-                      seed: int) -> np.ndarray | None:
+def logistic_baseline(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, cut: float, seed: int
+) -> np.ndarray | None:
     """The chance of "below the cut" on the test split from a logistic regression fit on the training split.
 
     None when the training split has students on one side of the cut only (nothing to learn).
@@ -54,8 +55,9 @@ def logistic_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     return model.predict_proba(x_test)[:, list(model.classes_).index(True)]
 
 
-def calibration_report(ours: np.ndarray, baseline: np.ndarray | None, y_test: np.ndarray, cut: float,
-                       method: str) -> dict[str, Any]:
+def calibration_report(
+    ours: np.ndarray, baseline: np.ndarray | None, y_test: np.ndarray, cut: float, method: str
+) -> dict[str, Any]:
     """``metrics.json``'s ``below_cut``: both chances' Brier score and ECE on the test split."""
     outcomes = np.asarray(y_test, dtype=float) < cut
     report: dict[str, Any] = {
@@ -69,8 +71,15 @@ def calibration_report(ours: np.ndarray, baseline: np.ndarray | None, y_test: np
         "baseline": None,
     }
     if baseline is not None:
-        report["baseline"] = {"brier": brier_score(baseline, outcomes),
-                              "ece": expected_calibration_error(baseline, outcomes)}
-    logger.info("below the cut %g on the test split: Brier %.4f, ECE %.4f (baseline %s)", cut,
-                report["model"]["brier"], report["model"]["ece"], report["baseline"])
+        report["baseline"] = {
+            "brier": brier_score(baseline, outcomes),
+            "ece": expected_calibration_error(baseline, outcomes),
+        }
+    logger.info(
+        "below the cut %g on the test split: Brier %.4f, ECE %.4f (baseline %s)",
+        cut,
+        report["model"]["brier"],
+        report["model"]["ece"],
+        report["baseline"],
+    )
     return report

@@ -91,8 +91,12 @@ class DataTransformation:
         x_test = preprocessor.transform(ingested.test[features])
         path = self.config.artifacts_dir / "preprocessor.pkl"
         atomic_write_bytes(path, dill.dumps(preprocessor))
-        logger.info("preprocessor: %d features in (%d excluded), %d columns out", len(features),
-                    len(self.config.exclude), x_train.shape[1])
+        logger.info(
+            "preprocessor: %d features in (%d excluded), %d columns out",
+            len(features),
+            len(self.config.exclude),
+            x_train.shape[1],
+        )
         return DataTransformationArtifact(
             preprocessor_path=path,
             preprocessor=preprocessor,

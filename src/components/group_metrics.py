@@ -120,8 +120,12 @@ def worst_group(groups: GroupTable, min_rows: int = SMALL_GROUP) -> tuple[str, s
     return worst
 
 
-def group_check(candidate_groups: GroupTable | None, champion_groups: GroupTable | None,
-                tolerance: float = DEFAULT_GROUP_TOLERANCE, min_rows: int = SMALL_GROUP) -> str | None:
+def group_check(
+    candidate_groups: GroupTable | None,
+    champion_groups: GroupTable | None,
+    tolerance: float = DEFAULT_GROUP_TOLERANCE,
+    min_rows: int = SMALL_GROUP,
+) -> str | None:
     """None when the candidate passes, else the reason, naming the feature and the group.
 
     The candidate's worst group (highest MAE among groups of at least ``min_rows`` test rows) may not exceed
@@ -148,8 +152,9 @@ def group_check(candidate_groups: GroupTable | None, champion_groups: GroupTable
     return None
 
 
-def coverage_outside(groups: GroupTable, low: float = 0.85, high: float = 0.95,
-                     min_rows: int = 100) -> list[tuple[str, str, int, float]]:
+def coverage_outside(
+    groups: GroupTable, low: float = 0.85, high: float = 0.95, min_rows: int = 100
+) -> list[tuple[str, str, int, float]]:
     """Groups of at least ``min_rows`` test rows whose interval coverage lies outside [low, high]."""
     found = []
     for feature, rows in groups.items():

@@ -114,9 +114,7 @@ class ModelTrainer:
         results: list[CandidateResult] = []
         best: tuple[float, Candidate, BaseEstimator] | None = None
         for candidate in candidates:
-            search = GridSearchCV(
-                candidate.estimator, dict(candidate.grid) or {}, cv=folds, scoring="r2", n_jobs=cfg.n_jobs
-            )
+            search = GridSearchCV(candidate.estimator, dict(candidate.grid) or {}, cv=folds, scoring="r2", n_jobs=cfg.n_jobs)
             search.fit(data.x_train, data.y_train)
             i = search.best_index_
             result = CandidateResult(
@@ -126,8 +124,9 @@ class ModelTrainer:
                 params=dict(search.best_params_),
             )
             results.append(result)
-            logger.info("candidate %s: CV R2 %.4f +/- %.4f %s", result.name, result.cv_r2_mean,
-                        result.cv_r2_std, result.params)
+            logger.info(
+                "candidate %s: CV R2 %.4f +/- %.4f %s", result.name, result.cv_r2_mean, result.cv_r2_std, result.params
+            )
             if best is None or result.cv_r2_mean > best[0]:
                 best = (result.cv_r2_mean, candidate, search.best_estimator_)
         if best is None:
@@ -135,9 +134,7 @@ class ModelTrainer:
         _, chosen, model = best
         chosen_result = next(r for r in results if r.name == chosen.name)
 
-        oof = cross_val_predict(
-            clone(model), data.x_train, data.y_train, cv=folds, n_jobs=cfg.n_jobs
-        )
+        oof = cross_val_predict(clone(model), data.x_train, data.y_train, cv=folds, n_jobs=cfg.n_jobs)
         residuals = data.y_train - oof
         half_width = conformal_half_width(np.abs(residuals), cfg.interval_level)
 

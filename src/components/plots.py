@@ -23,8 +23,14 @@ PLOTS = (PREDICTED_VS_ACTUAL, ERROR_BY_GROUP)
 DPI = 100
 
 
-def write_plots(folder: Path, actual: np.ndarray, predicted: np.ndarray, half_width: float | np.ndarray,
-                groups: Mapping[str, Mapping[str, Mapping[str, Any]]], model_name: str) -> list[Path]:
+def write_plots(
+    folder: Path,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    half_width: float | np.ndarray,
+    groups: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    model_name: str,
+) -> list[Path]:
     """Write both plots of the test split into ``folder``; returns their paths."""
     import io
 
@@ -45,11 +51,13 @@ def write_plots(folder: Path, actual: np.ndarray, predicted: np.ndarray, half_wi
     actual = np.asarray(actual, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.errorbar(actual, predicted, yerr=np.broadcast_to(half_width, actual.shape), fmt="o", ms=3, alpha=0.5,
-                elinewidth=0.5)
+    ax.errorbar(actual, predicted, yerr=np.broadcast_to(half_width, actual.shape), fmt="o", ms=3, alpha=0.5, elinewidth=0.5)
     ax.plot([0, 100], [0, 100], "k--", lw=1)
-    ax.set(xlabel="actual math score", ylabel="predicted math score (90% interval)",
-           title=f"Test split: predicted vs actual ({model_name})")
+    ax.set(
+        xlabel="actual math score",
+        ylabel="predicted math score (90% interval)",
+        title=f"Test split: predicted vs actual ({model_name})",
+    )
     paths = [save(fig, PREDICTED_VS_ACTUAL)]
 
     features = list(groups)

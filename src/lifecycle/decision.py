@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TOLERANCE = 0.01  # R² points a challenger may lose against the champion and still replace it
 DEFAULT_KEEP_VERSIONS = 10
 
+
 class Registry(Protocol):
     """Where a model registry follows the store (MLflow's ``champion`` alias); see ``tracking.MlflowRegistry``."""
 
@@ -87,8 +88,16 @@ def groups_on(pipeline: PredictPipeline, test: pd.DataFrame, predicted: np.ndarr
     return group_metrics(test, test[TARGET.name].to_numpy(dtype=float), predicted, pipeline.half_width)
 
 
-def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfig = DecisionConfig(), *,
-           keys: Sequence[SigningKey] = (), registry: Registry | None = None, trigger: str | None = None) -> Decision:
+def decide(
+    store: Store,
+    version: str,
+    test: pd.DataFrame,
+    config: DecisionConfig = DecisionConfig(),
+    *,
+    keys: Sequence[SigningKey] = (),
+    registry: Registry | None = None,
+    trigger: str | None = None,
+) -> Decision:
     """Decide whether the candidate ``version`` (already in the store) replaces the champion, and apply it.
 
     ``trigger`` (why the candidate was trained, e.g. retrain's reason) is kept in the decision record.
@@ -100,9 +109,12 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
     new_predicted = predicted_on(candidate, test)
     new_r2 = score_on(candidate, test, new_predicted)
     if new_r2 < config.min_test_r2:
-        decision = Decision("refused", version, champion_version,
-                            f"candidate {version} reached test R2 {new_r2:.4f}, below the quality gate of "
-                            f"{config.min_test_r2:.4f}")
+        decision = Decision(
+            "refused",
+            version,
+            champion_version,
+            f"candidate {version} reached test R2 {new_r2:.4f}, below the quality gate of {config.min_test_r2:.4f}",
+        )
         _record(store, decision, new_r2, None, trigger=trigger)
         return decision
     old_r2 = None
@@ -116,24 +128,34 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
         except (ArtifactError, OSError, ValueError) as err:
             champion = None
             promote = True
-            reason = (f"test R2 {new_r2:.4f}; the champion {pointer.model_version} cannot be loaded to compare "
-                      f"({err}): replacing it")
+            reason = (
+                f"test R2 {new_r2:.4f}; the champion {pointer.model_version} cannot be loaded to compare "
+                f"({err}): replacing it"
+            )
         if champion is not None:
             old_predicted = predicted_on(champion, test)
             old_r2 = score_on(champion, test, old_predicted)
             promote = new_r2 >= old_r2 - config.tolerance
             verb = "replaces" if promote else "does not replace"
-            reason = (f"test R2 {new_r2:.4f} vs champion {pointer.model_version} {old_r2:.4f} on the same test "
-                      f"split (tolerance {config.tolerance}): {verb} it")
+            reason = (
+                f"test R2 {new_r2:.4f} vs champion {pointer.model_version} {old_r2:.4f} on the same test "
+                f"split (tolerance {config.tolerance}): {verb} it"
+            )
             if promote and config.group_tolerance is not None:
-                refusal = group_check(groups_on(candidate, test, new_predicted),
-                                      groups_on(champion, test, old_predicted), config.group_tolerance)
+                refusal = group_check(
+                    groups_on(candidate, test, new_predicted),
+                    groups_on(champion, test, old_predicted),
+                    config.group_tolerance,
+                )
                 if refusal is not None:
                     promote, reason = False, f"{reason}, but per group: {refusal}: does not replace it"
     if promote:
         manifest_sha256 = _manifest_sha256(store, version)
-        moved = (pointer.moved_to(version, manifest_sha256, "promoted", reason) if pointer
-                 else Pointer(version, manifest_sha256, now_iso(), "promoted", reason))
+        moved = (
+            pointer.moved_to(version, manifest_sha256, "promoted", reason)
+            if pointer
+            else Pointer(version, manifest_sha256, now_iso(), "promoted", reason)
+        )
         _move(store, moved, before, registry, reason)
         decision = Decision("promoted", version, version, reason)
     else:
@@ -145,8 +167,9 @@ def decide(store: Store, version: str, test: pd.DataFrame, config: DecisionConfi
     return decision
 
 
-def promote_by_hand(store: Store, version: str, *, keys: Sequence[SigningKey] = (),
-                    registry: Registry | None = None) -> Decision:
+def promote_by_hand(
+    store: Store, version: str, *, keys: Sequence[SigningKey] = (), registry: Registry | None = None
+) -> Decision:
     """Make a verified ``version`` the champion without comparing (an operator's decision)."""
     version = check_version(version)
     if version not in store.versions():
@@ -155,8 +178,11 @@ def promote_by_hand(store: Store, version: str, *, keys: Sequence[SigningKey] = 
     pointer, before = store.pointer_and_bytes()
     reason = "promoted by hand"
     manifest_sha256 = _manifest_sha256(store, version)
-    moved = (pointer.moved_to(version, manifest_sha256, "promoted by hand", reason) if pointer
-             else Pointer(version, manifest_sha256, now_iso(), "promoted by hand", reason))
+    moved = (
+        pointer.moved_to(version, manifest_sha256, "promoted by hand", reason)
+        if pointer
+        else Pointer(version, manifest_sha256, now_iso(), "promoted by hand", reason)
+    )
     _move(store, moved, before, registry, reason)
     decision = Decision("promoted", version, version, reason)
     _record(store, decision, None, None, action="promoted by hand")
@@ -197,8 +223,14 @@ def _move(store: Store, pointer: Pointer, before: bytes | None, registry: Regist
         raise
 
 
-def _record(store: Store, decision: Decision, new_r2: float | None, old_r2: float | None,
-            action: str | None = None, trigger: str | None = None) -> None:
+def _record(
+    store: Store,
+    decision: Decision,
+    new_r2: float | None,
+    old_r2: float | None,
+    action: str | None = None,
+    trigger: str | None = None,
+) -> None:
     record: dict[str, Any] = {
         "at": now_iso(),
         "version": decision.version,

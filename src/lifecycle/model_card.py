@@ -46,7 +46,8 @@ EVIDENCE_AND_ASSOCIATION = (
     "scores scored this much higher or lower on average. It is not an effect (the course does not lower a "
     "score because its term is negative), so the teacher's page never lists it as a reason to act; it says "
     "when background details decided a student's band. The JSON answer and the batch files keep every "
-    "contribution, exactly, for data teams.")
+    "contribution, exactly, for data teams."
+)
 
 
 def champion_history(records: list[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -94,8 +95,9 @@ def plain_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift: Mapping[str, Any],
-               scorer: str) -> dict[str, Any]:
+def model_card(
+    manifest: Mapping[str, Any], history: list[dict[str, Any]], drift: Mapping[str, Any], scorer: str
+) -> dict[str, Any]:
     """The page's content as JSON: the model, its data, metrics, groups, plots, drift now, history, card."""
     data = manifest.get("data", {})
     excluded = list(manifest.get("excluded_features", []))
@@ -115,8 +117,11 @@ def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift
             "seed": data.get("seed"),
         },
         "summary": plain_summary(manifest),
-        "metrics": {"test": dict(manifest["metrics"]["test"]), "cv": dict(manifest["metrics"].get("cv", {})),
-                    "below_cut": manifest["metrics"].get("below_cut")},
+        "metrics": {
+            "test": dict(manifest["metrics"]["test"]),
+            "cv": dict(manifest["metrics"].get("cv", {})),
+            "below_cut": manifest["metrics"].get("below_cut"),
+        },
         "interval": dict(manifest["interval"]),
         "groups": manifest.get("groups", {}),
         "small_group_rows": SMALL_GROUP,
@@ -125,8 +130,11 @@ def model_card(manifest: Mapping[str, Any], history: list[dict[str, Any]], drift
         "excluded_features": excluded,
         "drift": dict(drift),
         "history": history,
-        "card": {"intended_use": INTENDED_USE, "limitations": list(LIMITATIONS),
-                 "evidence_and_association": EVIDENCE_AND_ASSOCIATION},
+        "card": {
+            "intended_use": INTENDED_USE,
+            "limitations": list(LIMITATIONS),
+            "evidence_and_association": EVIDENCE_AND_ASSOCIATION,
+        },
     }
 
 
@@ -135,8 +143,11 @@ def drift_summary(report: Mapping[str, Any] | None) -> dict[str, Any]:
     if report is None:
         return {"available": False, "reason": "drift tracking is off on this server"}
     if not report.get("available"):
-        return {"available": False, "reason": str(report.get("reason", "no drift report")),
-                "window_size": report.get("window_size")}
+        return {
+            "available": False,
+            "reason": str(report.get("reason", "no drift report")),
+            "window_size": report.get("window_size"),
+        }
     return {
         "available": True,
         "drift_detected": bool(report["drift_detected"]),

@@ -30,8 +30,9 @@ class RetrainReason:
 
 def check_drift(url: str, token: str | None = None) -> tuple[bool, str]:
     """(drift detected, what the report says) from the app's ``/drift``."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json",
-                                                   **({"Authorization": f"Bearer {token}"} if token else {})})
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=DRIFT_TIMEOUT_SECONDS) as response:  # noqa: S310
             report = json.loads(response.read())
@@ -59,13 +60,16 @@ def low_realized_coverage(realized: object) -> str | None:
         return None
     if not realized_coverage_low(students, coverage * students):
         return None
-    return (f"low realized coverage: the 90 % range held for {coverage:.1%} of {students} labeled students' real "
-            f"scores (below {LOW_COVERAGE:.0%} over at least {LOW_COVERAGE_MIN_STUDENTS}), reported by the serving "
-            f"app")
+    return (
+        f"low realized coverage: the 90 % range held for {coverage:.1%} of {students} labeled students' real "
+        f"scores (below {LOW_COVERAGE:.0%} over at least {LOW_COVERAGE_MIN_STUDENTS}), reported by the serving "
+        f"app"
+    )
 
 
-def needs_retraining(store: Store, ingestion: DataIngestionConfig, drift_url: str | None = None,
-                     token: str | None = None) -> RetrainReason:
+def needs_retraining(
+    store: Store, ingestion: DataIngestionConfig, drift_url: str | None = None, token: str | None = None
+) -> RetrainReason:
     """New data means: not what the champion learnt from, nor what the latest candidate was already judged on."""
     pointer = store.read_pointer()
     if pointer is None:
@@ -74,8 +78,11 @@ def needs_retraining(store: Store, ingestion: DataIngestionConfig, drift_url: st
     seen = _fingerprints(store, pointer.model_version)
     if fingerprint not in seen:
         champion_fingerprint = next(iter(seen))
-        return RetrainReason(True, f"new data: {rows} valid rows with fingerprint {fingerprint[:12]}; the champion "
-                             f"{pointer.model_version} learnt from {champion_fingerprint[:12]}")
+        return RetrainReason(
+            True,
+            f"new data: {rows} valid rows with fingerprint {fingerprint[:12]}; the champion "
+            f"{pointer.model_version} learnt from {champion_fingerprint[:12]}",
+        )
     unchanged = f"data unchanged since {seen[fingerprint]} (fingerprint {fingerprint[:12]})"
     if drift_url:
         drifted, said = check_drift(drift_url, token)

@@ -49,8 +49,10 @@ def tracking_uri(environ: Mapping[str, str] | None = None, root: Path | None = N
 
 
 # A SageMaker managed tracking server, as MLFLOW_TRACKING_URI (the sagemaker-mlflow plugin resolves it).
-SAGEMAKER_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):\d{12}:"
-                           r"mlflow-tracking-server/(?P<name>[A-Za-z0-9](-*[A-Za-z0-9]){0,255})")
+SAGEMAKER_ARN = re.compile(
+    r"arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):\d{12}:"
+    r"mlflow-tracking-server/(?P<name>[A-Za-z0-9](-*[A-Za-z0-9]){0,255})"
+)
 
 
 def check_reachable(uri: str, timeout: float = 5.0, sagemaker: Any = None) -> None:
@@ -78,15 +80,20 @@ def _check_managed_server(uri: str, timeout: float, sagemaker: Any) -> None:
     """A SageMaker tracking server must be active: a stopped one (to save its hourly cost) fails here."""
     match = SAGEMAKER_ARN.fullmatch(uri)
     if match is None:
-        raise TrackingError(f"MLflow tracking URI {uri} is not a SageMaker MLflow tracking server ARN "
-                            "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)")
+        raise TrackingError(
+            f"MLflow tracking URI {uri} is not a SageMaker MLflow tracking server ARN "
+            "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
+        )
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     name = match["name"]
-    client = sagemaker or boto3.client("sagemaker", region_name=match["region"], config=Config(
-        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 2}))
+    client = sagemaker or boto3.client(
+        "sagemaker",
+        region_name=match["region"],
+        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 2}),
+    )
     try:
         server = client.describe_mlflow_tracking_server(TrackingServerName=name)
     except (BotoCoreError, ClientError) as err:
@@ -113,24 +120,35 @@ class TrainingRun:
         manifest = result.manifest
         directory = result.manifest_path.parent
         test = result.trainer.metrics["test"]
-        mlflow.log_params({
-            "data_source": manifest["data"]["source"],
-            "data_fingerprint": manifest["data"]["fingerprint"],
-            "rows_valid": manifest["data"]["rows_valid"],
-            "rows_rejected": manifest["data"]["rows_rejected"],
-            "model": result.trainer.model_name,
-            **{f"model_{k}": v for k, v in result.trainer.metrics["params"].items()},
-        })
-        mlflow.log_metrics({
-            "test_r2": test["r2"], "test_mae": test["mae"], "test_rmse": test["rmse"],
-            "test_interval_coverage": test["interval_coverage"],
-            "cv_r2_mean": result.trainer.metrics["cv"]["r2_mean"], "cv_r2_std": result.trainer.metrics["cv"]["r2_std"],
-            "interval_half_width": result.trainer.interval_half_width,
-            **below_cut_metric_names(result.trainer.metrics["below_cut"]),
-        })
+        mlflow.log_params(
+            {
+                "data_source": manifest["data"]["source"],
+                "data_fingerprint": manifest["data"]["fingerprint"],
+                "rows_valid": manifest["data"]["rows_valid"],
+                "rows_rejected": manifest["data"]["rows_rejected"],
+                "model": result.trainer.model_name,
+                **{f"model_{k}": v for k, v in result.trainer.metrics["params"].items()},
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "test_r2": test["r2"],
+                "test_mae": test["mae"],
+                "test_rmse": test["rmse"],
+                "test_interval_coverage": test["interval_coverage"],
+                "cv_r2_mean": result.trainer.metrics["cv"]["r2_mean"],
+                "cv_r2_std": result.trainer.metrics["cv"]["r2_std"],
+                "interval_half_width": result.trainer.interval_half_width,
+                **below_cut_metric_names(result.trainer.metrics["below_cut"]),
+            }
+        )
         raw = pd.read_csv(result.ingestion.raw_path)
-        dataset = mlflow.data.from_pandas(raw, source=_dataset_source(str(manifest["data"]["source"])),
-                                          targets=TARGET.name, name=f"students-{manifest['data']['fingerprint'][:12]}")
+        dataset = mlflow.data.from_pandas(
+            raw,
+            source=_dataset_source(str(manifest["data"]["source"])),
+            targets=TARGET.name,
+            name=f"students-{manifest['data']['fingerprint'][:12]}",
+        )
         mlflow.log_input(dataset, context="training")
         for name in sorted(manifest["files"]) + ["manifest.json"]:
             mlflow.log_artifact(str(directory / name), artifact_path="artifacts")
@@ -157,8 +175,14 @@ class TrainingRun:
         import skops.io
 
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-        self._mlflow.sklearn.log_model(pipeline, name="sklearn-model", signature=signature, input_example=example,
-                                       serialization_format="skops", skops_trusted_types=trusted)
+        self._mlflow.sklearn.log_model(
+            pipeline,
+            name="sklearn-model",
+            signature=signature,
+            input_example=example,
+            serialization_format="skops",
+            skops_trusted_types=trusted,
+        )
         # What is registered answers like the API (score, range, band), also through spark_udf.
         from src.batch.pyfunc import log_answers_model
         from src.config import AppConfig
@@ -187,8 +211,10 @@ class MlflowRegistry:
         for mv in self.client.search_model_versions(f"name = '{MODEL_NAME}'"):
             if (mv.tags or {}).get(VERSION_TAG) == model_version:
                 return str(mv.version)
-        raise TrackingError(f"model version {model_version} is not registered as {MODEL_NAME} in the MLflow "
-                            "registry (trained with --no-tracking?); promote it with --no-tracking")
+        raise TrackingError(
+            f"model version {model_version} is not registered as {MODEL_NAME} in the MLflow "
+            "registry (trained with --no-tracking?); promote it with --no-tracking"
+        )
 
     def moved(self, version: str, reason: str) -> None:
         number = self.registered_version(version)
@@ -235,6 +261,8 @@ def champion_history(client: Any) -> list[str]:
     model = client.get_registered_model(MODEL_NAME)
     raw = model.tags.get(HISTORY_TAG)
     return list(json.loads(raw)) if raw else []
+
+
 def below_cut_metric_names(report: Mapping[str, Any]) -> dict[str, float]:
     """MLflow metrics of the chance below the cut on the test split: ours and the logistic baseline's."""
     metrics = {"below_cut_brier": float(report["model"]["brier"]), "below_cut_ece": float(report["model"]["ece"])}

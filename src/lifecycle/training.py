@@ -98,6 +98,7 @@ class TrainingConfig:
         if str(self.store).startswith("s3://"):
             return Path(TRAINING_RUNS)
         return Path(self.store) / TRAINING_RUNS
+
     exclude_features: tuple[str, ...] = ()  # features the model must not see (still accepted and validated)
     reports_dir: Path | None = None  # also copy metrics, plots and the set here (a fixed path for DVC)
     trigger: str | None = None  # why this training runs (retrain's reason), written into the decision record
@@ -140,8 +141,15 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
         model_info = tracker.log_result(candidate)
         registry = tracker.register(candidate, model_info)
     store = open_store(config.store, cache_dir=config.cache_dir)
-    decision = decide(store, candidate.version, candidate.ingestion.test, config.decision,
-                      keys=config.verify_keys, registry=registry, trigger=config.trigger)
+    decision = decide(
+        store,
+        candidate.version,
+        candidate.ingestion.test,
+        config.decision,
+        keys=config.verify_keys,
+        registry=registry,
+        trigger=config.trigger,
+    )
     if config.reports_dir is not None:
         export_reports(candidate.manifest_path.parent, config.reports_dir)
     return dataclasses.replace(candidate, decision=decision)
@@ -151,8 +159,7 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
     """Run the three components in a private run folder, seal the set, and add it to the store (unserved)."""
     source = resolve_source(config.data)
     if source == SYNTHETIC_SOURCE:
-        logger.info("no data given and no %s: training on %d synthetic students", DEFAULT_DATA,
-                    config.synthetic_rows)
+        logger.info("no data given and no %s: training on %d synthetic students", DEFAULT_DATA, config.synthetic_rows)
     runs = config.resolved_runs_dir()
     runs.mkdir(parents=True, exist_ok=True)
     remove_abandoned_runs(runs)
@@ -164,8 +171,9 @@ def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> Train
         return _train_in(config, tracker, source, runs, work, run_tag)
 
 
-def _train_in(config: TrainingConfig, tracker: Any | None, source: str, runs: Path, work: Path,
-              run_tag: str) -> TrainingResult:
+def _train_in(
+    config: TrainingConfig, tracker: Any | None, source: str, runs: Path, work: Path, run_tag: str
+) -> TrainingResult:
     set_dir = work / SET_FOLDER
     try:
         ingestion = DataIngestion(
@@ -193,10 +201,15 @@ def _train_in(config: TrainingConfig, tracker: Any | None, source: str, runs: Pa
         ).run(transformation)
         trainer = _with_below_cut(trainer, transformation, config)
         write_json(set_dir / REFERENCE_PROFILE, build_reference(ingestion.train, trainer.test_predictions))
-        check_rows(transformation.preprocessor, trainer.model, seed=config.seed).to_csv(set_dir / CHECK_ROWS,
-                                                                                       index=False)
-        write_plots(set_dir, transformation.y_test, trainer.test_predictions, trainer.interval_half_width,
-                    trainer.metrics["groups"], trainer.model_name)
+        check_rows(transformation.preprocessor, trainer.model, seed=config.seed).to_csv(set_dir / CHECK_ROWS, index=False)
+        write_plots(
+            set_dir,
+            transformation.y_test,
+            trainer.test_predictions,
+            trainer.interval_half_width,
+            trainer.metrics["groups"],
+            trainer.model_name,
+        )
         manifest = _manifest(config, ingestion, trainer, run_tag)
         if tracker is not None:
             manifest["run_id"] = tracker.run_id
@@ -215,12 +228,14 @@ def _train_in(config: TrainingConfig, tracker: Any | None, source: str, runs: Pa
     store.add_set(run_dir / SET_FOLDER)
     local_set = store.set_dir(manifest["model_version"]) if isinstance(store, LocalStore) else run_dir / SET_FOLDER
     placeholder = Decision("candidate", manifest["model_version"], None, "not decided yet")
-    return TrainingResult(manifest, ingestion, transformation, trainer, local_set / MANIFEST_NAME, run_dir,
-                          store.location, placeholder)
+    return TrainingResult(
+        manifest, ingestion, transformation, trainer, local_set / MANIFEST_NAME, run_dir, store.location, placeholder
+    )
 
 
-def _with_below_cut(trainer: ModelTrainerArtifact, data: DataTransformationArtifact,
-                    config: TrainingConfig) -> ModelTrainerArtifact:
+def _with_below_cut(
+    trainer: ModelTrainerArtifact, data: DataTransformationArtifact, config: TrainingConfig
+) -> ModelTrainerArtifact:
     """Measure the chance below the cut on the test split beside the logistic baseline; into metrics.json."""
     residuals = numpy.sort(trainer.residuals)
     ours = below_cut_probability(trainer.test_predictions, residuals, config.support_cut)
@@ -235,12 +250,16 @@ def _moved(ingestion: DataIngestionArtifact, old: Path, new: Path) -> DataIngest
     def move(path: Path) -> Path:
         return new / path.relative_to(old)
 
-    return dataclasses.replace(ingestion, raw_path=move(ingestion.raw_path), train_path=move(ingestion.train_path),
-                               test_path=move(ingestion.test_path), rejected_path=move(ingestion.rejected_path))
+    return dataclasses.replace(
+        ingestion,
+        raw_path=move(ingestion.raw_path),
+        train_path=move(ingestion.train_path),
+        test_path=move(ingestion.test_path),
+        rejected_path=move(ingestion.rejected_path),
+    )
 
 
-def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer: ModelTrainerArtifact,
-              run_tag: str) -> dict:
+def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer: ModelTrainerArtifact, run_tag: str) -> dict:
     created = datetime.now(UTC)
     return {
         "format": MANIFEST_FORMAT,
@@ -250,12 +269,12 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         "created_at": created.isoformat(timespec="seconds"),
         "model": trainer.model_name,
         **schema.describe(),
-        "metrics": {"test": trainer.metrics["test"], "cv": trainer.metrics["cv"],
-                    "below_cut": trainer.metrics["below_cut"]},
+        "metrics": {"test": trainer.metrics["test"], "cv": trainer.metrics["cv"], "below_cut": trainer.metrics["below_cut"]},
         "interval": trainer.metrics["interval"],
         # what the band promised on the test split, for every whole cut (the class evaluation stands beside it)
-        "band_outcomes": band_promise(ingestion.test[schema.TARGET.name].to_numpy(dtype=float),
-                                      trainer.test_predictions, trainer.interval_half_width),
+        "band_outcomes": band_promise(
+            ingestion.test[schema.TARGET.name].to_numpy(dtype=float), trainer.test_predictions, trainer.interval_half_width
+        ),
         PREDICTIVE_DISTRIBUTION: distribution_record(trainer.residuals),
         "data": {
             "source": ingestion.source,

@@ -22,17 +22,15 @@ from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 PREDICTION = "prediction"
 # Columns of one window row: the categorical features as category codes, the scores, then the prediction.
-WINDOW_COLUMNS: tuple[str, ...] = tuple(f.name for f in CATEGORICAL_FEATURES) + tuple(
-    f.name for f in NUMERIC_FEATURES
-) + (PREDICTION,)
+WINDOW_COLUMNS: tuple[str, ...] = (
+    tuple(f.name for f in CATEGORICAL_FEATURES) + tuple(f.name for f in NUMERIC_FEATURES) + (PREDICTION,)
+)
 BINS = 10
 SMOOTHING = 0.5
 
 _CATEGORICAL_NAMES = tuple(f.name for f in CATEGORICAL_FEATURES)
 _NUMERIC_NAMES = tuple(f.name for f in NUMERIC_FEATURES)
-_CODES: dict[str, dict[str, int]] = {
-    f.name: {c: i for i, c in enumerate(f.categories)} for f in CATEGORICAL_FEATURES
-}
+_CODES: dict[str, dict[str, int]] = {f.name: {c: i for i, c in enumerate(f.categories)} for f in CATEGORICAL_FEATURES}
 
 
 def encode_rows(records: Sequence[Mapping[str, Any]], predictions: Sequence[float]) -> np.ndarray:
@@ -75,9 +73,7 @@ def psi(expected: np.ndarray, observed_counts: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def drift_report(
-    profile: Mapping[str, Any], rows: np.ndarray, *, threshold: float, min_samples: int
-) -> dict[str, Any]:
+def drift_report(profile: Mapping[str, Any], rows: np.ndarray, *, threshold: float, min_samples: int) -> dict[str, Any]:
     """Compare a window of rows (WINDOW_COLUMNS) with the reference profile."""
     n = int(rows.shape[0])
     scores: dict[str, float | None] = {}

@@ -60,15 +60,25 @@ class RequestMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry | None, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.duration = Histogram("flask_http_request_duration_seconds", "Flask HTTP request duration in seconds",
-                                  ["method", "url_rule", "status"], buckets=buckets, registry=registry)
-        self.total = Counter("flask_http_request_total", "Total number of HTTP requests", ["method", "status"],
-                             registry=registry)
-        self.exceptions = Counter("flask_http_request_exceptions_total",
-                                  "Total number of HTTP requests which resulted in an exception", ["method", "status"],
-                                  registry=registry)
-        self.in_flight = Gauge("http_requests_in_flight", "Requests being served now", registry=registry,
-                               multiprocess_mode="livesum")
+        self.duration = Histogram(
+            "flask_http_request_duration_seconds",
+            "Flask HTTP request duration in seconds",
+            ["method", "url_rule", "status"],
+            buckets=buckets,
+            registry=registry,
+        )
+        self.total = Counter(
+            "flask_http_request_total", "Total number of HTTP requests", ["method", "status"], registry=registry
+        )
+        self.exceptions = Counter(
+            "flask_http_request_exceptions_total",
+            "Total number of HTTP requests which resulted in an exception",
+            ["method", "status"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight", "Requests being served now", registry=registry, multiprocess_mode="livesum"
+        )
         for method in ("GET", "POST"):  # present from the start, so that increase() sees the first one
             self.exceptions.labels(method, "500")
         self._lock = threading.Lock()
@@ -136,8 +146,11 @@ def remember_process_id() -> None:
 
 REALIZED = (
     ("students", "model_realized_students", "Predicted students whose real math score was given (labeled)"),
-    ("absolute_error", "model_realized_absolute_error",
-     "Sum over labeled students of |predicted - real math score|, in score points"),
+    (
+        "absolute_error",
+        "model_realized_absolute_error",
+        "Sum over labeled students of |predicted - real math score|, in score points",
+    ),
     ("inside", "model_realized_inside_range", "Labeled students whose real math score fell inside the 90 % range"),
     ("below_cut", "model_realized_below_cut", "Labeled students whose real math score was below the support cut"),
 )
@@ -155,18 +168,31 @@ class RealizedMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.registry = registry
         self.overall = {key: Counter(name, text, registry=registry) for key, name, text in REALIZED}
-        self.by_group = {key: Counter(name.replace("model_realized_", "model_realized_group_"), text + ", per group",
-                                      ["feature", "group"], registry=registry) for key, name, text in REALIZED}
-        self._groups = {key: {f.name: {c: counter.labels(f.name, c) for c in f.categories}
-                              for f in CATEGORICAL_FEATURES} for key, counter in self.by_group.items()}
+        self.by_group = {
+            key: Counter(
+                name.replace("model_realized_", "model_realized_group_"),
+                text + ", per group",
+                ["feature", "group"],
+                registry=registry,
+            )
+            for key, name, text in REALIZED
+        }
+        self._groups = {
+            key: {f.name: {c: counter.labels(f.name, c) for c in f.categories} for f in CATEGORICAL_FEATURES}
+            for key, counter in self.by_group.items()
+        }
 
     def labeled(self, records: Sequence[Mapping[str, Any]], outcomes: Any) -> None:
         mask = np.asarray(outcomes.labeled, dtype=bool)
         if not mask.any():
             return
         at = np.flatnonzero(mask)
-        values = {"students": np.ones(len(at)), "absolute_error": np.abs(outcomes.error[at]),
-                  "inside": outcomes.inside[at].astype(float), "below_cut": outcomes.below[at].astype(float)}
+        values = {
+            "students": np.ones(len(at)),
+            "absolute_error": np.abs(outcomes.error[at]),
+            "inside": outcomes.inside[at].astype(float),
+            "below_cut": outcomes.below[at].astype(float),
+        }
         for key, counter in self.overall.items():
             counter.inc(float(values[key].sum()))
         for feature in CATEGORICAL_FEATURES:
@@ -193,9 +219,13 @@ class RealizedMetrics:
 
         out: dict[str, Any] = {key: value(name) for key, name, _ in REALIZED}
         out["groups"] = {
-            f.name: {c: {key: value(name.replace("model_realized_", "model_realized_group_"),
-                                    {"feature": f.name, "group": c}) for key, name, _ in REALIZED}
-                     for c in f.categories}
+            f.name: {
+                c: {
+                    key: value(name.replace("model_realized_", "model_realized_group_"), {"feature": f.name, "group": c})
+                    for key, name, _ in REALIZED
+                }
+                for c in f.categories
+            }
             for f in CATEGORICAL_FEATURES
         }
         return out
@@ -207,38 +237,75 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         reg = registry
         self.realized = RealizedMetrics(registry)
-        self.predictions = Counter("model_predictions", "Students predicted, by channel (form, json, batch)",
-                                   ["channel"], registry=reg)
-        self.scores = Histogram("model_prediction_score", "Predicted math scores", buckets=SCORE_BUCKETS,
-                                registry=reg)
-        self.input_scores = Histogram("model_input_score", "Reading and writing scores of predicted students",
-                                      ["feature"], buckets=SCORE_BUCKETS, registry=reg)
-        self.input_categories = Counter("model_input_category", "Predicted students by category of each feature",
-                                        ["feature", "category"], registry=reg)
-        self.validation_failures = Counter("model_validation_failures",
-                                           "Rejected fields, by schema field name (any other field: other)",
-                                           ["field"], registry=reg)
-        self.info = Gauge("model_info", "The loaded model (1), by version and model type", ["version", "model"],
-                          registry=reg, multiprocess_mode="livemax")
-        self.ready = Gauge("model_ready", "1 when a verified model is loaded", registry=reg,
-                           multiprocess_mode="livemin")
-        self.test_r2 = Gauge("model_test_r2", "Test-split R2 of the loaded model", registry=reg,
-                             multiprocess_mode="livemax")
-        self.test_mae = Gauge("model_test_mae", "Test-split mean absolute error of the loaded model", registry=reg,
-                              multiprocess_mode="livemax")
-        self.group_mae = Gauge("model_group_mae", "Test-split MAE of the loaded model per student group",
-                               ["feature", "group"], registry=reg, multiprocess_mode="livemax")
-        self.group_coverage = Gauge("model_group_coverage",
-                                    "Test-split interval coverage of the loaded model per student group",
-                                    ["feature", "group"], registry=reg, multiprocess_mode="livemax")
-        self.load_seconds = Gauge("model_load_duration_seconds", "Time to verify and load the model", registry=reg,
-                                  multiprocess_mode="livemax")
-        self.loaded_at = Gauge("model_last_load_timestamp_seconds", "When the model was last loaded (Unix time)",
-                               registry=reg, multiprocess_mode="livemax")
-        self.cpu = Gauge("process_cpu_seconds_total", "CPU seconds used by this worker", ["pid"], registry=reg,
-                         multiprocess_mode="liveall")
-        self.rss = Gauge("process_resident_memory_bytes", "Resident memory of this worker", ["pid"], registry=reg,
-                         multiprocess_mode="liveall")
+        self.predictions = Counter(
+            "model_predictions", "Students predicted, by channel (form, json, batch)", ["channel"], registry=reg
+        )
+        self.scores = Histogram("model_prediction_score", "Predicted math scores", buckets=SCORE_BUCKETS, registry=reg)
+        self.input_scores = Histogram(
+            "model_input_score",
+            "Reading and writing scores of predicted students",
+            ["feature"],
+            buckets=SCORE_BUCKETS,
+            registry=reg,
+        )
+        self.input_categories = Counter(
+            "model_input_category", "Predicted students by category of each feature", ["feature", "category"], registry=reg
+        )
+        self.validation_failures = Counter(
+            "model_validation_failures",
+            "Rejected fields, by schema field name (any other field: other)",
+            ["field"],
+            registry=reg,
+        )
+        self.info = Gauge(
+            "model_info",
+            "The loaded model (1), by version and model type",
+            ["version", "model"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.ready = Gauge("model_ready", "1 when a verified model is loaded", registry=reg, multiprocess_mode="livemin")
+        self.test_r2 = Gauge("model_test_r2", "Test-split R2 of the loaded model", registry=reg, multiprocess_mode="livemax")
+        self.test_mae = Gauge(
+            "model_test_mae", "Test-split mean absolute error of the loaded model", registry=reg, multiprocess_mode="livemax"
+        )
+        self.group_mae = Gauge(
+            "model_group_mae",
+            "Test-split MAE of the loaded model per student group",
+            ["feature", "group"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.group_coverage = Gauge(
+            "model_group_coverage",
+            "Test-split interval coverage of the loaded model per student group",
+            ["feature", "group"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.load_seconds = Gauge(
+            "model_load_duration_seconds", "Time to verify and load the model", registry=reg, multiprocess_mode="livemax"
+        )
+        self.loaded_at = Gauge(
+            "model_last_load_timestamp_seconds",
+            "When the model was last loaded (Unix time)",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.cpu = Gauge(
+            "process_cpu_seconds_total",
+            "CPU seconds used by this worker",
+            ["pid"],
+            registry=reg,
+            multiprocess_mode="liveall",
+        )
+        self.rss = Gauge(
+            "process_resident_memory_bytes",
+            "Resident memory of this worker",
+            ["pid"],
+            registry=reg,
+            multiprocess_mode="liveall",
+        )
         for channel in CHANNELS:
             self.predictions.labels(channel)
         for feature in CATEGORICAL_FEATURES:

@@ -72,8 +72,7 @@ class SharedWindow:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        logger.info("drift window %s: new file for %d students of %d columns", self.path, self.capacity,
-                    self.columns)
+        logger.info("drift window %s: new file for %d students of %d columns", self.path, self.capacity, self.columns)
 
     def _matches(self) -> bool:
         if not self.path.is_file() or self.path.stat().st_size != (_HEADER + self.capacity * self.columns) * 8:
@@ -167,10 +166,12 @@ class DriftTracker:
     def report(self) -> dict[str, Any]:
         self.flush()
         if self.profile is None:
-            return {"available": False, "reason": "the loaded model has no reference profile (or no model is loaded)",
-                    "window_size": min(self.window.total, self.window.capacity)}
-        report = drift_report(self.profile, self.window.snapshot(), threshold=self.threshold,
-                              min_samples=self.min_samples)
+            return {
+                "available": False,
+                "reason": "the loaded model has no reference profile (or no model is loaded)",
+                "window_size": min(self.window.total, self.window.capacity),
+            }
+        report = drift_report(self.profile, self.window.snapshot(), threshold=self.threshold, min_samples=self.min_samples)
         return {"available": True, "window_capacity": self.window.capacity, **report}
 
 
@@ -185,14 +186,25 @@ class DriftGauges:
     def __init__(self, tracker: DriftTracker, registry: CollectorRegistry | None) -> None:
         self.tracker = tracker
         mode = "mostrecent"
-        self.feature = Gauge("model_feature_drift", "PSI of each feature, recent students vs training", ["feature"],
-                             registry=registry, multiprocess_mode=mode)
-        self.prediction = Gauge("model_prediction_drift", "PSI of predicted scores vs the test split",
-                                registry=registry, multiprocess_mode=mode)
-        self.detected = Gauge("model_drift_detected", "1 when drift crosses the threshold on a full window",
-                              registry=registry, multiprocess_mode=mode)
-        self.size = Gauge("model_drift_window_students", "Students in the drift window", registry=registry,
-                          multiprocess_mode=mode)
+        self.feature = Gauge(
+            "model_feature_drift",
+            "PSI of each feature, recent students vs training",
+            ["feature"],
+            registry=registry,
+            multiprocess_mode=mode,
+        )
+        self.prediction = Gauge(
+            "model_prediction_drift", "PSI of predicted scores vs the test split", registry=registry, multiprocess_mode=mode
+        )
+        self.detected = Gauge(
+            "model_drift_detected",
+            "1 when drift crosses the threshold on a full window",
+            registry=registry,
+            multiprocess_mode=mode,
+        )
+        self.size = Gauge(
+            "model_drift_window_students", "Students in the drift window", registry=registry, multiprocess_mode=mode
+        )
         self.detected.set(0)
 
     def refresh(self) -> None:

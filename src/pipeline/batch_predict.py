@@ -77,17 +77,30 @@ def run(config: BatchConfig) -> BatchResult:
         predictions, rejected_rows, rejects, parts = _run_local(config, pipeline, output)
     if parts is not None:
         output.write_summary(evaluation_report(parts, pipeline, config.support_cut), EVALUATION)
-    result = BatchResult(predictions, rejected_rows, rejects, pipeline.model_version, config.engine,
-                         round(time.perf_counter() - started, 3))
-    output.write_summary({**asdict(result), "input": config.input, "format": config.format,
-                          "support_cut": config.support_cut, "factors_reason": pipeline.factors.reason})
-    logger.info("scored %d students, rejected %d rows (%d broken rules) with model %s in %.1f s",
-                predictions, rejected_rows, rejects, pipeline.model_version, result.seconds)
+    result = BatchResult(
+        predictions, rejected_rows, rejects, pipeline.model_version, config.engine, round(time.perf_counter() - started, 3)
+    )
+    output.write_summary(
+        {
+            **asdict(result),
+            "input": config.input,
+            "format": config.format,
+            "support_cut": config.support_cut,
+            "factors_reason": pipeline.factors.reason,
+        }
+    )
+    logger.info(
+        "scored %d students, rejected %d rows (%d broken rules) with model %s in %.1f s",
+        predictions,
+        rejected_rows,
+        rejects,
+        pipeline.model_version,
+        result.seconds,
+    )
     return result
 
 
-def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
-               ) -> tuple[int, int, int, list[dict] | None]:
+def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int, list[dict] | None]:
     """(predictions, rejected rows, rejects, the chunks' evaluation parts or None when no file is labeled)."""
     predictions = rejected_rows = rejects = 0
     has_id = labeled = False
@@ -104,12 +117,12 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output
             if pending is not None:
                 pending.result()
 
-        for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows, ahead=True,
-                                                    before_parse=writer_idle):
+        for source, chunk, rows, bad in read_chunks(config.input, config.chunk_rows, ahead=True, before_parse=writer_idle):
             has_id = STUDENT_ID in normalise_student_headers(chunk.iloc[:0]).columns
             labeled = labeled or is_labeled(chunk)
-            answers, broken = score_read_chunk(pipeline, source, chunk, rows, bad, config.support_cut, parts,
-                                               as_table=as_table)
+            answers, broken = score_read_chunk(
+                pipeline, source, chunk, rows, bad, config.support_cut, parts, as_table=as_table
+            )
             if pending is not None:
                 pending.result()  # a failed write stops the run here
             pending = writer.submit(_write_parts, output, answers, broken)
@@ -154,18 +167,31 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
     parser.add_argument("--input", required=True, help="a CSV file, a folder of CSV files or an s3:// prefix")
     parser.add_argument("--output", required=True, help="a folder or an s3:// prefix for the outputs")
     parser.add_argument("--engine", choices=ENGINES, default="local")
-    parser.add_argument("--store", default=os.environ.get("ARTIFACTS_DIR") or "artifacts",
-                        help="the verified model set to score with (default: ARTIFACTS_DIR or artifacts)")
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("ARTIFACTS_DIR") or "artifacts",
+        help="the verified model set to score with (default: ARTIFACTS_DIR or artifacts)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="csv")
-    parser.add_argument("--support-cut", type=_cut,
-                        default=_cut(os.environ.get("SUPPORT_CUT") or str(AppConfig.support_cut)),
-                        help="cut score for the support band (default: SUPPORT_CUT, else the app's default)")
+    parser.add_argument(
+        "--support-cut",
+        type=_cut,
+        default=_cut(os.environ.get("SUPPORT_CUT") or str(AppConfig.support_cut)),
+        help="cut score for the support band (default: SUPPORT_CUT, else the app's default)",
+    )
     parser.add_argument("--chunk-rows", type=int, default=BatchConfig.chunk_rows)
     parser.add_argument("--master", default=None, help="Spark master outside spark-submit (default local[*])")
     args = parser.parse_args(argv)
-    return BatchConfig(input=args.input, output=args.output, engine=args.engine, store=args.store,
-                       format=args.format, support_cut=args.support_cut, chunk_rows=args.chunk_rows,
-                       master=args.master)
+    return BatchConfig(
+        input=args.input,
+        output=args.output,
+        engine=args.engine,
+        store=args.store,
+        format=args.format,
+        support_cut=args.support_cut,
+        chunk_rows=args.chunk_rows,
+        master=args.master,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,8 +23,13 @@ from src.store import Store, open_store
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.promote", description=__doc__.split("\n")[0])
-    parser.add_argument("--store", "--artifacts-dir", dest="store", default="artifacts",
-                        help="model store: a folder or s3://bucket/prefix (default: artifacts)")
+    parser.add_argument(
+        "--store",
+        "--artifacts-dir",
+        dest="store",
+        default="artifacts",
+        help="model store: a folder or s3://bucket/prefix (default: artifacts)",
+    )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--version", help="model version to make the champion (e.g. 20261123T101500Z-1a2b3c4d)")
     group.add_argument("--rollback", action="store_true", help="return to the previous champion")

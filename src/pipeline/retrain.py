@@ -34,8 +34,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = train_pipeline.build_parser()
     parser.prog = "python -m src.pipeline.retrain"
     parser.description = __doc__.split("\n")[0]
-    parser.add_argument("--drift-url", help="the serving app's /drift address; drift or low realized coverage "
-                        "there retrains too")
+    parser.add_argument(
+        "--drift-url", help="the serving app's /drift address; drift or low realized coverage there retrains too"
+    )
     args = parser.parse_args(argv)
     configure_logging("INFO")
     out = out or sys.stdout
@@ -45,9 +46,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         out.write(f"retrain failed: {err}\n")
         return 2
     store = open_store(config.store, cache_dir=config.cache_dir)
-    ingestion = DataIngestionConfig(artifacts_dir=config.resolved_runs_dir(),
-                                    source=resolve_source(config.data),
-                                    synthetic_rows=config.synthetic_rows, seed=config.seed)
+    ingestion = DataIngestionConfig(
+        artifacts_dir=config.resolved_runs_dir(),
+        source=resolve_source(config.data),
+        synthetic_rows=config.synthetic_rows,
+        seed=config.seed,
+    )
     try:
         verdict = needs_retraining(store, ingestion, args.drift_url, os.environ.get("METRICS_TOKEN") or None)
     except (ArtifactError, DataSourceError, DriftCheckError, ValueError) as err:

@@ -79,39 +79,74 @@ def below_cut_line(report: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.train_pipeline", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", help="CSV path, http(s) URL or s3://bucket/key (default: data/students.csv, "
-                        "else the synthetic cohort)")
-    parser.add_argument("--store", "--artifacts-dir", dest="store", default="artifacts",
-                        help="model store: a folder or s3://bucket/prefix (default: artifacts)")
-    parser.add_argument("--runs-dir", type=Path, help="where each run's student records stay (default: "
-                        "STORE/training-runs, or ./training-runs for an S3 store)")
+    parser.add_argument(
+        "--data", help="CSV path, http(s) URL or s3://bucket/key (default: data/students.csv, else the synthetic cohort)"
+    )
+    parser.add_argument(
+        "--store",
+        "--artifacts-dir",
+        dest="store",
+        default="artifacts",
+        help="model store: a folder or s3://bucket/prefix (default: artifacts)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        help="where each run's student records stay (default: STORE/training-runs, or ./training-runs for an S3 store)",
+    )
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cv-folds", type=int, default=5)
     parser.add_argument("--min-r2", type=float, default=0.6, help="quality gate on test R2 (default 0.6)")
-    parser.add_argument("--support-cut", type=float, default=AppConfig.support_cut,
-                        help="the cut at which the chance of a score below it is measured on the test split "
-                        f"(default {AppConfig.support_cut:g}, as SUPPORT_CUT's)")
+    parser.add_argument(
+        "--support-cut",
+        type=float,
+        default=AppConfig.support_cut,
+        help="the cut at which the chance of a score below it is measured on the test split "
+        f"(default {AppConfig.support_cut:g}, as SUPPORT_CUT's)",
+    )
     parser.add_argument("--synthetic-rows", type=int, default=1000)
     parser.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs for the model search (default: all cores)")
     parser.add_argument("--models", help="comma-separated candidate names (default: all)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
-                        "sqlite:///mlflow.db in the current folder)")
-    parser.add_argument("--champion-tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help=f"R2 the new model may lose against the champion and still replace it "
-                        f"(default {DEFAULT_TOLERANCE})")
-    parser.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
-                        help=f"model sets kept in the store (default {DEFAULT_KEEP_VERSIONS}; never fewer than 2)")
-    parser.add_argument("--exclude-features", help="comma-separated features the model must not see, e.g. "
-                        "gender,race_ethnicity (the API still accepts and validates them)")
-    parser.add_argument("--group-tolerance", type=float, default=DEFAULT_GROUP_TOLERANCE,
-                        help="MAE points the worst student group may lose against the champion's worst group "
-                        f"(default {DEFAULT_GROUP_TOLERANCE})")
-    parser.add_argument("--params", type=Path, help="YAML file whose 'train' section sets these options "
-                        "(options given on the command line win); see params.yaml")
-    parser.add_argument("--reports-dir", type=Path, help="also copy metrics.json, the plots and the model set "
-                        "(into DIR/model) to this fixed folder, e.g. for DVC")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder)",
+    )
+    parser.add_argument(
+        "--champion-tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"R2 the new model may lose against the champion and still replace it (default {DEFAULT_TOLERANCE})",
+    )
+    parser.add_argument(
+        "--keep-versions",
+        type=int,
+        default=DEFAULT_KEEP_VERSIONS,
+        help=f"model sets kept in the store (default {DEFAULT_KEEP_VERSIONS}; never fewer than 2)",
+    )
+    parser.add_argument(
+        "--exclude-features",
+        help="comma-separated features the model must not see, e.g. "
+        "gender,race_ethnicity (the API still accepts and validates them)",
+    )
+    parser.add_argument(
+        "--group-tolerance",
+        type=float,
+        default=DEFAULT_GROUP_TOLERANCE,
+        help="MAE points the worst student group may lose against the champion's worst group "
+        f"(default {DEFAULT_GROUP_TOLERANCE})",
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        help="YAML file whose 'train' section sets these options (options given on the command line win); see params.yaml",
+    )
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        help="also copy metrics.json, the plots and the model set (into DIR/model) to this fixed folder, e.g. for DVC",
+    )
     parser.add_argument("--shuffle-labels", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -158,8 +193,12 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         tracking=not args.no_tracking,
         shuffle_labels=args.shuffle_labels,
         candidates=tuple(args.models.split(",")) if args.models else None,
-        decision=DecisionConfig(min_test_r2=args.min_r2, tolerance=args.champion_tolerance,
-                                keep_versions=args.keep_versions, group_tolerance=args.group_tolerance),
+        decision=DecisionConfig(
+            min_test_r2=args.min_r2,
+            tolerance=args.champion_tolerance,
+            keep_versions=args.keep_versions,
+            group_tolerance=args.group_tolerance,
+        ),
         exclude_features=excluded,
         reports_dir=args.reports_dir,
         support_cut=args.support_cut,
@@ -174,8 +213,16 @@ def run(config: TrainingConfig, uri: str | None, out: TextIO) -> int:
     """Train and decide; print the report and the decision. 0: promoted or kept; 1: failed or refused."""
     try:
         result = train_tracked(config, uri or tracking_uri()) if config.tracking else train(config)
-    except (IngestionError, QualityGateError, SchemaError, DataSourceError, ArtifactError, TrainingError,
-            TrackingError, ConfigError) as err:
+    except (
+        IngestionError,
+        QualityGateError,
+        SchemaError,
+        DataSourceError,
+        ArtifactError,
+        TrainingError,
+        TrackingError,
+        ConfigError,
+    ) as err:
         out.write(f"training failed: {err}\n")
         return 1
     out.write(format_report(result))

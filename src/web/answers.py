@@ -68,8 +68,11 @@ def single_answer(pipeline: PredictPipeline, record: Record, bands: Bands) -> di
         contributions = factors.one(record)
         background = sum(contributions[FEATURE_NAMES[j]] for j in BACKGROUND_COLUMNS)
         answer[WITHOUT_BACKGROUND] = band_without_background(bands, raw, background, pipeline.half_width)
-        answer["factors"] = {"baseline": round(factors.baseline, DECIMALS), "unclipped_score": round(raw, DECIMALS),
-                             "contributions": {k: round(v, DECIMALS) for k, v in contributions.items()}}
+        answer["factors"] = {
+            "baseline": round(factors.baseline, DECIMALS),
+            "unclipped_score": round(raw, DECIMALS),
+            "contributions": {k: round(v, DECIMALS) for k, v in contributions.items()},
+        }
     else:
         answer["factors"] = None
         answer["factors_reason"] = factors.reason
@@ -110,24 +113,43 @@ def batch_answer(pipeline: PredictPipeline, students: Students, bands: Bands) ->
     payloads = {name: bands.payload(name) for name in set(names_list)}
     level = out.level
     n = len(names_list)
-    chances = (round_as_python(answers.below_cut, PROBABILITY_DECIMALS).tolist()
-               if answers.below_cut is not None else [None] * n)
-    withouts = (answers.without_background.tolist() if answers.without_background is not None else [None] * n)
+    chances = (
+        round_as_python(answers.below_cut, PROBABILITY_DECIMALS).tolist() if answers.below_cut is not None else [None] * n
+    )
+    withouts = answers.without_background.tolist() if answers.without_background is not None else [None] * n
     if contributions is None:
-        items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
-                  BELOW_CUT: chance, "factors": None}
-                 for s, lo, hi, name, chance in zip(scores, lows, highs, names_list, chances, strict=True)]
+        items = [
+            {
+                "math_score": s,
+                "interval": {"low": lo, "high": hi, "level": level},
+                "band": payloads[name],
+                BELOW_CUT: chance,
+                "factors": None,
+            }
+            for s, lo, hi, name, chance in zip(scores, lows, highs, names_list, chances, strict=True)
+        ]
     else:
         baseline = round(answers.baseline, DECIMALS)  # type: ignore[arg-type]
         raws = round_as_python(out.raw if out.raw is not None else out.scores, DECIMALS).tolist()
         rounded = round_as_python(contributions, DECIMALS).tolist()
         f0, f1, f2, f3, f4, f5, f6 = FEATURE_NAMES  # unpacked: building each row's dict is the batch's hot loop
-        items = [{"math_score": s, "interval": {"low": lo, "high": hi, "level": level}, "band": payloads[name],
-                  BELOW_CUT: chance, WITHOUT_BACKGROUND: without,
-                  "factors": {"baseline": baseline, "unclipped_score": raw,
-                              "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6}}}
-                 for s, lo, hi, name, chance, without, raw, (c0, c1, c2, c3, c4, c5, c6)
-                 in zip(scores, lows, highs, names_list, chances, withouts, raws, rounded, strict=True)]
+        items = [
+            {
+                "math_score": s,
+                "interval": {"low": lo, "high": hi, "level": level},
+                "band": payloads[name],
+                BELOW_CUT: chance,
+                WITHOUT_BACKGROUND: without,
+                "factors": {
+                    "baseline": baseline,
+                    "unclipped_score": raw,
+                    "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6},
+                },
+            }
+            for s, lo, hi, name, chance, without, raw, (c0, c1, c2, c3, c4, c5, c6) in zip(
+                scores, lows, highs, names_list, chances, withouts, raws, rounded, strict=True
+            )
+        ]
     if answers.below_cut is None:  # a model trained before its residuals were recorded: no chance to give
         for item in items:
             del item[BELOW_CUT]
@@ -152,9 +174,14 @@ def evaluate_batch(pipeline: PredictPipeline, batch: BatchAnswer, reals: np.ndar
     checked = outcomes(scores, lows, highs, reals, batch.bands, bands.cut)
     columns = outcome_columns(checked)
     errors = [None if e is None else round(float(e), 2) for e in columns[PREDICTION_MINUS_REAL].tolist()]
-    for item, real, error, inside, right in zip(batch.items, columns[REAL_SCORE].tolist(), errors,
-                                                columns[INSIDE_RANGE].tolist(), columns[BAND_RIGHT].tolist(),
-                                                strict=True):
+    for item, real, error, inside, right in zip(
+        batch.items,
+        columns[REAL_SCORE].tolist(),
+        errors,
+        columns[INSIDE_RANGE].tolist(),
+        columns[BAND_RIGHT].tolist(),
+        strict=True,
+    ):
         item[REAL_SCORE] = real
         item[PREDICTION_MINUS_REAL] = error
         item[INSIDE_RANGE] = None if inside is None else bool(inside)
@@ -208,14 +235,16 @@ class SingleAnswerText:
         self.half_width = pipeline.half_width
         self.head = '{"math_score": '
         self.level = f', "level": {json.dumps(pipeline.level)}}}, "model_version": {json.dumps(pipeline.model_version)}'
-        self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}, "{BELOW_CUT}": '
-                          for name in bands.labels}
+        self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}, "{BELOW_CUT}": ' for name in bands.labels}
         self.without_text = {name: f', "{WITHOUT_BACKGROUND}": {json.dumps(name)}' for name in bands.labels}
         # the four background contributions' sum for every combination of their categories, added in schema
         # order from 0 as single_answer adds them: the very same number, looked up instead of added per request
         self.background_names = tuple(FEATURE_NAMES[j] for j in BACKGROUND_COLUMNS)
-        tables = [{c: v - centre for c, v in table.items()}  # type: ignore[union-attr]
-                  for j, (_, table, _, centre) in enumerate(factors.terms) if j in BACKGROUND_COLUMNS]
+        tables = [
+            {c: v - centre for c, v in table.items()}  # type: ignore[union-attr]
+            for j, (_, table, _, centre) in enumerate(factors.terms)
+            if j in BACKGROUND_COLUMNS
+        ]
         self.background: dict[tuple[str, ...], float] = {}
         for combination in itertools.product(*(tuple(t) for t in tables)):
             total = 0
@@ -242,9 +271,21 @@ class SingleAnswerText:
         background = self.background[tuple(map(record.__getitem__, self.background_names))]
         chance = round(self.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
         without = band_without_background(bands, raw, background, half)
-        parts = [self.head, repr(score), ', "interval": {"low": ', repr(low), ', "high": ', repr(high), self.level,
-                 self.band_text[bands.name(low, high)], repr(chance), self.without_text[without], self.baseline,
-                 repr(round(raw, DECIMALS)), ', "contributions": {']
+        parts = [
+            self.head,
+            repr(score),
+            ', "interval": {"low": ',
+            repr(low),
+            ', "high": ',
+            repr(high),
+            self.level,
+            self.band_text[bands.name(low, high)],
+            repr(chance),
+            self.without_text[without],
+            self.baseline,
+            repr(round(raw, DECIMALS)),
+            ', "contributions": {',
+        ]
         for name, fixed, key, slope, centre in self.terms:
             if fixed is not None:
                 parts.append(fixed[record[name]])

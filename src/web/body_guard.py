@@ -97,7 +97,7 @@ def json_shape(body: bytes, stop_depth: int | None = None, stop_values: int | No
         if inside and body.find(b'"', start, start + data.size) < 0:  # the block is text of one open string
             escaped_first = ends_escaping
             continue
-        block = body[start:start + data.size].translate(_TOKEN_BYTES)  # 1 at each token, 0 elsewhere: C speed
+        block = body[start : start + data.size].translate(_TOKEN_BYTES)  # 1 at each token, 0 elsewhere: C speed
         positions = np.flatnonzero(np.frombuffer(block, dtype=np.bool_)).astype(np.int32)
         if positions.size:
             chars = data[positions]
@@ -123,7 +123,8 @@ def json_shape(body: bytes, stop_depth: int | None = None, stop_values: int | No
             separators += int(np.count_nonzero(_SEPARATES[chars] & structural))
             inside = bool(inside ^ (int(np.count_nonzero(quotes)) % 2 == 1))
             if (stop_depth is not None and deepest > stop_depth) or (
-                    stop_values is not None and separators + 1 > stop_values):
+                stop_values is not None and separators + 1 > stop_values
+            ):
                 break
         escaped_first = ends_escaping
     return JsonShape(deepest, separators + 1 if body.strip() else 0)
@@ -273,9 +274,15 @@ class BodyGuard:
     ``max_values``: the most JSON values (objects, arrays, scalars) a body may hold; None for no limit.
     """
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], max_bytes: int,
-                 max_depth: int = MAX_JSON_DEPTH, max_values: int | None = None,
-                 timeout: float = BODY_TIMEOUT, heavy_slots: int = HEAVY_SLOTS) -> None:
+    def __init__(
+        self,
+        wsgi_app: Callable[..., Iterable[bytes]],
+        max_bytes: int,
+        max_depth: int = MAX_JSON_DEPTH,
+        max_values: int | None = None,
+        timeout: float = BODY_TIMEOUT,
+        heavy_slots: int = HEAVY_SLOTS,
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
@@ -296,15 +303,19 @@ class BodyGuard:
         # A large body, or one of unknown length: one of the worker's few heavy slots, for reading it, parsing it
         # and making the answer (the app returns its answer made; sending it needs no slot).
         if not self.heavy.acquire(timeout=self.timeout):
-            return _answer(start_response, 503, "busy", "the server is answering other large requests; "
-                           "try again in a few seconds", retry_after=True)
+            return _answer(
+                start_response,
+                503,
+                "busy",
+                "the server is answering other large requests; try again in a few seconds",
+                retry_after=True,
+            )
         try:
             return self._guarded(environ, start_response, length)
         finally:
             self.heavy.release()
 
-    def _guarded(self, environ: dict[str, Any], start_response: Callable[..., Any],
-                 length: int | None) -> Iterable[bytes]:
+    def _guarded(self, environ: dict[str, Any], start_response: Callable[..., Any], length: int | None) -> Iterable[bytes]:
         sock = environ.get(SOCKET)
         deadline = None
         if sock is not None and length != 0 and (length is None or length <= self.max_bytes):
@@ -318,21 +329,34 @@ class BodyGuard:
             if length is None:
                 _drain(environ["wsgi.input"], self.max_bytes, deadline)
             environ["wsgi.input"] = io.BytesIO()
-            return _answer(start_response, 413, "request_entity_too_large",
-                           f"the request body is larger than the limit of {self.max_bytes} bytes")
+            return _answer(
+                start_response,
+                413,
+                "request_entity_too_large",
+                f"the request body is larger than the limit of {self.max_bytes} bytes",
+            )
         except BodyTimedOut as late:
             environ["wsgi.input"] = io.BytesIO()
-            logger.warning("request body not whole after %.0f s (%d bytes came): connection closed",
-                           self.timeout, late.args[0])
-            return _answer(start_response, 408, "request_timeout",
-                           f"the request body did not arrive whole within {self.timeout:g} seconds")
+            logger.warning(
+                "request body not whole after %.0f s (%d bytes came): connection closed", self.timeout, late.args[0]
+            )
+            return _answer(
+                start_response,
+                408,
+                "request_timeout",
+                f"the request body did not arrive whole within {self.timeout:g} seconds",
+            )
         finally:
             if deadline is not None:
                 deadline.finish()
         if length is not None and len(body) < length:
             environ["wsgi.input"] = io.BytesIO()
-            return _answer(start_response, 400, "bad_request",
-                           f"the body ended after {len(body)} of the {length} bytes its Content-Length declares")
+            return _answer(
+                start_response,
+                400,
+                "bad_request",
+                f"the body ended after {len(body)} of the {length} bytes its Content-Length declares",
+            )
         content_type = environ.get("CONTENT_TYPE", "")
         if _is_json(content_type):
             refusal = self._check_json(body, start_response)
@@ -341,8 +365,12 @@ class BodyGuard:
         elif content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
             fields = body.count(b"&") + 1
             if fields > MAX_FORM_FIELDS:
-                return _answer(start_response, 413, "too_many_fields",
-                               f"the form has {fields} fields; at most {MAX_FORM_FIELDS} are accepted")
+                return _answer(
+                    start_response,
+                    413,
+                    "too_many_fields",
+                    f"the form has {fields} fields; at most {MAX_FORM_FIELDS} are accepted",
+                )
         environ["wsgi.input"] = io.BytesIO(body)
         environ[BODY] = body  # read once: the app takes it from here rather than reading the stream again
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -358,13 +386,20 @@ class BodyGuard:
             return None
         shape = json_shape(body, self.max_depth, self.max_values)
         if shape.depth > self.max_depth:
-            return _answer(start_response, 400, "nesting_too_deep",
-                           f"the JSON body nests arrays and objects {shape.depth} deep; at most {self.max_depth} "
-                           "levels are accepted")
+            return _answer(
+                start_response,
+                400,
+                "nesting_too_deep",
+                f"the JSON body nests arrays and objects {shape.depth} deep; at most {self.max_depth} levels are accepted",
+            )
         if self.max_values is not None and shape.values > self.max_values:
-            return _answer(start_response, 413, "too_many_values",
-                           f"the JSON body holds more than {self.max_values} values, the most accepted "
-                           f"({VALUES_PER_STUDENT} per student of a full batch)")
+            return _answer(
+                start_response,
+                413,
+                "too_many_values",
+                f"the JSON body holds more than {self.max_values} values, the most accepted "
+                f"({VALUES_PER_STUDENT} per student of a full batch)",
+            )
         return None
 
 
@@ -388,11 +423,16 @@ def _is_json(content_type: str) -> bool:
 _REASONS = {400: "BAD REQUEST", 408: "REQUEST TIMEOUT", 413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}
 
 
-def _answer(start_response: Callable[..., Any], status: int, error: str, message: str,
-            retry_after: bool = False) -> list[bytes]:
+def _answer(
+    start_response: Callable[..., Any], status: int, error: str, message: str, retry_after: bool = False
+) -> list[bytes]:
     body = json.dumps({"error": error, "message": message}).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close"),
-               ("X-Content-Type-Options", "nosniff")]
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
     if retry_after:
         headers.append(("Retry-After", "5"))
     start_response(f"{status} {_REASONS[status]}", headers)

@@ -57,8 +57,11 @@ def register_error_handlers(app: Flask) -> None:
         if wants_json():
             response = json_error(status, _code(exc), message)
         else:
-            response = Response(render_template("error.html", status=status, title=exc.name, message=message),
-                                status=status, mimetype="text/html")
+            response = Response(
+                render_template("error.html", status=status, title=exc.name, message=message),
+                status=status,
+                mimetype="text/html",
+            )
         for name, value in exc.get_headers():  # e.g. Allow on a 405, as RFC 9110 requires
             if name.lower() != "content-type":
                 response.headers[name] = value

@@ -36,7 +36,8 @@ def ready() -> Response:
             "model": pipeline.model_name,
             "source": slot.public_source,
             "loaded_at": datetime.fromtimestamp(slot.loaded_at, UTC).isoformat(timespec="seconds")
-            if slot.loaded_at else None,
+            if slot.loaded_at
+            else None,
             "scorer": pipeline.scorer.kind,
             "last_error": slot.last_error,
             "worker": os.getpid(),
@@ -49,5 +50,4 @@ def _factors(factors: Factors) -> dict[str, Any]:
     """How the served model's factors are computed, or why it has none."""
     if not factors.available:
         return {"available": False, "reason": factors.reason}
-    return {"available": True, "method": METHOD, "baseline": round(factors.baseline, DECIMALS),
-            "baseline_is": BASELINE_IS}
+    return {"available": True, "method": METHOD, "baseline": round(factors.baseline, DECIMALS), "baseline_is": BASELINE_IS}

@@ -32,8 +32,13 @@ class LoadOutcome:
 class ModelSlot:
     """Holds the current PredictPipeline. A failed (re)load keeps the model being served, if any."""
 
-    def __init__(self, loader: Loader, source: str, probe: Callable[[], str] | None = None,
-                 decisions: Callable[[], list[dict]] | None = None) -> None:
+    def __init__(
+        self,
+        loader: Loader,
+        source: str,
+        probe: Callable[[], str] | None = None,
+        decisions: Callable[[], list[dict]] | None = None,
+    ) -> None:
         self._loader = loader
         self._probe = probe
         self._decisions = decisions
@@ -108,6 +113,10 @@ class ModelSlot:
 
 # An absolute local path left in a message (a cache folder, a file): not for the public.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.<])/[^\s'\",;]+")
-_OS_ERRORS: dict[type, str] = {PermissionError: "permission denied", FileNotFoundError: "a file is missing",
-                               IsADirectoryError: "a folder stands where a file should",
-                               NotADirectoryError: "a file stands where a folder should", TimeoutError: "timed out"}
+_OS_ERRORS: dict[type, str] = {
+    PermissionError: "permission denied",
+    FileNotFoundError: "a file is missing",
+    IsADirectoryError: "a folder stands where a file should",
+    NotADirectoryError: "a file stands where a folder should",
+    TimeoutError: "timed out",
+}

@@ -61,8 +61,11 @@ def attach_monitoring(app: Flask, svc: Services) -> Periodic | None:
     tracker = None
     if config.drift_enabled:
         directory = config.drift_dir or _default_drift_dir()
-        tracker = DriftTracker(SharedWindow(directory, config.drift_window), threshold=config.drift_threshold,
-                               min_samples=config.drift_min_samples)
+        tracker = DriftTracker(
+            SharedWindow(directory, config.drift_window),
+            threshold=config.drift_threshold,
+            min_samples=config.drift_min_samples,
+        )
         svc.drift = tracker
         svc.observers.append(tracker)
         svc.slot.listeners.append(tracker.model_loaded)
@@ -111,8 +114,7 @@ class _RequestHook:
             return self.wsgi_app(environ, capture)
         finally:
             status, rule = answered[-1] if answered else ("500", None)
-            requests.record(environ.get("REQUEST_METHOD", ""), str(rule), status[:3],
-                                 time.perf_counter() - started)
+            requests.record(environ.get("REQUEST_METHOD", ""), str(rule), status[:3], time.perf_counter() - started)
 
 
 def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> RequestMetrics:
@@ -139,8 +141,9 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
 
         return scrape
 
-    exporter = PrometheusMetrics(app=None, path="/metrics", registry=registry, export_defaults=False,
-                                 metrics_decorator=before_scrape)
+    exporter = PrometheusMetrics(
+        app=None, path="/metrics", registry=registry, export_defaults=False, metrics_decorator=before_scrape
+    )
     exporter.init_app(app)
 
     def raised(sender: Flask, *, method: str, **extra: Any) -> None:

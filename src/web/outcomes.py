@@ -24,19 +24,29 @@ def class_evaluation_words(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     test = evaluation["test_split"]
     cut = evaluation.get("cut")
     if n == 0:
-        return {"students": 0, "sentences": ["No student in the file has a real math score yet: when the real scores "
-                                             "arrive, put them in the math score column to see how the predictions "
-                                             "did."], "flag": None, "table": None}
+        return {
+            "students": 0,
+            "sentences": [
+                "No student in the file has a real math score yet: when the real scores "
+                "arrive, put them in the math score column to see how the predictions "
+                "did."
+            ],
+            "flag": None,
+            "table": None,
+        }
     inside = int(evaluation["inside_range"])
     students = "student" if n == 1 else "students"
     level = test.get("level") or 0.9
     sentences = [
         f"For your {n} {students} with a real score, the prediction was off by {_points(evaluation['mae'])} on "
-        f"average" + (f" (on the test students when the model was made: {_points(test['mae'])})."
-                      if test.get("mae") is not None else "."),
+        f"average"
+        + (
+            f" (on the test students when the model was made: {_points(test['mae'])})."
+            if test.get("mae") is not None
+            else "."
+        ),
         f"{inside} of {n} real scores were within the range; the range is meant to hold about {level:.0%} of the "
-        f"time" + (f" (on the test students: {_share(test.get('coverage'))})." if test.get("coverage") is not None
-                   else "."),
+        f"time" + (f" (on the test students: {_share(test.get('coverage'))})." if test.get("coverage") is not None else "."),
     ]
     bias = float(evaluation["bias"])
     if round(bias, 1) != 0.0:
@@ -47,22 +57,39 @@ def class_evaluation_words(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         bands = Bands(float(cut))
         counts = evaluation["bands"]
         promised = test.get("bands")
-        table = [{"band": name, "label": bands.labels[name], "below": counts[name][BELOW],
-                  "at_or_above": counts[name][AT_OR_ABOVE],
-                  "test_below": promised[name][BELOW] if promised else None,
-                  "test_at_or_above": promised[name][AT_OR_ABOVE] if promised else None}
-                 for name in (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)]
+        table = [
+            {
+                "band": name,
+                "label": bands.labels[name],
+                "below": counts[name][BELOW],
+                "at_or_above": counts[name][AT_OR_ABOVE],
+                "test_below": promised[name][BELOW] if promised else None,
+                "test_at_or_above": promised[name][AT_OR_ABOVE] if promised else None,
+            }
+            for name in (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
+        ]
         marked = [(NEEDS_SUPPORT, BELOW, f"below {cut:g}"), (ON_TRACK, AT_OR_ABOVE, f"{cut:g} or above")]
-        said = [f"{counts[name][right]} of {sum(counts[name].values())} marked \u201c{bands.labels[name]}\u201d "
-                f"really were {words}" for name, right, words in marked if sum(counts[name].values())]
+        said = [
+            f"{counts[name][right]} of {sum(counts[name].values())} marked \u201c{bands.labels[name]}\u201d "
+            f"really were {words}"
+            for name, right, words in marked
+            if sum(counts[name].values())
+        ]
         if said:
-            sentences.append("; ".join(said) + (f" (on the test students, {_share(test.get('band_right'))} of "
-                                                f"such marks were right)." if test.get("band_right") is not None
-                                                else "."))
+            sentences.append(
+                "; ".join(said)
+                + (
+                    f" (on the test students, {_share(test.get('band_right'))} of such marks were right)."
+                    if test.get("band_right") is not None
+                    else "."
+                )
+            )
     flag = None
     if evaluation.get("coverage_low"):
-        flag = (f"The range held less often for this class than it should: {inside} of {n} is clearly fewer than "
-                f"{level:.0%} (a class this size would see so few less than {FLAG_P_VALUE:.0%} of the time if the "
-                f"range held as promised). The model may fit these students less well than the students it "
-                f"learned from: lean less on its ranges for this class, and tell the data team.")
+        flag = (
+            f"The range held less often for this class than it should: {inside} of {n} is clearly fewer than "
+            f"{level:.0%} (a class this size would see so few less than {FLAG_P_VALUE:.0%} of the time if the "
+            f"range held as promised). The model may fit these students less well than the students it "
+            f"learned from: lean less on its ranges for this class, and tell the data team."
+        )
     return {"students": n, "sentences": sentences, "flag": flag, "table": table}

@@ -88,8 +88,7 @@ def model_notice() -> dict[str, Any]:
 
 @bp.get("/favicon.ico")
 def favicon() -> Response:
-    return send_from_directory(current_app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml",
-                               max_age=86400)
+    return send_from_directory(current_app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
 def _bands() -> Bands:
@@ -124,8 +123,11 @@ def form() -> Response:
 @bp.get("/predictdata/class-list-template.csv")
 def class_list_template() -> Response:
     """An empty class list as a spreadsheet opens it: the header row and one example student to overwrite."""
-    return Response("\ufeff" + roster.template_csv(), mimetype=roster.CSV_TYPE,
-                    headers={"Content-Disposition": 'attachment; filename="class-list-template.csv"'})
+    return Response(
+        "\ufeff" + roster.template_csv(),
+        mimetype=roster.CSV_TYPE,
+        headers={"Content-Disposition": 'attachment; filename="class-list-template.csv"'},
+    )
 
 
 @bp.post("/predictdata")
@@ -232,8 +234,9 @@ def _answer_roster(items_wanted: bool = True) -> roster.RosterAnswer | Response:
     except roster.RosterError as err:
         if err.details:
             svc.rejected(err.details)
-            return json_response({"error": err.code, "message": err.message, **error_details(err.details)},
-                                 status=err.status)
+            return json_response(
+                {"error": err.code, "message": err.message, **error_details(err.details)}, status=err.status
+            )
         return json_error(err.status, err.code, err.message)
     pipeline = svc.slot.pipeline
     if pipeline is None:
@@ -256,8 +259,11 @@ def _predict_csv() -> Response:
         if isinstance(answer, Response):
             return answer
         if as_csv:
-            return Response(roster.roster_csv(answer), mimetype=roster.CSV_TYPE,
-                            headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'})
+            return Response(
+                roster.roster_csv(answer),
+                mimetype=roster.CSV_TYPE,
+                headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'},
+            )
         return fast_json_response(roster.roster_json(answer))
 
 
@@ -282,19 +288,27 @@ def _class_list_page() -> tuple[str, int] | str:
         item = answer.items[i]
         failed = shown_roster.failed.get(i)
         student_id = shown_roster.ids[i] if shown_roster.ids is not None else None
-        shown: dict[str, Any] = {"number": shown_roster.numbers[i], "student_id": student_id or "",
-                                 "error": failed.error if failed is not None else "", "item": item}
+        shown: dict[str, Any] = {
+            "number": shown_roster.numbers[i],
+            "student_id": student_id or "",
+            "error": failed.error if failed is not None else "",
+            "item": item,
+        }
         if failed is None:
             band = item["band"]["name"]
             chance = item.get(BELOW_CUT)
             without = item.get(WITHOUT_BACKGROUND)
-            shown.update(band=band, title=BAND_TITLES[band], chance=chance,
-                         chance_words="" if chance is None else chance_in_ten(chance),
-                         score=whole_points(item["math_score"]),
-                         low=whole_points(item["interval"]["low"], cut, "low"),
-                         high=whole_points(item["interval"]["high"], cut, "high"),
-                         flip=BAND_TITLES[without] if without and without != band else None,
-                         top=answer.top_factors[i])
+            shown.update(
+                band=band,
+                title=BAND_TITLES[band],
+                chance=chance,
+                chance_words="" if chance is None else chance_in_ten(chance),
+                score=whole_points(item["math_score"]),
+                low=whole_points(item["interval"]["low"], cut, "low"),
+                high=whole_points(item["interval"]["high"], cut, "high"),
+                flip=BAND_TITLES[without] if without and without != band else None,
+                top=answer.top_factors[i],
+            )
         rows.append(shown)
     today = date.today()
     summary = {
@@ -346,8 +360,9 @@ def _student_page(fields: MultiDict[str, str]) -> tuple[str, int] | str:
     return _render_form(fields.to_dict(), {}, _result(pipeline, record, unknown))
 
 
-def _answerable(fields: MultiDict[str, str]) -> tuple[tuple[dict[str, Any], tuple[str, ...], PredictPipeline] | None,
-                                                      tuple[str, int] | None]:
+def _answerable(
+    fields: MultiDict[str, str],
+) -> tuple[tuple[dict[str, Any], tuple[str, ...], PredictPipeline] | None, tuple[str, int] | None]:
     """The checked student, its fields not known and the model to answer it; else the page saying why not."""
     values, record, unknown, errors = _read_student(fields)
     if record is None:
@@ -361,8 +376,9 @@ def _answerable(fields: MultiDict[str, str]) -> tuple[tuple[dict[str, Any], tupl
     return (record, unknown, pipeline), None
 
 
-def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any] | None, tuple[str, ...],
-                                                         list[FieldError]]:
+def _read_student(
+    fields: MultiDict[str, str],
+) -> tuple[dict[str, str], dict[str, Any] | None, tuple[str, ...], list[FieldError]]:
     """The fields as sent, the checked record (None if any field is wrong), the fields not known, the errors.
 
     A background field may be "not known" (``NOT_KNOWN``): it is left out of the record and named in the
@@ -373,8 +389,7 @@ def _read_student(fields: MultiDict[str, str]) -> tuple[dict[str, str], dict[str
     # A not-known field is checked as if it held its first category (always valid), then left out.
     checked = {**values, **{name: _first_category(name) for name in unknown}}
     record, errors = validate_student(checked, from_form=True)
-    errors += [FieldError(short_field(name), GIVEN_TWICE) for name, sent in fields.lists()
-               if len(sent) > 1]
+    errors += [FieldError(short_field(name), GIVEN_TWICE) for name, sent in fields.lists() if len(sent) > 1]
     if errors or record is None:
         return values, None, unknown, errors
     return values, {k: v for k, v in record.items() if k not in unknown}, unknown, errors
@@ -413,8 +428,10 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         counted = predict_with_unknowns(pipeline, record, unknown, bands)
         score, low, high = (round(v, 1) for v in (counted.score, counted.low, counted.high))
         points, chance, without = counted.contributions, counted.below_cut, counted.without_background
-        extra = {"unknown": [FEATURES_BY_NAME[n].label.split(" (")[0] for n in counted.unknown],
-                 "possibilities": counted.possibilities}
+        extra = {
+            "unknown": [FEATURES_BY_NAME[n].label.split(" (")[0] for n in counted.unknown],
+            "possibilities": counted.possibilities,
+        }
     else:
         answer = single_answer(pipeline, record, bands)
         score, low, high = answer["math_score"], answer["interval"]["low"], answer["interval"]["high"]
@@ -426,8 +443,11 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         "math_score": score,
         "low": low,
         "high": high,
-        "shown": {"score": whole_points(score), "low": whole_points(low, cut, "low"),
-                  "high": whole_points(high, cut, "high")},
+        "shown": {
+            "score": whole_points(score),
+            "low": whole_points(low, cut, "low"),
+            "high": whole_points(high, cut, "high"),
+        },
         "model_version": pipeline.model_version,
         "band": bands.payload(band),
         "band_title": BAND_TITLES[band],
@@ -447,15 +467,25 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         result["baseline"] = whole_points(pipeline.factors.baseline)
     else:
         result["factors_reason"] = pipeline.factors.reason
-    result["student"] = [(FEATURES_BY_NAME[n].label.split(" (")[0],
-                          NOT_KNOWN if n in unknown else f"{record[n]:g}" if isinstance(record[n], float) else record[n])
-                         for n in FEATURE_NAMES]
+    result["student"] = [
+        (
+            FEATURES_BY_NAME[n].label.split(" (")[0],
+            NOT_KNOWN if n in unknown else f"{record[n]:g}" if isinstance(record[n], float) else record[n],
+        )
+        for n in FEATURE_NAMES
+    ]
     return result
 
 
-def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: Mapping[str, Any] | None,
-                 unavailable: str | None = None, class_list: Mapping[str, Any] | None = None,
-                 roster_error: list[str] | None = None, unknown_unsupported: bool = False) -> str:
+def _render_form(
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+    result: Mapping[str, Any] | None,
+    unavailable: str | None = None,
+    class_list: Mapping[str, Any] | None = None,
+    roster_error: list[str] | None = None,
+    unknown_unsupported: bool = False,
+) -> str:
     pipeline = services().slot.pipeline
     offer_unknown = pipeline is None or supports_unknowns(pipeline)
     fields = [
@@ -472,9 +502,20 @@ def _render_form(values: Mapping[str, str], errors: Mapping[str, str], result: M
     ]
     other_errors = {k: v for k, v in errors.items() if k not in {f.name for f in FEATURES}}
     return render_template(
-        "predict.html", fields=fields, other_errors=other_errors, result=result,
-        unavailable=unavailable, class_list=class_list, roster_error=roster_error, cut=services().config.support_cut,
-        max_batch=services().config.max_batch, errors=errors, not_known=NOT_KNOWN,
-        unknown_unsupported=unknown_unsupported, offer_unknown=offer_unknown, band_titles=BAND_TITLES,
-        next_step_link=services().config.next_step_link, next_step_link_text=services().config.next_step_link_text,
+        "predict.html",
+        fields=fields,
+        other_errors=other_errors,
+        result=result,
+        unavailable=unavailable,
+        class_list=class_list,
+        roster_error=roster_error,
+        cut=services().config.support_cut,
+        max_batch=services().config.max_batch,
+        errors=errors,
+        not_known=NOT_KNOWN,
+        unknown_unsupported=unknown_unsupported,
+        offer_unknown=offer_unknown,
+        band_titles=BAND_TITLES,
+        next_step_link=services().config.next_step_link,
+        next_step_link_text=services().config.next_step_link_text,
     )

@@ -68,8 +68,17 @@ MAX_CELLS_PER_ROW = 64  # cells a row may have on average before the file is ref
 MAX_LINES_PER_ROW = 4  # lines per student (blank lines, quoted line breaks) before the file is refused unread
 PREDICTED = "predicted_math_score"  # never "math_score": a class list's math score column is the real score
 BAND_WORDS = "band_words"
-OUTPUT_COLUMNS = (PREDICTED, "interval_low", "interval_high", BELOW_CUT, "band", BAND_WORDS, WITHOUT_BACKGROUND,
-                  "top_factor", "error")
+OUTPUT_COLUMNS = (
+    PREDICTED,
+    "interval_low",
+    "interval_high",
+    BELOW_CUT,
+    "band",
+    BAND_WORDS,
+    WITHOUT_BACKGROUND,
+    "top_factor",
+    "error",
+)
 # Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
 _ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
 # A math score column (the public download's) is each student's real score: checked, and compared with the answer.
@@ -104,8 +113,9 @@ class RosterRow:
         if not self.errors:
             return ""
         who = f"row {self.number}" + (f" (student {self.student_id})" if self.student_id else "")
-        return f"{who}: " + "; ".join(e.message if e.field == "row" else f"{field_label(e.field)}: {e.message}"
-                                      for e in self.errors)
+        return f"{who}: " + "; ".join(
+            e.message if e.field == "row" else f"{field_label(e.field)}: {e.message}" for e in self.errors
+        )
 
 
 @dataclass(frozen=True)
@@ -195,12 +205,19 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     # Every cell and row becomes a Python object: a file of commas or of short rows would cost a worker far more
     # memory than its size. Cells are bounded before reading (a class list has 8 columns), rows while reading.
     if data.count(b"\n") > (max_rows + 1) * MAX_LINES_PER_ROW:
-        raise RosterError(413, "batch_too_large", f"the file has more lines than {max_rows} students need "
-                                                  f"(at most {MAX_LINES_PER_ROW} per student, blank ones included)")
+        raise RosterError(
+            413,
+            "batch_too_large",
+            f"the file has more lines than {max_rows} students need "
+            f"(at most {MAX_LINES_PER_ROW} per student, blank ones included)",
+        )
     delimiter = sniff_delimiter(text)
     if data.count(delimiter.encode()) > (max_rows + 1) * MAX_CELLS_PER_ROW:
-        raise RosterError(413, "batch_too_large", f"the file has more cells than {max_rows} students can fill "
-                                                  f"(at most {MAX_CELLS_PER_ROW} per row)")
+        raise RosterError(
+            413,
+            "batch_too_large",
+            f"the file has more cells than {max_rows} students can fill (at most {MAX_CELLS_PER_ROW} per row)",
+        )
     lines: list[tuple[int, list[str]]] = []  # each with its spreadsheet row (the header is row 1)
     counted = 0
     try:
@@ -212,16 +229,24 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     except csv.Error as err:
         raise RosterError(400, "malformed_csv", f"the file is not readable CSV: {err}") from err
     if not lines:
-        raise RosterError(422, "validation_failed", "the file is empty: it needs a header row and one row per student",
-                          [FieldError("file", "must have a header row and at least one student row")])
+        raise RosterError(
+            422,
+            "validation_failed",
+            "the file is empty: it needs a header row and one row per student",
+            [FieldError("file", "must have a header row and at least one student row")],
+        )
     raw_header = lines[0][1]
     header = [canonical_name(h.strip().lower()) for h in raw_header]
     _check_header(raw_header, header)
     numbers = [number for number, _ in lines[1:]]
     body = [cells for _, cells in lines[1:]]
     if not body:
-        raise RosterError(422, "validation_failed", "the file has a header but no student rows",
-                          [FieldError("file", "must have at least one student row")])
+        raise RosterError(
+            422,
+            "validation_failed",
+            "the file has a header but no student rows",
+            [FieldError("file", "must have at least one student row")],
+        )
     if counted - 1 > max_rows:
         raise RosterError(413, "batch_too_large", f"at most {max_rows} students per file, got {counted - 1}")
     positions = [(name, i) for i, name in enumerate(header) if name in FEATURE_NAMES]
@@ -231,8 +256,11 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     size = len(body)
     whole = [len(cells) == width for cells in body]
     # Cells by column: a row of the header's width as it is; another padded with "" (it is refused below).
-    rows = body if all(whole) else [cells if ok else (cells + [""] * width)[:width] for cells, ok in zip(
-        body, whole, strict=True)]
+    rows = (
+        body
+        if all(whole)
+        else [cells if ok else (cells + [""] * width)[:width] for cells, ok in zip(body, whole, strict=True)]
+    )
     by_column = list(zip(*rows, strict=True))
     cells = {name: list(by_column[i]) for name, i in positions}
     ids = list(by_column[id_at]) if id_at is not None else None
@@ -298,8 +326,11 @@ def field_label(field: str) -> str:
 
 
 def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
-    errors = [FieldError(short_field(original.strip() or f"column {i + 1}"), UNEXPECTED + " (as a column)")
-              for i, (original, name) in enumerate(zip(raw, header, strict=True)) if name not in _ACCEPTED]
+    errors = [
+        FieldError(short_field(original.strip() or f"column {i + 1}"), UNEXPECTED + " (as a column)")
+        for i, (original, name) in enumerate(zip(raw, header, strict=True))
+        if name not in _ACCEPTED
+    ]
     seen: set[str] = set()
     for original, name in zip(raw, header, strict=True):
         if name in seen:
@@ -312,8 +343,7 @@ def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
         raise RosterError(422, "validation_failed", f"the header row is not a class list: {shown}{more}", errors)
 
 
-def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands, *, items_wanted: bool = True
-                  ) -> RosterAnswer:
+def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands, *, items_wanted: bool = True) -> RosterAnswer:
     """Predict every valid row as one batch; keep bad rows in place with their errors.
 
     ``items_wanted=False`` (an answer written as CSV, which reads the columns) leaves the JSON items out, unless
@@ -335,8 +365,7 @@ def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands, *, it
         items = batch.items
     if roster.failed:
         predicted = iter(items)
-        items = [_failed_item(roster.failed[at]) if at in roster.failed else next(predicted)
-                 for at in range(roster.size)]
+        items = [_failed_item(roster.failed[at]) if at in roster.failed else next(predicted) for at in range(roster.size)]
     if roster.ids is not None:
         items = [{STUDENT_ID: sid, **item} for sid, item in zip(roster.ids, items, strict=True)]
     answer.items = items
@@ -344,8 +373,7 @@ def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands, *, it
 
 
 def _failed_item(row: RosterRow) -> dict[str, Any]:
-    return {"row": row.number, "error": row.error,
-            "details": [{"field": e.field, "message": e.message} for e in row.errors]}
+    return {"row": row.number, "error": row.error, "details": [{"field": e.field, "message": e.message} for e in row.errors]}
 
 
 def roster_json(answer: RosterAnswer) -> dict[str, Any]:
@@ -373,15 +401,22 @@ def roster_csv(answer: RosterAnswer) -> str:
     roster = answer.roster
     ids = roster.ids
     labeled = answer.evaluated is not None
-    header = ["row", *([STUDENT_ID] if ids is not None else []), *FEATURE_NAMES, *OUTPUT_COLUMNS,
-              *(OUTCOME_COLUMNS if labeled else ())]
+    header = [
+        "row",
+        *([STUDENT_ID] if ids is not None else []),
+        *FEATURE_NAMES,
+        *OUTPUT_COLUMNS,
+        *(OUTCOME_COLUMNS if labeled else ()),
+    ]
     n = roster.size
     scores = lows = highs = bands = words = chances = withouts = [""] * n
     if answer.answers is not None:
         at = np.flatnonzero(roster.valid)
         predictions = answer.answers.predictions
-        scores, lows, highs = (_rows_of(n, at, _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)])  # rounded, as text
-                               for values in (predictions.scores, predictions.low, predictions.high))
+        scores, lows, highs = (
+            _rows_of(n, at, _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)])  # rounded, as text
+            for values in (predictions.scores, predictions.low, predictions.high)
+        )
         bands = _rows_of(n, at, answer.answers.bands)
         coded = answer.answers.coded_bands  # a class list always has a cut score
         titles = np.array([BAND_TITLES[name] for name in coded.words], dtype=object)  # type: ignore[union-attr]
@@ -396,9 +431,12 @@ def roster_csv(answer: RosterAnswer) -> str:
         errors[at_row] = row.error
     # a valid row's cells are categories (answered in the schema's spelling) and plain numbers: only a refused
     # row's cells and ids can hold a formula
-    given = [roster.cells[name] if not roster.failed else
-             [_cell(c) if i in roster.failed else c for i, c in enumerate(roster.cells[name])]
-             for name in FEATURE_NAMES]
+    given = [
+        roster.cells[name]
+        if not roster.failed
+        else [_cell(c) if i in roster.failed else c for i, c in enumerate(roster.cells[name])]
+        for name in FEATURE_NAMES
+    ]
     at = np.flatnonzero(roster.valid)
     if at.size:
         for j, name in enumerate(FEATURE_NAMES):
@@ -407,10 +445,17 @@ def roster_csv(answer: RosterAnswer) -> str:
                 column[at] = roster.students.values(name)
                 given[j] = column.tolist()
     first = [roster.numbers or range(2, n + 2)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
-    outcomes = [["" if i in roster.failed else _outcome_cell(item.get(name)) for i, item in enumerate(answer.items)]
-                for name in OUTCOME_COLUMNS] if labeled else []
-    return csv_columns_text(header, [*first, *given, scores, lows, highs, chances, bands, words, withouts,
-                                     answer.top_factors, errors, *outcomes])
+    outcomes = (
+        [
+            ["" if i in roster.failed else _outcome_cell(item.get(name)) for i, item in enumerate(answer.items)]
+            for name in OUTCOME_COLUMNS
+        ]
+        if labeled
+        else []
+    )
+    return csv_columns_text(
+        header, [*first, *given, scores, lows, highs, chances, bands, words, withouts, answer.top_factors, errors, *outcomes]
+    )
 
 
 _NEEDS_QUOTES = (",", '"', "\n")  # what csv.writer(lineterminator="\\n") quotes: a lone "\\r" it does not
@@ -451,6 +496,8 @@ def _outcome_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"{value:g}"
+
+
 def template_csv() -> str:
     """A class list to fill in: ``student_id`` and the features, and one example student (the first value of
     each category, 70 for the scores) to overwrite."""

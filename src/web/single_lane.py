@@ -64,8 +64,12 @@ class SingleStudentLane:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
         body = environ.get(BODY)
-        if (body is None or len(body) > MAX_STUDENT_BYTES or b"instances" in body
-                or parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower() != JSON_TYPE):
+        if (
+            body is None
+            or len(body) > MAX_STUDENT_BYTES
+            or b"instances" in body
+            or parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower() != JSON_TYPE
+        ):
             return self.wsgi_app(environ, start_response)  # not one student: not parsed here, Flask parses it once
         if not self._host_bindable(environ):
             return self.wsgi_app(environ, start_response)
@@ -83,8 +87,7 @@ class SingleStudentLane:
             errors.logger.exception("unhandled error on POST %s", PATH)  # as the app's handler logs it
             request_failed.send(self.app, exception=exc, method="POST")
             failed = json.dumps({"error": "internal_error", "message": INTERNAL_ERROR}).encode()
-            start_response("500 INTERNAL SERVER ERROR",
-                           [("Content-Type", JSON_TYPE), ("Content-Length", str(len(failed)))])
+            start_response("500 INTERNAL SERVER ERROR", [("Content-Type", JSON_TYPE), ("Content-Length", str(len(failed)))])
             return [failed]
         start_response("200 OK", [("Content-Type", JSON_TYPE), ("Content-Length", str(len(answer)))])
         return [answer]
@@ -93,9 +96,15 @@ class SingleStudentLane:
         """Whether Flask would get past binding its URL map to this request's host (``Flask.create_url_adapter``)."""
         config = self.app.config
         trusted = config["TRUSTED_HOSTS"]
-        return _bindable(self.app.url_map, config["SERVER_NAME"], None if trusted is None else tuple(trusted),
-                         environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST"), environ.get("SERVER_NAME"),
-                         environ.get("SERVER_PORT"))
+        return _bindable(
+            self.app.url_map,
+            config["SERVER_NAME"],
+            None if trusted is None else tuple(trusted),
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME"),
+            environ.get("SERVER_PORT"),
+        )
 
     def _answer(self, environ: dict[str, Any], body: bytes) -> tuple[bytes, dict[str, Any], float] | None:
         """The answer's bytes, the student's record and score; None when Flask should answer (a refusal, a batch,
@@ -118,11 +127,25 @@ class SingleStudentLane:
 
 
 @functools.lru_cache(maxsize=256)  # a server sees few hosts; a client sending many only fills 256 places
-def _bindable(url_map: Map, server_name: str | None, trusted: Collection[str] | None, scheme: str,
-              host: str | None, server: str | None, port: str | None) -> bool:
+def _bindable(
+    url_map: Map,
+    server_name: str | None,
+    trusted: Collection[str] | None,
+    scheme: str,
+    host: str | None,
+    server: str | None,
+    port: str | None,
+) -> bool:
     """What ``Flask.create_url_adapter`` does with the host, without its request object: False where it raises."""
-    environ = {"wsgi.url_scheme": scheme, "SERVER_NAME": server, "SERVER_PORT": port, "REQUEST_METHOD": "POST",
-               "SCRIPT_NAME": "", "PATH_INFO": PATH, "QUERY_STRING": ""}  # only the host can make binding fail
+    environ = {
+        "wsgi.url_scheme": scheme,
+        "SERVER_NAME": server,
+        "SERVER_PORT": port,
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": PATH,
+        "QUERY_STRING": "",
+    }  # only the host can make binding fail
     if host is not None:
         environ["HTTP_HOST"] = host
     try:

@@ -11,8 +11,7 @@ import math
 
 from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN
 
-BAND_TITLES: dict[str, str] = {NEEDS_SUPPORT: "Needs support", UNCERTAIN: "Could be either side",
-                               ON_TRACK: "On track"}
+BAND_TITLES: dict[str, str] = {NEEDS_SUPPORT: "Needs support", UNCERTAIN: "Could be either side", ON_TRACK: "On track"}
 
 
 def band_sentence(band: str, cut: float) -> str:

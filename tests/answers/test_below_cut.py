@@ -32,8 +32,13 @@ def test_many_scores_at_once_count_ties_as_each_one_alone():
     rng = np.random.default_rng(5)
     for _ in range(200):
         residuals = np.sort(rng.integers(-6, 6, rng.integers(1, 40)).astype(float))  # many ties
-        raw = np.concatenate([50.0 - residuals[rng.integers(0, len(residuals), 30)],  # gaps equal to a residual
-                              rng.normal(50, 8, 30), [np.nan, np.inf, -np.inf, 50.0 - residuals[-1] - 1]])
+        raw = np.concatenate(
+            [
+                50.0 - residuals[rng.integers(0, len(residuals), 30)],  # gaps equal to a residual
+                rng.normal(50, 8, 30),
+                [np.nan, np.inf, -np.inf, 50.0 - residuals[-1] - 1],
+            ]
+        )
         gap = 50.0 - raw
         below = np.searchsorted(residuals, gap, side="left")
         at_most = np.searchsorted(residuals, gap, side="right")
@@ -70,11 +75,14 @@ def test_a_large_training_split_is_recorded_as_evenly_spaced_quantiles():
     assert np.abs(full - sampled).max() <= 1e-3
 
 
-@pytest.mark.parametrize("record, reason", [
-    (None, "trained before its residuals were recorded"),
-    ({"residuals": [3.0, 1.0, 2.0]}, "not a sorted list"),
-    ({"residuals": ["a", "b"]}, "unreadable"),
-])
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        (None, "trained before its residuals were recorded"),
+        ({"residuals": [3.0, 1.0, 2.0]}, "not a sorted list"),
+        ({"residuals": ["a", "b"]}, "unreadable"),
+    ],
+)
 def test_a_manifest_without_usable_residuals_gives_the_reason(record, reason):
     loaded = build_below_cut({} if record is None else {"predictive_distribution": record})
     assert isinstance(loaded, NoBelowCut) and reason in loaded.reason

@@ -49,8 +49,9 @@ def fixed_students() -> list[dict]:
     """Fixed students: random valid ones (whole, half and fractional scores), the range's ends, integers."""
     rows = random_students(1500, seed=21).to_dict("records")
     edges = random_students(8, seed=3).to_dict("records")
-    for row, (reading, writing) in zip(edges, [(0, 0), (100, 100), (0, 100), (100, 0), (0.5, 99.5), (50, 50),
-                                               (1e-9, 99.999999), (33.3, 66.7)], strict=True):
+    for row, (reading, writing) in zip(
+        edges, [(0, 0), (100, 100), (0, 100), (100, 0), (0.5, 99.5), (50, 50), (1e-9, 99.999999), (33.3, 66.7)], strict=True
+    ):
         row.update(reading_score=reading, writing_score=writing)
     return rows + edges
 
@@ -58,9 +59,17 @@ def fixed_students() -> list[dict]:
 def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
     """Every field of one student's answer, made for that student alone (the row-by-row path)."""
     score, low, high, raw = pipeline.predict_one_raw(record)
-    out = {MATH_SCORE: score, LOW: low, HIGH: high, LEVEL: pipeline.level, MODEL_VERSION: pipeline.model_version,
-           "band": bands.name(round(low, 1), round(high, 1)), "raw": raw,
-           "below_cut_probability": pipeline.below_cut.one(raw, bands.cut), "band_without_background": ""}
+    out = {
+        MATH_SCORE: score,
+        LOW: low,
+        HIGH: high,
+        LEVEL: pipeline.level,
+        MODEL_VERSION: pipeline.model_version,
+        "band": bands.name(round(low, 1), round(high, 1)),
+        "raw": raw,
+        "below_cut_probability": pipeline.below_cut.one(raw, bands.cut),
+        "band_without_background": "",
+    }
     if pipeline.factors.available:
         points = pipeline.factors.one(record)
         background = sum(points[name] for name in BACKGROUND_FEATURES)
@@ -69,15 +78,19 @@ def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
         for name in EVIDENCE_FEATURES[1:]:
             if abs(points[name]) > abs(points[top]):  # the first of equals, as argmax
                 top = name
-        out.update({BASELINE: pipeline.factors.baseline, TOP_FACTOR: describe_factor(top, record[top], points[top]),
-                    **{f"factor_{name}": points[name] for name in FEATURE_NAMES}})
+        out.update(
+            {
+                BASELINE: pipeline.factors.baseline,
+                TOP_FACTOR: describe_factor(top, record[top], points[top]),
+                **{f"factor_{name}": points[name] for name in FEATURE_NAMES},
+            }
+        )
     else:
         out.update({BASELINE: np.nan, TOP_FACTOR: "", **dict.fromkeys(FACTOR_COLUMNS, np.nan)})
     return out
 
 
-def assert_frame_is_row_by_row(frame: pd.DataFrame, pipeline: PredictPipeline, records: list[dict],
-                               exact: bool) -> None:
+def assert_frame_is_row_by_row(frame: pd.DataFrame, pipeline: PredictPipeline, records: list[dict], exact: bool) -> None:
     expected = [one_by_one(pipeline, r, Bands(CUT)) for r in records]
     assert len(frame) == len(records)
     for column in (MATH_SCORE, LOW, HIGH, LEVEL, "below_cut_probability", BASELINE, *FACTOR_COLUMNS):
@@ -102,8 +115,11 @@ def test_answer_columns_of_the_additive_model_are_the_row_by_row_answers_exactly
 
 @pytest.mark.parametrize("kind", ["vector", "pipeline"])
 def test_answer_columns_of_other_scorers_are_the_row_by_row_answers(pipeline, fixed_students, kind):
-    scorer = (VectorScorer(read_layout(pipeline.reference.preprocessor), pipeline.reference.model)
-              if kind == "vector" else pipeline.reference)
+    scorer = (
+        VectorScorer(read_layout(pipeline.reference.preprocessor), pipeline.reference.model)
+        if kind == "vector"
+        else pipeline.reference
+    )
     other = dataclasses.replace(pipeline, scorer=scorer, factors=NoFactors("not additive"))
     frame = answers_frame(other, fixed_students[:300], support_cut=CUT)
     assert_frame_is_row_by_row(frame, other, fixed_students[:300], exact=False)
@@ -129,8 +145,7 @@ def test_json_batch_gives_each_student_its_single_answer(served, pipeline, fixed
     body = served.post("/predictdata", json={"instances": fixed_students}).get_json()
     assert body["model_version"] == pipeline.model_version and "factors_reason" not in body
     bands = Bands(CUT)
-    expected = [{k: v for k, v in single_answer(pipeline, r, bands).items() if k != "model_version"}
-                for r in fixed_students]
+    expected = [{k: v for k, v in single_answer(pipeline, r, bands).items() if k != "model_version"} for r in fixed_students]
     assert body["predictions"] == expected
 
 
@@ -144,15 +159,19 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
         writer.writerow([sid, *(row[n] for n in FEATURE_NAMES)])
     writer.writerow(["bad", "female", "group Z", *(rows[0][n] for n in FEATURE_NAMES[2:5]), "7,5", "101"])
     body = out.getvalue().encode()
-    records = [{**r, "reading_score": float(repr(r["reading_score"])), "writing_score": float(repr(r["writing_score"]))}
-               for r in rows]
+    records = [
+        {**r, "reading_score": float(repr(r["reading_score"])), "writing_score": float(repr(r["writing_score"]))}
+        for r in rows
+    ]
     bands = Bands(CUT)
     singles = [single_answer(pipeline, r, bands) for r in records]
 
     as_json = served.post("/predictdata", data=body, headers={"Content-Type": "text/csv"}).get_json()
     items = as_json["predictions"]
-    assert items[:-1] == [{"student_id": sid, **{k: v for k, v in s.items() if k != "model_version"}}
-                          for sid, s in zip(ids, singles, strict=True)]
+    assert items[:-1] == [
+        {"student_id": sid, **{k: v for k, v in s.items() if k != "model_version"}}
+        for sid, s in zip(ids, singles, strict=True)
+    ]
     assert items[-1]["row"] == len(rows) + 2 and items[-1]["student_id"] == "bad"  # the spreadsheet's row
     assert [d["field"] for d in items[-1]["details"]] == ["race_ethnicity", "reading_score", "writing_score"]
 
@@ -162,12 +181,16 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
     for line, record, single in zip(table, records, singles, strict=False):
         reference = one_by_one(pipeline, record, bands)
         assert (line["predicted_math_score"], line["interval_low"], line["interval_high"]) == (
-            f"{single['math_score']:.1f}", f"{single['interval']['low']:.1f}", f"{single['interval']['high']:.1f}")
+            f"{single['math_score']:.1f}",
+            f"{single['interval']['low']:.1f}",
+            f"{single['interval']['high']:.1f}",
+        )
         assert (line["band"], line["top_factor"], line["error"]) == (single["band"]["name"], reference[TOP_FACTOR], "")
         assert float(line["below_cut_probability"]) == single["below_cut_probability"]
         assert line["band_without_background"] == single["band_without_background"]
     assert table[-1]["predicted_math_score"] == "" and table[-1]["error"].startswith(
-        f"row {len(rows) + 2} (student bad): Race/ethnicity group:")
+        f"row {len(rows) + 2} (student bad): Race/ethnicity group:"
+    )
 
 
 def test_batch_command_writes_each_student_its_row_by_row_answer(trained, pipeline, fixed_students, tmp_path):
@@ -180,16 +203,24 @@ def test_batch_command_writes_each_student_its_row_by_row_answer(trained, pipeli
     frame.iloc[:700].to_csv(tmp_path / "in" / "a.csv", index=False)
     frame.iloc[700:].to_csv(tmp_path / "in" / "b.csv", index=False)
     # what the file says is what is scored: the numbers as the CSV writes them, read back
-    records = pd.read_csv(tmp_path / "in" / "a.csv")[list(FEATURE_NAMES)].to_dict("records") + \
-        pd.read_csv(tmp_path / "in" / "b.csv")[list(FEATURE_NAMES)].to_dict("records")
+    records = pd.read_csv(tmp_path / "in" / "a.csv")[list(FEATURE_NAMES)].to_dict("records") + pd.read_csv(
+        tmp_path / "in" / "b.csv"
+    )[list(FEATURE_NAMES)].to_dict("records")
     for fmt in ("parquet", "csv"):
         out = tmp_path / f"out-{fmt}"
-        run(BatchConfig(input=str(tmp_path / "in"), output=str(out), store=trained.store, format=fmt,
-                        support_cut=CUT, chunk_rows=400))
+        run(
+            BatchConfig(
+                input=str(tmp_path / "in"), output=str(out), store=trained.store, format=fmt, support_cut=CUT, chunk_rows=400
+            )
+        )
         parts = sorted((out / "predictions").glob(f"part-*.{fmt}"))
-        got = pd.concat([pd.read_parquet(p) if fmt == "parquet" else
-                         pd.read_csv(p, dtype={"student_id": str}, keep_default_na=False) for p in parts],
-                        ignore_index=True)
+        got = pd.concat(
+            [
+                pd.read_parquet(p) if fmt == "parquet" else pd.read_csv(p, dtype={"student_id": str}, keep_default_na=False)
+                for p in parts
+            ],
+            ignore_index=True,
+        )
         assert got["student_id"].tolist() == frame["student_id"].tolist()
         assert got["row"].tolist() == list(range(1, 701)) + list(range(1, len(frame) - 700 + 1))
         assert_frame_is_row_by_row(got, pipeline, records, exact=True)
@@ -205,8 +236,9 @@ def test_a_json_batch_with_a_category_of_another_type_is_refused_naming_the_fiel
 
 @pytest.mark.parametrize("value", [[1], "72", True, None, float("inf"), 10**400, -0.5])
 def test_a_json_batch_with_a_score_of_another_type_is_refused_naming_the_field(served, student, value):
-    broken = json.dumps({**student, "reading_score": "X"}).replace('"X"', str(value) if type(value) is int
-                                                                   else json.dumps(value))
+    broken = json.dumps({**student, "reading_score": "X"}).replace(
+        '"X"', str(value) if type(value) is int else json.dumps(value)
+    )
     body = f'{{"instances": [{json.dumps(student)}, {broken}]}}'
     answer = served.post("/predictdata", data=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 422

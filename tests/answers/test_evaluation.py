@@ -50,8 +50,10 @@ def test_tally_summary_matches_a_direct_computation():
     assert summary["coverage"] == pytest.approx(np.mean((np.abs(scores - real) <= 12)[labeled]))
     for band in ("needs_support", "uncertain", "on_track"):
         mine = labeled & (bands == band)
-        assert summary["bands"][band] == {BELOW: int((mine & (real < 50)).sum()),
-                                          AT_OR_ABOVE: int((mine & (real >= 50)).sum())}
+        assert summary["bands"][band] == {
+            BELOW: int((mine & (real < 50)).sum()),
+            AT_OR_ABOVE: int((mine & (real >= 50)).sum()),
+        }
 
 
 def test_tallies_of_parts_add_up_to_the_tally_of_the_whole():
@@ -60,8 +62,10 @@ def test_tallies_of_parts_add_up_to_the_tally_of_the_whole():
     real = rng.uniform(0, 100, 200)
     bands = rng.choice(np.array(["needs_support", "uncertain", "on_track"], dtype=object), 200)
     whole = Tally.of(outcomes(scores, scores - 9, scores + 9, real, bands, 55.0))
-    parts = [Tally.of(outcomes(scores[a:b], scores[a:b] - 9, scores[a:b] + 9, real[a:b], bands[a:b], 55.0))
-             for a, b in ((0, 70), (70, 71), (71, 200))]
+    parts = [
+        Tally.of(outcomes(scores[a:b], scores[a:b] - 9, scores[a:b] + 9, real[a:b], bands[a:b], 55.0))
+        for a, b in ((0, 70), (70, 71), (71, 200))
+    ]
     summed = parts[0] + parts[1] + parts[2]
     assert summed.students == whole.students and summed.inside == whole.inside and summed.bands == whole.bands
     assert summed.absolute_error == pytest.approx(whole.absolute_error)
@@ -112,10 +116,13 @@ def test_group_tally_uses_trainings_per_group_function_and_adds_up():
     real[::7] = np.nan
     out = outcomes(scores, scores - 10, scores + 10, real)
     whole = group_summary(group_tally(students, out))
-    halves = add_group_tallies(group_tally(students.iloc[:100], outcomes(scores[:100], scores[:100] - 10,
-                                                                         scores[:100] + 10, real[:100])),
-                               group_tally(students.iloc[100:].reset_index(drop=True),
-                                           outcomes(scores[100:], scores[100:] - 10, scores[100:] + 10, real[100:])))
+    halves = add_group_tallies(
+        group_tally(students.iloc[:100], outcomes(scores[:100], scores[:100] - 10, scores[:100] + 10, real[:100])),
+        group_tally(
+            students.iloc[100:].reset_index(drop=True),
+            outcomes(scores[100:], scores[100:] - 10, scores[100:] + 10, real[100:]),
+        ),
+    )
     labeled = ~np.isnan(real)
     direct = group_metrics(students.loc[labeled].reset_index(drop=True), real[labeled], scores[labeled], 10.0)
     for feature, rows in direct.items():

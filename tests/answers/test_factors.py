@@ -76,5 +76,8 @@ def test_band_rule_at_the_edges_of_the_cut(low, high, band):
 
 def test_band_labels_are_plain_words():
     bands = Bands(45.5)
-    assert bands.labels == {NEEDS_SUPPORT: "very likely below 45.5", UNCERTAIN: "could be either side of 45.5",
-                            ON_TRACK: "very likely 45.5 or above"}
+    assert bands.labels == {
+        NEEDS_SUPPORT: "very likely below 45.5",
+        UNCERTAIN: "could be either side of 45.5",
+        ON_TRACK: "very likely 45.5 or above",
+    }

@@ -43,12 +43,19 @@ def test_other_scikit_learn_version_is_refused_naming_both(artifacts_copy):
         PredictPipeline.from_artifacts(artifacts_copy)
 
 
-@pytest.fixture(scope="module", params=["ridge", "lasso", "linear_regression", "knn", "random_forest",
-                                        "gradient_boosting"])
+@pytest.fixture(scope="module", params=["ridge", "lasso", "linear_regression", "knn", "random_forest", "gradient_boosting"])
 def model_artifacts(request, tmp_path_factory):
-    result = train(TrainingConfig(store=tmp_path_factory.mktemp(request.param), synthetic_rows=300, cv_folds=3,
-                                  candidates=(request.param,), tracking=False, n_jobs=1,
-                                  decision=DecisionConfig(min_test_r2=0.0)))
+    result = train(
+        TrainingConfig(
+            store=tmp_path_factory.mktemp(request.param),
+            synthetic_rows=300,
+            cv_folds=3,
+            candidates=(request.param,),
+            tracking=False,
+            n_jobs=1,
+            decision=DecisionConfig(min_test_r2=0.0),
+        )
+    )
     return request.param, result
 
 
@@ -58,8 +65,9 @@ def test_fast_path_equals_scikit_learn_on_test_split_and_random_students(model_a
     linear = ("ridge", "lasso", "linear_regression")
     expected_kind = "additive" if name in linear else "pipeline" if name == "knn" else "vector"
     assert pipeline.scorer.kind == expected_kind
-    students = pd.concat([pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(2000, seed=11)],
-                         ignore_index=True)
+    students = pd.concat(
+        [pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(2000, seed=11)], ignore_index=True
+    )
     records = students.to_dict("records")
     expected = pipeline.reference.score_frame(students)
     assert np.max(np.abs(pipeline.scorer.score_many(records) - expected)) <= 1e-9
@@ -114,8 +122,9 @@ def test_factors_are_exact_for_additive_models_and_null_with_a_reason_otherwise(
         assert ("k-nearest" in factors.reason) if name == "knn" else ("TreeSHAP" in factors.reason)
         return
     assert factors.available
-    students = pd.concat([pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(1000, seed=5)],
-                         ignore_index=True)
+    students = pd.concat(
+        [pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(1000, seed=5)], ignore_index=True
+    )
     unclipped = pipeline.reference.score_frame(students)  # scikit-learn's own prediction, before clipping
     totals = factors.baseline + factors.many(students.to_dict("records")).sum(axis=1)
     assert np.max(np.abs(totals - unclipped)) <= 1e-6

@@ -21,8 +21,7 @@ def test_only_background_fields_may_be_not_known():
     assert MAY_BE_UNKNOWN == ("gender", "race_ethnicity", "parental_level_of_education", "lunch")
 
 
-@pytest.mark.parametrize("unknown", [("parental_level_of_education",), ("race_ethnicity", "lunch"),
-                                     MAY_BE_UNKNOWN])
+@pytest.mark.parametrize("unknown", [("parental_level_of_education",), ("race_ethnicity", "lunch"), MAY_BE_UNKNOWN])
 def test_score_is_the_share_weighted_average_and_the_range_covers_every_value(loaded, student, unknown):
     known = {k: v for k, v in student.items() if k not in unknown}
     answer = predict_with_unknowns(loaded, known, unknown)

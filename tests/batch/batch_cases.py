@@ -26,22 +26,30 @@ from src.answers.columns import (
 from src.schema import FEATURE_NAMES, HEADER_ALIASES
 from src.synthetic import generate_students
 
-GOOD = {"gender": "female", "race_ethnicity": "group C", "parental_level_of_education": "high school",
-        "lunch": "standard", "test_preparation_course": "none", "reading_score": "70", "writing_score": "71"}
+GOOD = {
+    "gender": "female",
+    "race_ethnicity": "group C",
+    "parental_level_of_education": "high school",
+    "lunch": "standard",
+    "test_preparation_course": "none",
+    "reading_score": "70",
+    "writing_score": "71",
+}
 NUMBER = "must be a number between 0 and 100"
 
 # (changes to a good row, or a raw line; the rejects it must give as (field, value, reason))
 BROKEN: list[tuple[dict[str, str] | str, list[tuple[str, str, str]]]] = [
     ({"gender": "Female"}, [("gender", "Female", "must be one of: female, male")]),
-    ({"race_ethnicity": "group F"}, [("race_ethnicity", "group F", "must be one of: group A, group B, group C, "
-                                                                   "group D, group E")]),
+    (
+        {"race_ethnicity": "group F"},
+        [("race_ethnicity", "group F", "must be one of: group A, group B, group C, group D, group E")],
+    ),
     ({"parental_level_of_education": ""}, [("parental_level_of_education", "", "is required")]),
     ({"lunch": "free"}, [("lunch", "free", "must be one of: standard, free/reduced")]),
     ({"test_preparation_course": " none"}, [("test_preparation_course", " none", "must be one of: none, completed")]),
     ({"reading_score": "abc"}, [("reading_score", "abc", NUMBER)]),
     ({"writing_score": "101"}, [("writing_score", "101", NUMBER)]),
-    ({"reading_score": "-1", "writing_score": "inf"}, [("reading_score", "-1", NUMBER),
-                                                       ("writing_score", "inf", NUMBER)]),
+    ({"reading_score": "-1", "writing_score": "inf"}, [("reading_score", "-1", NUMBER), ("writing_score", "inf", NUMBER)]),
     ("{id},female,group C,high school,standard,none,70", [("writing_score", "", "is required")]),
     ("{id},female,group C,high school,standard,none,70,71,99", [("row", "", "has 9 fields, the header has 8")]),
 ]
@@ -59,7 +67,7 @@ def write_cohort(folder: Path, n: int = 5000, seed: int = 7) -> Cohort:
     folder.mkdir(parents=True, exist_ok=True)
     students = generate_students(n, seed=seed).drop(columns=["math_score"])
     students.insert(0, "student_id", [f"S{i:06d}" for i in range(n)])
-    halves = {"a.csv": students.iloc[: n // 2], "b.csv": students.iloc[n // 2:]}
+    halves = {"a.csv": students.iloc[: n // 2], "b.csv": students.iloc[n // 2 :]}
     valid, rejects = [], []
     broken = iter(enumerate(BROKEN))
     for name, half in halves.items():
@@ -79,8 +87,10 @@ def write_cohort(folder: Path, n: int = 5000, seed: int = 7) -> Cohort:
                         lines.append(",".join([sid, *(_quoted({**GOOD, **change}[c]) for c in FEATURE_NAMES)]))
                     row += 1
                     ident = "" if expected[0][0] == "row" else sid
-                    rejects += [{"source": name, "row": row, "student_id": ident, "field": f, "value": v,
-                                 "reason": r} for f, v, r in expected]
+                    rejects += [
+                        {"source": name, "row": row, "student_id": ident, "field": f, "value": v, "reason": r}
+                        for f, v, r in expected
+                    ]
             lines.append(",".join(str(student[c]) for c in header))
             row += 1
             valid.append({**student.to_dict(), "source": name, "row": row})
@@ -91,8 +101,7 @@ def write_cohort(folder: Path, n: int = 5000, seed: int = 7) -> Cohort:
 
 def json_instances(students: pd.DataFrame) -> list[dict]:
     """The same students as the JSON API receives them: numbers as numbers."""
-    return [{c: (int(r[c]) if c.endswith("_score") else r[c]) for c in FEATURE_NAMES}
-            for r in students.to_dict("records")]
+    return [{c: (int(r[c]) if c.endswith("_score") else r[c]) for c in FEATURE_NAMES} for r in students.to_dict("records")]
 
 
 def read_output(folder: Path, fmt: str) -> pd.DataFrame:
@@ -113,8 +122,9 @@ def check_against_api(predictions: pd.DataFrame, cohort: Cohort, api: dict, pipe
     """
     predictions = predictions.assign(source=predictions["source"].map(lambda s: Path(s).name))
     assert len(predictions) == len(cohort.students)
-    merged = cohort.students.merge(predictions, on=["source", "row"], how="left", validate="one_to_one",
-                                   suffixes=("", "_out"), indicator=True)
+    merged = cohort.students.merge(
+        predictions, on=["source", "row"], how="left", validate="one_to_one", suffixes=("", "_out"), indicator=True
+    )
     assert (merged["_merge"] == "both").all(), merged.loc[merged["_merge"] != "both", ["source", "row"]]
     assert (merged["student_id"] == merged["student_id_out"]).all()
     assert (merged[MODEL_VERSION] == api["model_version"]).all()

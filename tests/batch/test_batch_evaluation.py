@@ -13,8 +13,7 @@ from src.pipeline.batch_predict import BatchConfig, main, run
 from tests.batch.batch_cases import check_evaluation, read_output, write_labeled
 
 
-def test_the_public_download_is_scored_with_its_real_scores_kept_under_their_own_name(trained, shared_data,
-                                                                                      tmp_path):
+def test_the_public_download_is_scored_with_its_real_scores_kept_under_their_own_name(trained, shared_data, tmp_path):
     source = shared_data / "kaggle_format_sample.csv"
     out = tmp_path / "out"
     assert main(["--input", str(source), "--output", str(out), "--store", trained.store]) == 0
@@ -26,13 +25,23 @@ def test_the_public_download_is_scored_with_its_real_scores_kept_under_their_own
     evaluation = check_evaluation(out)
     assert evaluation["overall"]["test_split"]["mae"] == round(trained.manifest["metrics"]["test"]["mae"], 6)
     # per group: training's per-group function on the written predictions
-    students = given.rename(columns={"race/ethnicity": "race_ethnicity",
-                                     "parental level of education": "parental_level_of_education",
-                                     "test preparation course": "test_preparation_course"})
-    inside = ((predictions["interval_low"] <= given["math score"]) & (given["math score"] <= predictions[
-        "interval_high"])).to_numpy()
-    expected = group_metrics(students, given["math score"].to_numpy(dtype=float),
-                             predictions["math_score"].to_numpy(dtype=float), 0.0, covered=inside)
+    students = given.rename(
+        columns={
+            "race/ethnicity": "race_ethnicity",
+            "parental level of education": "parental_level_of_education",
+            "test preparation course": "test_preparation_course",
+        }
+    )
+    inside = (
+        (predictions["interval_low"] <= given["math score"]) & (given["math score"] <= predictions["interval_high"])
+    ).to_numpy()
+    expected = group_metrics(
+        students,
+        given["math score"].to_numpy(dtype=float),
+        predictions["math_score"].to_numpy(dtype=float),
+        0.0,
+        covered=inside,
+    )
     for feature, rows in expected.items():
         for group, row in rows.items():
             mine = evaluation["groups"][feature][group]
@@ -52,8 +61,7 @@ def test_blank_real_scores_are_predicted_and_broken_ones_rejected_whatever_the_c
         run(BatchConfig(input=str(source), output=str(out), store=trained.store, chunk_rows=chunk_rows))
         runs[chunk_rows] = check_evaluation(out)
         rejects = read_output(out / "rejects", "csv")
-        assert rejects[["row", "field", "value"]].values.tolist() == [[6, "math_score", "7,5"],
-                                                                       [18, "math_score", "101"]]
+        assert rejects[["row", "field", "value"]].values.tolist() == [[6, "math_score", "7,5"], [18, "math_score", "101"]]
         predictions = read_output(out / "predictions", "csv")
         assert len(predictions) == len(students) - 2
         assert pd.to_numeric(predictions[REAL_SCORE]).isna().sum() == (students["math_score"] == "").sum()

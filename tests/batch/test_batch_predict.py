@@ -24,11 +24,9 @@ from tests.batch.batch_cases import (
 )
 
 
-def test_local_engine_gives_the_api_answers_and_rejects_every_broken_row(trained, cohort, pipeline, api_answers,
-                                                                          tmp_path):
+def test_local_engine_gives_the_api_answers_and_rejects_every_broken_row(trained, cohort, pipeline, api_answers, tmp_path):
     out = tmp_path / "out"
-    result = run(BatchConfig(input=str(cohort.folder), output=str(out), store=trained.store,
-                             chunk_rows=700))
+    result = run(BatchConfig(input=str(cohort.folder), output=str(out), store=trained.store, chunk_rows=700))
     assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
     predictions = read_output(out / "predictions", "csv")
     check_against_api(predictions, cohort, api_answers, pipeline)
@@ -37,18 +35,21 @@ def test_local_engine_gives_the_api_answers_and_rejects_every_broken_row(trained
     parts = sorted((out / "predictions").glob("part-*.csv"))
     assert len(parts) >= 5000 // 700 and all(len(pd.read_csv(p)) <= 700 for p in parts)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["predictions"] == 5000 and summary["rejects"] == 11 and summary["model_version"] == \
-        pipeline.model_version
+    assert summary["predictions"] == 5000 and summary["rejects"] == 11 and summary["model_version"] == pipeline.model_version
 
 
 def test_parquet_output_with_band_holds_unrounded_answers(trained, cohort, pipeline, tmp_path):
     out = tmp_path / "out"
-    run(BatchConfig(input=str(cohort.folder / "a.csv"), output=str(out), store=trained.store,
-                    format="parquet", support_cut=60.0))
+    run(
+        BatchConfig(
+            input=str(cohort.folder / "a.csv"), output=str(out), store=trained.store, format="parquet", support_cut=60.0
+        )
+    )
     predictions = read_output(out / "predictions", "parquet")
     assert predictions["math_score"].dtype == np.float64
-    expected = answers_frame(pipeline, json_instances(cohort.students[cohort.students["source"] == "a.csv"]),
-                             support_cut=60.0)
+    expected = answers_frame(
+        pipeline, json_instances(cohort.students[cohort.students["source"] == "a.csv"]), support_cut=60.0
+    )
     assert np.abs(predictions["math_score"].to_numpy() - expected["math_score"].to_numpy()).max() <= 1e-9
     assert predictions["band"].tolist() == expected["band"].tolist()
     assert set(predictions["band"]) <= {NEEDS_SUPPORT, UNCERTAIN, ON_TRACK}
@@ -58,23 +59,30 @@ def test_band_compares_the_whole_range_with_the_cut():
     low = np.array([40.0, 50.0, 55.0, 60.0, 59.9])
     high = np.array([59.9, 60.0, 65.0, 70.0, 60.0])
     assert coded_reported_bands(Bands(60.0), low, high).text().tolist() == [
-        NEEDS_SUPPORT, UNCERTAIN, UNCERTAIN, ON_TRACK, UNCERTAIN]
+        NEEDS_SUPPORT,
+        UNCERTAIN,
+        UNCERTAIN,
+        ON_TRACK,
+        UNCERTAIN,
+    ]
 
 
 def test_json_predictions_round_as_the_api(pipeline, student):
     answers = answers_frame(pipeline, [student], with_factors=False)
     score, low, high = pipeline.predict_one(student)
     assert json_predictions(answers) == [
-        {"math_score": round(score, 1), "interval": {"low": round(low, 1), "high": round(high, 1),
-                                                     "level": pipeline.level}}
+        {"math_score": round(score, 1), "interval": {"low": round(low, 1), "high": round(high, 1), "level": pipeline.level}}
     ]
     assert "band" in json_predictions(answers_frame(pipeline, [student], support_cut=50.0))[0]
 
 
 def test_s3_prefix_in_and_out(trained, cohort, s3_env, tmp_path):
     upload_cohort(s3_env, "district", cohort, "exports/2026")
-    result = run(BatchConfig(input="s3://district/exports/2026/", output="s3://district/scored/run1",
-                             store=trained.store, chunk_rows=2000))
+    result = run(
+        BatchConfig(
+            input="s3://district/exports/2026/", output="s3://district/scored/run1", store=trained.store, chunk_rows=2000
+        )
+    )
     assert (result.predictions, result.rejects) == (5000, 11)
     local = tmp_path / "from-s3"
     keys = download_prefix(s3_env, "district", "scored/run1", local)
@@ -98,10 +106,15 @@ def test_refuses_an_output_that_holds_a_previous_run(trained, cohort, tmp_path, 
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score,"
-         "writing_score,shoe_size", "shoe_size is not an accepted field"),
-        ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score",
-         "missing required column(s): writing_score"),
+        (
+            "gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score,"
+            "writing_score,shoe_size",
+            "shoe_size is not an accepted field",
+        ),
+        (
+            "gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score",
+            "missing required column(s): writing_score",
+        ),
     ],
 )
 def test_a_file_with_wrong_columns_is_refused_naming_them(trained, tmp_path, caplog, header, message):
@@ -125,8 +138,10 @@ def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):
     body = client.post("/predictdata", json={"instances": [student, other]}).get_json()
     shared = json_predictions(answers_frame(pipeline, [student, other], support_cut=AppConfig.support_cut))
     keys = ("below_cut_probability", "band_without_background")
-    assert [{"math_score": p["math_score"], "interval": p["interval"], "band": p["band"]["name"],
-             **{k: p[k] for k in keys}} for p in body["predictions"]] == shared
+    assert [
+        {"math_score": p["math_score"], "interval": p["interval"], "band": p["band"]["name"], **{k: p[k] for k in keys}}
+        for p in body["predictions"]
+    ] == shared
     assert Path(pipeline.directory).is_dir()
 
 
@@ -137,8 +152,14 @@ def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
 
     archive, script = package_source(tmp_path / "dist")
     names = set(zipfile.ZipFile(archive).namelist())
-    assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/batch_predict.py",
-            "src/batch/spark.py", "src/answers/columns.py", "src/schema.py"} <= names
+    assert {
+        "src/__init__.py",
+        "src/pipeline/__init__.py",
+        "src/pipeline/batch_predict.py",
+        "src/batch/spark.py",
+        "src/answers/columns.py",
+        "src/schema.py",
+    } <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     compile(script.read_text(), str(script), "exec")
     assert "from src.pipeline.batch_predict import main" in script.read_text()
@@ -150,15 +171,15 @@ def test_a_clean_file_still_gets_a_rejects_output_with_its_columns(trained, tmp_
     students = generate_students(30, seed=1).drop(columns=["math_score"])
     students.insert(0, "student_id", [f"S{i}" for i in range(30)])
     students.to_csv(tmp_path / "clean.csv", index=False)
-    result = run(BatchConfig(input=str(tmp_path / "clean.csv"), output=str(tmp_path / "out"),
-                             store=trained.store))
+    result = run(BatchConfig(input=str(tmp_path / "clean.csv"), output=str(tmp_path / "out"), store=trained.store))
     assert (result.predictions, result.rejects) == (30, 0)
     rejects = pd.read_csv(tmp_path / "out" / "rejects" / "part-00000.csv")
     assert rejects.empty and list(rejects.columns) == ["source", "row", "student_id", "field", "value", "reason"]
 
 
-def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_why(trained, cohort, pipeline,
-                                                                                  monkeypatch, tmp_path):
+def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_why(
+    trained, cohort, pipeline, monkeypatch, tmp_path
+):
     import dataclasses
 
     from src.answers.factors import NoFactors
@@ -179,8 +200,7 @@ def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_wh
 
 
 @pytest.mark.parametrize("support_cut", [60.0, None])
-def test_parquet_written_from_arrays_reads_back_as_the_frame_written(trained, cohort, pipeline, tmp_path,
-                                                                     support_cut):
+def test_parquet_written_from_arrays_reads_back_as_the_frame_written(trained, cohort, pipeline, tmp_path, support_cut):
     import dataclasses
 
     import pyarrow.parquet as pq
@@ -201,10 +221,14 @@ def test_parquet_written_from_arrays_reads_back_as_the_frame_written(trained, co
                 for kind, answers in (("frame", frame), ("table", table)):
                     written[kind] = tmp_path / f"{kind}.parquet"
                     written[kind].write_bytes(serialise(answers, "parquet"))
-                pd.testing.assert_frame_equal(pd.read_parquet(written["table"]), pd.read_parquet(written["frame"]),
-                                              check_exact=True)
-                assert pq.read_schema(written["table"]).remove_metadata().equals(
-                    pq.read_schema(written["frame"]).remove_metadata())
+                pd.testing.assert_frame_equal(
+                    pd.read_parquet(written["table"]), pd.read_parquet(written["frame"]), check_exact=True
+                )
+                assert (
+                    pq.read_schema(written["table"])
+                    .remove_metadata()
+                    .equals(pq.read_schema(written["frame"]).remove_metadata())
+                )
                 checked += len(frame)
     assert checked > 2 * 5000
 
@@ -288,8 +312,7 @@ def test_pandas_reader_runs_on_the_callers_thread_after_before_parse(tmp_path):
 
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(core.pd, "read_csv", spied)
-        for _ in core.read_chunks(str(tmp_path / "in"), 25, ahead=True,
-                                  before_parse=lambda: calls.append(("idle", True))):
+        for _ in core.read_chunks(str(tmp_path / "in"), 25, ahead=True, before_parse=lambda: calls.append(("idle", True))):
             pass
     assert ("read_csv", True) in calls and ("read_csv", False) not in calls
     assert calls.count(("idle", True)) == 2 * (1 + 3)  # per file: before the reader is made, and each parse
@@ -307,8 +330,16 @@ def test_a_chunk_that_spans_two_of_arrows_blocks_is_scored_as_any_other(trained,
     for block in (core.ARROW_BLOCK_BYTES, 16_384):  # 16 KiB: each chunk of 700 rows spans several blocks
         monkeypatch.setattr(core, "ARROW_BLOCK_BYTES", block)
         out = tmp_path / f"out-{block}"
-        result = run(BatchConfig(input=str(tmp_path / "in"), output=str(out), store=trained.store,
-                                 format="parquet", support_cut=60.0, chunk_rows=700))
+        result = run(
+            BatchConfig(
+                input=str(tmp_path / "in"),
+                output=str(out),
+                store=trained.store,
+                format="parquet",
+                support_cut=60.0,
+                chunk_rows=700,
+            )
+        )
         assert result.predictions == 3000 and result.rejects == 0
         outputs[block] = read_output(out / "predictions", "parquet")
     first, second = outputs.values()

@@ -34,8 +34,12 @@ if shutil.which("java") is None:
 def aws(s3_server):
     """S3 settings in the environment before Spark starts, so that its Python workers inherit them."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
-                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ENDPOINT_URL": s3_server,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             patch.setenv(name, value)
         import boto3
 
@@ -52,14 +56,23 @@ def spark(aws):
     session.stop()
 
 
-def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(spark, trained, cohort, pipeline,
-                                                                          api_answers, tmp_path):
+def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(
+    spark, trained, cohort, pipeline, api_answers, tmp_path
+):
     # Small blocks: each file is split across several tasks, so row numbers must carry across blocks.
     spark.conf.set("spark.sql.files.maxPartitionBytes", "48k")
     try:
         out = tmp_path / "out"
-        result = run(BatchConfig(input=str(cohort.folder), output=str(out), engine="spark", master="local[2]",
-                                 store=trained.store, format="parquet"))
+        result = run(
+            BatchConfig(
+                input=str(cohort.folder),
+                output=str(out),
+                engine="spark",
+                master="local[2]",
+                store=trained.store,
+                format="parquet",
+            )
+        )
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
     assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
@@ -71,8 +84,17 @@ def test_spark_engine_gives_the_api_answers_and_rejects_every_broken_row(spark, 
 
 def test_s3_prefix_in_and_out_on_spark(spark, aws, trained, cohort, pipeline, api_answers, tmp_path):
     upload_cohort(aws, "state", cohort, "exports/2026")
-    result = run(BatchConfig(input="s3://state/exports/2026/", output="s3://state/scored/run1", engine="spark",
-                             master="local[2]", store=trained.store, format="parquet", chunk_rows=1000))
+    result = run(
+        BatchConfig(
+            input="s3://state/exports/2026/",
+            output="s3://state/scored/run1",
+            engine="spark",
+            master="local[2]",
+            store=trained.store,
+            format="parquet",
+            chunk_rows=1000,
+        )
+    )
     assert (result.predictions, result.rejected_rows, result.rejects) == (5000, 10, 11)
     local = tmp_path / "from-s3"
     keys = download_prefix(aws, "state", "scored/run1", local)
@@ -89,11 +111,15 @@ def test_spark_csv_output_equals_the_local_engine(spark, trained, cohort, tmp_pa
     run(BatchConfig(input=source, output=str(tmp_path / "spark"), engine="spark", store=store, support_cut=65.0))
     run(BatchConfig(input=source, output=str(tmp_path / "local"), store=store, support_cut=65.0))
     by = ["source", "row"]
-    got, expected = (read_output(tmp_path / e / "predictions", "csv").sort_values(by).reset_index(drop=True)
-                     for e in ("spark", "local"))
+    got, expected = (
+        read_output(tmp_path / e / "predictions", "csv").sort_values(by).reset_index(drop=True) for e in ("spark", "local")
+    )
     assert list(got.columns) == list(expected.columns)
-    assert (got[["student_id", "row", "band", "model_version"]] == expected[["student_id", "row", "band",
-                                                                             "model_version"]]).all().all()
+    assert (
+        (got[["student_id", "row", "band", "model_version"]] == expected[["student_id", "row", "band", "model_version"]])
+        .all()
+        .all()
+    )
     assert np.abs(got["math_score"] - expected["math_score"]).max() <= 1e-9
 
 
@@ -110,12 +136,16 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
         udf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type=RESULT_TYPE, env_manager="local")
     finally:
         mlflow.set_tracking_uri(previous)
-    students = cohort.students[list(FEATURE_NAMES)].head(500).astype(
-        {"reading_score": float, "writing_score": float})
+    students = cohort.students[list(FEATURE_NAMES)].head(500).astype({"reading_score": float, "writing_score": float})
     broken = students.head(2).assign(gender=["Female", "female"], reading_score=[50.0, 150.0])
     frame = spark.createDataFrame(pd.concat([students, broken], ignore_index=True).reset_index(names="n"))
-    scored = (frame.withColumn("answer", udf(F.struct(*FEATURE_NAMES))).select("n", "answer.*").toPandas()
-              .sort_values("n").reset_index(drop=True))
+    scored = (
+        frame.withColumn("answer", udf(F.struct(*FEATURE_NAMES)))
+        .select("n", "answer.*")
+        .toPandas()
+        .sort_values("n")
+        .reset_index(drop=True)
+    )
     expected = answers_frame(pipeline, json_instances(students), support_cut=60.0)
     good = scored.head(500)
     for column in ("math_score", "interval_low", "interval_high"):
@@ -132,6 +162,7 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
 
 def _same_evaluation(a: dict, b: dict) -> None:
     """Equal counts and band tables; figures equal to 1e-6 (sums added in another order on each engine)."""
+
     def walk(x, y):
         if isinstance(x, dict):
             assert set(x) == set(y)
@@ -163,7 +194,22 @@ def test_spark_and_local_write_the_same_evaluation_of_a_labeled_file(spark, trai
 def test_the_public_download_on_both_engines(spark, trained, shared_data, tmp_path):
     source = str(shared_data / "kaggle_format_sample.csv")
     for engine in ("spark", "local"):
-        assert main(["--input", source, "--output", str(tmp_path / engine), "--store", trained.store,
-                     "--engine", engine, "--master", "local[2]"]) == 0
+        assert (
+            main(
+                [
+                    "--input",
+                    source,
+                    "--output",
+                    str(tmp_path / engine),
+                    "--store",
+                    trained.store,
+                    "--engine",
+                    engine,
+                    "--master",
+                    "local[2]",
+                ]
+            )
+            == 0
+        )
         assert read_output(tmp_path / engine / "rejects", "csv").empty
     _same_evaluation(*(check_evaluation(tmp_path / e) for e in ("spark", "local")))

@@ -18,8 +18,7 @@ def test_ece_weights_each_equal_width_bin_by_its_share():
     p = np.array([0.15, 0.15, 1.0, 0.9])
     y = np.array([1, 1, 1, 0])
     assert expected_calibration_error(p, y) == pytest.approx(0.5 * 0.85 + 0.5 * abs(0.95 - 0.5))
-    assert expected_calibration_error(np.array([0.3, 0.3, 0.3]), np.array([0, 1, 0])) == pytest.approx(
-        abs(0.3 - 1 / 3))
+    assert expected_calibration_error(np.array([0.3, 0.3, 0.3]), np.array([0, 1, 0])) == pytest.approx(abs(0.3 - 1 / 3))
 
 
 def test_a_calibrated_chance_has_a_small_ece_and_a_wrong_one_a_large_ece():

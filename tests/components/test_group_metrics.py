@@ -31,8 +31,7 @@ def test_group_metrics_match_plain_pandas_and_list_every_category():
         assert row["mae"] == pytest.approx(err[rows].abs().mean())
         assert row["bias"] == pytest.approx(err[rows].mean())
         assert row["coverage"] == pytest.approx((err[rows].abs() <= 8.0).mean())
-    assert table["race_ethnicity"]["group A"] == {"count": 0, "mae": None, "bias": None, "coverage": None,
-                                                  "small": True}
+    assert table["race_ethnicity"]["group A"] == {"count": 0, "mae": None, "bias": None, "coverage": None, "small": True}
     json.dumps(table)  # stored as JSON as it is
 
 
@@ -50,8 +49,11 @@ def test_per_row_half_widths_give_each_group_its_coverage():
 
 
 def _table(**maes):
-    return {"race_ethnicity": {g: {"count": n, "mae": m, "bias": 0.0, "coverage": 0.9, "small": n < 30}
-                               for g, (n, m) in maes.items()}}
+    return {
+        "race_ethnicity": {
+            g: {"count": n, "mae": m, "bias": 0.0, "coverage": 0.9, "small": n < 30} for g, (n, m) in maes.items()
+        }
+    }
 
 
 def test_group_check_passes_within_tolerance_and_refuses_beyond_it_naming_the_group():
@@ -70,8 +72,10 @@ def test_group_check_ignores_small_groups_and_passes_without_a_champion_table():
 
 
 def test_coverage_outside_finds_only_large_groups_outside_the_band():
-    table = {"gender": {"female": {"count": 120, "coverage": 0.80}, "male": {"count": 80, "coverage": 0.70}},
-             "lunch": {"standard": {"count": 130, "coverage": 0.90}, "free/reduced": {"count": 70, "coverage": None}}}
+    table = {
+        "gender": {"female": {"count": 120, "coverage": 0.80}, "male": {"count": 80, "coverage": 0.70}},
+        "lunch": {"standard": {"count": 130, "coverage": 0.90}, "free/reduced": {"count": 70, "coverage": None}},
+    }
     assert coverage_outside(table) == [("gender", "female", 120, 0.80)]
 
 

@@ -25,14 +25,30 @@ def generated(tmp_path_factory, trained):
     app = create_app(AppConfig(artifacts_dir=trained.store, drift_dir=folder / "drift"))
     document = folder / "openapi.json"
     document.write_text(json.dumps(app.test_client().get("/openapi.json").get_json()))
-    result = subprocess.run([str(BIN / "openapi-python-client"), "generate", "--path", str(document),
-                             "--meta", "none", "--output-path", str(folder / PACKAGE)],
-                            cwd=folder, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [
+            str(BIN / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(document),
+            "--meta",
+            "none",
+            "--output-path",
+            str(folder / PACKAGE),
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     sys.path.insert(0, str(folder))
     try:
-        modules = {name: importlib.import_module(f"{PACKAGE}.{name}")
-                   for name in ("api.default.predict", "api.default.model_json", "models", "client")}
+        modules = {
+            name: importlib.import_module(f"{PACKAGE}.{name}")
+            for name in ("api.default.predict", "api.default.model_json", "models", "client")
+        }
         yield app, modules
     finally:
         sys.path.remove(str(folder))
@@ -64,8 +80,12 @@ def test_one_student_through_the_generated_client_has_a_typed_band_and_factors(g
 def test_a_batch_through_the_generated_client(generated, student):
     app, modules = generated
     models, predict = modules["models"], modules["api.default.predict"]
-    batch = models.Batch(instances=[models.Student.from_dict(student), models.Student.from_dict(
-        {**student, "reading_score": 20, "writing_score": 25})])
+    batch = models.Batch(
+        instances=[
+            models.Student.from_dict(student),
+            models.Student.from_dict({**student, "reading_score": 20, "writing_score": 25}),
+        ]
+    )
     answer = predict.sync(client=_client(app, modules), body=batch)
     assert isinstance(answer, models.BatchPrediction), answer
     assert len(answer.predictions) == 2
@@ -78,12 +98,14 @@ def test_a_batch_through_the_generated_client(generated, student):
 def test_a_refusal_through_the_generated_client_is_a_typed_422(generated, student):
     app, modules = generated
     models, predict = modules["models"], modules["api.default.predict"]
-    response = predict.sync_detailed(client=_client(app, modules),
-                                     body=models.Student.from_dict({**student, "reading_score": 150}))
+    response = predict.sync_detailed(
+        client=_client(app, modules), body=models.Student.from_dict({**student, "reading_score": 150})
+    )
     assert response.status_code == 422
     assert isinstance(response.parsed, models.ValidationFailed)
     assert [(d.field, d.message) for d in response.parsed.details] == [
-        ("reading_score", "must be a number between 0 and 100")]
+        ("reading_score", "must be a number between 0 and 100")
+    ]
 
 
 def test_the_model_card_through_the_generated_client(generated, trained):

@@ -25,9 +25,12 @@ def test_the_document_is_valid_openapi_31_and_covers_every_route(client, app):
     document = client.get("/openapi.json").get_json()
     validate(document)
     assert document["openapi"].startswith("3.1")
-    routes = {(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), method.lower())
-              for rule in app.url_map.iter_rules() if rule.endpoint != "static"
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    routes = {
+        (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert routes == documented
 
@@ -64,36 +67,61 @@ def test_every_field_of_an_answer_is_typed_in_the_document(client, student):
     assert set(labeled["predictions"][0]) <= set(schemas["Prediction"]["properties"]), set(labeled["predictions"][0])
     error = client.post("/predictdata", json={**student, "gender": "x"}).get_json()
     assert set(error) <= set(schemas["ValidationFailed"]["properties"])
-    assert set(client.post("/predictdata", data="{", content_type="application/json").get_json()) <= \
-        set(schemas["Error"]["properties"])
+    assert set(client.post("/predictdata", data="{", content_type="application/json").get_json()) <= set(
+        schemas["Error"]["properties"]
+    )
 
 
 @pytest.mark.timeout(2400)
 def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunicorn(trained, tmp_path):
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
-        "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-        "ARTIFACTS_DIR": trained.store, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    process = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        log=log,
+        env={
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "2",
+            "ARTIFACTS_DIR": trained.store,
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
+        },
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(
-            [str(BIN / "st"), "--config-file", str(HERE / "schemathesis.toml"), "run",
-             f"http://127.0.0.1:{port}/openapi.json", "--checks", "all", "--max-examples", "3000",
-             "--generation-deterministic", "--no-color"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=2300, check=False)  # its cache stays in tmp_path
+            [
+                str(BIN / "st"),
+                "--config-file",
+                str(HERE / "schemathesis.toml"),
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                "3000",
+                "--generation-deterministic",
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=2300,
+            check=False,
+        )  # its cache stays in tmp_path
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         stop(process)
-    summary = result.stdout[result.stdout.rfind("SUMMARY"):]
+    summary = result.stdout[result.stdout.rfind("SUMMARY") :]
     (tmp_path / "schemathesis.txt").write_text(result.stdout)
     print(summary)  # shown with pytest -s
     assert result.returncode == 0, result.stdout[-6000:]
     generated = re.search(r"(\d+) generated, (\d+) passed", summary)
     assert generated and int(generated.group(1)) >= MIN_REQUESTS, summary
     assert int(generated.group(2)) == int(generated.group(1)) and "No issues found" in summary, summary
-    served = sum(float(v) for v in re.findall(r'^flask_http_request_total\{[^}]*status="5\d\d"[^}]*\} (\S+)$',
-                                              metrics, re.MULTILINE))
+    served = sum(
+        float(v) for v in re.findall(r'^flask_http_request_total\{[^}]*status="5\d\d"[^}]*\} (\S+)$', metrics, re.MULTILINE)
+    )
     assert served == 0, "the server answered 5xx"
     assert "Traceback" not in log.read_text()
 
@@ -107,29 +135,61 @@ def test_schemathesis_with_an_api_token_gets_answers_not_401_on_gunicorn(trained
     """The API behind API_TOKEN_SHA256: a client that sends its token gets the documented answers."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
-        "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "ARTIFACTS_DIR": trained.store,
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
-        "API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest()})
+    process = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        log=log,
+        env={
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "2",
+            "ARTIFACTS_DIR": trained.store,
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
+            "API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest(),
+        },
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(
-            [str(BIN / "st"), "--config-file", str(HERE / "schemathesis.toml"), "run",
-             f"http://127.0.0.1:{port}/openapi.json", "--include-operation-id", "predict",
-             "-H", f"Authorization: Bearer {API_TOKEN}", "--checks", "all", "--max-examples", "400",
-             "--generation-deterministic", "--no-color"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+            [
+                str(BIN / "st"),
+                "--config-file",
+                str(HERE / "schemathesis.toml"),
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+                "--include-operation-id",
+                "predict",
+                "-H",
+                f"Authorization: Bearer {API_TOKEN}",
+                "--checks",
+                "all",
+                "--max-examples",
+                "400",
+                "--generation-deterministic",
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         stop(process)
-    summary = result.stdout[result.stdout.rfind("SUMMARY"):]
+    summary = result.stdout[result.stdout.rfind("SUMMARY") :]
     assert result.returncode == 0, result.stdout[-6000:]
     generated = re.search(r"(\d+) generated, (\d+) passed", summary)
     assert generated and int(generated.group(1)) >= MIN_TOKEN_REQUESTS, summary
     assert int(generated.group(2)) == int(generated.group(1)) and "No issues found" in summary, summary
-    by_status = {status: sum(float(v) for v in re.findall(
-        rf'^flask_http_request_total\{{method="POST",status="{status}"\}} (\S+)$', metrics, re.MULTILINE))
-        for status in ("200", "401", "422")}
+    by_status = {
+        status: sum(
+            float(v)
+            for v in re.findall(
+                rf'^flask_http_request_total\{{method="POST",status="{status}"\}} (\S+)$', metrics, re.MULTILINE
+            )
+        )
+        for status in ("200", "401", "422")
+    }
     print(summary, by_status)  # shown with pytest -s
     assert by_status["200"] > 0 and by_status["422"] > 0, by_status  # the token opened the API
     assert by_status["401"] == 0, by_status  # and every request carried it

@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SKIPPING = '''
+SKIPPING = """
 import pytest
 from tests.conftest import unavailable
 
@@ -22,7 +22,7 @@ def test_skips_by_itself():
 
 def test_runs():
     assert True
-'''
+"""
 
 
 def run_pytest(tmp_path: Path, require_all: str | None) -> subprocess.CompletedProcess:
@@ -31,9 +31,27 @@ def run_pytest(tmp_path: Path, require_all: str | None) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if k != "REQUIRE_ALL"}
     if require_all is not None:
         env["REQUIRE_ALL"] = require_all
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-                           "--rootdir", str(tmp_path), str(test_file)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.conftest",
+            "--rootdir",
+            str(tmp_path),
+            str(test_file),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_a_missing_tool_skips_locally(tmp_path):
@@ -59,10 +77,19 @@ def test_ci_run_sets_require_all_and_passes_its_arguments_on(tmp_path):
     for tool in ("prometheus", "promtool", "wrk", "apt-get"):  # present, so nothing is installed
         (fake / tool).write_text("#!/bin/sh\nexit 0\n")
         (fake / tool).chmod(0o755)
-    env = {**{k: v for k, v in os.environ.items() if k != "REQUIRE_ALL"}, "PATH": f"{fake}:{os.environ['PATH']}",
-           "CHROMIUM": str(fake / "wrk")}
-    result = subprocess.run(["bash", str(tmp_path / ".ci" / "run"), "-x", "-q", "tests/web"], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "REQUIRE_ALL"},
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "CHROMIUM": str(fake / "wrk"),
+    }
+    result = subprocess.run(
+        ["bash", str(tmp_path / ".ci" / "run"), "-x", "-q", "tests/web"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "args=[-x -q tests/web] REQUIRE_ALL=1"
 
@@ -71,8 +98,13 @@ def test_codebuild_requires_every_test_and_installs_what_they_need():
     spec = yaml.safe_load((ROOT / "buildspec.yml").read_text())
     assert str(spec["env"]["variables"]["REQUIRE_ALL"]) == "1"
     install = "\n".join(spec["phases"]["install"]["commands"])
-    for needed in ("prometheus", "wrk", "playwright install --with-deps chromium", "requirements-dev.txt",
-                   '"$TEST_DATA_URI" ../shared/data/'):
+    for needed in (
+        "prometheus",
+        "wrk",
+        "playwright install --with-deps chromium",
+        "requirements-dev.txt",
+        '"$TEST_DATA_URI" ../shared/data/',
+    ):
         assert needed in install, needed
     tests = [c for c in spec["phases"]["pre_build"]["commands"] if "pytest" in c]
     assert len(tests) == 1 and "CHROMIUM=" in tests[0] and "--ignore" not in tests[0] and " -k " not in tests[0]

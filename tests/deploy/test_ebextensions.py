@@ -18,59 +18,160 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED = {
     "aws:elasticbeanstalk:container:python": {"WSGIPath", "NumProcesses", "NumThreads"},
     "aws:elasticbeanstalk:environment:process:default": {
-        "DeregistrationDelay", "HealthCheckInterval", "HealthCheckPath", "HealthCheckTimeout",
-        "HealthyThresholdCount", "MatcherHTTPCode", "Port", "Protocol", "StickinessEnabled",
-        "StickinessLBCookieDuration", "StickinessType", "UnhealthyThresholdCount"},
+        "DeregistrationDelay",
+        "HealthCheckInterval",
+        "HealthCheckPath",
+        "HealthCheckTimeout",
+        "HealthyThresholdCount",
+        "MatcherHTTPCode",
+        "Port",
+        "Protocol",
+        "StickinessEnabled",
+        "StickinessLBCookieDuration",
+        "StickinessType",
+        "UnhealthyThresholdCount",
+    },
     "aws:elasticbeanstalk:healthreporting:system": {
-        "SystemType", "ConfigDocument", "EnhancedHealthAuthEnabled", "HealthCheckSuccessThreshold"},
+        "SystemType",
+        "ConfigDocument",
+        "EnhancedHealthAuthEnabled",
+        "HealthCheckSuccessThreshold",
+    },
     "aws:elasticbeanstalk:cloudwatch:logs": {"StreamLogs", "DeleteOnTerminate", "RetentionInDays"},
     "aws:elasticbeanstalk:cloudwatch:logs:health": {"HealthStreamingEnabled", "DeleteOnTerminate", "RetentionInDays"},
     "aws:autoscaling:launchconfiguration": {
-        "DisableIMDSv1", "EC2KeyName", "IamInstanceProfile", "ImageId", "InstanceType", "MonitoringInterval",
-        "SecurityGroups", "SSHSourceRestriction", "BlockDeviceMappings", "RootVolumeType", "RootVolumeSize",
-        "RootVolumeIOPS", "RootVolumeThroughput"},
+        "DisableIMDSv1",
+        "EC2KeyName",
+        "IamInstanceProfile",
+        "ImageId",
+        "InstanceType",
+        "MonitoringInterval",
+        "SecurityGroups",
+        "SSHSourceRestriction",
+        "BlockDeviceMappings",
+        "RootVolumeType",
+        "RootVolumeSize",
+        "RootVolumeIOPS",
+        "RootVolumeThroughput",
+    },
     "aws:elasticbeanstalk:environment": {
-        "EnvironmentType", "LoadBalancerIsShared", "LoadBalancerType", "ServiceRole",
-        "ServiceLinkedRoleForManagedUpdates"},
+        "EnvironmentType",
+        "LoadBalancerIsShared",
+        "LoadBalancerType",
+        "ServiceRole",
+        "ServiceLinkedRoleForManagedUpdates",
+    },
     # aws:elbv2:listener:listener_port, for the port named in the namespace (443 here)
     "aws:elbv2:listener:listener_port": {
-        "DefaultProcess", "ListenerEnabled", "Protocol", "Rules", "SSLCertificateArns", "SSLPolicy"},
+        "DefaultProcess",
+        "ListenerEnabled",
+        "Protocol",
+        "Rules",
+        "SSLCertificateArns",
+        "SSLPolicy",
+    },
     "aws:elasticbeanstalk:command": {"DeploymentPolicy", "Timeout", "BatchSizeType", "BatchSize", "IgnoreHealthCheck"},
     "aws:autoscaling:updatepolicy:rollingupdate": {
-        "MaxBatchSize", "MinInstancesInService", "RollingUpdateEnabled", "RollingUpdateType", "PauseTime", "Timeout"},
+        "MaxBatchSize",
+        "MinInstancesInService",
+        "RollingUpdateEnabled",
+        "RollingUpdateType",
+        "PauseTime",
+        "Timeout",
+    },
     "aws:autoscaling:asg": {
-        "Availability Zones", "Cooldown", "Custom Availability Zones", "EnableCapacityRebalancing", "MinSize",
-        "MaxSize"},
+        "Availability Zones",
+        "Cooldown",
+        "Custom Availability Zones",
+        "EnableCapacityRebalancing",
+        "MinSize",
+        "MaxSize",
+    },
     "aws:autoscaling:trigger": {
-        "BreachDuration", "LowerBreachScaleIncrement", "LowerThreshold", "MeasureName", "Period", "EvaluationPeriods",
-        "Statistic", "Unit", "UpperBreachScaleIncrement", "UpperThreshold"},
+        "BreachDuration",
+        "LowerBreachScaleIncrement",
+        "LowerThreshold",
+        "MeasureName",
+        "Period",
+        "EvaluationPeriods",
+        "Statistic",
+        "Unit",
+        "UpperBreachScaleIncrement",
+        "UpperThreshold",
+    },
 }
 # Documented values of the options whose values are a closed set.
 DOCUMENTED_VALUES = {
     ("aws:elasticbeanstalk:command", "DeploymentPolicy"): {
-        "AllAtOnce", "Rolling", "RollingWithAdditionalBatch", "Immutable", "TrafficSplitting"},
+        "AllAtOnce",
+        "Rolling",
+        "RollingWithAdditionalBatch",
+        "Immutable",
+        "TrafficSplitting",
+    },
     ("aws:autoscaling:updatepolicy:rollingupdate", "RollingUpdateType"): {"Time", "Health", "Immutable"},
     ("aws:autoscaling:asg", "Availability Zones"): {"Any", "Any 1", "Any 2", "Any 3"},
     ("aws:autoscaling:trigger", "MeasureName"): {
-        "CPUUtilization", "NetworkIn", "NetworkOut", "DiskWriteOps", "DiskReadBytes", "DiskReadOps",
-        "DiskWriteBytes", "Latency", "RequestCount", "HealthyHostCount", "UnhealthyHostCount", "TargetResponseTime"},
+        "CPUUtilization",
+        "NetworkIn",
+        "NetworkOut",
+        "DiskWriteOps",
+        "DiskReadBytes",
+        "DiskReadOps",
+        "DiskWriteBytes",
+        "Latency",
+        "RequestCount",
+        "HealthyHostCount",
+        "UnhealthyHostCount",
+        "TargetResponseTime",
+    },
     ("aws:autoscaling:trigger", "Statistic"): {"Minimum", "Maximum", "Sum", "Average"},
     ("aws:autoscaling:trigger", "Unit"): {
-        "Seconds", "Percent", "Bytes", "Bits", "Count", "Bytes/Second", "Bits/Second", "Count/Second", "None"},
+        "Seconds",
+        "Percent",
+        "Bytes",
+        "Bits",
+        "Count",
+        "Bytes/Second",
+        "Bits/Second",
+        "Count/Second",
+        "None",
+    },
     ("aws:elbv2:listener:listener_port", "Protocol"): {"HTTP", "HTTPS"},
 }
 # Elastic Load Balancing's predefined TLS 1.3 security policies for Application Load Balancers.
-TLS13_POLICIES = {"ELBSecurityPolicy-TLS13-1-2-2021-06", "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
-                  "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
-                  "ELBSecurityPolicy-TLS13-1-3-2021-06"}
+TLS13_POLICIES = {
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+}
 # Keys are environment variable names (the second: their values are Secrets Manager ARNs).
 FREE_FORM = {"aws:elasticbeanstalk:application:environment", "aws:elasticbeanstalk:application:environmentsecrets"}
 CUSTOM = "aws:elasticbeanstalk:customoption"  # the application's own options, read by Fn::GetOptionSetting
 # The resources of an environment's stack that Elastic Beanstalk documents by name (ALB environments).
-EB_RESOURCES = {"AWSEBV2LoadBalancer", "AWSEBV2LoadBalancerListener", "AWSEBV2LoadBalancerListener443",
-                "AWSEBV2LoadBalancerTargetGroup", "AWSEBAutoScalingGroup", "AWSEBSecurityGroup"}
-CONFIG_KEYS = {"option_settings", "packages", "groups", "users", "sources", "files", "commands", "services",
-               "container_commands", "Resources", "Outputs"}
+EB_RESOURCES = {
+    "AWSEBV2LoadBalancer",
+    "AWSEBV2LoadBalancerListener",
+    "AWSEBV2LoadBalancerListener443",
+    "AWSEBV2LoadBalancerTargetGroup",
+    "AWSEBAutoScalingGroup",
+    "AWSEBSecurityGroup",
+}
+CONFIG_KEYS = {
+    "option_settings",
+    "packages",
+    "groups",
+    "users",
+    "sources",
+    "files",
+    "commands",
+    "services",
+    "container_commands",
+    "Resources",
+    "Outputs",
+}
 
 
 def configs() -> dict[str, dict]:
@@ -159,8 +260,10 @@ def test_the_environment_serves_https_with_the_stacks_certificate_and_a_tls13_po
     assert option(found, "aws:elbv2:listener:443", "DefaultProcess") == "default"
     parameters = template["Parameters"]
     assert "Default" not in parameters["CertificateArn"]  # no certificate, no stack: never a public plain-HTTP site
-    assert re.fullmatch(parameters["CertificateArn"]["AllowedPattern"],
-                        "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-0123456789ab")
+    assert re.fullmatch(
+        parameters["CertificateArn"]["AllowedPattern"],
+        "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-0123456789ab",
+    )
     assert not re.fullmatch(parameters["CertificateArn"]["AllowedPattern"], "")
     assert parameters["TlsPolicy"]["Default"] in TLS13_POLICIES
     assert set(parameters["TlsPolicy"]["AllowedValues"]) <= TLS13_POLICIES
@@ -172,8 +275,14 @@ def test_port_80_redirects_to_https_on_the_listener_beanstalk_names():
     assert listener["Properties"]["Port"] == 80
     (action,) = listener["Properties"]["DefaultActions"]
     assert action["Type"] == "redirect"
-    assert action["RedirectConfig"] == {"Protocol": "HTTPS", "Port": "443", "Host": "#{host}", "Path": "/#{path}",
-                                        "Query": "#{query}", "StatusCode": "HTTP_301"}
+    assert action["RedirectConfig"] == {
+        "Protocol": "HTTPS",
+        "Port": "443",
+        "Host": "#{host}",
+        "Path": "/#{path}",
+        "Query": "#{query}",
+        "StatusCode": "HTTP_301",
+    }
 
 
 def test_extension_resources_only_name_resources_beanstalk_documents():
@@ -191,16 +300,32 @@ def test_sign_in_reads_only_the_custom_options_the_stack_sets_and_is_off_by_defa
     sign_in = (ROOT / "infra" / "sign-in.config").read_text()
     read = set(re.findall(r"OptionName: (SignIn[A-Za-z]+)", sign_in))
     set_by_stack = {s["OptionName"] for s in template_settings(template) if s["Namespace"] == CUSTOM}
-    assert read == set_by_stack == {"SignInIssuer", "SignInAuthorizationEndpoint", "SignInTokenEndpoint",
-                                    "SignInUserInfoEndpoint", "SignInClientId", "SignInClientSecret"}
+    assert (
+        read
+        == set_by_stack
+        == {
+            "SignInIssuer",
+            "SignInAuthorizationEndpoint",
+            "SignInTokenEndpoint",
+            "SignInUserInfoEndpoint",
+            "SignInClientId",
+            "SignInClientSecret",
+        }
+    )
     assert template["Parameters"]["SignInIssuer"]["Default"] == ""
     assert template["Parameters"]["SignInClientSecret"]["NoEcho"] is True
-    conditional = [s for r in template["Resources"].values() if r["Type"] == "AWS::ElasticBeanstalk::Environment"
-                   for s in r["Properties"]["OptionSettings"] if "Fn::If" in s]
-    assert len(conditional) == 6 and all(s["Fn::If"][0] == "SignIn" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"}
-                                         for s in conditional)
+    conditional = [
+        s
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ElasticBeanstalk::Environment"
+        for s in r["Properties"]["OptionSettings"]
+        if "Fn::If" in s
+    ]
+    assert len(conditional) == 6 and all(
+        s["Fn::If"][0] == "SignIn" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"} for s in conditional
+    )
     assert not (ROOT / ".ebextensions" / "04-sign-in.config").exists()  # only the build adds it, when asked
-    assert 'cp infra/sign-in.config .ebextensions/04-sign-in.config' in (ROOT / "buildspec.yml").read_text()
+    assert "cp infra/sign-in.config .ebextensions/04-sign-in.config" in (ROOT / "buildspec.yml").read_text()
 
 
 def test_deploys_are_immutable_with_health_on_ready_and_capacity_is_two_zones_scaling_on_cpu():
@@ -228,8 +353,7 @@ def test_deploys_are_immutable_with_health_on_ready_and_capacity_is_two_zones_sc
 def test_the_monitoring_token_reaches_the_environment_from_the_stacks_secret():
     template = load(ROOT / "infra" / "pipeline.yml")
     found = template_settings(template)
-    assert option(found, "aws:elasticbeanstalk:application:environmentsecrets", "METRICS_TOKEN") == {
-        "Ref": "MetricsToken"}
+    assert option(found, "aws:elasticbeanstalk:application:environmentsecrets", "METRICS_TOKEN") == {"Ref": "MetricsToken"}
     secret = template["Resources"]["MetricsToken"]
     assert secret["Type"] == "AWS::SecretsManager::Secret"
     generated = secret["Properties"]["GenerateSecretString"]
@@ -241,8 +365,7 @@ def test_the_monitoring_token_reaches_the_environment_from_the_stacks_secret():
 def test_api_token_digests_are_a_stack_parameter_checked_as_the_app_checks_them():
     template = load(ROOT / "infra" / "pipeline.yml")
     found = template_settings(template)
-    assert option(found, "aws:elasticbeanstalk:application:environment", "API_TOKEN_SHA256") == {
-        "Ref": "ApiTokenSha256"}
+    assert option(found, "aws:elasticbeanstalk:application:environment", "API_TOKEN_SHA256") == {"Ref": "ApiTokenSha256"}
     parameter = template["Parameters"]["ApiTokenSha256"]
     assert parameter["Default"] == ""
     pattern = parameter["AllowedPattern"]

@@ -37,8 +37,11 @@ def image_command() -> list[str]:
 
 def run_command() -> list[str]:
     """The gunicorn command scripts/run.sh ends with, its binary by name."""
-    [line] = [line for line in (PROJECT / "scripts" / "run.sh").read_text().splitlines()
-              if line.startswith("exec ") and "gunicorn" in line]
+    [line] = [
+        line
+        for line in (PROJECT / "scripts" / "run.sh").read_text().splitlines()
+        if line.startswith("exec ") and "gunicorn" in line
+    ]
     argv = shlex.split(line.removeprefix("exec "))
     return [Path(argv[0]).name, *argv[1:]]
 
@@ -58,7 +61,8 @@ def test_the_image_runs_as_a_non_root_user_with_the_serving_files_only():
     users = [args for name, args in steps if name == "USER"]
     assert users == ["10001"] and "useradd --create-home --uid 10001 app" in dict(steps)["RUN"]
     assert [i for i, (name, _) in enumerate(steps) if name == "USER"][0] > max(
-        i for i, (name, _) in enumerate(steps) if name in ("RUN", "COPY")), "nothing runs as root after USER"
+        i for i, (name, _) in enumerate(steps) if name in ("RUN", "COPY")
+    ), "nothing runs as root after USER"
     copied = [args.split()[:-1] for name, args in steps if name == "COPY"]
     sources = {source for group in copied for source in group}
     assert sources == {"requirements.txt", "app.py", "gunicorn.conf.py", "Procfile", "src", "templates", "static"}
@@ -75,13 +79,31 @@ def test_the_image_command_serves_and_the_smoke_test_passes_against_it(store_dir
     port = free_port()
     log = tmp_path / "image.log"
     command = image_command()
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "ARTIFACTS_DIR": str(store_dir),
-           "DRIFT_DIR": str(tmp_path / "drift")}
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "ARTIFACTS_DIR": str(store_dir),
+        "DRIFT_DIR": str(tmp_path / "drift"),
+    }
     process = start([str(BIN / command[0]), *command[1:]], env=env, log=log)
     try:
-        result = subprocess.run([sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "60",
-                                 "--model-version", trained.manifest["model_version"]], cwd=PROJECT,
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "scripts/smoke.py",
+                f"http://127.0.0.1:{port}",
+                "--wait",
+                "60",
+                "--model-version",
+                trained.manifest["model_version"],
+            ],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
         stop(process)
     assert result.returncode == 0, result.stdout + result.stderr + log.read_text()[-2000:]
@@ -95,13 +117,24 @@ def test_the_smoke_test_fails_in_one_line_when_the_service_has_no_model(tmp_path
     command = image_command()
     empty = tmp_path / "empty-store"
     empty.mkdir()
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "ARTIFACTS_DIR": str(empty),
-           "DRIFT_DIR": str(tmp_path / "drift")}
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "1",
+        "ARTIFACTS_DIR": str(empty),
+        "DRIFT_DIR": str(tmp_path / "drift"),
+    }
     process = start([str(BIN / command[0]), *command[1:]], env=env, log=log)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, status=503, log=log)  # up, and answering "no model"
-        result = subprocess.run([sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "8"],
-                                cwd=PROJECT, capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "8"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         stop(process)
     assert result.returncode == 1

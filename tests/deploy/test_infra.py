@@ -17,10 +17,16 @@ TEMPLATE = ROOT / "infra" / "pipeline.yml"
 
 # Actions AWS documents as not supporting resource-level permissions: "*" is the only resource they take.
 STAR_RESOURCE_ONLY = {
-    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeLaunchConfigurations",
-    "autoscaling:DescribeScalingActivities", "ec2:DescribeImages", "ec2:DescribeInstances",
-    "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
-    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTargetGroups",
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
 }
 
@@ -50,8 +56,9 @@ def as_list(value):
 
 
 def test_cfn_lint_is_clean():
-    result = subprocess.run([shutil.which("cfn-lint") or "cfn-lint", str(TEMPLATE)], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [shutil.which("cfn-lint") or "cfn-lint", str(TEMPLATE)], capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -101,26 +108,46 @@ def test_s3_and_iam_part_deploys_into_moto(template):
     secret = {**secret, "Name": secret["Name"]["Fn::Sub"].replace("${ApplicationName}", "student-math")}
     # References to resources outside this part (the connection, the retraining project) become parameters.
     keep = json.loads(json.dumps(keep).replace('{"Fn::GetAtt": ["RetrainProject", "Arn"]}', '{"Ref": "RetrainProjectArn"}'))
-    body = json.dumps({"AWSTemplateFormatVersion": "2010-09-09",
-                       "Parameters": {**template["Parameters"], "GitHubConnection": {"Type": "String"},
-                                      "RetrainProjectArn": {"Type": "String"}, "MetricsToken": {"Type": "String"}},
-                       "Resources": keep})
+    body = json.dumps(
+        {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Parameters": {
+                **template["Parameters"],
+                "GitHubConnection": {"Type": "String"},
+                "RetrainProjectArn": {"Type": "String"},
+                "MetricsToken": {"Type": "String"},
+            },
+            "Resources": keep,
+        }
+    )
     with mock_aws():
         secret_arn = create_secret(boto3.client("secretsmanager", region_name="us-east-1"), secret)
         cfn = boto3.client("cloudformation", region_name="us-east-1")
-        cfn.create_stack(StackName="student-math", TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
-                         Parameters=[{"ParameterKey": "RepositoryId", "ParameterValue": "org/repo"},
-                                     {"ParameterKey": "MetricsToken", "ParameterValue": secret_arn},
-                                     {"ParameterKey": "DomainName", "ParameterValue": "scores.example.org"},
-                                     {"ParameterKey": "CertificateArn", "ParameterValue": CERTIFICATE},
-                                     {"ParameterKey": "RetrainProjectArn", "ParameterValue":
-                                      "arn:aws:codebuild:us-east-1:123456789012:project/student-math-retrain"},
-                                     {"ParameterKey": "GitHubConnection", "ParameterValue":
-                                      "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc"}])
+        cfn.create_stack(
+            StackName="student-math",
+            TemplateBody=body,
+            Capabilities=["CAPABILITY_IAM"],
+            Parameters=[
+                {"ParameterKey": "RepositoryId", "ParameterValue": "org/repo"},
+                {"ParameterKey": "MetricsToken", "ParameterValue": secret_arn},
+                {"ParameterKey": "DomainName", "ParameterValue": "scores.example.org"},
+                {"ParameterKey": "CertificateArn", "ParameterValue": CERTIFICATE},
+                {
+                    "ParameterKey": "RetrainProjectArn",
+                    "ParameterValue": "arn:aws:codebuild:us-east-1:123456789012:project/student-math-retrain",
+                },
+                {
+                    "ParameterKey": "GitHubConnection",
+                    "ParameterValue": "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc",
+                },
+            ],
+        )
         stack = cfn.describe_stacks(StackName="student-math")["Stacks"][0]
         assert stack["StackStatus"] == "CREATE_COMPLETE"
-        created = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                   for r in cfn.list_stack_resources(StackName="student-math")["StackResourceSummaries"]}
+        created = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cfn.list_stack_resources(StackName="student-math")["StackResourceSummaries"]
+        }
         assert set(keep) <= created.keys()
         s3 = boto3.client("s3", region_name="us-east-1")
         for bucket in ("ArtifactBucket", "ModelBucket"):
@@ -147,8 +174,10 @@ def test_s3_and_iam_part_deploys_into_moto(template):
             instance = ast.literal_eval(instance)
         read = next(st for st in instance["Statement"] if st["Sid"] == "ReadMetricsToken")
         assert read["Resource"] == secret_arn and read["Action"] == ["secretsmanager:GetSecretValue"]
-        assert boto3.client("secretsmanager", region_name="us-east-1").describe_secret(SecretId=secret_arn)[
-            "Name"] == "student-math/metrics-token"
+        assert (
+            boto3.client("secretsmanager", region_name="us-east-1").describe_secret(SecretId=secret_arn)["Name"]
+            == "student-math/metrics-token"
+        )
 
 
 def test_new_data_and_a_schedule_start_the_retraining_build(template):
@@ -164,13 +193,20 @@ def test_new_data_and_a_schedule_start_the_retraining_build(template):
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"]["key"] == [{"prefix": "data/"}]
     assert resources["ModelBucket"]["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"] == {
-        "EventBridgeEnabled": True}
+        "EventBridgeEnabled": True
+    }
     for rule in rules.values():
         assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["RetrainProject", "Arn"]}
         assert rule["Targets"][0]["RoleArn"] == {"Fn::GetAtt": ["RetrainEventsRole", "Arn"]}
     start = resources["RetrainEventsRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    assert start == [{"Sid": "StartRetrain", "Effect": "Allow", "Action": ["codebuild:StartBuild"],
-                      "Resource": {"Fn::GetAtt": ["RetrainProject", "Arn"]}}]
+    assert start == [
+        {
+            "Sid": "StartRetrain",
+            "Effect": "Allow",
+            "Action": ["codebuild:StartBuild"],
+            "Resource": {"Fn::GetAtt": ["RetrainProject", "Arn"]},
+        }
+    ]
 
 
 def test_web_instances_read_only_the_model_store_never_the_training_data(template):
@@ -189,10 +225,14 @@ def test_only_the_web_instances_and_the_retraining_build_read_the_monitoring_tok
             assert statement["Resource"] == {"Ref": "MetricsToken"}, role
             readers[role] = statement["Sid"]
     assert readers == {"EbInstanceRole": "ReadMetricsToken", "RetrainRole": "ReadMetricsToken"}
-    retrain_env = {v["Name"]: v for v in template["Resources"]["RetrainProject"]["Properties"]["Environment"][
-        "EnvironmentVariables"]}
-    assert retrain_env["METRICS_TOKEN"] == {"Name": "METRICS_TOKEN", "Type": "SECRETS_MANAGER",
-                                            "Value": {"Ref": "MetricsToken"}}
+    retrain_env = {
+        v["Name"]: v for v in template["Resources"]["RetrainProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+    }
+    assert retrain_env["METRICS_TOKEN"] == {
+        "Name": "METRICS_TOKEN",
+        "Type": "SECRETS_MANAGER",
+        "Value": {"Ref": "MetricsToken"},
+    }
     assert retrain_env["DRIFT_URL"]["Value"] == {"Fn::Sub": "https://${DomainName}/drift"}
 
 
@@ -202,8 +242,13 @@ def test_a_stack_without_a_certificate_is_refused_and_sign_in_must_be_complete(t
     rule = template["Rules"]["SignInIsComplete"]
     assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SignInIssuer"}, ""]}]}
     checked = json.dumps(rule["Assertions"])
-    for name in ("SignInAuthorizationEndpoint", "SignInTokenEndpoint", "SignInUserInfoEndpoint", "SignInClientId",
-                 "SignInClientSecret"):
+    for name in (
+        "SignInAuthorizationEndpoint",
+        "SignInTokenEndpoint",
+        "SignInUserInfoEndpoint",
+        "SignInClientId",
+        "SignInClientSecret",
+    ):
         assert f'{{"Ref": "{name}"}}' in checked
     # the load balancer passes bearer callers to the app: with sign-in on, the app must check their tokens
     assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiTokenSha256"}, ""]}]} in [a["Assert"] for a in rule["Assertions"]]
@@ -225,8 +270,10 @@ def resolve_bucket_arns(node, created):
     return node
 
 
-TRACKING_SERVER_ARN = {"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
-                                  "mlflow-tracking-server/${ApplicationName}-mlflow"}
+TRACKING_SERVER_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+    "mlflow-tracking-server/${ApplicationName}-mlflow"
+}
 
 
 def test_the_tracking_server_keeps_its_artifacts_in_the_model_bucket_under_their_own_prefix(template):
@@ -245,8 +292,11 @@ def test_the_tracking_server_keeps_its_artifacts_in_the_model_bucket_under_their
     statements = role["Policies"][0]["PolicyDocument"]["Statement"]
     for statement in statements:  # the server reaches its own prefix, never the model store or the data
         text = json.dumps(statement["Resource"])
-        assert "/mlflow/*" in text or statement.get("Condition") == {"StringLike": {"s3:prefix": ["mlflow/*"]}} \
-            or statement["Action"] == ["s3:GetBucketLocation"], statement
+        assert (
+            "/mlflow/*" in text
+            or statement.get("Condition") == {"StringLike": {"s3:prefix": ["mlflow/*"]}}
+            or statement["Action"] == ["s3:GetBucketLocation"]
+        ), statement
         assert "models/" not in text and "data/" not in text and "TrainingDataKey" not in text
 
 
@@ -282,7 +332,8 @@ def test_the_training_roles_may_track_on_their_server_only_and_write_only_its_pr
         else:
             assert set(actions) <= {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}, statement["Sid"]
             assert statement["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/mlflow/*"} or statement["Condition"] == {
-                "StringLike": {"s3:prefix": ["mlflow/*"]}}, statement["Sid"]
+                "StringLike": {"s3:prefix": ["mlflow/*"]}
+            }, statement["Sid"]
     # The web instances reach no part of it: serving never needs MLflow.
     instance = json.dumps(resources["EbInstanceRole"]["Properties"])
     assert "mlflow" not in instance and "sagemaker" not in instance

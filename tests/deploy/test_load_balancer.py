@@ -29,11 +29,14 @@ from tests.deploy.test_ebextensions import CUSTOM, template_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-SIGN_IN = {"SignInIssuer": "https://login.example-district.org",
-           "SignInAuthorizationEndpoint": "https://login.example-district.org/authorize",
-           "SignInTokenEndpoint": "https://login.example-district.org/token",
-           "SignInUserInfoEndpoint": "https://login.example-district.org/userinfo",
-           "SignInClientId": "student-math", "SignInClientSecret": "client-secret-from-the-school"}
+SIGN_IN = {
+    "SignInIssuer": "https://login.example-district.org",
+    "SignInAuthorizationEndpoint": "https://login.example-district.org/authorize",
+    "SignInTokenEndpoint": "https://login.example-district.org/token",
+    "SignInUserInfoEndpoint": "https://login.example-district.org/userinfo",
+    "SignInClientId": "student-math",
+    "SignInClientSecret": "client-secret-from-the-school",
+}
 
 
 def resolve(node: Any, values: dict[str, Any]) -> Any:
@@ -58,25 +61,60 @@ def environment_stack(template: dict, parameters: dict[str, str], sign_in: bool)
     https = {s["OptionName"]: s["Value"] for s in options if s["Namespace"] == "aws:elbv2:listener:443"}
     custom = {s["OptionName"]: s["Value"] for s in options if s["Namespace"] == CUSTOM}
     process = yaml.safe_load((ROOT / ".ebextensions" / "01-environment.config").read_text())["option_settings"][
-        "aws:elasticbeanstalk:environment:process:default"]
+        "aws:elasticbeanstalk:environment:process:default"
+    ]
     resources: dict[str, Any] = {
         "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
-        **{f"Subnet{zone.upper()}": {"Type": "AWS::EC2::Subnet", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "CidrBlock": f"10.0.{i}.0/24", "AvailabilityZone": f"{REGION}{zone}"}}
-           for i, zone in enumerate("ab")},
-        "AWSEBV2LoadBalancer": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
-            "Type": "application", "Scheme": "internet-facing", "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]}},
-        "AWSEBV2LoadBalancerTargetGroup": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "Port": 80, "Protocol": "HTTP",
-            "HealthCheckPath": process["HealthCheckPath"], "Matcher": {"HttpCode": process["MatcherHTTPCode"]}}},
+        **{
+            f"Subnet{zone.upper()}": {
+                "Type": "AWS::EC2::Subnet",
+                "Properties": {
+                    "VpcId": {"Ref": "Vpc"},
+                    "CidrBlock": f"10.0.{i}.0/24",
+                    "AvailabilityZone": f"{REGION}{zone}",
+                },
+            }
+            for i, zone in enumerate("ab")
+        },
+        "AWSEBV2LoadBalancer": {
+            "Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+            "Properties": {
+                "Type": "application",
+                "Scheme": "internet-facing",
+                "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}],
+            },
+        },
+        "AWSEBV2LoadBalancerTargetGroup": {
+            "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+            "Properties": {
+                "VpcId": {"Ref": "Vpc"},
+                "Port": 80,
+                "Protocol": "HTTP",
+                "HealthCheckPath": process["HealthCheckPath"],
+                "Matcher": {"HttpCode": process["MatcherHTTPCode"]},
+            },
+        },
         # Beanstalk's port 80 listener forwards; .ebextensions/03-https.config replaces its properties below.
-        "AWSEBV2LoadBalancerListener": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
-            "LoadBalancerArn": {"Ref": "AWSEBV2LoadBalancer"}, "Port": 80, "Protocol": "HTTP",
-            "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "AWSEBV2LoadBalancerTargetGroup"}}]}},
-        "AWSEBV2LoadBalancerListener443": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
-            "LoadBalancerArn": {"Ref": "AWSEBV2LoadBalancer"}, "Port": 443, "Protocol": https["Protocol"],
-            "Certificates": [{"CertificateArn": https["SSLCertificateArns"]}], "SslPolicy": https["SSLPolicy"],
-            "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "AWSEBV2LoadBalancerTargetGroup"}}]}},
+        "AWSEBV2LoadBalancerListener": {
+            "Type": "AWS::ElasticLoadBalancingV2::Listener",
+            "Properties": {
+                "LoadBalancerArn": {"Ref": "AWSEBV2LoadBalancer"},
+                "Port": 80,
+                "Protocol": "HTTP",
+                "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "AWSEBV2LoadBalancerTargetGroup"}}],
+            },
+        },
+        "AWSEBV2LoadBalancerListener443": {
+            "Type": "AWS::ElasticLoadBalancingV2::Listener",
+            "Properties": {
+                "LoadBalancerArn": {"Ref": "AWSEBV2LoadBalancer"},
+                "Port": 443,
+                "Protocol": https["Protocol"],
+                "Certificates": [{"CertificateArn": https["SSLCertificateArns"]}],
+                "SslPolicy": https["SSLPolicy"],
+                "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "AWSEBV2LoadBalancerTargetGroup"}}],
+            },
+        },
     }
     files = sorted((ROOT / ".ebextensions").glob("*.config"))
     if sign_in:
@@ -119,8 +157,7 @@ def deploy(template: dict, sign_in: bool) -> tuple[Any, dict[str, dict], str, st
     secret_properties = template["Resources"]["MetricsToken"]["Properties"]
     secrets = boto3.client("secretsmanager", region_name=REGION)
     secret_arn = create_secret(secrets, {**secret_properties, "Name": "student-math/metrics-token"})
-    parameters = {"CertificateArn": certificate, "DomainName": "scores.example-district.org",
-                  **(SIGN_IN if sign_in else {})}
+    parameters = {"CertificateArn": certificate, "DomainName": "scores.example-district.org", **(SIGN_IN if sign_in else {})}
     body = environment_stack(template, parameters, sign_in)
     cfn = boto3.client("cloudformation", region_name=REGION)
     cfn.create_stack(StackName="awseb-e-student-math", TemplateBody=json.dumps(body))
@@ -136,8 +173,14 @@ def serve(store_dir: Path, tmp_path: Path, token: str):
     """The app as an instance runs it: METRICS_TOKEN is the secret's value (environmentsecrets)."""
     from app import create_app
 
-    config = AppConfig.from_env({"ARTIFACTS_DIR": str(store_dir), "DRIFT_DIR": str(tmp_path / "drift"),
-                                 "METRICS_TOKEN": token, "MODEL_REFRESH_SECONDS": "0"})
+    config = AppConfig.from_env(
+        {
+            "ARTIFACTS_DIR": str(store_dir),
+            "DRIFT_DIR": str(tmp_path / "drift"),
+            "METRICS_TOKEN": token,
+            "MODEL_REFRESH_SECONDS": "0",
+        }
+    )
     return create_app(config).test_client()
 
 
@@ -148,15 +191,20 @@ def answer(client, actions: list[dict[str, Any]], path: str, headers: dict[str, 
     return actions[0]["Type"]
 
 
-def test_port_80_redirects_443_forwards_with_tls13_and_monitoring_needs_the_stacks_token(template, store_dir,
-                                                                                          tmp_path):
+def test_port_80_redirects_443_forwards_with_tls13_and_monitoring_needs_the_stacks_token(template, store_dir, tmp_path):
     with mock_aws():
         elbv2, listeners, certificate, token = deploy(template, sign_in=False)
         assert set(listeners) == {"80", "443"}
         (redirect,) = listeners["80"]["DefaultActions"]
         assert redirect["Type"] == "redirect"
-        assert redirect["RedirectConfig"] == {"Protocol": "HTTPS", "Port": "443", "Host": "#{host}",
-                                              "Path": "/#{path}", "Query": "#{query}", "StatusCode": "HTTP_301"}
+        assert redirect["RedirectConfig"] == {
+            "Protocol": "HTTPS",
+            "Port": "443",
+            "Host": "#{host}",
+            "Path": "/#{path}",
+            "Query": "#{query}",
+            "StatusCode": "HTTP_301",
+        }
         https = listeners["443"]
         assert https["Protocol"] == "HTTPS" and https["Certificates"] == [{"CertificateArn": certificate}]
         assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -176,8 +224,7 @@ def test_port_80_redirects_443_forwards_with_tls13_and_monitoring_needs_the_stac
         assert page.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-def test_with_sign_in_teachers_sign_in_first_and_bearer_callers_pass_to_the_apps_own_check(template, store_dir,
-                                                                                            tmp_path):
+def test_with_sign_in_teachers_sign_in_first_and_bearer_callers_pass_to_the_apps_own_check(template, store_dir, tmp_path):
     with mock_aws():
         elbv2, listeners, _, token = deploy(template, sign_in=True)
         arn = listeners["443"]["ListenerArn"]

@@ -61,12 +61,22 @@ http {{
     }}
 }}
 """)
-    result = subprocess.run([NGINX, "-t", "-c", str(main), "-p", str(tmp_path), "-e", str(tmp_path / "logs/e.log")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [NGINX, "-t", "-c", str(main), "-p", str(tmp_path), "-e", str(tmp_path / "logs/e.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
     broken = tmp_path / "broken.conf"
     broken.write_text(main.read_text().replace(f"include {SNIPPETS}/*.conf;", "client_body_timeout ten;"))
-    refused = subprocess.run([NGINX, "-t", "-c", str(broken), "-p", str(tmp_path), "-e", str(tmp_path / "logs/e.log")],
-                             capture_output=True, text=True, timeout=60, check=False)
+    refused = subprocess.run(
+        [NGINX, "-t", "-c", str(broken), "-p", str(tmp_path), "-e", str(tmp_path / "logs/e.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert refused.returncode != 0  # the check does read what it is given

@@ -89,11 +89,18 @@ def _observe(name: str, result: subprocess.CompletedProcess, client, s3) -> Step
     pointer = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{STORE_PREFIX}/champion.json")["Body"].read())
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
     experiment = client.get_experiment_by_name(MODEL_NAME)
-    parents = [r for r in client.search_runs([experiment.experiment_id])
-               if "mlflow.parentRunId" not in r.data.tags and "model_version" in r.data.tags]
+    parents = [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags and "model_version" in r.data.tags
+    ]
     return Step(
-        name=name, returncode=result.returncode, output=result.stdout + result.stderr,
-        pointer=pointer["model_version"], alias=champion.tags["model_version"], alias_run_id=champion.run_id,
+        name=name,
+        returncode=result.returncode,
+        output=result.stdout + result.stderr,
+        pointer=pointer["model_version"],
+        alias=champion.tags["model_version"],
+        alias_run_id=champion.run_id,
         alias_run_tags=dict(client.get_run(champion.run_id).data.tags),
         versions={mv.version: dict(mv.tags) for mv in client.search_model_versions(f"name = '{MODEL_NAME}'")},
         runs={r.data.tags["model_version"]: dict(r.data.tags) for r in parents},
@@ -108,20 +115,41 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
     import mlflow
 
     root = tmp_path_factory.mktemp("production")
-    aws = {"AWS_ENDPOINT_URL": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+    aws = {
+        "AWS_ENDPOINT_URL": s3_server,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     s3.create_bucket(Bucket=BUCKET)
 
     port = free_port()
     server_dir = root / "server"
     server_dir.mkdir()
     log = server_dir / "mlflow.log"
-    server = start([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
-                    "--artifacts-destination", f"s3://{BUCKET}/{TRACKING_PREFIX}", "--host", "127.0.0.1",
-                    "--port", str(port), "--workers", "1"], env={**aws, "PYTHONUNBUFFERED": "1"}, log=log,
-                   cwd=server_dir)
+    server = start(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{server_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            f"s3://{BUCKET}/{TRACKING_PREFIX}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env={**aws, "PYTHONUNBUFFERED": "1"},
+        log=log,
+        cwd=server_dir,
+    )
     uri = f"http://127.0.0.1:{port}"
     # The build's working folder: a checkout of the code with the install phase's .venv.
     work = root / "build"
@@ -130,9 +158,14 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
     (work / ".venv").symlink_to(Path(sys.prefix))
     (root / "tmp").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    env.update(aws, TMPDIR=str(root / "tmp"), MLFLOW_TRACKING_URI=uri,
-               TRAINING_DATA_URI=f"s3://{BUCKET}/data/students.csv", MODEL_URI=f"s3://{BUCKET}/{STORE_PREFIX}",
-               DRIFT_URL=f"http://127.0.0.1:{free_port()}/drift")  # never asked: every retraining has new data
+    env.update(
+        aws,
+        TMPDIR=str(root / "tmp"),
+        MLFLOW_TRACKING_URI=uri,
+        TRAINING_DATA_URI=f"s3://{BUCKET}/data/students.csv",
+        MODEL_URI=f"s3://{BUCKET}/{STORE_PREFIX}",
+        DRIFT_URL=f"http://127.0.0.1:{free_port()}/drift",
+    )  # never asked: every retraining has new data
 
     def mark(text: str) -> None:
         """A line in the server's access log, waited for: what comes before it was logged before it."""
@@ -143,11 +176,15 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
 
     def run(command: str, data_seed: int | None) -> subprocess.CompletedProcess:
         if data_seed is not None:  # new training data lands under data/, as it does in production
-            s3.put_object(Bucket=BUCKET, Key="data/students.csv",
-                          Body=generate_students(400, seed=data_seed).to_csv(index=False).encode())
+            s3.put_object(
+                Bucket=BUCKET,
+                Key="data/students.csv",
+                Body=generate_students(400, seed=data_seed).to_csv(index=False).encode(),
+            )
         mark("command-start")
-        result = subprocess.run(["bash", "-ec", command], cwd=work, env=env, capture_output=True, text=True,
-                                timeout=600, check=False)
+        result = subprocess.run(
+            ["bash", "-ec", command], cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
         mark("command-end")
         return result
 
@@ -158,10 +195,13 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
         steps.append(_observe("build", run(f"{build_command()} {FAST}", 21), client, s3))
         steps.append(_observe("worse", run(f"{retrain_command()} {FAST} {WORSE}", 22), client, s3))
         steps.append(_observe("better", run(f"{retrain_command()} {FAST}", 23), client, s3))
-        rollback = ".venv/bin/python -m src.pipeline.promote --store \"$MODEL_URI\" --rollback"
+        rollback = '.venv/bin/python -m src.pipeline.promote --store "$MODEL_URI" --rollback'
         steps.append(_observe("rollback", run(rollback, None), client, s3))
-        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-                for o in page.get("Contents", [])]
+        keys = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+            for o in page.get("Contents", [])
+        ]
         store_manifest: dict[str, bytes] = {}
         tracked_manifest: dict[str, bytes] = {}
         for version, artifact_uri in steps[-1].run_artifacts.items():
@@ -169,15 +209,26 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
             if store_key in keys:
                 store_manifest[version] = s3.get_object(Bucket=BUCKET, Key=store_key)["Body"].read()
             run_id = _run_id(artifact_uri)
-            tracked = [k for k in keys if k.startswith(f"{TRACKING_PREFIX}/") and f"/{run_id}/" in k
-                       and k.endswith("/artifacts/artifacts/manifest.json")]
+            tracked = [
+                k
+                for k in keys
+                if k.startswith(f"{TRACKING_PREFIX}/")
+                and f"/{run_id}/" in k
+                and k.endswith("/artifacts/artifacts/manifest.json")
+            ]
             if tracked:
                 tracked_manifest[version] = s3.get_object(Bucket=BUCKET, Key=tracked[0])["Body"].read()
     finally:
         stop(server)
     during = re.findall(r"mark=command-start(.*?)mark=command-end", log.read_text(errors="replace"), re.S)
-    yield Production(steps=steps, keys=keys, work=work, command_log="\n".join(during),
-                     store_manifest=store_manifest, tracked_manifest=tracked_manifest)
+    yield Production(
+        steps=steps,
+        keys=keys,
+        work=work,
+        command_log="\n".join(during),
+        store_manifest=store_manifest,
+        tracked_manifest=tracked_manifest,
+    )
 
 
 def _run_id(artifact_uri: str) -> str:
@@ -280,8 +331,7 @@ def test_the_build_and_retrain_roles_may_make_every_tracking_call_the_commands_m
     template = load(PROJECT / "infra" / "pipeline.yml")
     policy = template["Resources"]["TrackingClientPolicy"]["Properties"]
     assert sorted(r["Ref"] for r in policy["Roles"]) == ["CodeBuildRole", "RetrainRole"]
-    allowed = {a for st in policy["PolicyDocument"]["Statement"] for a in st["Action"]
-               if a.startswith("sagemaker-mlflow:")}
+    allowed = {a for st in policy["PolicyDocument"]["Statement"] for a in st["Action"] if a.startswith("sagemaker-mlflow:")}
     needed = {f"sagemaker-mlflow:{AUTHORIZED_AS.get(name, name[0].upper() + name[1:])}" for name in calls}
     assert needed - allowed == set(), f"calls the roles may not make (the commands made {sorted(needed)})"
     assert allowed - needed == set(), f"permissions no command uses (the commands made {sorted(needed)})"

@@ -18,8 +18,22 @@ from src.store import LocalStore
 from tests.servers import PROJECT
 
 RUNS = 20
-COMMAND = [sys.executable, "-m", "src.pipeline.train_pipeline", "--no-tracking", "--synthetic-rows", "300",
-           "--cv-folds", "3", "--models", "ridge", "--n-jobs", "1", "--champion-tolerance", "1.0"]
+COMMAND = [
+    sys.executable,
+    "-m",
+    "src.pipeline.train_pipeline",
+    "--no-tracking",
+    "--synthetic-rows",
+    "300",
+    "--cv-folds",
+    "3",
+    "--models",
+    "ridge",
+    "--n-jobs",
+    "1",
+    "--champion-tolerance",
+    "1.0",
+]
 
 
 @pytest.mark.timeout(900)
@@ -33,9 +47,13 @@ def test_kill_9_at_twenty_moments_never_breaks_the_pointer_and_the_app_keeps_ser
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
 
     def training(seed: int) -> subprocess.Popen:
-        return subprocess.Popen([*COMMAND, "--store", str(store_copy), "--seed", str(seed),
-                                 "--runs-dir", str(tmp_path / "runs")], cwd=PROJECT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [*COMMAND, "--store", str(store_copy), "--seed", str(seed), "--runs-dir", str(tmp_path / "runs")],
+            cwd=PROJECT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     started = time.monotonic()
     assert training(1000).wait(timeout=120) == 0
@@ -62,6 +80,8 @@ def test_kill_9_at_twenty_moments_never_breaks_the_pointer_and_the_app_keeps_ser
         answer = client.post("/predictdata", json=student)
         assert answer.status_code == 200 and answer.get_json()["model_version"] == pointer["model_version"]
     assert not list(store_copy.glob("*/.staging-*")), "staging folders never sit inside a version"
-    print(f"{RUNS} kills between {moments[0]:.2f} s and {moments[-1]:.2f} s of a {duration:.2f} s training; "
-          f"{finished} runs had finished, {len(seen)} champions seen, every pointer verified")
+    print(
+        f"{RUNS} kills between {moments[0]:.2f} s and {moments[-1]:.2f} s of a {duration:.2f} s training; "
+        f"{finished} runs had finished, {len(seen)} champions seen, every pointer verified"
+    )
     assert len(seen) >= 2, "some kills must land after a promotion for the test to mean anything"

@@ -40,8 +40,20 @@ def ready(store: Path, tmp_path: Path, **config) -> tuple[int, dict]:
 
 def quick(store: Path, seed: int, tmp_path: Path, **overrides) -> object:
     decision = overrides.pop("decision", DecisionConfig())
-    return train(TrainingConfig(store=store, synthetic_rows=300, cv_folds=3, seed=seed, candidates=FAST_MODELS,
-                                tracking=False, n_jobs=1, runs_dir=tmp_path / "runs", decision=decision, **overrides))
+    return train(
+        TrainingConfig(
+            store=store,
+            synthetic_rows=300,
+            cv_folds=3,
+            seed=seed,
+            candidates=FAST_MODELS,
+            tracking=False,
+            n_jobs=1,
+            runs_dir=tmp_path / "runs",
+            decision=decision,
+            **overrides,
+        )
+    )
 
 
 def test_walk_through_on_stud_csv_a_worse_model_is_kept_out_everywhere(shared_data, tmp_path, monkeypatch):
@@ -84,8 +96,9 @@ def test_promote_and_rollback_move_the_pointer_and_keep_a_history(store_copy, tm
     with pytest.raises(StoreError, match="no earlier champion"):
         rollback(store)
     out = io.StringIO()
-    assert promote.main(["--store", str(store_copy), "--version", "20990101T000000Z-00000000", "--no-tracking"],
-                        out=out) == 1
+    assert (
+        promote.main(["--store", str(store_copy), "--version", "20990101T000000Z-00000000", "--no-tracking"], out=out) == 1
+    )
     assert "has no model version 20990101T000000Z-00000000" in out.getvalue()
     assert [d["decision"] for d in store.decisions()][-2:] == ["promoted by hand", "rollback"]
 
@@ -93,8 +106,10 @@ def test_promote_and_rollback_move_the_pointer_and_keep_a_history(store_copy, tm
 def test_pruning_keeps_the_champion_and_the_previous_one(store_copy, tmp_path):
     store = LocalStore(store_copy)
     champion = pointer(store_copy)["model_version"]
-    versions = [quick(store_copy, seed, tmp_path, decision=DecisionConfig(tolerance=-1.0, keep_versions=100)).version
-                for seed in (31, 32, 33)]
+    versions = [
+        quick(store_copy, seed, tmp_path, decision=DecisionConfig(tolerance=-1.0, keep_versions=100)).version
+        for seed in (31, 32, 33)
+    ]
     promote_by_hand(store, versions[0])
     promote_by_hand(store, versions[1])  # champion versions[1], previous versions[0]
     removed = store.prune(keep=2)
@@ -124,10 +139,14 @@ def test_signed_sets_only_when_the_server_has_keys(tmp_path, student):
     assert status == 200 and body["model_version"] == signed.version
     running = create_app(AppConfig(artifacts_dir=store, drift_dir=tmp_path / "d2", verify_keys=keys))
 
-    for key, expected in ((KEY_B, "signed with key 'attacker', which this server does not trust"),
-                          (None, "not signed")):
-        other = quick(store, 42 if key else 43, tmp_path, signing_key=parse_key(key, "K") if key else None,
-                      decision=DecisionConfig(tolerance=1.0))
+    for key, expected in ((KEY_B, "signed with key 'attacker', which this server does not trust"), (None, "not signed")):
+        other = quick(
+            store,
+            42 if key else 43,
+            tmp_path,
+            signing_key=parse_key(key, "K") if key else None,
+            decision=DecisionConfig(tolerance=1.0),
+        )
         assert other.decision.promoted
         status, body = ready(store, tmp_path, verify_keys=keys)
         assert status == 503 and expected in body["message"], body
@@ -246,22 +265,44 @@ def test_the_decision_refuses_a_model_made_worse_for_one_group_naming_it(tmp_pat
     clean = generate_students(1000, seed=61)
     shifted = clean.copy()
     shifted.loc[shifted["race_ethnicity"] == "group C", "math_score"] = (
-        shifted.loc[shifted["race_ethnicity"] == "group C", "math_score"] + 15).clip(upper=100)
+        shifted.loc[shifted["race_ethnicity"] == "group C", "math_score"] + 15
+    ).clip(upper=100)
     paths = {name: tmp_path / f"{name}.csv" for name in ("clean", "shifted")}
     clean.to_csv(paths["clean"], index=False)
     shifted.to_csv(paths["shifted"], index=False)
     store = tmp_path / "store"
-    champion = train(TrainingConfig(store=store, data=str(paths["clean"]), cv_folds=3, candidates=("ridge",),
-                                    tracking=False, n_jobs=1, runs_dir=tmp_path / "runs"))
+    champion = train(
+        TrainingConfig(
+            store=store,
+            data=str(paths["clean"]),
+            cv_folds=3,
+            candidates=("ridge",),
+            tracking=False,
+            n_jobs=1,
+            runs_dir=tmp_path / "runs",
+        )
+    )
     assert champion.decision.promoted
-    candidate = train_candidate(TrainingConfig(store=store, data=str(paths["shifted"]), cv_folds=3,
-                                               candidates=("ridge",), tracking=False, n_jobs=1,
-                                               runs_dir=tmp_path / "runs"))
+    candidate = train_candidate(
+        TrainingConfig(
+            store=store,
+            data=str(paths["shifted"]),
+            cv_folds=3,
+            candidates=("ridge",),
+            tracking=False,
+            n_jobs=1,
+            runs_dir=tmp_path / "runs",
+        )
+    )
     loose = DecisionConfig(min_test_r2=0.0, tolerance=1.0)
     decision = decide(LocalStore(store), candidate.version, champion.ingestion.test, loose)
     assert decision.action == "kept" and decision.champion == champion.version
     assert "per group: worst group race_ethnicity=group C" in decision.reason, decision.reason
     assert pointer(store)["model_version"] == champion.version
-    unchecked = decide(LocalStore(store), candidate.version, champion.ingestion.test,
-                       DecisionConfig(min_test_r2=0.0, tolerance=1.0, group_tolerance=None))
+    unchecked = decide(
+        LocalStore(store),
+        candidate.version,
+        champion.ingestion.test,
+        DecisionConfig(min_test_r2=0.0, tolerance=1.0, group_tolerance=None),
+    )
     assert unchecked.promoted, "without the per-group check the same candidate would have replaced the champion"

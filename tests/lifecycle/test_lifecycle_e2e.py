@@ -101,10 +101,20 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "gunicorn.log"
-    server = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log,
-                   env={"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "MODEL_URI": uri,
-                        "MODEL_CACHE_DIR": str(tmp_path / "cache"), "MODEL_REFRESH_SECONDS": "1",
-                        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "DRIFT_DIR": str(tmp_path / "drift")})
+    server = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        log=log,
+        env={
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": "2",
+            "MODEL_URI": uri,
+            "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+            "MODEL_REFRESH_SECONDS": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            "DRIFT_DIR": str(tmp_path / "drift"),
+        },
+    )
     (tmp_path / "metrics").mkdir()
     load = Load(f"{base}/predictdata", student)
     threads = [threading.Thread(target=load.run) for _ in range(2)]
@@ -145,17 +155,38 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
         assert wait_until_all_serve(load, first, rolled_at) <= SWAP_SECONDS
 
         # someone with write access to the bucket: a set with a swapped model, and the pointer moved to it
-        candidate = train_candidate(TrainingConfig(store=uri, synthetic_rows=300, cv_folds=3, seed=4,
-                                                   candidates=("ridge",), tracking=False, n_jobs=1,
-                                                   runs_dir=tmp_path / "runs", decision=DecisionConfig()))
+        candidate = train_candidate(
+            TrainingConfig(
+                store=uri,
+                synthetic_rows=300,
+                cv_folds=3,
+                seed=4,
+                candidates=("ridge",),
+                tracking=False,
+                n_jobs=1,
+                runs_dir=tmp_path / "runs",
+                decision=DecisionConfig(),
+            )
+        )
         s3_env.put_object(Bucket=bucket, Key=f"models/{candidate.version}/model.pkl", Body=b"cos(system)")
         pointer = json.loads(s3_env.get_object(Bucket=bucket, Key="models/champion.json")["Body"].read())
-        s3_env.put_object(Bucket=bucket, Key="models/champion.json", Body=json.dumps(
-            {**pointer, "model_version": candidate.version,
-             "manifest_sha256": hashlib.sha256(candidate.manifest_path.read_bytes()).hexdigest()}).encode())
+        s3_env.put_object(
+            Bucket=bucket,
+            Key="models/champion.json",
+            Body=json.dumps(
+                {
+                    **pointer,
+                    "model_version": candidate.version,
+                    "manifest_sha256": hashlib.sha256(candidate.manifest_path.read_bytes()).hexdigest(),
+                }
+            ).encode(),
+        )
         tampered_at = time.monotonic()
-        states = until_each_worker(base, lambda state: "model.pkl does not match its manifest"
-                                   in (state["last_error"] or ""), seconds=SWAP_SECONDS + 5)
+        states = until_each_worker(
+            base,
+            lambda state: "model.pkl does not match its manifest" in (state["last_error"] or ""),
+            seconds=SWAP_SECONDS + 5,
+        )
         assert {s["model_version"] for s in states} == {first}  # each worker refused it and kept the first
         time.sleep(1)
         assert load.served_since(tampered_at) == {first}
@@ -166,7 +197,9 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
         stop(server)
     statuses = [status for _, status, _ in load.answers]
     bad = [s for s in statuses if not 200 <= s < 300]
-    print(f"{len(statuses)} predictions answered over the run, {len(bad)} non-2xx, {len(load.errors)} failed; "
-          f"swap to the new version took {swap:.2f} s")
+    print(
+        f"{len(statuses)} predictions answered over the run, {len(bad)} non-2xx, {len(load.errors)} failed; "
+        f"swap to the new version took {swap:.2f} s"
+    )
     assert len(statuses) > 500 and not bad and not load.errors, (bad[:5], load.errors[:5])
     assert "Traceback" not in log.read_text()

@@ -47,8 +47,19 @@ def _labeled(client, far: bool, classes: int) -> None:
 
 
 def _retrain_args(store) -> list[str]:
-    return ["--store", str(store), "--synthetic-rows", "400", "--cv-folds", "3", "--models", ",".join(FAST_MODELS),
-            "--no-tracking", "--n-jobs", "1"]
+    return [
+        "--store",
+        str(store),
+        "--synthetic-rows",
+        "400",
+        "--cv-folds",
+        "3",
+        "--models",
+        ",".join(FAST_MODELS),
+        "--no-tracking",
+        "--n-jobs",
+        "1",
+    ]
 
 
 def test_low_realized_coverage_starts_a_training_with_that_reason_in_the_decision_record(serving, store_copy):
@@ -74,12 +85,15 @@ def test_realized_coverage_as_promised_does_not_retrain(serving, store_copy):
     assert len(open_store(store_copy).decisions()) == before
 
 
-@pytest.mark.parametrize(("realized", "low"), [
-    ({"students": 199, "coverage": 0.5}, False),  # too few to tell
-    ({"students": 200, "coverage": 0.84}, True),
-    ({"students": 200, "coverage": 0.85}, False),
-    ({"students": 0, "coverage": None}, False),
-    (None, False),
-])
+@pytest.mark.parametrize(
+    ("realized", "low"),
+    [
+        ({"students": 199, "coverage": 0.5}, False),  # too few to tell
+        ({"students": 200, "coverage": 0.84}, True),
+        ({"students": 200, "coverage": 0.85}, False),
+        ({"students": 0, "coverage": None}, False),
+        (None, False),
+    ],
+)
 def test_the_rule_is_the_alerts(realized, low):
     assert (low_realized_coverage(realized) is not None) is low

@@ -24,9 +24,24 @@ def mlflow_server(s3_env, tmp_path):
     s3_env.create_bucket(Bucket="mlflow-artifacts")
     port = free_port()
     log = tmp_path / "mlflow.log"
-    process = start([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                     "--artifacts-destination", "s3://mlflow-artifacts/runs", "--host", "127.0.0.1",
-                     "--port", str(port), "--workers", "1"], log=log, cwd=tmp_path)
+    process = start(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--artifacts-destination",
+            "s3://mlflow-artifacts/runs",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        log=log,
+        cwd=tmp_path,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/health", process, log=log, timeout=120)
@@ -64,8 +79,16 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     parent = parents[0]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) >= 3 and all("cv_r2_mean" in c.data.metrics for c in children)
-    for metric in ("test_r2", "test_mae", "test_rmse", "test_interval_coverage", "below_cut_brier", "below_cut_ece",
-                   "baseline_below_cut_brier", "baseline_below_cut_ece"):
+    for metric in (
+        "test_r2",
+        "test_mae",
+        "test_rmse",
+        "test_interval_coverage",
+        "below_cut_brier",
+        "below_cut_ece",
+        "baseline_below_cut_brier",
+        "baseline_below_cut_ece",
+    ):
         assert metric in parent.data.metrics
     assert {"data", "seed", "test_size", "data_fingerprint"} <= parent.data.params.keys()
     assert parent.inputs.dataset_inputs, "the data set is logged as an input"
@@ -88,7 +111,8 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     assert list(answers.columns)[:5] == ["math_score", "interval_low", "interval_high", "interval_level", "band"]
     assert answers["band"].isin(["needs_support", "uncertain", "on_track"]).all() and answers["error"].eq("").all()
     assert mlflow.sklearn.load_model(f"runs:/{parent.info.run_id}/sklearn-model").predict(
-        generate_students(2, seed=4).drop(columns=["math_score"]).astype(scores)).shape == (2,)
+        generate_students(2, seed=4).drop(columns=["math_score"]).astype(scores)
+    ).shape == (2,)
 
 
 def test_worse_model_is_kept_out_and_alias_and_pointer_agree_at_every_step(mlflow_server, tmp_path):
@@ -169,11 +193,32 @@ def test_mlflow_run_trains_through_the_mlproject_entry_point(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.MlflowClient(tracking_uri=store).create_experiment(MODEL_NAME, artifact_location=(tmp_path / "mlruns").as_uri())
     result = subprocess.run(
-        [str(BIN / "mlflow"), "run", ".", "-e", "train", "--env-manager", "local", "--experiment-name", MODEL_NAME,
-         "-P", f"store={tmp_path / 'artifacts'}", "-P", "models=ridge,knn"],
-        cwd=PROJECT, env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-                          "MLFLOW_TRACKING_URI": store, "PATH": f"{BIN}:{os.environ['PATH']}"},
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            str(BIN / "mlflow"),
+            "run",
+            ".",
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            MODEL_NAME,
+            "-P",
+            f"store={tmp_path / 'artifacts'}",
+            "-P",
+            "models=ridge,knn",
+        ],
+        cwd=PROJECT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+            "MLFLOW_TRACKING_URI": store,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert (tmp_path / "artifacts" / "champion.json").is_file()
     client = mlflow.MlflowClient(tracking_uri=store)
@@ -188,13 +233,18 @@ def sagemaker_answering(status: str, active: str):
     import boto3
     from botocore.stub import Stubber
 
-    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
+    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="testing", aws_secret_access_key="testing")
     stubber = Stubber(client)
-    stubber.add_response("describe_mlflow_tracking_server",
-                         {"TrackingServerArn": ARN, "TrackingServerName": "student-math-mlflow",
-                          "TrackingServerStatus": status, "IsActive": active},
-                         {"TrackingServerName": "student-math-mlflow"})
+    stubber.add_response(
+        "describe_mlflow_tracking_server",
+        {
+            "TrackingServerArn": ARN,
+            "TrackingServerName": "student-math-mlflow",
+            "TrackingServerStatus": status,
+            "IsActive": active,
+        },
+        {"TrackingServerName": "student-math-mlflow"},
+    )
     stubber.activate()
     return client, stubber
 
@@ -225,10 +275,12 @@ def test_an_arn_that_names_no_tracking_server_is_refused_before_any_request():
         check_reachable("arn:aws:sagemaker:eu-west-1:123456789012:endpoint/student-math")
 
 
-def test_an_unreachable_managed_tracking_server_stops_training_in_one_line_and_leaves_the_store_alone(
-        tmp_path, monkeypatch):
-    for name, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+def test_an_unreachable_managed_tracking_server_stops_training_in_one_line_and_leaves_the_store_alone(tmp_path, monkeypatch):
+    for name, value in {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(name, value)
     code, report = train_cli(tmp_path, ARN)
     assert code == 1
@@ -243,4 +295,5 @@ def test_the_pinned_plugin_takes_a_tracking_server_arn_as_the_tracking_and_regis
     assert version("sagemaker-mlflow") in (PROJECT / "requirements-tracking.txt").read_text()
     for group in ("mlflow.tracking_store", "mlflow.model_registry_store", "mlflow.request_auth_provider"):
         assert [e.value.split(":")[0].split(".")[0] for e in entry_points(group=group, name="arn")] == [
-            "sagemaker_mlflow"], group
+            "sagemaker_mlflow"
+        ], group

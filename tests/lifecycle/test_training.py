@@ -37,8 +37,7 @@ def test_a_killed_runs_folder_is_removed_and_a_live_runs_folder_kept(tmp_path):
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=10)
         assert remove_abandoned_runs(runs) == [runs / ".run-4242-0123abcd"]
-        assert sorted(p.name for p in runs.iterdir()) == [".run-4343-89abcdef", ".run-notmine",
-                                                         "20261123T101500Z-1a2b3c4d"]
+        assert sorted(p.name for p in runs.iterdir()) == [".run-4343-89abcdef", ".run-notmine", "20261123T101500Z-1a2b3c4d"]
     finally:
         live.kill()
         live.wait(timeout=10)

@@ -51,8 +51,11 @@ def test_cross_validation_workers_end_with_a_killed_training():
         deadline = time.monotonic() + 60
         workers: set[int] = set()
         while time.monotonic() < deadline and len(workers) < 2:
-            workers = {pid for pid in _children(training.pid)
-                       if "loky" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")}
+            workers = {
+                pid
+                for pid in _children(training.pid)
+                if "loky" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            }
             time.sleep(0.2)
         assert len(workers) >= 2, "the workers did not start"
         training.send_signal(signal.SIGKILL)

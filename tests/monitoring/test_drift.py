@@ -96,8 +96,14 @@ def test_a_resized_window_is_a_new_file_and_a_process_mapping_the_old_one_keeps_
         assert big.snapshot().shape == (5000, 3)
         print("alive")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=Path(__file__).resolve().parents[2], check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
     assert result.returncode == 0 and "alive" in result.stdout, (result.returncode, result.stderr[-2000:])
     small = SharedWindow(tmp_path, capacity=10, columns=3)
     assert small.total == 0 and small.path.stat().st_size == (4 + 10 * 3) * 8

@@ -20,8 +20,12 @@ from tests.conftest import free_port
 from tests.servers import BIN, start, stop, wait_for
 
 CUT = 50.0
-COUNTERS = {"students": "model_realized_students_total", "absolute_error": "model_realized_absolute_error_total",
-            "inside": "model_realized_inside_range_total", "below_cut": "model_realized_below_cut_total"}
+COUNTERS = {
+    "students": "model_realized_students_total",
+    "absolute_error": "model_realized_absolute_error_total",
+    "inside": "model_realized_inside_range_total",
+    "below_cut": "model_realized_below_cut_total",
+}
 
 
 def labeled_classes(count: int = 12, size: int = 25, seed: int = 5) -> list[tuple[str, list[dict]]]:
@@ -51,8 +55,12 @@ def expected_totals(answers: list[dict], classes: list[tuple[str, list[dict]]]) 
             if row["math score"] == "":
                 continue
             real = float(row["math score"])
-            add = {"students": 1, "absolute_error": abs(item["math_score"] - real),
-                   "inside": item["interval"]["low"] <= real <= item["interval"]["high"], "below_cut": real < CUT}
+            add = {
+                "students": 1,
+                "absolute_error": abs(item["math_score"] - real),
+                "inside": item["interval"]["low"] <= real <= item["interval"]["high"],
+                "below_cut": real < CUT,
+            }
             for key, value in add.items():
                 totals[key] += value
                 for feature in CATEGORICAL_FEATURES:
@@ -85,8 +93,15 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
     multiproc = tmp_path / "multiproc"
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "ARTIFACTS_DIR": trained.store,
-           "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "SUPPORT_CUT": str(CUT), "LOG_LEVEL": "DEBUG"}
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "ARTIFACTS_DIR": trained.store,
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "SUPPORT_CUT": str(CUT),
+        "LOG_LEVEL": "DEBUG",
+    }
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
     url = f"http://127.0.0.1:{port}"
     classes = labeled_classes()
@@ -97,8 +112,12 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
 
         def post(text: str) -> dict:
             with requests.Session() as session:  # a new connection each: either worker may answer
-                response = session.post(f"{url}/predictdata", data=text.encode(), timeout=30,
-                                        headers={"Content-Type": "text/csv", "Connection": "close"})
+                response = session.post(
+                    f"{url}/predictdata",
+                    data=text.encode(),
+                    timeout=30,
+                    headers={"Content-Type": "text/csv", "Connection": "close"},
+                )
             assert response.status_code == 200, response.text
             return response.json()
 
@@ -162,8 +181,11 @@ def test_a_labeled_upload_keeps_no_student_data_in_logs_files_or_labels(store_di
     classes = labeled_classes(count=2)
     for text, _ in classes:
         assert client.post("/predictdata", data=text.encode(), headers={"Content-Type": "text/csv"}).status_code == 200
-    instances = [{k: v for k, v in row.items() if k not in ("student_id", "math score")}
-                 | {"math_score": float(row["math score"]) if row["math score"] else None} for row in classes[0][1]]
+    instances = [
+        {k: v for k, v in row.items() if k not in ("student_id", "math score")}
+        | {"math_score": float(row["math score"]) if row["math score"] else None}
+        for row in classes[0][1]
+    ]
     assert "evaluation" in client.post("/predictdata", json={"instances": instances}).get_json()
     metrics = client.get("/metrics").get_data(as_text=True)
     client.get("/model")

@@ -44,9 +44,20 @@ def bucket(s3_env) -> Bucket:
 
 
 def train_into(store: str, tmp_path, seed: int, **decision) -> Any:
-    return train(TrainingConfig(store=store, synthetic_rows=300, cv_folds=3, seed=seed, candidates=FAST_MODELS,
-                                tracking=False, n_jobs=1, runs_dir=tmp_path / f"runs-{seed}",
-                                cache_dir=tmp_path / "train-cache", decision=DecisionConfig(**decision)))
+    return train(
+        TrainingConfig(
+            store=store,
+            synthetic_rows=300,
+            cv_folds=3,
+            seed=seed,
+            candidates=FAST_MODELS,
+            tracking=False,
+            n_jobs=1,
+            runs_dir=tmp_path / f"runs-{seed}",
+            cache_dir=tmp_path / "train-cache",
+            decision=DecisionConfig(**decision),
+        )
+    )
 
 
 def test_publish_copies_a_local_version_and_promotes_it_through_the_decision(bucket, trained):
@@ -64,17 +75,29 @@ def test_publish_copies_a_local_version_and_promotes_it_through_the_decision(buc
 def test_publish_refuses_a_tampered_local_set_and_uploads_nothing(bucket, store_copy, trained):
     (store_copy / trained.version / "preprocessor.pkl").write_bytes(b"x")
     out = io.StringIO()
-    assert main(["--artifacts-dir", str(store_copy), "--to", bucket.uri,
-                 "--runs-dir", str(trained.run_dir.parent)], out=out) == 1
+    assert (
+        main(["--artifacts-dir", str(store_copy), "--to", bucket.uri, "--runs-dir", str(trained.run_dir.parent)], out=out)
+        == 1
+    )
     assert "preprocessor.pkl does not match its manifest" in out.getvalue()
     assert not bucket.keys()
 
 
 def test_a_worse_local_model_is_copied_but_kept_out_of_service(bucket, trained, tmp_path):
     assert main(["--artifacts-dir", trained.store, "--to", bucket.uri], out=io.StringIO()) == 0
-    worse = train(TrainingConfig(store=tmp_path / "local", synthetic_rows=300, cv_folds=3, seed=3,
-                                 candidates=("knn",), tracking=False, n_jobs=1, shuffle_labels=True,
-                                 decision=DecisionConfig(min_test_r2=-100)))
+    worse = train(
+        TrainingConfig(
+            store=tmp_path / "local",
+            synthetic_rows=300,
+            cv_folds=3,
+            seed=3,
+            candidates=("knn",),
+            tracking=False,
+            n_jobs=1,
+            shuffle_labels=True,
+            decision=DecisionConfig(min_test_r2=-100),
+        )
+    )
     out = io.StringIO()
     assert main(["--artifacts-dir", str(tmp_path / "local"), "--to", bucket.uri, "--min-r2", "-100"], out=out) == 0
     assert out.getvalue().startswith(f"kept {trained.version}: test R2 ") and "does not replace it" in out.getvalue()
@@ -86,8 +109,14 @@ def test_app_serves_from_the_s3_store_like_from_the_local_one(bucket, trained, s
     from app import create_app
 
     assert main(["--artifacts-dir", trained.store, "--to", bucket.uri], out=io.StringIO()) == 0
-    remote = create_app(AppConfig(model_uri=bucket.uri, model_cache_dir=tmp_path / "cache", drift_dir=tmp_path / "d1",
-                                  artifacts_dir=tmp_path / "not-used")).test_client()
+    remote = create_app(
+        AppConfig(
+            model_uri=bucket.uri,
+            model_cache_dir=tmp_path / "cache",
+            drift_dir=tmp_path / "d1",
+            artifacts_dir=tmp_path / "not-used",
+        )
+    ).test_client()
     local = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "d2")).test_client()
     ready = remote.get("/ready")
     assert ready.status_code == 200 and ready.get_json()["source"] == bucket.uri

@@ -17,8 +17,18 @@ FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--no-tracking"]
 def without_protected(tmp_path_factory):
     directory = tmp_path_factory.mktemp("excluded")
     out = io.StringIO()
-    code = main(["--artifacts-dir", str(directory), *FAST, "--models", ",".join(FAST_MODELS),
-                 "--exclude-features", "gender,race_ethnicity"], out=out)
+    code = main(
+        [
+            "--artifacts-dir",
+            str(directory),
+            *FAST,
+            "--models",
+            ",".join(FAST_MODELS),
+            "--exclude-features",
+            "gender,race_ethnicity",
+        ],
+        out=out,
+    )
     assert code == 0, out.getvalue()
     return directory, out.getvalue()
 
@@ -36,8 +46,11 @@ def test_excluded_features_are_not_seen_and_are_recorded(without_protected, stud
     assert "excluded: gender, race_ethnicity" in report
     pipeline = PredictPipeline.from_artifacts(directory)
     assert pipeline.scorer.kind in {"additive", "vector"} or manifest["model"] == "knn"  # the fast path still serves
-    scores = {pipeline.predict_one({**student, "gender": g, "race_ethnicity": r})[0]
-              for g in ("female", "male") for r in ("group A", "group C", "group E")}
+    scores = {
+        pipeline.predict_one({**student, "gender": g, "race_ethnicity": r})[0]
+        for g in ("female", "male")
+        for r in ("group A", "group C", "group E")
+    }
     assert len(scores) == 1  # neither feature moves the prediction
     assert pipeline.scorer.score(student) == pytest.approx(pipeline.reference.score(student), abs=1e-9)
     # groups are still measured for the excluded features: that is the point of training without them
@@ -56,11 +69,16 @@ def test_api_still_validates_excluded_features(without_protected, student, tmp_p
     assert missing.status_code == 422 and missing.get_json()["details"][0]["field"] == "race_ethnicity"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("gender,shoe_size", "cannot exclude unknown feature(s) shoe_size"),
-    ("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score,writing_score",
-     "cannot exclude every feature"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("gender,shoe_size", "cannot exclude unknown feature(s) shoe_size"),
+        (
+            "gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,reading_score,writing_score",
+            "cannot exclude every feature",
+        ),
+    ],
+)
 def test_bad_exclusions_are_refused_naming_the_rule(tmp_path, value, message):
     out = io.StringIO()
     assert main(["--artifacts-dir", str(tmp_path), *FAST, "--exclude-features", value], out=out) == 2
@@ -70,8 +88,10 @@ def test_bad_exclusions_are_refused_naming_the_rule(tmp_path, value, message):
 
 def test_params_file_sets_the_options_and_the_command_line_wins(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("train:\n  synthetic_rows: 300\n  cv_folds: 3\n  seed: 7\n  models: [ridge, knn]\n"
-                      "  exclude_features: [gender]\n  no_tracking: true\n")
+    params.write_text(
+        "train:\n  synthetic_rows: 300\n  cv_folds: 3\n  seed: 7\n  models: [ridge, knn]\n"
+        "  exclude_features: [gender]\n  no_tracking: true\n"
+    )
     out = io.StringIO()
     assert main(["--params", str(params), "--artifacts-dir", str(tmp_path / "a"), "--seed", "8"], out=out) == 0
     manifest = json.loads((champion_set(tmp_path / "a") / "manifest.json").read_text())
@@ -79,11 +99,14 @@ def test_params_file_sets_the_options_and_the_command_line_wins(tmp_path):
     assert manifest["metrics"]["cv"]["folds"] == 3 and manifest["model"] in {"ridge", "knn"}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train:\n  learning_rate: 3\n", "unknown training option(s) learning_rate"),
-    ("seed: 3\n", "has no 'train:' mapping"),
-    ("train: [1, 2\n", "cannot read parameters"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  learning_rate: 3\n", "unknown training option(s) learning_rate"),
+        ("seed: 3\n", "has no 'train:' mapping"),
+        ("train: [1, 2\n", "cannot read parameters"),
+    ],
+)
 def test_bad_params_files_are_refused(tmp_path, text, message):
     params = tmp_path / "params.yaml"
     params.write_text(text)
@@ -102,8 +125,12 @@ def test_reports_dir_gets_metrics_plots_and_a_loadable_set(tmp_path):
         assert (reports / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert PredictPipeline.from_artifacts(reports / "model").model_version == manifest["model_version"]
     assert main(argv, out=io.StringIO()) == 0  # a second run replaces the copy
-    assert sorted(p.name for p in reports.iterdir()) == ["error_by_group.png", "metrics.json", "model",
-                                                         "predicted_vs_actual.png"]
+    assert sorted(p.name for p in reports.iterdir()) == [
+        "error_by_group.png",
+        "metrics.json",
+        "model",
+        "predicted_vs_actual.png",
+    ]
     (reports / "model" / "manifest.json").unlink()  # no longer a set training wrote: left alone
     out = io.StringIO()
     assert main(argv, out=out) == 1 and "is not a model set written by training" in out.getvalue()

@@ -15,8 +15,11 @@ FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--models", ",".join(FAST_
 
 def snapshot(store: Path) -> dict[str, str]:
     """Every file of the store's served part: the pointer and the version folders (not the run records)."""
-    return {str(p.relative_to(store)): sha256_file(p) for p in sorted(store.rglob("*"))
-            if p.is_file() and "training-runs" not in p.parts and "decisions" not in p.parts}
+    return {
+        str(p.relative_to(store)): sha256_file(p)
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and "training-runs" not in p.parts and "decisions" not in p.parts
+    }
 
 
 def pointer(store: Path) -> dict:
@@ -27,8 +30,15 @@ def test_manifest_lists_every_file_with_hash_versions_and_metrics(trained):
     manifest = trained.manifest
     directory = trained.manifest_path.parent
     assert directory.name == manifest["model_version"] and directory.parent == Path(trained.store)
-    assert set(manifest["files"]) == {"preprocessor.pkl", "model.pkl", "metrics.json", "reference_profile.json",
-                                      "check.csv", "predicted_vs_actual.png", "error_by_group.png"}
+    assert set(manifest["files"]) == {
+        "preprocessor.pkl",
+        "model.pkl",
+        "metrics.json",
+        "reference_profile.json",
+        "check.csv",
+        "predicted_vs_actual.png",
+        "error_by_group.png",
+    }
     for name, entry in manifest["files"].items():
         assert sha256_file(directory / name) == entry["sha256"]
     assert manifest["features"] == schema.describe()["features"] and manifest["target"]["name"] == "math_score"
@@ -49,6 +59,7 @@ def test_the_set_carries_no_student_records(trained):
     keys = list(schema.FEATURE_NAMES)
     assert not check[keys].merge(raw[keys], on=keys).shape[0], "no check row is a training record"
     assert set(check.columns) == {*keys, "expected"}
+
 
 def test_cli_prints_the_table_and_exits_zero(tmp_path):
     out = io.StringIO()
@@ -76,8 +87,10 @@ def test_bad_data_run_leaves_previous_artifacts_and_keeps_rejected_rows(tmp_path
     assert main(["--artifacts-dir", str(tmp_path), *FAST], out=io.StringIO()) == 0
     before = snapshot(tmp_path)
     bad = tmp_path.parent / "bad.csv"
-    bad.write_text("gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,"
-                   "math_score,reading_score,writing_score\n" + "robot,group A,high school,standard,none,1,2,3\n" * 60)
+    bad.write_text(
+        "gender,race_ethnicity,parental_level_of_education,lunch,test_preparation_course,"
+        "math_score,reading_score,writing_score\n" + "robot,group A,high school,standard,none,1,2,3\n" * 60
+    )
     out = io.StringIO()
     assert main(["--artifacts-dir", str(tmp_path), "--data", str(bad), *FAST], out=out) == 1
     assert "60 of 60 rows" in out.getvalue()

@@ -104,7 +104,8 @@ def test_axe_finds_no_violation_on_any_page_or_state(served, shots, tmp_path, wi
 def test_the_check_reports_a_known_violation(served, shots):  # noqa: F811
     """The harness itself: a page with an image without alternative text and grey-on-white text fails."""
     for browser in _browser(shots, bypass_csp=True):
-        browser.page.set_content('<html lang="en"><body><main><img src="/favicon.ico">'
-                                 '<p style="color:#bbb">faint</p></main></body></html>')
+        browser.page.set_content(
+            '<html lang="en"><body><main><img src="/favicon.ico"><p style="color:#bbb">faint</p></main></body></html>'
+        )
         rules = {line.split(" ")[0] for line in axe_violations(browser.page)}
         assert {"image-alt", "color-contrast"} <= rules

@@ -28,17 +28,27 @@ def test_form_has_a_field_per_feature_with_choices_and_ranges(client):
         assert f'<select id="{name}" name="{name}"' in html
     for name in ("reading_score", "writing_score"):  # text, so that the server sees exactly what was typed
         assert re.search(rf'<input id="{name}" name="{name}" type="text" [^>]*required', html)
-    assert "Parents&#39; highest level of education" in html and "<option value=\"group E\"" in html
+    assert "Parents&#39; highest level of education" in html and '<option value="group E"' in html
 
 
 def test_json_single_student(client, student, trained):
     response = client.post("/predictdata", json=student)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"math_score", "interval", "model_version", "band", "below_cut_probability",
-                         "band_without_background", "factors"}
-    assert 0 < body["below_cut_probability"] < 1 and body["band_without_background"] in ("needs_support", "uncertain",
-                                                                                          "on_track")
+    assert set(body) == {
+        "math_score",
+        "interval",
+        "model_version",
+        "band",
+        "below_cut_probability",
+        "band_without_background",
+        "factors",
+    }
+    assert 0 < body["below_cut_probability"] < 1 and body["band_without_background"] in (
+        "needs_support",
+        "uncertain",
+        "on_track",
+    )
     assert body["interval"]["low"] <= body["math_score"] <= body["interval"]["high"]
     assert body["interval"]["level"] == 0.9 and body["model_version"] == trained.manifest["model_version"]
 
@@ -120,8 +130,7 @@ def test_error_classes_answer_json(client, kwargs, status, error):
 def test_body_too_large_is_413_json(store_dir, trained, tmp_path, student):
     from app import create_app
 
-    app = create_app(AppConfig(artifacts_dir=store_dir, max_content_length=2048,
-                               drift_dir=tmp_path))
+    app = create_app(AppConfig(artifacts_dir=store_dir, max_content_length=2048, drift_dir=tmp_path))
     response = app.test_client().post("/predictdata", json={"instances": [student] * 40})
     assert response.status_code == 413 and response.get_json()["error"] == "request_entity_too_large"
 
@@ -194,9 +203,19 @@ def test_each_worker_picks_up_a_newly_promoted_model_by_itself(store_copy, tmp_p
     app = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path / "d", model_refresh_seconds=0.2))
     client = app.test_client()
     first = client.get("/ready").get_json()["model_version"]  # this request starts the refresher
-    second = train(TrainingConfig(store=store_copy, synthetic_rows=300, cv_folds=3, seed=13, runs_dir=tmp_path / "r",
-                                  candidates=FAST_MODELS, tracking=False, n_jobs=1,
-                                  decision=DecisionConfig(tolerance=1.0)))
+    second = train(
+        TrainingConfig(
+            store=store_copy,
+            synthetic_rows=300,
+            cv_folds=3,
+            seed=13,
+            runs_dir=tmp_path / "r",
+            candidates=FAST_MODELS,
+            tracking=False,
+            n_jobs=1,
+            decision=DecisionConfig(tolerance=1.0),
+        )
+    )
     assert second.decision.promoted, second.decision
     assert second.manifest["model_version"] != first
     deadline = time.monotonic() + 20
@@ -212,31 +231,48 @@ def test_json_answer_carries_band_and_factors_that_add_up(client, student, app_c
     expected = "needs_support" if high < 50 else "on_track" if low >= 50 else "uncertain"
     assert body["band"]["name"] == expected and body["band"]["cut"] == app_config.support_cut == 50.0
     factors = body["factors"]
-    assert list(factors["contributions"]) == ["gender", "race_ethnicity", "parental_level_of_education", "lunch",
-                                              "test_preparation_course", "reading_score", "writing_score"]
+    assert list(factors["contributions"]) == [
+        "gender",
+        "race_ethnicity",
+        "parental_level_of_education",
+        "lunch",
+        "test_preparation_course",
+        "reading_score",
+        "writing_score",
+    ]
     assert abs(factors["baseline"] + sum(factors["contributions"].values()) - factors["unclipped_score"]) <= 1e-6
     assert body["math_score"] == round(min(max(factors["unclipped_score"], 0), 100), 1)
     ready = client.get("/ready").get_json()["factors"]
-    assert ready == {"available": True, "method": "additive", "baseline": factors["baseline"],
-                     "baseline_is": "mean prediction on the training split"}
+    assert ready == {
+        "available": True,
+        "method": "additive",
+        "baseline": factors["baseline"],
+        "baseline_is": "mean prediction on the training split",
+    }
 
 
 def test_bands_follow_the_configured_cut(trained, tmp_path, student):
     from app import create_app
 
-    score = create_app(AppConfig(artifacts_dir=Path(trained.store), drift_dir=tmp_path / "a")).test_client(
-    ).post("/predictdata", json=student).get_json()["interval"]
+    score = (
+        create_app(AppConfig(artifacts_dir=Path(trained.store), drift_dir=tmp_path / "a"))
+        .test_client()
+        .post("/predictdata", json=student)
+        .get_json()["interval"]
+    )
     for cut, band in [(score["low"], "on_track"), (score["high"] + 0.1, "needs_support"), (score["high"], "uncertain")]:
         app = create_app(AppConfig(artifacts_dir=Path(trained.store), support_cut=cut, drift_dir=tmp_path / "b"))
         body = app.test_client().post("/predictdata", json={"instances": [student]}).get_json()
-        assert body["predictions"][0]["band"] == {"name": band, "label": body["predictions"][0]["band"]["label"],
-                                                  "cut": cut}
+        assert body["predictions"][0]["band"] == {"name": band, "label": body["predictions"][0]["band"]["label"], "cut": cut}
 
 
 @pytest.mark.parametrize("course", ["none", "completed"])
 def test_the_result_rests_on_the_scores_and_lists_the_course_and_background_as_associations(client, student, course):
-    html = unescape(client.post("/predictdata", data=form_of({**student, "test_preparation_course": course}),
-                                follow_redirects=True).get_data(as_text=True))
+    html = unescape(
+        client.post(
+            "/predictdata", data=form_of({**student, "test_preparation_course": course}), follow_redirects=True
+        ).get_data(as_text=True)
+    )
     assert 'id="band"' in html and "for 9 in 10 students like this one" in html
     evidence = html.split('<ul id="evidence">')[1].split("</ul>")[0]
     assert evidence.count("<li>") == 2 and "the average student's prediction" in evidence
@@ -255,8 +291,11 @@ def test_the_band_the_chance_in_words_and_the_next_step_show_without_a_click(cli
     html = unescape(client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True))
     chance = html.split('id="chance">')[1].split("<")[0]
     expected = round(api["below_cut_probability"] * 10)
-    assert re.fullmatch(r"(About \d+ in 10|About \d+ in 100|Under 1 in 100|Over 99 in 100) students like this one "
-                        r"score below 50\.", chance), chance
+    assert re.fullmatch(
+        r"(About \d+ in 10|About \d+ in 100|Under 1 in 100|Over 99 in 100) students like this one "
+        r"score below 50\.",
+        chance,
+    ), chance
     if 0.095 <= api["below_cut_probability"] <= 0.905:
         assert chance.startswith(f"About {expected} in 10 ")
     step = html.split('id="next-step"')[1].split("</div>")[0]
@@ -267,9 +306,15 @@ def test_the_band_the_chance_in_words_and_the_next_step_show_without_a_click(cli
 def test_a_school_sets_the_next_step_and_its_link(store_dir, tmp_path, student):
     from app import create_app
 
-    config = AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "d", next_step_link="https://school.example/help",
-                       next_step_link_text="Our support plan", next_step_needs_support="Tell Ms Ortiz today.",
-                       next_step_uncertain="Tell Ms Ortiz this week.", next_step_on_track="Nothing to do.")
+    config = AppConfig(
+        artifacts_dir=store_dir,
+        drift_dir=tmp_path / "d",
+        next_step_link="https://school.example/help",
+        next_step_link_text="Our support plan",
+        next_step_needs_support="Tell Ms Ortiz today.",
+        next_step_uncertain="Tell Ms Ortiz this week.",
+        next_step_on_track="Nothing to do.",
+    )
     client = create_app(config).test_client()
     html = client.post("/predictdata", data=form_of(student), follow_redirects=True).get_data(as_text=True)
     band = client.post("/predictdata", json=student).get_json()["band"]["name"]
@@ -299,8 +344,12 @@ def test_a_student_whose_band_background_decided_is_told_so_in_one_sentence(clie
 
 
 def test_every_page_says_when_the_model_learned_from_synthetic_students(client, student):
-    pages = [client.get("/"), client.get("/predictdata"),
-             client.post("/predictdata", data=form_of(student), follow_redirects=True), client.get("/no-such-page")]
+    pages = [
+        client.get("/"),
+        client.get("/predictdata"),
+        client.post("/predictdata", data=form_of(student), follow_redirects=True),
+        client.get("/no-such-page"),
+    ]
     for response in pages:
         assert 'id="synthetic-notice"' in response.get_data(as_text=True), response.request.path
 
@@ -319,8 +368,7 @@ def test_pages_use_no_developer_words(client, student):
             assert word not in html, word
 
 
-@pytest.mark.parametrize(("field", "typed", "meant"), [("reading_score", "7,5", "7.5"),
-                                                      ("writing_score", "70,5", "70.5")])
+@pytest.mark.parametrize(("field", "typed", "meant"), [("reading_score", "7,5", "7.5"), ("writing_score", "70,5", "70.5")])
 def test_form_refuses_a_decimal_comma_at_its_field(client, student, field, typed, meant):
     response = client.post("/predictdata", data={**form_of(student), field: typed})
     html = response.get_data(as_text=True)
@@ -348,7 +396,7 @@ def test_result_page_shows_what_the_api_answers_and_a_reload_shows_it_again(clie
     assert f'<strong id="math-score">{whole_points(api["math_score"])}</strong>' in html
     assert f'<strong id="interval-low">{whole_points(api["interval"]["low"], 50, "low")}</strong>' in html
     assert f'<strong id="interval-high">{whole_points(api["interval"]["high"], 50, "high")}</strong>' in html
-    assert 'id="band"' in html and f'The real math score {api["band"]["label"].replace("very", "is very")}.' in html
+    assert 'id="band"' in html and f"The real math score {api['band']['label'].replace('very', 'is very')}." in html
     assert '<ul id="evidence">' in html and f"Model version {api['model_version']}." in html
     assert 'id="next-student" href="/predictdata"' in html and 'id="synthetic-notice"' in html
     assert client.get(location).get_data(as_text=True) == html
@@ -375,8 +423,10 @@ def test_the_form_without_query_is_empty(client):
     [
         ({"writing_score": None}, 'id="writing_score-error">Writing score (0-100) is required'),
         ({"gender": "unknown"}, 'id="gender-error">Gender must be one of: female, male'),
-        ({"reading_score": "7,5"}, 'id="reading_score-error">Reading score (0-100) must be written with a point, '
-                                   "not a comma: 7.5"),
+        (
+            {"reading_score": "7,5"},
+            'id="reading_score-error">Reading score (0-100) must be written with a point, not a comma: 7.5',
+        ),
         ({"reading_score": "150"}, 'id="reading_score-error">Reading score (0-100) must be a number between 0 and 100'),
         ({"shoe_size": "42"}, "<li>shoe_size is not an accepted field</li>"),
     ],
@@ -401,8 +451,7 @@ def test_json_and_csv_posts_are_answered_directly_not_redirected(client, student
     single = client.post("/predictdata", json=student)
     batch = client.post("/predictdata", json={"instances": [student]})
     header = ",".join(student)
-    rows = client.post("/predictdata", data=f"{header}\n{','.join(map(str, student.values()))}\n",
-                       content_type="text/csv")
+    rows = client.post("/predictdata", data=f"{header}\n{','.join(map(str, student.values()))}\n", content_type="text/csv")
     for response in (single, batch, rows):
         assert response.status_code == 200 and response.mimetype == "application/json"
         assert "Location" not in response.headers
@@ -415,16 +464,23 @@ def test_a_background_field_not_known_widens_the_range_to_cover_every_value(clie
     query = dict(parse_qsl(urlsplit(posted.headers["Location"]).query))
     assert query["parental_level_of_education"] == "not known" and query["lunch"] == "not known"
     html = unescape(client.get(posted.headers["Location"]).get_data(as_text=True))
-    assert "Not known: <span id=\"not-known\">Parents' highest level of education, Lunch</span>" in html
+    assert 'Not known: <span id="not-known">Parents\' highest level of education, Lunch</span>' in html
     assert "12 possibilities" in html
     low = float(html.split('id="interval-low">')[1].split("<")[0])
     high = float(html.split('id="interval-high">')[1].split("<")[0])
     widest = 0.0
-    for education in ("some high school", "high school", "some college", "associate's degree",
-                      "bachelor's degree", "master's degree"):
+    for education in (
+        "some high school",
+        "high school",
+        "some college",
+        "associate's degree",
+        "bachelor's degree",
+        "master's degree",
+    ):
         for lunch in ("standard", "free/reduced"):
-            one = client.post("/predictdata", json={**student, "parental_level_of_education": education,
-                                                    "lunch": lunch}).get_json()["interval"]
+            one = client.post(
+                "/predictdata", json={**student, "parental_level_of_education": education, "lunch": lunch}
+            ).get_json()["interval"]
             assert low <= one["low"] and one["high"] <= high  # every possible student's range lies inside
             widest = max(widest, one["high"] - one["low"])
     assert high - low > widest  # wider than any single student's, honestly
@@ -460,8 +516,12 @@ def test_answers_with_fields_not_known_are_counted_but_kept_out_of_drift(client,
     assert value(fams, "model_predictions", channel="form") == 1
     for category in ("female", "male"):
         assert value(fams, "model_input_category", feature="gender", category=category) == 0
-    counts = [s.value for f in ("model_input_score", "model_prediction_score") for s in fams[f].samples
-              if s.name.endswith("_count")]
+    counts = [
+        s.value
+        for f in ("model_input_score", "model_prediction_score")
+        for s in fams[f].samples
+        if s.name.endswith("_count")
+    ]
     assert counts and not any(counts)  # neither the inputs nor the score entered the distributions
     assert client.get("/drift").get_json() == before  # nor the drift window
 
@@ -485,16 +545,18 @@ def test_a_model_without_recorded_shares_offers_no_not_known_and_says_so_plainly
     with app.app_context():
         slot = services().slot
         bare = slot.pipeline
-        slot.pipeline = dataclasses.replace(bare, manifest={k: v for k, v in bare.manifest.items()
-                                                           if k != "explanation"})
+        slot.pipeline = dataclasses.replace(bare, manifest={k: v for k, v in bare.manifest.items() if k != "explanation"})
     try:
         assert "not known" not in client.get("/predictdata").get_data(as_text=True).split("<form")[1]
         response = client.post("/predictdata", data=form_of({**student, "lunch": "not known"}))
         html = response.get_data(as_text=True)
         assert response.status_code == 409 and 'id="unknown-unsupported"' in html and "manifest" not in html
-        assert client.get("/predictdata?" + "&".join(f"{k}={v}" for k, v in
-                                                      {**form_of(student), "lunch": "not known"}.items())
-                          ).status_code == 409
+        assert (
+            client.get(
+                "/predictdata?" + "&".join(f"{k}={v}" for k, v in {**form_of(student), "lunch": "not known"}.items())
+            ).status_code
+            == 409
+        )
     finally:
         with app.app_context():
             services().slot.pipeline = bare

@@ -9,16 +9,19 @@ import pytest
 from src.web.body_guard import MAX_JSON_DEPTH, BodyTooLarge, json_depth, read_bounded
 
 
-@pytest.mark.parametrize(("body", "depth"), [
-    (b'{"a": 1}', 1),
-    (b'{"instances": [{"a": 1}, {"b": [1, 2]}]}', 4),
-    (b'{"a": "[[[[{{{{"}', 1),  # brackets inside a string are text
-    (b'{"a": "quote \\" [[[[ still text"}', 1),  # an escaped quote does not end the string
-    (b'{"a": "ends in a backslash \\\\", "b": [[1]]}', 3),  # an escaped backslash does not escape the quote
-    (b'[[[]]] [[[[]]]]', 4),
-    (b"", 0),
-    (b"   7 ", 0),
-])
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b'{"a": 1}', 1),
+        (b'{"instances": [{"a": 1}, {"b": [1, 2]}]}', 4),
+        (b'{"a": "[[[[{{{{"}', 1),  # brackets inside a string are text
+        (b'{"a": "quote \\" [[[[ still text"}', 1),  # an escaped quote does not end the string
+        (b'{"a": "ends in a backslash \\\\", "b": [[1]]}', 3),  # an escaped backslash does not escape the quote
+        (b"[[[]]] [[[[]]]]", 4),
+        (b"", 0),
+        (b"   7 ", 0),
+    ],
+)
 def test_json_depth_counts_only_structural_brackets(body, depth):
     assert json_depth(body) == depth
 
@@ -30,7 +33,7 @@ def test_json_depth_agrees_with_the_parser_on_generated_documents():
 
     def document(level: int):
         if level == 0 or rng.random() < 0.2:
-            return rng.choice(["[]{}\\\"x", 1.5, None, "a\\b", '"]"'])
+            return rng.choice(['[]{}\\"x', 1.5, None, "a\\b", '"]"'])
         if rng.random() < 0.5:
             return [document(level - 1) for _ in range(rng.randint(0, 3))]
         return {rng.choice(["k", "[", "\\", '"{']) + str(i): document(level - 1) for i in range(rng.randint(0, 3))}
@@ -76,8 +79,7 @@ def test_a_method_in_lower_case_is_guarded_as_flask_reads_it(app, method):
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
     body = b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}"
-    environ = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
-                             data=body).get_environ()
+    environ = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json", data=body).get_environ()
     environ["REQUEST_METHOD"] = method  # werkzeug's request upper-cases the method: Flask answers it as a POST
     answer, status, _ = run_wsgi_app(app, environ)
     assert status.startswith("400") and json.loads(b"".join(answer))["error"] == "nesting_too_deep"
@@ -93,8 +95,12 @@ def test_a_chunked_body_over_the_limit_answers_413_in_process(app, student):
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
     limit = app.config["MAX_CONTENT_LENGTH"]
-    builder = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
-                             input_stream=io.BytesIO(b"[" + b" " * (limit + 10) + b"]"))
+    builder = EnvironBuilder(
+        method="POST",
+        path="/predictdata",
+        content_type="application/json",
+        input_stream=io.BytesIO(b"[" + b" " * (limit + 10) + b"]"),
+    )
     environ = builder.get_environ()
     environ.pop("CONTENT_LENGTH", None)
     environ["HTTP_TRANSFER_ENCODING"] = "chunked"
@@ -107,8 +113,12 @@ def test_a_chunked_body_over_the_limit_answers_413_in_process(app, student):
 def test_a_chunked_body_within_the_limit_is_answered(app, student):
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-    builder = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
-                             input_stream=io.BytesIO(json.dumps(student).encode()))
+    builder = EnvironBuilder(
+        method="POST",
+        path="/predictdata",
+        content_type="application/json",
+        input_stream=io.BytesIO(json.dumps(student).encode()),
+    )
     environ = builder.get_environ()
     environ.pop("CONTENT_LENGTH", None)
     environ["HTTP_TRANSFER_ENCODING"] = "chunked"
@@ -122,8 +132,12 @@ def test_a_chunked_body_within_the_limit_is_answered(app, student):
 def test_a_content_length_of_anything_but_ascii_digits_is_a_400(app, student, length):
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-    builder = EnvironBuilder(method="POST", path="/predictdata", content_type="application/json",
-                             input_stream=io.BytesIO(json.dumps(student).encode()))
+    builder = EnvironBuilder(
+        method="POST",
+        path="/predictdata",
+        content_type="application/json",
+        input_stream=io.BytesIO(json.dumps(student).encode()),
+    )
     environ = builder.get_environ()
     environ["CONTENT_LENGTH"] = length  # int() would read Arabic-Indic digits as 191
     body, status, _ = run_wsgi_app(app, environ)
@@ -134,8 +148,9 @@ def test_a_content_length_of_anything_but_ascii_digits_is_a_400(app, student, le
 def test_a_form_of_too_many_fields_is_refused_before_it_is_parsed(client):
     from src.web.body_guard import MAX_FORM_FIELDS
 
-    response = client.post("/predictdata", data=b"a=&" * (MAX_FORM_FIELDS + 1),
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/predictdata", data=b"a=&" * (MAX_FORM_FIELDS + 1), content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 413 and response.get_json()["error"] == "too_many_fields"
 
 
@@ -183,7 +198,7 @@ def test_the_blockwise_scan_agrees_with_the_parser_across_block_boundaries(monke
 
     def document(level: int):
         if level == 0 or rng.random() < 0.2:
-            return rng.choice(["[]{}\\\"x", 1.5, None, "a\\b", '"]"', "\\\\", ",:,"])
+            return rng.choice(['[]{}\\"x', 1.5, None, "a\\b", '"]"', "\\\\", ",:,"])
         if rng.random() < 0.5:
             return [document(level - 1) for _ in range(rng.randint(0, 3))]
         return {rng.choice(["k", "[", "\\", '"{']) + str(i): document(level - 1) for i in range(rng.randint(0, 3))}
@@ -192,8 +207,10 @@ def test_the_blockwise_scan_agrees_with_the_parser_across_block_boundaries(monke
         if isinstance(value, list | dict):
             items = list(value.values()) if isinstance(value, dict) else value
             inner = [parsed(v) for v in items]
-            return (1 + max((d for d, _ in inner), default=0),
-                    1 + len(value) * isinstance(value, dict) + sum(n for _, n in inner))
+            return (
+                1 + max((d for d, _ in inner), default=0),
+                1 + len(value) * isinstance(value, dict) + sum(n for _, n in inner),
+            )
         return 0, 1
 
     for _ in range(500):

@@ -25,21 +25,39 @@ from tests.servers import BIN, start, stop, wait_for
 
 # Debian's chromium; elsewhere (CodeBuild's Ubuntu image) CHROMIUM names the browser to use.
 CHROMIUM = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 BAND_TITLES = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
 
 
 @pytest.fixture()
 def served(store_dir, trained, tmp_path):
     if not CHROMIUM.exists():
-        unavailable(f"Chromium not installed at {CHROMIUM} (Debian package chromium, or set CHROMIUM; "
-                    ".ci/run and buildspec.yml install it)")
+        unavailable(
+            f"Chromium not installed at {CHROMIUM} (Debian package chromium, or set CHROMIUM; "
+            ".ci/run and buildspec.yml install it)"
+        )
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], log=log, env={
-        "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1",
-        "ARTIFACTS_DIR": str(store_dir), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp")})
+    process = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        log=log,
+        env={
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "1",
+            "ARTIFACTS_DIR": str(store_dir),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
+        },
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         yield f"http://127.0.0.1:{port}"
@@ -55,16 +73,18 @@ class Browser:
         self.shots = shots
         self.logged: list[tuple[str, str]] = []
         self.documents: set[str] = set()  # pages answered with a deliberate 4xx status (the form's 422, the 404)
-        page.on("console", lambda m: self.logged.append((m.text, m.location.get("url", ""))) if m.type == "error"
-                else None)
+        page.on("console", lambda m: self.logged.append((m.text, m.location.get("url", ""))) if m.type == "error" else None)
         page.on("pageerror", lambda err: self.logged.append((str(err), "")))
         page.on("response", lambda r: self.documents.add(r.url) if r.request.resource_type == "document" else None)
 
     @property
     def console_errors(self) -> list[str]:
         """Console errors, less Chromium's note on a page's own 4xx status (every other failed load counts)."""
-        return [text for text, url in self.logged
-                if not (text.startswith("Failed to load resource: the server responded") and url in self.documents)]
+        return [
+            text
+            for text, url in self.logged
+            if not (text.startswith("Failed to load resource: the server responded") and url in self.documents)
+        ]
 
     def shot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
@@ -120,11 +140,16 @@ def fill(page, student):
 
 def class_list(tmp_path, valid, bad_at):
     """A CSV of len(valid) + len(bad_at) students with ids; the bad rows sit at the given 1-based positions."""
-    rows, bad = [], iter([
-        ["female", "group X", "high school", "standard", "none", "70", "140"],
-        ["male", "group C", "", "standard", "none", "55", "60"],
-        ["female", "group B", "some college", "standard", "none", "7,5", "60"],
-    ])
+    rows, bad = (
+        [],
+        iter(
+            [
+                ["female", "group X", "high school", "standard", "none", "70", "140"],
+                ["male", "group C", "", "standard", "none", "55", "60"],
+                ["female", "group B", "some college", "standard", "none", "7,5", "60"],
+            ]
+        ),
+    )
     students = iter(valid)
     for position in range(1, len(valid) + len(bad_at) + 1):
         rows.append(next(bad) if position in bad_at else [str(v) for v in next(students).values()])
@@ -196,8 +221,9 @@ def test_errors_are_announced_and_linked_to_their_fields(served, browser, studen
     page.focus("#lunch")
     page.keyboard.press("Tab")  # keyboard only: from the last field to the button, with a visible focus ring
     assert page.evaluate("document.activeElement.type") == "submit"
-    ring = page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
-                         " return [s.outlineStyle, s.outlineWidth]; })()")
+    ring = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; })()"
+    )
     assert ring == ["solid", "3px"]
     browser.shot("focus")
     assert not browser.console_errors
@@ -276,8 +302,9 @@ def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, brow
     page.click("button[value=class_list]")
     page.wait_for_selector("#class-result")
     browser.shot("class")
-    counts = {name: int(page.text_content(f"#count-{name}")) for name in ("needs_support", "uncertain", "on_track",
-                                                                          "failed")}
+    counts = {
+        name: int(page.text_content(f"#count-{name}")) for name in ("needs_support", "uncertain", "on_track", "failed")
+    }
     assert counts["failed"] == 3 and sum(counts.values()) == 30
     errors = page.text_content("#row-errors")
     assert "3 rows could not be predicted" in errors
@@ -288,8 +315,9 @@ def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, brow
     assert page.locator("#preview tbody tr").count() == 30
     with page.expect_download() as download:
         page.click("#download")
-    assert download.value.suggested_filename in {f"class-predictions-{day.isoformat()}.csv"
-                                                 for day in (before, date.today())}
+    assert download.value.suggested_filename in {
+        f"class-predictions-{day.isoformat()}.csv" for day in (before, date.today())
+    }
     data = Path(download.value.path()).read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")  # a byte-order mark: spreadsheets read the file as UTF-8
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
@@ -302,8 +330,10 @@ def test_teacher_uploads_a_class_and_downloads_what_the_api_answers(served, brow
         assert row["band_words"] == BAND_TITLES[want["band"]["name"]]
         assert float(row["below_cut_probability"]) == want["below_cut_probability"]
         assert row["band_without_background"] == want["band_without_background"]
-        assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
-                                                                            want["interval"]["high"])
+        assert (float(row["interval_low"]), float(row["interval_high"])) == (
+            want["interval"]["low"],
+            want["interval"]["high"],
+        )
     band_counts = {name: sum(p["band"]["name"] == name for p in api) for name in BAND_TITLES}
     assert band_counts == {k: v for k, v in counts.items() if k != "failed"}
     assert not browser.console_errors
@@ -340,13 +370,16 @@ AXE = PROJECT / "tests" / "web" / "axe" / "node_modules" / "axe-core" / "axe.min
 def axe_violations(page) -> list[str]:
     """axe-core's violations on the page as it is now, one line each (rule, impact, where)."""
     if not AXE.is_file():
-        unavailable(f"axe-core not installed at {AXE} (npm ci --prefix tests/web/axe; scripts/test.sh and "
-                    "buildspec.yml run it)")
+        unavailable(
+            f"axe-core not installed at {AXE} (npm ci --prefix tests/web/axe; scripts/test.sh and buildspec.yml run it)"
+        )
     if not page.evaluate("typeof axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE))
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(str(n['target']) for n in v['nodes'][:5])}"
-            for v in result["violations"]]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(str(n['target']) for n in v['nodes'][:5])}"
+        for v in result["violations"]
+    ]
 
 
 def answered(served, n=300):
@@ -377,8 +410,9 @@ def test_a_struggling_student_shows_the_band_the_chance_in_words_and_the_next_st
     assert page.text_content("#band") == "Needs support"
     assert page.text_content("#band-label") == "The real math score is very likely below 50."
     assert page.text_content("#chance") == chance_sentence(answer["below_cut_probability"], 50)
-    assert re.fullmatch(r"(About \d+ in (10|100)|Over 99 in 100) students like this one score below 50\.",
-                        page.text_content("#chance"))
+    assert re.fullmatch(
+        r"(About \d+ in (10|100)|Over 99 in 100) students like this one score below 50\.", page.text_content("#chance")
+    )
     assert page.text_content("#next-step-text") == AppConfig().next_step("needs_support")
     for selector in ("#band", "#chance", "#next-step-text"):
         assert page.is_visible(selector) and outside_details(page, selector), selector
@@ -394,7 +428,8 @@ def test_a_student_who_completed_test_preparation_sees_no_test_preparation_reaso
     assert "Test preparation" not in evidence and "course" not in evidence
     associations = page.text_content("#associations")
     assert "not an effect of the course" in associations and "None of them is a reason to act" in " ".join(
-        associations.split())
+        associations.split()
+    )
     assert not browser.console_errors
 
 

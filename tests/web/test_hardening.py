@@ -19,11 +19,11 @@ def test_an_integer_too_large_for_a_float_is_a_422_naming_the_field(client, stud
     body = json.dumps({**student, field: 0}).replace(f'"{field}": 0', f'"{field}": {HUGE}')
     single = client.post("/predictdata", data=body, content_type="application/json")
     assert single.status_code == 422 and single.get_json()["details"][0]["field"] == field
-    batch = client.post("/predictdata", data=f'{{"instances": [{json.dumps(student)}, {body}]}}',
-                        content_type="application/json")
+    batch = client.post(
+        "/predictdata", data=f'{{"instances": [{json.dumps(student)}, {body}]}}', content_type="application/json"
+    )
     assert batch.status_code == 422
-    assert batch.get_json()["details"] == [{"index": 1, "field": field,
-                                            "message": "must be a number between 0 and 100"}]
+    assert batch.get_json()["details"] == [{"index": 1, "field": field, "message": "must be a number between 0 and 100"}]
 
 
 def test_a_key_given_twice_in_a_json_student_is_refused_not_overwritten(client, student):
@@ -31,18 +31,23 @@ def test_a_key_given_twice_in_a_json_student_is_refused_not_overwritten(client, 
     single = client.post("/predictdata", data=body, content_type="application/json")
     assert single.status_code == 422
     assert single.get_json()["details"] == [{"field": "gender", "message": "is given more than once"}]
-    batch = client.post("/predictdata", data=f'{{"instances": [{json.dumps(student)}, {body}]}}',
-                        content_type="application/json")
+    batch = client.post(
+        "/predictdata", data=f'{{"instances": [{json.dumps(student)}, {body}]}}', content_type="application/json"
+    )
     assert batch.status_code == 422
     assert batch.get_json()["details"] == [{"index": 1, "field": "gender", "message": "is given more than once"}]
-    twice = client.post("/predictdata", data=f'{{"instances": [{body}], "instances": [{body}]}}',
-                        content_type="application/json")
-    assert twice.status_code == 422 and {"field": "instances", "message": "is given more than once"} in \
-        twice.get_json()["details"]
+    twice = client.post(
+        "/predictdata", data=f'{{"instances": [{body}], "instances": [{body}]}}', content_type="application/json"
+    )
+    assert (
+        twice.status_code == 422
+        and {"field": "instances", "message": "is given more than once"} in twice.get_json()["details"]
+    )
 
 
-@pytest.mark.parametrize("version", ["20261123T101500Z-1a2b3c4d\n", "20261123T101500Z-1a2b3c4d\n/..",
-                                     " 20261123T101500Z-1a2b3c4d"])
+@pytest.mark.parametrize(
+    "version", ["20261123T101500Z-1a2b3c4d\n", "20261123T101500Z-1a2b3c4d\n/..", " 20261123T101500Z-1a2b3c4d"]
+)
 def test_a_version_with_anything_around_it_is_refused(version):
     assert check_version("20261123T101500Z-1a2b3c4d") == "20261123T101500Z-1a2b3c4d"
     with pytest.raises(StoreError, match="is not a model version"):
@@ -94,10 +99,18 @@ def test_no_answer_names_a_path_or_system_error_text(store_copy, trained, tmp_pa
     try:
         client = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path)).test_client()
         class_list = "".join(f"{k}," for k in student)[:-1] + "\n" + ",".join(str(v) for v in student.values())
-        answers = [client.get("/ready"), client.post("/predictdata", json=student), client.get("/model.json"),
-                   client.get("/model"), client.post("/predictdata", data={k: str(v) for k, v in student.items()}),
-                   client.post("/predictdata", data={"class_list": (BytesIO(class_list.encode()), "class.csv")},
-                               content_type="multipart/form-data")]
+        answers = [
+            client.get("/ready"),
+            client.post("/predictdata", json=student),
+            client.get("/model.json"),
+            client.get("/model"),
+            client.post("/predictdata", data={k: str(v) for k, v in student.items()}),
+            client.post(
+                "/predictdata",
+                data={"class_list": (BytesIO(class_list.encode()), "class.csv")},
+                content_type="multipart/form-data",
+            ),
+        ]
     finally:
         if not pointer.is_symlink():
             os.chmod(pointer, stat.S_IRWXU)
@@ -112,8 +125,14 @@ def test_no_answer_names_a_path_or_system_error_text(store_copy, trained, tmp_pa
 def test_every_answer_carries_the_security_headers(client, student):
     from src.web.headers import SECURITY_HEADERS
 
-    answers = [client.get("/"), client.get("/predictdata"), client.get("/model"), client.get("/nowhere"),
-               client.post("/predictdata", json=student), client.get("/openapi.json")]
+    answers = [
+        client.get("/"),
+        client.get("/predictdata"),
+        client.get("/model"),
+        client.get("/nowhere"),
+        client.post("/predictdata", json=student),
+        client.get("/openapi.json"),
+    ]
     for answer in answers:
         for name, value in SECURITY_HEADERS.items():
             assert answer.headers.get(name) == value, (answer.request.path, name)

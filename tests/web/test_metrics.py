@@ -23,11 +23,25 @@ def test_metrics_has_at_least_15_families(client, student):
     client.post("/predictdata", json=student)
     names = set(families(client))
     assert len(names) >= 15, sorted(names)
-    assert {"flask_http_request", "flask_http_request_duration_seconds", "http_requests_in_flight",
-            "model_predictions", "model_prediction_score", "model_input_score", "model_input_category",
-            "model_validation_failures", "model_info", "model_test_r2", "model_test_mae",
-            "model_load_duration_seconds", "model_last_load_timestamp_seconds", "model_feature_drift",
-            "model_drift_detected", "process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+    assert {
+        "flask_http_request",
+        "flask_http_request_duration_seconds",
+        "http_requests_in_flight",
+        "model_predictions",
+        "model_prediction_score",
+        "model_input_score",
+        "model_input_category",
+        "model_validation_failures",
+        "model_info",
+        "model_test_r2",
+        "model_test_mae",
+        "model_load_duration_seconds",
+        "model_last_load_timestamp_seconds",
+        "model_feature_drift",
+        "model_drift_detected",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    } <= names
 
 
 def test_predictions_are_counted_per_student_and_channel(client, student):
@@ -40,8 +54,11 @@ def test_predictions_are_counted_per_student_and_channel(client, student):
     assert value(fams, "model_predictions", channel="form") == 1
     assert value(fams, "model_input_category", feature="gender", category="female") == 42
     score_count = [s.value for s in fams["model_prediction_score"].samples if s.name.endswith("_count")][0]
-    reading_count = [s.value for s in fams["model_input_score"].samples
-                     if s.name.endswith("_count") and s.labels["feature"] == "reading_score"][0]
+    reading_count = [
+        s.value
+        for s in fams["model_input_score"].samples
+        if s.name.endswith("_count") and s.labels["feature"] == "reading_score"
+    ][0]
     assert score_count == 42 and reading_count == 42
 
 
@@ -67,10 +84,14 @@ def test_batch_histogram_equals_one_by_one_observation(client, student):
     observe_many(bulk, values)
     for v in values:
         single.observe(v)
+
     def samples(name):
         metric = next(m for m in registry.collect() if m.name == name)
-        return {(s.name.replace(name, ""), s.labels.get("le")): s.value for s in metric.samples
-                if not s.name.endswith("_created")}
+        return {
+            (s.name.replace(name, ""), s.labels.get("le")): s.value
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
 
     bulk_samples, single_samples = samples("bulk"), samples("single")
     assert bulk_samples.pop(("_sum", None)) == pytest.approx(single_samples.pop(("_sum", None)))
@@ -96,8 +117,11 @@ def test_model_info_and_quality_gauges(client, trained):
 def test_latency_histogram_has_millisecond_buckets(client, student):
     client.post("/predictdata", json=student)
     text = client.get("/metrics").get_data(as_text=True)
-    assert re.search(r'flask_http_request_duration_seconds_bucket\{le="0\.001",method="POST",status="200",'
-                     r'url_rule="/predictdata"\} ', text)
+    assert re.search(
+        r'flask_http_request_duration_seconds_bucket\{le="0\.001",method="POST",status="200",'
+        r'url_rule="/predictdata"\} ',
+        text,
+    )
 
 
 def test_two_apps_in_one_process_have_their_own_registries(store_dir, trained, tmp_path, student):
@@ -122,8 +146,7 @@ def test_drift_endpoint_reports_the_window(client, student):
 def test_metrics_can_be_switched_off(store_dir, trained, tmp_path):
     from app import create_app
 
-    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path,
-                               metrics_enabled=False))
+    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path, metrics_enabled=False))
     assert app.test_client().get("/metrics").status_code == 404
 
 
@@ -140,8 +163,11 @@ def test_a_handler_that_raises_is_counted_as_an_exception_and_a_500(app, student
     assert value(fams, "flask_http_request_exceptions", method="POST", status="500") == 1
     assert value(fams, "flask_http_request", method="POST", status="500") == 1
     assert value(fams, "flask_http_request", method="POST", status="200") == 1
-    counts = {s.labels["url_rule"]: s.value for s in fams["flask_http_request_duration_seconds"].samples
-              if s.name.endswith("_count") and s.labels["status"] == "500"}
+    counts = {
+        s.labels["url_rule"]: s.value
+        for s in fams["flask_http_request_duration_seconds"].samples
+        if s.name.endswith("_count") and s.labels["status"] == "500"
+    }
     assert counts == {"/broken": 1}
 
 
@@ -158,8 +184,7 @@ def test_a_monitoring_token_guards_metrics_and_drift_only(store_dir, trained, tm
     from app import create_app
 
     token = "scrape-token-0123456789"
-    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path,
-                               metrics_token=token))
+    app = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path, metrics_token=token))
     client = app.test_client()
     for path in ("/metrics", "/drift"):
         for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {token}"}):
@@ -211,11 +236,17 @@ def test_a_drift_folder_made_for_a_single_process_is_removed_when_it_ends(tmp_pa
     import sys
     from pathlib import Path
 
-    code = ("from src.web.monitoring import _default_drift_dir; d = _default_drift_dir(); "
-            "(d / 'x').write_text('x'); print(d)")
+    code = "from src.web.monitoring import _default_drift_dir; d = _default_drift_dir(); (d / 'x').write_text('x'); print(d)"
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
-                            cwd=Path(__file__).resolve().parents[2], check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
     folder = Path(result.stdout.strip())
     assert folder.name.startswith("student-math-drift-") and not folder.exists()
 

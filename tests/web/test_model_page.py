@@ -1,6 +1,5 @@
 """/model and /model.json: the loaded model, its metrics, groups, plots, drift, history and card."""
 
-
 import pytest
 
 from src.config import AppConfig
@@ -43,13 +42,18 @@ def test_the_model_page_speaks_to_its_readers_first_in_plain_words_and_percentag
     manifest = trained.manifest
     first = html.index('id="in-short"')
     assert first < html.index('id="groups"') < html.index('id="data-team"') < html.index("R²")
-    summary = html[first:html.index("</section>", first)]
-    for words in ("What it predicts", "How far off it is", "How often the range holds", "For whom it is worse",
-                  "How trustworthy the chance is"):
+    summary = html[first : html.index("</section>", first)]
+    for words in (
+        "What it predicts",
+        "How far off it is",
+        "How often the range holds",
+        "For whom it is worse",
+        "How trustworthy the chance is",
+    ):
         assert words in summary
     coverage = manifest["metrics"]["test"]["interval_coverage"]
     assert f'<span id="test-coverage">{coverage * 100:.0f}&nbsp;%</span>' in summary
-    assert f'{manifest["metrics"]["test"]["mae"]:.0f}</span> points on average' in summary
+    assert f"{manifest['metrics']['test']['mae']:.0f}</span> points on average" in summary
     for jargon in ("R²", "RMSE", "PSI", "fingerprint"):
         assert jargon not in summary
     below = manifest["metrics"]["below_cut"]
@@ -64,8 +68,9 @@ def test_the_training_data_is_shown_by_name_without_its_server_path(store_dir, t
 
     from app import create_app
 
-    manifest = json.loads((store_dir / json.loads((store_dir / "champion.json").read_text())["model_version"]
-                           / "manifest.json").read_text())
+    manifest = json.loads(
+        (store_dir / json.loads((store_dir / "champion.json").read_text())["model_version"] / "manifest.json").read_text()
+    )
     assert manifest["data"]["source"] == "synthetic"
     client = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "d")).test_client()
     assert client.get("/model.json").get_json()["data"]["source"] == "synthetic students (made up, not real)"
@@ -99,8 +104,14 @@ def test_history_shows_the_store_decisions(store_copy, tmp_path):
 
     store = LocalStore(store_copy)
     first = store.champion().model_version
-    store.write_decision({"version": first, "decision": "kept", "reason": "worst group race_ethnicity=group C: "
-                          "MAE 9.1", "at": "2026-11-02T10:00:00+00:00"})
+    store.write_decision(
+        {
+            "version": first,
+            "decision": "kept",
+            "reason": "worst group race_ethnicity=group C: MAE 9.1",
+            "at": "2026-11-02T10:00:00+00:00",
+        }
+    )
     store.write_decision({"version": first, "decision": "deleted-everything", "reason": "not a decision"})
     client = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path / "d")).test_client()
     history = client.get("/model.json").get_json()["history"]

@@ -72,8 +72,9 @@ def test_the_public_download_posted_as_a_class_list_gets_outcomes_and_the_class_
     evaluation = body["evaluation"]
     _check_against_recomputed(evaluation, items, reals)
     test = trained.manifest["metrics"]["test"]
-    assert evaluation["test_split"]["mae"] == test["mae"] and evaluation["test_split"]["coverage"] == test[
-        "interval_coverage"]
+    assert (
+        evaluation["test_split"]["mae"] == test["mae"] and evaluation["test_split"]["coverage"] == test["interval_coverage"]
+    )
     assert evaluation["cut"] == CUT
     assert evaluation["test_split"]["bands"] is not None
 
@@ -100,20 +101,27 @@ def test_a_class_list_without_real_scores_has_no_evaluation(client, student):
 
 
 def test_a_json_batch_with_real_scores_gets_the_evaluation(client, student):
-    instances = [{**student, "math_score": 70}, {**student, "reading_score": 30, "writing_score": 35},
-                 {**student, "reading_score": 90, "writing_score": 88, "math_score": None},
-                 {**student, "reading_score": 55, "writing_score": 50, "math score": 52.5}]
+    instances = [
+        {**student, "math_score": 70},
+        {**student, "reading_score": 30, "writing_score": 35},
+        {**student, "reading_score": 90, "writing_score": 88, "math_score": None},
+        {**student, "reading_score": 55, "writing_score": 50, "math score": 52.5},
+    ]
     body = client.post("/predictdata", json={"instances": instances}).get_json()
     items = body["predictions"]
     assert [i["real_math_score"] for i in items] == [70.0, None, None, 52.5]
     _check_against_recomputed(body["evaluation"], items, [70.0, None, None, 52.5])
 
 
-@pytest.mark.parametrize("encode", [
-    lambda text: text.encode("utf-8"),
-    lambda text: text.replace('"math_score"', '"math\\u005fscore"').encode("utf-8"),  # the key spelt by an escape
-    lambda text: text.encode("utf-16"),
-], ids=["plain", "escaped key", "utf-16"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.encode("utf-8"),
+        lambda text: text.replace('"math_score"', '"math\\u005fscore"').encode("utf-8"),  # the key spelt by an escape
+        lambda text: text.encode("utf-16"),
+    ],
+    ids=["plain", "escaped key", "utf-16"],
+)
 def test_a_real_score_is_found_however_the_body_spells_its_key(client, student, encode):
     import json
 
@@ -123,9 +131,14 @@ def test_a_real_score_is_found_however_the_body_spells_its_key(client, student, 
     assert [i["real_math_score"] for i in answer.get_json()["predictions"]] == [70.0, None]
 
 
-@pytest.mark.parametrize(("real", "message"), [("70", "must be a number between 0 and 100"),
-                                               (101, "must be a number between 0 and 100"),
-                                               (True, "must be a number between 0 and 100")])
+@pytest.mark.parametrize(
+    ("real", "message"),
+    [
+        ("70", "must be a number between 0 and 100"),
+        (101, "must be a number between 0 and 100"),
+        (True, "must be a number between 0 and 100"),
+    ],
+)
 def test_a_json_batch_with_a_broken_real_score_is_refused_naming_the_field(client, student, real, message):
     response = client.post("/predictdata", json={"instances": [student, {**student, "math_score": real}]})
     assert response.status_code == 422
@@ -144,15 +157,18 @@ def test_the_csv_answer_of_a_labeled_class_has_the_outcome_columns(client, stude
     table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert table[0]["real_math_score"] == "55" and table[1]["real_math_score"] == ""
     assert table[0]["inside_range"] in ("yes", "no") and table[1]["inside_range"] == ""
-    assert float(table[2]["prediction_minus_real"]) == pytest.approx(float(table[2]["predicted_math_score"]) - 61.5,
-                                                                    abs=0.006)
+    assert float(table[2]["prediction_minus_real"]) == pytest.approx(
+        float(table[2]["predicted_math_score"]) - 61.5, abs=0.006
+    )
     assert "math_score" not in table[0]  # the prediction is predicted_math_score, the real one real_math_score
 
 
 def _upload(client, text: str):
-    return client.post("/predictdata", data={"upload": "class_list", "class_list": (io.BytesIO(text.encode()),
-                                                                                     "class.csv")},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/predictdata",
+        data={"upload": "class_list", "class_list": (io.BytesIO(text.encode()), "class.csv")},
+        content_type="multipart/form-data",
+    )
 
 
 def test_the_page_says_how_the_predictions_did_in_plain_words(client, student):

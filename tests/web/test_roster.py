@@ -54,23 +54,30 @@ def test_student_id_is_passed_through_in_order(client):
 def test_bad_rows_keep_their_place_with_every_field_error_and_never_fail_the_file(client, student):
     header = "student_id," + ",".join(FEATURE_NAMES)
     good = ",".join(str(student[n]) for n in FEATURE_NAMES)
-    text = "\n".join([
-        header,
-        "s1," + good,
-        "s2,female,group X,high school,standard,none,7,5,",  # one cell too many ("7,5" typed with a comma)
-        "s3,female,group X,high school,standard,none,70,140",  # two bad fields
-        "s4,female,group B,high school,standard,none,,70",  # missing score
-        "s5," + good,
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                header,
+                "s1," + good,
+                "s2,female,group X,high school,standard,none,7,5,",  # one cell too many ("7,5" typed with a comma)
+                "s3,female,group X,high school,standard,none,70,140",  # two bad fields
+                "s4,female,group B,high school,standard,none,,70",  # missing score
+                "s5," + good,
+            ]
+        )
+        + "\n"
+    )
     response = post_csv(client, text)
     assert response.status_code == 200
     predictions = response.get_json()["predictions"]
     assert [p["student_id"] for p in predictions] == ["s1", "s2", "s3", "s4", "s5"]
     assert "math_score" in predictions[0] and "math_score" in predictions[4]
     assert predictions[1]["row"] == 3 and predictions[1]["error"] == "row 3 (student s2): has 9 cells; the header has 8"
-    assert predictions[2]["error"] == ("row 4 (student s3): Race/ethnicity group: must be one of: group A, group B, "
-                                       "group C, group D, group E; Writing score (0-100): must be a number between 0 "
-                                       "and 100")
+    assert predictions[2]["error"] == (
+        "row 4 (student s3): Race/ethnicity group: must be one of: group A, group B, "
+        "group C, group D, group E; Writing score (0-100): must be a number between 0 "
+        "and 100"
+    )
     assert predictions[2]["details"] == [
         {"field": "race_ethnicity", "message": "must be one of: group A, group B, group C, group D, group E"},
         {"field": "writing_score", "message": "must be a number between 0 and 100"},
@@ -94,8 +101,10 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
         assert row["band_words"] == titles[want["band"]["name"]]
         assert float(row["below_cut_probability"]) == want["below_cut_probability"]
         assert row["band_without_background"] == want["band_without_background"]
-        assert (float(row["interval_low"]), float(row["interval_high"])) == (want["interval"]["low"],
-                                                                            want["interval"]["high"])
+        assert (float(row["interval_low"]), float(row["interval_high"])) == (
+            want["interval"]["low"],
+            want["interval"]["high"],
+        )
         assert "the average student's prediction" in row["top_factor"] and row["error"] == ""
         assert row["top_factor"].split(" ")[0] in ("Reading", "Writing")  # the evidence: never the course nor background
     assert table[20]["error"] == "row 22 (student id20): Writing score (0-100): must be a number between 0 and 100"
@@ -104,9 +113,9 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
 
 def test_formulas_in_passed_through_text_are_defused(client, student):
     good = ",".join(str(student[n]) for n in FEATURE_NAMES)
-    text = "student_id," + ",".join(FEATURE_NAMES) + f"\n=HYPERLINK(\"x\"),{good}\n-5,{good}\n"
+    text = "student_id," + ",".join(FEATURE_NAMES) + f'\n=HYPERLINK("x"),{good}\n-5,{good}\n'
     table = list(csv.DictReader(io.StringIO(post_csv(client, text, "text/csv").get_data(as_text=True))))
-    assert table[0]["student_id"] == "'=HYPERLINK(\"x\")" and table[1]["student_id"] == "-5"
+    assert table[0]["student_id"] == '\'=HYPERLINK("x")' and table[1]["student_id"] == "-5"
 
 
 @pytest.mark.parametrize(
@@ -128,8 +137,7 @@ def test_a_file_that_is_not_a_class_list_is_refused_saying_why(client, body, sta
 def test_more_rows_than_max_batch_is_413(trained, tmp_path):
     from app import create_app
 
-    client = create_app(AppConfig(artifacts_dir=Path(trained.store), max_batch=5, drift_dir=tmp_path)
-                        ).test_client()
+    client = create_app(AppConfig(artifacts_dir=Path(trained.store), max_batch=5, drift_dir=tmp_path)).test_client()
     response = post_csv(client, to_csv(students(6)))
     assert response.status_code == 413 and response.get_json()["message"] == "at most 5 students per file, got 6"
 
@@ -147,8 +155,11 @@ def test_ten_thousand_rows_in_one_file(client):
 
 
 def upload(client, text):
-    return client.post("/predictdata", data={"class_list": (io.BytesIO(text.encode()), "class.csv"),
-                                             "upload": "class_list"}, content_type="multipart/form-data")
+    return client.post(
+        "/predictdata",
+        data={"class_list": (io.BytesIO(text.encode()), "class.csv"), "upload": "class_list"},
+        content_type="multipart/form-data",
+    )
 
 
 def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(client, student):
@@ -161,8 +172,10 @@ def test_the_form_page_takes_a_class_list_and_shows_counts_table_and_download(cl
     response = upload(client, text)
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    counts = {name: int(html.split(f'id="count-{name}">')[1].split("<")[0])
-              for name in ("needs_support", "uncertain", "on_track", "failed")}
+    counts = {
+        name: int(html.split(f'id="count-{name}">')[1].split("<")[0])
+        for name in ("needs_support", "uncertain", "on_track", "failed")
+    }
     assert sum(counts.values()) == 13 and counts["failed"] == 1
     assert "1 row could not be predicted" in html and "s12" in html and "must be one of" in html
     assert html.count("<tr ") == 13
@@ -181,8 +194,7 @@ def test_the_class_table_is_ordered_for_a_staff_meeting_and_counts_background_de
     shown = re.findall(r'<tr data-row="(\d+)" data-id="([^"]*)" data-band="(\w+)" data-chance="([0-9.]*)"', html)
     assert len(shown) == 120
     rank = {"needs_support": 0, "uncertain": 1, "on_track": 2}
-    expected = sorted(range(120), key=lambda i: (rank[answers[i]["band"]["name"]], -answers[i]["below_cut_probability"],
-                                                 i))
+    expected = sorted(range(120), key=lambda i: (rank[answers[i]["band"]["name"]], -answers[i]["below_cut_probability"], i))
     assert [ident for _, ident, _, _ in shown] == [ids[i] for i in expected]
     uncertain = [float(c) for _, _, band, c in shown if band == "uncertain"]
     assert uncertain == sorted(uncertain, reverse=True) and len(uncertain) > 2
@@ -203,8 +215,11 @@ def test_a_real_math_score_column_is_kept_under_its_own_name_beside_the_predicti
 
 
 def test_the_form_page_says_why_a_file_is_refused(client):
-    response = client.post("/predictdata", data={"class_list": (io.BytesIO(b"a,b\n1,2\n"), "class.csv"),
-                                                 "upload": "class_list"}, content_type="multipart/form-data")
+    response = client.post(
+        "/predictdata",
+        data={"class_list": (io.BytesIO(b"a,b\n1,2\n"), "class.csv"), "upload": "class_list"},
+        content_type="multipart/form-data",
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and 'id="class-error" role="alert"' in html
     assert "a: is not an accepted field (as a column)" in html and 'aria-invalid="true"' in html
@@ -228,10 +243,10 @@ def test_a_class_list_of_blank_lines_is_refused_before_it_is_read(client):
 
 def test_an_uploaded_file_that_is_not_csv_text_is_a_422_form_page(client):
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
-    response = client.post("/predictdata", data={"class_list": (io.BytesIO(png), "class.png")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/predictdata", data={"class_list": (io.BytesIO(png), "class.png")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 422 and "not UTF-8 text" in response.get_data(as_text=True)
-
 
 
 def spreadsheet_text(rows, ids, delimiter, header_case=str):
@@ -244,12 +259,21 @@ def spreadsheet_text(rows, ids, delimiter, header_case=str):
 
 @pytest.mark.parametrize("delimiter", [";", "\t"])
 def test_a_semicolon_or_tab_separated_list_with_any_case_gets_the_same_answers_as_the_exact_one(client, delimiter):
-    rows = [{**r, "reading_score": round(r["reading_score"]), "writing_score": round(r["writing_score"])}
-            for r in students(40, seed=8)]
+    rows = [
+        {**r, "reading_score": round(r["reading_score"]), "writing_score": round(r["writing_score"])}
+        for r in students(40, seed=8)
+    ]
     ids = [f"7B-{i:02d}" for i in range(40)]
     exact = post_csv(client, to_csv(rows, ids=ids), accept="text/csv").get_data(as_text=True)
-    loose = [{**r, "gender": r["gender"].title(), "race_ethnicity": f" {r['race_ethnicity'].lower()} ",
-              "lunch": r["lunch"].upper()} for r in rows]
+    loose = [
+        {
+            **r,
+            "gender": r["gender"].title(),
+            "race_ethnicity": f" {r['race_ethnicity'].lower()} ",
+            "lunch": r["lunch"].upper(),
+        }
+        for r in rows
+    ]
     text = spreadsheet_text(loose, ids, delimiter, header_case=str.title)
     answer = post_csv(client, "\ufeff" + text, accept="text/csv")
     assert answer.status_code == 200, answer.get_data(as_text=True)

@@ -8,8 +8,26 @@ import pytest
 
 from src.web.roster import csv_columns_text
 
-SPECIAL = ["", "plain", "a,b", 'say "hi"', "two\nlines", "carriage\rreturn", "crlf\r\n", " spaced ", "=1+2",
-           "café", "tab\there", '"', ",", None, 7, 64.5, -0.0, True]
+SPECIAL = [
+    "",
+    "plain",
+    "a,b",
+    'say "hi"',
+    "two\nlines",
+    "carriage\rreturn",
+    "crlf\r\n",
+    " spaced ",
+    "=1+2",
+    "café",
+    "tab\there",
+    '"',
+    ",",
+    None,
+    7,
+    64.5,
+    -0.0,
+    True,
+]
 
 
 def _writer_text(header, rows):

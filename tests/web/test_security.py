@@ -19,8 +19,9 @@ DIGESTS = tuple(hashlib.sha256(t.encode()).digest() for t in TOKENS)
 def guarded(store_dir, tmp_path):
     from app import create_app
 
-    return create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift",
-                                api_token_sha256=DIGESTS)).test_client()
+    return create_app(
+        AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift", api_token_sha256=DIGESTS)
+    ).test_client()
 
 
 def class_list(student: dict) -> bytes:
@@ -35,12 +36,15 @@ def test_token_matches_only_the_configured_digests():
     assert not token_matches(TOKENS[0].encode(), ())
 
 
-@pytest.mark.parametrize("headers, message", [
-    ({}, "this API needs a token"),
-    ({"Authorization": "Bearer wrong-token-0123456789"}, "not one this server accepts"),
-    ({"Authorization": f"Basic {TOKENS[0]}"}, "this API needs a token"),
-    ({"Authorization": "Bearer "}, "this API needs a token"),
-])
+@pytest.mark.parametrize(
+    "headers, message",
+    [
+        ({}, "this API needs a token"),
+        ({"Authorization": "Bearer wrong-token-0123456789"}, "not one this server accepts"),
+        ({"Authorization": f"Basic {TOKENS[0]}"}, "this API needs a token"),
+        ({"Authorization": "Bearer "}, "this API needs a token"),
+    ],
+)
 def test_the_json_api_without_a_valid_token_is_401_in_the_error_shape(guarded, student, headers, message):
     response = guarded.post("/predictdata", json=student, headers=headers)
     assert response.status_code == 401
@@ -69,8 +73,11 @@ def test_the_teachers_form_and_pages_need_no_token_when_only_the_api_is_protecte
     assert posted.status_code == 303
     assert guarded.get(posted.headers["Location"]).status_code == 200
     assert guarded.get("/predictdata").status_code == 200
-    upload = guarded.post("/predictdata", data={"class_list": (io.BytesIO(class_list(student)), "class.csv")},
-                          content_type="multipart/form-data")
+    upload = guarded.post(
+        "/predictdata",
+        data={"class_list": (io.BytesIO(class_list(student)), "class.csv")},
+        content_type="multipart/form-data",
+    )
     assert upload.status_code == 200 and b"data:text/csv" in upload.data  # the page of results, with its download
     for path in ("/", "/model", "/model.json", "/ready", "/health", "/openapi.json"):
         assert guarded.get(path).status_code == 200, path

@@ -33,9 +33,11 @@ def _students(n: int) -> list[dict]:
 
 def test_the_lane_answers_many_students_byte_for_byte_as_the_view(client, monkeypatch):
     students = _students(150)
-    students += [{**students[0], "reading_score": 0, "writing_score": 0},
-                 {**students[1], "reading_score": 100, "writing_score": 100},
-                 {**students[2], "reading_score": 61.5, "writing_score": 48.25}]
+    students += [
+        {**students[0], "reading_score": 0, "writing_score": 0},
+        {**students[1], "reading_score": 100, "writing_score": 100},
+        {**students[2], "reading_score": 61.5, "writing_score": 48.25},
+    ]
     public = dict(students[3])
     public["race/ethnicity"] = public.pop("race_ethnicity")
     public["reading score"] = public.pop("reading_score")
@@ -56,51 +58,76 @@ def test_the_lane_answers_many_students_byte_for_byte_as_the_view(client, monkey
     assert calls == [True] * len(students)  # the lane answered each, not Flask
 
 
-@pytest.mark.parametrize("body", [
-    '{"gender": "female"',  # not JSON
-    '["a list"]',
-    '{"gender": "female", "gender": "male", "race_ethnicity": "group B"}',
-    '{"gender": "Female", "race_ethnicity": "group B", "parental_level_of_education": "some college", '
-    '"lunch": "standard", "test_preparation_course": "none", "reading_score": 72, "writing_score": 70}',
-    '{"instances": [{"gender": "female"}]}',
-    '{"reading_score": 1e400}',
-    "",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"gender": "female"',  # not JSON
+        '["a list"]',
+        '{"gender": "female", "gender": "male", "race_ethnicity": "group B"}',
+        '{"gender": "Female", "race_ethnicity": "group B", "parental_level_of_education": "some college", '
+        '"lunch": "standard", "test_preparation_course": "none", "reading_score": 72, "writing_score": 70}',
+        '{"instances": [{"gender": "female"}]}',
+        '{"reading_score": 1e400}',
+        "",
+    ],
+)
 def test_what_the_lane_leaves_to_flask_is_answered_as_before(client, monkeypatch, body):
     with_lane, through_flask = _both_ways(client, monkeypatch, body)
     assert with_lane[0] != 200 or b"predictions" in with_lane[2]
     assert with_lane == through_flask
 
 
-@pytest.mark.parametrize(("content_type", "status"), [
-    ("application/json; charset=utf-8", 200), ("Application/JSON", 200), (" application/json", 200),
-    ("application/json\xa0", 415), ("application/json\x85", 415),  # not whitespace to HTTP, nor to werkzeug
-])
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        (" application/json", 200),
+        ("application/json\xa0", 415),
+        ("application/json\x85", 415),  # not whitespace to HTTP, nor to werkzeug
+    ],
+)
 def test_content_types_are_read_as_flask_reads_them(client, monkeypatch, student, content_type, status):
     with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), content_type=content_type)
     assert with_lane[0] == status and with_lane == through_flask
 
 
-@pytest.mark.parametrize(("authorization", "status"), [
-    (None, 401), ("Bearer not-the-token", 401), (f"Bearer {TOKEN}", 200), (f"bearer  {TOKEN} ", 200),
-])
-def test_the_api_token_is_checked_as_the_view_checks_it(store_dir, tmp_path, monkeypatch, student, authorization,
-                                                        status):
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (None, 401),
+        ("Bearer not-the-token", 401),
+        (f"Bearer {TOKEN}", 200),
+        (f"bearer  {TOKEN} ", 200),
+    ],
+)
+def test_the_api_token_is_checked_as_the_view_checks_it(store_dir, tmp_path, monkeypatch, student, authorization, status):
     from app import create_app
 
-    config = AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift",
-                       api_token_sha256=(hashlib.sha256(TOKEN.encode()).digest(),))
+    config = AppConfig(
+        artifacts_dir=store_dir, drift_dir=tmp_path / "drift", api_token_sha256=(hashlib.sha256(TOKEN.encode()).digest(),)
+    )
     client = create_app(config).test_client()
     headers = {"Authorization": authorization} if authorization else {}
     with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), headers=headers)
     assert with_lane[0] == status and with_lane == through_flask
 
 
-@pytest.mark.parametrize(("host", "status"), [
-    ("localhost:8000", 200), ("127.0.0.1", 200), ("[::1]:8000", 200), ("school.example", 200),
-    ("b\u00fccher.example", 200),  # an IDNA name Flask binds
-    ("a..b", 400), (".", 400), ("x" * 64, 400), ("x" * 64 + ".example", 400), ("a" * 254 + ":80", 400),
-])
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("localhost:8000", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:8000", 200),
+        ("school.example", 200),
+        ("b\u00fccher.example", 200),  # an IDNA name Flask binds
+        ("a..b", 400),
+        (".", 400),
+        ("x" * 64, 400),
+        ("x" * 64 + ".example", 400),
+        ("a" * 254 + ":80", 400),
+    ],
+)
 def test_a_host_flask_cannot_bind_its_urls_to_is_left_to_flask(client, monkeypatch, student, host, status):
     with_lane, through_flask = _both_ways(client, monkeypatch, json.dumps(student), headers={"Host": host})
     assert with_lane[0] == status and with_lane == through_flask
@@ -165,7 +192,8 @@ class _FailsOnce(_Counting):
 
 
 def test_an_observer_failing_after_another_counted_is_answered_as_the_app_answers_it_and_counted_once(
-        app, monkeypatch, student, caplog):
+    app, monkeypatch, student, caplog
+):
     from src.web.errors import request_failed
 
     services = app.extensions["student_math"]

@@ -5,17 +5,29 @@ import pytest
 from src.web.wording import band_sentence, chance_in_ten, chance_sentence, points_change, whole_points
 
 
-@pytest.mark.parametrize("band, sentence", [
-    ("needs_support", "The real math score is very likely below 50."),
-    ("uncertain", "The real math score could be either side of 50."),
-    ("on_track", "The real math score is very likely 50 or above."),
-])
+@pytest.mark.parametrize(
+    "band, sentence",
+    [
+        ("needs_support", "The real math score is very likely below 50."),
+        ("uncertain", "The real math score could be either side of 50."),
+        ("on_track", "The real math score is very likely 50 or above."),
+    ],
+)
 def test_each_band_is_a_grammatical_sentence(band, sentence):
     assert band_sentence(band, 50.0) == sentence
 
 
-@pytest.mark.parametrize("p, words", [(0.004, "under 1 in 100"), (0.03, "3 in 100"), (0.2, "2 in 10"),
-                                      (0.66, "7 in 10"), (0.95, "95 in 100"), (0.999, "over 99 in 100")])
+@pytest.mark.parametrize(
+    "p, words",
+    [
+        (0.004, "under 1 in 100"),
+        (0.03, "3 in 100"),
+        (0.2, "2 in 10"),
+        (0.66, "7 in 10"),
+        (0.95, "95 in 100"),
+        (0.999, "over 99 in 100"),
+    ],
+)
 def test_the_chance_is_said_in_words_never_as_a_decimal(p, words):
     assert chance_in_ten(p) == words
     sentence = chance_sentence(p, 50.0)
