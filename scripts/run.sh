@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install, train on the embedded default if no model exists yet, then serve on http://127.0.0.1:${PORT:-8000}.
-# The installation is skipped when the requirements have not changed since the last one (.venv/.requirements-stamp).
+# The installation (the requirements, then the project in editable mode) is skipped when neither the requirements
+# nor pyproject.toml have changed since the last one (.venv/.requirements-stamp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=.venv/.requirements-stamp
-wanted="$(cat requirements.txt requirements-train.txt | sha256sum | cut -d' ' -f1)"
+wanted="$(cat requirements.txt requirements-train.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing the requirements into .venv (about a minute the first time)..."
   python3 -m venv .venv
   .venv/bin/python -m pip install --upgrade pip
   .venv/bin/python -m pip install -r requirements-train.txt
+  .venv/bin/python -m pip install -e . --no-deps
   echo "$wanted" > "$stamp"
 else
   echo "requirements unchanged since the last install: skipping it"

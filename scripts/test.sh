@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Install the project with its test tools and run the linter and the test suite (arguments go to pytest).
-# The installation is skipped when no requirements file has changed since the last one made by this script.
+# The installation (the requirements, then the project itself in editable mode, which puts `src` on the path and
+# the `student-math` command in .venv/bin) is skipped when neither a requirements file nor pyproject.toml has
+# changed since the last one made by this script.
 # Its stamp (.venv/.requirements-dev-stamp) is not scripts/run.sh's (.venv/.requirements-stamp): run.sh
 # installs only the serving and training sets, this script requirements-dev.txt and every file it includes,
 # so each keeps the hash of what it installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=.venv/.requirements-dev-stamp
-# The names and hashes of every requirements file: requirements-dev.txt includes the others (-r), directly or
-# through another one. Sorted the same way whatever the locale.
-wanted="$(export LC_ALL=C; sha256sum requirements*.txt | sha256sum | cut -d' ' -f1)"
+# The names and hashes of every requirements file (requirements-dev.txt includes the others (-r), directly or
+# through another one) and of pyproject.toml. Sorted the same way whatever the locale.
+wanted="$(export LC_ALL=C; sha256sum requirements*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing the requirements and the test tools into .venv (a few minutes the first time)..."
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  .venv/bin/python -m pip install --quiet -e . --no-deps
   echo "$wanted" > "$stamp"
 else
   echo "requirements unchanged since the last install: skipping it"
@@ -27,4 +30,5 @@ if [ -f "$axe/package-lock.json" ] && command -v npm >/dev/null && { [ ! -f "$ax
   npm ci --prefix "$axe" --no-audit --no-fund --loglevel=error
 fi
 .venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check .
 .venv/bin/python -m pytest "$@"

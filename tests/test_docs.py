@@ -36,7 +36,7 @@ BARE_PYTHON = re.compile(r"(python|pip)(3(\.\d+)?)?")
 ELSEWHERE = re.compile(r"#\s*run (on|in) ")
 SHELL_LANGUAGES = {"bash", "sh", "shell"}
 OPERATORS = {"&&", "||", "|", ";", "&", "(", ")"}
-ENTRY_POINTS = {"__init__", "train_pipeline", "predict_pipeline", "batch_predict", "retrain", "promote", "publish"}
+ENTRY_POINTS = {"__init__", "cli", "train_pipeline", "predict_pipeline", "batch_predict", "retrain", "promote", "publish"}
 FOUNDATIONS = {
     "src",
     "src.schema",

@@ -1,4 +1,4 @@
-"""scripts/run.sh and scripts/test.sh do what they say, and install only when the requirements changed."""
+"""scripts/run.sh and scripts/test.sh do what they say, and install only when the requirements or pyproject.toml changed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def fake_project(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     project = tmp_path / "project"
     (project / "scripts").mkdir(parents=True)
     shutil.copy(PROJECT / "scripts" / "run.sh", project / "scripts" / "run.sh")
-    for name in ("requirements.txt", "requirements-train.txt"):
+    for name in ("requirements.txt", "requirements-train.txt", "pyproject.toml"):
         shutil.copy(PROJECT / name, project / name)
     (project / "artifacts").mkdir()
     (project / "artifacts" / "manifest.json").write_text("{}")
@@ -48,6 +48,7 @@ def test_run_sh_installs_with_progress_then_skips_while_the_requirements_are_unc
     assert "installing the requirements" in first.stdout
     log = calls.read_text()
     assert "python -m pip install -r requirements-train.txt" in log and "--quiet" not in log
+    assert "python -m pip install -e . --no-deps" in log  # the project itself, after its requirements
     assert "PROMETHEUS_MULTIPROC_DIR=unset" in log  # gunicorn.conf.py makes (and removes) the folder itself
 
     calls.write_text("")
@@ -64,6 +65,14 @@ def test_run_sh_installs_with_progress_then_skips_while_the_requirements_are_unc
     )
     assert third.returncode == 0 and "installing the requirements" in third.stdout
 
+    with open(project / "pyproject.toml", "a") as handle:
+        handle.write("# changed\n")
+    calls.write_text("")
+    fourth = subprocess.run(
+        ["bash", "scripts/run.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert fourth.returncode == 0 and "pip install -e . --no-deps" in calls.read_text()
+
 
 def fresh_clone(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """The scripts and requirements files of a fresh clone (no .venv), with python3 on PATH as a stand-in.
@@ -75,7 +84,7 @@ def fresh_clone(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     (project / "scripts").mkdir(parents=True)
     for name in ("run.sh", "test.sh"):
         shutil.copy(PROJECT / "scripts" / name, project / "scripts" / name)
-    for path in PROJECT.glob("requirements*.txt"):
+    for path in [*PROJECT.glob("requirements*.txt"), PROJECT / "pyproject.toml"]:
         shutil.copy(path, project / path.name)
     calls = tmp_path / "calls.log"
     calls.write_text("")
@@ -115,7 +124,9 @@ def test_test_sh_run_twice_in_a_fresh_clone_installs_once(tmp_path):
     log = calls.read_text()
     assert "installing the requirements" in first.stdout
     assert "python3 -m venv .venv" in log and "python -m pip install --quiet -r requirements-dev.txt" in log
-    assert "python -m ruff check ." in log and "python -m pytest -q tests/test_schema.py" in log
+    assert "python -m pip install --quiet -e . --no-deps" in log
+    assert "python -m ruff check ." in log and "python -m ruff format --check ." in log
+    assert "python -m pytest -q tests/test_schema.py" in log
 
     calls.write_text("")
     second = run_script(project, env, "test.sh")
@@ -139,13 +150,14 @@ def test_test_sh_installs_again_when_any_requirements_file_it_installs_changes(t
             if line.startswith(("-r ", "-c ")) and line.split()[1] not in installed
         ]
     assert installed >= {"requirements.txt", "requirements-train.txt", "requirements-dvc.txt", "requirements-spark.txt"}
-    for name in sorted(installed):
+    for name in [*sorted(installed), "pyproject.toml"]:
         with open(project / name, "a") as handle:
             handle.write("# changed\n")
         calls.write_text("")
         result = run_script(project, env, "test.sh")
         assert "installing the requirements" in result.stdout, name
         assert "pip install --quiet -r requirements-dev.txt" in calls.read_text(), name
+        assert "pip install --quiet -e . --no-deps" in calls.read_text(), name
         assert "skipping it" in run_script(project, env, "test.sh").stdout, name
 
 

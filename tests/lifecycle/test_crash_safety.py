@@ -44,13 +44,11 @@ def test_kill_9_at_twenty_moments_never_breaks_the_pointer_and_the_app_keeps_ser
     store = LocalStore(store_copy)
     app = create_app(AppConfig(artifacts_dir=store_copy, drift_dir=tmp_path / "drift"))
     slot, client = app.extensions[EXTENSION].slot, app.test_client()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
 
     def training(seed: int) -> subprocess.Popen:
         return subprocess.Popen(
             [*COMMAND, "--store", str(store_copy), "--seed", str(seed), "--runs-dir", str(tmp_path / "runs")],
             cwd=PROJECT,
-            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
