@@ -19,14 +19,13 @@ from src.web.headers import AnswerHeaders
 from src.web.model_slot import ModelSlot
 from src.web.monitoring import attach_monitoring
 from src.web.services import EXTENSION, Services
-from src.web.single_lane import SingleStudentLane
 
 ROOT = Path(__file__).resolve().parent
 
 
 def create_app(config: AppConfig | None = None) -> Flask:
-    """Build the app: logging, Flask settings, routes, error handlers, the single-student lane, body limits, security
-    headers and HSTS, metrics and drift, the model."""
+    """Build the app: logging, Flask settings, routes, error handlers, body limits, security headers and HSTS,
+    metrics and drift, the model."""
     config = config or AppConfig.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure_logging(config.log_level)
@@ -39,7 +38,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
     guarded = BodyGuard(
-        SingleStudentLane(app.wsgi_app, services, app),
+        app.wsgi_app,
         config.max_content_length,
         max_values=(config.max_batch + 1) * VALUES_PER_STUDENT,
         timeout=config.body_timeout,

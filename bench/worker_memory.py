@@ -47,7 +47,7 @@ for name in conf["SHARED_IMPORTS"]:
     importlib.import_module(name)
 steps.append(("shared imports (the master's, copy-on-write)", rss()))
 import flask, prometheus_client, prometheus_flask_exporter  # noqa: F401
-import src.web.prediction, src.web.monitoring, src.web.single_lane, src.web.openapi  # noqa: F401
+import src.web.prediction, src.web.monitoring, src.web.openapi  # noqa: F401
 steps.append(("the app's other imports", rss()))
 from src.answers.model import load_champion
 from src.store import LocalStore

@@ -29,7 +29,6 @@ from src.periodic import Periodic
 from src.web.errors import json_response, request_failed
 from src.web.security import monitoring_refused
 from src.web.services import Services, services
-from src.web.single_lane import ROUTE
 
 bp = Blueprint("monitoring", __name__)
 # Often enough that each flush is short (a burst of a few hundred buffered students, not thousands).
@@ -90,8 +89,7 @@ class _RequestHook:
     """WSGI middleware: each request is timed, counted and counted in flight (``RequestMetrics``).
 
     The status comes from ``start_response``; the matched URL rule from the request Flask keeps in the
-    environ (``werkzeug.request``) while it answers, read then because Flask clears it afterwards, or, for a
-    request the single-student lane answered, from the rule it names (``ROUTE``).
+    environ (``werkzeug.request``) while it answers, read then because Flask clears it afterwards.
     """
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], requests: RequestMetrics):
@@ -105,7 +103,7 @@ class _RequestHook:
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
             flask_request = environ.get("werkzeug.request")
-            rule = environ.get(ROUTE) or getattr(flask_request, "url_rule", None)
+            rule = getattr(flask_request, "url_rule", None)
             answered.append((status, rule))
             return start_response(status, headers, exc_info)
 
