@@ -228,7 +228,7 @@ def _answer_roster(items_wanted: bool = True) -> roster.RosterAnswer | Response:
         upload = request.files.get("class_list")
         data = upload.read() if upload is not None else b""
         if not data:
-            return json_error(422, "validation_failed", "choose a CSV file of the class first")
+            return json_error(422, "validation_failed", "choose the class's file (CSV or Excel .xlsx) first")
     try:
         parsed = roster.parse_roster(data, svc.config.max_batch)
     except roster.RosterError as err:
@@ -252,15 +252,28 @@ def _answer_roster(items_wanted: bool = True) -> roster.RosterAnswer | Response:
     return answer
 
 
+def _asked_dialect() -> roster.Dialect | None | Response:
+    """The CSV answer's dialect asked with ``?dialect=comma|semicolon|tab``; None: the uploaded file's own."""
+    name = request.args.get("dialect")
+    if name is None or name == "":
+        return None
+    if name not in roster.DIALECTS:
+        return _validation_failed([FieldError("dialect", "must be one of: " + ", ".join(roster.DIALECTS))])
+    return roster.DIALECTS[name]
+
+
 def _predict_csv() -> Response:
     as_csv = request.accept_mimetypes.best_match([JSON_TYPE, roster.CSV_TYPE]) == roster.CSV_TYPE
+    dialect = _asked_dialect()
+    if isinstance(dialect, Response):
+        return dialect
     with bulk_allocation():
         answer = _answer_roster(items_wanted=not as_csv)
         if isinstance(answer, Response):
             return answer
         if as_csv:
             return Response(
-                roster.roster_csv(answer),
+                roster.roster_csv(answer, dialect),
                 mimetype=roster.CSV_TYPE,
                 headers={"Content-Disposition": 'attachment; filename="class-predictions.csv"'},
             )
@@ -311,6 +324,8 @@ def _class_list_page() -> tuple[str, int] | str:
             )
         rows.append(shown)
     today = date.today()
+    # the answer in the file's own dialect, and in the other a spreadsheet may need (a European one: semicolons)
+    other_dialect = roster.DIALECTS["comma" if shown_roster.dialect.decimal == "," else "semicolon"]
     summary = {
         "rows": rows,
         "total": shown_roster.size,
@@ -319,7 +334,11 @@ def _class_list_page() -> tuple[str, int] | str:
         "background_decided": answer.background_decided(),
         "has_ids": answer.roster.has_ids,
         "download": roster.csv_data_uri(roster.roster_csv(answer)),
+        "download_words": shown_roster.dialect.words,
+        "other_download": roster.csv_data_uri(roster.roster_csv(answer, other_dialect)),
+        "other_download_words": other_dialect.words,
         "download_name": f"class-predictions-{today.isoformat()}.csv",
+        "warnings": shown_roster.warnings,
         "date": f"{today:%d %B %Y}".lstrip("0"),
         "model_version": answer.model_version,
         "factors_reason": answer.factors_reason,

@@ -1,23 +1,30 @@
 """Class lists as spreadsheets save them: parse, predict, answer as CSV or JSON.
 
-A class list is comma-, semicolon- or tab-separated (the separator is read from the header line), with
-headers of either style in any case, an optional ``student_id`` and an optional math score column (each
-student's real score, compared with the answer). Categories match ignoring case and surrounding spaces and
-are answered in the schema's spelling.
+A class list comes as a spreadsheet saves it: an Excel workbook (``.xlsx``, its first sheet) or text, UTF-8 or
+Windows-1252 (what Excel saves as "CSV" on a Western European Windows), comma-, semicolon- or tab-separated (the
+separator is read from the header line). A semicolon or tab file may write decimals with a comma ("72,5"), as
+such spreadsheets do; the answer as CSV is written in the file's own dialect (separator and decimal mark) unless
+another is asked for. Headers of either style in any case, an optional ``student_id`` and an optional math score
+column (each student's real score, compared with the answer). Other columns are left unread, named in one warning;
+columns that look like names or contact details are named in a privacy warning, their cells never read back.
+Categories match ignoring case and surrounding spaces and are answered in the schema's spelling.
 
 A bad row never fails the file: it keeps its place, with its row number and every field error. Only a
-problem with the file as a whole (not UTF-8, no header, a required column missing, an unknown column, more
-rows than MAX_BATCH) refuses it. Row numbers are the spreadsheet's: the header is row 1 and blank rows count,
-so that "row 5" is row 5 where the teacher looks for it; an error names the student id and the field's label
-as the page shows it.
+problem with the file as a whole (neither a workbook nor text, no header, a required column missing, a column
+given twice, more rows than MAX_BATCH) refuses it. Row numbers are the spreadsheet's: the header is row 1 and
+blank rows count, so that "row 5" is row 5 where the teacher looks for it; an error names the student id and the
+field's label as the page shows it.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import functools
 import io
+import re
+import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +56,6 @@ from src.schema import (
 )
 from src.validation import (
     MAX_DETAILS,
-    REQUIRED,
-    UNEXPECTED,
     FieldError,
     StudentColumns,
     check_text_columns,
@@ -81,6 +86,7 @@ OUTPUT_COLUMNS = (
 )
 # Every score and range bound as the CSV answer writes it (one decimal, 0-100): k/10 for k = 0 .. 1000.
 _ONE_DECIMAL = np.array([f"{k / 10:.1f}" for k in range(int(TARGET.maximum) * 10 + 1)], dtype=object)
+_ONE_DECIMAL_COMMA = np.array([text.replace(".", ",") for text in _ONE_DECIMAL], dtype=object)
 # A math score column (the public download's) is each student's real score: checked, and compared with the answer.
 _ACCEPTED = frozenset(FEATURE_NAMES) | {STUDENT_ID, TARGET.name}
 _CATEGORY_NAMES = frozenset(f.name for f in CATEGORICAL_FEATURES)
@@ -130,6 +136,29 @@ class Roster:
     failed: Mapping[int, RosterRow]  # the other rows, by position, in order
     reals: np.ndarray | None = None  # a labeled file's real math scores of the rows answered (NaN: blank)
     numbers: Sequence[int] = ()  # each row's spreadsheet row (the header is row 1, blank rows count)
+    dialect: Dialect = field(default_factory=lambda: DEFAULT_DIALECT)  # the file's separator and decimal mark
+    source: str = "utf-8"  # "xlsx", "utf-8" or "windows-1252"
+    ignored: tuple[str, ...] = ()  # the columns left unread, as the file names them
+    private: tuple[str, ...] = ()  # the columns left unread that look like names or contact details
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a teacher should know of how the file was read: the columns left unread (one warning listing them)
+        and those that look like names or contact details (named, their cells never read)."""
+        said = []
+        if self.private:
+            said.append(
+                f"{_listed(self.private)} {'looks' if len(self.private) == 1 else 'look'} like "
+                "names or contact details: not read, and not in the results. Please leave such columns out of the "
+                "files you upload: the predictions need none of them."
+            )
+        if self.ignored:
+            count = len(self.ignored)
+            said.append(
+                f"{count} {'column was' if count == 1 else 'columns were'} not used, as the predictions do not "
+                f"need {'it' if count == 1 else 'them'}: {_listed(self.ignored)}."
+            )
+        return said
 
     @property
     def has_ids(self) -> bool:
@@ -198,36 +227,8 @@ class RosterAnswer:
 
 def parse_roster(data: bytes, max_rows: int) -> Roster:
     """Read a class list; RosterError for a problem with the whole file, row errors kept with their rows."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise RosterError(400, "malformed_csv", f"the file is not UTF-8 text (byte {err.start})") from err
-    # Every cell and row becomes a Python object: a file of commas or of short rows would cost a worker far more
-    # memory than its size. Cells are bounded before reading (a class list has 8 columns), rows while reading.
-    if data.count(b"\n") > (max_rows + 1) * MAX_LINES_PER_ROW:
-        raise RosterError(
-            413,
-            "batch_too_large",
-            f"the file has more lines than {max_rows} students need "
-            f"(at most {MAX_LINES_PER_ROW} per student, blank ones included)",
-        )
-    delimiter = sniff_delimiter(text)
-    if data.count(delimiter.encode()) > (max_rows + 1) * MAX_CELLS_PER_ROW:
-        raise RosterError(
-            413,
-            "batch_too_large",
-            f"the file has more cells than {max_rows} students can fill (at most {MAX_CELLS_PER_ROW} per row)",
-        )
-    lines: list[tuple[int, list[str]]] = []  # each with its spreadsheet row (the header is row 1)
-    counted = 0
-    try:
-        for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
-            if cells and (cells[0].strip() or any(c.strip() for c in cells)):  # the first cell decides most rows
-                counted += 1
-                if counted <= max_rows + 1:  # beyond, rows are only counted, for the message
-                    lines.append((number, cells))
-    except csv.Error as err:
-        raise RosterError(400, "malformed_csv", f"the file is not readable CSV: {err}") from err
+    source = read_class_file(data, max_rows)
+    lines, counted, dialect = source.lines, source.counted, source.dialect
     if not lines:
         raise RosterError(
             422,
@@ -237,7 +238,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
         )
     raw_header = lines[0][1]
     header = [canonical_name(h.strip().lower()) for h in raw_header]
-    _check_header(raw_header, header)
+    ignored, private = _check_header(raw_header, header)
     numbers = [number for number, _ in lines[1:]]
     body = [cells for _, cells in lines[1:]]
     if not body:
@@ -263,6 +264,17 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     )
     by_column = list(zip(*rows, strict=True))
     cells = {name: list(by_column[i]) for name, i in positions}
+    real_cells = list(by_column[real_at]) if real_at is not None else None
+    if dialect.separator != ",":  # "72,5" is a number where the comma does not separate cells
+        commas = False
+        for name in NUMERIC_NAMES:
+            cells[name], seen = _decimal_points(cells[name])
+            commas |= seen
+        if real_cells is not None:
+            real_cells, seen = _decimal_points(real_cells)
+            commas |= seen
+        if commas:
+            dialect = Dialect(dialect.separator, ",")
     ids = list(by_column[id_at]) if id_at is not None else None
     if ids is not None and not all(whole):  # a short row's missing id is no id
         ids = [cell if ok or id_at < len(raw) else None for cell, ok, raw in zip(ids, whole, body, strict=True)]
@@ -274,7 +286,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
     if real_at is not None:  # each real score checked by the target's rule (blank allowed: not known yet)
         reals = np.full(size, np.nan)
         real_errors = {}
-        for at, cell in enumerate(by_column[real_at]):
+        for at, cell in enumerate(real_cells or ()):
             if not whole[at]:
                 continue
             _, real, broken = take_real_score({TARGET.name: cell}, numbers[at], from_form=True)
@@ -297,7 +309,20 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
                 errors.append(FieldError(STUDENT_ID, f"must be at most {MAX_ID_LENGTH} characters", number))
         failed[at] = RosterRow(number, values, student_id, tuple(errors))
     students = checked if (valid == ok).all() else checked.take(valid[ok])
-    return Roster(size, cells, ids, valid, students, failed, None if reals is None else reals[valid], numbers)
+    return Roster(
+        size,
+        cells,
+        ids,
+        valid,
+        students,
+        failed,
+        None if reals is None else reals[valid],
+        numbers,
+        dialect=dialect,
+        source=source.kind,
+        ignored=ignored,
+        private=private,
+    )
 
 
 DELIMITERS = (",", ";", "\t")
@@ -325,22 +350,210 @@ def field_label(field: str) -> str:
     return "Student id" if field == STUDENT_ID else field
 
 
-def _check_header(raw: Sequence[str], header: Sequence[str]) -> None:
-    errors = [
-        FieldError(short_field(original.strip() or f"column {i + 1}"), UNEXPECTED + " (as a column)")
-        for i, (original, name) in enumerate(zip(raw, header, strict=True))
-        if name not in _ACCEPTED
-    ]
+def _check_header(raw: Sequence[str], header: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Refuse a header without every feature or with a column given twice; else the columns left unread (as the
+    file names them), those that look like names or contact details apart."""
+    errors: list[FieldError] = []
     seen: set[str] = set()
     for original, name in zip(raw, header, strict=True):
-        if name in seen:
+        if name in _ACCEPTED and name in seen:
             errors.append(FieldError(short_field(original.strip()), f"is given twice (as {short_field(name)!r} too)"))
         seen.add(name)
-    errors += [FieldError(name, REQUIRED + " (as a column)") for name in FEATURE_NAMES if name not in header]
+    errors += [
+        FieldError(name, f"is missing: the file needs a column headed {name} ({field_label(name)})")
+        for name in FEATURE_NAMES
+        if name not in header
+    ]
     if errors:
         shown = "; ".join(f"{e.field}: {e.message}" for e in errors[:MAX_DETAILS])
         more = f" (and {len(errors) - MAX_DETAILS} more)" if len(errors) > MAX_DETAILS else ""
         raise RosterError(422, "validation_failed", f"the header row is not a class list: {shown}{more}", errors)
+    unread = [
+        short_field(original.strip() or f"column {i + 1}")
+        for i, (original, name) in enumerate(zip(raw, header, strict=True))
+        if name not in _ACCEPTED and (original.strip() or i < len(raw) - 1)
+    ]
+    private = tuple(name for name in unread if looks_personal(name))
+    return tuple(name for name in unread if name not in private), private
+
+
+# Words of a header that names a person or how to reach them: such a column should never be uploaded.
+_PERSONAL_WORDS = frozenset(
+    "name names firstname lastname surname surnames forename forenames givenname familyname fullname middlename "
+    "email mail address street postcode zip phone telephone mobile birthday dob".split()
+)
+_PERSONAL_PAIRS = (("first", "name"), ("last", "name"), ("given", "name"), ("family", "name"), ("date", "birth"))
+_NOT_A_PERSON = frozenset("school class course subject group form".split())
+
+
+def looks_personal(header: str) -> bool:
+    """Whether a column's header looks like a person's name or contact details ("First name", "surname",
+    "Pupil e-mail", "Home address"); a school's, class's or course's name is not a person's."""
+    words = re.findall(r"[a-z]+", header.lower().replace("e-mail", "email"))
+    if not words or _NOT_A_PERSON.intersection(words):
+        return False
+    if _PERSONAL_WORDS.intersection(words):
+        return True
+    return any(a in words and b in words for a, b in _PERSONAL_PAIRS)
+
+
+NUMERIC_NAMES = tuple(f.name for f in FEATURES if not isinstance(f, CategoricalFeature))
+_COMMA_NUMBER = re.compile(r"\s*[+-]?[0-9]+,[0-9]+\s*")
+
+
+def _decimal_points(column: list[str]) -> tuple[list[str], bool]:
+    """A number column of a semicolon or tab file with each decimal comma written as a point ("72,5" -> "72.5"),
+    and whether there was one. Only a cell that is a number once its one comma is a point changes."""
+    if not any("," in cell for cell in column):
+        return column, False
+    return [c.replace(",", ".") if "," in c and _COMMA_NUMBER.fullmatch(c) else c for c in column], True
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV file writes its cells: the separator and the decimal mark."""
+
+    separator: str
+    decimal: str
+
+    @property
+    def name(self) -> str:
+        return next((name for name, d in DIALECTS.items() if d == self), "comma")
+
+    @property
+    def words(self) -> str:
+        """The dialect for a person: "semicolons, decimal commas"."""
+        separator = {",": "commas", ";": "semicolons", "\t": "tabs"}[self.separator]
+        return f"{separator}, decimal {'commas' if self.decimal == ',' else 'points'}"
+
+
+# The dialects an answer can be asked in: what English-language spreadsheets write, what European ones write (a
+# semicolon because the comma is the decimal mark), and tabs.
+DIALECTS = {"comma": Dialect(",", "."), "semicolon": Dialect(";", ","), "tab": Dialect("\t", ".")}
+DEFAULT_DIALECT = DIALECTS["comma"]
+
+
+@dataclass(frozen=True)
+class ClassFile:
+    """A class list's non-blank rows as text cells, each with its spreadsheet row, and how the file was read."""
+
+    lines: list[tuple[int, list[str]]]
+    counted: int  # every non-blank row, the header too (rows beyond MAX_BATCH + 1 are counted, not kept)
+    dialect: Dialect
+    kind: str  # "xlsx", "utf-8" or "windows-1252"
+
+
+MAX_XLSX_COLUMNS = 256  # columns of a sheet read; a school export has dozens
+MAX_XLSX_BYTES = 64 * 1024 * 1024  # a workbook's parts unpacked, at most (a zip bomb is refused unread)
+_ZIP = b"PK\x03\x04"
+_OLD_EXCEL = b"\xd0\xcf\x11\xe0"
+
+
+def read_class_file(data: bytes, max_rows: int) -> ClassFile:
+    """The rows of an uploaded class list, a workbook's first sheet or a text file's lines; RosterError when the
+    file is neither, or too large for ``max_rows`` students."""
+    if data.startswith(_ZIP):
+        return ClassFile(*_xlsx_lines(data, max_rows), DEFAULT_DIALECT, "xlsx")
+    if data.startswith(_OLD_EXCEL):
+        raise RosterError(
+            400, "malformed_csv", "the file is an old Excel workbook (.xls): save it as .xlsx or as CSV and upload that"
+        )
+    kind = "utf-8"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Not UTF-8: text from a Western European Windows (Excel's "CSV") is Windows-1252, of which Latin-1 is all
+        # but five bytes; either reads every byte.
+        kind = "windows-1252"
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    if "\x00" in text:
+        raise RosterError(
+            400, "malformed_csv", "the file is neither a spreadsheet (.xlsx) nor text saved as CSV: save it as one"
+        )
+    # Every cell and row becomes a Python object: a file of commas or of short rows would cost a worker far more
+    # memory than its size. Cells are bounded before reading, rows while reading.
+    if data.count(b"\n") > (max_rows + 1) * MAX_LINES_PER_ROW:
+        raise RosterError(
+            413,
+            "batch_too_large",
+            f"the file has more lines than {max_rows} students need "
+            f"(at most {MAX_LINES_PER_ROW} per student, blank ones included)",
+        )
+    delimiter = sniff_delimiter(text)
+    if data.count(delimiter.encode()) > (max_rows + 1) * MAX_CELLS_PER_ROW:
+        raise RosterError(
+            413,
+            "batch_too_large",
+            f"the file has more cells than {max_rows} students can fill (at most {MAX_CELLS_PER_ROW} per row)",
+        )
+    lines: list[tuple[int, list[str]]] = []  # each with its spreadsheet row (the header is row 1)
+    counted = 0
+    try:
+        for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
+            if cells and (cells[0].strip() or any(c.strip() for c in cells)):  # the first cell decides most rows
+                counted += 1
+                if counted <= max_rows + 1:  # beyond, rows are only counted, for the message
+                    lines.append((number, cells))
+    except csv.Error as err:
+        raise RosterError(400, "malformed_csv", f"the file is not readable CSV: {err}") from err
+    decimal = "," if delimiter == ";" else "."
+    return ClassFile(lines, counted, Dialect(delimiter, decimal), kind)
+
+
+def _xlsx_lines(data: bytes, max_rows: int) -> tuple[list[tuple[int, list[str]]], int]:
+    """The non-blank rows of a workbook's first sheet as text cells (numbers as written, without a trailing .0)."""
+    from openpyxl import load_workbook  # imported when a workbook comes: most class lists are CSV
+
+    unreadable = "the file looks like an Excel workbook (.xlsx) but cannot be read"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as err:
+        raise RosterError(400, "malformed_csv", f"{unreadable}: {err}") from err
+    if unpacked > MAX_XLSX_BYTES:
+        raise RosterError(413, "batch_too_large", f"the workbook unpacks to more than {MAX_XLSX_BYTES // 2**20} MB")
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as err:
+        raise RosterError(400, "malformed_csv", f"{unreadable}: {err}") from err
+    lines: list[tuple[int, list[str]]] = []
+    counted = 0
+    try:
+        sheets = book.worksheets
+        if not sheets:
+            raise RosterError(400, "malformed_csv", f"{unreadable}: it has no sheet")
+        for number, row in enumerate(sheets[0].iter_rows(values_only=True, max_col=MAX_XLSX_COLUMNS), start=1):
+            cells = [_xlsx_text(value) for value in row]
+            if any(c.strip() for c in cells):
+                counted += 1
+                if counted > max_rows + 1:
+                    raise RosterError(413, "batch_too_large", f"at most {max_rows} students per file, got more")
+                lines.append((number, cells))
+    except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as err:
+        raise RosterError(400, "malformed_csv", f"{unreadable}: {err}") from err
+    finally:
+        book.close()
+    if lines:  # a sheet's rows are as wide as its widest: cut each to the header's last filled cell
+        header = lines[0][1]
+        width = max((i + 1 for i, c in enumerate(header) if c.strip()), default=0)
+        lines = [(n, (cells + [""] * width)[:width]) for n, cells in lines]
+    return lines, counted
+
+
+def _xlsx_text(value: Any) -> str:
+    """A workbook cell as the text a CSV export would hold: 72 for 72.0, the shortest exact text of a decimal."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
 
 
 def answer_roster(pipeline: PredictPipeline, roster: Roster, bands: Bands, *, items_wanted: bool = True) -> RosterAnswer:
@@ -383,7 +596,14 @@ def roster_json(answer: RosterAnswer) -> dict[str, Any]:
         payload["factors_reason"] = answer.factors_reason
     if answer.evaluation is not None:
         payload["evaluation"] = answer.evaluation
+    if answer.roster.warnings:
+        payload["warnings"] = answer.roster.warnings
     return payload
+
+
+def _listed(names: Sequence[str], most: int = 60) -> str:
+    shown = ", ".join(f"“{n}”" for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _rows_of(n: int, at: np.ndarray, values: Any) -> list[str]:
@@ -393,12 +613,15 @@ def _rows_of(n: int, at: np.ndarray, values: Any) -> list[str]:
     return column.tolist()
 
 
-def roster_csv(answer: RosterAnswer) -> str:
+def roster_csv(answer: RosterAnswer, dialect: Dialect | None = None) -> str:
     """The CSV answer: the uploaded rows in order, with the predicted score, range, chance below the cut, band as a
     code and in the page's words, band without background, top factor and error; a labeled file also gets the
     real score, the prediction minus it, whether it was inside the range and whether the band was right (empty
-    where the real score was blank or the band made no claim)."""
+    where the real score was blank or the band made no claim). Written in ``dialect``, by default the file's own
+    (separator and decimal mark), so that the spreadsheet that saved the file opens the answer in columns."""
     roster = answer.roster
+    dialect = dialect or roster.dialect
+    comma = dialect.decimal == ","
     ids = roster.ids
     labeled = answer.evaluated is not None
     header = [
@@ -414,7 +637,7 @@ def roster_csv(answer: RosterAnswer) -> str:
         at = np.flatnonzero(roster.valid)
         predictions = answer.answers.predictions
         scores, lows, highs = (
-            _rows_of(n, at, _ONE_DECIMAL[np.rint(values * 10).astype(np.int64)])  # rounded, as text
+            _rows_of(n, at, (_ONE_DECIMAL_COMMA if comma else _ONE_DECIMAL)[np.rint(values * 10).astype(np.int64)])
             for values in (predictions.scores, predictions.low, predictions.high)
         )
         bands = _rows_of(n, at, answer.answers.bands)
@@ -423,7 +646,7 @@ def roster_csv(answer: RosterAnswer) -> str:
         words = _rows_of(n, at, titles[coded.codes])  # type: ignore[union-attr]
         if answer.answers.below_cut is not None:
             rounded = round_as_python(answer.answers.below_cut, PROBABILITY_DECIMALS)
-            chances = _rows_of(n, at, [f"{v:.3f}" for v in rounded.tolist()])
+            chances = _rows_of(n, at, [_decimal(f"{v:.3f}", comma) for v in rounded.tolist()])
         if answer.answers.without_background is not None:
             withouts = _rows_of(n, at, answer.answers.without_background)
     errors = [""] * n
@@ -444,26 +667,33 @@ def roster_csv(answer: RosterAnswer) -> str:
                 column = np.array(given[j], dtype=object)
                 column[at] = roster.students.values(name)
                 given[j] = column.tolist()
+            elif comma:  # a number as the dialect writes it
+                column = np.array(given[j], dtype=object)
+                column[at] = [_decimal(f"{v:g}", comma) for v in roster.students.values(name).tolist()]
+                given[j] = column.tolist()
     first = [roster.numbers or range(2, n + 2)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
     outcomes = (
         [
-            ["" if i in roster.failed else _outcome_cell(item.get(name)) for i, item in enumerate(answer.items)]
+            ["" if i in roster.failed else _outcome_cell(item.get(name), comma) for i, item in enumerate(answer.items)]
             for name in OUTCOME_COLUMNS
         ]
         if labeled
         else []
     )
     return csv_columns_text(
-        header, [*first, *given, scores, lows, highs, chances, bands, words, withouts, answer.top_factors, errors, *outcomes]
+        header,
+        [*first, *given, scores, lows, highs, chances, bands, words, withouts, answer.top_factors, errors, *outcomes],
+        dialect.separator,
     )
 
 
 _NEEDS_QUOTES = (",", '"', "\n")  # what csv.writer(lineterminator="\\n") quotes: a lone "\\r" it does not
 
 
-def csv_columns_text(header: Sequence[str], columns: Sequence[Sequence[Any]]) -> str:
-    """The CSV text ``csv.writer(out, lineterminator="\\n")`` writes for the header and these rows, given by column
-    (two columns or more: a row of one empty cell, which the writer writes as ``""``, never occurs here).
+def csv_columns_text(header: Sequence[str], columns: Sequence[Sequence[Any]], separator: str = ",") -> str:
+    """The CSV text ``csv.writer(out, lineterminator="\\n", delimiter=separator)`` writes for the header and these
+    rows, given by column (two columns or more: a row of one empty cell, which the writer writes as ``""``, never
+    occurs here).
 
     Each column is made text once (None as empty, other values by ``str``) and quoted as the writer quotes (a
     cell holding a comma, a quote or a line break, quotes doubled); a column of plain cells, nearly all of them,
@@ -472,30 +702,37 @@ def csv_columns_text(header: Sequence[str], columns: Sequence[Sequence[Any]]) ->
     """
     if len(header) < 2:
         raise ValueError("a class list's CSV has two columns or more")
-    cells = [_csv_column(column) for column in columns]
-    return "\n".join([",".join(map(_quoted, header)), *map(",".join, zip(*cells, strict=True))]) + "\n"
+    marks = (separator, '"', "\n")
+    cells = [_csv_column(column, marks) for column in columns]
+    return (
+        "\n".join([separator.join(_quoted(h, marks) for h in header), *map(separator.join, zip(*cells, strict=True))]) + "\n"
+    )
 
 
-def _csv_column(column: Sequence[Any]) -> list[str]:
+def _csv_column(column: Sequence[Any], marks: Sequence[str] = _NEEDS_QUOTES) -> list[str]:
     text = [c if type(c) is str else "" if c is None else str(c) for c in column]
     joined = "".join(text)
-    if not any(mark in joined for mark in _NEEDS_QUOTES):
+    if not any(mark in joined for mark in marks):
         return text
-    return [_quoted(c) for c in text]
+    return [_quoted(c, marks) for c in text]
 
 
-def _quoted(cell: str) -> str:
-    if any(mark in cell for mark in _NEEDS_QUOTES):
+def _quoted(cell: str, marks: Sequence[str] = _NEEDS_QUOTES) -> str:
+    if any(mark in cell for mark in marks):
         return '"' + cell.replace('"', '""') + '"'
     return cell
 
 
-def _outcome_cell(value: Any) -> str:
+def _decimal(text: str, comma: bool) -> str:
+    return text.replace(".", ",") if comma else text
+
+
+def _outcome_cell(value: Any, comma: bool = False) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return f"{value:g}"
+    return _decimal(f"{value:g}", comma)
 
 
 def template_csv() -> str:

@@ -29,8 +29,8 @@ def to_csv(rows, header_style="snake", ids=None):
     return out.getvalue()
 
 
-def post_csv(client, text, accept="application/json"):
-    return client.post("/predictdata", data=text.encode(), headers={"Content-Type": "text/csv", "Accept": accept})
+def post_csv(client, text, accept="application/json", query=""):
+    return client.post("/predictdata" + query, data=text.encode(), headers={"Content-Type": "text/csv", "Accept": accept})
 
 
 @pytest.mark.parametrize("style", ["snake", "public"])
@@ -122,9 +122,11 @@ def test_formulas_in_passed_through_text_are_defused(client, student):
     ("body", "status", "error", "text"),
     [
         (b"", 422, "validation_failed", "empty"),
-        (b"gender,race_ethnicity\n", 422, "validation_failed", "parental_level_of_education: is required"),
-        (("name," + ",".join(FEATURE_NAMES) + "\n").encode(), 422, "validation_failed", "name: is not an accepted"),
-        (b"\xff\xfe\x00gender", 400, "malformed_csv", "not UTF-8"),
+        (b"gender,race_ethnicity\n", 422, "validation_failed", "parental_level_of_education: is missing"),
+        ((",".join(FEATURE_NAMES) + ",lunch\n").encode(), 422, "validation_failed", "lunch: is given twice"),
+        (b"\xff\xfe\x00gender", 400, "malformed_csv", "neither a spreadsheet (.xlsx) nor text"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1", 400, "malformed_csv", "old Excel workbook (.xls)"),
+        (b"PK\x03\x04broken", 400, "malformed_csv", "looks like an Excel workbook (.xlsx) but cannot be read"),
         ((",".join(FEATURE_NAMES) + "\n").encode(), 422, "validation_failed", "no student rows"),
     ],
 )
@@ -222,9 +224,11 @@ def test_the_form_page_says_why_a_file_is_refused(client):
     )
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and 'id="class-error" role="alert"' in html
-    assert "a: is not an accepted field (as a column)" in html and 'aria-invalid="true"' in html
+    assert "lunch: is missing: the file needs a column headed lunch (Lunch)" in html and 'aria-invalid="true"' in html
     nothing = client.post("/predictdata", data={"upload": "class_list"}, content_type="multipart/form-data")
-    assert nothing.status_code == 422 and "choose a CSV file" in nothing.get_data(as_text=True)
+    assert nothing.status_code == 422 and "choose the class&#39;s file (CSV or Excel .xlsx)" in nothing.get_data(
+        as_text=True
+    )
 
 
 @pytest.mark.parametrize("cell", ["7_5", "\uff17\uff12", "nan", "0x10"])
@@ -246,7 +250,7 @@ def test_an_uploaded_file_that_is_not_csv_text_is_a_422_form_page(client):
     response = client.post(
         "/predictdata", data={"class_list": (io.BytesIO(png), "class.png")}, content_type="multipart/form-data"
     )
-    assert response.status_code == 422 and "not UTF-8 text" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "neither a spreadsheet (.xlsx) nor text" in response.get_data(as_text=True)
 
 
 def spreadsheet_text(rows, ids, delimiter, header_case=str):
@@ -275,9 +279,15 @@ def test_a_semicolon_or_tab_separated_list_with_any_case_gets_the_same_answers_a
         for r in rows
     ]
     text = spreadsheet_text(loose, ids, delimiter, header_case=str.title)
-    answer = post_csv(client, "\ufeff" + text, accept="text/csv")
+    answer = post_csv(client, "\ufeff" + text, accept="text/csv", query="?dialect=comma")
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert answer.get_data(as_text=True) == exact  # same answers, categories in the schema's spelling
+    own = post_csv(client, text, accept="text/csv").get_data(as_text=True)  # by default, in the file's own dialect
+    decimal = "," if delimiter == ";" else "."
+    assert list(csv.reader(io.StringIO(own), delimiter=delimiter)) == [
+        [cell.replace(".", decimal) if re.fullmatch(r"[0-9.]+", cell) else cell for cell in row]
+        for row in csv.reader(io.StringIO(exact))
+    ]
     body = post_csv(client, text).get_json()
     assert body == post_csv(client, to_csv(rows, ids=ids)).get_json()
 
