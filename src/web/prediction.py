@@ -24,6 +24,7 @@ from werkzeug.datastructures import MultiDict
 
 from src.answers.bands import Bands
 from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
+from src.answers.evaluation import REAL_SCORE
 from src.answers.factors import describe_factor
 from src.answers.model import PredictPipeline
 from src.answers.unknowns import predict_with_unknowns, supports_unknowns
@@ -67,6 +68,7 @@ from src.web.wording import (
     chance_in_ten,
     chance_sentence,
     points_change,
+    range_ends,
     whole_points,
 )
 
@@ -317,8 +319,13 @@ def _class_list_page() -> tuple[str, int] | str:
                 chance=chance,
                 chance_words="" if chance is None else chance_in_ten(chance),
                 score=whole_points(item["math_score"]),
-                low=whole_points(item["interval"]["low"], cut, "low"),
-                high=whole_points(item["interval"]["high"], cut, "high"),
+                **dict(
+                    zip(
+                        ("low", "high"),
+                        range_ends(item["interval"]["low"], item["interval"]["high"], cut, item.get(REAL_SCORE)),
+                        strict=True,
+                    )
+                ),
                 flip=BAND_TITLES[without] if without and without != band else None,
                 top=answer.top_factors[i],
             )

@@ -52,6 +52,17 @@ def whole_points(value: float, cut: float | None = None, end: str = "") -> str:
     return f"{whole:d}"
 
 
+def range_ends(low: float, high: float, cut: float | None = None, real: float | None = None) -> tuple[str, str]:
+    """A range's ends as a page prints them: whole points outwards (``whole_points``), except where a real score
+    lies outside the range as the answer reports it (to one decimal: what "inside the range" is decided on) but
+    within those whole points: then one decimal, so that the printed range never contradicts the verdict beside
+    it ("64.7–84.0", real score 64: outside)."""
+    shown = whole_points(low, cut, "low"), whole_points(high, cut, "high")
+    if real is not None and not low <= real <= high and float(shown[0]) <= real <= float(shown[1]):
+        return f"{low:.1f}", f"{high:.1f}"
+    return shown
+
+
 def points_change(points: float) -> str:
     """A change of the prediction in whole points: 'raise it by 3 points', never '-0.0'."""
     whole = round(points)
