@@ -2,6 +2,20 @@
 
 Every other module reads the feature names, their order, the allowed categories, the numeric ranges and the
 header aliases of the public download from here; nothing else spells them out.
+
+How text is matched to the schema, the same in every channel that carries text (the teachers' form, class lists,
+the batch command's files on either engine, and training files):
+
+- a header is matched ignoring case and surrounding spaces, in either style (``Reading Score`` is
+  ``reading_score``): ``canonical_name``;
+- a category is matched ignoring case and surrounding spaces and kept in the schema's spelling (``" Female "``
+  is ``female``, ``" group b "`` is ``group B``): ``canonical_category``; any other text is refused with the rule;
+- a number is plain decimal text (an optional sign, digits, a point, an exponent: ``72``, ``+72``, ``.5``,
+  ``7.2e1``), surrounding spaces ignored; a decimal comma (``7,5``) is refused with a message of its own:
+  ``NUMBER_PATTERN``.
+
+The JSON API is typed, not text: it takes the schema's names (or the public download's headers) and categories
+exactly as written here, and numbers as JSON numbers.
 """
 
 from __future__ import annotations
@@ -169,9 +183,28 @@ REAL_SCORE_KEYS: tuple[str, ...] = (TARGET.name, *(a for a, n in HEADER_ALIASES.
 REAL_SCORE = "real_math_score"
 
 
+# A number written as text: ASCII digits, an optional sign, point and exponent. Python's float() also reads "7_5" as
+# 75 and full-width digits; both are refused rather than read as something else.
+NUMBER_PATTERN = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+# A decimal written with a comma ("7,5"): refused with its own message, never read as 75 or 7.5.
+DECIMAL_COMMA_PATTERN = r"[+-]?[0-9]*,[0-9]+"
+
+_HEADERS: dict[str, str] = {**{name: name for name in (*COLUMNS, STUDENT_ID)}, **HEADER_ALIASES}
+_SPELLINGS: dict[str, dict[str, str]] = {
+    f.name: {c.casefold(): c for c in f.categories} for f in FEATURES if isinstance(f, CategoricalFeature)
+}
+
+
 def canonical_name(header: str) -> str:
-    """Map a header of either style to the schema's snake_case name (unknown headers pass through)."""
-    return HEADER_ALIASES.get(header, header)
+    """A header of either style, in any case and with surrounding spaces, as the schema's snake_case name
+    (``" Reading Score"`` is ``reading_score``); a header that names no column passes through unchanged."""
+    return _HEADERS.get(header.strip().casefold(), header)
+
+
+def canonical_category(name: str, text: str) -> str:
+    """A category of feature ``name`` as a spreadsheet or a person may type it (any case, surrounding spaces) in
+    the schema's spelling; text that matches no category comes back unchanged, to be refused with the rule."""
+    return _SPELLINGS[name].get(text.strip().casefold(), text)
 
 
 def describe() -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""Checking students against the schema: one request at a time, or a whole training file at once.
+"""Checking students against the schema: one JSON or form student, a JSON batch, a class list's columns, a batch
+file's table, or a training file.
 
-Nothing here fixes a value: a field that breaks a rule is reported with the field's name and the rule.
+Every check applies the rules of src/schema.py (text matched as its docstring says, JSON exactly). Nothing
+else is changed: a field that breaks a rule is reported with the field's name and the rule.
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ import pandas as pd
 
 from src.schema import (
     CATEGORICAL_FEATURES,
+    COLUMNS,
+    DECIMAL_COMMA_PATTERN,
     FEATURE_NAMES,
     FEATURES,
     HEADER_ALIASES,
+    NUMBER_PATTERN,
     NUMERIC_FEATURES,
     REAL_SCORE,
     REAL_SCORE_KEYS,
     STUDENT_ID,
     TARGET,
+    CategoricalFeature,
     NumericFeature,
     SchemaError,
+    canonical_category,
     canonical_name,
 )
 
@@ -49,11 +56,9 @@ _LABEL_KEYS: dict[Any, str] = {**_ACCEPTED_KEYS, **dict.fromkeys(REAL_SCORE_KEYS
 MAX_DETAILS = 50
 MAX_FIELD_CHARS = 64
 OTHER_FIELD = "other"
-# A decimal written with a comma ("7,5"): refused with its own message, never read as 75 or 7.5.
-_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
-# A number as a form sends it: ASCII digits, an optional point and exponent. Python's float() also reads
-# "7_5" as 75 and full-width digits; both are refused here rather than read as something else.
-_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# The text rules of src/schema.py (its docstring says them once).
+_DECIMAL_COMMA = re.compile(DECIMAL_COMMA_PATTERN)
+_PLAIN_NUMBER = re.compile(NUMBER_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -145,10 +150,10 @@ def validate_student(
     """Check one student; return the clean record (schema names) or the list of field errors.
 
     Headers of the public download (``race/ethnicity``, ``reading score`` ...) are accepted as keys.
-    ``from_form`` (the teachers' form and class lists) parses numeric text, since an HTML form sends every value
-    as a string, and matches categories ignoring case and surrounding spaces (``" Female "`` is ``female``; the
-    record holds the canonical spelling); a decimal comma (``"7,5"``) is refused with a message of its own.
-    The JSON API (``from_form`` false) takes categories exactly as the schema spells them.
+    ``from_form`` (the teachers' form and class lists) applies the text rules of src/schema.py: names and
+    categories matched ignoring case and surrounding spaces (``" Female "`` is ``female``; the record holds the
+    schema's spelling), numbers parsed from plain decimal text, a decimal comma (``"7,5"``) refused with a
+    message of its own. The JSON API (``from_form`` false) takes names and categories exactly as written.
     """
     if not isinstance(raw, Mapping):
         return None, [FieldError("student", "must be an object of field names to values", index)]
@@ -156,6 +161,8 @@ def validate_student(
     record: dict[str, Any] = {}
     for key, value in raw.items():
         name = _ACCEPTED_KEYS.get(key)  # one lookup per key: a client may send thousands of unknown ones
+        if name is None and from_form and isinstance(key, str):  # the text rule for names (src.schema)
+            name = _ACCEPTED_KEYS.get(canonical_name(key))
         if name is None:
             errors.append(FieldError(short_field(key), UNEXPECTED, index))
         elif name in record:
@@ -247,15 +254,6 @@ def validate_labeled_students(raws: Sequence[Any]) -> tuple[list[dict[str, Any]]
     return records, reals
 
 
-_SPELLINGS: dict[str, dict[str, str]] = {f.name: {c.casefold(): c for c in f.categories} for f in CATEGORICAL_FEATURES}
-
-
-def canonical_category(name: str, text: str) -> str:
-    """A category as a spreadsheet or a person may type it (any case, surrounding spaces) in the schema's
-    spelling; text that matches no category comes back unchanged, to be refused with the rule."""
-    return _SPELLINGS[name].get(text.strip().casefold(), text)
-
-
 def validate_students(raws: Sequence[Any]) -> list[dict[str, Any]]:
     """Check a batch; raise ValidationFailed listing every error with its student's index."""
     records: list[dict[str, Any]] = []
@@ -330,40 +328,31 @@ def normalise_headers(frame: pd.DataFrame) -> pd.DataFrame:
 def validate_frame(frame: pd.DataFrame, lines: Sequence[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a training table into valid rows (typed, schema columns only) and rejected rows with a reason.
 
-    ``frame`` holds raw text as read from a CSV. Each rejected row keeps its original values, the line of the
-    file it starts on (``lines``, one per row; by default the header is line 1 and row i is line i + 2) and
-    every rule it broke.
+    ``frame`` holds raw text as read from a CSV. The rules are those of every other file of students
+    (``check_students_frame``), and the math score is required. Each rejected row keeps its original values, the
+    line of the file it starts on (``lines``, one per row; by default the header is line 1 and row i is line
+    i + 2) and every rule it broke.
     """
     if lines is None or len(lines) != len(frame):
         lines = range(2, len(frame) + 2)
     frame = normalise_headers(frame)
-    reasons = pd.Series([""] * len(frame), index=frame.index, dtype=object)
-    clean = pd.DataFrame(index=frame.index)
-
-    def add_reason(mask: pd.Series, text: str) -> None:
-        reasons.loc[mask] = reasons.loc[mask] + np.where(reasons.loc[mask] == "", "", "; ") + text
-
-    for feature in CATEGORICAL_FEATURES:
-        column = frame[feature.name]
-        missing = column.isna() | (column.astype(str).str.strip() == "")
-        bad = ~missing & ~column.isin(feature.categories)
-        add_reason(missing, f"{feature.name}: {REQUIRED}")
-        add_reason(bad, f"{feature.name}: {feature.rule}")
-        clean[feature.name] = column
-    for feature in NUMERIC_FEATURES + (TARGET,):
-        column = frame[feature.name]
-        missing = column.isna() | (column.astype(str).str.strip() == "")
-        numbers = pd.to_numeric(column, errors="coerce")
-        bad = ~missing & ~(numbers.between(feature.minimum, feature.maximum) & np.isfinite(numbers))
-        add_reason(missing, f"{feature.name}: {REQUIRED}")
-        add_reason(bad, f"{feature.name}: {feature.rule}")
-        clean[feature.name] = numbers.astype(float)
-
-    rejected_mask = reasons != ""
+    checked, students, errors = check_students_frame(frame[list(COLUMNS)].reset_index(drop=True))
+    real = frame[TARGET.name].reset_index(drop=True)
+    blank = (real.isna() | (real.astype(str).str.strip() == "")).to_numpy()
+    if blank.any():  # a file of students to predict may leave it blank; training may not
+        at = np.flatnonzero(blank)
+        missing = pd.DataFrame({"position": at, "field": TARGET.name, "value": real.to_numpy(dtype=object)[at]})
+        errors = pd.concat([errors, missing.assign(reason=REQUIRED)], ignore_index=True)
+    ok = checked.to_numpy() & ~blank
+    order = {name: i for i, name in enumerate(COLUMNS)}
+    errors = errors.assign(_order=errors["field"].map(order)).sort_values(["position", "_order"], kind="stable")
+    reasons = (errors["field"] + ": " + errors["reason"]).groupby(errors["position"]).agg("; ".join)
+    rejected_mask = ~ok
     rejected = frame.loc[rejected_mask].copy()
-    rejected.insert(0, "line", np.asarray(lines, dtype=int)[rejected_mask.to_numpy()])
-    rejected["reason"] = reasons.loc[rejected_mask]
-    valid = clean.loc[~rejected_mask].reset_index(drop=True)
+    rejected.insert(0, "line", np.asarray(lines, dtype=int)[rejected_mask])
+    rejected["reason"] = reasons.reindex(np.flatnonzero(rejected_mask)).to_numpy(dtype=object)
+    valid = students.loc[~blank[checked.to_numpy()]].rename(columns={REAL_SCORE: TARGET.name})[list(COLUMNS)]
+    valid = valid.reset_index(drop=True)
     for feature in CATEGORICAL_FEATURES:
         valid[feature.name] = valid[feature.name].astype(str)
     return valid, rejected.reset_index(drop=True)
@@ -392,6 +381,14 @@ def normalise_student_headers(frame: pd.DataFrame, passthrough: Sequence[str] = 
             + (f" and optionally {', '.join(passthrough)}" if passthrough else "")
         )
     return renamed
+
+
+def _canonical_categories(feature: CategoricalFeature, column: pd.Series) -> pd.Series:
+    """A column of categories in the schema's spelling where text matches one (``canonical_category``); any
+    other cell unchanged."""
+    if column.isin(feature.categories).all():
+        return column
+    return column.map(lambda v: canonical_category(feature.name, v) if isinstance(v, str) else v, na_action="ignore")
 
 
 def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
@@ -438,9 +435,10 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
                 comma = ~missing & text.str.fullmatch(_DECIMAL_COMMA.pattern).fillna(False).to_numpy(dtype=bool)
             allowed = (numbers.between(feature.minimum, feature.maximum) & np.isfinite(numbers)).to_numpy()
             students[REAL_SCORE if feature is TARGET else feature.name] = numbers.where(~missing, np.nan)
-        else:
-            allowed = column.isin(feature.categories).to_numpy()
-            students[feature.name] = column.astype(object)
+        else:  # the text rule: any case, surrounding spaces; kept in the schema's spelling
+            spelled = _canonical_categories(feature, column)
+            allowed = spelled.isin(feature.categories).to_numpy()
+            students[feature.name] = spelled.astype(object)
         if feature is not TARGET:  # a real score may be blank: not known yet
             broken(missing, feature.name, REQUIRED)
         # a decimal comma gets the form's own message ("... with a point, not a comma: 7.5")

@@ -237,7 +237,7 @@ def parse_roster(data: bytes, max_rows: int) -> Roster:
             [FieldError("file", "must have a header row and at least one student row")],
         )
     raw_header = lines[0][1]
-    header = [canonical_name(h.strip().lower()) for h in raw_header]
+    header = [canonical_name(h) for h in raw_header]
     ignored, private = _check_header(raw_header, header)
     numbers = [number for number, _ in lines[1:]]
     body = [cells for _, cells in lines[1:]]

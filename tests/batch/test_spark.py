@@ -24,6 +24,7 @@ from tests.batch.batch_cases import (
     upload_cohort,
     write_labeled,
 )
+from tests.test_text_rules import LOOSE, run_batch, text_file
 
 pytest.importorskip("pyspark", reason="pyspark is installed from requirements-spark.txt")
 if shutil.which("java") is None:
@@ -137,7 +138,7 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
     finally:
         mlflow.set_tracking_uri(previous)
     students = cohort.students[list(FEATURE_NAMES)].head(500).astype({"reading_score": float, "writing_score": float})
-    broken = students.head(2).assign(gender=["Female", "female"], reading_score=[50.0, 150.0])
+    broken = students.head(2).assign(gender=["Femal", "female"], reading_score=[50.0, 150.0])
     frame = spark.createDataFrame(pd.concat([students, broken], ignore_index=True).reset_index(names="n"))
     scored = (
         frame.withColumn("answer", udf(F.struct(*FEATURE_NAMES)))
@@ -213,3 +214,14 @@ def test_the_public_download_on_both_engines(spark, trained, shared_data, tmp_pa
         )
         assert read_output(tmp_path / engine / "rejects", "csv").empty
     _same_evaluation(*(check_evaluation(tmp_path / e) for e in ("spark", "local")))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize(("changes", "accepted"), [(LOOSE, True), ({"gender": "Femal"}, False)])
+def test_spark_gives_the_text_rules_verdict_of_every_other_channel(spark, trained, tmp_path, changes, accepted):
+    """ "Female", " group b " and a ``Reading Score`` header: accepted as by the local engine (tests/test_text_rules.py)."""
+    result, rejects = run_batch(trained.store, tmp_path, text_file(changes), engine="spark")
+    assert (result.predictions, result.rejected_rows) == ((1, 0) if accepted else (0, 1))
+    if not accepted:
+        assert rejects["reason"].tolist() == ["must be one of: female, male"]
