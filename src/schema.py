@@ -6,7 +6,7 @@ header aliases of the public download from here; nothing else spells them out.
 How text is matched to the schema, the same in every channel that carries text (the teachers' form, class lists,
 the batch command's files on either engine, and training files):
 
-- a header is matched ignoring case and surrounding spaces, in either style (``Reading Score`` is
+- a header is matched ignoring the case of its letters and surrounding spaces, in either style (``Reading Score`` is
   ``reading_score``): ``canonical_name``;
 - a category is matched ignoring case and surrounding spaces and kept in the schema's spelling (``" Female "``
   is ``female``, ``" group b "`` is ``group B``): ``canonical_category``; any other text is refused with the rule;
@@ -191,20 +191,29 @@ DECIMAL_COMMA_PATTERN = r"[+-]?[0-9]*,[0-9]+"
 
 _HEADERS: dict[str, str] = {**{name: name for name in (*COLUMNS, STUDENT_ID)}, **HEADER_ALIASES}
 _SPELLINGS: dict[str, dict[str, str]] = {
-    f.name: {c.casefold(): c for c in f.categories} for f in FEATURES if isinstance(f, CategoricalFeature)
+    f.name: {c.lower(): c for c in f.categories} for f in FEATURES if isinstance(f, CategoricalFeature)
 }
+
+
+def folded(text: str) -> str:
+    """Text as the rules compare it: surrounding white space (``str.strip``) removed, ASCII letters in lower case.
+
+    Only ASCII letters are folded: every name and category is ASCII, and Unicode's case rules would match more
+    (``"ſ"``, the long s, folds to ``s``) than a pattern of the OpenAPI document can say."""
+    stripped = text.strip()
+    return stripped.lower() if stripped.isascii() else stripped
 
 
 def canonical_name(header: str) -> str:
     """A header of either style, in any case and with surrounding spaces, as the schema's snake_case name
     (``" Reading Score"`` is ``reading_score``); a header that names no column passes through unchanged."""
-    return _HEADERS.get(header.strip().casefold(), header)
+    return _HEADERS.get(folded(header), header)
 
 
 def canonical_category(name: str, text: str) -> str:
     """A category of feature ``name`` as a spreadsheet or a person may type it (any case, surrounding spaces) in
     the schema's spelling; text that matches no category comes back unchanged, to be refused with the rule."""
-    return _SPELLINGS[name].get(text.strip().casefold(), text)
+    return _SPELLINGS[name].get(folded(text), text)
 
 
 def describe() -> dict[str, Any]:
