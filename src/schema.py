@@ -11,7 +11,8 @@ the batch command's files on either engine, and training files):
 - a category is matched ignoring case and surrounding spaces and kept in the schema's spelling (``" Female "``
   is ``female``, ``" group b "`` is ``group B``): ``canonical_category``; any other text is refused with the rule;
 - a number is plain decimal text (an optional sign, digits, a point, an exponent: ``72``, ``+72``, ``.5``,
-  ``7.2e1``), surrounding spaces ignored; a decimal comma (``7,5``) is refused with a message of its own:
+  ``7.2e1``), surrounding spaces ignored; a decimal comma (``7,5``) is refused with a message of its own
+  (a class list's semicolon or tab file, whose dialect writes decimals so, has them read as points first):
   ``NUMBER_PATTERN``.
 
 The JSON API is typed, not text: it takes the schema's names (or the public download's headers) and categories
