@@ -48,6 +48,10 @@ class AppConfig:
     max_content_length: int = 16 * 1024 * 1024  # MAX_CONTENT_LENGTH in bytes
     body_timeout: float = 10.0  # BODY_TIMEOUT_SECONDS: a request body not whole this long after its headers: 408
     support_cut: float = 50.0  # SUPPORT_CUT: the math score below which a student needs support (0 < cut <= 100)
+    # BAND_POLICY: what decides a band and the chance below the cut: "all_details" (every detail entered, the
+    # default) or "scores_only" (the reading and writing scores and the course, background details at their
+    # average: no band changes with gender, group, lunch or parents' education alone)
+    band_policy: str = "all_details"
     metrics_enabled: bool = True  # METRICS_ENABLED: Prometheus metrics and /metrics
     drift_enabled: bool = True  # DRIFT_ENABLED: the shared window, /drift and the drift gauges
     drift_window: int = 500  # DRIFT_WINDOW: recent students kept for drift
@@ -96,6 +100,7 @@ class AppConfig:
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
             body_timeout=_float(env, "BODY_TIMEOUT_SECONDS", defaults.body_timeout, minimum=0.1),
             support_cut=_cut(env, "SUPPORT_CUT", defaults.support_cut),
+            band_policy=_choice(env, "BAND_POLICY", defaults.band_policy, BAND_POLICIES),
             metrics_enabled=_bool(env, "METRICS_ENABLED", defaults.metrics_enabled),
             drift_enabled=_bool(env, "DRIFT_ENABLED", defaults.drift_enabled),
             drift_window=_int(env, "DRIFT_WINDOW", defaults.drift_window, minimum=10),
@@ -112,6 +117,18 @@ class AppConfig:
             next_step_link=_link(env, "NEXT_STEP_LINK"),
             next_step_link_text=_text(env, "NEXT_STEP_LINK_TEXT", defaults.next_step_link_text),
         )
+
+
+BAND_POLICIES = ("all_details", "scores_only")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:

@@ -3,6 +3,12 @@
 ``needs_support``: the whole range is below the cut; ``on_track``: the whole range is at or above it;
 ``uncertain``: the range straddles the cut. The rule is applied to the range as it is reported (0-100, one
 decimal), so the band never contradicts the numbers shown beside it.
+
+A school chooses which range decides (``policy``): ``all_details``, the range of the prediction from every
+detail entered, or ``scores_only``, the range of the prediction with the four background details at their
+training average (the scores and the course alone), so that no band changes with a background detail alone.
+The chance below the cut follows the same prediction. Only a model with exact factors can set the background
+aside; the answer's band payload names the policy that decided.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import numpy as np
 from src.answers.arrays import Coded
 from src.schema import TARGET
 
+ALL_DETAILS = "all_details"
+SCORES_ONLY = "scores_only"
+BAND_POLICIES: tuple[str, ...] = (ALL_DETAILS, SCORES_ONLY)
 NEEDS_SUPPORT = "needs_support"
 UNCERTAIN = "uncertain"
 ON_TRACK = "on_track"
@@ -28,15 +37,20 @@ class Bands:
     """The band rule for one cut score, with its plain-language labels made once."""
 
     cut: float
+    policy: str = ALL_DETAILS  # what decides: every detail, or the scores and course alone (SCORES_ONLY)
 
     def __post_init__(self) -> None:
+        if self.policy not in BAND_POLICIES:
+            raise ValueError(f"a band policy is one of {', '.join(BAND_POLICIES)}, got {self.policy!r}")
         cut = f"{self.cut:g}"
         labels = {
             NEEDS_SUPPORT: f"very likely below {cut}",
             UNCERTAIN: f"could be either side of {cut}",
             ON_TRACK: f"very likely {cut} or above",
         }
-        payloads = {name: {"name": name, "label": labels[name], "cut": self.cut} for name in BAND_NAMES}
+        payloads = {
+            name: {"name": name, "label": labels[name], "cut": self.cut, "policy": self.policy} for name in BAND_NAMES
+        }
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "_payloads", payloads)
 
@@ -59,8 +73,12 @@ class Bands:
         codes[np.asarray(lows) >= self.cut] = BAND_NAMES.index(ON_TRACK)
         return Coded(codes, _BAND_WORDS)
 
+    @property
+    def scores_only(self) -> bool:
+        return self.policy == SCORES_ONLY
+
     def payload(self, name: str) -> dict[str, Any]:
-        """The JSON form: ``{"name", "label", "cut"}`` (a fresh dict each time; callers may not share it)."""
+        """The JSON form: ``{"name", "label", "cut", "policy"}`` (a fresh dict each time; callers may not share it)."""
         return dict(self._payloads[name])  # type: ignore[attr-defined]
 
 

@@ -105,10 +105,13 @@ def compute_answers(
     below_cut = without = None
     if bands is not None:
         raw = out.raw if out.raw is not None else out.scores
+        background = None if contributions is None else background_points(contributions)
+        if contributions is not None:
+            without = coded_bands_without_background(bands, raw, background, pipeline.half_width)
+            if bands.scores_only:  # the band and the chance from the scores and course alone
+                names, raw = without, raw - background
         if pipeline.below_cut.available:
             below_cut = pipeline.below_cut.many(raw, bands.cut)  # type: ignore[union-attr]
-        if contributions is not None:
-            without = coded_bands_without_background(bands, raw, background_points(contributions), pipeline.half_width)
     return Answers(
         columns, out, pipeline.model_version, names, contributions if available else None, baseline, below_cut, without
     )

@@ -78,6 +78,8 @@ def predict_with_unknowns(
         if bands is not None:
             background = float(sum(mean[j] for j in BACKGROUND_COLUMNS))
             without = band_without_background(bands, raw, background, pipeline.half_width)
+            if bands.scores_only and pipeline.below_cut.available:  # the background, known or not, sets nothing
+                below_cut = pipeline.below_cut.one(raw - background, bands.cut)
     return UnknownsAnswer(
         score=min(max(raw, floor), ceiling),
         low=float(np.min(out.low)),

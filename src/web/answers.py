@@ -59,15 +59,20 @@ def single_answer(pipeline: PredictPipeline, record: Record, bands: Bands) -> di
         "model_version": pipeline.model_version,
         "band": bands.payload(bands.name(low, high)),
     }
-    if pipeline.below_cut.available:
-        answer[BELOW_CUT] = round(pipeline.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
-    else:
-        answer["below_cut_reason"] = pipeline.below_cut.reason
     factors = pipeline.factors
+    decided_by = raw  # the prediction that decides the band and the chance (BAND_POLICY)
     if factors.available:
         contributions = factors.one(record)
         background = sum(contributions[FEATURE_NAMES[j]] for j in BACKGROUND_COLUMNS)
-        answer[WITHOUT_BACKGROUND] = band_without_background(bands, raw, background, pipeline.half_width)
+        without = band_without_background(bands, raw, background, pipeline.half_width)
+        if bands.scores_only:
+            answer["band"], decided_by = bands.payload(without), raw - background
+    if pipeline.below_cut.available:
+        answer[BELOW_CUT] = round(pipeline.below_cut.one(decided_by, bands.cut), PROBABILITY_DECIMALS)
+    else:
+        answer["below_cut_reason"] = pipeline.below_cut.reason
+    if factors.available:
+        answer[WITHOUT_BACKGROUND] = without
         answer["factors"] = {
             "baseline": round(factors.baseline, DECIMALS),
             "unclipped_score": round(raw, DECIMALS),
@@ -269,8 +274,11 @@ class SingleAnswerText:
         high = round(min(max(raw + half, floor), ceiling), 1)
         bands = self.bands
         background = self.background[tuple(map(record.__getitem__, self.background_names))]
-        chance = round(self.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
         without = band_without_background(bands, raw, background, half)
+        if bands.scores_only:  # BAND_POLICY: the band and the chance from the scores and course alone
+            band, chance = without, round(self.below_cut.one(raw - background, bands.cut), PROBABILITY_DECIMALS)
+        else:
+            band, chance = bands.name(low, high), round(self.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
         parts = [
             self.head,
             repr(score),
@@ -279,7 +287,7 @@ class SingleAnswerText:
             ', "high": ',
             repr(high),
             self.level,
-            self.band_text[bands.name(low, high)],
+            self.band_text[band],
             repr(chance),
             self.without_text[without],
             self.baseline,

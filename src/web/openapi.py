@@ -181,8 +181,14 @@ BAND = {
         },
         "label": {"type": "string", "description": "the band in plain words"},
         "cut": {"type": "number", "description": "the cut score the band is decided with"},
+        "policy": {
+            "type": "string",
+            "description": "what decided the band and the chance below the cut (BAND_POLICY): `all_details`, the "
+            "prediction from every detail, or `scores_only`, the prediction with the background details at their "
+            "average (the scores and the course alone)",
+        },
     },
-    "required": ["name", "label", "cut"],
+    "required": ["name", "label", "cut", "policy"],
     "additionalProperties": True,
 }
 

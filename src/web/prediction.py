@@ -22,7 +22,7 @@ from flask import (
 )
 from werkzeug.datastructures import MultiDict
 
-from src.answers.bands import Bands
+from src.answers.bands import ALL_DETAILS, Bands
 from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
 from src.answers.evaluation import REAL_SCORE
 from src.answers.factors import describe_factor
@@ -30,12 +30,14 @@ from src.answers.model import PredictPipeline
 from src.answers.unknowns import predict_with_unknowns, supports_unknowns
 from src.schema import (
     ASSOCIATED_FEATURES,
+    BACKGROUND_FEATURES,
     EVIDENCE_FEATURES,
     FEATURE_NAMES,
     FEATURES,
     FEATURES_BY_NAME,
     MAY_BE_UNKNOWN,
     NOT_KNOWN,
+    TARGET,
     CategoricalFeature,
 )
 from src.validation import (
@@ -63,7 +65,9 @@ from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused
 from src.web.services import services
 from src.web.wording import (
+    BACKGROUND_NEXT_STEP,
     BAND_TITLES,
+    POLICY_WORDS,
     band_sentence,
     chance_in_ten,
     chance_sentence,
@@ -94,13 +98,18 @@ def favicon() -> Response:
 
 
 def _bands() -> Bands:
-    return bands_for(services().config.support_cut)
+    """The bands of the served model: around SUPPORT_CUT, decided as BAND_POLICY says when the model can set the
+    background details aside (exact factors), else from every detail (the answer's band names the policy)."""
+    config = services().config
+    pipeline = services().slot.pipeline
+    policy = config.band_policy if pipeline is not None and pipeline.factors.available else ALL_DETAILS
+    return bands_for(config.support_cut, policy)
 
 
 @functools.lru_cache(maxsize=8)
-def bands_for(cut: float) -> Bands:
-    """The bands around ``cut``, made once per cut."""
-    return Bands(cut)
+def bands_for(cut: float, policy: str = ALL_DETAILS) -> Bands:
+    """The bands around ``cut`` decided by ``policy``, made once per cut and policy."""
+    return Bands(cut, policy)
 
 
 @bp.get("/")
@@ -296,6 +305,7 @@ def _class_list_page() -> tuple[str, int] | str:
         status = 422 if answer.status_code == 400 else answer.status_code
         return _render_form({}, {}, None, roster_error=problems), status
     cut = services().config.support_cut
+    bands = _bands()
     shown_roster = answer.roster
     order = answer.staff_order()
     rows = []
@@ -339,6 +349,8 @@ def _class_list_page() -> tuple[str, int] | str:
         "failed": answer.failed,
         "counts": answer.band_counts(),
         "background_decided": answer.background_decided(),
+        "policy": POLICY_WORDS[bands.policy],
+        "scores_only": bands.scores_only,
         "has_ids": answer.roster.has_ids,
         "download": roster.csv_data_uri(roster.roster_csv(answer)),
         "download_words": shown_roster.dialect.words,
@@ -463,7 +475,7 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         score, low, high = answer["math_score"], answer["interval"]["low"], answer["interval"]["high"]
         points = answer["factors"]["contributions"] if answer["factors"] is not None else None
         chance, without = answer.get(BELOW_CUT), answer.get(WITHOUT_BACKGROUND)
-    band = bands.name(low, high)
+    band = without if bands.scores_only and without is not None else bands.name(low, high)
     cut = bands.cut
     result: dict[str, Any] = {
         "math_score": score,
@@ -484,12 +496,22 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         "half_width": pipeline.half_width,
         **extra,
     }
+    result["policy"] = POLICY_WORDS[bands.policy]
     if without is not None and without != band:
         result["flip"] = BAND_TITLES[without]
+        result["next_step"] = BACKGROUND_NEXT_STEP
     if points is not None:
         evidence = sorted(EVIDENCE_FEATURES, key=lambda n: -abs(points[n]))
         result["evidence"] = [describe_factor(n, record[n], points[n]) for n in evidence]
-        result["associated"] = points_change(sum(points[n] for n in ASSOCIATED_FEATURES))
+        entered = [n for n in ASSOCIATED_FEATURES if n not in unknown]  # a detail not known is averaged over
+        result["associated"] = points_change(sum(points[n] for n in entered))
+        result["associated_names"] = entered
+        if bands.scores_only and without is not None:  # the range that decided: background at its average
+            centred = sum(points.values()) + pipeline.factors.baseline - sum(points[n] for n in BACKGROUND_FEATURES)
+            ends = [
+                min(max(centred + d, TARGET.minimum), TARGET.maximum) for d in (-pipeline.half_width, pipeline.half_width)
+            ]
+            result["decided_range"] = (whole_points(ends[0], cut, "low"), whole_points(ends[1], cut, "high"))
         result["baseline"] = whole_points(pipeline.factors.baseline)
     else:
         result["factors_reason"] = pipeline.factors.reason

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import math
 
-from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN
+from src.answers.bands import ALL_DETAILS, NEEDS_SUPPORT, ON_TRACK, SCORES_ONLY, UNCERTAIN
 
 BAND_TITLES: dict[str, str] = {NEEDS_SUPPORT: "Needs support", UNCERTAIN: "Could be either side", ON_TRACK: "On track"}
+# Which prediction decided the band and the chance (BAND_POLICY), said beside them on every page.
+POLICY_WORDS: dict[str, str] = {
+    ALL_DETAILS: "Band and chance decided from every detail entered, background details included (this school's setting).",
+    SCORES_ONLY: "Band and chance decided from the reading and writing scores and the course alone: the background "
+    "details are set aside (this school's setting).",
+}
+# The next step of a student whose band the background details decided: the scores alone would give another.
+BACKGROUND_NEXT_STEP = (
+    "The background details, not the scores, decided this band: look at this student's recent math work before "
+    "deciding anything, as you would for a student who could be either side."
+)
 
 
 def band_sentence(band: str, cut: float) -> str:

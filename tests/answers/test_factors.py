@@ -71,7 +71,7 @@ def test_band_rule_at_the_edges_of_the_cut(low, high, band):
     bands = Bands(50.0)
     assert bands.name(low, high) == band
     assert bands.names(np.array([low]), np.array([high])).tolist() == [band]
-    assert bands.payload(band) == {"name": band, "label": bands.labels[band], "cut": 50.0}
+    assert bands.payload(band) == {"name": band, "label": bands.labels[band], "cut": 50.0, "policy": "all_details"}
 
 
 def test_band_labels_are_plain_words():

@@ -263,7 +263,12 @@ def test_bands_follow_the_configured_cut(trained, tmp_path, student):
     for cut, band in [(score["low"], "on_track"), (score["high"] + 0.1, "needs_support"), (score["high"], "uncertain")]:
         app = create_app(AppConfig(artifacts_dir=Path(trained.store), support_cut=cut, drift_dir=tmp_path / "b"))
         body = app.test_client().post("/predictdata", json={"instances": [student]}).get_json()
-        assert body["predictions"][0]["band"] == {"name": band, "label": body["predictions"][0]["band"]["label"], "cut": cut}
+        assert body["predictions"][0]["band"] == {
+            "name": band,
+            "label": body["predictions"][0]["band"]["label"],
+            "cut": cut,
+            "policy": "all_details",
+        }
 
 
 @pytest.mark.parametrize("course", ["none", "completed"])
@@ -281,7 +286,8 @@ def test_the_result_rests_on_the_scores_and_lists_the_course_and_background_as_a
         assert other not in evidence
     associations = html.split('id="associations">')[1].split("</p>")[0]
     assert "Test preparation and the background" in associations and "not an effect of the course" in associations
-    assert "None of them is a\n    reason to act" in associations
+    assert "reason to act" not in associations and "never a reason to expect less" in associations
+    assert "Under this school's setting they count in the band" in associations
     assert "a prediction, not a grade" in html and 'id="next-student"' in html
     assert not SIGNED_ZERO.search(html), "a number shown as -0"
 
