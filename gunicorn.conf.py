@@ -4,14 +4,16 @@ Metrics stay right across workers: PROMETHEUS_MULTIPROC_DIR is set before any wo
 fresh folder if the environment gives none), cleaned of the metric files of a previous run when the server
 starts, and a worker's live gauges are dropped when it exits (``child_exit``).
 
-Slow clients cannot take the service: each worker runs ``threads`` threads (the gthread worker, whose main
-loop waits for idle connections without a thread), and the app closes a connection whose body is not whole
-within BODY_TIMEOUT_SECONDS (src/web/body_guard.py), so a stalled client holds one thread for that long at
-most while /health and the other requests are answered by the others. Every connection's socket also gives
-up on a read or a write that waits SOCKET_TIMEOUT_SECONDS without a byte (request headers sent half-way, an
-answer nobody reads): such a client holds a thread that long at most, then its connection is closed. More
-stalled clients at once than a server has threads still delay the others until those timeouts: in front of
-a public server, a buffering proxy (nginx on Elastic Beanstalk, .platform/nginx) takes them instead.
+Slow clients cost nothing: the workers are gevent's (``worker_class = "gevent"``), where a connection is a
+greenlet of a few kilobytes, not a thread. A client that trickles its headers, lingers after ``Connection:
+close``, reads its answer slowly or stalls its body holds its own greenlet only, while ``/health`` and the
+other requests are answered. gunicorn's async worker reads each request's headers within ``keepalive``
+seconds (5) or closes the connection, and closes a connection without waiting on the client; the app answers
+408 to a body not whole within BODY_TIMEOUT_SECONDS (src/web/body_guard.py); a worker holds up to
+``worker_connections`` connections. The CPU work of a large body (thousands of students) runs in a small pool
+of native threads per worker (src/web/body_guard.py ``HeavyWork``), so the event loop keeps answering
+meanwhile. Production puts Elastic Beanstalk's nginx in front as well (.platform/nginx); these workers make
+the run command hold the same way without it.
 
 The access log escapes control characters, quotes and backslashes in every field (``\\r``, ``\\n``, ``\\x00``,
 ``\\"``): a path sent as ``%0d%0a...`` cannot write a line of its own. No control socket is opened: gunicorn's
@@ -26,13 +28,10 @@ its files, when the server exits.
 import multiprocessing
 import os
 import re
-import socket
-import struct
 import tempfile
 from pathlib import Path
 
 from gunicorn.glogging import Logger
-from gunicorn.workers.gthread import ThreadWorker
 
 # prometheus_client's multiprocess files: counter_<pid>.db, gauge_livesum_<pid>.db, histogram_<pid>.db ...
 METRIC_FILE = re.compile(r"(counter|summary|histogram|gauge_(live)?(all|min|max|sum|mostrecent))_\d+\.db")
@@ -92,54 +91,18 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
 
 
-class PromptThreadWorker(ThreadWorker):
-    """gunicorn's threaded worker, which closes its idle keep-alive connections as soon as it is told to stop.
-
-    In gunicorn 26.2 a stopping threaded worker waits on its poller for up to ``graceful_timeout`` before it
-    looks at the keep-alive deadlines again: one idle keep-alive connection kept it alive 20 s, longer than
-    ``docker stop`` waits. Requests in progress are still finished. (Uses the worker's connection queues, as
-    checked on gunicorn 26.2: ``tests/test_gunicorn.py`` stops a server holding an idle connection.)
-    """
-
-    def handle_exit(self, sig, frame):
-        super().handle_exit(sig, frame)
-        self.method_queue.defer(self._close_idle)  # run by the worker's own loop, not in the signal handler
-
-    def _close_idle(self):
-        for waiting in (self.keepalived_conns, self.pending_conns):
-            while waiting:
-                conn = waiting.popleft()
-                try:
-                    self.poller.unregister(conn.sock)
-                except (OSError, KeyError, ValueError):
-                    pass
-                self.nr_conns -= 1
-                conn.close()
-
-
-worker_class = PromptThreadWorker
-# Threads per worker: more than the stalled connections one worker should outlast (each is held at most
-# BODY_TIMEOUT_SECONDS); a thread waiting on a socket costs little memory and no CPU.
-threads = int(os.environ.get("GUNICORN_THREADS") or 32)
+# gevent's workers: gunicorn monkey-patches each worker as it boots (sockets, threads, sleeps), before it imports
+# the app. The background work (src/periodic.py) then runs as greenlets; heavy parses in native threads.
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS") or 1000)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
-keepalive = 5
+keepalive = 5  # seconds for an idle connection's next request, and for each request's headers to arrive whole
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # The request line without its query: a result page's query holds a student's details.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 control_socket_disable = True
-SOCKET_TIMEOUT = float(os.environ.get("SOCKET_TIMEOUT_SECONDS") or 15)
-
-
-def when_ready(server):
-    """Bound every read and write of the connections the listeners accept (Linux copies the options to them)."""
-    seconds, micro = int(SOCKET_TIMEOUT), int(SOCKET_TIMEOUT % 1 * 1_000_000)
-    for listener in server.LISTENERS:
-        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
-            listener.sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", seconds, micro))
-
-
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\\u2028\u2029]')
 
 
@@ -235,3 +198,22 @@ def on_exit(server):
         Path(folder).rmdir()
     except (ForeignFilesError, OSError) as err:
         server.log.warning("left the metrics folder %s in place: %s", folder, err)
+
+
+def worker_exit(server, worker):
+    """Past this point the worker's interpreter shuts down, and gevent's modules go before some logging handlers:
+    each such handler, collected last, reaches logging's lock (made gevent's by the patching) and prints a
+    "TypeError ... Exception ignored" traceback about a lock that no one holds any more. That one error alone is
+    dropped; every other error at exit is reported as usual."""
+    import sys
+
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, TypeError) and getattr(unraisable.object, "__name__", "") == (
+            "_removeHandlerRef"
+        ):
+            return
+        default(unraisable)
+
+    sys.unraisablehook = hook

@@ -293,13 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     full = median["app (metrics + drift)"]
     plain = median["app (no metrics, no drift)"]
     conf = (ROOT / "gunicorn.conf.py").read_text()
-    kind = "gthread" if re.search(r"^class \w+\(ThreadWorker\)", conf, re.MULTILINE) else "sync"
-    threads = re.search(r"^threads = .*or (\d+)\)", conf, re.MULTILINE)
+    kind = re.search(r'^worker_class = "(\w+)"', conf, re.MULTILINE)
     print(
         f"\nmedians over {args.rounds} rounds of {args.seconds} s (-c8: {args.runs} runs with new connections "
-        f"each), gunicorn.conf.py: 2 {kind} workers x "
-        f"{threads.group(1) if threads else '?'} threads (the last server: sync workers, 1 thread), "
-        "wrk -t2 -c8 / -t1 -c1"
+        f"each), gunicorn.conf.py: 2 {kind.group(1) if kind else '?'} workers (the last server: sync workers, "
+        "1 thread), wrk -t2 -c8 / -t1 -c1"
     )
     print(f"{'server':<28} {'req/s -c8':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, m in median.items():

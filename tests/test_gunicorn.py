@@ -373,21 +373,33 @@ def test_the_access_log_keeps_one_line_per_request_whatever_the_path_holds(train
     assert len(mine) == 1 and "/x\\x0d\\x0a127.0.0.1" in mine[0] and '\\"GET /admin' in mine[0], mine
 
 
-def test_a_request_whose_headers_stop_half_way_is_closed_after_the_socket_timeout(trained, tmp_path):
-    process, url, log = serve(trained, tmp_path, {"SOCKET_TIMEOUT_SECONDS": "2"}, workers=1)
+def test_headers_trickled_a_byte_at_a_time_are_closed_after_the_keepalive_time_not_each_gap(trained, tmp_path):
+    """A request's headers must come whole within gunicorn's ``keepalive`` seconds (5), however they are spaced."""
+    process, url, log = serve(trained, tmp_path, workers=1)
     try:
         wait_for(f"{url}/ready", process, log=log)
         with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
             started = time.monotonic()
-            answer, closed = read_answer(sock, started + 10)
+            closed = math.inf
+            while time.monotonic() < started + 12:
+                try:
+                    sock.sendall(b"a")  # a byte a second: each gap far within any per-read timeout
+                except OSError:
+                    closed = time.monotonic()
+                    break
+                answer, closed = read_answer(sock, time.monotonic() + 1)
+                if closed < math.inf:
+                    break
         assert requests.get(f"{url}/health", timeout=5).status_code == 200
     finally:
         stop(process)
-    assert answer == b"" and 1.5 < closed - started < 4.0, (answer[:200], closed - started)
+    assert 4.5 < closed - started < 7.5, closed - started
 
 
-def test_a_server_holding_an_idle_keep_alive_connection_stops_at_once(trained, tmp_path):
+def test_a_server_holding_an_idle_keep_alive_connection_stops_within_docker_stops_wait(trained, tmp_path):
+    """An idle keep-alive connection ends after ``keepalive`` (5 s): the server stops well within the 10 s
+    ``docker stop`` (and Elastic Beanstalk) wait before killing it."""
     process, url, log = serve(trained, tmp_path, workers=1)
     try:
         wait_for(f"{url}/ready", process, log=log)
@@ -400,7 +412,7 @@ def test_a_server_holding_an_idle_keep_alive_connection_stops_at_once(trained, t
             stopped = time.monotonic() - started
     finally:
         stop(process)
-    assert process.returncode == 0 and stopped < 5.0, (process.returncode, stopped)
+    assert process.returncode == 0 and stopped < 9.0, (process.returncode, stopped)
 
 
 def test_a_worker_that_has_answered_nothing_yet_follows_a_new_champion(trained, tmp_path):

@@ -7,7 +7,11 @@ One WSGI middleware, in front of Flask, reads every body whole before the app se
   and then parsed;
 - time: the whole body must arrive within ``body_timeout`` seconds of the request reaching the app. A client
   that stalls, or trickles a byte now and then, is answered 408 and its connection closed at that deadline
-  (a watchdog thread shuts the socket's reading side, which ends the blocked read at once);
+  (before each read the socket may wait only the time left: ``Deadline``);
+- work: a body over ``LARGE_BODY`` bytes (a few hundred students) is checked, parsed and answered in one of a
+  worker's ``HEAVY_SLOTS`` (``HeavyWork``), whatever its content type: the memory a worker spends on bodies is
+  a few large parses, never one per connection, and under gevent's workers that work runs beside the event
+  loop, not in it. Afterwards the allocator gives the freed memory back (``malloc_trim``);
 - JSON nesting: Python's parser recurses once per bracket, and a few kilobytes of ``[[[[...`` would end in a
   RecursionError, so a body nested deeper than the limit is refused (400);
 - JSON size in objects: ``json.loads`` turns each ``{}`` or ``[]`` of a 16 MB body into a Python object of
@@ -20,17 +24,20 @@ Flask as a plain body with a ``Content-Length``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import io
 import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -45,12 +52,15 @@ BODY_TIMEOUT = 10.0  # seconds for a whole body, by default
 # Fields a urlencoded form may hold (Flask's MAX_FORM_PARTS for multipart): werkzeug parses a urlencoded body
 # whole, and 16 MB of "a=&a=&..." are millions of Python strings, nearly a gigabyte.
 MAX_FORM_FIELDS = 1_000
-# Bodies above this many bytes are "large": a worker handles HEAVY_SLOTS of them at a time (its threads serve
-# everything else meanwhile), so that its memory is bounded by a few large bodies, not one per thread.
-LARGE_BODY = 256 * 1024
+# Bodies above this many bytes are "large": a worker parses HEAVY_SLOTS of them at a time (everything else is
+# served meanwhile), so that its memory is bounded by a few large parses, not one per connection. A parse costs
+# far more memory than its body (a 262 KB header of commas is 262,127 cells), so the mark is low: a class list
+# of about 300 students; a single student or a class's list stays under it.
+LARGE_BODY = 16 * 1024
 HEAVY_SLOTS = 2
 _READ_CHUNK = 64 * 1024
 _SCAN_BLOCK = 1 << 20  # bytes scanned at a time for depth and values: a few MB of arrays whatever the body
+T = TypeVar("T")
 BODY = "student_math.body"  # the WSGI environ key of a body the guard has read whole
 SOCKET = "gunicorn.socket"  # where gunicorn puts the client's socket in the WSGI environ (checked on 26.2)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -161,17 +171,17 @@ def read_bounded(stream: Any, limit: int, length: int | None, deadline: Deadline
     size = 0
     wanted = limit + 1 if length is None else length  # one byte past the limit tells it all
     try:
-        while size < wanted:
-            chunk = stream.read(min(_READ_CHUNK, wanted - size))
-            if not chunk:
-                break
-            size += len(chunk)
-            parts.append(chunk)
-    except Exception as err:
-        # The watchdog ended the read (whatever the stream raised then), or the socket's own receive timeout did.
-        if (deadline is not None and deadline.expired) or isinstance(err, (BlockingIOError, TimeoutError)):
-            raise BodyTimedOut(size) from None
-        raise
+        with deadline.whole() if deadline is not None else contextlib.nullcontext():
+            while size < wanted:
+                if deadline is not None:
+                    deadline.arm()
+                chunk = stream.read(min(_READ_CHUNK, wanted - size))
+                if not chunk:
+                    break
+                size += len(chunk)
+                parts.append(chunk)
+    except (BlockingIOError, TimeoutError):  # the socket waited past the deadline
+        raise BodyTimedOut(size) from None
     if deadline is not None and deadline.expired:
         raise BodyTimedOut(size)
     if length is None and size > limit:
@@ -179,93 +189,124 @@ def read_bounded(stream: Any, limit: int, length: int | None, deadline: Deadline
     return b"".join(parts)
 
 
-@dataclass
 class Deadline:
-    """When one request's body must be whole, and the socket the watchdog shuts if it is not."""
+    """When one request's body must be whole.
 
-    at: float
-    sock: Any
-    expired: bool = False
-    done: bool = False
-
-    def finish(self) -> None:
-        """The body is read (or refused): the watchdog leaves this socket alone, and no longer holds it."""
-        self.done = True
-        self.sock = None
-
-
-# The watchdog looks at its queues at least this often, so a deadline set while it sleeps is seen in time.
-WATCHDOG_POLL = 0.25
-
-
-class Watchdog:
-    """One thread per process that shuts the reading side of a socket whose body is late.
-
-    ``shutdown(SHUT_RD)`` makes a blocked ``recv`` return at once with no data, whatever the worker class
-    (sync or threaded) and however the client spaces its bytes; the answer can still be written.
-
-    A request costs one append to a queue, without a lock or a wake-up: deadlines of one length arrive in the
-    order they fall due, so each length has its own first-in-first-out queue and the thread only looks at
-    their heads. It sleeps until the earliest head falls due, or ``WATCHDOG_POLL`` seconds (at most half the
-    shortest deadline length) when the queues are empty, so a deadline is never seen late. (A condition variable
-    woken on every new earliest deadline cost a tenth of a single-student request's time under load: the
-    thread emptied the queue between requests and was woken again by the next one.)
+    Under gevent's workers ``whole()`` is a ``gevent.Timeout`` over the whole read: one read of gunicorn's body
+    reader receives many times until it has the bytes it was asked for, so only a timer over the read bounds a
+    client that sends a byte now and then. Elsewhere, before each read the client's socket may wait only the time
+    left (which bounds a stalled client, not a trickling one). The socket's own timeout is given back when the
+    body is read (``finish``), for the answer and the next request.
     """
 
-    def __init__(self) -> None:
-        self._queues: dict[float, deque[Deadline]] = {}
-        self._poll = WATCHDOG_POLL
-        self._pid = 0
-        self._starting = threading.Lock()
+    def __init__(self, sock: Any, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.sock = sock
+        self._previous = sock.gettimeout()
 
-    def watch(self, sock: Any, seconds: float) -> Deadline:
-        deadline = Deadline(time.monotonic() + seconds, sock)
-        # A thread does not survive a fork: each process starts its own, once its first deadline is queued (so
-        # that the thread's first sleep already knows it).
-        starting = self._pid != os.getpid() and self._claim()
-        queue = self._queues.get(seconds)
-        if queue is None:
-            queue = self._queues.setdefault(seconds, deque())
-            self._poll = min(self._poll, seconds / 2)
-        queue.append(deadline)
-        if starting:
-            threading.Thread(target=self._run, name="body-watchdog", daemon=True).start()
-        return deadline
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
 
-    def _claim(self) -> bool:
-        """True for the one caller in this process that must start the thread (with queues of its own)."""
-        with self._starting:
-            if self._pid == os.getpid():
-                return False
-            self._queues = {}
-            self._pid = os.getpid()
-            return True
+    def whole(self) -> Any:
+        """A context in which reading past the deadline raises TimeoutError (gevent's workers), else a no-op."""
+        if not _gevent_patched():
+            return contextlib.nullcontext()
+        import gevent
 
-    def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            wake = now + self._poll
-            for queue in list(self._queues.values()):
-                while queue and (queue[0].done or queue[0].at <= now):
-                    first = queue.popleft()
-                    if not first.done:
-                        self._expire(first)
-                if queue:
-                    wake = min(wake, queue[0].at)
-            time.sleep(max(wake - time.monotonic(), 0.001))
+        return gevent.Timeout(max(self.at - time.monotonic(), 0.001), TimeoutError)
 
-    @staticmethod
-    def _expire(deadline: Deadline) -> None:
-        deadline.expired = True
-        sock = deadline.sock
+    def arm(self) -> None:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the body's deadline passed")
+        self.sock.settimeout(left)
+
+    def finish(self) -> None:
         try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RD)
+            self.sock.settimeout(self._previous)
+        except OSError:  # the client is gone already
+            pass
+
+    def stop_reading(self) -> None:
+        """No more of this client's bytes: its late body is not drained, and the connection ends after the answer.
+
+        gunicorn ignores an app's ``Connection: close``; with the reading side shut, its next read finds the end
+        and it closes the connection once the 408 is sent."""
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
         except OSError:  # the client is gone already
             pass
 
 
-_WATCHDOG = Watchdog()
+def malloc_trim() -> None:
+    """Give the C allocator's free memory back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    After a large body's parse the freed pages would otherwise stay with the worker: a burst of large requests
+    would leave each worker as big as its busiest moment."""
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _libc_trim() -> Any:
+    try:  # the process's own symbols: glibc's malloc_trim where the C library is glibc
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+def _gevent_patched() -> bool:
+    """Whether this process runs under gevent's monkey-patching (gunicorn's gevent workers)."""
+    if "gevent.monkey" not in sys.modules:  # never imports gevent where nothing did
+        return False
+    from gevent import monkey
+
+    return monkey.is_module_patched("threading")
+
+
+def _trimmed(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    finally:
+        malloc_trim()
+
+
+class HeavyWork:
+    """Where a worker does the work of its large bodies: ``slots`` at a time, each waiting ``wait`` s at most.
+
+    Under gevent's workers (scripts/run.sh, the Procfile) the work runs in a pool of ``slots`` native threads:
+    parsing and answering thousands of students takes the CPU for a while, and done in a greenlet it would hold
+    every other connection of the worker (``/health`` included) that long; in a native thread the worker's event
+    loop keeps answering meanwhile. Under a threaded server it runs in the request's own thread.
+    """
+
+    def __init__(self, slots: int, wait: float) -> None:
+        self.slots = slots
+        self.wait = wait
+        self._turns = threading.BoundedSemaphore(slots)
+        self._pool: Any = None
+        self._pool_pid = 0
+
+    def run(self, work: Callable[[], T]) -> T | None:
+        """``work()``'s result, or None when no slot came free in time."""
+        if not self._turns.acquire(timeout=self.wait):
+            return None
+        try:
+            pool = self._native_pool()
+            return _trimmed(work) if pool is None else pool.apply(_trimmed, (work,))
+        finally:
+            self._turns.release()
+
+    def _native_pool(self) -> Any:
+        if not _gevent_patched():
+            return None
+        if self._pool_pid != os.getpid():  # a pool's threads do not survive a fork: one per worker
+            from gevent.threadpool import ThreadPool
+
+            self._pool, self._pool_pid = ThreadPool(self.slots), os.getpid()
+        return self._pool
 
 
 class BodyGuard:
@@ -288,7 +329,7 @@ class BodyGuard:
         self.max_depth = max_depth
         self.max_values = max_values
         self.timeout = timeout
-        self.heavy = threading.BoundedSemaphore(heavy_slots)
+        self.heavy = HeavyWork(heavy_slots, timeout)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET").upper() not in _BODY_METHODS:  # werkzeug reads "post" as POST
@@ -298,11 +339,17 @@ class BodyGuard:
         if not chunked and not (raw_length.isascii() and raw_length.isdigit()) and raw_length:  # "١٩١" is not
             return _answer(start_response, 400, "bad_request", "the Content-Length header is not a number")
         length = None if chunked or not raw_length else int(raw_length)
-        if length is not None and (length <= LARGE_BODY or length > self.max_bytes):
-            return self._guarded(environ, start_response, length)
-        # A large body, or one of unknown length: one of the worker's few heavy slots, for reading it, parsing it
-        # and making the answer (the app returns its answer made; sending it needs no slot).
-        if not self.heavy.acquire(timeout=self.timeout):
+        body_or_refusal = self._read(environ, start_response, length)
+        if not isinstance(body_or_refusal, bytes):
+            return body_or_refusal
+        body = body_or_refusal
+        if len(body) <= LARGE_BODY:
+            return self._checked(environ, start_response, body)
+        # A large body: one of the worker's few heavy slots, for checking it, parsing it and making the answer (the
+        # app returns its answer made; sending it needs no slot). Reading it needed none: a client that sends
+        # slowly holds a connection, not a slot.
+        answered = self.heavy.run(lambda: list(self._checked(environ, start_response, body)))
+        if answered is None:
             return _answer(
                 start_response,
                 503,
@@ -310,16 +357,16 @@ class BodyGuard:
                 "the server is answering other large requests; try again in a few seconds",
                 retry_after=True,
             )
-        try:
-            return self._guarded(environ, start_response, length)
-        finally:
-            self.heavy.release()
+        return answered
 
-    def _guarded(self, environ: dict[str, Any], start_response: Callable[..., Any], length: int | None) -> Iterable[bytes]:
+    def _read(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], length: int | None
+    ) -> bytes | Iterable[bytes]:
+        """The whole body, or the answer refusing it."""
         sock = environ.get(SOCKET)
         deadline = None
         if sock is not None and length != 0 and (length is None or length <= self.max_bytes):
-            deadline = _WATCHDOG.watch(sock, self.timeout)
+            deadline = Deadline(sock, self.timeout)
         try:
             body = read_bounded(environ["wsgi.input"], self.max_bytes, length, deadline)
         except BodyTooLarge:
@@ -336,6 +383,8 @@ class BodyGuard:
                 f"the request body is larger than the limit of {self.max_bytes} bytes",
             )
         except BodyTimedOut as late:
+            if deadline is not None:
+                deadline.stop_reading()
             environ["wsgi.input"] = io.BytesIO()
             logger.warning(
                 "request body not whole after %.0f s (%d bytes came): connection closed", self.timeout, late.args[0]
@@ -357,6 +406,10 @@ class BodyGuard:
                 "bad_request",
                 f"the body ended after {len(body)} of the {length} bytes its Content-Length declares",
             )
+        return body
+
+    def _checked(self, environ: dict[str, Any], start_response: Callable[..., Any], body: bytes) -> Iterable[bytes]:
+        """The app's answer to a body read whole, once it passed the JSON and form limits."""
         content_type = environ.get("CONTENT_TYPE", "")
         if _is_json(content_type):
             refusal = self._check_json(body, start_response)
@@ -406,12 +459,14 @@ class BodyGuard:
 def _drain(stream: Any, budget: int, deadline: Deadline | None) -> None:
     """Read and drop up to ``budget`` more bytes, until the deadline at most."""
     try:
-        while budget > 0 and not (deadline is not None and deadline.expired):
+        while budget > 0:
+            if deadline is not None:
+                deadline.arm()
             chunk = stream.read(min(_READ_CHUNK, budget))
             if not chunk:
                 return
             budget -= len(chunk)
-    except Exception:  # noqa: BLE001 - the client left, or the watchdog ended the read: the answer is the same
+    except OSError:  # the client left, or the deadline passed (TimeoutError): the answer is the same
         return
 
 

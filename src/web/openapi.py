@@ -276,8 +276,9 @@ ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
         ("malformed_json", "nesting_too_deep", "bad_request"),
     ),
     413: (
-        "the body is over the byte limit (MAX_CONTENT_LENGTH), chunked or not, or the batch over MAX_BATCH",
-        ("request_entity_too_large", "batch_too_large"),
+        "the body is over the byte limit (MAX_CONTENT_LENGTH), chunked or not, the batch over MAX_BATCH, or a class "
+        "list's row over 256 cells",
+        ("request_entity_too_large", "batch_too_large", "too_many_columns"),
     ),
     415: ("there is no body, or it is none of the accepted media types", ("unsupported_media_type",)),
     422: (

@@ -444,6 +444,9 @@ class ClassFile:
 
 
 MAX_XLSX_COLUMNS = 256  # columns of a sheet read; a school export has dozens
+# Cells any one text row may have, a sheet's width: a longer row is refused as the reader meets it (each cell is a
+# Python object, and a 262 KB header of commas would be 262,128 of them before any check of the header).
+MAX_COLUMNS = MAX_XLSX_COLUMNS
 MAX_XLSX_BYTES = 64 * 1024 * 1024  # a workbook's parts unpacked, at most (a zip bomb is refused unread)
 _ZIP = b"PK\x03\x04"
 _OLD_EXCEL = b"\xd0\xcf\x11\xe0"
@@ -493,6 +496,12 @@ def read_class_file(data: bytes, max_rows: int) -> ClassFile:
     counted = 0
     try:
         for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
+            if len(cells) > MAX_COLUMNS:
+                raise RosterError(
+                    413,
+                    "too_many_columns",
+                    f"row {number} has {len(cells)} cells; a class list has at most {MAX_COLUMNS} columns",
+                )
             if cells and (cells[0].strip() or any(c.strip() for c in cells)):  # the first cell decides most rows
                 counted += 1
                 if counted <= max_rows + 1:  # beyond, rows are only counted, for the message

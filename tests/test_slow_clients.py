@@ -1,0 +1,47 @@
+"""Slow and hostile clients against the server as scripts/run.sh starts it (bench/slow_clients.py at small scale)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import slow_clients
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    running = slow_clients.start(trained.store, tmp_path_factory.mktemp("slow-clients"))
+    yield running
+    slow_clients.stop(running)
+
+
+@pytest.mark.parametrize(
+    ("attack", "connections"),
+    [
+        ("header tricklers", 40),
+        ("lingering closers", 50),
+        ("slow readers of 10k-row answers", 12),
+        ("stalled bodies", 100),
+    ],
+)
+def test_health_and_a_class_list_are_answered_during_the_attack(server, attack, connections):
+    result = slow_clients.run_attack(server, attack, connections, seconds=12)
+    assert not result.failures, result
+    assert result.health_max < 1.0, result
+    assert result.class_max < 2.0, result
+    assert result.killed == 0, result
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("comma-only header", slow_clients.COMMA_HEADER),
+        ("class list of bad rows", slow_clients.class_list(10_000, bad=True)),
+    ],
+)
+def test_a_burst_of_large_bodies_costs_a_bounded_memory_given_back(server, name, body):
+    burst = slow_clients.run_burst(server, name, body, parallel=16, wait=30)
+    assert burst.worst_growth < 300 * slow_clients.MB, burst
+    assert all(seconds < 30 for seconds in burst.back_after.values()), burst
+    assert set(burst.statuses) <= {200, 413, 503}, burst  # a clean answer each, a refusal at worst
