@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.bands import BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, Bands
+from src.answers.bands import ALL_DETAILS, BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, SCORES_ONLY, Bands
 from src.schema import CATEGORICAL_FEATURES, TARGET
 
 REAL_SCORE = "real_math_score"  # the real score as given, never mixed with the prediction (``math_score``)
@@ -336,3 +336,52 @@ def realized_report(totals: Mapping[str, Any], manifest: Mapping[str, Any] | Non
         "coverage_low": realized_coverage_low(n, float(totals.get("inside", 0.0))),
         "rule": f"coverage below {LOW_COVERAGE:g} over at least {LOW_COVERAGE_MIN_STUDENTS} labeled students",
     }
+
+
+def policy_misses(
+    students: pd.DataFrame,
+    y_true: np.ndarray,
+    raw_predictions: np.ndarray,
+    background: np.ndarray | None,
+    half_width: float,
+    cut: float,
+) -> dict[str, Any]:
+    """Per group of each categorical feature of held-out students: how many there are, how many really scored
+    below ``cut``, and under each band policy (``all_details``: the prediction from every detail;
+    ``scores_only``: with the background details at their training average, ``raw - background``) how many were
+    flagged "needs support" and how many of those really below were missed (put "on track"). ``background`` None
+    (no exact factors): the scores-only figures are None. Ranges made as serving reports them."""
+    raw = np.asarray(raw_predictions, dtype=float)
+    below = np.asarray(y_true, dtype=float) < cut
+    bands = Bands(cut)
+    policies = {ALL_DETAILS: raw, SCORES_ONLY: None if background is None else raw - np.asarray(background, dtype=float)}
+    named: dict[str, np.ndarray | None] = {}
+    for policy, decided in policies.items():
+        if decided is None:
+            named[policy] = None
+            continue
+        low = np.round(np.clip(decided - half_width, TARGET.minimum, TARGET.maximum), 1)
+        high = np.round(np.clip(decided + half_width, TARGET.minimum, TARGET.maximum), 1)
+        named[policy] = bands.names(low, high)
+
+    def figures(mask: np.ndarray) -> dict[str, Any]:
+        out: dict[str, Any] = {"students": int(mask.sum()), "below_cut": int((mask & below).sum())}
+        for policy, names in named.items():
+            out[policy] = (
+                None
+                if names is None
+                else {
+                    "flagged": int((mask & (names == NEEDS_SUPPORT)).sum()),
+                    "missed": int((mask & below & (names == ON_TRACK)).sum()),
+                }
+            )
+        return out
+
+    everyone = np.ones(len(raw), dtype=bool)
+    groups = {
+        feature.name: {
+            category: figures(students[feature.name].to_numpy(dtype=object) == category) for category in feature.categories
+        }
+        for feature in CATEGORICAL_FEATURES
+    }
+    return {"cut": cut, "all": figures(everyone), "groups": groups}

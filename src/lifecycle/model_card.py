@@ -124,6 +124,9 @@ def model_card(
         },
         "interval": dict(manifest["interval"]),
         "groups": manifest.get("groups", {}),
+        # per student group of the test split: flagged, really below the cut, missed under each band policy
+        # (None for a model trained before these were recorded)
+        "band_policies": manifest.get("band_policies"),
         "small_group_rows": SMALL_GROUP,
         "plots": [name for name in manifest.get("plots", []) if name in manifest.get("files", {})],
         "features_used": list(used),

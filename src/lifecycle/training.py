@@ -28,8 +28,9 @@ from src import schema
 from src.answers.below_cut import MANIFEST_KEY as PREDICTIVE_DISTRIBUTION
 from src.answers.below_cut import METHOD as BELOW_CUT_METHOD
 from src.answers.below_cut import below_cut_probability, distribution_record
-from src.answers.evaluation import band_promise
-from src.answers.factors import training_summary
+from src.answers.evaluation import band_promise, policy_misses
+from src.answers.factors import background_points, build_factors, training_summary
+from src.answers.fast_path import compile_scorer
 from src.answers.model import CHECK_ROWS, check_rows
 from src.components.calibration import calibration_report, logistic_baseline
 from src.components.data_ingestion import (
@@ -211,6 +212,7 @@ def _train_in(
             trainer.model_name,
         )
         manifest = _manifest(config, ingestion, trainer, run_tag)
+        manifest["band_policies"] = _band_policies(config, ingestion, transformation, trainer, manifest)
         if tracker is not None:
             manifest["run_id"] = tracker.run_id
         manifest = seal_set(set_dir, manifest, config.signing_key)
@@ -244,6 +246,30 @@ def _with_below_cut(
     metrics = {**trainer.metrics, "below_cut": report}
     write_json(trainer.metrics_path, metrics)
     return dataclasses.replace(trainer, metrics=metrics)
+
+
+def _band_policies(
+    config: TrainingConfig,
+    ingestion: DataIngestionArtifact,
+    transformation: DataTransformationArtifact,
+    trainer: ModelTrainerArtifact,
+    manifest: dict[str, Any],
+) -> dict[str, Any]:
+    """Per student group of the test split: flagged, really below the cut, and missed under each band policy
+    (the scores-only bands need exact factors: the background details' contributions set aside)."""
+    test = ingestion.test
+    factors = build_factors(compile_scorer(transformation.preprocessor, trainer.model), manifest)
+    background = None
+    if factors.available:
+        background = background_points(factors.many(test[list(schema.FEATURE_NAMES)].to_dict("records")))
+    return policy_misses(
+        test,
+        test[schema.TARGET.name].to_numpy(dtype=float),
+        trainer.test_predictions,
+        background,
+        trainer.interval_half_width,
+        config.support_cut,
+    )
 
 
 def _moved(ingestion: DataIngestionArtifact, old: Path, new: Path) -> DataIngestionArtifact:

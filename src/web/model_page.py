@@ -40,7 +40,7 @@ def model_html() -> tuple[str, int] | str:
     if card is None:
         return render_template("model.html", card=None, error=services().slot.error or "no model loaded"), 503
     labels = {f.name: f.label for f in CATEGORICAL_FEATURES}
-    return render_template("model.html", card=card, labels=labels, error=None)
+    return render_template("model.html", card=card, labels=labels, error=None, policy=services().config.band_policy)
 
 
 @bp.get("/model/plots/<name>")

@@ -90,3 +90,45 @@ def test_no_outside_range_verdict_contradicts_the_printed_range(public_model, pu
     by_id = {item["student_id"]: item["inside_range"] for item in body["predictions"]}
     page_rows = {row["Student id"]: "(in range)" in row["Real score"] for row in rows}
     assert page_rows == by_id
+
+
+def test_the_model_page_shows_per_group_flags_and_misses_under_each_policy_as_serving_bands_them(public_model, tmp_path):
+    from app import create_app
+
+    store, test = public_model
+    records = test[list(FEATURE_NAMES)].to_dict("records")
+    real = test[TARGET.name].to_numpy(dtype=float)
+    bands = {}
+    for policy in ("all_details", "scores_only"):
+        client = create_app(AppConfig(artifacts_dir=store, drift_dir=tmp_path / policy, band_policy=policy)).test_client()
+        items = client.post("/predictdata", json={"instances": records}).get_json()["predictions"]
+        bands[policy] = [item["band"]["name"] for item in items]
+    card = client.get("/model.json").get_json()["band_policies"]
+    assert (
+        card["cut"] == 50.0 and card["all"]["students"] == len(test) and card["all"]["below_cut"] == int((real < 50).sum())
+    )
+    for feature, rows in card["groups"].items():
+        for group, row in rows.items():
+            mine = (test[feature] == group).to_numpy()
+            assert row["students"] == int(mine.sum()) and row["below_cut"] == int((mine & (real < 50)).sum())
+            for policy, names in bands.items():
+                flagged = sum(1 for m, b in zip(mine, names, strict=True) if m and b == "needs_support")
+                missed = sum(1 for m, r, b in zip(mine, real, names, strict=True) if m and r < 50 and b == "on_track")
+                assert row[policy] == {"flagged": flagged, "missed": missed}, (feature, group, policy)
+    page = html.unescape(client.get("/model").get_data(as_text=True))
+    summary = re.sub(r"\s+", " ", page.split('id="policies-summary">')[1].split("</p>")[0])
+    assert f"Of the {len(test)} test students" in summary and f"{card['all']['below_cut']} really scored below 50" in summary
+    assert f"{card['all']['all_details']['missed']} of them" in summary and "this server uses the scores alone" in summary
+    table = page.split('<table id="policy-groups">')[1].split("</table>")[0]
+    row = table.split('data-group="group A">')[1].split("</tr>")[0]
+    a = card["groups"]["race_ethnicity"]["group A"]
+    cells = [c.strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+    assert cells == [
+        "group A",
+        str(a["students"]),
+        str(a["below_cut"]),
+        str(a["all_details"]["flagged"]),
+        f"{a['all_details']['missed']} of {a['below_cut']}",
+        str(a["scores_only"]["flagged"]),
+        f"{a['scores_only']['missed']} of {a['below_cut']}",
+    ]
