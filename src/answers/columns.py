@@ -59,6 +59,7 @@ class Answers:
     baseline: float | None  # what the contributions add to (None without factors)
     below_cut: np.ndarray | None = None  # P(real score < cut); None without a cut or a predictive distribution
     coded_without_background: Coded | None = None  # the bands with background at its average; None: no factors
+    averages: Mapping[str, float] | None = None  # each score's training average (what the evidence compares with)
 
     @property
     def size(self) -> int:
@@ -77,7 +78,7 @@ class Answers:
     @functools.cached_property
     def coded_top_factor(self) -> Coded | None:
         """``top_factor`` as a table of words (None when the model has no factors)."""
-        return None if self.contributions is None else coded_top_factor(self.students, self.contributions)
+        return None if self.contributions is None else coded_top_factor(self.students, self.contributions, self.averages)
 
     @functools.cached_property
     def top_factor(self) -> np.ndarray:
@@ -112,8 +113,17 @@ def compute_answers(
                 names, raw = without, raw - background
         if pipeline.below_cut.available:
             below_cut = pipeline.below_cut.many(raw, bands.cut)  # type: ignore[union-attr]
+    averages = factors.averages if available else None  # type: ignore[union-attr]
     return Answers(
-        columns, out, pipeline.model_version, names, contributions if available else None, baseline, below_cut, without
+        columns,
+        out,
+        pipeline.model_version,
+        names,
+        contributions if available else None,
+        baseline,
+        below_cut,
+        without,
+        averages,
     )
 
 

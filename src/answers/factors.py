@@ -68,9 +68,13 @@ class AdditiveFactors:
     available = True
     reason = None
 
-    def __init__(self, scorer: AdditiveScorer, centres: Mapping[str, float]) -> None:
+    def __init__(
+        self, scorer: AdditiveScorer, centres: Mapping[str, float], averages: Mapping[str, float] | None = None
+    ) -> None:
         self.scorer = scorer
         self.centres = dict(centres)
+        # each score's average on the training split: what a contribution compares the student's score with
+        self.averages = dict(averages or {})
         self.baseline = scorer.intercept + sum(self.centres[name] for name in FEATURE_NAMES)
         terms: list[tuple[str, dict[str, float] | None, float, float]] = []
         for name in FEATURE_NAMES:  # schema order: every answer lists the features in the same order
@@ -139,7 +143,8 @@ def build_factors(scorer: Scorer, manifest: Mapping[str, Any]) -> Factors:
         recorded = float(summary["baseline"])
     except (KeyError, TypeError, ValueError) as err:
         return NoFactors(f"the manifest's training summary is unreadable ({err!r})")
-    factors = AdditiveFactors(scorer, centres)
+    averages = {name: float(summary["feature_means"][name]) for name in EVIDENCE_FEATURES}
+    factors = AdditiveFactors(scorer, centres, averages)
     if not abs(factors.baseline - recorded) <= AGREEMENT:
         logger.warning("factors off: baseline %.9f from the model's terms, %.9f recorded", factors.baseline, recorded)
         return NoFactors("the recorded mean prediction on the training split does not match the model's terms")
@@ -176,20 +181,27 @@ def training_summary(train: Any, baseline: float) -> dict[str, Any]:
     return {"baseline": float(baseline), "baseline_is": BASELINE_IS, "feature_means": means}
 
 
-def describe_factor(name: str, value: Any, points: float) -> str:
-    """A score's part in the prediction in a teacher's words, in whole points against the average student.
+def describe_factor(name: str, value: Any, points: float, average: float | None = None) -> str:
+    """A score's part in the prediction in a teacher's words: the student's score, the score it is compared with
+    (the average of the students the model learned from) and the effect on the prediction, in whole points.
 
-    'Writing score 58: 4 points below the average student's prediction'; 'about the same as ...' under half a
-    point (never "-0").
+    'Writing score 41 (average 68): lowers the prediction by 20 points'; 'changes the prediction by less than
+    half a point' under half a point (never "-0").
     """
     feature = FEATURES_BY_NAME[name]
     label = feature.label.split(" (")[0]
     shown = f"{float(value):g}" if isinstance(feature, NumericFeature) else f'"{value}"'
+    compared = "" if average is None else f" (average {round(average):d})"
+    return f"{label} {shown}{compared}: {effect_words(points)}"
+
+
+def effect_words(points: float) -> str:
+    """A contribution as its effect on the prediction: 'raises the prediction by 3 points'."""
     whole = round(points)
     if whole == 0:
-        return f"{label} {shown}: about the same as the average student's prediction"
+        return "changes the prediction by less than half a point"
     unit = "point" if abs(whole) == 1 else "points"
-    return f"{label} {shown}: {abs(whole)} {unit} {'above' if whole > 0 else 'below'} the average student's prediction"
+    return f"{'raises' if whole > 0 else 'lowers'} the prediction by {abs(whole)} {unit}"
 
 
 def top_evidence(contributions: np.ndarray) -> tuple[list[str], list[float]]:
@@ -199,7 +211,9 @@ def top_evidence(contributions: np.ndarray) -> tuple[list[str], list[float]]:
     return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()
 
 
-def coded_top_factor(students: StudentColumns, contributions: np.ndarray) -> Coded:
+def coded_top_factor(
+    students: StudentColumns, contributions: np.ndarray, averages: Mapping[str, float] | None = None
+) -> Coded:
     """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it, as positions
     in a table of the distinct words.
 
@@ -223,7 +237,10 @@ def coded_top_factor(students: StudentColumns, contributions: np.ndarray) -> Cod
         first = rows[np.flatnonzero(np.concatenate(([True], inverse[1:] > np.maximum.accumulate(inverse)[:-1])))]
         values = students.values(name)
         tables.append(
-            np.array([describe_factor(name, values[i], contributions[i, j]) for i in first.tolist()], dtype=object)
+            np.array(
+                [describe_factor(name, values[i], contributions[i, j], (averages or {}).get(name)) for i in first.tolist()],
+                dtype=object,
+            )
         )
         codes[rows] = inverse + worded
         worded += len(distinct)

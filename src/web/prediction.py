@@ -25,7 +25,7 @@ from werkzeug.datastructures import MultiDict
 from src.answers.bands import ALL_DETAILS, Bands
 from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
 from src.answers.evaluation import REAL_SCORE
-from src.answers.factors import describe_factor
+from src.answers.factors import effect_words
 from src.answers.model import PredictPipeline
 from src.answers.unknowns import predict_with_unknowns, supports_unknowns
 from src.schema import (
@@ -337,7 +337,8 @@ def _class_list_page() -> tuple[str, int] | str:
                     )
                 ),
                 flip=BAND_TITLES[without] if without and without != band else None,
-                top=answer.top_factors[i],
+                reading=f"{float(shown_roster.cells['reading_score'][i]):g}",
+                writing=f"{float(shown_roster.cells['writing_score'][i]):g}",
             )
         rows.append(shown)
     today = date.today()
@@ -502,7 +503,17 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         result["next_step"] = BACKGROUND_NEXT_STEP
     if points is not None:
         evidence = sorted(EVIDENCE_FEATURES, key=lambda n: -abs(points[n]))
-        result["evidence"] = [describe_factor(n, record[n], points[n]) for n in evidence]
+        averages = pipeline.factors.averages  # type: ignore[union-attr]
+        result["evidence"] = [
+            {
+                "name": n,
+                "label": FEATURES_BY_NAME[n].label.split(" (")[0],
+                "score": f"{float(record[n]):g}",
+                "average": None if averages.get(n) is None else f"{round(averages[n]):d}",
+                "effect": effect_words(points[n]),
+            }
+            for n in evidence
+        ]
         entered = [n for n in ASSOCIATED_FEATURES if n not in unknown]  # a detail not known is averaged over
         result["associated"] = points_change(sum(points[n] for n in entered))
         result["associated_names"] = entered

@@ -81,7 +81,7 @@ def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
         out.update(
             {
                 BASELINE: pipeline.factors.baseline,
-                TOP_FACTOR: describe_factor(top, record[top], points[top]),
+                TOP_FACTOR: describe_factor(top, record[top], points[top], pipeline.factors.averages[top]),
                 **{f"factor_{name}": points[name] for name in FEATURE_NAMES},
             }
         )

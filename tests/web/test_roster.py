@@ -105,7 +105,7 @@ def test_csv_answer_for_accept_text_csv_matches_the_json(client, student):
             want["interval"]["low"],
             want["interval"]["high"],
         )
-        assert "the average student's prediction" in row["top_factor"] and row["error"] == ""
+        assert " the prediction " in row["top_factor"] and "(average " in row["top_factor"] and row["error"] == ""
         assert row["top_factor"].split(" ")[0] in ("Reading", "Writing")  # the evidence: never the course nor background
     assert table[20]["error"] == "row 22 (student id20): Writing score (0-100): must be a number between 0 and 100"
     assert table[20]["predicted_math_score"] == "" and "math_score" not in table[20]
