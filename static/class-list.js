@@ -12,7 +12,13 @@
   var status = document.getElementById("shown-count");
   var words = document.getElementById("order-words");
   var defaultWords = words.textContent;
+  var titleCount = document.getElementById("title-count");
+  var printNote = document.getElementById("print-note");
+  var defaultNote = printNote ? printNote.textContent : "";
+  var bandWords = {needs_support: "needs support", uncertain: "could be either side", on_track: "on track",
+    failed: "not predicted"};
   var orderWords = {
+    score: "Lowest predicted score first",
     chance: "Highest chance of a score below the cut first",
     file: "In the order of the file",
     id: "By student id"
@@ -24,11 +30,17 @@
     return value === "" ? -1 : parseFloat(value);
   }
 
+  function score(row) {
+    var value = row.getAttribute("data-score");
+    return value === "" ? Infinity : parseFloat(value);
+  }
+
   function compare(by) {
     return function (a, b) {
       var staff = Number(a.getAttribute("data-staff")) - Number(b.getAttribute("data-staff"));
       var file = Number(a.getAttribute("data-row")) - Number(b.getAttribute("data-row"));
       if (by === "chance") { return (chance(b) - chance(a)) || file; }
+      if (by === "score") { return (score(a) === score(b) ? 0 : score(a) < score(b) ? -1 : 1) || file; }
       if (by === "file") { return file; }
       if (by === "id") { return collator.compare(a.getAttribute("data-id"), b.getAttribute("data-id")) || file; }
       return staff;
@@ -48,8 +60,17 @@
       body.appendChild(row);
     });
     words.textContent = orderWords[by] || defaultWords;
-    status.textContent = visible === rows.length ? "Showing all " + rows.length + " students."
+    var all = visible === rows.length;
+    status.textContent = all ? "Showing all " + rows.length + " students."
       : "Showing " + visible + " of " + rows.length + " students.";
+    // the heading and the printout say when rows are filtered out, and which bands are shown
+    titleCount.textContent = all ? rows.length + " students" : visible + " of " + rows.length + " students shown";
+    if (printNote) {
+      var kept = boxes.filter(function (box) { return box.checked; })
+        .map(function (box) { return bandWords[box.value]; });
+      printNote.textContent = all ? defaultNote : "Filtered: " + visible + " of " + rows.length +
+        " students are printed (" + (kept.length ? kept.join(", ") : "no band") + "); the others are left out.";
+    }
   }
 
   sortBy.addEventListener("change", apply);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -22,7 +23,7 @@ from flask import (
 )
 from werkzeug.datastructures import MultiDict
 
-from src.answers.bands import ALL_DETAILS, Bands
+from src.answers.bands import ALL_DETAILS, UNCERTAIN, Bands
 from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
 from src.answers.evaluation import REAL_SCORE
 from src.answers.factors import effect_words
@@ -71,6 +72,7 @@ from src.web.wording import (
     band_sentence,
     chance_in_ten,
     chance_sentence,
+    lean_words,
     points_change,
     range_ends,
     whole_points,
@@ -296,7 +298,23 @@ def _predict_class_list() -> tuple[str, int] | str:
         return _class_list_page()
 
 
+MAX_CLASS_NAME = 60
+
+
+def _class_name() -> tuple[str, str | None]:
+    """The optional class name of an upload, and the error when it is not usable (too long, control characters)."""
+    name = " ".join(request.form.get("class_name", "").split())
+    if len(name) > MAX_CLASS_NAME:
+        return name, f"Class name: must be at most {MAX_CLASS_NAME} characters, got {len(name)}"
+    if any(not char.isprintable() for char in name):
+        return name, "Class name: must be plain text (no control characters)"
+    return name, None
+
+
 def _class_list_page() -> tuple[str, int] | str:
+    class_name, name_error = _class_name()
+    if name_error is not None:
+        return _render_form({}, {}, None, roster_error=[name_error]), 422
     answer = _answer_roster()
     if isinstance(answer, Response):
         body = json.loads(answer.get_data())
@@ -326,6 +344,8 @@ def _class_list_page() -> tuple[str, int] | str:
             shown.update(
                 band=band,
                 title=BAND_TITLES[band],
+                lean=lean_words(chance, cut) if band == UNCERTAIN else "",
+                predicted=item["math_score"],
                 chance=chance,
                 chance_words="" if chance is None else chance_in_ten(chance),
                 score=whole_points(item["math_score"]),
@@ -357,7 +377,13 @@ def _class_list_page() -> tuple[str, int] | str:
         "download_words": shown_roster.dialect.words,
         "other_download": roster.csv_data_uri(roster.roster_csv(answer, other_dialect)),
         "other_download_words": other_dialect.words,
-        "download_name": f"class-predictions-{today.isoformat()}.csv",
+        "download_name": "-".join(
+            part
+            for part in ("class-predictions", re.sub(r"[^A-Za-z0-9]+", "-", class_name).strip("-")[:40], today.isoformat())
+            if part
+        )
+        + ".csv",
+        "class_name": class_name,
         "warnings": shown_roster.warnings,
         "date": f"{today:%d %B %Y}".lstrip("0"),
         "model_version": answer.model_version,
@@ -491,6 +517,7 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
         "band": bands.payload(band),
         "band_title": BAND_TITLES[band],
         "band_sentence": band_sentence(band, cut),
+        "lean": lean_words(chance, cut) if band == UNCERTAIN else "",
         "chance": None if chance is None else chance_sentence(chance, cut),
         "chance_reason": pipeline.below_cut.reason,
         "next_step": config.next_step(band),

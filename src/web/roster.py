@@ -210,19 +210,18 @@ class RosterAnswer:
         return int((answers.without_background != answers.bands).sum())
 
     def staff_order(self) -> list[int]:
-        """Row positions for a staff meeting: needs support, then could be either side by decreasing chance below
-        the cut, then on track (also by decreasing chance), then the rows not predicted; ties in file order."""
+        """Row positions for a staff meeting: needs support, then could be either side, then on track, each by
+        predicted score, weakest first; then the rows not predicted; ties in file order."""
         size = self.roster.size
         rank = np.full(size, 3)
-        chance = np.zeros(size)
+        score = np.zeros(size)
         answers = self.answers
         if answers is not None:
             at = np.flatnonzero(self.roster.valid)
             codes = {NEEDS_SUPPORT: 0, UNCERTAIN: 1, ON_TRACK: 2}
             rank[at] = [codes[name] for name in answers.bands.tolist()]  # type: ignore[union-attr]
-            if answers.below_cut is not None:
-                chance[at] = answers.below_cut
-        return np.lexsort((np.arange(size), -chance, rank)).tolist()
+            score[at] = np.round(answers.predictions.scores, 1)
+        return np.lexsort((np.arange(size), score, rank)).tolist()
 
 
 def parse_roster(data: bytes, max_rows: int) -> Roster:

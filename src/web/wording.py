@@ -35,6 +35,18 @@ def band_sentence(band: str, cut: float) -> str:
     }[band]
 
 
+def lean_words(probability: float | None, cut: float) -> str:
+    """Which way a "could be either side" student leans, from the chance below the cut: 'leans below 50' (6 in
+    10 or more), 'leans to 50 or above' (4 in 10 or less), else 'as likely below 50 as not'."""
+    if probability is None:
+        return ""
+    if probability >= 0.6:
+        return f"leans below {cut:g}"
+    if probability <= 0.4:
+        return f"leans to {cut:g} or above"
+    return f"as likely below {cut:g} as not"
+
+
 def chance_in_ten(probability: float) -> str:
     """The chance as "n in 10" (or "n in 100" near the ends), for a table cell."""
     if probability < 0.01:

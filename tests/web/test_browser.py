@@ -462,8 +462,13 @@ def test_the_class_list_is_sorted_by_chance_resorted_filtered_and_printed(served
     rows = shown_rows(page)
     assert len(rows) == 60
     assert [rank[b] for _, b, _ in rows] == sorted(rank[b] for _, b, _ in rows)  # needs support first, failed last
-    uncertain = [c for _, b, c in rows if b == "uncertain"]
-    assert len(uncertain) >= 3 and uncertain == sorted(uncertain, reverse=True)  # by decreasing chance
+    scores = page.evaluate("""Array.from(document.querySelectorAll('#preview tbody tr'))
+        .filter(r => r.dataset.band === 'uncertain').map(r => Number(r.dataset.score))""")
+    assert len(scores) >= 3 and scores == sorted(scores)  # within a band by predicted score, weakest first
+    page.select_option("#sort-by", "score")
+    predicted = page.evaluate("""Array.from(document.querySelectorAll('#preview tbody tr'))
+        .filter(r => r.dataset.score !== '').map(r => Number(r.dataset.score))""")
+    assert predicted == sorted(predicted) and page.text_content("#order-words") == "Lowest predicted score first"
 
     page.select_option("#sort-by", "chance")
     chances = [c for _, _, c in shown_rows(page)]

@@ -38,3 +38,38 @@ def test_the_class_table_shows_both_scores_not_a_stronger_score_word(client, stu
     ).get_data(as_text=True)
     assert '<td data-label="Reading">41</td>' in page and '<td data-label="Writing">68</td>' in page
     assert "Stronger score" not in page
+
+
+def upload_named(client, text, name):
+    return client.post(
+        "/predictdata",
+        data={"class_list": (io.BytesIO(text.encode()), "c.csv"), "upload": "class_list", "class_name": name},
+        content_type="multipart/form-data",
+    )
+
+
+def test_a_class_name_is_in_the_heading_the_title_and_the_file_name_and_a_bad_one_is_named(client, student):
+    from src.answers.fast_path import random_students
+
+    rows = random_students(40, 5).to_dict("records")
+    names = list(rows[0])
+    text = ",".join(names) + "\n" + "\n".join(",".join(str(r[n]) for n in names) for r in rows) + "\n"
+    page = upload_named(client, text, "  7B  maths ").get_data(as_text=True)
+    assert 'Class results, 7B maths: <span id="title-count">40 students</span>' in page
+    assert "<title>Class results, 7B maths – Predict a math score</title>" in page
+    assert re.search(r'download="class-predictions-7B-maths-\d{4}-\d{2}-\d{2}\.csv"', page)
+    # "could be either side" says which way it leans, from the chance
+    rows = [row.split("</tr>")[0] for row in page.split("<tr data-row=")[1:]]
+    leans = [
+        (re.search(r'data-chance="([0-9.]+)"', row).group(1), re.search(r'<span class="lean">([^<]+)</span>', row).group(1))
+        for row in rows
+        if 'data-band="uncertain"' in row
+    ]
+    assert leans and all('class="lean"' not in row for row in rows if 'data-band="uncertain"' not in row)
+    for chance, words in leans:
+        expected = "leans below 50" if float(chance) >= 0.6 else "leans to 50 or above" if float(chance) <= 0.4 else None
+        assert words == (expected or "as likely below 50 as not")
+    refused = upload_named(client, text, "x" * 61)
+    assert refused.status_code == 422 and "Class name: must be at most 60 characters, got 61" in refused.get_data(
+        as_text=True
+    )
