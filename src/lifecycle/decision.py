@@ -1,25 +1,32 @@
 """The one decision about what serves: quality gate, challenger against champion, then the pointer moves.
 
 Every path that can change the served model comes through here: training (``train_pipeline``), retraining
-(``retrain``), publishing a local version to S3 (``publish``), and moves by hand (``promote``). The decision
-re-scores the current champion on the candidate's test split, so the two are compared on the same students;
-when MLflow tracking is on, the registry's ``champion`` alias moves in the same step as the pointer (and the
-pointer is put back if the alias cannot move). Each decision is recorded in the store.
+(``retrain``), publishing a local version to S3 (``publish``), and moves by hand (``promote``). First the data's
+provenance (the manifest's ``data``: source, fingerprint, synthetic or not, population): a model of other students
+(synthetic against a real champion, or another population) never replaces the champion unless a person promotes it
+by hand with ``other_population``. Then the decision re-scores the current champion on the candidate's held-out
+students and on the champion's own (read from the training-runs folder), each without the students the other model
+trained on, so the two are compared on the same unseen students twice. When MLflow tracking is on, the registry's
+``champion`` alias moves in the same step as the pointer (and the pointer is put back if the alias cannot move).
+Each decision is recorded in the store.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from src.answers.model import PredictPipeline, load_version
+from src.components.data_ingestion import SYNTHETIC_SOURCE
 from src.components.group_metrics import DEFAULT_GROUP_TOLERANCE, group_check
-from src.schema import FEATURE_NAMES, TARGET
+from src.schema import COLUMNS, FEATURE_NAMES, TARGET
 from src.signing import SigningKey
 from src.storage import MANIFEST_NAME, ArtifactError, DataSourceError, sha256_file
 from src.store import Pointer, Store, StoreError, check_version, now_iso
@@ -28,6 +35,97 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.01  # R² points a challenger may lose against the champion and still replace it
 DEFAULT_KEEP_VERSIONS = 10
+SYNTHETIC_POPULATION = "synthetic"  # the population of the synthetic cohort, and of no real data
+DEFAULT_POPULATION = "students"  # real data trained without --population
+POPULATION_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+TEST_SPLIT = "test.csv"  # a run's held-out students, in <runs>/<version>/
+TRAIN_SPLIT = "train.csv"
+
+
+class ProvenanceError(StoreError):
+    """A model of other students would replace the champion without a person saying so."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a set's training data came from, read from its manifest's ``data`` section."""
+
+    source: str
+    fingerprint: str | None
+    synthetic: bool
+    population: str
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> Provenance:
+        data = manifest.get("data")
+        data = data if isinstance(data, Mapping) else {}
+        source = str(data.get("source", "unknown"))
+        synthetic = bool(data.get("synthetic", source == SYNTHETIC_SOURCE))  # sets made before the field
+        population = data.get("population") or (SYNTHETIC_POPULATION if synthetic else DEFAULT_POPULATION)
+        return cls(source, data.get("fingerprint"), synthetic, str(population))
+
+    def describe(self) -> str:
+        if self.synthetic:
+            return "synthetic students"
+        name = self.source.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]  # the file name only, as /model shows it
+        return f"real students of population '{self.population}' ({name})"
+
+
+def check_population(population: str, synthetic: bool) -> str:
+    """The population tag a training records: the synthetic cohort's own, or a checked tag for real data."""
+    if synthetic:
+        if population not in ("", SYNTHETIC_POPULATION):
+            raise ValueError(f"population: the synthetic cohort is always '{SYNTHETIC_POPULATION}', not '{population}'")
+        return SYNTHETIC_POPULATION
+    population = population or DEFAULT_POPULATION
+    if population == SYNTHETIC_POPULATION or not POPULATION_PATTERN.fullmatch(population):
+        raise ValueError(
+            f"population: '{population}' must be lower-case letters, digits, '.', '_' or '-' (at most 64) "
+            f"and not '{SYNTHETIC_POPULATION}', which names the synthetic cohort"
+        )
+    return population
+
+
+def population_refusal(candidate: Provenance, champion: Provenance, version: str, champion_version: str) -> str | None:
+    """Why the candidate is a model of other students than the champion's (None: the same population)."""
+    if champion.synthetic:
+        return None  # a synthetic champion is a placeholder: any model that passes the gate may take its place
+    if candidate.synthetic:
+        why = (
+            f"candidate {version} was trained on synthetic students, the champion {champion_version} on "
+            f"{champion.describe()}"
+        )
+    elif candidate.population != champion.population:
+        why = (
+            f"candidate {version} was trained on {candidate.describe()}, the champion {champion_version} on "
+            f"{champion.describe()}"
+        )
+    else:
+        return None
+    return (
+        f"{why}: a model of other students replaces it only by hand "
+        f"(python -m src.pipeline.promote --version {version} --other-population)"
+    )
+
+
+def held_out(runs_dir: Path | None, version: str, split: str = TEST_SPLIT) -> pd.DataFrame | None:
+    """A version's held-out students (or training students), from its run's records; None when not kept here."""
+    if runs_dir is None:
+        return None
+    path = Path(runs_dir) / check_version(version) / split
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def unseen_by(test: pd.DataFrame, train: pd.DataFrame | None) -> pd.DataFrame:
+    """The students of ``test`` that are not in ``train`` (the same values in every column)."""
+    if train is None or train.empty:
+        return test
+    columns = [c for c in COLUMNS if c in test.columns and c in train.columns]
+    key = test[columns].astype(str).agg("\x1f".join, axis=1)
+    seen = set(train[columns].astype(str).agg("\x1f".join, axis=1))
+    return test[~key.isin(seen)].reset_index(drop=True)
 
 
 class Registry(Protocol):
@@ -44,6 +142,7 @@ class DecisionConfig:
     tolerance: float = DEFAULT_TOLERANCE
     keep_versions: int = DEFAULT_KEEP_VERSIONS  # sets kept in the store (the champion and the previous always)
     group_tolerance: float | None = DEFAULT_GROUP_TOLERANCE  # worst group's MAE vs the champion's (None: off)
+    experiment: bool = False  # decide and report, but never move the pointer (dvc exp run, mlflow run)
 
 
 @dataclass(frozen=True)
@@ -97,9 +196,12 @@ def decide(
     keys: Sequence[SigningKey] = (),
     registry: Registry | None = None,
     trigger: str | None = None,
+    runs_dir: Path | None = None,
 ) -> Decision:
     """Decide whether the candidate ``version`` (already in the store) replaces the champion, and apply it.
 
+    ``test`` is the candidate's held-out students; ``runs_dir`` (the training-runs folder) holds the champion's
+    (``<champion>/test.csv``) and the candidate's training students, which are left out of the champion's split.
     ``trigger`` (why the candidate was trained, e.g. retrain's reason) is kept in the decision record.
     """
     version = check_version(version)
@@ -124,6 +226,17 @@ def decide(
         promote, reason = False, f"{version} is already the champion"
     else:
         try:
+            _, champion_manifest = store.open_verified(pointer.model_version, keys, pointer.manifest_sha256)
+        except (ArtifactError, OSError, ValueError):
+            champion_manifest = None  # the load below says why
+        refusal = (
+            population_refusal(
+                Provenance.of(candidate.manifest), Provenance.of(champion_manifest), version, pointer.model_version
+            )
+            if champion_manifest is not None
+            else None
+        )
+        try:
             champion = load_version(store, pointer.model_version, keys, pointer.manifest_sha256)
         except (ArtifactError, OSError, ValueError) as err:
             champion = None
@@ -132,23 +245,60 @@ def decide(
                 f"test R2 {new_r2:.4f}; the champion {pointer.model_version} cannot be loaded to compare "
                 f"({err}): replacing it"
             )
-        if champion is not None:
-            old_predicted = predicted_on(champion, test)
-            old_r2 = score_on(champion, test, old_predicted)
-            promote = new_r2 >= old_r2 - config.tolerance
-            verb = "replaces" if promote else "does not replace"
+        if refusal is not None:
+            promote, reason = False, refusal
+        elif champion is not None and Provenance.of(champion.manifest).synthetic and not candidate.trained_on_synthetic:
+            promote = True
             reason = (
-                f"test R2 {new_r2:.4f} vs champion {pointer.model_version} {old_r2:.4f} on the same test "
-                f"split (tolerance {config.tolerance}): {verb} it"
+                f"test R2 {new_r2:.4f}; the champion {pointer.model_version} was trained on synthetic students: "
+                "real students replace it"
             )
+        elif champion is not None:
+            # Each model is judged on students neither trained on: the candidate's held-out students without the
+            # champion's training students, and the champion's held-out students without the candidate's.
+            ours = unseen_by(test, held_out(runs_dir, pointer.model_version, TRAIN_SPLIT))
+            theirs = held_out(runs_dir, pointer.model_version)
+            if len(ours) < 2:
+                ours = test  # the champion trained on all of them: compared as they are, and the reason says so
+            new_predicted = predicted_on(candidate, ours)
+            new_r2 = score_on(candidate, ours, new_predicted)
+            old_predicted = predicted_on(champion, ours)
+            old_r2 = score_on(champion, ours, old_predicted)
+            promote = new_r2 >= old_r2 - config.tolerance
+            reason = (
+                f"test R2 {new_r2:.4f} vs champion {pointer.model_version} {old_r2:.4f} on the candidate's "
+                f"{len(ours)} held-out students"
+            )
+            if theirs is None:
+                reason += (
+                    f" (the champion's run records are not in {runs_dir or 'a training-runs folder'}: compared on "
+                    "the candidate's students alone)"
+                )
+            else:
+                theirs = unseen_by(theirs, held_out(runs_dir, version, TRAIN_SPLIT))
+                if len(theirs) < 2:
+                    reason += " (all the champion's held-out students were in the candidate's training data)"
+                else:
+                    new_on_theirs, old_on_theirs = score_on(candidate, theirs), score_on(champion, theirs)
+                    promote = promote and new_on_theirs >= old_on_theirs - config.tolerance
+                    reason += f", {new_on_theirs:.4f} vs {old_on_theirs:.4f} on the champion's {len(theirs)}"
+                reason += " (students neither model trained on)"
+            verb = ("would replace" if config.experiment else "replaces") if promote else "does not replace"
+            reason += f" (tolerance {config.tolerance}): {verb} it"
             if promote and config.group_tolerance is not None:
-                refusal = group_check(
-                    groups_on(candidate, test, new_predicted),
-                    groups_on(champion, test, old_predicted),
+                group_refusal = group_check(
+                    groups_on(candidate, ours, new_predicted),
+                    groups_on(champion, ours, old_predicted),
                     config.group_tolerance,
                 )
-                if refusal is not None:
-                    promote, reason = False, f"{reason}, but per group: {refusal}: does not replace it"
+                if group_refusal is not None:
+                    promote, reason = False, f"{reason}, but per group: {group_refusal}: does not replace it"
+    if promote and config.experiment:
+        promote = False
+        reason = (
+            f"{reason}; an experiment never moves the champion: promote it by hand with "
+            f"python -m src.pipeline.promote --store {store.location} --version {version}"
+        )
     if promote:
         manifest_sha256 = _manifest_sha256(store, version)
         moved = (
@@ -168,15 +318,40 @@ def decide(
 
 
 def promote_by_hand(
-    store: Store, version: str, *, keys: Sequence[SigningKey] = (), registry: Registry | None = None
+    store: Store,
+    version: str,
+    *,
+    keys: Sequence[SigningKey] = (),
+    registry: Registry | None = None,
+    other_population: bool = False,
 ) -> Decision:
-    """Make a verified ``version`` the champion without comparing (an operator's decision)."""
+    """Make a verified ``version`` the champion without comparing (an operator's decision).
+
+    A model of other students than the champion's (synthetic, or another population) is refused unless
+    ``other_population`` says the person means it.
+    """
     version = check_version(version)
     if version not in store.versions():
         raise StoreError(f"{store.location} has no model version {version}; it has: {', '.join(store.versions())}")
-    load_version(store, version, keys)  # a set that fails verification or cannot load never serves
+    candidate = load_version(store, version, keys)  # a set that fails verification or cannot load never serves
     pointer, before = store.pointer_and_bytes()
     reason = "promoted by hand"
+    if pointer is not None and pointer.model_version != version:
+        try:
+            _, champion_manifest = store.open_verified(pointer.model_version, keys, pointer.manifest_sha256)
+        except (ArtifactError, OSError, ValueError):
+            champion_manifest = None  # a champion that cannot be read is no population to keep
+        refusal = (
+            population_refusal(
+                Provenance.of(candidate.manifest), Provenance.of(champion_manifest), version, pointer.model_version
+            )
+            if champion_manifest is not None
+            else None
+        )
+        if refusal is not None and not other_population:
+            raise ProvenanceError(refusal)
+        if refusal is not None:
+            reason = f"promoted by hand, a model of other students ({Provenance.of(candidate.manifest).describe()})"
     manifest_sha256 = _manifest_sha256(store, version)
     moved = (
         pointer.moved_to(version, manifest_sha256, "promoted by hand", reason)
@@ -238,7 +413,7 @@ def _record(
         "champion": decision.champion,
         "reason": decision.reason,
         "candidate_test_r2": new_r2,
-        "champion_test_r2_same_split": old_r2,
+        "champion_test_r2_same_split": old_r2,  # both on the candidate's held-out students
     }
     if trigger is not None:
         record["trigger"] = trigger

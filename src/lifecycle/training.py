@@ -54,7 +54,7 @@ from src.components.model_trainer import (
     default_candidates,
 )
 from src.components.plots import PLOTS, write_plots
-from src.lifecycle.decision import Decision, DecisionConfig, decide
+from src.lifecycle.decision import Decision, DecisionConfig, check_population, decide
 from src.lifecycle.reports import export_reports
 from src.lifecycle.tracking import TrackingError, training_run
 from src.lifecycle.workers import workers_die_with_this_process
@@ -104,6 +104,7 @@ class TrainingConfig:
     reports_dir: Path | None = None  # also copy metrics, plots and the set here (a fixed path for DVC)
     trigger: str | None = None  # why this training runs (retrain's reason), written into the decision record
     support_cut: float = 50.0  # the cut the chance below it is measured at on the test split (SUPPORT_CUT's default)
+    population: str = ""  # whose students the data describes ("" : "students" for real data); see decision.Provenance
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
         keys=config.verify_keys,
         registry=registry,
         trigger=config.trigger,
+        runs_dir=config.resolved_runs_dir(),
     )
     if config.reports_dir is not None:
         export_reports(candidate.manifest_path.parent, config.reports_dir)
@@ -159,6 +161,10 @@ def train(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
 def train_candidate(config: TrainingConfig, tracker: Any | None = None) -> TrainingResult:
     """Run the three components in a private run folder, seal the set, and add it to the store (unserved)."""
     source = resolve_source(config.data)
+    try:
+        check_population(config.population, source == SYNTHETIC_SOURCE)
+    except ValueError as err:
+        raise TrainingError(str(err)) from err
     if source == SYNTHETIC_SOURCE:
         logger.info("no data given and no %s: training on %d synthetic students", DEFAULT_DATA, config.synthetic_rows)
     runs = config.resolved_runs_dir()
@@ -305,6 +311,9 @@ def _manifest(config: TrainingConfig, ingestion: DataIngestionArtifact, trainer:
         "data": {
             "source": ingestion.source,
             "fingerprint": ingestion.fingerprint,
+            # provenance: the decision never lets a model of other students replace the champion by itself
+            "synthetic": ingestion.source == SYNTHETIC_SOURCE,
+            "population": check_population(config.population, ingestion.source == SYNTHETIC_SOURCE),
             "rows_read": ingestion.rows_read,
             "rows_valid": ingestion.rows_valid,
             "rows_rejected": ingestion.rows_rejected,

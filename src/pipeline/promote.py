@@ -4,7 +4,13 @@
     python -m src.pipeline.promote --store STORE --rollback      # back to the previous champion
 
 ``STORE`` is a folder or ``s3://bucket/prefix``. The version's set is verified (hashes, signature when
-``MODEL_VERIFY_KEYS`` is set, a load-time check) before anything points at it.
+``MODEL_VERIFY_KEYS`` is set, a load-time check) before anything points at it. A model of other students than
+the champion's (synthetic data against a real champion, or another population) is refused unless
+``--other-population`` says that is what you mean.
+
+Examples:
+    python -m src.pipeline.promote --store artifacts --version 20261123T101500Z-1a2b3c4d --no-tracking
+    python -m src.pipeline.promote --store artifacts --rollback
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from src.store import Store, open_store
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.pipeline.promote", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m src.pipeline.promote",
+        description=__doc__.split("\n")[0],
+        epilog="example: python -m src.pipeline.promote --store artifacts --version 20261123T101500Z-1a2b3c4d",
+    )
     parser.add_argument(
         "--store",
         "--artifacts-dir",
@@ -33,6 +43,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--version", help="model version to make the champion (e.g. 20261123T101500Z-1a2b3c4d)")
     group.add_argument("--rollback", action="store_true", help="return to the previous champion")
+    parser.add_argument(
+        "--other-population",
+        action="store_true",
+        help="promote a model of other students than the champion's (synthetic, or another population) on purpose",
+    )
     parser.add_argument("--no-tracking", action="store_true", help="do not move the MLflow alias")
     parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here")
     args = parser.parse_args(argv)
@@ -71,7 +86,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 def _move(store: Store, args: argparse.Namespace, keys: Sequence[SigningKey], registry: Registry | None) -> Decision:
     if args.rollback:
         return rollback(store, keys=keys, registry=registry)
-    return promote_by_hand(store, args.version, keys=keys, registry=registry)
+    return promote_by_hand(store, args.version, keys=keys, registry=registry, other_population=args.other_population)
 
 
 if __name__ == "__main__":

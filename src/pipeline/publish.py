@@ -37,14 +37,15 @@ def publish(
     """Copy a verified local version into the S3 store, then decide there."""
     version = check_version(version) if version else local.champion().model_version
     directory, _ = local.open_verified(version, keys)
-    test_path = (runs_dir or local.root / TRAINING_RUNS) / version / "test.csv"
+    runs_dir = runs_dir or local.root / TRAINING_RUNS
+    test_path = runs_dir / version / "test.csv"
     if not test_path.is_file():
         raise StoreError(
             f"the test split of {version} is not at {test_path}: the decision compares the champion on it; give --runs-dir"
         )
     test = pd.read_csv(test_path, keep_default_na=False)
     destination.add_set(directory)
-    return decide(destination, version, test, config, keys=keys)
+    return decide(destination, version, test, config, keys=keys, runs_dir=runs_dir)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -94,9 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="where each run's student records stay (default: STORE/training-runs, or ./training-runs for an S3 store)",
     )
-    parser.add_argument("--test-size", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--cv-folds", type=int, default=5)
+    parser.add_argument(
+        "--population",
+        default="",
+        help="whose students the data describes, e.g. district-7 (default: students; the synthetic cohort is "
+        "'synthetic'): a model of another population never replaces the champion without promote --other-population",
+    )
+    parser.add_argument("--test-size", type=float, default=0.2, help="share of students held out for testing (default 0.2)")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the split, the search and the synthetic cohort (default 42)"
+    )
+    parser.add_argument("--cv-folds", type=int, default=5, help="cross-validation folds of the model search (default 5)")
     parser.add_argument("--min-r2", type=float, default=0.6, help="quality gate on test R2 (default 0.6)")
     parser.add_argument(
         "--support-cut",
@@ -105,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cut at which the chance of a score below it is measured on the test split "
         f"(default {AppConfig.support_cut:g}, as SUPPORT_CUT's)",
     )
-    parser.add_argument("--synthetic-rows", type=int, default=1000)
+    parser.add_argument(
+        "--synthetic-rows", type=int, default=1000, help="students of the synthetic cohort, without data (default 1000)"
+    )
     parser.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs for the model search (default: all cores)")
     parser.add_argument("--models", help="comma-separated candidate names (default: all)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
@@ -147,8 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also copy metrics.json, the plots and the model set (into DIR/model) to this fixed folder, e.g. for DVC",
     )
+    parser.add_argument(
+        "--experiment",
+        type=_yes_no,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="true|false",
+        help="train, register and report the decision, but never move the champion (dvc.yaml's and MLproject's "
+        "runs are experiments; promote one with python -m src.pipeline.promote)",
+    )
     parser.add_argument("--shuffle-labels", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def _yes_no(value: str | bool) -> bool:
+    """A true/false option value as a YAML file or an MLproject parameter gives it."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if value.strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, not {value!r}")
+    return words[value.strip().lower()]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -198,10 +228,12 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
             tolerance=args.champion_tolerance,
             keep_versions=args.keep_versions,
             group_tolerance=args.group_tolerance,
+            experiment=_yes_no(args.experiment),
         ),
         exclude_features=excluded,
         reports_dir=args.reports_dir,
         support_cut=args.support_cut,
+        population=args.population or "",
         runs_dir=args.runs_dir,
         cache_dir=cache_dir_from_env(),
         signing_key=signing,

@@ -207,6 +207,8 @@ def test_mlflow_run_trains_through_the_mlproject_entry_point(tmp_path):
             f"store={tmp_path / 'artifacts'}",
             "-P",
             "models=ridge,knn",
+            "-P",
+            "experiment=false",  # by default a run of the entry point is an experiment, which never promotes
         ],
         cwd=PROJECT,
         env={
