@@ -1,13 +1,17 @@
 """The champion as an MLflow pyfunc model that answers like the API, for teams that score with ``spark_udf``.
 
 The model wraps a verified artifact set (loaded with ``PredictPipeline.from_artifacts``, hashes checked) and
-answers each input row through ``answers_frame``: ``math_score``, ``interval_low``, ``interval_high``,
-``interval_level``, ``band``, ``below_cut_probability``, ``band_without_background`` (empty for a model without
-exact factors), ``model_version`` and ``error``. A row that breaks a rule keeps its place (Spark
-needs one answer per row) with no score (NaN), empty text columns and ``error`` naming each field and rule;
-``error`` is empty for a valid row. Nothing is dropped.
+answers each input row through ``answers_frame``, the one answer computation: ``math_score``, ``interval_low``,
+``interval_high``, ``interval_level``, ``model_version``, ``band``, ``below_cut_probability``,
+``band_without_background`` (empty for a model without exact factors), the factors (``factors_baseline``, one
+``factor_<feature>`` per feature, ``top_factor``) and ``error``. Scores may come as integers, floats or text: the
+model checks them with the API's rules, not MLflow's types. A row that breaks a rule keeps its place (Spark
+needs one answer per row) with no numbers (``None``, which ``mlflow models serve`` writes as JSON ``null``),
+empty text columns and ``error`` naming each field and rule; ``error`` is empty for a valid row. Nothing is
+dropped.
 
     info = log_answers_model(set_dir, support_cut=60.0)
+    model = mlflow.pyfunc.load_model("models:/student-math-score@champion")   # as registered by training
     udf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type=RESULT_TYPE, env_manager="local")
     scored = students.withColumn("answer", udf(struct(*FEATURE_NAMES))).select("*", "answer.*")
 """
@@ -22,21 +26,10 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from src.answers.arrays import repeated
-from src.answers.columns import (
-    ANSWER_COLUMNS,
-    BAND,
-    BELOW_CUT,
-    DECISION_COLUMNS,
-    HIGH,
-    LEVEL,
-    LOW,
-    MATH_SCORE,
-    MODEL_VERSION,
-    WITHOUT_BACKGROUND,
-    answers_frame,
-)
+from src.answers.columns import FIELD_KINDS, answer_fields, answers_frame
 from src.answers.fast_path import random_students
 from src.answers.model import PredictPipeline
 from src.schema import FEATURES, NumericFeature
@@ -44,18 +37,19 @@ from src.validation import check_students_frame, normalise_student_headers
 
 MODEL_SET = "model_set"
 ERROR = "error"
-OUTPUT_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, BAND, BELOW_CUT, WITHOUT_BACKGROUND, MODEL_VERSION, ERROR)
-_NUMBERS = (MATH_SCORE, LOW, HIGH, LEVEL, BELOW_CUT)
+OUTPUT_COLUMNS: tuple[str, ...] = (*(f.name for f in answer_fields(band=True, factors=True)), ERROR)
+_NUMBERS = tuple(c for c in OUTPUT_COLUMNS if FIELD_KINDS.get(c) == "double")
 RESULT_TYPE = ", ".join(f"{c} {'double' if c in _NUMBERS else 'string'}" for c in OUTPUT_COLUMNS)
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("double" if isinstance(f, NumericFeature) else "string", f.name) for f in FEATURES]),
+    # Numbers of any type (an integer score is a score): the model's own check names the field and the rule.
+    inputs=Schema([ColSpec(AnyType() if isinstance(f, NumericFeature) else "string", f.name) for f in FEATURES]),
     outputs=Schema([ColSpec("double" if c in _NUMBERS else "string", c) for c in OUTPUT_COLUMNS]),
 )
 _ROOT = Path(__file__).resolve().parents[2]
 
 
 class AnswersModel(mlflow.pyfunc.PythonModel):
-    """Score, 90 % range, support band and chance below the cut for each row, from a verified artifact set."""
+    """Score, 90 % range, support band, chance below the cut and factors for each row, from a verified set."""
 
     def load_context(self, context: Any) -> None:
         self.pipeline = PredictPipeline.from_artifacts(context.artifacts[MODEL_SET])
@@ -66,21 +60,30 @@ class AnswersModel(mlflow.pyfunc.PythonModel):
 
 
 def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cut: float) -> pd.DataFrame:
-    """One answer row per input row, in order; invalid rows get no score and an ``error``."""
+    """One answer row per input row, in order; invalid rows get no numbers (None) and an ``error``."""
     frame = normalise_student_headers(students.reset_index(drop=True), passthrough=())
     ok, valid, errors = check_students_frame(frame)
-    answers = answers_frame(pipeline, valid, support_cut=support_cut, with_factors=False)
-    out = pd.DataFrame({c: np.full(len(frame), np.nan) for c in _NUMBERS})
-    for column in (BAND, WITHOUT_BACKGROUND, MODEL_VERSION, ERROR):
-        # Empty, not missing: spark_udf casts a text column holding both strings and None to the word "None".
-        out[column] = repeated("", len(frame))
+    answers = answers_frame(pipeline, valid, support_cut=support_cut, with_factors=True)
     mask = ok.to_numpy()
-    for column in (*ANSWER_COLUMNS, *DECISION_COLUMNS):
-        out.loc[mask, column] = answers[column].to_numpy()
+    out = {}
+    for column in OUTPUT_COLUMNS[:-1]:
+        values = answers[column].to_numpy()
+        if column in _NUMBERS:
+            # None, not NaN, for a number that is not there: JSON has no NaN (``mlflow models serve`` writes null)
+            cells = np.full(len(frame), None, dtype=object)
+            present = values.astype(float)
+            cells[np.flatnonzero(mask)] = np.where(np.isnan(present), None, present).astype(object)
+        else:
+            # Empty, not missing: spark_udf casts a text column holding both strings and None to the word "None".
+            cells = np.asarray(repeated("", len(frame)), dtype=object)
+            cells[mask] = values
+        out[column] = cells
+    error = np.asarray(repeated("", len(frame)), dtype=object)
     if len(errors):
         text = (errors["field"] + ": " + errors["reason"]).groupby(errors["position"]).agg("; ".join)
-        out.loc[text.index.to_numpy(), ERROR] = text.to_numpy(dtype=object)
-    return out[list(OUTPUT_COLUMNS)]
+        error[text.index.to_numpy()] = text.to_numpy(dtype=object)
+    out[ERROR] = error
+    return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
 
 
 def log_answers_model(

@@ -138,6 +138,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_mlflow_run_of_the_synthetic_default_leaves_a_real_champion_alone(real_champion, tmp_path):
     store, champion = real_champion
     before = champion_bytes(store)
@@ -163,6 +164,7 @@ def test_mlflow_run_of_the_synthetic_default_leaves_a_real_champion_alone(real_c
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_dvc_exp_run_leaves_the_champion_alone(shared_data, tmp_path):
     from tests.test_dvc import project_files
 
