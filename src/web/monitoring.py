@@ -4,12 +4,19 @@ prometheus-flask-exporter serves ``/metrics``: under gunicorn it merges every wo
 and it answers Prometheus in the format it asks for (OpenMetrics or text). Before each scrape the worker
 flushes its buffered metrics and refreshes the drift gauges (the exporter's ``metrics_decorator``). The
 request series are the exporter's defaults, recorded by ``_RequestHook`` (see ``RequestMetrics`` for why).
+
+Test traffic can be kept out of the model's monitoring: a request carrying ``X-Monitoring-Exclude: true`` and
+the monitoring token (``X-Monitoring-Token: <METRICS_TOKEN>``) is answered as any other, but its students reach
+no observer (drift window, prediction, rejection and realized counters), so a contract test run against
+production does not look like drift to ``retrain``. Without METRICS_TOKEN, or with another token, the header is
+not honoured; the answer's ``X-Monitoring-Excluded`` header says which happened.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import hmac
 import os
 import shutil
 import tempfile
@@ -18,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response
+from flask import Blueprint, Flask, Response, g, has_request_context, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
@@ -33,6 +40,9 @@ from src.web.services import Services, services
 bp = Blueprint("monitoring", __name__)
 # Often enough that each flush is short (a burst of a few hundred buffered students, not thousands).
 FLUSH_SECONDS = 0.25
+EXCLUDE_HEADER = "X-Monitoring-Exclude"  # "true": keep this request's students out of drift and model counters
+TOKEN_HEADER = "X-Monitoring-Token"  # METRICS_TOKEN: the exclusion is honoured only with it
+EXCLUDED_HEADER = "X-Monitoring-Excluded"  # in the answer to a request that asked: "true" or "false"
 
 
 @bp.get("/drift")
@@ -66,14 +76,59 @@ def attach_monitoring(app: Flask, svc: Services) -> Periodic | None:
             min_samples=config.drift_min_samples,
         )
         svc.drift = tracker
-        svc.observers.append(tracker)
+        svc.observers.append(_Excludable(tracker))
         svc.slot.listeners.append(tracker.model_loaded)
         flusher.callbacks.append(tracker.flush)
         app.register_blueprint(bp)
+    if config.drift_enabled or config.metrics_enabled:
+        _attach_exclusion(app, config.metrics_token)
     if config.metrics_enabled:
         requests = _attach_metrics(app, svc, tracker, flusher)
         app.wsgi_app = _RequestHook(app.wsgi_app, requests)  # type: ignore[method-assign]
     return flusher if flusher.callbacks else None
+
+
+def _attach_exclusion(app: Flask, token: str | None) -> None:
+    """Mark the requests that ask to be kept out of monitoring and carry the monitoring token."""
+
+    @app.before_request
+    def mark_excluded() -> None:
+        asked = request.headers.get(EXCLUDE_HEADER, "").strip().lower() == "true"
+        given = request.headers.get(TOKEN_HEADER, "").encode()
+        g.monitoring_excluded = bool(asked and token and hmac.compare_digest(given, token.encode()))
+
+    @app.after_request
+    def say_excluded(response: Response) -> Response:
+        if EXCLUDE_HEADER in request.headers:
+            response.headers[EXCLUDED_HEADER] = "true" if g.get("monitoring_excluded") else "false"
+        return response
+
+
+def _excluded() -> bool:
+    return has_request_context() and bool(g.get("monitoring_excluded"))
+
+
+class _Excludable:
+    """An observer that a request kept out of monitoring (see ``_attach_exclusion``) does not reach."""
+
+    def __init__(self, observer: Any) -> None:
+        self.observer = observer
+
+    def predicted(self, channel: str, records: Any, scores: Any) -> None:
+        if not _excluded():
+            self.observer.predicted(channel, records, scores)
+
+    def rejected(self, errors: Any) -> None:
+        if not _excluded():
+            self.observer.rejected(errors)
+
+    def counted(self, channel: str, n: int) -> None:
+        if not _excluded():
+            self.observer.counted(channel, n)
+
+    def labeled(self, records: Any, outcomes: Any) -> None:
+        if not _excluded():
+            self.observer.labeled(records, outcomes)
 
 
 def _default_drift_dir() -> Path:
@@ -120,7 +175,7 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     requests = RequestMetrics(registry)
-    svc.observers.append(metrics)
+    svc.observers.append(_Excludable(metrics))
     svc.realized = metrics.realized.totals
     svc.slot.listeners.append(metrics.model_loaded)
     flusher.callbacks += [metrics.flush, requests.flush, metrics.refresh_process]

@@ -269,3 +269,24 @@ def test_requests_in_flight_are_the_started_ones_not_yet_answered_as_of_the_last
     requests.flush()
     assert registry.get_sample_value("http_requests_in_flight") == 0
     assert registry.get_sample_value("flask_http_request_total", {"method": "POST", "status": "200"}) == 2
+
+
+def test_a_contract_test_with_the_monitoring_token_is_kept_out_of_drift_and_counters(store_dir, trained, tmp_path, student):
+    from app import create_app
+
+    token = "scrape-token-0123456789"
+    client = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path, metrics_token=token)).test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    excluded = {"X-Monitoring-Exclude": "true", "X-Monitoring-Token": token}
+    for headers in (excluded, {**excluded, "X-Monitoring-Token": "wrong-token-0123456789"}, {}):
+        response = client.post("/predictdata", json=student, headers=headers)
+        assert response.status_code == 200
+        said = "true" if headers is excluded else ("false" if headers else None)
+        assert response.headers.get("X-Monitoring-Excluded") == said, headers
+        broken = client.post("/predictdata", json={**student, "reading_score": 300}, headers=headers)
+        assert broken.status_code == 422
+    assert client.get("/drift", headers=auth).get_json()["window_size"] == 2  # the wrong token's and the plain one's
+    text = client.get("/metrics", headers=auth).get_data(as_text=True)
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert value(fams, "model_predictions", channel="json") == 2
+    assert value(fams, "model_validation_failures", field="reading_score") == 2
