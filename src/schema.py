@@ -211,6 +211,31 @@ def canonical_name(header: str) -> str:
     return _HEADERS.get(folded(header), header)
 
 
+def _any_case(text: str) -> str:
+    """``text`` as a regular expression (ECMA-262 and Python alike) matching it with its ASCII letters in any case."""
+    out = []
+    for char in text:
+        if char.isascii() and char.isalpha():
+            out.append(f"[{char.upper()}{char.lower()}]")
+        elif char in ".^$*+?()[]{}|\\":
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def text_pattern(feature: Feature, *, not_known: bool = False) -> str:
+    """The whole-text pattern of what the text rules accept for ``feature``, for the OpenAPI document's form
+    fields: a number's plain text (its range is the feature's rule, checked after), or a category in any case;
+    with ``not_known``, also the form's exact ``NOT_KNOWN``. Surrounding white space (``\\s``) is allowed."""
+    if isinstance(feature, NumericFeature):
+        return rf"^\s*{NUMBER_PATTERN}\s*$"
+    choices = "|".join(_any_case(c) for c in feature.categories)
+    if not_known:
+        return rf"^(?:\s*(?:{choices})\s*|{NOT_KNOWN})$"
+    return rf"^\s*(?:{choices})\s*$"
+
+
 def canonical_category(name: str, text: str) -> str:
     """A category of feature ``name`` as a spreadsheet or a person may type it (any case, surrounding spaces) in
     the schema's spelling; text that matches no category comes back unchanged, to be refused with the rule."""

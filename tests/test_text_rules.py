@@ -9,6 +9,7 @@ and takes the schema's spelling only.
 from __future__ import annotations
 
 import io
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -16,8 +17,16 @@ import pandas as pd
 import pytest
 
 from src.pipeline.batch_predict import BatchConfig, run
-from src.schema import COLUMNS, FEATURE_NAMES, canonical_category, canonical_name
-from src.validation import validate_frame, validate_student
+from src.schema import (
+    COLUMNS,
+    FEATURE_NAMES,
+    FEATURES,
+    NumericFeature,
+    canonical_category,
+    canonical_name,
+    text_pattern,
+)
+from src.validation import parse_form_number, validate_frame, validate_student
 
 LOOSE = {"gender": "Female", "race_ethnicity": " group b "}
 SPELLED = {"gender": "female", "race_ethnicity": "group B"}
@@ -107,3 +116,29 @@ def test_the_json_api_takes_the_schemas_spelling_only():
     assert [e.field for e in errors] == ["gender", "race_ethnicity"]
     typed, none = validate_student({**BASE, **SPELLED, "reading_score": 72, "writing_score": 74})
     assert typed is not None and not none
+
+
+@pytest.mark.parametrize("feature", FEATURES, ids=lambda f: f.name)
+def test_the_documents_text_pattern_accepts_exactly_what_the_rules_accept(feature):
+    """The form's pattern in /openapi.json is derived from the rules: what it matches, the rules read."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    pattern = re.compile(text_pattern(feature))
+
+    def accepted(text: str) -> bool:
+        if isinstance(feature, NumericFeature):
+            return parse_form_number(text) is not None
+        return canonical_category(feature.name, text) in feature.categories
+
+    @settings(max_examples=150, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.from_regex(pattern), st.text(max_size=12)))
+    def agree(text):
+        assert bool(pattern.search(text)) == accepted(text), text
+
+    agree()
+    if isinstance(feature, NumericFeature):
+        for text in ("72", "+72", ".5", "7.2e1", " 72 ", "72."):
+            assert pattern.search(text) and accepted(text), text
+        for text in ("7,5", "7_5", "0x10", "\u0667\u0662", "", "1e"):
+            assert not pattern.search(text) and not accepted(text), text

@@ -1,15 +1,17 @@
-"""The API's OpenAPI 3.1 document, generated from src/schema.py and served at /openapi.json.
+"""The API's OpenAPI 3.1 document, served at /openapi.json: the models of src/web/contract.py, put on the routes.
 
-Nothing here names a feature: the student object is built from ``FEATURES``. What the document lists is kept
-in three tables, so that a change is one edit in one place:
+Every schema is pydantic's JSON schema of a model (``components.schemas``); this module only says which model each
+route takes and answers, in three tables, so that a change is one edit in one place:
 
-- ``BODY_KINDS``: each body /predictdata accepts (media type -> its schema);
-- ``PREDICTION_PROPERTIES`` / ``BATCH_PROPERTIES``: the properties of the JSON answers, each typed (band,
-  factors and their contributions are components of their own); adding a field to the answers is one line
-  there. The answer objects allow further properties (``additionalProperties: true``), so adding a key to an
-  answer never breaks a client generated from, or validating against, an older document;
-- ``ERRORS``: each error status with when it happens; every error answer is the shared ``Error`` component
-  (``ValidationFailed`` for 422).
+- ``BODY_KINDS``: each body POST /predictdata accepts (media type -> its schema);
+- ``ERRORS``: each error status with when it happens and its codes (every error is ``Error``, 422 is
+  ``ValidationFailed``);
+- the path table in ``build_document``.
+
+Why pydantic's own JSON schema rather than a Flask OpenAPI extension (spectree, flask-openapi3): those validate
+requests through their decorators, while this service validates every channel with one column-wise rule set
+(src/validation.py) that the models only describe; their document generation would add a second request path
+around the views for what one call to ``models_json_schema`` gives.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import functools
 from typing import Any
 
 from flask import Blueprint, Response
+from pydantic.json_schema import models_json_schema
 
-from src.answers.bands import BAND_NAMES
 from src.components.plots import PLOTS
 from src.config import AppConfig
-from src.schema import FEATURES, HEADER_ALIASES, NOT_KNOWN, TARGET, CategoricalFeature, Feature, NumericFeature
 from src.validation import MAX_DETAILS
 from src.web.body_guard import MAX_JSON_DEPTH
+from src.web.contract import ANSWER_MODELS, CLASS_LIST_SCHEMA, REQUEST_MODELS
 from src.web.errors import json_response
 from src.web.services import services
 
@@ -34,116 +36,35 @@ JSON = "application/json"
 HTML = "text/html"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
+CSV = "text/csv"
+REF = "#/components/schemas/{model}"
 
 
 def ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(model=name)}
 
 
-def feature_schema(feature: Feature) -> dict[str, Any]:
-    """One feature's JSON schema: its categories, or its range, and its label."""
-    if isinstance(feature, CategoricalFeature):
-        return {"type": "string", "enum": list(feature.categories), "description": feature.label}
-    return {"type": "number", "minimum": feature.minimum, "maximum": feature.maximum, "description": feature.label}
-
-
-def student_schema() -> dict[str, Any]:
-    """A student as JSON: every feature by its schema name (the public download's headers are accepted too)."""
-    properties = {f.name: feature_schema(f) for f in FEATURES}
-    return {
-        "type": "object",
-        "description": "One student. The public download's headers ("
-        + ", ".join(f"`{alias}`" for alias, name in HEADER_ALIASES.items() if name in properties)
-        + ") are accepted in place of the schema names; any other field is refused (422).",
-        "properties": properties,
-        "required": [f.name for f in FEATURES],
-        "additionalProperties": False,
-    }
-
-
-def labeled_student_schema() -> dict[str, Any]:
-    """A student of a batch: may carry its real math score, to check the answers against (blank: null)."""
-    schema = student_schema()
-    real = {
-        "type": ["number", "null"],
-        "minimum": TARGET.minimum,
-        "maximum": TARGET.maximum,
-        "description": f"the student's real {TARGET.label.lower()}, when known (`math score` is accepted too); "
-        "the answer then holds real_math_score, prediction_minus_real, inside_range, band_right "
-        "per student and an `evaluation` of the batch",
-    }
-    return {
-        **schema,
-        "description": schema["description"] + " In a batch, a student may carry its real math score.",
-        "properties": {**schema["properties"], TARGET.name: real},
-    }
-
-
-def form_field_schema(feature: Feature) -> dict[str, Any]:
-    """One field of the teachers' form (a form body or the result page's query): its value as text."""
-    if isinstance(feature, CategoricalFeature):
-        if feature.may_be_unknown:  # the form's "not known": every possible value counted, a wider range
-            return {
-                "type": "string",
-                "enum": [*feature.categories, NOT_KNOWN],
-                "description": f'{feature.label}; "{NOT_KNOWN}" when the teacher does not know it',
-            }
-        return {"type": "string", "enum": list(feature.categories)}
-    return {
-        "type": "string",
-        "pattern": _decimal_pattern(feature.minimum, feature.maximum),
-        "description": f"{feature.label}: a number from {feature.minimum:g} to {feature.maximum:g}, as text "
-        "with a decimal point (a decimal comma is refused)",
-    }
-
-
-def form_schema() -> dict[str, Any]:
-    """The teachers' form: the same fields, every value sent as text."""
-    properties = {f.name: form_field_schema(f) for f in FEATURES}
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": [f.name for f in FEATURES],
-        "additionalProperties": False,
-    }
-
-
-def upload_schema() -> dict[str, Any]:
-    """The form as multipart: one student's fields, or a class list file instead.
-
-    A schema of its own (not ``Form`` again): generators make one type per body, and one schema under two
-    media types gave a client that did not import.
-    """
-    properties = {f.name: form_field_schema(f) for f in FEATURES}
-    properties["class_list"] = {
-        "type": "string",
-        "format": "binary",
-        "contentMediaType": "text/csv",
-        "description": "a class list file (as text/csv bodies); the fields are then unused",
-    }
-    return {"type": "object", "properties": properties, "additionalProperties": False}
+def component_schemas(max_batch: int) -> dict[str, Any]:
+    """Every model's JSON schema, by name: requests as they are validated, answers as they are serialized."""
+    _, top = models_json_schema(
+        [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization") for m in ANSWER_MODELS],
+        ref_template=REF,
+    )
+    schemas: dict[str, Any] = top["$defs"]
+    for schema in schemas.values():  # property titles repeat the names: left out of the document
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+    schemas["Batch"]["properties"]["instances"]["maxItems"] = max_batch
+    return schemas
 
 
 def result_parameters() -> list[dict[str, Any]]:
     """GET /predictdata's query: the form's fields, each optional (none at all is the empty form)."""
-    return [{"name": f.name, "in": "query", "required": False, "schema": form_field_schema(f)} for f in FEATURES]
-
-
-def _decimal_pattern(minimum: float, maximum: float) -> str:
-    """Decimal text within [minimum, maximum]; written for the schema's 0-100 scores, checked on import."""
-    if (minimum, maximum) != (0.0, 100.0):
-        raise ValueError(f"no text pattern for the range {minimum:g}-{maximum:g}: extend _decimal_pattern")
-    return r"^(100(\.0*)?|[0-9]{1,2}(\.[0-9]*)?)$"
+    fields = component_schemas(AppConfig.max_batch)["Form"]["properties"]
+    return [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in fields.items()]
 
 
 # Bodies POST /predictdata accepts: media type -> (schema, description). A new body kind is one entry here.
-def example_class_list() -> str:
-    """A valid class list of one student, built from the schema."""
-    header = ",".join(f.name for f in FEATURES)
-    row = ",".join("72" if isinstance(f, NumericFeature) else f.categories[0] for f in FEATURES)
-    return f"{header}\n{row}\n"
-
-
 BODY_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     JSON: ({"oneOf": [ref("Student"), ref("Batch")]}, 'one student, or {"instances": [...]} for many; the answer is JSON'),
     FORM: (
@@ -152,122 +73,11 @@ BODY_KINDS: dict[str, tuple[dict[str, Any], str]] = {
         "(GET /predictdata with the student as query parameters), errors with the form page (422)",
     ),
     MULTIPART: (ref("FormUpload"), "the teachers' form sent as multipart, or a class list file (`class_list`)"),
-    "text/csv": (
-        {"type": "string", "description": "e.g. " + example_class_list()},
-        "a class list: a header row (either header style, an optional student_id) "
-        "and one student per row; the answer is CSV for `Accept: text/csv`, else JSON",
+    CSV: (
+        CLASS_LIST_SCHEMA,
+        "a class list: a header row and one student per row; the answer is CSV for `Accept: text/csv`, else JSON",
     ),
 }
-
-INTERVAL = {
-    "type": "object",
-    "properties": {
-        "low": {"type": "number"},
-        "high": {"type": "number"},
-        "level": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-    },
-    "required": ["low", "high", "level"],
-    "additionalProperties": True,
-}
-BAND = {
-    "type": "object",
-    "description": "what the 90 % range says about the cut score (SUPPORT_CUT)",
-    "properties": {
-        "name": {
-            "type": "string",
-            "description": "one of "
-            + ", ".join(f"`{n}`" for n in BAND_NAMES)
-            + " (a string rather than an enum: a client keeps working if a band is added)",
-        },
-        "label": {"type": "string", "description": "the band in plain words"},
-        "cut": {"type": "number", "description": "the cut score the band is decided with"},
-        "policy": {
-            "type": "string",
-            "description": "what decided the band and the chance below the cut (BAND_POLICY): `all_details`, the "
-            "prediction from every detail, or `scores_only`, the prediction with the background details at their "
-            "average (the scores and the course alone)",
-        },
-    },
-    "required": ["name", "label", "cut", "policy"],
-    "additionalProperties": True,
-}
-
-
-def contributions_schema() -> dict[str, Any]:
-    """Each feature's additive contribution, in points, by schema name."""
-    return {
-        "type": "object",
-        "properties": {f.name: {"type": "number"} for f in FEATURES},
-        "required": [f.name for f in FEATURES],
-        "additionalProperties": True,
-    }
-
-
-FACTORS = {
-    "type": "object",
-    "description": "the exact additive explanation of the model's score: baseline + the contributions = "
-    "unclipped_score (before the score is kept within 0-100)",
-    "properties": {
-        "baseline": {"type": "number"},
-        "unclipped_score": {"type": "number"},
-        "contributions": ref("Contributions"),
-    },
-    "required": ["baseline", "unclipped_score", "contributions"],
-    "additionalProperties": True,
-}
-# The properties of one student's answer, each typed: a new answer field is one line here (the answer objects
-# also allow properties they do not list, so a client generated from an older document keeps working).
-PREDICTION_PROPERTIES: dict[str, dict[str, Any]] = {
-    TARGET.name: {
-        "type": "number",
-        "minimum": TARGET.minimum,
-        "maximum": TARGET.maximum,
-        "description": f"the predicted {TARGET.label.lower()}",
-    },
-    "interval": ref("Interval"),
-    "band": ref("Band"),
-    "factors": {
-        "anyOf": [ref("Factors"), {"type": "null"}],
-        "description": "null when the served model has no exact factors (`factors_reason` says why)",
-    },
-    "factors_reason": {"type": "string", "description": "why the answer has no factors"},
-    # a batch whose students carry their real math score: each answer checked against it (null: no real score)
-    "real_math_score": {"type": ["number", "null"], "description": "the real score sent with the student"},
-    "prediction_minus_real": {"type": ["number", "null"], "description": "the reported score minus the real one"},
-    "inside_range": {"type": ["boolean", "null"], "description": "whether the real score is inside the range"},
-    "band_right": {
-        "type": ["boolean", "null"],
-        "description": "whether the band's claim held (null when the band made none)",
-    },
-    "below_cut_probability": {
-        "type": "number",
-        "minimum": 0,
-        "maximum": 1,
-        "description": "the chance that the real score is below the cut, from the same "
-        "out-of-fold residuals as the 90 % range (never 0 or 1 before it is "
-        "rounded to three decimals)",
-    },
-    "below_cut_reason": {"type": "string", "description": "why the answer has no chance below the cut"},
-    "band_without_background": {
-        "type": "string",
-        "enum": ["needs_support", "uncertain", "on_track"],
-        "description": "the band with the four background details at their training "
-        "average; only for models with exact factors",
-    },
-}
-PREDICTION_REQUIRED = (TARGET.name, "interval", "band", "factors")
-SINGLE_PROPERTIES: dict[str, dict[str, Any]] = {"model_version": {"type": "string"}}
-BATCH_PROPERTIES: dict[str, dict[str, Any]] = {
-    "predictions": {"type": "array", "items": {"anyOf": [ref("Prediction"), ref("RowError")]}},
-    "model_version": {"type": "string"},
-    "factors_reason": {"type": "string", "description": "why the answers have no factors"},
-    "evaluation": {
-        "type": "object",
-        "additionalProperties": True,
-        "description": "the batch's answers against the real scores sent with its students",
-    },
-}
-BATCH_REQUIRED = ("predictions", "model_version")
 
 # Error statuses: status -> (when, codes of the ``error`` field).
 ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -294,47 +104,10 @@ API_UNAUTHORIZED = (
 
 
 def _error_schema(codes: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The shared error object; ``codes`` (the codes a status may carry) only describe it.
-
-    ``error`` is a string, not an enum, in the document: a client generated from it must not fail on a code
-    added later.
-    """
+    """The shared error object; ``codes`` (the codes a status may carry) only describe it (a string, not an enum)."""
     if codes is None:
         return ref("Error")
     return {"allOf": [ref("Error")], "description": "`error` is one of " + ", ".join(f"`{c}`" for c in codes)}
-
-
-ERROR = {
-    "type": "object",
-    "description": "every error answer: a code to branch on and a message for people",
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-    "required": ["error"],
-    "additionalProperties": True,
-}
-
-
-def _validation_schema() -> dict[str, Any]:
-    detail = {
-        "type": "object",
-        "properties": {
-            "index": {"type": "integer", "minimum": 0, "description": "the student's position, in batches only"},
-            "field": {"type": "string", "maxLength": 64},
-            "message": {"type": "string"},
-        },
-        "required": ["field", "message"],
-        "additionalProperties": True,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "error": {"type": "string", "description": "`validation_failed`"},
-            "message": {"type": "string"},
-            "details": {"type": "array", "items": detail, "maxItems": MAX_DETAILS},
-            "more_details": {"type": "integer", "minimum": 1},
-        },
-        "required": ["error", "details"],
-        "additionalProperties": True,
-    }
 
 
 def _html(description: str) -> dict[str, Any]:
@@ -363,30 +136,6 @@ def _common_errors() -> dict[str, Any]:
 
 def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document (``max_batch``: the server's MAX_BATCH)."""
-    single = {
-        "type": "object",
-        "properties": {**PREDICTION_PROPERTIES, **SINGLE_PROPERTIES},
-        "required": [*PREDICTION_REQUIRED, *SINGLE_PROPERTIES],
-        "additionalProperties": True,
-    }
-    prediction = {
-        "type": "object",
-        "properties": PREDICTION_PROPERTIES,
-        "required": list(PREDICTION_REQUIRED),
-        "additionalProperties": True,
-    }
-    batch_answer = {
-        "type": "object",
-        "properties": BATCH_PROPERTIES,
-        "required": list(BATCH_REQUIRED),
-        "additionalProperties": True,
-    }
-    batch = {
-        "type": "object",
-        "properties": {"instances": {"type": "array", "items": ref("LabeledStudent"), "minItems": 1, "maxItems": max_batch}},
-        "required": ["instances"],
-        "additionalProperties": False,
-    }
     token = [{}, {"monitoringToken": []}]
     unauthorized = _json("METRICS_TOKEN is set and the request does not carry it", _error_schema(("unauthorized",)))
     post_responses = {
@@ -466,15 +215,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "summary": "liveness",
                 "operationId": "health",
                 "responses": {
-                    "200": _json(
-                        "the process is alive",
-                        {
-                            "type": "object",
-                            "properties": {"status": {"const": "ok"}},
-                            "required": ["status"],
-                            "additionalProperties": True,
-                        },
-                    ),
+                    "200": _json("the process is alive", ref("Health")),
                     **_common_errors(),
                 },
             }
@@ -484,25 +225,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "summary": "readiness",
                 "operationId": "ready",
                 "responses": {
-                    "200": _json(
-                        "a verified model is loaded",
-                        {
-                            "type": "object",
-                            "required": ["status", "model_version"],
-                            "additionalProperties": True,
-                            "properties": {
-                                "status": {"const": "ready"},
-                                "model_version": {"type": "string"},
-                                "model": {"type": "string"},
-                                "source": {
-                                    "type": "string",
-                                    "description": "an S3 store's URI, or a local store's folder name",
-                                },
-                                "scorer": {"type": "string"},
-                                "last_error": {"type": ["string", "null"]},
-                            },
-                        },
-                    ),
+                    "200": _json("a verified model is loaded", ref("Ready")),
                     "503": _json("no verified model is loaded; `message` says why", _error_schema(("not_ready",))),
                     **_common_errors(),
                 },
@@ -532,15 +255,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "operationId": "drift",
                 "security": token,
                 "responses": {
-                    "200": _json(
-                        "the report",
-                        {
-                            "type": "object",
-                            "required": ["available"],
-                            "properties": {"available": {"type": "boolean"}},
-                            "additionalProperties": True,
-                        },
-                    ),
+                    "200": _json("the report", ref("Drift")),
                     "401": unauthorized,
                     **_common_errors(),
                 },
@@ -562,15 +277,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
                 "summary": "the model page's content",
                 "operationId": "model_json",
                 "responses": {
-                    "200": _json(
-                        "the model card",
-                        {
-                            "type": "object",
-                            "required": ["model_version"],
-                            "properties": {"model_version": {"type": "string"}},
-                            "additionalProperties": True,
-                        },
-                    ),
+                    "200": _json("the model card", ref("ModelCard")),
                     "503": _json("no verified model is loaded", _error_schema(("model_unavailable",))),
                     **_common_errors(),
                 },
@@ -609,6 +316,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
             }
         },
     }
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -619,28 +327,7 @@ def build_document(max_batch: int = AppConfig.max_batch) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {
-                "Student": student_schema(),
-                "LabeledStudent": labeled_student_schema(),
-                "Batch": batch,
-                "Form": form_schema(),
-                "FormUpload": upload_schema(),
-                "Interval": INTERVAL,
-                "Band": BAND,
-                "Factors": FACTORS,
-                "Contributions": contributions_schema(),
-                "Prediction": prediction,
-                "SinglePrediction": single,
-                "BatchPrediction": batch_answer,
-                "RowError": {
-                    "type": "object",
-                    "required": ["row", "error"],
-                    "additionalProperties": True,
-                    "properties": {"row": {"type": "integer"}, "error": {"type": "string"}},
-                },
-                "Error": ERROR,
-                "ValidationFailed": _validation_schema(),
-            },
+            "schemas": component_schemas(max_batch),
             "securitySchemes": {
                 "monitoringToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN, when it is set"},
                 "apiToken": {
