@@ -483,6 +483,34 @@ class Realized(RealizedFigures):
     rule: str
 
 
+class PolicyCounts(BaseModel):
+    """Under one band policy: students flagged "needs support", and those really below the cut put "on track"."""
+
+    model_config = ANSWER
+    flagged: int = Field(ge=0)
+    missed: int = Field(ge=0)
+
+
+PolicyFigures = create_model(  # type: ignore[call-overload]
+    "PolicyFigures",
+    __config__=ANSWER,
+    __doc__="Held-out students of a group, those really below the cut, and each band policy's counts (null: the "
+    "policy needs exact factors the model lacks).",
+    students=(int, Field(ge=0)),
+    below_cut=(int, Field(ge=0)),
+    **{policy: (PolicyCounts | None, ...) for policy in BAND_POLICIES},
+)
+
+
+class BandPolicies(BaseModel):
+    """The test split under each band policy, for everyone and per student group."""
+
+    model_config = ANSWER
+    cut: float
+    all: PolicyFigures  # type: ignore[valid-type]
+    groups: dict[str, dict[str, PolicyFigures]] = Field(description="by feature, then by category")  # type: ignore[valid-type]
+
+
 class ModelCard(BaseModel):
     """/model.json: the model page's content."""
 
@@ -504,6 +532,7 @@ class ModelCard(BaseModel):
     history: list[HistoryEntry]
     card: CardText
     realized: Realized | None
+    band_policies: BandPolicies | None = Field(description="null for a model trained before they were recorded")
 
 
 class FactorsStatus(BaseModel):
