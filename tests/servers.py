@@ -24,6 +24,26 @@ def start(
     return subprocess.Popen(list(cmd), env=full_env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def start_gunicorn(
+    port: int, store: str | Path, folder: Path, *, workers: int = 1, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen, Path]:
+    """The app under gunicorn (gunicorn.conf.py) on 127.0.0.1:``port`` serving ``store``; its log in ``folder``."""
+    log = folder / "gunicorn.log"
+    process = start(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        log=log,
+        env={
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": str(workers),
+            "ARTIFACTS_DIR": str(store),
+            "PROMETHEUS_MULTIPROC_DIR": str(folder / "mp"),
+            **(env or {}),
+        },
+    )
+    return process, log
+
+
 def wait_for(
     url: str, process: subprocess.Popen, *, timeout: float = 60.0, status: int | None = 200, log: Path | None = None
 ) -> requests.Response:

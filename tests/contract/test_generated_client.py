@@ -25,7 +25,7 @@ import requests
 
 from src.schema import FEATURE_NAMES
 from tests.conftest import free_port
-from tests.servers import BIN, start, stop, wait_for
+from tests.servers import BIN, start_gunicorn, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -39,18 +39,7 @@ def server(trained, tmp_path_factory):
     """gunicorn serving the session's model on 127.0.0.1, stopped by its PID."""
     folder = tmp_path_factory.mktemp("served")
     port = free_port()
-    log = folder / "gunicorn.log"
-    process = start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-        log=log,
-        env={
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WEB_CONCURRENCY": "1",
-            "ARTIFACTS_DIR": trained.store,
-            "PROMETHEUS_MULTIPROC_DIR": str(folder / "mp"),
-        },
-    )
+    process, log = start_gunicorn(port, trained.store, folder)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/ready", process, log=log)

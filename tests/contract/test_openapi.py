@@ -15,7 +15,7 @@ from src.schema import FEATURES
 from src.validation import MAX_DETAILS
 from src.web.openapi import BODY_KINDS, ERRORS
 from tests.conftest import free_port
-from tests.servers import BIN, start, stop, wait_for
+from tests.servers import BIN, start_gunicorn, stop, wait_for
 
 HERE = Path(__file__).resolve().parent
 MIN_REQUESTS = 4000
@@ -75,18 +75,7 @@ def test_every_field_of_an_answer_is_typed_in_the_document(client, student):
 @pytest.mark.timeout(2400)
 def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunicorn(trained, tmp_path):
     port = free_port()
-    log = tmp_path / "gunicorn.log"
-    process = start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-        log=log,
-        env={
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WEB_CONCURRENCY": "2",
-            "ARTIFACTS_DIR": trained.store,
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
-        },
-    )
+    process, log = start_gunicorn(port, trained.store, tmp_path, workers=2)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(
@@ -134,19 +123,8 @@ MIN_TOKEN_REQUESTS = 300
 def test_schemathesis_with_an_api_token_gets_answers_not_401_on_gunicorn(trained, tmp_path):
     """The API behind API_TOKEN_SHA256: a client that sends its token gets the documented answers."""
     port = free_port()
-    log = tmp_path / "gunicorn.log"
-    process = start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-        log=log,
-        env={
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WEB_CONCURRENCY": "2",
-            "ARTIFACTS_DIR": trained.store,
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
-            "API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest(),
-        },
-    )
+    token = {"API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest()}
+    process, log = start_gunicorn(port, trained.store, tmp_path, workers=2, env=token)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(

@@ -21,7 +21,7 @@ import requests
 from src.schema import FEATURE_NAMES
 from src.web.wording import chance_sentence, whole_points
 from tests.conftest import PROJECT, free_port, unavailable
-from tests.servers import BIN, start, stop, wait_for
+from tests.servers import start_gunicorn, stop, wait_for
 
 # Debian's chromium; elsewhere (CodeBuild's Ubuntu image) CHROMIUM names the browser to use.
 CHROMIUM = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
@@ -46,18 +46,7 @@ def served(store_dir, trained, tmp_path):
             ".ci/run and buildspec.yml install it)"
         )
     port = free_port()
-    log = tmp_path / "gunicorn.log"
-    process = start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-        log=log,
-        env={
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WEB_CONCURRENCY": "1",
-            "ARTIFACTS_DIR": str(store_dir),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
-        },
-    )
+    process, log = start_gunicorn(port, store_dir, tmp_path)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         yield f"http://127.0.0.1:{port}"
