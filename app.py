@@ -13,7 +13,7 @@ from src.config import AppConfig, configure_logging
 from src.lifecycle.model_card import HISTORY_LIMIT
 from src.periodic import BACKGROUND, Periodic
 from src.store import open_store
-from src.web import errors, health, model_page, openapi, prediction
+from src.web import errors, health, model_page, openapi, prediction, security
 from src.web.body_guard import VALUES_PER_STUDENT, BodyGuard
 from src.web.headers import AnswerHeaders
 from src.web.model_slot import ModelSlot
@@ -37,6 +37,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(model_page.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
+    security.check_bearer_tokens(app)
     guarded = BodyGuard(
         app.wsgi_app,
         config.max_content_length,

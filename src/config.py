@@ -67,6 +67,9 @@ class AppConfig:
     api_token_sha256: tuple[bytes, ...] = field(default=(), repr=False)
     # HSTS_MAX_AGE: seconds of Strict-Transport-Security sent on answers served over HTTPS (0: none)
     hsts_max_age: int = HSTS_ONE_YEAR
+    # SIGN_IN: teachers sign in at the load balancer, which lets a request carrying a bearer token through to the
+    # app instead; when on, every such request needs a token this app accepts, on every page (security.py)
+    sign_in: bool = False
     # What a teacher should do for each band, shown under the band: NEXT_STEP_NEEDS_SUPPORT, NEXT_STEP_UNCERTAIN,
     # NEXT_STEP_ON_TRACK (one sentence each, at most MAX_TEXT characters)
     next_step_needs_support: str = DEFAULT_NEXT_STEPS["needs_support"]
@@ -111,6 +114,7 @@ class AppConfig:
             verify_keys=_keys(env, "MODEL_VERIFY_KEYS"),
             api_token_sha256=_digests(env, "API_TOKEN_SHA256"),
             hsts_max_age=_int(env, "HSTS_MAX_AGE", defaults.hsts_max_age, minimum=0),
+            sign_in=_bool(env, "SIGN_IN", defaults.sign_in),
             next_step_needs_support=_text(env, "NEXT_STEP_NEEDS_SUPPORT", defaults.next_step_needs_support),
             next_step_uncertain=_text(env, "NEXT_STEP_UNCERTAIN", defaults.next_step_uncertain),
             next_step_on_track=_text(env, "NEXT_STEP_ON_TRACK", defaults.next_step_on_track),

@@ -1,8 +1,13 @@
-"""Who may call what, and how answers travel: bearer tokens for the API and for monitoring.
+"""Who may call what, and how answers travel: bearer tokens for the API and for monitoring, and with sign-in.
 
 API tokens are configured by their SHA-256 (``API_TOKEN_SHA256``), never in clear: a leaked environment
 listing gives no usable token. A presented token is hashed and compared with every configured digest in
 constant time, so neither the time taken nor an early exit tells which digest, if any, it matched.
+
+With sign-in on (``SIGN_IN``), the load balancer signs teachers in and lets a request that carries a bearer token
+through without signing in, for school systems and monitoring. Such a request is then checked here on every
+route, pages included (``bearer_refused``, before any view): only a token this app accepts passes, so a made-up
+token opens nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Response, request
+from flask import Flask, Response, request
 
 from src.web.errors import json_error
 from src.web.services import services
@@ -66,3 +71,28 @@ def monitoring_refused(token: str | None) -> Response | None:
     if given is not None and hmac.compare_digest(given, token.encode()):
         return None
     return _unauthorized("send the monitoring token as Authorization: Bearer <token>")
+
+
+MONITORING_PATHS = ("/metrics", "/drift")
+
+
+def bearer_refused() -> Response | None:
+    """With sign-in on: 401 for a request carrying a bearer token that is neither an API token nor, on the
+    monitoring paths, the monitoring token; None when it may pass (or carries no bearer token)."""
+    config = services().config
+    if not config.sign_in:
+        return None
+    token = bearer_token()
+    if token is None:
+        return None
+    if config.api_token_sha256 and token_matches(token, config.api_token_sha256):
+        return None
+    if request.path in MONITORING_PATHS and config.metrics_token is not None:
+        if hmac.compare_digest(token, config.metrics_token.encode()):
+            return None
+    return _unauthorized("sign-in is on: a bearer token must be one this server accepts; sign in instead")
+
+
+def check_bearer_tokens(app: Flask) -> None:
+    """Run ``bearer_refused`` before every view of ``app`` (pages, the API, monitoring)."""
+    app.before_request(bearer_refused)

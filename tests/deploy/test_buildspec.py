@@ -64,6 +64,7 @@ def test_phase_commands_train_and_publish_in_a_clone(buildspec, s3_env, tmp_path
         "CODEBUILD_BUILD_SUCCEEDING": "1",
         "TMPDIR": str(tmp_path),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "TRACKING": "existing",
         **{k: str(v) for k, v in buildspec["env"]["variables"].items()},
     }
     commands = [c for c in buildspec["phases"]["pre_build"]["commands"] if "pytest" not in c]  # no recursion
@@ -96,7 +97,8 @@ def test_phase_commands_train_and_publish_in_a_clone(buildspec, s3_env, tmp_path
         "gunicorn.conf.py",
         "requirements.txt",
         "src/schema.py",
-        ".ebextensions/01-environment.config",
+        ".ebextensions/01-instance-folders.config",
+        ".platform/nginx/nginx.conf",
         "templates/predict.html",
     } <= set(bundle)
     assert not [f for f in bundle if f.startswith(("tests/", "bench/", "data/", "artifacts/"))]
@@ -112,16 +114,45 @@ def test_the_build_trains_into_the_store_through_the_decision_only(buildspec):
     assert "src.pipeline.publish" not in commands and "champion.json" not in commands
 
 
-def test_the_build_trains_with_tracking_on_the_projects_tracking_server(buildspec):
-    """Every production training logs to the tracking server: no --no-tracking, and no silent local fallback."""
-    assert "--no-tracking" not in (ROOT / "buildspec.yml").read_text()
+def test_the_build_tracks_unless_the_stack_says_none_and_never_falls_back_silently(buildspec, tmp_path):
+    """TRACKING comes from the stack: none passes --no-tracking; otherwise the server's URI must be set."""
     [command] = [c for c in buildspec["phases"]["build"]["commands"] if "src.pipeline.train_pipeline" in c]
     assert '--tracking-uri "${MLFLOW_TRACKING_URI:?' in command  # unset: the shell stops the build, in one line
+    fake = tmp_path / ".venv" / "bin" / "python"  # prints the arguments training would get
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+
+    def run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", "-ec", command],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "MODEL_URI": "s3://b/m", "TRAINING_DATA_URI": "s3://b/d.csv", **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    untracked = run(TRACKING="none")
+    assert untracked.returncode == 0 and untracked.stdout.rstrip().endswith("--no-tracking"), untracked.stderr
+    tracked = run(TRACKING="existing", MLFLOW_TRACKING_URI="https://mlflow.example-district.org")
+    assert tracked.stdout.rstrip().endswith("--tracking-uri https://mlflow.example-district.org")
+    unset = run()
+    assert unset.returncode != 0 and unset.stdout == ""
+    assert "TRACKING: is not set (the CodeBuild project says none, existing or managed)" in unset.stderr
+    install = " ".join(buildspec["phases"]["install"]["commands"])
+    assert 'pip install --quiet "mlflow==$MLFLOW_CLIENT_VERSION"' in install  # the managed server's paired client
 
 
 def test_an_unset_tracking_uri_stops_the_build_before_training(buildspec, tmp_path):
     [command] = [c for c in buildspec["phases"]["build"]["commands"] if "src.pipeline.train_pipeline" in c]
-    env = {"PATH": "/usr/bin:/bin", "MODEL_URI": str(tmp_path / "store"), "TRAINING_DATA_URI": "data.csv"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MODEL_URI": str(tmp_path / "store"),
+        "TRAINING_DATA_URI": "data.csv",
+        "TRACKING": "managed",
+    }
     result = subprocess.run(
         ["sh", "-ec", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
     )

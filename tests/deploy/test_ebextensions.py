@@ -1,4 +1,8 @@
-"""Every .ebextensions (and template) option must be one AWS documents for Elastic Beanstalk."""
+"""Every option of the environment is one AWS documents for Elastic Beanstalk, and lives where a deploy accepts it.
+
+The options live in infra/pipeline.yml; the bundle's .ebextensions carry instance commands only, since an
+immutable deployment refuses configuration files that change settings or add resources.
+"""
 
 import importlib
 import json
@@ -71,6 +75,16 @@ DOCUMENTED = {
         "SSLPolicy",
     },
     "aws:elasticbeanstalk:command": {"DeploymentPolicy", "Timeout", "BatchSizeType", "BatchSize", "IgnoreHealthCheck"},
+    "aws:elasticbeanstalk:managedactions": {"ManagedActionsEnabled", "PreferredStartTime", "ServiceRoleForManagedUpdates"},
+    "aws:elasticbeanstalk:managedactions:platformupdate": {"UpdateLevel", "InstanceRefreshEnabled"},
+    "aws:elbv2:loadbalancer": {
+        "AccessLogsS3Bucket",
+        "AccessLogsS3Enabled",
+        "AccessLogsS3Prefix",
+        "IdleTimeout",
+        "ManagedSecurityGroup",
+        "SecurityGroups",
+    },
     "aws:autoscaling:updatepolicy:rollingupdate": {
         "MaxBatchSize",
         "MinInstancesInService",
@@ -138,6 +152,8 @@ DOCUMENTED_VALUES = {
         "None",
     },
     ("aws:elbv2:listener:listener_port", "Protocol"): {"HTTP", "HTTPS"},
+    ("aws:elasticbeanstalk:managedactions:platformupdate", "UpdateLevel"): {"patch", "minor"},
+    ("aws:elasticbeanstalk:environment:process:default", "Protocol"): {"HTTP", "HTTPS"},
 }
 # Elastic Load Balancing's predefined TLS 1.3 security policies for Application Load Balancers.
 TLS13_POLICIES = {
@@ -225,8 +241,20 @@ def test_every_option_is_documented():
         assert documented in DOCUMENTED, f"{source}: undocumented namespace {namespace}"
         assert option in DOCUMENTED[documented], f"{source}: {namespace} has no option {option}"
         allowed = DOCUMENTED_VALUES.get((documented, option))
-        if allowed is not None and isinstance(value, str):
-            assert value in allowed, f"{source}: {namespace} {option} cannot be {value!r}"
+        choices = value["Fn::If"][1:] if isinstance(value, dict) and "Fn::If" in value else [value]
+        for choice in choices:
+            if allowed is not None and isinstance(choice, str):
+                assert choice in allowed, f"{source}: {namespace} {option} cannot be {choice!r}"
+
+
+def test_the_bundles_configuration_files_change_no_setting_and_add_no_resource():
+    """What an immutable deployment accepts: instance commands, no option_settings, no Resources."""
+    found = configs()
+    assert found
+    for name, config in found.items():
+        assert "option_settings" not in config and "Resources" not in config, name
+        assert set(config) <= {"commands", "container_commands", "files", "packages", "users", "groups"}, name
+    assert not list((ROOT / ".ebextensions").glob("*.yml")) and not list((ROOT / ".ebextensions").glob("*.yaml"))
 
 
 def test_settings_match_the_app():
@@ -242,7 +270,11 @@ def test_settings_match_the_app():
     assert values[("aws:autoscaling:launchconfiguration", "RootVolumeSize")] == "30"
     env = {opt: val for (ns, opt), val in values.items() if ns == "aws:elasticbeanstalk:application:environment"}
     assert {"MODEL_URI", "PROMETHEUS_MULTIPROC_DIR", "TMPDIR"} <= env.keys()
-    assert values[("aws:elasticbeanstalk:cloudwatch:logs", "StreamLogs")] is True
+    assert values[("aws:elasticbeanstalk:cloudwatch:logs", "StreamLogs")] == "true"
+    # The load balancer reaches nginx (port 80), which proxies to gunicorn on PORT (gunicorn.conf.py binds PORT).
+    assert values[("aws:elasticbeanstalk:environment:process:default", "Port")] == "80"
+    assert values[("aws:elasticbeanstalk:application:environment", "PORT")] == "8000"
+    assert "os.environ.get('PORT', '8000')" in (ROOT / "gunicorn.conf.py").read_text()
 
 
 def option(settings_list: list[dict], namespace: str, name: str):
@@ -269,20 +301,12 @@ def test_the_environment_serves_https_with_the_stacks_certificate_and_a_tls13_po
     assert set(parameters["TlsPolicy"]["AllowedValues"]) <= TLS13_POLICIES
 
 
-def test_port_80_redirects_to_https_on_the_listener_beanstalk_names():
-    https = configs()["03-https.config"]
-    listener = https["Resources"]["AWSEBV2LoadBalancerListener"]
-    assert listener["Properties"]["Port"] == 80
-    (action,) = listener["Properties"]["DefaultActions"]
-    assert action["Type"] == "redirect"
-    assert action["RedirectConfig"] == {
-        "Protocol": "HTTPS",
-        "Port": "443",
-        "Host": "#{host}",
-        "Path": "/#{path}",
-        "Query": "#{query}",
-        "StatusCode": "HTTP_301",
-    }
+def test_port_80_is_redirected_to_https_by_the_bundles_nginx_not_by_a_listener_resource():
+    """The redirect is a .platform nginx file (which a deploy may carry); the instance test runs it."""
+    redirect = (ROOT / ".platform" / "nginx" / "conf.d" / "elasticbeanstalk" / "10-https-redirect.conf").read_text()
+    assert 'if ($http_x_forwarded_proto = "http")' in redirect and "return 301 https://$host$request_uri;" in redirect
+    for config in configs().values():
+        assert "AWSEBV2LoadBalancerListener" not in json.dumps(config)
 
 
 def test_extension_resources_only_name_resources_beanstalk_documents():
@@ -331,7 +355,13 @@ def test_sign_in_reads_only_the_custom_options_the_stack_sets_and_is_off_by_defa
 def test_deploys_are_immutable_with_health_on_ready_and_capacity_is_two_zones_scaling_on_cpu():
     template = load(ROOT / "infra" / "pipeline.yml")
     found = template_settings(template)
-    assert option(found, "aws:elasticbeanstalk:command", "DeploymentPolicy") == "Immutable"
+    # Immutable; with sign-in (listener rules in the bundle, which an immutable deploy refuses), rolling with an
+    # additional batch, which keeps full capacity.
+    assert option(found, "aws:elasticbeanstalk:command", "DeploymentPolicy") == {
+        "Fn::If": ["SignIn", "RollingWithAdditionalBatch", "Immutable"]
+    }
+    assert option(found, "aws:elasticbeanstalk:command", "BatchSizeType") == "Fixed"
+    assert option(found, "aws:elasticbeanstalk:command", "BatchSize") == "1"
     assert option(found, "aws:autoscaling:updatepolicy:rollingupdate", "RollingUpdateType") == "Immutable"
     assert option(found, "aws:autoscaling:updatepolicy:rollingupdate", "RollingUpdateEnabled") == "true"
     values = {(ns, opt): val for _, ns, opt, val in settings()}
@@ -348,6 +378,35 @@ def test_deploys_are_immutable_with_health_on_ready_and_capacity_is_two_zones_sc
     assert option(found, "aws:autoscaling:trigger", "UpperThreshold") == {"Ref": "ScaleOutCpuPercent"}
     assert option(found, "aws:autoscaling:trigger", "LowerThreshold") == {"Ref": "ScaleInCpuPercent"}
     assert parameters["ScaleOutCpuPercent"]["Default"] > parameters["ScaleInCpuPercent"]["Default"]
+    # EC2's basic monitoring has one CPU data point per 5 minutes: the trigger's period matches it.
+    assert option(found, "aws:autoscaling:trigger", "Period") == "5"
+    assert option(found, "aws:autoscaling:trigger", "BreachDuration") == "5"
+    assert option(found, "aws:autoscaling:trigger", "EvaluationPeriods") == "1"
+
+
+def test_the_platform_is_looked_up_not_pinned_and_kept_current_by_managed_updates():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    parameter = template["Parameters"]["SolutionStackName"]
+    assert "Default" not in parameter and "list-available-solution-stacks" in parameter["Description"]
+    pattern = parameter["AllowedPattern"]
+    assert re.fullmatch(pattern, "64bit Amazon Linux 2023 v4.9.1 running Python 3.11")
+    assert not re.fullmatch(pattern, "64bit Amazon Linux 2 v3.8.0 running Python 3.8")
+    found = template_settings(template)
+    assert option(found, "aws:elasticbeanstalk:managedactions", "ManagedActionsEnabled") == "true"
+    assert option(found, "aws:elasticbeanstalk:managedactions:platformupdate", "UpdateLevel") == "minor"
+    assert option(found, "aws:elasticbeanstalk:managedactions:platformupdate", "InstanceRefreshEnabled") == "true"
+    policies = json.dumps(template["Resources"]["EbServiceRole"]["Properties"]["ManagedPolicyArns"])
+    assert "AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy" in policies
+
+
+def test_instances_answer_imdsv2_only_and_the_load_balancer_logs_access():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    found = template_settings(template)
+    assert option(found, "aws:autoscaling:launchconfiguration", "DisableIMDSv1") == "true"
+    assert option(found, "aws:elbv2:loadbalancer", "AccessLogsS3Enabled") == "true"
+    assert option(found, "aws:elbv2:loadbalancer", "AccessLogsS3Bucket") == {"Ref": "LogBucket"}
+    rules = template["Resources"]["LogBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rules[0]["ExpirationInDays"] == 90
 
 
 def test_the_monitoring_token_reaches_the_environment_from_the_stacks_secret():
@@ -367,14 +426,26 @@ def test_api_token_digests_are_a_stack_parameter_checked_as_the_app_checks_them(
     found = template_settings(template)
     assert option(found, "aws:elasticbeanstalk:application:environment", "API_TOKEN_SHA256") == {"Ref": "ApiTokenSha256"}
     parameter = template["Parameters"]["ApiTokenSha256"]
-    assert parameter["Default"] == ""
+    assert "Default" not in parameter  # the API is never open by default
     pattern = parameter["AllowedPattern"]
+    assert not re.fullmatch(pattern, "")
     from src.config import AppConfig, ConfigError
 
-    for value in ("", "ab" * 32, f"{'ab' * 32},{'CD' * 32}"):
+    for value in ("ab" * 32, f"{'ab' * 32},{'CD' * 32}"):
         assert re.fullmatch(pattern, value)
         AppConfig.from_env({"API_TOKEN_SHA256": value})
     for value in ("ab" * 31, "a-clear-text-token-of-forty-characters-xx", f"{'ab' * 32},"):
         assert not re.fullmatch(pattern, value)
         with pytest.raises(ConfigError):
             AppConfig.from_env({"API_TOKEN_SHA256": value})
+
+
+def test_one_api_request_carries_at_most_the_stacks_limit_of_students():
+    template = load(ROOT / "infra" / "pipeline.yml")
+    found = template_settings(template)
+    assert option(found, "aws:elasticbeanstalk:application:environment", "MAX_BATCH") == {"Ref": "MaxStudentsPerRequest"}
+    parameter = template["Parameters"]["MaxStudentsPerRequest"]
+    from src.config import AppConfig
+
+    assert parameter["Default"] == 1000 and parameter["MaxValue"] <= AppConfig().max_batch
+    assert AppConfig.from_env({"MAX_BATCH": str(parameter["Default"])}).max_batch == 1000

@@ -65,24 +65,84 @@ def test_cfn_lint_is_clean():
 def test_parameters_for_repository_branch_and_instance_type(template):
     assert {"RepositoryId", "BranchName", "InstanceType"} <= template["Parameters"].keys()
     assert template["Parameters"]["InstanceType"]["Default"] == "t3.small"
-    assert "Python 3.11" in template["Parameters"]["SolutionStackName"]["Default"]
+    assert "Python 3\\.11" in template["Parameters"]["SolutionStackName"]["AllowedPattern"]
+
+
+# CodePipeline's "Elastic Beanstalk deploy action reference": the minimum permissions of the pipeline's role,
+# copied from the page with its address (the deploy action's service-wide actions, meant to be scoped).
+DEPLOY_ACTION = json.loads((Path(__file__).parent / "data" / "eb-deploy-action.json").read_text())
+DOCUMENTED_DEPLOY_ACTIONS = DEPLOY_ACTION["statement"]["Action"]
+# EC2 resources of a deploy (instances, security group, launch template) do not exist before the deploy and
+# carry generated ids; Describe-like calls take no resource. These may be granted on "*", in the stack's region.
+REGION_ONLY = {
+    "ec2:*",
+    "autoscaling:Describe*",
+    "elasticloadbalancing:Describe*",
+    "cloudwatch:Describe*",
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:ListMetrics",
+    "cloudformation:ValidateTemplate",
+    "cloudformation:DescribeStacks",
+    "sns:ListTopics",
+    "elasticbeanstalk:CreateStorageLocation",
+    "elasticbeanstalk:ListPlatformVersions",
+    "elasticbeanstalk:ListAvailableSolutionStacks",
+    "s3:ListAllMyBuckets",
+}
+IN_THIS_REGION = {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}}
 
 
 def test_no_wildcard_actions_or_needless_wildcard_resources(template):
+    """Service-wide actions only where the deploy action's documentation lists them, on the pipeline's role."""
     statements = list(allow_statements(template))
     assert len(statements) >= 10
     for role, statement in statements:
         for action in as_list(statement["Action"]):
-            assert action != "*" and not action.endswith(":*"), f"{role}: wildcard action {action}"
+            assert action != "*", f"{role}: wildcard action {action}"
+            if action.endswith(":*"):
+                assert role == "PipelineRole" and action in DOCUMENTED_DEPLOY_ACTIONS, f"{role}: {action}"
         resources = as_list(statement["Resource"])
         if "*" in resources:
             broad = set(as_list(statement["Action"])) - STAR_RESOURCE_ONLY
-            assert not broad, f"{role}: {sorted(broad)} support narrower resources than *"
+            if broad:
+                assert role == "PipelineRole" and broad <= REGION_ONLY, f"{role}: {sorted(broad)} on *"
+                assert statement["Condition"] == IN_THIS_REGION, f"{role}: {statement['Sid']} in every region"
+
+
+def _covers(granted: str, wanted: str) -> bool:
+    return granted == wanted or (granted.endswith("*") and wanted.startswith(granted[:-1]))
+
+
+def test_the_pipeline_role_has_the_deploy_actions_documented_minimum_scoped_to_this_environment(template):
+    """Every service-wide action of the documented minimum is granted, on this environment's resources: the
+    names Elastic Beanstalk gives them (awseb-..., the application and environment of the stack)."""
+    assert DEPLOY_ACTION["source"].endswith("/codepipeline/latest/userguide/action-reference-Beanstalk.html")
+    statements = [s for role, s in allow_statements(template) if role == "PipelineRole"]
+    for wanted in DOCUMENTED_DEPLOY_ACTIONS:
+        granting = [s for s in statements if any(_covers(a, wanted) for a in as_list(s["Action"]))]
+        assert granting, f"the pipeline role lacks {wanted}"
+        for statement in granting:
+            resources = as_list(statement["Resource"])
+            if resources == ["*"]:
+                assert wanted in REGION_ONLY and statement["Condition"] == IN_THIS_REGION, (wanted, statement["Sid"])
+                continue
+            for resource in resources:
+                text = json.dumps(resource)
+                assert "${AWS::AccountId}" in text or "::platform/" in text or "::solutionstack/" in text, text
+                assert "awseb" in text or "${ApplicationName}" in text or "elasticbeanstalk" in text.lower(), text
+    # The roles it passes are the environment's own two, nothing else.
+    [passing] = [s for s in statements if s["Action"] == ["iam:PassRole"]]
+    assert passing["Resource"] == [{"Fn::GetAtt": ["EbInstanceRole", "Arn"]}, {"Fn::GetAtt": ["EbServiceRole", "Arn"]}]
+    # The deploy cannot reach another application's environment or the model store.
+    beanstalk = next(s for s in statements if s["Sid"] == "DeployBeanstalk")
+    assert all("${ApplicationName}" in json.dumps(r) or "::" in json.dumps(r) for r in beanstalk["Resource"])
+    assert "ModelBucket" not in json.dumps(statements)
 
 
 def test_buckets_are_encrypted_versioned_and_private(template):
     buckets = {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::S3::Bucket"}
-    assert set(buckets) == {"ArtifactBucket", "ModelBucket"}
+    assert set(buckets) == {"ArtifactBucket", "ModelBucket", "LogBucket"}
     for props in buckets.values():
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert props["VersioningConfiguration"]["Status"] == "Enabled"
@@ -111,6 +171,8 @@ def test_s3_and_iam_part_deploys_into_moto(template):
     body = json.dumps(
         {
             "AWSTemplateFormatVersion": "2010-09-09",
+            "Mappings": template["Mappings"],
+            "Conditions": template["Conditions"],
             "Parameters": {
                 **template["Parameters"],
                 "GitHubConnection": {"Type": "String"},
@@ -132,6 +194,13 @@ def test_s3_and_iam_part_deploys_into_moto(template):
                 {"ParameterKey": "MetricsToken", "ParameterValue": secret_arn},
                 {"ParameterKey": "DomainName", "ParameterValue": "scores.example.org"},
                 {"ParameterKey": "CertificateArn", "ParameterValue": CERTIFICATE},
+                {
+                    "ParameterKey": "SolutionStackName",
+                    "ParameterValue": "64bit Amazon Linux 2023 v4.9.1 running Python 3.11",
+                },
+                {"ParameterKey": "ApiTokenSha256", "ParameterValue": "ab" * 32},
+                {"ParameterKey": "AlarmEmail", "ParameterValue": "it@example-district.org"},
+                {"ParameterKey": "Tracking", "ParameterValue": "managed"},  # the tracking roles exist then
                 {
                     "ParameterKey": "RetrainProjectArn",
                     "ParameterValue": "arn:aws:codebuild:us-east-1:123456789012:project/student-math-retrain",
@@ -186,7 +255,9 @@ def test_new_data_and_a_schedule_start_the_retraining_build(template):
     spec = yaml.safe_load(project["Source"]["BuildSpec"])
     command = " ".join(spec["phases"]["build"]["commands"])
     assert "src.pipeline.retrain" in command and '--store "$MODEL_URI"' in command and "--drift-url" in command
-    rules = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    rules = {
+        n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Events::Rule" and n.startswith("Retrain")
+    }
     assert set(rules) == {"RetrainOnSchedule", "RetrainOnNewData"}
     assert rules["RetrainOnSchedule"]["ScheduleExpression"] == {"Ref": "RetrainSchedule"}
     pattern = rules["RetrainOnNewData"]["EventPattern"]
@@ -250,8 +321,8 @@ def test_a_stack_without_a_certificate_is_refused_and_sign_in_must_be_complete(t
         "SignInClientSecret",
     ):
         assert f'{{"Ref": "{name}"}}' in checked
-    # the load balancer passes bearer callers to the app: with sign-in on, the app must check their tokens
-    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiTokenSha256"}, ""]}]} in [a["Assert"] for a in rule["Assertions"]]
+    # the load balancer passes bearer callers to the app, which checks their tokens: the digests are required
+    assert "Default" not in template["Parameters"]["ApiTokenSha256"]
 
 
 def resolve_bucket_arns(node, created):
@@ -300,16 +371,43 @@ def test_the_tracking_server_keeps_its_artifacts_in_the_model_bucket_under_their
         assert "models/" not in text and "data/" not in text and "TrainingDataKey" not in text
 
 
-def test_both_training_projects_log_to_the_tracking_server_and_never_without_it(template):
+def test_tracking_is_a_stack_choice_none_existing_or_managed_with_the_paired_client(template):
+    """none (the default), an existing server's URI, or the managed server, whose resources exist only then."""
     resources = template["Resources"]
-    assert "--no-tracking" not in TEMPLATE.read_text()
+    parameter = template["Parameters"]["Tracking"]
+    assert parameter["AllowedValues"] == ["none", "existing", "managed"] and parameter["Default"] == "none"
+    for name in ("TrackingServer", "TrackingServerRole", "TrackingClientPolicy"):
+        assert resources[name]["Condition"] == "ManagedTracking", name
+    uri = {
+        "Fn::If": [
+            "ManagedTracking",
+            {"Fn::GetAtt": ["TrackingServer", "TrackingServerArn"]},
+            {"Fn::If": ["ExistingTracking", {"Ref": "TrackingUri"}, ""]},
+        ]
+    }
+    client = {
+        "Fn::If": [
+            "ManagedTracking",
+            {"Fn::FindInMap": ["MlflowClientOfServer", {"Ref": "TrackingMlflowVersion"}, "Client"]},
+            "",
+        ]
+    }
     for project in ("CodeBuildProject", "RetrainProject"):
         variables = {v["Name"]: v["Value"] for v in resources[project]["Properties"]["Environment"]["EnvironmentVariables"]}
-        assert variables["MLFLOW_TRACKING_URI"] == {"Fn::GetAtt": ["TrackingServer", "TrackingServerArn"]}, project
+        assert variables["TRACKING"] == {"Ref": "Tracking"}, project
+        assert variables["MLFLOW_TRACKING_URI"] == uri, project
+        assert variables["MLFLOW_CLIENT_VERSION"] == client, project
+    # SageMaker's pairs, "Integrate MLflow with your environment"; every version offered has its client.
+    pairs = {v: c["Client"] for v, c in template["Mappings"]["MlflowClientOfServer"].items()}
+    assert pairs == {"2.13": "2.13.2", "2.16": "2.16.2", "3.0": "3.0.0"}
+    assert set(template["Parameters"]["TrackingMlflowVersion"]["AllowedValues"]) == set(pairs)
+    rule = template["Rules"]["ExistingTrackingHasAnAddress"]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "TrackingUri"}, ""]}]} == rule["Assertions"][0]["Assert"]
     spec = yaml.safe_load(resources["RetrainProject"]["Properties"]["Source"]["BuildSpec"])
     [command] = spec["phases"]["build"]["commands"]
-    assert '--tracking-uri "${MLFLOW_TRACKING_URI:?' in command
-    assert "-r requirements-tracking.txt" in " ".join(spec["phases"]["install"]["commands"])
+    assert '--tracking-uri "${MLFLOW_TRACKING_URI:?' in command and "then set -- --no-tracking" in command
+    install = " ".join(spec["phases"]["install"]["commands"])
+    assert "-r requirements-tracking.txt" in install and '"mlflow==$MLFLOW_CLIENT_VERSION"' in install
     pins = (ROOT / "requirements-tracking.txt").read_text().split()
     assert "-r" in pins and "requirements-train.txt" in pins and any(p.startswith("sagemaker-mlflow==") for p in pins)
 
@@ -337,3 +435,52 @@ def test_the_training_roles_may_track_on_their_server_only_and_write_only_its_pr
     # The web instances reach no part of it: serving never needs MLflow.
     instance = json.dumps(resources["EbInstanceRole"]["Properties"])
     assert "mlflow" not in instance and "sagemaker" not in instance
+
+
+def test_alarms_reach_one_topic_for_5xx_response_time_unhealthy_instances_health_and_failed_builds(template):
+    resources = template["Resources"]
+    topic = resources["AlarmTopic"]["Properties"]
+    assert topic["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    alarms = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+    def metrics(props):
+        if "MetricName" in props:
+            return {(props["Namespace"], props["MetricName"])}
+        return {
+            (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
+            for m in props["Metrics"]
+            if "MetricStat" in m
+        }
+
+    watched = {name: metrics(props) for name, props in alarms.items()}
+    eb = "AWS/ElasticBeanstalk"
+    assert watched["ServerErrorsAlarm"] == {(eb, "ApplicationRequests5xx"), (eb, "ApplicationRequestsTotal")}
+    assert watched["ResponseTimeAlarm"] == {(eb, "ApplicationLatencyP95")}
+    assert watched["UnhealthyInstancesAlarm"] == {(eb, "InstancesDegraded"), (eb, "InstancesSevere")}
+    assert watched["EnvironmentHealthAlarm"] == {(eb, "EnvironmentHealth")}
+    assert watched["FailedBuildsAlarm"] == watched["FailedRetrainingAlarm"] == {("AWS/CodeBuild", "FailedBuilds")}
+    for name, props in alarms.items():
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    # Every environment metric an alarm reads is one the environment publishes (enhanced health's ConfigDocument).
+    [config] = [
+        s["Value"]
+        for s in resources["EbEnvironment"]["Properties"]["OptionSettings"]
+        if isinstance(s, dict) and s.get("OptionName") == "ConfigDocument"
+    ]
+    published = json.loads(config)["CloudWatchMetrics"]["Environment"]
+    assert {m for names in watched.values() for ns, m in names if ns == eb} <= set(published)
+    failed = resources["PipelineFailed"]["Properties"]
+    assert failed["EventPattern"]["detail"] == {"state": ["FAILED"]}
+    assert failed["Targets"] == [{"Id": "alarm-topic", "Arn": {"Ref": "AlarmTopic"}}]
+    policy = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert policy["Principal"] == {"Service": "events.amazonaws.com"}
+
+
+def test_build_logs_expire_and_old_application_versions_are_deleted(template):
+    resources = template["Resources"]
+    for project, group in (("CodeBuildProject", "BuildLogGroup"), ("RetrainProject", "RetrainLogGroup")):
+        logs = resources[project]["Properties"]["LogsConfig"]["CloudWatchLogs"]
+        assert logs["GroupName"] == {"Ref": group}
+        assert resources[group]["Properties"]["RetentionInDays"] <= 365
+    lifecycle = resources["EbApplication"]["Properties"]["ResourceLifecycleConfig"]["VersionLifecycleConfig"]
+    assert lifecycle["MaxCountRule"]["Enabled"] is True and lifecycle["MaxCountRule"]["DeleteSourceFromS3"] is True

@@ -13,6 +13,7 @@ they forward, answered by the app configured with the token read back from Secre
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,9 @@ def environment_stack(template: dict, parameters: dict[str, str], sign_in: bool)
         options = [s for s in options if s["Namespace"] != CUSTOM]
     https = {s["OptionName"]: s["Value"] for s in options if s["Namespace"] == "aws:elbv2:listener:443"}
     custom = {s["OptionName"]: s["Value"] for s in options if s["Namespace"] == CUSTOM}
-    process = yaml.safe_load((ROOT / ".ebextensions" / "01-environment.config").read_text())["option_settings"][
-        "aws:elasticbeanstalk:environment:process:default"
-    ]
+    process = {
+        s["OptionName"]: s["Value"] for s in options if s["Namespace"] == "aws:elasticbeanstalk:environment:process:default"
+    }
     resources: dict[str, Any] = {
         "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
         **{
@@ -88,13 +89,14 @@ def environment_stack(template: dict, parameters: dict[str, str], sign_in: bool)
             "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
             "Properties": {
                 "VpcId": {"Ref": "Vpc"},
-                "Port": 80,
-                "Protocol": "HTTP",
+                "Port": int(process["Port"]),
+                "Protocol": process["Protocol"],
                 "HealthCheckPath": process["HealthCheckPath"],
                 "Matcher": {"HttpCode": process["MatcherHTTPCode"]},
             },
         },
-        # Beanstalk's port 80 listener forwards; .ebextensions/03-https.config replaces its properties below.
+        # Beanstalk's port 80 listener forwards to the instances, whose nginx redirects to HTTPS (the bundle's
+        # .platform; tests/deploy/test_instance.py runs it).
         "AWSEBV2LoadBalancerListener": {
             "Type": "AWS::ElasticLoadBalancingV2::Listener",
             "Properties": {
@@ -169,8 +171,12 @@ def deploy(template: dict, sign_in: bool) -> tuple[Any, dict[str, dict], str, st
     return elbv2, listeners, certificate, token
 
 
-def serve(store_dir: Path, tmp_path: Path, token: str):
-    """The app as an instance runs it: METRICS_TOKEN is the secret's value (environmentsecrets)."""
+API_TOKEN = "token-of-a-school-system-0123456789"
+
+
+def serve(store_dir: Path, tmp_path: Path, token: str, sign_in: bool = False):
+    """The app as an instance runs it: METRICS_TOKEN is the secret's value (environmentsecrets), SIGN_IN and
+    API_TOKEN_SHA256 as the stack sets them."""
     from app import create_app
 
     config = AppConfig.from_env(
@@ -179,6 +185,8 @@ def serve(store_dir: Path, tmp_path: Path, token: str):
             "DRIFT_DIR": str(tmp_path / "drift"),
             "METRICS_TOKEN": token,
             "MODEL_REFRESH_SECONDS": "0",
+            "API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest(),
+            "SIGN_IN": "on" if sign_in else "off",
         }
     )
     return create_app(config).test_client()
@@ -191,20 +199,15 @@ def answer(client, actions: list[dict[str, Any]], path: str, headers: dict[str, 
     return actions[0]["Type"]
 
 
-def test_port_80_redirects_443_forwards_with_tls13_and_monitoring_needs_the_stacks_token(template, store_dir, tmp_path):
+def test_port_80_reaches_nginx_443_forwards_with_tls13_and_monitoring_needs_the_stacks_token(template, store_dir, tmp_path):
     with mock_aws():
         elbv2, listeners, certificate, token = deploy(template, sign_in=False)
         assert set(listeners) == {"80", "443"}
-        (redirect,) = listeners["80"]["DefaultActions"]
-        assert redirect["Type"] == "redirect"
-        assert redirect["RedirectConfig"] == {
-            "Protocol": "HTTPS",
-            "Port": "443",
-            "Host": "#{host}",
-            "Path": "/#{path}",
-            "Query": "#{query}",
-            "StatusCode": "HTTP_301",
-        }
+        # Port 80 reaches the instances' nginx on port 80, which redirects (tests/deploy/test_instance.py).
+        (forward,) = listeners["80"]["DefaultActions"]
+        assert forward["Type"] == "forward"
+        (group,) = elbv2.describe_target_groups()["TargetGroups"]
+        assert group["Port"] == 80 and group["HealthCheckPath"] == "/ready"
         https = listeners["443"]
         assert https["Protocol"] == "HTTPS" and https["Certificates"] == [{"CertificateArn": certificate}]
         assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -234,7 +237,7 @@ def test_with_sign_in_teachers_sign_in_first_and_bearer_callers_pass_to_the_apps
         config = oidc[0]["AuthenticateOidcConfig"]
         assert config["Issuer"] == SIGN_IN["SignInIssuer"] and config["ClientId"] == "student-math"
         assert config["OnUnauthenticatedRequest"] == "authenticate"
-        client = serve(store_dir, tmp_path, token)
+        client = serve(store_dir, tmp_path, token, sign_in=True)
         for path in ("/", "/predictdata", "/model", "/metrics", "/drift"):  # no page without signing in
             assert answer(client, route(elbv2, arn, path, {}), path, {}) == "authenticate-oidc", path
         wrong = {"Authorization": "Bearer not-the-token-of-this-stack"}
@@ -242,5 +245,14 @@ def test_with_sign_in_teachers_sign_in_first_and_bearer_callers_pass_to_the_apps
         for path in ("/metrics", "/drift"):
             assert answer(client, route(elbv2, arn, path, wrong), path, wrong) == 401
             assert answer(client, route(elbv2, arn, path, right), path, right) == 200
+        # A made-up bearer token opens no page: the pages' paths sign in first, and the app refuses it anyway.
+        for path in ("/", "/model", "/model.json", "/predictdata"):
+            assert answer(client, route(elbv2, arn, path, wrong), path, wrong) in ("authenticate-oidc", 401), path
+            assert client.get(path, headers={**wrong, "X-Forwarded-Proto": "https"}).status_code == 401, path
+        form = client.post("/predictdata", data={"gender": "female"}, headers={**wrong, "X-Forwarded-Proto": "https"})
+        assert form.status_code == 401
+        api = {"Authorization": f"Bearer {API_TOKEN}"}
+        assert client.get("/model", headers={**api, "X-Forwarded-Proto": "https"}).status_code == 200
         assert set(rules) == {"1", "2", "default"}
-        assert listeners["80"]["DefaultActions"][0]["Type"] == "redirect"  # sign-in never opens plain HTTP
+        # Plain HTTP forwards to nginx, which redirects before any page (tests/deploy/test_instance.py).
+        assert listeners["80"]["DefaultActions"][0]["Type"] == "forward"

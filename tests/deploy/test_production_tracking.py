@@ -162,6 +162,7 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
         aws,
         TMPDIR=str(root / "tmp"),
         MLFLOW_TRACKING_URI=uri,
+        TRACKING="existing",
         TRAINING_DATA_URI=f"s3://{BUCKET}/data/students.csv",
         MODEL_URI=f"s3://{BUCKET}/{STORE_PREFIX}",
         DRIFT_URL=f"http://127.0.0.1:{free_port()}/drift",
