@@ -4,10 +4,10 @@ Each gunicorn worker is a separate process and a thread does not survive a fork,
 the thread in whichever process first needs it: under gunicorn as each worker boots (``start_app_background``),
 under any other server at the first request. It is called on every request too, so it reads one flag, which a
 fork resets in the child (``os.register_at_fork``), rather than asking the system for the process id.
-``run_now`` runs the callbacks at once (``/metrics`` and ``/drift`` do, before they answer); with
-``run_at_exit`` they run once more when the process exits, so buffered values are not lost. The thread holds
-its Periodic weakly: when the app that kept it is gone, the thread ends after its next sleep instead of
-running the callbacks of a discarded app for the life of the process.
+``run_now`` runs the callbacks at once (``/metrics`` does, before it answers); with ``run_at_exit`` they run
+once more when the process exits, so buffered values are not lost. Neither the thread nor the exit hook keeps a
+Periodic alive (both hold it weakly): when the app that kept it is gone, its thread ends after its next sleep
+instead of running the callbacks of a discarded app for the life of the process.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Periodic:
             threading.Thread(target=_repeat, args=(weakref.ref(self), self.seconds), name=self.name, daemon=True).start()
             self._started = True
             if self.run_at_exit:
-                atexit.register(self.run_now)
+                _run_at_exit(self)
 
     def run_now(self) -> None:
         for callback in self.callbacks:
@@ -99,6 +99,27 @@ def _repeat(reference: weakref.ref[Periodic], seconds: float) -> None:
             return
         periodic.run_now()
         del periodic  # between runs only the weak reference is held
+
+
+_AT_EXIT: weakref.WeakSet[Periodic] = weakref.WeakSet()
+_AT_EXIT_LOCK = threading.Lock()
+
+
+def _run_at_exit(periodic: Periodic) -> None:
+    """Run ``periodic`` once more when the process exits, if something still keeps it then.
+
+    Held weakly: ``atexit.register(periodic.run_now)`` would keep every app's Periodic, and so its thread, alive
+    for the life of the process."""
+    with _AT_EXIT_LOCK:
+        if not _AT_EXIT:  # one hook for the process, registered again only if it ran already (harmless)
+            atexit.unregister(_exit_runs)
+            atexit.register(_exit_runs)
+        _AT_EXIT.add(periodic)
+
+
+def _exit_runs() -> None:
+    for periodic in list(_AT_EXIT):
+        periodic.run_now()
 
 
 def _forget_thread(reference: weakref.ref[Periodic]) -> None:

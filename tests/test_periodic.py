@@ -8,6 +8,8 @@ import select
 import threading
 import time
 
+import pytest
+
 from src.periodic import Periodic
 
 
@@ -49,3 +51,35 @@ def test_the_thread_ends_once_nothing_keeps_its_periodic():
     while "test-periodic-dropped" in {t.name for t in threading.enumerate()} and time.monotonic() < deadline:
         time.sleep(0.02)
     assert "test-periodic-dropped" not in {t.name for t in threading.enumerate()}
+
+
+@pytest.mark.slow
+def test_apps_made_and_dropped_leave_no_background_thread(app_config, student):
+    """Five apps, each flushing its metrics at exit, made, used and dropped: none of their threads stays."""
+    from app import create_app
+
+    def flushers() -> int:
+        return sum(t.name == "monitoring-flusher" for t in threading.enumerate())
+
+    before = flushers()
+    for _ in range(5):
+        app = create_app(app_config)
+        assert app.test_client().post("/predictdata", json=student).status_code == 200  # starts its flusher
+        del app
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while flushers() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        gc.collect()
+    assert flushers() == before
+
+
+def test_a_periodic_flushing_at_exit_is_not_kept_by_its_exit_hook():
+    import weakref
+
+    periodic = Periodic([], 0.02, name="test-periodic-exit", run_at_exit=True)
+    periodic.ensure_started()
+    reference = weakref.ref(periodic)
+    del periodic
+    gc.collect()
+    assert reference() is None
