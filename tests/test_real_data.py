@@ -13,6 +13,7 @@ from src.lifecycle.decision import DecisionConfig
 from src.lifecycle.training import TrainingConfig, train
 from src.pipeline.train_pipeline import main
 from src.schema import CATEGORICAL_FEATURES, canonical_name
+from src.validation import StudentColumns
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_bands_on_the_public_test_split_are_rarely_wrong_and_factors_add_up(stud
     assert flagged.sum() >= 5 and (actual[flagged] < 50).mean() >= 0.9
     assert (actual[on_track] < 50).mean() <= 0.03
     if pipeline.factors.available:
-        totals = pipeline.factors.baseline + pipeline.factors.many(test.to_dict("records")).sum(axis=1)
+        totals = pipeline.factors.baseline + pipeline.factors.columns(StudentColumns.from_frame(test)).sum(axis=1)
         assert np.max(np.abs(totals - pipeline.reference.score_frame(test))) <= 1e-6
     else:
         assert pipeline.scorer.kind != "additive" and pipeline.factors.reason

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.arrays import Coded
+from src.answers.arrays import Coded, round_as_python
 from src.schema import TARGET
 
 ALL_DETAILS = "all_details"
@@ -90,14 +90,6 @@ def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np
     The answer minus those contributions, with the same range width, banded as a reported range is.
     """
     centred = np.asarray(raw, dtype=float) - np.asarray(background, dtype=float)
-    low = np.round(np.clip(centred - half_width, TARGET.minimum, TARGET.maximum), 1)
-    high = np.round(np.clip(centred + half_width, TARGET.minimum, TARGET.maximum), 1)
+    ends = np.vstack((centred - half_width, centred + half_width))
+    low, high = round_as_python(np.minimum(np.maximum(ends, TARGET.minimum), TARGET.maximum), 1)
     return bands.coded(low, high)
-
-
-def band_without_background(bands: Bands, raw: float, background: float, half_width: float) -> str:
-    """``coded_bands_without_background`` for one student, without making arrays (the same band)."""
-    centred = raw - background
-    low = round(min(max(centred - half_width, TARGET.minimum), TARGET.maximum), 1)
-    high = round(min(max(centred + half_width, TARGET.minimum), TARGET.maximum), 1)
-    return bands.name(low, high)

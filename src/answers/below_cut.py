@@ -15,7 +15,6 @@ reads as a sample of the distribution.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,22 +50,14 @@ def distribution_record(residuals: np.ndarray) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class BelowCut:
-    """A loaded model's predictive distribution: the sorted residuals, as an array and as a list."""
+    """A loaded model's predictive distribution: the sorted residuals."""
 
     residuals: np.ndarray
-    sorted_list: tuple[float, ...]
     available: bool = True
     reason: None = None
 
     def many(self, raw: np.ndarray, cut: float) -> np.ndarray:
         return below_cut_probability(raw, self.residuals, cut)
-
-    def one(self, raw: float, cut: float) -> float:
-        """``many`` for one score, with ``bisect`` (no array made); the very same number."""
-        gap = cut - raw
-        below = bisect.bisect_left(self.sorted_list, gap)
-        at_most = bisect.bisect_right(self.sorted_list, gap)
-        return (below + 0.5 * (at_most - below + 1)) / (len(self.sorted_list) + 1)
 
 
 @dataclass(frozen=True)
@@ -91,4 +82,4 @@ def build_below_cut(manifest: Mapping[str, Any]) -> BelowCut | NoBelowCut:
         return NoBelowCut(f"the manifest's residuals are unreadable ({err!r})")
     if residuals.ndim != 1 or len(residuals) < 2 or not np.all(np.isfinite(residuals)) or np.any(np.diff(residuals) < 0):
         return NoBelowCut("the manifest's residuals are not a sorted list of numbers")
-    return BelowCut(residuals, tuple(residuals.tolist()))
+    return BelowCut(residuals)

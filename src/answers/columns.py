@@ -1,15 +1,16 @@
-"""The answer for each student, computed once, as columns, for every channel that answers many students.
+"""The answer for each student, computed once, as columns, for every channel: ``compute_answers``.
 
-``compute_answers`` is the one place where many students' answers are made, from checked students given
-as columns (``StudentColumns``): the predicted math score, its 90 % range, the support band (the rule of
-``src.answers.bands`` on the range as reported), the chance of a real score below the cut
+``compute_answers`` is the one place where an answer is made, for one student (a batch of one) or many, from
+checked students given as columns (``StudentColumns``): the predicted math score, its 90 % range, the support
+band (the rule of ``src.answers.bands`` on the range as reported), the chance of a real score below the cut
 (``src.answers.below_cut``), the band the student would get with the background details at their training
 average, the exact per-feature contributions and the stronger score (the evidence) in words. Every step is an
-array operation; the words come from a table of the distinct values. The JSON and CSV API
-(``src.web.answers``, ``src.web.roster``) render it as JSON; the batch command (local and Spark) and the MLflow
-model as rows with ``answers_frame``, whose columns are ``ANSWER_FIELDS``: a new
-answer column is one entry there. The values are unrounded here; ``round_as_python`` and
-``json_predictions`` round them exactly as the JSON API reports them.
+array operation; the words come from a table of the distinct values. The values are unrounded here.
+
+``ANSWER_FIELDS`` is the one table of the answer's fields: each says how it is read off the answers, its type
+in files and Spark, where the JSON answer puts it and how many decimals it keeps. The JSON answers (one student
+and many, ``src.web.answers``), the class list's CSV (``src.web.roster``), both batch engines and the MLflow
+model (rows: ``answers_columns``, ``answers_frame``) render it; a new answer field is one entry there.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.arrays import Coded, repeated
+from src.answers.arrays import Coded, repeated, round_as_python
 from src.answers.bands import Bands, coded_bands_without_background
 from src.answers.factors import background_points, coded_top_factor
 from src.answers.model import Predictions, PredictPipeline
@@ -37,10 +38,10 @@ MODEL_VERSION = "model_version"
 BAND = "band"
 BELOW_CUT = "below_cut_probability"
 WITHOUT_BACKGROUND = "band_without_background"
-DECISION_COLUMNS: tuple[str, ...] = (BAND, BELOW_CUT, WITHOUT_BACKGROUND)  # with a cut score
 PROBABILITY_DECIMALS = 3  # the chance as the JSON API and the CSV report it
-ANSWER_COLUMNS: tuple[str, ...] = (MATH_SCORE, LOW, HIGH, LEVEL, MODEL_VERSION)
 BASELINE = "factors_baseline"
+UNCLIPPED = "unclipped_score"  # what the baseline and the contributions add up to (JSON only)
+FACTOR_DECIMALS = 8  # short to send; baseline + sum(contributions) still equals the unclipped score within 1e-6
 TOP_FACTOR = "top_factor"
 FACTOR_COLUMNS: tuple[str, ...] = tuple(f"factor_{name}" for name in FEATURE_NAMES)  # schema order
 
@@ -96,7 +97,7 @@ def compute_answers(
     (the contributions are then computed even with ``with_factors=False``, which only leaves them out).
     """
     columns = as_columns(students)
-    out = pipeline.predict_columns(columns)
+    out = pipeline.predict(columns)
     names = None if bands is None else coded_reported_bands(bands, out.low, out.high)
     factors = pipeline.factors
     needed = factors.available and (with_factors or bands is not None)
@@ -129,51 +130,73 @@ def compute_answers(
 
 @dataclass(frozen=True)
 class AnswerField:
-    """One column of the answer rows: its name, its type in files and Spark, and how it is read off the answers.
+    """One answer field: its name, its type in files and Spark, how it is read off the answers, and where each
+    renderer puts it. The one table of them, ``ANSWER_FIELDS``, is what every channel renders.
 
-    ``values``: a number column as an array, a text column (``"string"``) as a table of words (``Coded``);
-    ``needs``: ``"band"`` (only with a cut score) or ``"factors"`` (only when factors are asked for).
+    ``values``: a number column as an array, a text column (``"string"``) as a table of words (``Coded``); None
+    when these answers lack it (a model without factors or recorded residuals). ``needs``: ``"band"`` (only with
+    a cut score) or ``"factors"`` (only when factors are asked for). ``json``: the keys leading to it in a JSON
+    answer (None: not in JSON); ``decimals``: how many the JSON answer and the pages report; ``row``: whether it
+    is a column of the answer rows (files, Spark, the MLflow model).
     """
 
     name: str
     kind: str  # "double" | "string"
-    values: Callable[[Answers], np.ndarray | Coded]
+    values: Callable[[Answers], np.ndarray | Coded | None]
     needs: str | None = None
+    json: tuple[str, ...] | None = None
+    decimals: int | None = None
+    row: bool = True
 
 
-def _factor(j: int) -> Callable[[Answers], np.ndarray]:
-    return lambda a: np.full(a.size, np.nan) if a.contributions is None else a.contributions[:, j]
-
-
-def _or_empty(words: Coded | None, size: int) -> Coded:
-    """A text column the answers may lack (no factors): empty text, not missing."""
-    return Coded.one("", size) if words is None else words
+def _factor(j: int) -> Callable[[Answers], np.ndarray | None]:
+    return lambda a: None if a.contributions is None else a.contributions[:, j]
 
 
 ANSWER_FIELDS: tuple[AnswerField, ...] = (
-    AnswerField(MATH_SCORE, "double", lambda a: a.predictions.scores),
-    AnswerField(LOW, "double", lambda a: a.predictions.low),
-    AnswerField(HIGH, "double", lambda a: a.predictions.high),
-    AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level, dtype=float)),
-    AnswerField(MODEL_VERSION, "string", lambda a: Coded.one(a.model_version, a.size)),
-    AnswerField(BAND, "string", lambda a: a.coded_bands, needs="band"),  # type: ignore[arg-type,return-value]
+    AnswerField(MATH_SCORE, "double", lambda a: a.predictions.scores, json=(MATH_SCORE,), decimals=1),
+    AnswerField(LOW, "double", lambda a: a.predictions.low, json=("interval", "low"), decimals=1),
+    AnswerField(HIGH, "double", lambda a: a.predictions.high, json=("interval", "high"), decimals=1),
+    AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level), json=("interval", "level")),
+    AnswerField(MODEL_VERSION, "string", lambda a: Coded.one(a.model_version, a.size), json=(MODEL_VERSION,)),
+    AnswerField(BAND, "string", lambda a: a.coded_bands, needs="band", json=(BAND,)),
+    AnswerField(BELOW_CUT, "double", lambda a: a.below_cut, needs="band", json=(BELOW_CUT,), decimals=PROBABILITY_DECIMALS),
     AnswerField(
-        BELOW_CUT, "double", lambda a: np.full(a.size, np.nan) if a.below_cut is None else a.below_cut, needs="band"
+        WITHOUT_BACKGROUND, "string", lambda a: a.coded_without_background, needs="band", json=(WITHOUT_BACKGROUND,)
     ),
-    AnswerField(WITHOUT_BACKGROUND, "string", lambda a: _or_empty(a.coded_without_background, a.size), needs="band"),
     AnswerField(
-        BASELINE, "double", lambda a: np.full(a.size, np.nan if a.baseline is None else a.baseline), needs="factors"
+        BASELINE,
+        "double",
+        lambda a: None if a.baseline is None else np.full(a.size, a.baseline),
+        needs="factors",
+        json=("factors", "baseline"),
+        decimals=FACTOR_DECIMALS,
     ),
-    *(AnswerField(column, "double", _factor(j), needs="factors") for j, column in enumerate(FACTOR_COLUMNS)),
-    AnswerField(TOP_FACTOR, "string", lambda a: _or_empty(a.coded_top_factor, a.size), needs="factors"),
+    AnswerField(
+        UNCLIPPED,
+        "double",
+        lambda a: None if a.contributions is None else a.predictions.raw,
+        needs="factors",
+        json=("factors", UNCLIPPED),
+        decimals=FACTOR_DECIMALS,
+        row=False,
+    ),
+    *(
+        AnswerField(
+            column, "double", _factor(j), needs="factors", json=("factors", "contributions", name), decimals=FACTOR_DECIMALS
+        )
+        for j, (column, name) in enumerate(zip(FACTOR_COLUMNS, FEATURE_NAMES, strict=True))
+    ),
+    AnswerField(TOP_FACTOR, "string", lambda a: a.coded_top_factor, needs="factors"),
 )
-FIELD_KINDS: dict[str, str] = {f.name: f.kind for f in ANSWER_FIELDS}
+ANSWER_COLUMNS: tuple[str, ...] = tuple(f.name for f in ANSWER_FIELDS if f.row and f.needs is None)  # always given
+DECISION_COLUMNS: tuple[str, ...] = tuple(f.name for f in ANSWER_FIELDS if f.row and f.needs == "band")  # with a cut
 
 
 def answer_fields(*, band: bool, factors: bool) -> tuple[AnswerField, ...]:
-    """The answer columns given with (or without) a band and factors, in their order."""
+    """The columns of the answer rows given with (or without) a band and factors, in their order."""
     wanted = {None, *(["band"] if band else []), *(["factors"] if factors else [])}
-    return tuple(f for f in ANSWER_FIELDS if f.needs in wanted)
+    return tuple(f for f in ANSWER_FIELDS if f.row and f.needs in wanted)
 
 
 def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool = False) -> dict[str, np.ndarray | Coded]:
@@ -183,7 +206,9 @@ def answers_columns(answers: Answers, *, with_factors: bool = True, coded: bool 
     out: dict[str, np.ndarray | Coded] = {}
     for field in fields:
         values = field.values(answers)
-        out[field.name] = values.text() if field.kind == "string" and not coded else values  # type: ignore[union-attr]
+        if values is None:  # a field these answers lack: an empty text or NaN in every row, not a missing column
+            values = Coded.one("", answers.size) if field.kind == "string" else np.full(answers.size, np.nan)
+        out[field.name] = values.text() if isinstance(values, Coded) and not coded else values
     return out
 
 
@@ -192,13 +217,12 @@ def answers_frame(
 ) -> pd.DataFrame:
     """Checked students (columns, records or a frame with the schema's columns) -> one answer row each, in order.
 
-    Columns: ``ANSWER_COLUMNS``, then ``DECISION_COLUMNS`` when ``support_cut`` is given (the chance is NaN
-    for a model without recorded residuals, the band without background empty for a model without exact
-    factors; the reasons are ``pipeline.below_cut.reason`` and ``pipeline.factors.reason``), then with
-    ``with_factors``: ``factors_baseline``, one ``factor_<feature>`` per feature (score points against the
-    baseline; baseline plus their sum is the unclipped score) and ``top_factor``, the score (reading or
-    writing: the evidence) that moves the prediction most, in the teacher's words of the class list. A model
-    without exact factors leaves them empty (the reason is ``pipeline.factors.reason``). Not rounded.
+    The columns are the row fields of ``ANSWER_FIELDS`` (``answer_fields``): the score, its range and level and the
+    model version; with ``support_cut``, the band, the chance below the cut (NaN for a model without recorded
+    residuals: ``pipeline.below_cut.reason``) and the band without background (empty without exact factors); with
+    ``with_factors``, the baseline, one ``factor_<feature>`` per feature (baseline plus their sum is the unclipped
+    score) and ``top_factor`` (NaN and empty for a model without exact factors: ``pipeline.factors.reason``).
+    Not rounded.
     """
     answers = compute_answers(
         pipeline, students, None if support_cut is None else Bands(support_cut), with_factors=with_factors
@@ -207,46 +231,10 @@ def answers_frame(
 
 
 def coded_reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> Coded:
-    """The band rule (``src.answers.bands``) on the range as the API reports it (one decimal), as positions in
+    """The band rule (``src.answers.bands``) on the range as every channel reports it (one decimal), as positions in
     ``BAND_NAMES``."""
-    return bands.coded(np.round(np.asarray(low, dtype=float), 1), np.round(np.asarray(high, dtype=float), 1))
-
-
-def round_as_python(values: np.ndarray, decimals: int) -> np.ndarray:
-    """``round(v, decimals)`` of Python for every value, as one array operation.
-
-    NumPy rounds ``v * 10**decimals`` to an integer, which agrees with Python's correctly rounded decimal
-    unless that product lands within its rounding error of a half; those few values are rounded by Python.
-    """
-    values = np.asarray(values, dtype=float)
-    scaled = values * 10.0**decimals
-    out = np.round(values, decimals)
-    near_half = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 1e-3
-    if near_half.any():
-        out[near_half] = [round(v, decimals) for v in values[near_half].tolist()]
-    return out
-
-
-def json_predictions(answers: pd.DataFrame) -> list[dict[str, Any]]:
-    """The JSON API's per-student answers: score and range rounded to one decimal, the level as it is, the
-    chance below the cut to ``PROBABILITY_DECIMALS``; the band without background only where there is one."""
-    scores, lows, highs = (np.round(answers[c].to_numpy(dtype=float), 1).tolist() for c in (MATH_SCORE, LOW, HIGH))
-    levels = answers[LEVEL].to_numpy(dtype=float).tolist()
-    out = [
-        {"math_score": s, "interval": {"low": lo, "high": hi, "level": lv}}
-        for s, lo, hi, lv in zip(scores, lows, highs, levels, strict=True)
-    ]
-    if BAND in answers.columns:
-        chances = round_as_python(answers[BELOW_CUT].to_numpy(dtype=float), PROBABILITY_DECIMALS).tolist()
-        for item, band, chance, without in zip(
-            out, answers[BAND].tolist(), chances, answers[WITHOUT_BACKGROUND].tolist(), strict=True
-        ):
-            item[BAND] = band
-            if chance == chance:  # not NaN: the model has a predictive distribution
-                item[BELOW_CUT] = chance
-            if without:
-                item[WITHOUT_BACKGROUND] = without
-    return out
+    low, high = round_as_python(np.vstack((low, high)), 1)
+    return bands.coded(low, high)
 
 
 def as_columns(students: Students) -> StudentColumns:

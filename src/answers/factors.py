@@ -14,7 +14,7 @@ Other model kinds get no factors, with the reason, rather than an approximation 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,26 +90,8 @@ class AdditiveFactors:
             if table is not None
         }
 
-    def one(self, record: Record) -> dict[str, float]:
-        """The 7 contributions (score points) of one validated student, in schema order."""
-        out: dict[str, float] = {}
-        for name, table, slope, centre in self.terms:
-            out[name] = (table[record[name]] if table is not None else slope * record[name]) - centre
-        return out
-
-    def many(self, records: Sequence[Record]) -> np.ndarray:
-        """An (n, 7) array of contributions, columns in schema order."""
-        n = len(records)
-        out = np.empty((n, len(self.terms)))
-        for j, (name, table, slope, centre) in enumerate(self.terms):
-            if table is not None:
-                out[:, j] = np.fromiter((table[r[name]] for r in records), dtype=float, count=n) - centre
-            else:
-                out[:, j] = slope * np.fromiter((r[name] for r in records), dtype=float, count=n) - centre
-        return out
-
     def columns(self, students: StudentColumns) -> np.ndarray:
-        """``many`` of students given as columns: the very same numbers, from one lookup per category.
+        """An (n, 7) array of contributions, columns in schema order, from one lookup per category.
 
         Column-major: each feature's contributions are one contiguous vector, written and read as a column."""
         out = np.empty((students.size, len(self.terms)), order="F")
@@ -204,18 +186,11 @@ def effect_words(points: float) -> str:
     return f"{'raises' if whole > 0 else 'lowers'} the prediction by {abs(whole)} {unit}"
 
 
-def top_evidence(contributions: np.ndarray) -> tuple[list[str], list[float]]:
-    """Per row of an (n, 7) array: the score (reading or writing) that moves the prediction most, and by how much."""
-    columns = np.asarray(_EVIDENCE_COLUMNS)
-    picked = columns[np.argmax(np.abs(contributions[:, columns]), axis=1)]
-    return [FEATURE_NAMES[j] for j in picked.tolist()], contributions[np.arange(len(picked)), picked].tolist()
-
-
 def coded_top_factor(
     students: StudentColumns, contributions: np.ndarray, averages: Mapping[str, float] | None = None
 ) -> Coded:
-    """Per student, the stronger score (``top_evidence``) in words, as ``describe_factor`` says it, as positions
-    in a table of the distinct words.
+    """Per student, the score (reading or writing) that moves the prediction most, in words, as
+    ``describe_factor`` says it, as positions in a table of the distinct words.
 
     The words depend only on the feature and its value (a value's contribution is fixed), so each distinct
     pair is worded once and the rest is a table lookup: a class of a thousand students has a few hundred.

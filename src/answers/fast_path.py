@@ -15,7 +15,7 @@ Nothing is assumed: a compiled scorer is used only if it reproduces the scikit-l
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,10 +68,6 @@ _CATEGORIES = {f.name: f.categories for f in CATEGORICAL_FEATURES}
 class Scorer(Protocol):
     kind: str
 
-    def score(self, record: Record) -> float: ...
-
-    def score_many(self, records: Sequence[Record]) -> np.ndarray: ...
-
     def score_columns(self, students: StudentColumns) -> np.ndarray: ...
 
 
@@ -83,13 +79,6 @@ class PipelineScorer:
     def __init__(self, preprocessor: Any, model: Any) -> None:
         self.preprocessor = preprocessor
         self.model = model
-
-    def score(self, record: Record) -> float:
-        return float(self.score_many([record])[0])
-
-    def score_many(self, records: Sequence[Record]) -> np.ndarray:
-        frame = pd.DataFrame.from_records(list(records), columns=list(FEATURE_NAMES))
-        return self.score_frame(frame)
 
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.model.predict(self.preprocessor.transform(frame[list(FEATURE_NAMES)])), dtype=float)
@@ -107,26 +96,8 @@ class VectorScorer:
         self.layout = layout
         self.model = model
 
-    def transform_one(self, record: Record) -> np.ndarray:
-        row = np.zeros(self.layout.width)
-        for name, column, mean, scale in self.layout.numeric:
-            row[column] = (float(record[name]) - mean) / scale
-        for name, columns in self.layout.categorical:
-            row[columns[record[name]]] = 1.0
-        return row
-
-    def transform_many(self, records: Sequence[Record]) -> np.ndarray:
-        n = len(records)
-        x = np.zeros((n, self.layout.width))
-        rows = np.arange(n)
-        for name, column, mean, scale in self.layout.numeric:
-            x[:, column] = (np.fromiter((r[name] for r in records), dtype=float, count=n) - mean) / scale
-        for name, columns in self.layout.categorical:
-            x[rows, np.fromiter((columns[r[name]] for r in records), dtype=np.int64, count=n)] = 1.0
-        return x
-
     def transform_columns(self, students: StudentColumns) -> np.ndarray:
-        """``transform_many`` of students given as columns: the same constants, no Python loop per student."""
+        """The transformed rows, built from the compiled constants as scikit-learn builds them, column by column."""
         n = students.size
         x = np.zeros((n, self.layout.width))
         for name, column, mean, scale in self.layout.numeric:
@@ -136,12 +107,6 @@ class VectorScorer:
             by_code = np.array([columns[c] for c in _CATEGORIES[name]], dtype=np.int64)
             x[rows, by_code[students.codes[name]]] = 1.0
         return x
-
-    def score(self, record: Record) -> float:
-        return float(self.model.predict(self.transform_one(record)[None, :])[0])
-
-    def score_many(self, records: Sequence[Record]) -> np.ndarray:
-        return np.asarray(self.model.predict(self.transform_many(records)), dtype=float)
 
     def score_columns(self, students: StudentColumns) -> np.ndarray:
         return np.asarray(self.model.predict(self.transform_columns(students)), dtype=float)
@@ -163,25 +128,8 @@ class AdditiveScorer:
             (name, np.array([table[c] for c in _CATEGORIES[name]], dtype=float)) for name, table in self._contribution_items
         )
 
-    def score(self, record: Record) -> float:
-        total = self.intercept
-        for name, table in self._contribution_items:
-            total += table[record[name]]
-        for name, slope in self._slope_items:
-            total += slope * record[name]
-        return total
-
-    def score_many(self, records: Sequence[Record]) -> np.ndarray:
-        n = len(records)
-        total = np.full(n, self.intercept)
-        for name, table in self._contribution_items:
-            total += np.fromiter((table[r[name]] for r in records), dtype=float, count=n)
-        for name, slope in self._slope_items:
-            total += slope * np.fromiter((r[name] for r in records), dtype=float, count=n)
-        return total
-
     def score_columns(self, students: StudentColumns) -> np.ndarray:
-        """``score_many`` on columns: the same terms added in the same order, so the very same numbers."""
+        """The intercept, then each category's term and each score's slope times the score, added as vectors."""
         total = np.full(students.size, self.intercept)
         for name, terms in self._code_tables:
             total += terms[students.codes[name]]
@@ -249,7 +197,7 @@ def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | No
     checks = random_students(RANDOM_CHECKS, seed)
     if check_frame is not None and len(check_frame):
         checks = pd.concat([check_frame[list(FEATURE_NAMES)], checks], ignore_index=True)
-    records = checks.to_dict("records")
+    columns = StudentColumns.from_frame(checks)
     expected = reference.score_frame(checks)  # every model predicts its checks once, compiled or not
     if not np.all(np.isfinite(expected)):
         raise ValueError("the model predicts non-finite scores for valid students")
@@ -267,11 +215,9 @@ def compile_scorer(preprocessor: Any, model: Any, check_frame: pd.DataFrame | No
         logger.info("no fast path for %s: serving with the full scikit-learn pipeline", type(model).__name__)
         return reference
     for scorer in candidates:
-        batch_error = float(np.max(np.abs(scorer.score_many(records) - expected)))
-        single_error = max(abs(scorer.score(r) - e) for r, e in zip(records[:50], expected[:50], strict=True))
-        error = max(batch_error, single_error)
+        error = float(np.max(np.abs(scorer.score_columns(columns) - expected)))
         if error <= TOLERANCE:
-            logger.info("fast path: %s scorer (max abs difference %.2e on %d students)", scorer.kind, error, len(records))
+            logger.info("fast path: %s scorer (max abs difference %.2e on %d students)", scorer.kind, error, columns.size)
             return scorer
         logger.warning("%s scorer rejected: max abs difference %.2e", scorer.kind, error)
     return reference

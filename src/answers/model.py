@@ -132,42 +132,25 @@ class PredictPipeline:
         )
         return pipeline
 
-    def predict_one(self, record: Mapping[str, Any]) -> tuple[float, float, float]:
-        """One validated student -> (score, low, high), each within 0-100."""
-        raw = self.scorer.score(record)
-        return _clip(raw), _clip(raw - self.half_width), _clip(raw + self.half_width)
-
     @property
     def trained_on_synthetic(self) -> bool:
         """True when the model never saw a real student (trained on the synthetic cohort)."""
         data = self.manifest.get("data")
         return isinstance(data, Mapping) and data.get("source") == SYNTHETIC_SOURCE
 
-    def predict_one_raw(self, record: Mapping[str, Any]) -> tuple[float, float, float, float]:
-        """Like ``predict_one``, with the unclipped score last (what factors add up to)."""
-        raw = self.scorer.score(record)
-        return _clip(raw), _clip(raw - self.half_width), _clip(raw + self.half_width), raw
-
-    def predict(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
-        """Validated students -> their scores and intervals, computed as one vector."""
-        raw = self.scorer.score_many(records)
-        return self._predictions(raw)
+    def predict(self, students: Sequence[Mapping[str, Any]] | StudentColumns) -> Predictions:
+        """Checked students (columns or records) -> their scores and 90 % ranges, computed as vectors."""
+        columns = students if isinstance(students, StudentColumns) else StudentColumns.from_records(students)
+        return self._predictions(self.scorer.score_columns(columns))
 
     def _predictions(self, raw: np.ndarray) -> Predictions:
         """Unclipped scores -> scores and 90 % ranges within the target's bounds."""
-        lo, hi = schema.TARGET.minimum, schema.TARGET.maximum
-        return Predictions(
-            scores=np.clip(raw, lo, hi),
-            low=np.clip(raw - self.half_width, lo, hi),
-            high=np.clip(raw + self.half_width, lo, hi),
-            level=self.level,
-            raw=raw,
+        half = self.half_width
+        clipped = np.minimum(
+            np.maximum(np.vstack((raw, raw - half, raw + half)), schema.TARGET.minimum), schema.TARGET.maximum
         )
-
-    def predict_columns(self, students: StudentColumns) -> Predictions:
-        """Checked students given as columns -> their scores and intervals (the same numbers as ``predict``)."""
-        raw = self.scorer.score_columns(students)
-        return self._predictions(raw)
+        scores, low, high = clipped
+        return Predictions(scores=scores, low=low, high=high, level=self.level, raw=raw)
 
 
 def load_champion(store: Store, keys: Sequence[SigningKey] = ()) -> PredictPipeline:

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.bands import Bands, band_without_background
-from src.answers.factors import BACKGROUND_COLUMNS
+from src.answers.bands import Bands, coded_bands_without_background
+from src.answers.columns import coded_reported_bands, compute_answers
+from src.answers.factors import background_points
 from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, MAY_BE_UNKNOWN, TARGET, CategoricalFeature
 
@@ -48,12 +49,16 @@ class UnknownsAnswer:
     contributions: dict[str, float] | None  # schema order; the unknown fields' are 0 up to rounding
     below_cut: float | None = None  # P(real score < cut), when a cut is given and the model can say
     without_background: str | None = None  # the band with background at its average (exact factors, a cut)
+    band: str | None = None  # the band of the range as reported (one decimal), when a cut is given
 
 
 def predict_with_unknowns(
     pipeline: PredictPipeline, known: Mapping[str, Any], unknown: Sequence[str], bands: Bands | None = None
 ) -> UnknownsAnswer:
-    """``known`` holds every other feature, validated; ``unknown`` names background fields not known."""
+    """``known`` holds every other feature, validated; ``unknown`` names background fields not known.
+
+    Every possibility is answered by ``compute_answers`` as one batch; this function only weighs them together.
+    """
     unknown = tuple(name for name in FEATURE_NAMES if name in set(unknown))
     if not unknown or any(name not in MAY_BE_UNKNOWN for name in unknown):
         raise ValueError(f"only {', '.join(MAY_BE_UNKNOWN)} may be not known, got {list(unknown)}")
@@ -64,32 +69,37 @@ def predict_with_unknowns(
         records.append({**known, **dict(zip(unknown, values, strict=True))})
         weights.append(float(np.prod([shares[n][v] for n, v in zip(unknown, values, strict=True)])))
     w = np.asarray(weights) / np.sum(weights)  # a value never seen in training: in the range, not in the score
-    out = pipeline.predict(records)
+    answers = compute_answers(pipeline, records, bands)
+    out = answers.predictions
     raw_scores = out.raw if out.raw is not None else out.scores
     raw = float(w @ raw_scores)
-    floor, ceiling = TARGET.minimum, TARGET.maximum
+    score = np.clip([raw], TARGET.minimum, TARGET.maximum)
+    low, high = np.min(out.low, keepdims=True), np.max(out.high, keepdims=True)
     contributions = None
-    below_cut = without = None
-    if bands is not None and pipeline.below_cut.available:
-        below_cut = float(w @ pipeline.below_cut.many(raw_scores, bands.cut))
-    if pipeline.factors.available:
-        mean = w @ pipeline.factors.many(records)
+    below_cut = without = band = None
+    if answers.below_cut is not None:
+        below_cut = float(w @ answers.below_cut)
+    if bands is not None:
+        band = str(coded_reported_bands(bands, low, high).text()[0])
+    if answers.contributions is not None:
+        mean = w @ answers.contributions
         contributions = dict(zip(FEATURE_NAMES, mean.tolist(), strict=True))
         if bands is not None:
-            background = float(sum(mean[j] for j in BACKGROUND_COLUMNS))
-            without = band_without_background(bands, raw, background, pipeline.half_width)
-            if bands.scores_only and pipeline.below_cut.available:  # the background, known or not, sets nothing
-                below_cut = pipeline.below_cut.one(raw - background, bands.cut)
+            background = background_points(mean[None, :])
+            without = str(coded_bands_without_background(bands, np.array([raw]), background, pipeline.half_width).text()[0])
+            if bands.scores_only:  # BAND_POLICY: the background, known or not, decides nothing (the chance of
+                band = without  # every possibility, from the scores and course alone, is the same already)
     return UnknownsAnswer(
-        score=min(max(raw, floor), ceiling),
-        low=float(np.min(out.low)),
-        high=float(np.max(out.high)),
+        score=float(score[0]),
+        low=float(low[0]),
+        high=float(high[0]),
         raw=raw,
         unknown=unknown,
         possibilities=len(records),
         contributions=contributions,
         below_cut=below_cut,
         without_background=without,
+        band=band,
     )
 
 

@@ -62,6 +62,7 @@ from src.monitoring.drift import build_reference
 from src.signing import SigningKey
 from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, write_json
 from src.store import TRAINING_RUNS, LocalStore, open_store, process_alive, seal_set
+from src.validation import StudentColumns
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ def _band_policies(
     factors = build_factors(compile_scorer(transformation.preprocessor, trainer.model), manifest)
     background = None
     if factors.available:
-        background = background_points(factors.many(test[list(schema.FEATURE_NAMES)].to_dict("records")))
+        background = background_points(factors.columns(StudentColumns.from_frame(test)))
     return policy_misses(
         test,
         test[schema.TARGET.name].to_numpy(dtype=float),

@@ -1,28 +1,30 @@
-"""The prediction answer for one student or many as JSON-ready dicts: score, 90 % range, band, the chance of a
-real score below the cut, the band without background (exact factors only) and factors.
+"""The JSON answer for one student or many: ``compute_answers``'s columns rendered as JSON-ready dicts.
 
-The JSON API, the CSV API and the teachers' pages all build their answers here, so the same student gets
-the same numbers, band and factors on every channel.
+The JSON API, the CSV API's JSON answer and the teachers' pages all render the same columns here, so the same
+student gets the same numbers, band and factors on every channel; one student is a batch of one. Where a field
+goes in a JSON answer and how many decimals it keeps are declared with the field, in ``ANSWER_FIELDS``
+(``src/answers/columns.py``); this module only follows those declarations.
 """
 
 from __future__ import annotations
 
 import gc
-import itertools
-import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from src.answers.bands import Bands, band_without_background
+from src.answers.arrays import Coded
+from src.answers.bands import Bands
 from src.answers.columns import (
+    ANSWER_FIELDS,
+    BAND,
     BELOW_CUT,
-    PROBABILITY_DECIMALS,
-    WITHOUT_BACKGROUND,
+    MODEL_VERSION,
+    AnswerField,
     Answers,
     Students,
     compute_answers,
@@ -39,49 +41,77 @@ from src.answers.evaluation import (
     outcome_columns,
     outcomes,
 )
-from src.answers.factors import BACKGROUND_COLUMNS, AdditiveFactors
 from src.answers.model import Predictions, PredictPipeline
-from src.schema import FEATURE_NAMES, TARGET
 
 Record = Mapping[str, Any]
-# Factors are given to 8 decimals: short to send, and baseline + sum(contributions) still equals the unclipped
-# score to within 9 x 5e-9 points, far inside the promised 1e-6.
-DECIMALS = 8
+_JSON_FIELDS = tuple(field for field in ANSWER_FIELDS if field.json is not None)
 
 
-def single_answer(pipeline: PredictPipeline, record: Record, bands: Bands) -> dict[str, Any]:
-    """The JSON answer for one validated student."""
-    score, low, high, raw = pipeline.predict_one_raw(record)
-    low, high = round(low, 1), round(high, 1)
-    answer: dict[str, Any] = {
-        "math_score": round(score, 1),
-        "interval": {"low": low, "high": high, "level": pipeline.level},
-        "model_version": pipeline.model_version,
-        "band": bands.payload(bands.name(low, high)),
-    }
-    factors = pipeline.factors
-    decided_by = raw  # the prediction that decides the band and the chance (BAND_POLICY)
-    if factors.available:
-        contributions = factors.one(record)
-        background = sum(contributions[FEATURE_NAMES[j]] for j in BACKGROUND_COLUMNS)
-        without = band_without_background(bands, raw, background, pipeline.half_width)
-        if bands.scores_only:
-            answer["band"], decided_by = bands.payload(without), raw - background
-    if pipeline.below_cut.available:
-        answer[BELOW_CUT] = round(pipeline.below_cut.one(decided_by, bands.cut), PROBABILITY_DECIMALS)
-    else:
-        answer["below_cut_reason"] = pipeline.below_cut.reason
-    if factors.available:
-        answer[WITHOUT_BACKGROUND] = without
-        answer["factors"] = {
-            "baseline": round(factors.baseline, DECIMALS),
-            "unclipped_score": round(raw, DECIMALS),
-            "contributions": {k: round(v, DECIMALS) for k, v in contributions.items()},
-        }
-    else:
-        answer["factors"] = None
-        answer["factors_reason"] = factors.reason
-    return answer
+def _json_words(field: AnswerField, bands: Bands) -> Callable[[np.ndarray], np.ndarray]:
+    """How a text field's words are written in JSON: a band as its ``{"name", "label", "cut"}`` object."""
+    if field.name == BAND:
+        return lambda words: _objects([bands.payload(word) for word in words.tolist()])
+    return lambda words: words
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def json_items(answers: Answers, bands: Bands, *, leave_out: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Each student's answer as a JSON-ready dict, in order: every field of ``ANSWER_FIELDS`` that has a JSON place,
+    rounded as it declares. A field these answers lack is left out; a group all of whose fields are lacking (the
+    factors of a model without exact factors) is null. The rounded fields are rounded together, as one matrix."""
+    tree: dict[str, Any] = {}
+    rounded: list[tuple[dict[str, Any], str, np.ndarray, int]] = []
+    for field in _JSON_FIELDS:
+        if field.name in leave_out:
+            continue
+        *groups, key = field.json  # type: ignore[misc]
+        node = tree
+        for group in groups:
+            node = node.setdefault(group, {})
+        values = field.values(answers)
+        if values is None:
+            continue
+        if isinstance(values, Coded):
+            node[key] = _json_words(field, bands)(values.words).take(values.codes).tolist()
+        elif field.decimals is None:
+            node[key] = np.asarray(values, dtype=float).tolist()
+        else:
+            node[key] = None  # its place, in the declared order; filled below
+            rounded.append((node, key, values, field.decimals))
+    if rounded:
+        matrix = round_as_python(np.vstack([r[2] for r in rounded]), np.array([[r[3]] for r in rounded]))
+        for (node, key, _, _), column in zip(rounded, matrix.tolist(), strict=True):
+            node[key] = column
+    return _rows(tree, answers.size)
+
+
+def _rows(tree: Mapping[str, Any], size: int) -> list[dict[str, Any]]:
+    """Columns (lists, or groups of columns) -> one dict per row; an empty group is null in every row."""
+    keys = list(tree)
+    columns = [(_rows(v, size) if _holds(v) else [None] * size) if isinstance(v, dict) else v for v in tree.values()]
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _holds(group: Mapping[str, Any]) -> bool:
+    """Whether a group holds any field, in itself or in a group within."""
+    return any(_holds(v) if isinstance(v, dict) else True for v in group.values())
+
+
+def single_answer(pipeline: PredictPipeline, record: Record, bands: Bands) -> tuple[dict[str, Any], Answers]:
+    """One validated student's JSON answer (a batch of one), with the model version and the reasons for what the
+    model cannot say; and the answers it renders."""
+    answers = compute_answers(pipeline, [record], bands)
+    item = json_items(answers, bands)[0]
+    if BELOW_CUT not in item:
+        item["below_cut_reason"] = pipeline.below_cut.reason
+    if item["factors"] is None:
+        item["factors_reason"] = pipeline.factors.reason
+    return item, answers
 
 
 @dataclass(frozen=True)
@@ -96,69 +126,14 @@ class BatchAnswer:
         return self.answers.predictions
 
     @property
-    def contributions(self) -> np.ndarray | None:
-        return self.answers.contributions
-
-    @property
     def bands(self) -> np.ndarray:
         return self.answers.bands  # type: ignore[return-value]  # a batch answer always has a cut
 
 
 def batch_answer(pipeline: PredictPipeline, students: Students, bands: Bands) -> BatchAnswer:
-    """The answers for checked students: the shared ``compute_answers``, rendered as JSON items.
-
-    Every number is rounded as ``single_answer`` rounds it (Python's round, made columnar by
-    ``round_as_python``), so the same student gets the very same numbers on every channel.
-    """
+    """Checked students' answers as JSON items, the model version said once beside them (not in each item)."""
     answers = compute_answers(pipeline, students, bands)
-    out, names, contributions = answers.predictions, answers.bands, answers.contributions
-    assert names is not None  # a cut was given
-    scores, lows, highs = (np.round(a, 1).tolist() for a in (out.scores, out.low, out.high))
-    names_list = names.tolist()
-    payloads = {name: bands.payload(name) for name in set(names_list)}
-    level = out.level
-    n = len(names_list)
-    chances = (
-        round_as_python(answers.below_cut, PROBABILITY_DECIMALS).tolist() if answers.below_cut is not None else [None] * n
-    )
-    withouts = answers.without_background.tolist() if answers.without_background is not None else [None] * n
-    if contributions is None:
-        items = [
-            {
-                "math_score": s,
-                "interval": {"low": lo, "high": hi, "level": level},
-                "band": payloads[name],
-                BELOW_CUT: chance,
-                "factors": None,
-            }
-            for s, lo, hi, name, chance in zip(scores, lows, highs, names_list, chances, strict=True)
-        ]
-    else:
-        baseline = round(answers.baseline, DECIMALS)  # type: ignore[arg-type]
-        raws = round_as_python(out.raw if out.raw is not None else out.scores, DECIMALS).tolist()
-        rounded = round_as_python(contributions, DECIMALS).tolist()
-        f0, f1, f2, f3, f4, f5, f6 = FEATURE_NAMES  # unpacked: building each row's dict is the batch's hot loop
-        items = [
-            {
-                "math_score": s,
-                "interval": {"low": lo, "high": hi, "level": level},
-                "band": payloads[name],
-                BELOW_CUT: chance,
-                WITHOUT_BACKGROUND: without,
-                "factors": {
-                    "baseline": baseline,
-                    "unclipped_score": raw,
-                    "contributions": {f0: c0, f1: c1, f2: c2, f3: c3, f4: c4, f5: c5, f6: c6},
-                },
-            }
-            for s, lo, hi, name, chance, without, raw, (c0, c1, c2, c3, c4, c5, c6) in zip(
-                scores, lows, highs, names_list, chances, withouts, raws, rounded, strict=True
-            )
-        ]
-    if answers.below_cut is None:  # a model trained before its residuals were recorded: no chance to give
-        for item in items:
-            del item[BELOW_CUT]
-    return BatchAnswer(items, answers)
+    return BatchAnswer(json_items(answers, bands, leave_out=(MODEL_VERSION,)), answers)
 
 
 @dataclass(frozen=True)
@@ -175,7 +150,7 @@ def evaluate_batch(pipeline: PredictPipeline, batch: BatchAnswer, reals: np.ndar
     ``real_math_score``, ``prediction_minus_real``, ``inside_range`` and ``band_right`` (None: no real score,
     or a band that made no claim)."""
     out = batch.predictions
-    scores, lows, highs = (np.round(a, 1) for a in (out.scores, out.low, out.high))
+    scores, lows, highs = (round_as_python(a, 1) for a in (out.scores, out.low, out.high))
     checked = outcomes(scores, lows, highs, reals, batch.bands, bands.cut)
     columns = outcome_columns(checked)
     errors = [None if e is None else round(float(e), 2) for e in columns[PREDICTION_MINUS_REAL].tolist()]
@@ -220,100 +195,3 @@ def bulk_allocation() -> Iterator[None]:
             _bulk["running"] -= 1
             if _bulk["running"] == 0 and _bulk["was_enabled"]:
                 gc.enable()
-
-
-class SingleAnswerText:
-    """``json.dumps(single_answer(...))`` for an additive model, from text rendered once per model and cut.
-
-    A single student's answer is the service's hottest path. Each category's contribution is fixed, so its
-    JSON text is rendered at the first request; a request then formats only the numbers that depend on the
-    scores. The result parses to exactly ``single_answer``'s dict (tested), at a fifth of json.dumps's cost.
-    """
-
-    def __init__(self, pipeline: PredictPipeline, bands: Bands) -> None:
-        factors = pipeline.factors
-        if not isinstance(factors, AdditiveFactors) or not pipeline.below_cut.available:
-            raise TypeError("only additive factors (with a predictive distribution) have fixed per-category text")
-        self.pipeline = pipeline
-        self.below_cut = pipeline.below_cut
-        self.bands = bands
-        self.half_width = pipeline.half_width
-        self.head = '{"math_score": '
-        self.level = f', "level": {json.dumps(pipeline.level)}}}, "model_version": {json.dumps(pipeline.model_version)}'
-        self.band_text = {name: f', "band": {json.dumps(bands.payload(name))}, "{BELOW_CUT}": ' for name in bands.labels}
-        self.without_text = {name: f', "{WITHOUT_BACKGROUND}": {json.dumps(name)}' for name in bands.labels}
-        # the four background contributions' sum for every combination of their categories, added in schema
-        # order from 0 as single_answer adds them: the very same number, looked up instead of added per request
-        self.background_names = tuple(FEATURE_NAMES[j] for j in BACKGROUND_COLUMNS)
-        tables = [
-            {c: v - centre for c, v in table.items()}  # type: ignore[union-attr]
-            for j, (_, table, _, centre) in enumerate(factors.terms)
-            if j in BACKGROUND_COLUMNS
-        ]
-        self.background: dict[tuple[str, ...], float] = {}
-        for combination in itertools.product(*(tuple(t) for t in tables)):
-            total = 0
-            for table, category in zip(tables, combination, strict=True):
-                total += table[category]
-            self.background[combination] = total
-        self.baseline = f', "factors": {{"baseline": {json.dumps(round(factors.baseline, DECIMALS))}, "unclipped_score": '
-        self.terms: list[tuple[str, dict[str, str] | None, str, float, float]] = []
-        for position, (name, table, slope, centre) in enumerate(factors.terms):
-            key = ("" if position == 0 else ", ") + json.dumps(name) + ": "
-            fixed = None
-            if table is not None:
-                fixed = {c: key + json.dumps(round(v - centre, DECIMALS)) for c, v in table.items()}
-            self.terms.append((name, fixed, key, slope, centre))
-
-    def render(self, record: Record) -> tuple[str, float]:
-        """The answer's JSON text and the reported score."""
-        raw = self.pipeline.scorer.score(record)
-        half, floor, ceiling = self.half_width, TARGET.minimum, TARGET.maximum
-        score = round(min(max(raw, floor), ceiling), 1)
-        low = round(min(max(raw - half, floor), ceiling), 1)
-        high = round(min(max(raw + half, floor), ceiling), 1)
-        bands = self.bands
-        background = self.background[tuple(map(record.__getitem__, self.background_names))]
-        without = band_without_background(bands, raw, background, half)
-        if bands.scores_only:  # BAND_POLICY: the band and the chance from the scores and course alone
-            band, chance = without, round(self.below_cut.one(raw - background, bands.cut), PROBABILITY_DECIMALS)
-        else:
-            band, chance = bands.name(low, high), round(self.below_cut.one(raw, bands.cut), PROBABILITY_DECIMALS)
-        parts = [
-            self.head,
-            repr(score),
-            ', "interval": {"low": ',
-            repr(low),
-            ', "high": ',
-            repr(high),
-            self.level,
-            self.band_text[band],
-            repr(chance),
-            self.without_text[without],
-            self.baseline,
-            repr(round(raw, DECIMALS)),
-            ', "contributions": {',
-        ]
-        for name, fixed, key, slope, centre in self.terms:
-            if fixed is not None:
-                parts.append(fixed[record[name]])
-            else:
-                parts.append(key + repr(round(slope * record[name] - centre, DECIMALS)))
-        parts.append("}}}")
-        return "".join(parts), score
-
-
-_TEXTS: dict[int, SingleAnswerText] = {}
-
-
-def single_answer_json(pipeline: PredictPipeline, record: Record, bands: Bands) -> tuple[str, float]:
-    """One validated student's answer as JSON text, and the reported score."""
-    text = _TEXTS.get(id(pipeline))
-    if text is None or text.pipeline is not pipeline or text.bands is not bands:
-        if not isinstance(pipeline.factors, AdditiveFactors) or not pipeline.below_cut.available:
-            answer = single_answer(pipeline, record, bands)
-            return json.dumps(answer), answer["math_score"]
-        if len(_TEXTS) > 4:  # old models: they are swapped whole, rarely
-            _TEXTS.clear()
-        text = _TEXTS[id(pipeline)] = SingleAnswerText(pipeline, bands)
-    return text.render(record)

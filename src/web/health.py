@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from src.answers.columns import FACTOR_DECIMALS
 from src.answers.factors import BASELINE_IS, METHOD, Factors
-from src.web.answers import DECIMALS
 from src.web.errors import json_error, json_response
 from src.web.services import services
 
@@ -50,4 +50,9 @@ def _factors(factors: Factors) -> dict[str, Any]:
     """How the served model's factors are computed, or why it has none."""
     if not factors.available:
         return {"available": False, "reason": factors.reason}
-    return {"available": True, "method": METHOD, "baseline": round(factors.baseline, DECIMALS), "baseline_is": BASELINE_IS}
+    return {
+        "available": True,
+        "method": METHOD,
+        "baseline": round(factors.baseline, FACTOR_DECIMALS),
+        "baseline_is": BASELINE_IS,
+    }

@@ -59,7 +59,7 @@ from src.validation import (
     validate_students,
 )
 from src.web import roster
-from src.web.answers import batch_answer, bulk_allocation, evaluate_batch, single_answer, single_answer_json
+from src.web.answers import batch_answer, bulk_allocation, evaluate_batch, single_answer
 from src.web.body_guard import request_body
 from src.web.errors import fast_json_response, json_error, json_response
 from src.web.outcomes import class_evaluation_words
@@ -179,9 +179,9 @@ def _predict_json() -> Response:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    text, score = single_answer_json(pipeline, record, _bands())
-    svc.predicted("json", (record,), np.array((score,)))
-    return Response(text, mimetype=JSON_TYPE)
+    item, answers = single_answer(pipeline, record, _bands())
+    svc.predicted("json", (record,), np.array((item["math_score"],)))
+    return fast_json_response(item)
 
 
 def may_hold_real_scores(raw: bytes) -> bool:
@@ -411,8 +411,8 @@ def _predict_form() -> Response | tuple[str, int]:
     if unknown:
         svc.counted("form", 1)
     else:
-        score, _, _ = pipeline.predict_one(record)
-        svc.predicted("form", (record,), np.array((round(score, 1),)))
+        item, _ = single_answer(pipeline, record, _bands())
+        svc.predicted("form", (record,), np.array((item["math_score"],)))
     return redirect(url_for("prediction.form", **_query(record, unknown)), code=303)
 
 
@@ -498,11 +498,11 @@ def _result(pipeline: PredictPipeline, record: Mapping[str, Any], unknown: tuple
             "possibilities": counted.possibilities,
         }
     else:
-        answer = single_answer(pipeline, record, bands)
+        answer, _ = single_answer(pipeline, record, bands)
         score, low, high = answer["math_score"], answer["interval"]["low"], answer["interval"]["high"]
         points = answer["factors"]["contributions"] if answer["factors"] is not None else None
         chance, without = answer.get(BELOW_CUT), answer.get(WITHOUT_BACKGROUND)
-    band = without if bands.scores_only and without is not None else bands.name(low, high)
+    band = counted.band if unknown else answer["band"]["name"]
     cut = bands.cut
     result: dict[str, Any] = {
         "math_score": score,

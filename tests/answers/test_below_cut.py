@@ -1,5 +1,4 @@
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -11,7 +10,8 @@ from src.answers.factors import background_points
 from src.answers.fast_path import random_students
 from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES
-from src.web.answers import batch_answer, single_answer, single_answer_json
+from src.validation import StudentColumns
+from src.web.answers import batch_answer, single_answer
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_the_chance_falls_as_the_predicted_score_rises(pipeline):
     chance = pipeline.below_cut.many(raw, 50.0)
     assert np.all(np.diff(chance) <= 0) and chance[0] > 0.99 and chance[-1] < 0.01
     assert np.all((chance > 0) & (chance < 1))
-    assert [pipeline.below_cut.one(float(r), 50.0) for r in raw] == chance.tolist()  # the single path: same numbers
+    assert [pipeline.below_cut.many(np.array([r]), 50.0)[0] for r in raw.tolist()] == chance.tolist()  # one at a time
 
 
 def test_training_records_the_sorted_out_of_fold_residuals_in_the_manifest(trained):
@@ -90,11 +90,9 @@ def test_a_manifest_without_usable_residuals_gives_the_reason(record, reason):
 
 def test_every_answer_carries_the_chance_and_the_band_without_background(pipeline, student):
     bands = Bands(50.0)
-    answer = single_answer(pipeline, student, bands)
-    raw = answer["factors"]["unclipped_score"]
-    assert answer["below_cut_probability"] == round(pipeline.below_cut.one(raw, 50.0), 3)
+    answer, answers = single_answer(pipeline, student, bands)
+    assert answer["below_cut_probability"] == round(float(pipeline.below_cut.many(answers.predictions.raw, 50.0)[0]), 3)
     assert answer["band_without_background"] in bands.labels
-    assert json.loads(single_answer_json(pipeline, student, bands)[0]) == answer
     frame = answers_frame(pipeline, [student], support_cut=50.0)
     assert round(float(frame["below_cut_probability"].iat[0]), 3) == answer["below_cut_probability"]
     assert frame["band_without_background"].iat[0] == answer["band_without_background"]
@@ -104,7 +102,7 @@ def test_the_band_without_background_is_the_answer_less_the_four_background_cont
     students = random_students(3000, seed=11).to_dict("records")
     bands = Bands(50.0)
     answer = batch_answer(pipeline, students, bands)
-    contributions = pipeline.factors.many(students)
+    contributions = pipeline.factors.columns(StudentColumns.from_records(students))
     raw = answer.predictions.raw
     centred = raw - contributions[:, :4].sum(axis=1)  # gender, group, parents' education, lunch
     assert list(FEATURE_NAMES[:4]) == ["gender", "race_ethnicity", "parental_level_of_education", "lunch"]
@@ -123,7 +121,7 @@ def test_a_model_without_exact_factors_omits_the_band_without_background_with_th
     from src.answers.factors import NoFactors
 
     plain = dataclasses.replace(pipeline, factors=NoFactors("no exact split"))
-    answer = single_answer(plain, student, Bands(50.0))
+    answer, _ = single_answer(plain, student, Bands(50.0))
     assert "band_without_background" not in answer and answer["factors_reason"] == "no exact split"
     assert "below_cut_probability" in answer
     item = batch_answer(plain, [student], Bands(50.0)).items[0]
@@ -133,6 +131,6 @@ def test_a_model_without_exact_factors_omits_the_band_without_background_with_th
 
 def test_a_model_without_residuals_omits_the_chance_with_the_reason(pipeline, student):
     older = dataclasses.replace(pipeline, below_cut=NoBelowCut("trained before"))
-    answer = json.loads(single_answer_json(older, student, Bands(50.0))[0])
+    answer, _ = single_answer(older, student, Bands(50.0))
     assert "below_cut_probability" not in answer and answer["below_cut_reason"] == "trained before"
     assert answers_frame(older, [student], support_cut=50.0)["below_cut_probability"].isna().all()

@@ -1,13 +1,14 @@
 """The columnar answers equal, field for field, the answers made one student at a time.
 
-The reference here is the row-by-row path: each student alone through the single-student functions
-(``predict_one_raw``, ``factors.one``, the band rule, ``describe_factor``, ``single_answer``). Every channel
-that answers many students (the JSON batch, the CSV class list as JSON and as CSV, the batch command's
-files) must give each fixed student exactly what that path gives.
+The reference here is written in this file, one student at a time with Python numbers: the additive model's own
+terms added in order (scikit-learn's prediction for other scorers), the residuals searched with ``bisect``, the
+band rule on Python's ``round``, ``describe_factor``. Every channel (the JSON API, the CSV class list as JSON and
+as CSV, the batch command's files) must give each fixed student exactly what that reference gives.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import io
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.answers.bands import Bands, band_without_background
+from src.answers.bands import Bands
 from src.answers.columns import (
     BASELINE,
     FACTOR_COLUMNS,
@@ -30,10 +31,10 @@ from src.answers.columns import (
     answers_frame,
 )
 from src.answers.factors import NoFactors, describe_factor
-from src.answers.fast_path import VectorScorer, random_students, read_layout
+from src.answers.fast_path import AdditiveScorer, VectorScorer, random_students, read_layout
 from src.answers.model import PredictPipeline
 from src.config import AppConfig
-from src.schema import BACKGROUND_FEATURES, EVIDENCE_FEATURES, FEATURE_NAMES
+from src.schema import BACKGROUND_FEATURES, EVIDENCE_FEATURES, FEATURE_NAMES, TARGET
 from src.web.answers import single_answer
 
 CUT = 60.0
@@ -56,9 +57,45 @@ def fixed_students() -> list[dict]:
     return rows + edges
 
 
+def _clip(value: float) -> float:
+    return min(max(value, TARGET.minimum), TARGET.maximum)
+
+
+def raw_score(pipeline: PredictPipeline, record: dict) -> float:
+    """The unclipped score of one student: the additive terms added in order, else scikit-learn's prediction."""
+    scorer = pipeline.scorer
+    if isinstance(scorer, AdditiveScorer):
+        total = scorer.intercept
+        for name, table in scorer.contributions.items():
+            total += table[record[name]]
+        for name, slope in scorer.slopes.items():
+            total += slope * record[name]
+        return total
+    return float(pipeline.reference.score_frame(pd.DataFrame([record]))[0])
+
+
+def contributions_of(pipeline: PredictPipeline, record: dict) -> dict[str, float]:
+    return {
+        name: (table[record[name]] if table is not None else slope * record[name]) - centre
+        for name, table, slope, centre in pipeline.factors.terms
+    }
+
+
+def chance_below(pipeline: PredictPipeline, raw: float, cut: float) -> float:
+    residuals = pipeline.below_cut.residuals.tolist()
+    below, at_most = bisect.bisect_left(residuals, cut - raw), bisect.bisect_right(residuals, cut - raw)
+    return (below + 0.5 * (at_most - below + 1)) / (len(residuals) + 1)
+
+
+def band_without_background(bands: Bands, raw: float, background: float, half: float) -> str:
+    centred = raw - background
+    return bands.name(round(_clip(centred - half), 1), round(_clip(centred + half), 1))
+
+
 def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
-    """Every field of one student's answer, made for that student alone (the row-by-row path)."""
-    score, low, high, raw = pipeline.predict_one_raw(record)
+    """Every field of one student's answer, made for that student alone with Python numbers."""
+    raw = raw_score(pipeline, record)
+    score, low, high = _clip(raw), _clip(raw - pipeline.half_width), _clip(raw + pipeline.half_width)
     out = {
         MATH_SCORE: score,
         LOW: low,
@@ -67,11 +104,11 @@ def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
         MODEL_VERSION: pipeline.model_version,
         "band": bands.name(round(low, 1), round(high, 1)),
         "raw": raw,
-        "below_cut_probability": pipeline.below_cut.one(raw, bands.cut),
+        "below_cut_probability": chance_below(pipeline, raw, bands.cut),
         "band_without_background": "",
     }
     if pipeline.factors.available:
-        points = pipeline.factors.one(record)
+        points = contributions_of(pipeline, record)
         background = sum(points[name] for name in BACKGROUND_FEATURES)
         out["band_without_background"] = band_without_background(bands, raw, background, pipeline.half_width)
         top = EVIDENCE_FEATURES[0]
@@ -109,7 +146,7 @@ def test_answer_columns_of_the_additive_model_are_the_row_by_row_answers_exactly
     assert_frame_is_row_by_row(frame, pipeline, fixed_students, exact=True)
     # baseline plus the factors is the unclipped score
     total = frame[BASELINE].to_numpy() + frame[list(FACTOR_COLUMNS)].to_numpy().sum(axis=1)
-    raw = np.array([pipeline.predict_one_raw(r)[3] for r in fixed_students])
+    raw = np.array([raw_score(pipeline, r) for r in fixed_students])
     assert np.abs(total - raw).max() <= 1e-9
 
 
@@ -145,7 +182,9 @@ def test_json_batch_gives_each_student_its_single_answer(served, pipeline, fixed
     body = served.post("/predictdata", json={"instances": fixed_students}).get_json()
     assert body["model_version"] == pipeline.model_version and "factors_reason" not in body
     bands = Bands(CUT)
-    expected = [{k: v for k, v in single_answer(pipeline, r, bands).items() if k != "model_version"} for r in fixed_students]
+    expected = [
+        {k: v for k, v in single_answer(pipeline, r, bands)[0].items() if k != "model_version"} for r in fixed_students
+    ]
     assert body["predictions"] == expected
 
 
@@ -164,7 +203,7 @@ def test_csv_class_list_gives_each_row_its_single_answer_and_top_factor(served, 
         for r in rows
     ]
     bands = Bands(CUT)
-    singles = [single_answer(pipeline, r, bands) for r in records]
+    singles = [single_answer(pipeline, r, bands)[0] for r in records]
 
     as_json = served.post("/predictdata", data=body, headers={"Content-Type": "text/csv"}).get_json()
     items = as_json["predictions"]

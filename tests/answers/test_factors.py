@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
@@ -8,6 +9,7 @@ from src.answers.factors import NoFactors, build_factors
 from src.answers.fast_path import random_students
 from src.answers.model import PredictPipeline
 from src.schema import FEATURE_NAMES
+from src.validation import StudentColumns
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +27,13 @@ def _students(trained, n_random=1000):
 def test_baseline_plus_factors_is_the_unclipped_score_for_every_test_row_and_random_students(pipeline, trained):
     students = _students(trained)
     assert len(students) == len(trained.ingestion.test) + 1000
-    unclipped = pipeline.reference.score_many(students)  # the scikit-learn pipeline's own prediction
-    many = pipeline.factors.many(students)
+    unclipped = pipeline.reference.score_frame(pd.DataFrame(students))  # the scikit-learn pipeline's own prediction
+    many = pipeline.factors.columns(StudentColumns.from_records(students))
     assert many.shape == (len(students), 7)
     assert np.max(np.abs(pipeline.factors.baseline + many.sum(axis=1) - unclipped)) <= 1e-6
-    for student, expected in zip(students, unclipped, strict=True):  # the single-student path, one by one
-        one = pipeline.factors.one(student)
-        assert list(one) == list(FEATURE_NAMES)
-        assert abs(pipeline.factors.baseline + sum(one.values()) - expected) <= 1e-6
+    for student, expected in zip(students[:200], unclipped[:200], strict=True):  # a batch of one each
+        one = pipeline.factors.columns(StudentColumns.from_records([student]))[0]
+        assert abs(pipeline.factors.baseline + one.sum() - expected) <= 1e-6
 
 
 def test_baseline_is_the_mean_prediction_on_the_training_split(pipeline, trained):

@@ -10,11 +10,13 @@ from src.lifecycle.decision import DecisionConfig
 from src.lifecycle.training import TrainingConfig, train
 from src.schema import FEATURE_NAMES
 from src.storage import ArtifactError
+from src.validation import StudentColumns
 
 
 def test_loads_and_predicts_within_range(trained, student):
     pipeline = PredictPipeline.from_artifacts(trained.manifest_path.parent)
-    score, low, high = pipeline.predict_one(student)
+    one = pipeline.predict([student])
+    score, low, high = float(one.scores[0]), float(one.low[0]), float(one.high[0])
     assert 0 <= low <= score <= high <= 100
     assert pipeline.model_version == trained.manifest["model_version"]
     batch = pipeline.predict([student, student])
@@ -70,10 +72,10 @@ def test_fast_path_equals_scikit_learn_on_test_split_and_random_students(model_a
     )
     records = students.to_dict("records")
     expected = pipeline.reference.score_frame(students)
-    assert np.max(np.abs(pipeline.scorer.score_many(records) - expected)) <= 1e-9
+    assert np.max(np.abs(pipeline.predict(records).raw - expected)) <= 1e-9
     if pipeline.scorer.kind == "pipeline":
         return  # k-NN is served by scikit-learn itself (its one-row answers can differ from its batch at ties)
-    singles = np.array([pipeline.scorer.score(r) for r in records[:300]])
+    singles = np.array([pipeline.predict([r]).raw[0] for r in records[:300]])  # each a batch of one
     assert np.max(np.abs(singles - expected[:300])) <= 1e-9
 
 
@@ -126,5 +128,5 @@ def test_factors_are_exact_for_additive_models_and_null_with_a_reason_otherwise(
         [pd.read_csv(result.run_dir / "test.csv")[list(FEATURE_NAMES)], random_students(1000, seed=5)], ignore_index=True
     )
     unclipped = pipeline.reference.score_frame(students)  # scikit-learn's own prediction, before clipping
-    totals = factors.baseline + factors.many(students.to_dict("records")).sum(axis=1)
+    totals = factors.baseline + factors.columns(StudentColumns.from_frame(students)).sum(axis=1)
     assert np.max(np.abs(totals - unclipped)) <= 1e-6

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from src.answers.columns import compute_answers
 from src.answers.model import PredictPipeline
 from src.answers.unknowns import UnknownsUnavailable, predict_with_unknowns
 from src.schema import FEATURE_NAMES, FEATURES_BY_NAME, MAY_BE_UNKNOWN
@@ -29,16 +30,17 @@ def test_score_is_the_share_weighted_average_and_the_range_covers_every_value(lo
     combos = list(itertools.product(*(FEATURES_BY_NAME[n].categories for n in unknown)))
     assert answer.possibilities == len(combos)
     total = weight_sum = 0.0
-    for combo in combos:  # one by one, through the single-student path
+    for combo in combos:  # one by one, each a batch of one
         record = {**known, **dict(zip(unknown, combo, strict=True))}
-        score, low, high, raw = loaded.predict_one_raw(record)
+        out = loaded.predict([record])
+        raw, low, high = float(out.raw[0]), float(out.low[0]), float(out.high[0])
         weight = float(np.prod([shares[n][v] for n, v in zip(unknown, combo, strict=True)]))
         total += weight * raw
         weight_sum += weight
         assert answer.low <= low and high <= answer.high  # every possible value's range lies inside
     assert answer.raw == pytest.approx(total / weight_sum, abs=1e-9)
-    _, low, high = loaded.predict_one(student)  # the student as entered is one of the possibilities
-    assert answer.low <= low and high <= answer.high
+    out = loaded.predict([student])  # the student as entered is one of the possibilities
+    assert answer.low <= out.low[0] and out.high[0] <= answer.high
 
 
 def test_factors_of_unknown_fields_are_zero_and_still_add_up(loaded, student):
@@ -46,9 +48,9 @@ def test_factors_of_unknown_fields_are_zero_and_still_add_up(loaded, student):
     answer = predict_with_unknowns(loaded, {k: v for k, v in student.items() if k not in unknown}, unknown)
     assert answer.contributions is not None and list(answer.contributions) == list(FEATURE_NAMES)
     assert all(abs(answer.contributions[n]) <= 1e-9 for n in unknown)
-    known_points = loaded.factors.one(student)
+    known_points = compute_answers(loaded, [student], None).contributions[0]
     for name in ("reading_score", "writing_score", "gender"):
-        assert answer.contributions[name] == pytest.approx(known_points[name], abs=1e-9)
+        assert answer.contributions[name] == pytest.approx(known_points[FEATURE_NAMES.index(name)], abs=1e-9)
     assert loaded.factors.baseline + sum(answer.contributions.values()) == pytest.approx(answer.raw, abs=1e-6)
 
 

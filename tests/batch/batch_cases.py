@@ -146,11 +146,11 @@ def check_against_api(predictions: pd.DataFrame, cohort: Cohort, api: dict, pipe
     unclipped = np.array([a["factors"]["unclipped_score"] for a in answers])
     total = merged[BASELINE].to_numpy(float) + merged[list(FACTOR_COLUMNS)].to_numpy(float).sum(axis=1)
     assert np.abs(total - unclipped).max() <= 1e-6
-    # Before rounding: the single-student path (a different code path) gives the same numbers to 1e-9.
+    # Before rounding: each student alone (a batch of one) gives the same numbers to 1e-9.
     for i, record in enumerate(json_instances(cohort.students)):
-        score, low, high = pipeline.predict_one(record)
-        assert abs(merged[MATH_SCORE].iat[i] - score) <= 1e-9
-        assert abs(merged[LOW].iat[i] - low) <= 1e-9 and abs(merged[HIGH].iat[i] - high) <= 1e-9
+        one = pipeline.predict([record])
+        assert abs(merged[MATH_SCORE].iat[i] - one.scores[0]) <= 1e-9
+        assert abs(merged[LOW].iat[i] - one.low[0]) <= 1e-9 and abs(merged[HIGH].iat[i] - one.high[0]) <= 1e-9
 
 
 def check_rejects(rejects: pd.DataFrame, cohort: Cohort) -> None:
