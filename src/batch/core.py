@@ -57,7 +57,6 @@ REJECTS = "rejects"
 SUMMARY = "summary.json"
 EVALUATION = "evaluation.json"  # written when the input carries the real math score
 ROW_FIELD = "row"
-REJECT_COLUMNS = ("source", "row", "field", "value", "reason")
 _BAD_LINE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
 
 

@@ -1,9 +1,11 @@
 """The service's Prometheus metrics: what was predicted, for whom, by which model, at what cost.
 
-Per-student metrics of single predictions are buffered in memory and applied in bulk by the worker's
-monitoring flusher (``src.periodic``: four times a second, before every scrape, at exit): under multiprocess mode
-each metric update is a write to a memory-mapped file, and a prediction touches twelve of them, which cost
-more than the prediction itself. Those distributions are therefore at most about a quarter of a second late
+Per-student metrics of predictions (single students and batches) are buffered in memory and applied by the
+worker's monitoring flusher (``src.periodic``: four times a second, before every scrape, at exit), off the
+request path: under multiprocess mode each metric update is a write to a memory-mapped file, a prediction
+touches twelve of them, and prometheus_client's public API observes a histogram one value at a time (a
+10,000-student batch is 30,000 observations). Only public prometheus_client APIs are used. Those distributions
+are therefore at most about a quarter of a second late
 (and a worker killed with SIGKILL loses that last quarter second of them). ``model_predictions_total`` alone
 is written as each answer is made, so it counts every answered prediction even then.
 
@@ -112,36 +114,6 @@ class RequestMetrics:
     def raised(self, method: str) -> None:
         """A request whose handler raised: it is answered 500, as the exporter counts it."""
         self.exceptions.labels(method if method in HTTP_METHODS else "other", "500").inc()
-
-
-_PROCESS_ID = [os.getpid()]  # this process's id, refreshed in a forked child by the hook below
-_REMEMBERED = [False]
-
-
-def _remembered_process_id() -> int:
-    return _PROCESS_ID[0]
-
-
-def _refresh_process_id() -> None:
-    _PROCESS_ID[0] = os.getpid()
-
-
-def remember_process_id() -> None:
-    """Let prometheus_client's multiprocess values know the process id without a system call per update.
-
-    In multiprocess mode every update of a value asks ``os.getpid()`` whether the process forked (about 5 %
-    of a worker's time on a single-student request, three updates each). ``MultiProcessValue`` takes the
-    function that names the process (``process_identifier``); this one returns the same id, kept in memory
-    and refreshed right after a fork, so values of different processes still go to different files named by
-    their real pid (which gunicorn's ``child_exit`` relies on). Applies to the values created afterwards.
-    """
-    if _REMEMBERED[0] or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return
-    from prometheus_client import values
-
-    os.register_at_fork(after_in_child=_refresh_process_id)
-    values.ValueClass = values.MultiProcessValue(process_identifier=_remembered_process_id)
-    _REMEMBERED[0] = True
 
 
 REALIZED = (
@@ -320,6 +292,7 @@ class ServiceMetrics:
         pid = str(os.getpid())
         self._cpu, self._rss = self.cpu.labels(pid), self.rss.labels(pid)
         self._pending: Buffer[tuple[str, Mapping[str, Any], float]] = Buffer()
+        self._batches: Buffer[tuple[str, Sequence[Mapping[str, Any]], np.ndarray]] = Buffer()
         self._shown_model: tuple[str, str] | None = None
         self.ready.set(0)
 
@@ -331,10 +304,12 @@ class ServiceMetrics:
         if len(records) == 1:
             self._pending.add((channel, records[0], float(scores[0])))
             return
-        self._apply(channel, records, scores)
+        self._batches.add((channel, records, np.asarray(scores, dtype=float)))
 
     def flush(self) -> None:
-        """Apply the buffered single predictions to the metrics."""
+        """Apply the buffered predictions (single students and batches) to the metrics."""
+        for channel, records, scores in self._batches.drain():
+            self._apply(channel, records, scores)
         pending = self._pending.drain()
         for channel in CHANNELS:
             mine = [(record, score) for c, record, score in pending if c == channel]
@@ -402,36 +377,13 @@ class ServiceMetrics:
         self._rss.set(resident_bytes())
 
 
-# prometheus_client has no public way to add many observations at once. ``observe_many`` therefore uses three
-# attributes of its Histogram (``_upper_bounds``, ``_buckets``, ``_sum``), checked on the version below by
-# tests/web/test_metrics.py (identical exposition to one-by-one ``observe``); where any of them is missing it
-# observes one value at a time, so an upgrade can make it slower but never wrong.
-PROMETHEUS_CLIENT_CHECKED = "0.26.0"
-_HISTOGRAM_INTERNALS = ("_upper_bounds", "_buckets", "_sum")
+def observe_many(histogram: Any, values: Any) -> None:
+    """Observe many values, one ``observe`` each (prometheus_client's public API has no bulk observation).
 
-
-def bulk_observe_supported(histogram: Any) -> bool:
-    """True when ``histogram`` has the internals ``observe_many`` adds to directly."""
-    return all(hasattr(histogram, name) for name in _HISTOGRAM_INTERNALS)
-
-
-def observe_many(histogram: Any, values: np.ndarray) -> None:
-    """Observe many values at once: bucket counts by NumPy, then one increment per bucket.
-
-    prometheus_client observes one value at a time; a 10,000-student batch would cost 10,000 calls. This
-    adds the same counts through the same per-bucket values ``observe`` uses, so the exposition is identical.
-    """
-    values = np.asarray(values, dtype=float)
-    if len(values) < 16 or not bulk_observe_supported(histogram):
-        for value in values:
-            histogram.observe(float(value))
-        return
-    bounds = histogram._upper_bounds
-    counts = np.bincount(np.searchsorted(np.asarray(bounds), values, side="left"), minlength=len(bounds))
-    for i, count in enumerate(counts[: len(bounds)]):
-        if count:
-            histogram._buckets[i].inc(int(count))
-    histogram._sum.inc(float(values.sum()))
+    Called by the worker's monitoring flusher, off the request path."""
+    observe = histogram.observe
+    for value in np.asarray(values, dtype=float).tolist():
+        observe(value)
 
 
 def resident_bytes() -> float:

@@ -15,9 +15,10 @@ Every input row ends in exactly one of the two outputs. An input with the real m
 right, and ``evaluation.json`` beside ``summary.json``: MAE, bias, coverage and the band table of the labeled
 students beside the test split's, overall and per student group (training's per-group table).
 
-Both engines score each chunk of rows with ``score_chunk``, which checks the rows with the API's rules and
-answers through ``answers_frame``, whose numbers come from ``compute_answers``, as the API's batch answer's
-do. ``--engine local`` streams the input in chunks of ``--chunk-rows`` (bounded memory); ``--engine spark``
+Both engines score each chunk of rows with ``score_chunk`` (``src/batch/core.py``), which checks the rows with
+the API's rules, answers them with ``compute_answers`` (the one computation every channel renders) and writes
+the row fields of ``ANSWER_FIELDS`` (``answers_columns``). ``--engine local`` streams the input in chunks of
+``--chunk-rows`` (bounded memory); ``--engine spark``
 broadcasts the verified model once and runs ``score_chunk`` in ``mapInPandas``.
 """
 

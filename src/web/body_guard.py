@@ -150,11 +150,6 @@ def _trailing_backslashes(data: np.ndarray, carried: bool) -> int:
     return data.size - 1 - int(others[-1])
 
 
-def json_depth(body: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``body``, brackets inside strings not counted."""
-    return json_shape(body).depth
-
-
 class BodyTimedOut(TimeoutError):
     """The body did not arrive whole within the deadline."""
 

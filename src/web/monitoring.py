@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from src.answers.evaluation import realized_report
-from src.monitoring.metrics import RequestMetrics, ServiceMetrics, remember_process_id
+from src.monitoring.metrics import RequestMetrics, ServiceMetrics
 from src.monitoring.window import DriftGauges, DriftTracker, SharedWindow
 from src.periodic import Periodic
 from src.web.errors import json_response, request_failed
@@ -171,7 +171,6 @@ class _RequestHook:
 
 
 def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> RequestMetrics:
-    remember_process_id()
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     requests = RequestMetrics(registry)

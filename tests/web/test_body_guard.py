@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from src.web.body_guard import MAX_JSON_DEPTH, BodyTooLarge, json_depth, read_bounded
+from src.web.body_guard import MAX_JSON_DEPTH, BodyTooLarge, json_shape, read_bounded
 from tests.servers import PROJECT
 
 
@@ -24,7 +24,7 @@ from tests.servers import PROJECT
     ],
 )
 def test_json_depth_counts_only_structural_brackets(body, depth):
-    assert json_depth(body) == depth
+    assert json_shape(body).depth == depth
 
 
 def test_json_depth_agrees_with_the_parser_on_generated_documents():
@@ -48,7 +48,7 @@ def test_json_depth_agrees_with_the_parser_on_generated_documents():
 
     for _ in range(300):
         value = document(8)
-        assert json_depth(json.dumps(value).encode()) == parsed_depth(value)
+        assert json_shape(json.dumps(value).encode()).depth == parsed_depth(value)
 
 
 def test_read_bounded_refuses_beyond_the_limit_without_reading_it_all():

@@ -72,7 +72,7 @@ def test_a_form_prediction_is_counted_once_when_submitted_not_when_its_page_is_s
     assert client.get("/drift").get_json() == before
 
 
-def test_batch_histogram_equals_one_by_one_observation(client, student):
+def test_observing_many_equals_one_by_one_observation(client, student):
     from prometheus_client import CollectorRegistry, Histogram
 
     from src.monitoring.metrics import SCORE_BUCKETS, observe_many
