@@ -231,7 +231,7 @@ def take_real_score(
     message = TARGET.check(value)
     if message is not None:
         return rest, None, [FieldError(TARGET.name, message, index)]
-    return rest, float(value), []
+    return rest, float(value) + 0.0, []  # + 0.0: a real score of -0 is 0, echoed as 0 in every answer
 
 
 def validate_labeled_students(raws: Sequence[Any]) -> tuple[list[dict[str, Any]], np.ndarray]:

@@ -59,12 +59,12 @@ from src.validation import (
     FieldError,
     StudentColumns,
     check_text_columns,
-    parse_form_number,
     short_field,
     take_real_score,
     validate_student,
 )
 from src.web.answers import Evaluated, batch_answer, evaluate_batch
+from src.web.spreadsheet import defuse_column, needs_quotes
 from src.web.wording import BAND_TITLES
 
 CSV_TYPE = "text/csv"
@@ -660,14 +660,10 @@ def roster_csv(answer: RosterAnswer, dialect: Dialect | None = None) -> str:
     errors = [""] * n
     for at_row, row in roster.failed.items():
         errors[at_row] = row.error
-    # a valid row's cells are categories (answered in the schema's spelling) and plain numbers: only a refused
-    # row's cells and ids can hold a formula
-    given = [
-        roster.cells[name]
-        if not roster.failed
-        else [_cell(c) if i in roster.failed else c for i, c in enumerate(roster.cells[name])]
-        for name in FEATURE_NAMES
-    ]
+    # Every cell that echoes the upload (ids, cells, errors naming an id) is defused for every reader of the file;
+    # a valid row's categories are then answered in the schema's spelling.
+    errors = defuse_column(errors)
+    given = [defuse_column(roster.cells[name]) for name in FEATURE_NAMES]
     at = np.flatnonzero(roster.valid)
     if at.size:
         for j, name in enumerate(FEATURE_NAMES):
@@ -679,7 +675,7 @@ def roster_csv(answer: RosterAnswer, dialect: Dialect | None = None) -> str:
                 column = np.array(given[j], dtype=object)
                 column[at] = [_decimal(f"{v:g}", comma) for v in roster.students.values(name).tolist()]
                 given[j] = column.tolist()
-    first = [roster.numbers or range(2, n + 2)] + ([[_cell(i or "") for i in ids]] if ids is not None else [])
+    first = [roster.numbers or range(2, n + 2)] + ([defuse_column([i or "" for i in ids])] if ids is not None else [])
     outcomes = (
         [
             ["" if i in roster.failed else _outcome_cell(item.get(name), comma) for i, item in enumerate(answer.items)]
@@ -695,7 +691,7 @@ def roster_csv(answer: RosterAnswer, dialect: Dialect | None = None) -> str:
     )
 
 
-_NEEDS_QUOTES = (",", '"', "\n")  # what csv.writer(lineterminator="\\n") quotes: a lone "\\r" it does not
+_NEEDS_QUOTES = needs_quotes(",")  # csv.writer's marks, and a lone CR, which it leaves unquoted
 
 
 def csv_columns_text(header: Sequence[str], columns: Sequence[Sequence[Any]], separator: str = ",") -> str:
@@ -710,7 +706,7 @@ def csv_columns_text(header: Sequence[str], columns: Sequence[Sequence[Any]], se
     """
     if len(header) < 2:
         raise ValueError("a class list's CSV has two columns or more")
-    marks = (separator, '"', "\n")
+    marks = needs_quotes(separator)
     cells = [_csv_column(column, marks) for column in columns]
     return (
         "\n".join([separator.join(_quoted(h, marks) for h in header), *map(separator.join, zip(*cells, strict=True))]) + "\n"
@@ -755,10 +751,3 @@ def csv_data_uri(text: str) -> str:
     (nothing is kept on the server)."""
     data = ("\ufeff" + text).encode("utf-8")
     return "data:text/csv;charset=utf-8;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _cell(value: str) -> str:
-    """Defuse spreadsheet formulas in passed-through text (a leading =, +, -, @); plain numbers stay as they are."""
-    if value and value[0] in "=+-@\t\r" and parse_form_number(value) is None:
-        return "'" + value
-    return value
