@@ -176,9 +176,15 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """The worker's background threads start as it boots, not at its first request."""
+    """The worker's background threads start as it boots, not at its first request.
+
+    The interpreter lock passes between threads every millisecond rather than every 5: while a large body's work
+    runs in its native thread, the event loop (``/health``, every small request) waits that long for each turn."""
+    import sys
+
     from src.periodic import start_app_background
 
+    sys.setswitchinterval(0.001)
     start_app_background(worker.wsgi)
 
 

@@ -57,6 +57,8 @@ class AppConfig:
     drift_window: int = 500  # DRIFT_WINDOW: recent students kept for drift
     drift_min_samples: int = 200  # DRIFT_MIN_SAMPLES: fewer than this never reports drift
     drift_threshold: float = 0.2  # DRIFT_THRESHOLD: PSI at or above which a feature has drifted
+    # REALIZED_MIN_STUDENTS: a group's realized sums reach /metrics only once this many labeled students are pooled
+    realized_min_students: int = 10
     drift_dir: Path | None = None  # DRIFT_DIR: the shared window's folder (default: a fresh temp folder)
     # METRICS_TOKEN: when set, /metrics and /drift answer only "Authorization: Bearer <token>" (16+ characters)
     metrics_token: str | None = field(default=None, repr=False)
@@ -109,6 +111,7 @@ class AppConfig:
             drift_window=_int(env, "DRIFT_WINDOW", defaults.drift_window, minimum=10),
             drift_min_samples=_int(env, "DRIFT_MIN_SAMPLES", defaults.drift_min_samples, minimum=1),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", defaults.drift_threshold),
+            realized_min_students=_int(env, "REALIZED_MIN_STUDENTS", defaults.realized_min_students, minimum=1),
             drift_dir=Path(env["DRIFT_DIR"]) if env.get("DRIFT_DIR") else None,
             metrics_token=_token(env, "METRICS_TOKEN"),
             verify_keys=_keys(env, "MODEL_VERIFY_KEYS"),

@@ -128,17 +128,29 @@ REALIZED = (
 )
 
 
+REALIZED_MIN_STUDENTS = 10  # k: labeled students pooled in a group before its sums are published
+
+
 class RealizedMetrics:
     """Realized performance: what the answers were worth once real scores arrived, as counters only.
 
     Overall (``model_realized_*_total``) and per student group (``model_realized_group_*_total``, labels
     ``feature`` and ``group`` from the schema's categories alone). No student, id or real score is a label or
-    is kept: each labeled upload adds its sums. Written at once (a labeled upload is a batch, a handful of
-    updates), so a scrape after the request sees them from every worker.
+    is kept as such.
+
+    No single student can be read back from the counters: the sums of the overall figure and of each group are
+    pooled in the worker until they hold ``min_students`` (k, 10 by default) labeled students, and only then
+    added to the counter, all at once, and the pool starts again. Every change of a published counter is thus a
+    sum over at least k students: one labeled student moves nothing, and the difference between two scrapes is
+    an aggregate of k or more. (One worker's pool of fewer than k students is lost when that worker exits.)
     """
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
+    def __init__(self, registry: CollectorRegistry | None, min_students: int = REALIZED_MIN_STUDENTS) -> None:
         self.registry = registry
+        self.min_students = min_students
+        # Pooled, unpublished sums: per cell (None for overall, else (feature, group)), per key.
+        self._pool: dict[tuple[str, str] | None, dict[str, float]] = {}
+        self._pool_lock = threading.Lock()
         self.overall = {key: Counter(name, text, registry=registry) for key, name, text in REALIZED}
         self.by_group = {
             key: Counter(
@@ -165,15 +177,27 @@ class RealizedMetrics:
             "inside": outcomes.inside[at].astype(float),
             "below_cut": outcomes.below[at].astype(float),
         }
-        for key, counter in self.overall.items():
-            counter.inc(float(values[key].sum()))
+        sums: dict[tuple[str, str] | None, dict[str, float]] = {None: {k: float(v.sum()) for k, v in values.items()}}
         for feature in CATEGORICAL_FEATURES:
             groups = np.array([records[i][feature.name] for i in at], dtype=object)
             for category in feature.categories:
                 mine = groups == category
                 if mine.any():
-                    for key, children in self._groups.items():
-                        children[feature.name][category].inc(float(values[key][mine].sum()))
+                    sums[(feature.name, category)] = {k: float(v[mine].sum()) for k, v in values.items()}
+        with self._pool_lock:
+            ready = {}
+            for cell, added in sums.items():
+                pooled = self._pool.setdefault(cell, dict.fromkeys(added, 0.0))
+                for key, value in added.items():
+                    pooled[key] += value
+                if pooled["students"] >= self.min_students:
+                    ready[cell] = self._pool.pop(cell)
+        for cell, pooled in ready.items():
+            for key, value in pooled.items():
+                if cell is None:
+                    self.overall[key].inc(value)
+                else:
+                    self._groups[key][cell[0]][cell[1]].inc(value)
 
     def totals(self) -> dict[str, Any]:
         """The counters as every worker has them (merged from the multiprocess files under gunicorn)."""
@@ -206,9 +230,9 @@ class RealizedMetrics:
 class ServiceMetrics:
     """Prediction, input, validation, model and per-worker process metrics."""
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
+    def __init__(self, registry: CollectorRegistry | None, realized_min_students: int = REALIZED_MIN_STUDENTS) -> None:
         reg = registry
-        self.realized = RealizedMetrics(registry)
+        self.realized = RealizedMetrics(registry, realized_min_students)
         self.predictions = Counter(
             "model_predictions", "Students predicted, by channel (form, json, batch)", ["channel"], registry=reg
         )

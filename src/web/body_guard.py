@@ -57,7 +57,9 @@ MAX_FORM_FIELDS = 1_000
 # far more memory than its body (a 262 KB header of commas is 262,127 cells), so the mark is low: a class list
 # of about 300 students; a single student or a class's list stays under it.
 LARGE_BODY = 16 * 1024
-HEAVY_SLOTS = 2
+# One at a time: the work holds Python's interpreter lock, so a second thread would not make it faster, and each
+# more thread wanting the lock delays the event loop's turns (``/health``) further.
+HEAVY_SLOTS = 1
 _READ_CHUNK = 64 * 1024
 _SCAN_BLOCK = 1 << 20  # bytes scanned at a time for depth and values: a few MB of arrays whatever the body
 T = TypeVar("T")

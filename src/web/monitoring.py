@@ -172,7 +172,7 @@ class _RequestHook:
 
 def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flusher: Periodic) -> RequestMetrics:
     registry = CollectorRegistry()
-    metrics = ServiceMetrics(registry)
+    metrics = ServiceMetrics(registry, realized_min_students=svc.config.realized_min_students)
     requests = RequestMetrics(registry)
     svc.observers.append(_Excludable(metrics))
     svc.realized = metrics.realized.totals

@@ -63,6 +63,20 @@ def api_refused() -> Response | None:
     return None
 
 
+def trusted_sender() -> bool:
+    """Whether the real scores this request sends may count in the realized figures (and so in retraining).
+
+    With API tokens configured (API_TOKEN_SHA256), only a request carrying one of them: anyone can post a labeled
+    class list through the form and see its own class's evaluation, but could otherwise move the fleet's
+    realized coverage, or flood it with accurate rows to hide a real drop. Without tokens every sender counts
+    (a server no one outside reaches). The one place that decides it: a signed-in teacher is added here."""
+    digests = services().config.api_token_sha256
+    if not digests:
+        return True
+    token = bearer_token()
+    return token is not None and token_matches(token, digests)
+
+
 def monitoring_refused(token: str | None) -> Response | None:
     """401 unless the request carries the monitoring token (when one is configured); None when it may pass."""
     if token is None:

@@ -101,6 +101,7 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "SUPPORT_CUT": str(CUT),
         "LOG_LEVEL": "DEBUG",
+        "REALIZED_MIN_STUDENTS": "1",  # every upload published at once, so that the sums can be checked exactly
     }
     process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
     url = f"http://127.0.0.1:{port}"
@@ -203,3 +204,70 @@ def test_a_labeled_upload_keeps_no_student_data_in_logs_files_or_labels(store_di
                 assert (sample.labels["feature"], sample.labels["group"]) in allowed
             elif sample.name.startswith("model_realized_"):
                 assert sample.labels == {}
+
+
+def _realized_samples(client, headers: dict | None = None) -> dict:
+    text = client.get("/metrics", headers=headers or {}).get_data(as_text=True)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("model_realized_")
+    }
+
+
+def test_a_tokenless_labeled_upload_is_evaluated_but_moves_no_realized_counter(store_dir, tmp_path):
+    import hashlib
+
+    from app import create_app
+
+    token = "a-token-of-this-server-0123456789"
+    config = AppConfig(
+        artifacts_dir=store_dir,
+        drift_dir=tmp_path / "drift",
+        support_cut=CUT,
+        api_token_sha256=(hashlib.sha256(token.encode()).digest(),),
+    )
+    client = create_app(config).test_client()
+    (text, rows), *_ = labeled_classes(count=1)
+    before = _realized_samples(client)
+    page = client.post(
+        "/predictdata",
+        data={"class_list": (io.BytesIO(text.encode()), "class.csv")},
+        content_type="multipart/form-data",
+    )
+    assert page.status_code == 200 and "real score" in page.get_data(as_text=True)  # its own evaluation shown
+    assert _realized_samples(client) == before
+    signed = client.post(
+        "/predictdata",
+        data=text.encode(),
+        headers={"Content-Type": "text/csv", "Authorization": f"Bearer {token}"},
+    )
+    assert signed.status_code == 200 and "evaluation" in signed.get_json()
+    labeled = sum(1 for row in rows if row["math score"])
+    assert _realized_samples(client)[("model_realized_students_total", ())] == labeled
+
+
+def test_one_labeled_students_real_score_cannot_be_read_back_from_metrics(store_dir, tmp_path, student):
+    """The attack: read /metrics, upload one labeled student whose prediction one knows, read again, and take
+    |prediction - real| from the change of a sum. Nothing changes until ten students are pooled; then the change
+    is their sum."""
+    from app import create_app
+
+    client = create_app(AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift", support_cut=CUT)).test_client()
+    errors = []
+    before = _realized_samples(client)
+    for i in range(10):
+        real = 30.0 + 4 * i
+        answer = client.post("/predictdata", json={"instances": [{**student, "math_score": real}]}).get_json()
+        errors.append(abs(answer["predictions"][0]["math_score"] - real))
+        after = _realized_samples(client)
+        if i < 9:
+            changed = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+            assert not any(changed.values()), (i, {k: v for k, v in changed.items() if v})
+    assert after[("model_realized_students_total", ())] == 10
+    assert after[("model_realized_absolute_error_total", ())] == pytest.approx(sum(errors), abs=1e-9)
+    published = after[("model_realized_absolute_error_total", ())] - before.get(
+        ("model_realized_absolute_error_total", ()), 0.0
+    )
+    assert all(abs(published - error) > 1e-6 for error in errors)  # no single student's error was published
