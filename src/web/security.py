@@ -66,15 +66,17 @@ def api_refused() -> Response | None:
 def trusted_sender() -> bool:
     """Whether the real scores this request sends may count in the realized figures (and so in retraining).
 
-    With API tokens configured (API_TOKEN_SHA256), only a request carrying one of them: anyone can post a labeled
-    class list through the form and see its own class's evaluation, but could otherwise move the fleet's
-    realized coverage, or flood it with accurate rows to hide a real drop. Without tokens every sender counts
-    (a server no one outside reaches). The one place that decides it: a signed-in teacher is added here."""
-    digests = services().config.api_token_sha256
-    if not digests:
+    With sign-in on, every request that reaches the app is a signed-in teacher's or carries an accepted token
+    (``bearer_refused``): it counts. Otherwise, with API tokens configured (API_TOKEN_SHA256), only a request
+    carrying one of them: anyone can post a labeled class list through the form and see its own class's
+    evaluation, but could otherwise move the fleet's realized coverage, or flood it with accurate rows to hide a
+    real drop. Without either every sender counts (a server no one outside reaches). The one place that decides.
+    """
+    config = services().config
+    if config.sign_in or not config.api_token_sha256:
         return True
     token = bearer_token()
-    return token is not None and token_matches(token, digests)
+    return token is not None and token_matches(token, config.api_token_sha256)
 
 
 def monitoring_refused(token: str | None) -> Response | None:

@@ -248,6 +248,27 @@ def test_a_tokenless_labeled_upload_is_evaluated_but_moves_no_realized_counter(s
     assert _realized_samples(client)[("model_realized_students_total", ())] == labeled
 
 
+def test_with_sign_in_on_a_signed_in_teachers_labeled_upload_counts(store_dir, tmp_path):
+    import hashlib
+
+    from app import create_app
+
+    digest = hashlib.sha256(b"a-token-of-this-server-0123456789").digest()
+    config = AppConfig(
+        artifacts_dir=store_dir, drift_dir=tmp_path / "drift", support_cut=CUT, api_token_sha256=(digest,), sign_in=True
+    )
+    client = create_app(config).test_client()
+    (text, rows), *_ = labeled_classes(count=1)
+    page = client.post(
+        "/predictdata",
+        data={"class_list": (io.BytesIO(text.encode()), "class.csv")},
+        content_type="multipart/form-data",
+    )
+    assert page.status_code == 200
+    labeled = sum(1 for row in rows if row["math score"])
+    assert _realized_samples(client)[("model_realized_students_total", ())] == labeled
+
+
 def test_one_labeled_students_real_score_cannot_be_read_back_from_metrics(store_dir, tmp_path, student):
     """The attack: read /metrics, upload one labeled student whose prediction one knows, read again, and take
     |prediction - real| from the change of a sum. Nothing changes until ten students are pooled; then the change
