@@ -40,7 +40,17 @@ def model_html() -> tuple[str, int] | str:
     if card is None:
         return render_template("model.html", card=None, error=services().slot.error or "no model loaded"), 503
     labels = {f.name: f.label for f in CATEGORICAL_FEATURES}
-    return render_template("model.html", card=card, labels=labels, error=None, policy=services().config.band_policy)
+    return render_template(
+        "model.html", card=card, labels=labels, error=None, policy=services().config.band_policy, plot_alt=PLOT_ALT
+    )
+
+
+# What each training plot shows, for a reader who cannot see it
+PLOT_ALT = {
+    "predicted_vs_actual.png": "Each test student's predicted math score against the real one: points near the "
+    "diagonal line were predicted well, points far from it badly",
+    "error_by_group.png": "The average error of the predictions for each student group of the test students",
+}
 
 
 @bp.get("/model/plots/<name>")

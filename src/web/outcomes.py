@@ -70,14 +70,15 @@ def class_evaluation_words(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         ]
         marked = [(NEEDS_SUPPORT, BELOW, f"below {cut:g}"), (ON_TRACK, AT_OR_ABOVE, f"{cut:g} or above")]
         said = [
-            f"{counts[name][right]} of {sum(counts[name].values())} marked \u201c{bands.labels[name]}\u201d "
-            f"really were {words}"
+            _marked(sum(counts[name].values()), counts[name][right], bands.labels[name], words)
             for name, right, words in marked
             if sum(counts[name].values())
         ]
         if said:
+            joined = "; ".join(said)
             sentences.append(
-                "; ".join(said)
+                joined[0].upper()
+                + joined[1:]
                 + (
                     f" (on the test students, {_share(test.get('band_right'))} of such marks were right)."
                     if test.get("band_right") is not None
@@ -93,3 +94,10 @@ def class_evaluation_words(evaluation: Mapping[str, Any]) -> dict[str, Any]:
             f"learned from: lean less on its ranges for this class, and tell the data team."
         )
     return {"students": n, "sentences": sentences, "flag": flag, "table": table}
+
+
+def _marked(total: int, right: int, label: str, words: str) -> str:
+    """'of the 12 students marked “very likely below 50”, 11 really were below 50' (one student: 'was')."""
+    students = "student" if total == 1 else "students"
+    verb = "was" if right == 1 else "were"
+    return f"of the {total} {students} marked \u201c{label}\u201d, {right} really {verb} {words}"

@@ -73,3 +73,29 @@ def test_a_class_name_is_in_the_heading_the_title_and_the_file_name_and_a_bad_on
     assert refused.status_code == 422 and "Class name: must be at most 60 characters, got 61" in refused.get_data(
         as_text=True
     )
+
+
+def test_class_evaluation_words_count_one_student_in_the_singular():
+    from src.web.outcomes import _marked
+
+    assert _marked(1, 1, "very likely below 50", "below 50") == (
+        "of the 1 student marked “very likely below 50”, 1 really was below 50"
+    )
+    assert _marked(12, 11, "very likely 50 or above", "50 or above") == (
+        "of the 12 students marked “very likely 50 or above”, 11 really were 50 or above"
+    )
+
+
+def test_the_band_guide_says_what_the_cut_is(client, student):
+    html = client.get("/predictdata", query_string=student).get_data(as_text=True)
+    said = " ".join(html.split('id="cut-defined">')[1].split("</p>")[0].split())
+    assert said.startswith("The cut, 50, is the math score below which your school offers support")
+
+
+def test_the_model_page_speaks_plainly(client):
+    html = client.get("/model").get_data(as_text=True)
+    for jargon in ("calibration gap", "Brier score", "logistic regression", "Champions and decisions"):
+        assert jargon not in html, jargon
+    assert 'alt="Each test student&#39;s predicted math score against the real one' in html
+    assert "the file of past students the model\n    learned from" in html
+    assert re.search(r'id="plain-ece">\d+\.\d</span>', html)  # one decimal: 4.6 and 4.9 are not a tie
