@@ -30,6 +30,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure_logging(config.log_level)
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
+    if config.trusted_hosts:  # any other Host header: 400, before anything is built from it
+        app.config["TRUSTED_HOSTS"] = list(config.trusted_hosts)
+    app.url_map.merge_slashes = False  # "/static//x" is not found rather than redirected to the client's Host
     services = Services(config=config, slot=_model_slot(config), observers=[])
     app.extensions[EXTENSION] = services
     app.register_blueprint(prediction.bp)

@@ -72,6 +72,9 @@ class AppConfig:
     # SIGN_IN: teachers sign in at the load balancer, which lets a request carrying a bearer token through to the
     # app instead; when on, every such request needs a token this app accepts, on every page (security.py)
     sign_in: bool = False
+    # TRUSTED_HOSTS: "<host>[,<host>...]", the host names this server answers to (Flask's TRUSTED_HOSTS: any other
+    # Host header is answered 400, so that nothing built from it, such as a redirect, names a client's host)
+    trusted_hosts: tuple[str, ...] = ()
     # What a teacher should do for each band, shown under the band: NEXT_STEP_NEEDS_SUPPORT, NEXT_STEP_UNCERTAIN,
     # NEXT_STEP_ON_TRACK (one sentence each, at most MAX_TEXT characters)
     next_step_needs_support: str = DEFAULT_NEXT_STEPS["needs_support"]
@@ -118,6 +121,7 @@ class AppConfig:
             api_token_sha256=_digests(env, "API_TOKEN_SHA256"),
             hsts_max_age=_int(env, "HSTS_MAX_AGE", defaults.hsts_max_age, minimum=0),
             sign_in=_bool(env, "SIGN_IN", defaults.sign_in),
+            trusted_hosts=_hosts(env, "TRUSTED_HOSTS"),
             next_step_needs_support=_text(env, "NEXT_STEP_NEEDS_SUPPORT", defaults.next_step_needs_support),
             next_step_uncertain=_text(env, "NEXT_STEP_UNCERTAIN", defaults.next_step_uncertain),
             next_step_on_track=_text(env, "NEXT_STEP_ON_TRACK", defaults.next_step_on_track),
@@ -190,6 +194,18 @@ def _cut(env: Mapping[str, str], name: str, default: float) -> float:
     if not (math.isfinite(value) and 0.0 < value <= 100.0):
         raise ConfigError(f"{name} must be a score above 0 and at most 100, got {env.get(name)!r}")
     return value
+
+
+HOST_NAME = re.compile(r"(\.?[A-Za-z0-9-]+)+(\.)?(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names (``example.org``, ``.example.org`` for its subdomains too, ``host:port``)."""
+    hosts = tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
+    for position, host in enumerate(hosts, start=1):
+        if not HOST_NAME.fullmatch(host):
+            raise ConfigError(f"{name} must list host names separated by commas; entry {position} ({host!r}) is not one")
+    return hosts
 
 
 def _token(env: Mapping[str, str], name: str) -> str | None:

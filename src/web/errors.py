@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from blinker import Namespace
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def register_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name
         if status == 413:
             message = f"the request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
-        if wants_json():
+        if wants_json() or isinstance(exc, SecurityError):  # a Host not in TRUSTED_HOSTS: no page URL can be built
             response = json_error(status, _code(exc), message)
         else:
             response = Response(

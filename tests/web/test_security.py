@@ -114,3 +114,30 @@ def test_the_openapi_document_declares_the_api_token_on_predict_only(client):
     assert unauthorized["allOf"] == [{"$ref": "#/components/schemas/Error"}]
     assert unauthorized["description"] == "`error` is one of `unauthorized`"
     assert "security" not in document["paths"]["/predictdata"]["get"]
+
+
+def test_a_doubled_slash_is_not_redirected_to_the_clients_host(client):
+    response = client.get("/static//style.css", headers={"Host": "attacker.example"})
+    assert response.status_code == 404 and "Location" not in response.headers
+
+
+def test_with_trusted_hosts_another_host_header_is_refused(store_dir, tmp_path):
+    from app import create_app
+    from src.config import AppConfig
+
+    config = AppConfig(artifacts_dir=store_dir, drift_dir=tmp_path / "drift", trusted_hosts=("school.example",))
+    client = create_app(config).test_client()
+    assert client.get("/health", headers={"Host": "school.example"}).status_code == 200
+    refused = client.get("/static//style.css", headers={"Host": "attacker.example"})
+    assert refused.status_code == 400 and "attacker.example" not in refused.headers.get("Location", "")
+
+
+def test_trusted_hosts_are_read_from_the_environment_and_checked():
+    import pytest
+
+    from src.config import AppConfig, ConfigError
+
+    hosts = AppConfig.from_env({"TRUSTED_HOSTS": "school.example, .district.example:8000,[::1]"}).trusted_hosts
+    assert hosts == ("school.example", ".district.example:8000", "[::1]")
+    with pytest.raises(ConfigError, match=r"TRUSTED_HOSTS must list host names.*entry 2 \('a/b'\)"):
+        AppConfig.from_env({"TRUSTED_HOSTS": "ok.example,a/b"})
