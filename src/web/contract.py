@@ -3,7 +3,8 @@
 - Requests: ``Student`` (strict, as JSON is typed: the schema's categories exactly, numbers as JSON numbers),
   ``LabeledStudent`` and ``Batch``; ``Form`` and ``FormUpload`` (lenient, as form fields are text: each field
   a string of the pattern ``src.schema.text_pattern`` derives from the text rules); the class list's text.
-- Answers: ``SinglePrediction``, ``BatchPrediction`` (its items ``Prediction`` or ``RowError``), the
+- Answers: ``SinglePrediction``, ``BatchPrediction`` (its items ``Prediction``, made from ``ANSWER_FIELDS``, the
+  one table of answer fields in src/answers/columns.py, or ``RowError``), the
   ``Evaluation`` of real scores, ``ModelCard`` (/model.json), ``Ready``, ``Error`` and ``ValidationFailed``.
 
 Every feature comes from ``FEATURES``: a feature added to the schema is a field of each model. Answer objects
@@ -19,6 +20,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from src.answers.bands import BAND_NAMES, BAND_POLICIES
+from src.answers.columns import (
+    ANSWER_FIELDS,
+    BAND,
+    BASELINE,
+    BELOW_CUT,
+    LEVEL,
+    MATH_SCORE,
+    MODEL_VERSION,
+    UNCLIPPED,
+    WITHOUT_BACKGROUND,
+)
 from src.answers.evaluation import AT_OR_ABOVE, BELOW
 from src.schema import (
     FEATURES,
@@ -167,15 +179,6 @@ CLASS_LIST_SCHEMA: dict[str, Any] = {
 # --- answers ----------------------------------------------------------------------------------------------------
 
 
-class Interval(BaseModel):
-    """The 90 % range of the real score."""
-
-    model_config = ANSWER
-    low: float
-    high: float
-    level: float = Field(gt=0, le=1)
-
-
 class Band(BaseModel):
     """What the 90 % range says about the cut score (SUPPORT_CUT)."""
 
@@ -190,54 +193,90 @@ class Band(BaseModel):
     )
 
 
-Contributions = create_model(  # type: ignore[call-overload]
-    "Contributions",
+# The JSON renderer's declarations for the fields of ANSWER_FIELDS (src/answers/columns.py), the one table of answer
+# fields: the model of a JSON answer is made from that table, so a field added there is a typed field here.
+# A field's JSON type follows its kind (``double``: a number, ``string``: text) unless ``JSON_TYPES`` names
+# another (the band is written as its ``Band`` object); a field that needs a cut score or factors is left out
+# when the answers lack it; a group all of whose fields are lacking (the factors) is null.
+JSON_TYPES: dict[str, Any] = {BAND: Band}
+DESCRIPTIONS: dict[str, str] = {
+    MATH_SCORE: "the predicted math score",
+    BELOW_CUT: "the chance that the real score is below the cut, from the same out-of-fold residuals as the 90 % "
+    "range (absent for a model trained before they were recorded: `below_cut_reason`)",
+    WITHOUT_BACKGROUND: "the band with the four background details at their training average; only for models "
+    f"with exact factors; {BAND_WORDS}",
+    BASELINE: "the mean prediction on the training split",
+    UNCLIPPED: "baseline + the contributions: the score before it is kept within 0-100",
+}
+RULES: dict[str, dict[str, Any]] = {
+    MATH_SCORE: {"ge": TARGET.minimum, "le": TARGET.maximum},
+    BELOW_CUT: {"ge": 0, "le": 1},
+    LEVEL: {"gt": 0, "le": 1},
+}
+# Each JSON group of the table: the model's name and what it is.
+GROUPS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("interval",): ("Interval", "The 90 % range of the real score."),
+    ("factors",): (
+        "Factors",
+        "The exact additive explanation: baseline + the contributions = unclipped_score (before 0-100 clipping).",
+    ),
+    ("factors", "contributions"): ("Contributions", "Each feature's additive contribution, in points, by schema name."),
+}
+# Given once per answer, not per student: the single answer's, never a batch item's.
+PER_ANSWER = (MODEL_VERSION,)
+# Fields that need a cut score but are in every JSON answer: the API always has one.
+ALWAYS_IN_JSON = (BAND,)
+
+
+def _json_fields(prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The model fields of the table's JSON fields under ``prefix``, groups as models of their own, in order."""
+    fields: dict[str, Any] = {}
+    for field in ANSWER_FIELDS:
+        path = field.json
+        if path is None or path[: len(prefix)] != prefix or field.name in PER_ANSWER:
+            continue
+        key, *rest = path[len(prefix) :]
+        if rest:
+            if key not in fields:
+                name, doc = GROUPS[(*prefix, key)]
+                group = create_model(name, __config__=ANSWER, __doc__=doc, **_json_fields((*prefix, key)))
+                inside = [f for f in ANSWER_FIELDS if f.json and f.json[: len(prefix) + 1] == (*prefix, key)]
+                if any(f.needs is not None for f in inside) and not prefix:
+                    fields[key] = (group | None, Field(description=f"null when the answers have no {key}"))
+                else:
+                    fields[key] = (group, ...)
+            continue
+        kind = JSON_TYPES.get(field.name, float if field.kind == "double" else str)
+        description, rules = DESCRIPTIONS.get(field.name), RULES.get(field.name, {})
+        if field.needs is None or prefix or field.name in ALWAYS_IN_JSON:
+            fields[key] = (kind, Field(description=description, **rules))
+        else:
+            fields[key] = (kind | None, absent(description or "", **rules))
+    return fields
+
+
+Prediction = create_model(  # type: ignore[call-overload]
+    "Prediction",
     __config__=ANSWER,
-    __doc__="Each feature's additive contribution, in points, by schema name.",
-    **{f.name: (float, ...) for f in FEATURES},
+    __doc__="One student's answer (in a batch, one item): the fields of ANSWER_FIELDS with a JSON place, and what "
+    "the answer says of the student besides.",
+    student_id=(str | None, absent("a class list's `student_id`, passed through as given (class lists only)")),
+    **_json_fields(),
+    below_cut_reason=(str | None, absent("why the answer has no chance below the cut")),
+    factors_reason=(str | None, absent("why the answer has no factors")),
+    # a batch whose students carry real scores: each answer checked against its student's (null: none sent)
+    real_math_score=(float | None, Field(default=None, description="the real score sent with the student")),
+    prediction_minus_real=(float | None, Field(default=None, description="the reported score minus the real one")),
+    inside_range=(bool | None, Field(default=None, description="whether the real score is inside the range")),
+    band_right=(bool | None, Field(default=None, description="whether the band's claim held (null: it made none)")),
 )
 
-
-class Factors(BaseModel):
-    """The exact additive explanation: baseline + the contributions = unclipped_score (before 0-100 clipping)."""
-
-    model_config = ANSWER
-    baseline: float
-    unclipped_score: float
-    contributions: Contributions  # type: ignore[valid-type]
-
-
-class Prediction(BaseModel):
-    """One student's answer (in a batch, one item)."""
-
-    model_config = ANSWER
-    student_id: str | None = absent("a class list's `student_id`, passed through as given (class lists only)")
-    math_score: float = Field(ge=TARGET.minimum, le=TARGET.maximum, description="the predicted math score")
-    interval: Interval
-    band: Band
-    below_cut_probability: float | None = absent(
-        ge=0,
-        le=1,
-        description="the chance that the real score is below the cut, from the same out-of-fold residuals as the "
-        "90 % range (absent for a model trained before they were recorded: `below_cut_reason`)",
-    )
-    below_cut_reason: str | None = absent(description="why the answer has no chance below the cut")
-    band_without_background: str | None = absent(
-        description="the band with the four background details at their training average; only for models with "
-        f"exact factors; {BAND_WORDS}",
-    )
-    factors: Factors | None = Field(description="null when the model has no exact factors (`factors_reason`)")
-    factors_reason: str | None = absent(description="why the answer has no factors")
-    real_math_score: float | None = Field(default=None, description="the real score sent with the student")
-    prediction_minus_real: float | None = Field(default=None, description="the reported score minus the real one")
-    inside_range: bool | None = Field(default=None, description="whether the real score is inside the range")
-    band_right: bool | None = Field(default=None, description="whether the band's claim held (null: it made none)")
-
-
-class SinglePrediction(Prediction):
-    """The answer for one student."""
-
-    model_version: str
+SinglePrediction = create_model(  # type: ignore[call-overload]
+    "SinglePrediction",
+    __base__=Prediction,
+    __doc__="The answer for one student.",
+    **{name: (str, ...) for name in PER_ANSWER},
+)
 
 
 class Detail(BaseModel):

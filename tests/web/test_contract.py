@@ -72,3 +72,19 @@ def test_every_answer_is_an_instance_of_its_model_with_every_field_listed(client
     typed = contract.BatchPrediction.model_validate(roster)
     assert isinstance(typed.predictions[0], contract.Prediction) and isinstance(typed.predictions[1], contract.RowError)
     assert isinstance(contract.BatchPrediction.model_validate(labeled).evaluation, contract.Evaluation)
+
+
+def test_every_json_field_of_the_answer_table_is_a_typed_field_of_the_answer_model():
+    """The answer model is made from ANSWER_FIELDS: each field with a JSON place is reached by its path."""
+    from src.answers.columns import ANSWER_FIELDS
+
+    for field in ANSWER_FIELDS:
+        if field.json is None:
+            continue
+        model = contract.SinglePrediction
+        *groups, key = field.json
+        for group in groups:
+            annotation = model.model_fields[group].annotation
+            model = next(a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type))
+        assert key in model.model_fields, field.json
+        assert model.model_fields[key].annotation not in (None, object), field.json
