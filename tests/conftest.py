@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 from typing import NoReturn
 
@@ -117,32 +116,15 @@ def student() -> dict:
     }
 
 
-_GIVEN_PORTS: set[int] = set()
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1, never one this test process was given before (two servers started side by side
-    bind theirs only later: the system could otherwise hand both the same one)."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
-            return port
-    raise RuntimeError("no free port on 127.0.0.1 that was not given out before")
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto's S3 server on 127.0.0.1; yields its endpoint URL. Credentials are dummies moto accepts."""
-    from tests.servers import BIN, start, stop, wait_for
+    from tests.servers import BIN, listening_port, start, stop, wait_for
 
-    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    process = start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log=log)
-    url = f"http://127.0.0.1:{port}"
+    process = start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", "0"], log=log)  # port 0: read back
     try:
+        url = f"http://127.0.0.1:{listening_port(process, log=log)}"
         wait_for(f"{url}/moto-api/", process, log=log, status=None)
         yield url
     finally:

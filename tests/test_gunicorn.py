@@ -2,16 +2,19 @@
 
 import contextlib
 import math
+import os
 import shlex
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.conftest import free_port
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for
 
 
 def procfile_command() -> list[str]:
@@ -22,16 +25,15 @@ def procfile_command() -> list[str]:
 
 
 def test_gunicorn_serves_predictions_with_the_procfile_command(store_dir, trained, tmp_path, student):
-    port = free_port()
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     log = tmp_path / "gunicorn.log"
     env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "2",
         "ARTIFACTS_DIR": str(store_dir),
         "DRIFT_DIR": str(tmp_path / "drift"),
     }
-    process = start(procfile_command(), env=env, log=log)
+    process = start([*procfile_command(), *gunicorn_bind(listener)], env=env, log=log, listeners=[listener])
     try:
         ready = wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         assert ready.json()["model_version"] == trained.manifest["model_version"]
@@ -44,17 +46,17 @@ def test_gunicorn_serves_predictions_with_the_procfile_command(store_dir, traine
 
 
 def serve(trained, tmp_path, env_extra: dict | None = None, workers: int = 2):
-    """Start gunicorn with the project's settings on a free port; return (process, base URL, log path)."""
-    port = free_port()
+    """Start gunicorn with the project's settings on a socket opened here; return (process, base URL, log path)."""
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     log = tmp_path / f"gunicorn-{port}.log"
     env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": str(workers),
         "ARTIFACTS_DIR": trained.store,
         **(env_extra or {}),
     }
-    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app", *gunicorn_bind(listener)]
+    process = start(command, env=env, log=log, listeners=[listener])
     return process, f"http://127.0.0.1:{port}", log
 
 
@@ -277,15 +279,16 @@ def test_twenty_stalled_bodies_neither_hold_health_nor_outlive_the_body_timeout(
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = 3.0
-    port = free_port()
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     log = tmp_path / "gunicorn.log"
-    # as scripts/run.sh starts it: its command, its variables, the default number of workers
+    # as scripts/run.sh starts it: its command, its variables, the default number of workers (on a socket opened
+    # here rather than HOST and PORT)
     process = start(
-        run_sh_command(),
+        [*run_sh_command(), *gunicorn_bind(listener)],
         log=log,
+        listeners=[listener],
         env={
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
             "ARTIFACTS_DIR": trained.store,
             "BODY_TIMEOUT_SECONDS": str(timeout),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "mp"),
@@ -475,3 +478,23 @@ def test_a_worker_that_has_answered_nothing_yet_follows_a_new_champion(trained, 
         assert len(seen) == 2 and all(versions == {second} for versions in seen.values()), seen
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [({"HOST": "127.0.0.1", "PORT": "8123"}, "127.0.0.1:8123"), ({}, "0.0.0.0:8000")]
+)
+def test_the_settings_listen_where_host_and_port_say(env, expected, tmp_path):
+    """The servers above get a socket opened by the test (--bind fd://N); this is where the settings alone bind."""
+    code = "import runpy; print(runpy.run_path('gunicorn.conf.py')['bind'])"
+    clean = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT,
+        env={**clean, **env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected

@@ -12,8 +12,8 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port, unavailable
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.conftest import unavailable
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_port, listening_socket, start, stop, wait_for
 
 
 def query(prom: str, expr: str) -> list:
@@ -38,16 +38,16 @@ def stack(store_dir, trained, tmp_path):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         unavailable("prometheus not installed (Debian package prometheus; .ci/run installs it)")
-    app_port, prom_port = free_port(), free_port()
+    listener = listening_socket()
+    app_port = listener.getsockname()[1]
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
     app_log, prom_log = tmp_path / "gunicorn.log", tmp_path / "prometheus.log"
     app = start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app", *gunicorn_bind(listener)],
         log=app_log,
+        listeners=[listener],
         env={
-            "HOST": "127.0.0.1",
-            "PORT": str(app_port),
             "WEB_CONCURRENCY": "2",
             "ARTIFACTS_DIR": str(store_dir),
             "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
@@ -70,12 +70,13 @@ def stack(store_dir, trained, tmp_path):
             prometheus,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--web.listen-address=127.0.0.1:0",  # the port it was given is read back
         ],
         log=prom_log,
     )
     try:
         wait_for(f"http://127.0.0.1:{app_port}/ready", app, log=app_log)
+        prom_port = listening_port(prom, log=prom_log)
         wait_for(f"http://127.0.0.1:{prom_port}/-/ready", prom, log=prom_log)
         yield f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}", multiproc
     finally:

@@ -19,8 +19,8 @@ import requests
 from src.answers.columns import FACTOR_COLUMNS, answers_frame
 from src.batch.pyfunc import ERROR, OUTPUT_COLUMNS, log_answers_model
 from src.pipeline.train_pipeline import main
-from tests.conftest import FAST_MODELS, free_port
-from tests.servers import BIN, start, stop, wait_for
+from tests.conftest import FAST_MODELS
+from tests.servers import BIN, listening_port, start, stop, wait_for
 
 
 def rows(student: dict) -> list[dict]:
@@ -80,7 +80,6 @@ def test_mlflow_models_serve_answers_the_registered_champion_as_valid_json(stude
     out = io.StringIO()
     args = ["--store", str(tmp_path / "artifacts"), "--tracking-uri", uri, "--synthetic-rows", "300", "--cv-folds", "3"]
     assert main([*args, "--models", ",".join(FAST_MODELS), "--n-jobs", "1"], out=out) == 0, out.getvalue()
-    port = free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process = start(
@@ -95,7 +94,7 @@ def test_mlflow_models_serve_answers_the_registered_champion_as_valid_json(stude
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "0",  # the port it was given is read back
             "--workers",
             "1",
         ],
@@ -104,6 +103,7 @@ def test_mlflow_models_serve_answers_the_registered_champion_as_valid_json(stude
         log=log,
     )
     try:
+        port = listening_port(process, timeout=240, log=log)
         wait_for(f"http://127.0.0.1:{port}/ping", process, timeout=120, log=log)
         response = requests.post(
             f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": rows(student)}, timeout=60

@@ -24,8 +24,7 @@ import pytest
 import requests
 
 from src.schema import FEATURE_NAMES
-from tests.conftest import free_port
-from tests.servers import BIN, start_gunicorn, stop, wait_for
+from tests.servers import BIN, listening_socket, start_gunicorn, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -38,8 +37,9 @@ BANDS = {"needs_support", "uncertain", "on_track"}
 def server(trained, tmp_path_factory):
     """gunicorn serving the session's model on 127.0.0.1, stopped by its PID."""
     folder = tmp_path_factory.mktemp("served")
-    port = free_port()
-    process, log = start_gunicorn(port, trained.store, folder)
+    listener = listening_socket()
+    port = listener.getsockname()[1]
+    process, log = start_gunicorn(listener, trained.store, folder)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/ready", process, log=log)

@@ -14,8 +14,7 @@ from openapi_spec_validator import validate
 from src.schema import FEATURES
 from src.validation import MAX_DETAILS
 from src.web.openapi import BODY_KINDS, ERRORS
-from tests.conftest import free_port
-from tests.servers import BIN, start_gunicorn, stop, wait_for
+from tests.servers import BIN, listening_socket, start_gunicorn, stop, wait_for
 
 HERE = Path(__file__).resolve().parent
 MIN_REQUESTS = 4000
@@ -74,8 +73,9 @@ def test_every_field_of_an_answer_is_typed_in_the_document(client, student):
 
 @pytest.mark.timeout(2400)
 def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunicorn(trained, tmp_path):
-    port = free_port()
-    process, log = start_gunicorn(port, trained.store, tmp_path, workers=2)
+    listener = listening_socket()
+    port = listener.getsockname()[1]
+    process, log = start_gunicorn(listener, trained.store, tmp_path, workers=2)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(
@@ -122,9 +122,10 @@ MIN_TOKEN_REQUESTS = 300
 @pytest.mark.timeout(600)
 def test_schemathesis_with_an_api_token_gets_answers_not_401_on_gunicorn(trained, tmp_path):
     """The API behind API_TOKEN_SHA256: a client that sends its token gets the documented answers."""
-    port = free_port()
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     token = {"API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest()}
-    process, log = start_gunicorn(port, trained.store, tmp_path, workers=2, env=token)
+    process, log = start_gunicorn(listener, trained.store, tmp_path, workers=2, env=token)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         result = subprocess.run(

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for
 
 WORKFLOW = PROJECT / ".github" / "workflows" / "ci.yml"
 
@@ -76,17 +75,16 @@ def test_the_image_runs_as_a_non_root_user_with_the_serving_files_only():
 
 def test_the_image_command_serves_and_the_smoke_test_passes_against_it(store_dir, trained, tmp_path):
     """What the workflow does with the image, done with the image's command on this machine."""
-    port = free_port()
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     log = tmp_path / "image.log"
     command = image_command()
     env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "2",
         "ARTIFACTS_DIR": str(store_dir),
         "DRIFT_DIR": str(tmp_path / "drift"),
     }
-    process = start([str(BIN / command[0]), *command[1:]], env=env, log=log)
+    process = start([str(BIN / command[0]), *command[1:], *gunicorn_bind(listener)], env=env, log=log, listeners=[listener])
     try:
         result = subprocess.run(
             [
@@ -112,19 +110,18 @@ def test_the_image_command_serves_and_the_smoke_test_passes_against_it(store_dir
 
 
 def test_the_smoke_test_fails_in_one_line_when_the_service_has_no_model(tmp_path):
-    port = free_port()
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     log = tmp_path / "image.log"
     command = image_command()
     empty = tmp_path / "empty-store"
     empty.mkdir()
     env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "1",
         "ARTIFACTS_DIR": str(empty),
         "DRIFT_DIR": str(tmp_path / "drift"),
     }
-    process = start([str(BIN / command[0]), *command[1:]], env=env, log=log)
+    process = start([str(BIN / command[0]), *command[1:], *gunicorn_bind(listener)], env=env, log=log, listeners=[listener])
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, status=503, log=log)  # up, and answering "no model"
         result = subprocess.run(

@@ -27,9 +27,9 @@ import yaml
 
 from src.lifecycle.tracking import CHAMPION, MODEL_NAME, champion_history
 from src.synthetic import generate_students
-from tests.conftest import FAST_MODELS, free_port
+from tests.conftest import FAST_MODELS
 from tests.deploy.cfn_yaml import load
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.servers import BIN, PROJECT, listening_port, refusing_socket, start, stop, wait_for
 
 BUCKET = "student-math-models"
 STORE_PREFIX = "models/student-math"
@@ -127,7 +127,6 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
     )
     s3.create_bucket(Bucket=BUCKET)
 
-    port = free_port()
     server_dir = root / "server"
     server_dir.mkdir()
     log = server_dir / "mlflow.log"
@@ -142,7 +141,7 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "0",  # the port it was given is read back
             "--workers",
             "1",
         ],
@@ -150,7 +149,12 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
         log=log,
         cwd=server_dir,
     )
-    uri = f"http://127.0.0.1:{port}"
+    never_asked = refusing_socket()
+    try:
+        uri = f"http://127.0.0.1:{listening_port(server, log=log, timeout=240)}"
+    except (RuntimeError, TimeoutError):
+        stop(server)
+        raise
     # The build's working folder: a checkout of the code with the install phase's .venv.
     work = root / "build"
     work.mkdir()
@@ -165,7 +169,7 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
         TRACKING="existing",
         TRAINING_DATA_URI=f"s3://{BUCKET}/data/students.csv",
         MODEL_URI=f"s3://{BUCKET}/{STORE_PREFIX}",
-        DRIFT_URL=f"http://127.0.0.1:{free_port()}/drift",
+        DRIFT_URL=f"http://127.0.0.1:{never_asked.getsockname()[1]}/drift",
     )  # never asked: every retraining has new data
 
     def mark(text: str) -> None:
@@ -221,6 +225,7 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
                 tracked_manifest[version] = s3.get_object(Bucket=BUCKET, Key=tracked[0])["Body"].read()
     finally:
         stop(server)
+        never_asked.close()
     during = re.findall(r"mark=command-start(.*?)mark=command-end", log.read_text(errors="replace"), re.S)
     yield Production(
         steps=steps,

@@ -24,8 +24,7 @@ from src.lifecycle.training import TrainingConfig, train_candidate
 from src.pipeline import promote, retrain
 from src.store import S3Store
 from src.synthetic import generate_students
-from tests.conftest import free_port
-from tests.servers import BIN, start, stop, wait_for
+from tests.servers import BIN, gunicorn_bind, listening_socket, start, stop, wait_for
 
 SWAP_SECONDS = 5.0
 MAX_REQUESTS = 200_000  # the load is bounded in count as well as in time
@@ -98,15 +97,14 @@ def test_the_loop_under_load_with_zero_failed_requests(s3_env, tmp_path, student
     assert retrain.main([*common, "--data", str(data)], out=out) == 0, out.getvalue()
     first = S3Store(uri).champion().model_version
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    listener = listening_socket()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     log = tmp_path / "gunicorn.log"
     server = start(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app", *gunicorn_bind(listener)],
         log=log,
+        listeners=[listener],
         env={
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
             "WEB_CONCURRENCY": "2",
             "MODEL_URI": uri,
             "MODEL_CACHE_DIR": str(tmp_path / "cache"),

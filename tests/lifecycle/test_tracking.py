@@ -13,8 +13,8 @@ import pytest
 from src.lifecycle.tracking import CHAMPION, MODEL_NAME
 from src.pipeline import promote
 from src.pipeline.train_pipeline import main
-from tests.conftest import FAST_MODELS, free_port
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.conftest import FAST_MODELS
+from tests.servers import BIN, PROJECT, listening_port, refusing_socket, start, stop, wait_for
 
 FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--models", ",".join(FAST_MODELS)]
 
@@ -22,7 +22,6 @@ FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--models", ",".join(FAST_
 @pytest.fixture()
 def mlflow_server(s3_env, tmp_path):
     s3_env.create_bucket(Bucket="mlflow-artifacts")
-    port = free_port()
     log = tmp_path / "mlflow.log"
     process = start(
         [
@@ -35,15 +34,15 @@ def mlflow_server(s3_env, tmp_path):
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "0",  # the port it was given is read back
             "--workers",
             "1",
         ],
         log=log,
         cwd=tmp_path,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
+        url = f"http://127.0.0.1:{listening_port(process, log=log, timeout=240)}"
         wait_for(f"{url}/health", process, log=log, timeout=120)
         yield url
     finally:
@@ -143,7 +142,8 @@ def test_worse_model_is_kept_out_and_alias_and_pointer_agree_at_every_step(mlflo
 
 
 def test_unreachable_tracking_server_stops_training_with_a_clear_message(tmp_path):
-    code, report = train_cli(tmp_path, f"http://127.0.0.1:{free_port()}")
+    with refusing_socket() as nobody:
+        code, report = train_cli(tmp_path, f"http://127.0.0.1:{nobody.getsockname()[1]}")
     assert code == 1
     assert report.startswith("training failed: MLflow tracking server http://127.0.0.1:")
     assert "unreachable" in report and "--no-tracking" in report and report.count("\n") == 1
@@ -277,9 +277,13 @@ def test_an_arn_that_names_no_tracking_server_is_refused_before_any_request():
         check_reachable("arn:aws:sagemaker:eu-west-1:123456789012:endpoint/student-math")
 
 
-def test_an_unreachable_managed_tracking_server_stops_training_in_one_line_and_leaves_the_store_alone(tmp_path, monkeypatch):
+def test_an_unreachable_managed_tracking_server_stops_training_in_one_line_and_leaves_the_store_alone(
+    tmp_path, monkeypatch, request
+):
+    nobody = refusing_socket()
+    request.addfinalizer(nobody.close)
     for name, value in {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{nobody.getsockname()[1]}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }.items():

@@ -16,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from src.config import AppConfig
 from src.schema import CATEGORICAL_FEATURES
 from src.synthetic import generate_students
-from tests.conftest import free_port
-from tests.servers import BIN, start, stop, wait_for
+from tests.servers import BIN, gunicorn_bind, listening_socket, start, stop, wait_for
 
 CUT = 50.0
 COUNTERS = {
@@ -91,11 +90,10 @@ def check_equal(got: dict, expected: dict) -> None:
 
 def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_model(trained, tmp_path):
     multiproc = tmp_path / "multiproc"
-    port = free_port()
+    listener = listening_socket()
+    port = listener.getsockname()[1]
     log = tmp_path / "gunicorn.log"
     env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "2",
         "ARTIFACTS_DIR": trained.store,
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
@@ -103,7 +101,8 @@ def test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_mo
         "LOG_LEVEL": "DEBUG",
         "REALIZED_MIN_STUDENTS": "1",  # every upload published at once, so that the sums can be checked exactly
     }
-    process = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env=env, log=log)
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app", *gunicorn_bind(listener)]
+    process = start(command, env=env, log=log, listeners=[listener])
     url = f"http://127.0.0.1:{port}"
     classes = labeled_classes()
     try:

@@ -20,8 +20,8 @@ import requests
 
 from src.schema import FEATURE_NAMES
 from src.web.wording import chance_sentence, whole_points
-from tests.conftest import PROJECT, free_port, unavailable
-from tests.servers import start_gunicorn, stop, wait_for
+from tests.conftest import PROJECT, unavailable
+from tests.servers import listening_socket, start_gunicorn, stop, wait_for
 
 # Debian's chromium; elsewhere (CodeBuild's Ubuntu image) CHROMIUM names the browser to use.
 CHROMIUM = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
@@ -45,8 +45,9 @@ def served(store_dir, trained, tmp_path):
             f"Chromium not installed at {CHROMIUM} (Debian package chromium, or set CHROMIUM; "
             ".ci/run and buildspec.yml install it)"
         )
-    port = free_port()
-    process, log = start_gunicorn(port, store_dir, tmp_path)
+    listener = listening_socket()
+    port = listener.getsockname()[1]
+    process, log = start_gunicorn(listener, store_dir, tmp_path)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         yield f"http://127.0.0.1:{port}"
