@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Install the project with its test tools and run the linter and the test suite (arguments go to pytest).
+# Install the project with its test tools, run the checks (ruff, the formatter, the import contracts, dead code),
+# then the tests:
+#   bash scripts/test.sh            the fast tier: every test not marked slow, server, browser, spark or docker
+#                                   (the marks are registered in pyproject.toml), on every core (pytest-xdist)
+#   bash scripts/test.sh --all ...  the whole suite, on every core (what .ci/run runs); more arguments go to pytest
+#   bash scripts/test.sh ARGS       pytest ARGS as given (bash scripts/test.sh tests/web -x)
 # The installation (the requirements, then the project itself in editable mode, which puts `src` on the path and
 # the `student-math` command in .venv/bin) is skipped when neither a requirements file nor pyproject.toml has
 # changed since the last one made by this script.
@@ -31,4 +36,12 @@ if [ -f "$axe/package-lock.json" ] && command -v npm >/dev/null && { [ ! -f "$ax
 fi
 .venv/bin/python -m ruff check .
 .venv/bin/python -m ruff format --check .
+.venv/bin/lint-imports
+.venv/bin/python -m vulture
+if [ $# -eq 0 ]; then
+  set -- -m "not (slow or server or browser or spark or docker)" -n auto
+elif [ "$1" = "--all" ]; then
+  shift
+  set -- -n auto "$@"
+fi
 .venv/bin/python -m pytest "$@"

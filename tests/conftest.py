@@ -27,6 +27,66 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+# The tiers. `bash scripts/test.sh` runs the tests that have none of the marks registered in pyproject.toml;
+# .ci/run runs them all. A test gets the marks of the longest key that names it: its module's path, or the
+# module's path and the test's name (parameters left out). Mark a new test that is slow or needs a tool here.
+SLOW, SERVER, BROWSER, SPARK = "slow", "server", "browser", "spark"
+TIERS: dict[str, tuple[str, ...]] = {
+    # real servers: gunicorn, Prometheus, MLflow, moto (S3), each started and stopped by the test
+    "tests/test_gunicorn.py": (SLOW, SERVER),
+    "tests/test_gunicorn.py::test_the_settings_listen_where_host_and_port_say": (),
+    "tests/test_prometheus_integration.py": (SLOW, SERVER),
+    "tests/test_kill_worker.py": (SLOW, SERVER),
+    "tests/monitoring/test_realized.py::test_realized_counters_are_exact_across_two_gunicorn_workers_and_shown_on_model": (
+        SLOW,
+        SERVER,
+    ),
+    "tests/contract/test_openapi.py::test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunicorn": (
+        SLOW,
+        SERVER,
+    ),
+    "tests/contract/test_openapi.py::test_schemathesis_with_an_api_token_gets_answers_not_401_on_gunicorn": (SLOW, SERVER),
+    "tests/contract/test_generated_client.py": (SLOW,),
+    "tests/deploy/test_image.py::test_the_image_command_serves_and_the_smoke_test_passes_against_it": (SLOW, SERVER),
+    "tests/deploy/test_image.py::test_the_smoke_test_fails_in_one_line_when_the_service_has_no_model": (SLOW, SERVER),
+    "tests/deploy/test_production_tracking.py": (SLOW, SERVER),
+    "tests/deploy/test_buildspec.py::test_phase_commands_train_and_publish_in_a_clone": (SLOW, SERVER),
+    "tests/lifecycle/test_tracking.py": (SLOW, SERVER),
+    "tests/lifecycle/test_lifecycle_e2e.py": (SLOW, SERVER),
+    "tests/test_dvc.py": (SLOW, SERVER),
+    "tests/components/test_data_ingestion_s3.py": (SERVER,),
+    "tests/pipeline/test_publish.py": (SERVER,),
+    "tests/batch/test_batch_predict.py::test_s3_prefix_in_and_out": (SERVER,),
+    # Chromium driving pages served by gunicorn
+    "tests/web/test_browser.py": (SLOW, SERVER, BROWSER),
+    "tests/web/test_model_page_browser.py": (SLOW, SERVER, BROWSER),
+    "tests/web/test_accessibility.py": (SLOW, SERVER, BROWSER),
+    # a Spark session (Java), with S3 on moto
+    "tests/batch/test_spark.py": (SLOW, SERVER, SPARK),
+    # long: kill -9 at twenty moments, trainings on the real data, a process killed mid-training
+    "tests/lifecycle/test_crash_safety.py": (SLOW,),
+    "tests/test_real_data.py": (SLOW,),
+    "tests/lifecycle/test_workers.py": (SLOW,),
+    "tests/test_docs.py::test_every_command_module_in_the_documents_answers_help": (SLOW,),
+    "tests/test_docs.py::test_the_readme_answer_is_what_the_first_model_of_scripts_run_sh_answers": (SLOW,),
+    "tests/deploy/test_linters.py": (SLOW,),
+    "tests/deploy/test_ci.py": (SLOW,),
+}
+
+
+def tier_marks(nodeid: str) -> tuple[str, ...]:
+    """The marks ``TIERS`` gives the test ``nodeid`` (``path::name[parameters]``)."""
+    path, _, rest = nodeid.partition("::")
+    name = rest.split("[")[0]
+    return TIERS.get(f"{path}::{name}", TIERS.get(path, ()))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        for mark in tier_marks(item.nodeid):
+            item.add_marker(mark)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """With REQUIRE_ALL=1 a skip of any kind fails the run: CI must run every test."""
     skipped = terminalreporter.stats.get("skipped", [])

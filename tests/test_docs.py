@@ -37,17 +37,6 @@ ELSEWHERE = re.compile(r"#\s*run (on|in) ")
 SHELL_LANGUAGES = {"bash", "sh", "shell"}
 OPERATORS = {"&&", "||", "|", ";", "&", "(", ")"}
 ENTRY_POINTS = {"__init__", "cli", "train_pipeline", "predict_pipeline", "batch_predict", "retrain", "promote", "publish"}
-FOUNDATIONS = {
-    "src",
-    "src.schema",
-    "src.config",
-    "src.storage",
-    "src.store",
-    "src.signing",
-    "src.synthetic",
-    "src.validation",
-    "src.periodic",
-}
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
@@ -222,7 +211,7 @@ def test_the_command_rules_refuse_what_they_should(block, expected):
     [
         "source .venv/bin/activate\ndvc repro   # the stage's python from PATH",
         ".venv/bin/python -m venv batch-env && batch-env/bin/pip install -r requirements-spark.txt",
-        "# run on the cluster's primary node\nspark-submit --py-files dist/src.zip dist/main.py",
+        "# run on the cluster's primary node\nspark-submit --py-files dist/student_math.zip dist/main.py",
         'curl -s http://127.0.0.1:8000/predictdata -d \'{"a": "bachelor\'"\'"\'s degree"}\'',
         "mkdir -p data && cp /path/to/students.csv data/students.csv",
     ],
@@ -335,98 +324,15 @@ def test_every_module_under_src_is_named_in_the_architecture_document():
 
 
 # --- the layers ------------------------------------------------------------------------------------------------
+# The import rules are import-linter contracts ([tool.importlinter] in pyproject.toml, `lint-imports` in
+# scripts/test.sh); app.py, a module outside the package, is checked by tests/test_serving_footprint.py.
 
 
-def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
-    """Every project module a file imports, at the top or inside a function."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.split(".")[0] in ("src", "app")}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] not in ("src", "app"):
-                continue
-            for alias in node.names:
-                submodule = f"{node.module}.{alias.name}"
-                found.add(submodule if submodule in modules else node.module)
-    return found
-
-
-def import_graph() -> dict[str, set[str]]:
-    modules = source_modules()
-    return {name: imports_of(path, modules) for name, path in modules.items()}
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan). A module importing itself is not a
-    cycle: a command run as ``__main__`` imports its own module so that Spark's workers share its classes."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in graph.get(node, ()):
-            if target not in graph:
-                continue
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_no_import_cycle_among_the_source_modules():
-    assert cycles(import_graph()) == []
-
-
-def test_the_cycle_check_finds_a_cycle():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-
-
-def test_the_web_layer_and_app_import_no_command():
-    graph = import_graph()
-    web = {name: targets for name, targets in graph.items() if name == "app" or name.startswith("src.web")}
-    assert len(web) > 5
-    offending = {name: sorted(t for t in targets if t.startswith("src.pipeline")) for name, targets in web.items()}
-    assert {name: targets for name, targets in offending.items() if targets} == {}
-    assert [name for name, targets in graph.items() if "app" in targets] == []
-
-
-def test_components_import_only_the_foundations_and_no_flask():
-    graph = import_graph()
-    for name, targets in graph.items():
-        if name.startswith("src.components"):
-            assert {t for t in targets if not t.startswith("src.components")} <= FOUNDATIONS, name
-    for name, path in source_modules().items():
-        if name.split(".")[:2] in (["src", "components"], ["src", "answers"], ["src", "lifecycle"], ["src", "batch"]):
-            assert "flask" not in {m.split(".")[0] for m in external_imports(path)}, name
-
-
-def external_imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-    return found
+def test_the_architecture_document_says_where_the_import_rules_live():
+    text = (PROJECT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    config = (PROJECT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "[tool.importlinter]" in config and "lint-imports" in (PROJECT / "scripts" / "test.sh").read_text()
+    assert "`lint-imports`" in text and "[tool.importlinter]" in text
 
 
 def test_the_pipeline_folder_holds_the_entry_points_only():

@@ -97,6 +97,8 @@ def fresh_clone(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
         '  mkdir -p "$3/bin"\n'
         f'  printf \'#!/bin/sh\\necho "python $*" >> {calls}\\n\' > "$3/bin/python"\n'
         '  chmod +x "$3/bin/python"; cp "$3/bin/python" "$3/bin/gunicorn"\n'
+        f'  printf \'#!/bin/sh\\necho "lint-imports $*" >> {calls}\\n\' > "$3/bin/lint-imports"\n'
+        '  chmod +x "$3/bin/lint-imports"\n'
         "fi\n"
     )
     (path_dir / "python3").chmod(0o755)
@@ -126,14 +128,21 @@ def test_test_sh_run_twice_in_a_fresh_clone_installs_once(tmp_path):
     assert "python3 -m venv .venv" in log and "python -m pip install --quiet -r requirements-dev.txt" in log
     assert "python -m pip install --quiet -e . --no-deps" in log
     assert "python -m ruff check ." in log and "python -m ruff format --check ." in log
-    assert "python -m pytest -q tests/test_schema.py" in log
+    assert "lint-imports" in log and "python -m vulture" in log
+    assert "python -m pytest -q tests/test_schema.py" in log  # arguments go to pytest as they are
 
     calls.write_text("")
     second = run_script(project, env, "test.sh")
     log = calls.read_text()
     assert "skipping it" in second.stdout
     assert "pip install" not in log and "venv" not in log
-    assert "python -m ruff check ." in log and "python -m pytest" in log
+    # no arguments: the fast tier, on every core
+    assert "python -m ruff check ." in log
+    assert "python -m pytest -m not (slow or server or browser or spark or docker) -n auto" in log
+
+    calls.write_text("")
+    run_script(project, env, "test.sh", "--all", "-q")
+    assert "python -m pytest -n auto -q\n" in calls.read_text()  # the whole suite (.ci/run)
 
 
 def test_test_sh_installs_again_when_any_requirements_file_it_installs_changes(tmp_path):

@@ -1,4 +1,4 @@
-"""Serving needs only requirements.txt: the app never imports the training-only packages."""
+"""Serving needs only requirements.txt: the app never imports the training-only packages, nor any command."""
 
 import subprocess
 import sys
@@ -27,6 +27,8 @@ def test_the_app_serves_without_importing_training_packages(store_dir, trained, 
         "assert client.get('/model/plots/error_by_group.png').status_code == 200\n"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(TRAINING_ONLY)!r})\n"
         "assert not loaded, loaded\n"
+        "commands = sorted(m for m in sys.modules if m.startswith('src.pipeline'))\n"
+        "assert not commands, commands  # app.py and the web layer import no command\n"
     )
     env = {"ARTIFACTS_DIR": str(store_dir), "DRIFT_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(

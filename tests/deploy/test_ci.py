@@ -67,7 +67,7 @@ def test_require_all_turns_a_missing_tool_into_a_failure_and_fails_on_any_skip(t
     assert "REQUIRE_ALL=1: 1 test(s) skipped; failing the run" in result.stdout
 
 
-def test_ci_run_sets_require_all_and_passes_its_arguments_on(tmp_path):
+def test_ci_run_sets_require_all_and_runs_the_whole_suite_with_its_arguments(tmp_path):
     (tmp_path / ".ci").mkdir()
     shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
     (tmp_path / "scripts").mkdir()
@@ -91,7 +91,7 @@ def test_ci_run_sets_require_all_and_passes_its_arguments_on(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "args=[-x -q tests/web] REQUIRE_ALL=1"
+    assert result.stdout.strip() == "args=[--all -x -q tests/web] REQUIRE_ALL=1"  # the whole suite
 
 
 def test_codebuild_requires_every_test_and_installs_what_they_need():
