@@ -13,12 +13,14 @@ accesslog
 access_log_format
 errorlog
 control_socket_disable
+worker_connections
 logger_class
 when_ready
 on_starting
 post_worker_init
 child_exit
 on_exit
+worker_exit
 _.nr_conns  # gunicorn's ThreadWorker counts its connections (gunicorn.conf.py PromptThreadWorker)
 
 # MLflow calls a pyfunc model's load_context (src/batch/pyfunc.py)
@@ -29,6 +31,8 @@ _.ValueClass
 _.writeable
 # argparse reads the parser's prog (src/pipeline/retrain.py)
 _.prog
+# Flask's g, read back with g.get("monitoring_excluded") (src/web/monitoring.py)
+_.monitoring_excluded
 # arguments a caller passes by protocol: blinker's sender, socket.shutdown's how
 sender
 how
