@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port, unavailable
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.conftest import unavailable
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # What Elastic Beanstalk generates into conf.d/elasticbeanstalk/ on the instance: the proxy to the app's PORT.
@@ -177,22 +177,31 @@ def test_an_elastic_beanstalk_shaped_instance_serves_through_nginx_with_the_bund
     [web] = [line for line in (app_dir / "Procfile").read_text().splitlines() if line.startswith("web:")]
     command = shlex.split(web.removeprefix("web:"))
     assert command[0] == "gunicorn"
-    app_port, port = free_port(), free_port()
+    # gunicorn and nginx each get a listening socket opened here: gunicorn by --bind fd://N, nginx through its
+    # NGINX variable (the inherited sockets of its binary upgrade), reused for the listen directive of that address
+    app_listener, listener = listening_socket(), listening_socket()
+    app_port, port = app_listener.getsockname()[1], listener.getsockname()[1]
     conf = nginx_tree(app_dir, tmp_path / "nginx", app_port, port)
     checked = subprocess.run(nginx_command(conf, "-t"), capture_output=True, text=True, timeout=60, check=False)
     assert checked.returncode == 0 and "test is successful" in checked.stderr, checked.stderr
 
     env = {
-        "PORT": str(app_port),
-        "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": "2",
         "ARTIFACTS_DIR": str(store_dir),
         "DRIFT_DIR": str(tmp_path / "drift"),
         "MODEL_REFRESH_SECONDS": "0",
     }
     app_log, nginx_log = tmp_path / "gunicorn.log", tmp_path / "nginx.log"
-    app = start([str(BIN / command[0]), *command[1:]], env=env, cwd=app_dir, log=app_log)
-    proxy = start(nginx_command(conf, "-g", "daemon off;"), log=nginx_log)
+    app = start(
+        [str(BIN / command[0]), *command[1:], *gunicorn_bind(app_listener)],
+        env=env,
+        cwd=app_dir,
+        log=app_log,
+        listeners=[app_listener],
+    )
+    proxy = start(
+        nginx_command(conf, "-g", "daemon off;"), env={"NGINX": f"{listener.fileno()};"}, log=nginx_log, listeners=[listener]
+    )
     try:
         wait_for(f"http://127.0.0.1:{app_port}/ready", app, log=app_log)
         wait_for(f"http://127.0.0.1:{port}/ready", proxy, log=nginx_log)
