@@ -82,6 +82,9 @@ class AppConfig:
     next_step_on_track: str = DEFAULT_NEXT_STEPS["on_track"]
     next_step_link: str | None = None  # NEXT_STEP_LINK: the school's own page on support (https://... or /path)
     next_step_link_text: str = "Our school's support plan"  # NEXT_STEP_LINK_TEXT: the words of that link
+    # PROMETHEUS_URL: the Prometheus that scrapes every instance; when set, /model shows the fleet's drift and
+    # real-score figures from it instead of this instance's since it started
+    prometheus_url: str | None = None
 
     def next_step(self, band: str) -> str:
         """The next step the school set for a band (``needs_support``, ``uncertain``, ``on_track``)."""
@@ -127,6 +130,7 @@ class AppConfig:
             next_step_on_track=_text(env, "NEXT_STEP_ON_TRACK", defaults.next_step_on_track),
             next_step_link=_link(env, "NEXT_STEP_LINK"),
             next_step_link_text=_text(env, "NEXT_STEP_LINK_TEXT", defaults.next_step_link_text),
+            prometheus_url=_server(env, "PROMETHEUS_URL"),
         )
 
 
@@ -161,6 +165,18 @@ def _link(env: Mapping[str, str], name: str) -> str | None:
             f"{name} must be an http(s):// address or a path starting with /, without spaces or quotes, got {raw[:80]!r}"
         )
     return raw
+
+
+_SERVER = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+
+
+def _server(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_TEXT or not _SERVER.fullmatch(raw):
+        raise ConfigError(f"{name} must be an http:// or https:// address of a server, without a query, got {raw[:80]!r}")
+    return raw.rstrip("/")
 
 
 def _keys(env: Mapping[str, str], name: str) -> tuple[SigningKey, ...]:

@@ -75,19 +75,28 @@ def psi(expected: np.ndarray, observed_counts: np.ndarray) -> float:
 
 def drift_report(profile: Mapping[str, Any], rows: np.ndarray, *, threshold: float, min_samples: int) -> dict[str, Any]:
     """Compare a window of rows (WINDOW_COLUMNS) with the reference profile."""
-    n = int(rows.shape[0])
-    scores: dict[str, float | None] = {}
+    counts: dict[str, np.ndarray] = {}
     for j, name in enumerate(WINDOW_COLUMNS):
         ref = profile["features"][name]
-        if n == 0:
-            scores[name] = None
-            continue
         column = rows[:, j]
         if ref["type"] == "categorical":
-            counts = _counts_categorical(column, len(ref["categories"]))
+            counts[name] = _counts_categorical(column, len(ref["categories"]))
         else:
-            counts = _counts_numeric(column, ref["edges"])
-        scores[name] = psi(np.asarray(ref["shares"]), counts)
+            counts[name] = _counts_numeric(column, ref["edges"])
+    return report_from_counts(profile, counts, int(rows.shape[0]), threshold=threshold, min_samples=min_samples)
+
+
+def report_from_counts(
+    profile: Mapping[str, Any], counts: Mapping[str, np.ndarray], n: int, *, threshold: float, min_samples: int
+) -> dict[str, Any]:
+    """The drift report from students counted per reference bin (``counts[name]``, in the profile's bin order).
+
+    One place for the statistic and the rule, whether the counts come from one server's window or from the
+    fleet's counters summed by Prometheus (src.monitoring.fleet).
+    """
+    scores: dict[str, float | None] = {}
+    for name in WINDOW_COLUMNS:
+        scores[name] = psi(np.asarray(profile["features"][name]["shares"]), counts[name]) if n > 0 else None
     enough = n >= min_samples
     drifted = sorted(k for k, v in scores.items() if v is not None and v >= threshold) if enough else []
     return {
@@ -101,6 +110,11 @@ def drift_report(profile: Mapping[str, Any], rows: np.ndarray, *, threshold: flo
         "features": {k: scores[k] for k in FEATURE_NAMES},
         "prediction": scores[PREDICTION],
     }
+
+
+def reference_bin(profile: Mapping[str, Any], name: str, value: float) -> int:
+    """The reference bin of a numeric value (as ``drift_report`` counts it: the number of edges at or below it)."""
+    return int(np.searchsorted(np.asarray(profile["features"][name]["edges"]), value, side="right"))
 
 
 def _inner_edges(values: np.ndarray) -> list[float]:

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from src.answers.evaluation import realized_report
+from src.monitoring.bins import ScoreBins
 from src.monitoring.metrics import RequestMetrics, ServiceMetrics
 from src.monitoring.window import DriftGauges, DriftTracker, SharedWindow
 from src.periodic import Periodic
@@ -174,10 +175,11 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, realized_min_students=svc.config.realized_min_students)
     requests = RequestMetrics(registry)
-    svc.observers.append(_Excludable(metrics))
+    bins = ScoreBins(registry)  # what the fleet's drift is computed from (src.monitoring.fleet)
+    svc.observers += [_Excludable(metrics), _Excludable(bins)]
     svc.realized = metrics.realized.totals
     svc.slot.listeners.append(metrics.model_loaded)
-    flusher.callbacks += [metrics.flush, requests.flush, metrics.refresh_process]
+    flusher.callbacks += [metrics.flush, bins.flush, requests.flush, metrics.refresh_process]
     drift_gauges = DriftGauges(tracker, registry) if tracker is not None else None
 
     def before_scrape(view: Callable[..., Any]) -> Callable[..., Any]:
