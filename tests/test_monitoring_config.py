@@ -31,12 +31,56 @@ def run(cmd, cwd=ROOT):
     return result.stdout + result.stderr
 
 
-def test_promtool_check_config(promtool):
-    assert "SUCCESS" in run([promtool, "check", "config", "prometheus.yml"], cwd=PROMETHEUS)
+ALERTMANAGER = ROOT / "monitoring" / "alertmanager"
+
+
+def test_promtool_check_config(promtool, tmp_path):
+    # As shipped: the syntax (its token file exists only on the monitoring instance) ...
+    assert "SUCCESS" in run([promtool, "check", "config", "--syntax-only", "prometheus.yml"], cwd=PROMETHEUS)
+    # ... and in full, rule files included, with the token file where this machine has one.
+    for name in ("alerts.yml", "recording.yml"):
+        shutil.copy(PROMETHEUS / name, tmp_path / name)
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    (tmp_path / "token").write_text("a-monitoring-token-of-the-app")
+    config["scrape_configs"][0]["authorization"]["credentials_file"] = str(tmp_path / "token")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    out = run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path)
+    assert "SUCCESS: prometheus.yml is valid" in out and "SUCCESS: 8 rules found" in out
+
+
+def test_amtool_check_config():
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        unavailable("amtool not installed (Debian package prometheus-alertmanager; .ci/run installs it)")
+    out = run([amtool, "check-config", "alertmanager.yml"], cwd=ALERTMANAGER)
+    assert "SUCCESS" in out and "1 receivers" in out
+
+
+def test_every_instance_is_scraped_and_never_the_load_balancer():
+    """One target per instance, found by EC2 discovery on the environment's tag: no static target at all, so no
+    load balancer address (a scrape through it lands on a random instance)."""
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["job_name"] == "student-math" and "static_configs" not in job
+    [ec2] = job["ec2_sd_configs"]
+    filters = {f["name"]: f["values"] for f in ec2["filters"]}
+    assert filters["tag:elasticbeanstalk:environment-name"] == ["student-math-env"]
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert {r["source_labels"][0] for r in keep} == {
+        "__meta_ec2_tag_elasticbeanstalk_environment_name",
+        "__meta_ec2_instance_state",
+    }
+    text = (PROMETHEUS / "prometheus.yml").read_text()
+    for address in ("elb.amazonaws.com", "elasticbeanstalk.com", "https://"):
+        assert address not in text
+    # Alerts reach Alertmanager, which sends them to people.
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+    receivers = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text())["receivers"]
+    assert [r["name"] for r in receivers] == ["operations"] and receivers[0]["sns_configs"]
 
 
 def test_promtool_check_rules(promtool):
-    assert "SUCCESS: 7 rules found" in run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS)
+    assert "SUCCESS: 8 rules found" in run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS)
     assert "SUCCESS: 6 rules found" in run([promtool, "check", "rules", "recording.yml"], cwd=PROMETHEUS)
 
 

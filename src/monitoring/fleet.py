@@ -64,14 +64,16 @@ def check_url(value: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class Prometheus:
-    """A Prometheus server's instant queries (``GET /api/v1/query``)."""
+    """A Prometheus server's instant queries (``GET /api/v1/query``), evaluated now or at the Unix time ``at``."""
 
     url: str
     timeout: float = QUERY_TIMEOUT_SECONDS
+    at: float | None = None
 
     def query(self, expr: str) -> list[tuple[dict[str, str], float]]:
-        """The vector ``expr`` evaluates to now: (labels, value) per series."""
-        address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        """The vector ``expr`` evaluates to: (labels, value) per series."""
+        params = {"query": expr, **({"time": f"{self.at:.3f}"} if self.at is not None else {})}
+        address = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
         request = urllib.request.Request(address, headers={"Accept": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked

@@ -210,8 +210,16 @@ class RealizedMetrics:
             MultiProcessCollector(registry, path=directory)
         assert registry is not None
 
+        # One collection for every value: each get_sample_value would merge every worker's files again.
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in registry.collect()
+            if family.name.startswith("model_realized_")
+            for sample in family.samples
+        }
+
         def value(name: str, labels: Mapping[str, str] | None = None) -> float:
-            return float(registry.get_sample_value(f"{name}_total", dict(labels or {})) or 0.0)
+            return float(samples.get((f"{name}_total", tuple(sorted((labels or {}).items()))), 0.0))
 
         out: dict[str, Any] = {key: value(name) for key, name, _ in REALIZED}
         out["groups"] = {

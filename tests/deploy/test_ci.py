@@ -74,7 +74,14 @@ def test_ci_run_sets_require_all_and_runs_the_whole_suite_with_its_arguments(tmp
     (tmp_path / "scripts" / "test.sh").write_text('echo "args=[$*] REQUIRE_ALL=$REQUIRE_ALL"\n')
     fake = tmp_path / "bin"
     fake.mkdir()
-    for tool in ("prometheus", "promtool", "wrk", "apt-get"):  # present, so nothing is installed
+    for tool in (
+        "prometheus",
+        "promtool",
+        "prometheus-alertmanager",
+        "amtool",
+        "wrk",
+        "apt-get",
+    ):  # present: nothing installed
         (fake / tool).write_text("#!/bin/sh\nexit 0\n")
         (fake / tool).chmod(0o755)
     env = {
@@ -100,6 +107,7 @@ def test_codebuild_requires_every_test_and_installs_what_they_need():
     install = "\n".join(spec["phases"]["install"]["commands"])
     for needed in (
         "prometheus",
+        "prometheus-alertmanager",
         "wrk",
         "playwright install --with-deps chromium",
         "requirements-dev.txt",

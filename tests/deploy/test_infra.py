@@ -254,7 +254,7 @@ def test_new_data_and_a_schedule_start_the_retraining_build(template):
     project = resources["RetrainProject"]["Properties"]
     spec = yaml.safe_load(project["Source"]["BuildSpec"])
     command = " ".join(spec["phases"]["build"]["commands"])
-    assert "src.pipeline.retrain" in command and '--store "$MODEL_URI"' in command and "--drift-url" in command
+    assert "src.pipeline.retrain" in command and '--store "$MODEL_URI"' in command and "--prometheus-url" in command
     rules = {
         n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Events::Rule" and n.startswith("Retrain")
     }
@@ -304,7 +304,7 @@ def test_only_the_web_instances_and_the_retraining_build_read_the_monitoring_tok
         "Type": "SECRETS_MANAGER",
         "Value": {"Ref": "MetricsToken"},
     }
-    assert retrain_env["DRIFT_URL"]["Value"] == {"Fn::Sub": "https://${DomainName}/drift"}
+    assert retrain_env["PROMETHEUS_URL"]["Value"] == {"Ref": "PrometheusUrl"}  # the fleet, not one instance
 
 
 def test_a_stack_without_a_certificate_is_refused_and_sign_in_must_be_complete(template):
