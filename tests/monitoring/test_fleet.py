@@ -9,6 +9,7 @@ instance-down alert's ``for:`` (in the test's own copy of the rules).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -38,6 +39,8 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 SHIPPED = PROJECT / "monitoring"
 TOKEN = "fleet-monitoring-token-0123456789"
+API_TOKEN = "fleet-school-system-token-0123456789"  # a trusted sender: its real scores count (src/web/security.py)
+SENDER = {"Authorization": f"Bearer {API_TOKEN}"}
 SCRAPE_SECONDS = 1
 EVALUATION_SECONDS = 1
 # increase() extrapolates each series to the window's end by up to 1.1 of its average scrape interval, a share of
@@ -123,7 +126,7 @@ class Fleet:
     sent: list[tuple[str, list[dict], list[float]]] = field(default_factory=list)
 
     def predict(self, name: str, students: list[dict]) -> list[float]:
-        response = requests.post(f"{self.apps[name]}/predictdata", json={"instances": students}, timeout=60)
+        response = requests.post(f"{self.apps[name]}/predictdata", json={"instances": students}, headers=SENDER, timeout=60)
         assert response.status_code == 200, response.text
         scores = [p["math_score"] for p in response.json()["predictions"]]
         self.sent.append((name, students, scores))
@@ -200,6 +203,7 @@ def fleet(store_dir, tmp_path_factory):
                     "ARTIFACTS_DIR": str(store_dir),
                     "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
                     "METRICS_TOKEN": TOKEN,
+                    "API_TOKEN_SHA256": hashlib.sha256(API_TOKEN.encode()).hexdigest(),
                     "MODEL_REFRESH_SECONDS": "0",
                 },
             )
@@ -365,7 +369,10 @@ def test_the_fleets_realized_coverage_is_the_coverage_over_all_real_scores(fleet
     for i, (text, rows) in enumerate(classes):  # half the class lists to each instance
         name = "a" if i % 2 == 0 else "b"
         response = requests.post(
-            f"{fleet.apps[name]}/predictdata", data=text.encode(), headers={"Content-Type": "text/csv"}, timeout=60
+            f"{fleet.apps[name]}/predictdata",
+            data=text.encode(),
+            headers={"Content-Type": "text/csv", **SENDER},
+            timeout=60,
         )
         assert response.status_code == 200, response.text
         body = response.json()
