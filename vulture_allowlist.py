@@ -31,6 +31,8 @@ _.ValueClass
 _.writeable
 # argparse reads the parser's prog (src/pipeline/retrain.py)
 _.prog
+# werkzeug reads the URL map's merge_slashes (app.py)
+_.merge_slashes
 # Flask's g, read back with g.get("monitoring_excluded") (src/web/monitoring.py)
 _.monitoring_excluded
 # arguments a caller passes by protocol: blinker's sender, socket.shutdown's how
