@@ -45,3 +45,23 @@ def test_a_burst_of_large_bodies_costs_a_bounded_memory_given_back(server, name,
     assert burst.worst_growth < 300 * slow_clients.MB, burst
     assert all(seconds < 30 for seconds in burst.back_after.values()), burst
     assert set(burst.statuses) <= {200, 413, 503}, burst  # a clean answer each, a refusal at worst
+
+
+def test_pipelined_requests_on_one_connection_are_each_answered(server):
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        answer, deadline = b"", time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3, answer[:500]
+    assert b'"model_version"' in answer  # /ready's answer, in its place among the others
