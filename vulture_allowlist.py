@@ -44,8 +44,9 @@ pytest_terminal_summary
 pytest_sessionfinish
 pytest_collection_modifyitems
 pytestmark
-# http.server calls its handler's do_GET and log_message (tests/lifecycle/test_decision.py)
+# http.server calls its handler's do_GET, do_POST and log_message (tests/lifecycle/test_decision.py, ...)
 do_GET
+do_POST
 log_message
 # shlex reads its lexer's settings (tests/test_docs.py)
 _.whitespace_split
