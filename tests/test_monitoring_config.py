@@ -2,6 +2,7 @@
 
 import json
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -174,9 +175,7 @@ ADDED_BY_PROMETHEUS = {"job", "instance"}
 def selectors() -> list[tuple[str, str, str]]:
     """(where, metric, matchers) for every series a dashboard, an alert or an alert's test refers to."""
     found = []
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from check_promql import expressions
-
+    expressions = runpy.run_path(str(ROOT / "scripts" / "check_promql.py"))["expressions"]  # a script, not a module
     sources = [(where, expr) for where, expr in expressions()]
     sources += [
         (f"alerts.yml: {r['alert']}", r["expr"])
