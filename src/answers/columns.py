@@ -191,6 +191,7 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
 )
 ANSWER_COLUMNS: tuple[str, ...] = tuple(f.name for f in ANSWER_FIELDS if f.row and f.needs is None)  # always given
 DECISION_COLUMNS: tuple[str, ...] = tuple(f.name for f in ANSWER_FIELDS if f.row and f.needs == "band")  # with a cut
+FIELD_KINDS: dict[str, str] = {f.name: f.kind for f in ANSWER_FIELDS if f.row}  # each row column's type
 
 
 def answer_fields(*, band: bool, factors: bool) -> tuple[AnswerField, ...]:
