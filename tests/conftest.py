@@ -71,6 +71,14 @@ TIERS: dict[str, tuple[str, ...]] = {
     "tests/test_docs.py::test_the_readme_answer_is_what_the_first_model_of_scripts_run_sh_answers": (SLOW,),
     "tests/deploy/test_linters.py": (SLOW,),
     "tests/deploy/test_ci.py": (SLOW,),
+    # trainings of every candidate model, or of several stores, each test
+    "tests/answers/test_model.py": (SLOW,),
+    "tests/pipeline/test_train_options.py": (SLOW,),
+    "tests/batch/test_batch_evaluation.py::test_chunks_of_one_student_are_evaluated_as_the_whole_file": (SLOW,),
+    "tests/answers/test_columns.py::test_answer_columns_of_other_scorers_are_the_row_by_row_answers": (SLOW,),
+    "tests/lifecycle/test_decision.py::test_signed_sets_only_when_the_server_has_keys": (SLOW,),
+    "tests/web/test_metrics.py::test_unknown_field_names_never_become_series_and_metrics_stay_small": (SLOW,),
+    "tests/test_serving_footprint.py::test_the_app_serves_without_importing_training_packages": (SLOW,),
 }
 
 
