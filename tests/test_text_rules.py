@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.pipeline.batch_predict import BatchConfig, run
+from src.batch.core import BatchConfig
+from src.pipeline.batch_predict import run
 from src.schema import (
     COLUMNS,
     FEATURE_NAMES,

@@ -42,6 +42,7 @@ from src.answers.evaluation import (
     outcomes,
 )
 from src.answers.model import PredictPipeline, load_champion
+from src.batch import DEFAULT_CHUNK_ROWS, ENGINES, FORMATS  # noqa: F401 - the options' closed sets, used here and by importers
 from src.config import AppConfig, cache_dir_from_env, keys_from_env
 from src.schema import REAL_SCORE, STUDENT_ID, TARGET
 from src.storage import DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
@@ -50,8 +51,7 @@ from src.validation import StudentColumns, check_students_frame, check_text_tabl
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("local", "spark")
-FORMATS = ("csv", "parquet")
+
 PREDICTIONS = "predictions"
 REJECTS = "rejects"
 SUMMARY = "summary.json"
@@ -74,8 +74,9 @@ class BatchConfig:
     store: str = "artifacts"  # --store (default: ARTIFACTS_DIR)
     format: str = "csv"  # --format
     support_cut: float | None = AppConfig.support_cut  # --support-cut (default: SUPPORT_CUT); None: no band
-    chunk_rows: int = 100_000  # --chunk-rows: rows read and scored at a time by the local engine
+    chunk_rows: int = DEFAULT_CHUNK_ROWS  # --chunk-rows: rows read and scored at a time by the local engine
     master: str | None = None  # --master: Spark master when not under spark-submit (default local[*])
+    progress_seconds: float = 0.0  # a progress line at most this often (local engine); 0: none (--quiet)
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,16 @@ def list_inputs(source: str) -> list[str]:
     if not found:
         raise DataSourceError(f"no .csv files in {source}")
     return found
+
+
+def input_bytes(source: str) -> int | None:
+    """The size in bytes of a local input's CSV files (None for an S3 prefix, whose listing is not repeated)."""
+    if source.startswith("s3://"):
+        return None
+    try:
+        return sum(Path(name).stat().st_size for name in list_inputs(source))
+    except (OSError, DataSourceError):
+        return None
 
 
 def read_chunks(

@@ -24,47 +24,33 @@ broadcasts the verified model once and runs ``score_chunk`` in ``mapInPandas``.
 
 from __future__ import annotations
 
+# Only the standard library and the options' closed sets at import: --help answers before pandas, Arrow or the
+# model code are loaded (each function imports what it uses).
 import argparse
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-import pandas as pd
+from src.batch import DEFAULT_CHUNK_ROWS, ENGINES, FORMATS
 
-from src.answers.model import PredictPipeline
-from src.batch.core import (
-    ENGINES,
-    EVALUATION,
-    FORMATS,
-    PREDICTIONS,
-    REJECTS,
-    BatchConfig,
-    BatchError,
-    BatchResult,
-    Output,
-    evaluation_report,
-    is_labeled,
-    load_serving_pipeline,
-    prediction_columns,
-    read_chunks,
-    reject_columns,
-    score_read_chunk,
-)
-from src.config import AppConfig, configure_logging
-from src.schema import STUDENT_ID, SchemaError
-from src.signing import SigningKeyError
-from src.storage import ArtifactError, DataSourceError
-from src.validation import normalise_student_headers
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from src.answers.model import PredictPipeline
+    from src.batch.core import BatchConfig, BatchResult, Output
 
 logger = logging.getLogger(__name__)
 
 
 def run(config: BatchConfig) -> BatchResult:
     """Load the verified model, score every row of the input, write predictions, rejects and the summary."""
+    from dataclasses import asdict
+
+    from src.batch.core import EVALUATION, BatchResult, Output, evaluation_report, load_serving_pipeline
+
     started = time.perf_counter()
     _check_config(config)
     pipeline = load_serving_pipeline(config.store)
@@ -103,6 +89,22 @@ def run(config: BatchConfig) -> BatchResult:
 
 def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int, list[dict] | None]:
     """(predictions, rejected rows, rejects, the chunks' evaluation parts or None when no file is labeled)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from src.batch.core import (
+        PREDICTIONS,
+        REJECTS,
+        input_bytes,
+        is_labeled,
+        prediction_columns,
+        read_chunks,
+        reject_columns,
+        score_read_chunk,
+    )
+    from src.schema import STUDENT_ID
+    from src.validation import normalise_student_headers
+
+    progress = Progress(input_bytes(config.input), config.progress_seconds)
     predictions = rejected_rows = rejects = 0
     has_id = labeled = False
     parts: list[dict] = []
@@ -130,6 +132,7 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -
             predictions += len(answers)
             rejects += len(broken)
             rejected_rows += broken["row"].nunique()
+            progress.advance(chunk, len(rows))
         if pending is not None:
             pending.result()
     output.finish_parts(REJECTS, reject_columns(has_id))
@@ -138,11 +141,52 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -
 
 
 def _write_parts(output: Output, answers: Any, rejects: pd.DataFrame) -> None:
+    from src.batch.core import PREDICTIONS, REJECTS
+
     output.write_part(PREDICTIONS, answers)
     output.write_part(REJECTS, rejects)
 
 
+class Progress:
+    """A line on stderr at most every ``seconds``: rows done, rows per second and the expected end.
+
+    The end is estimated from the input's size in bytes (``total_bytes``; None when unknown) and the bytes per
+    row of the first chunk, measured on a sample of its rows as CSV text.
+    """
+
+    def __init__(self, total_bytes: int | None, seconds: float, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+        self.total_bytes = total_bytes
+        self.seconds = seconds
+        self.started = self.last = time.monotonic()
+        self.rows = 0
+        self.bytes_per_row: float | None = None
+
+    def advance(self, chunk: pd.DataFrame, rows: int) -> None:
+        if self.seconds <= 0:
+            return
+        if self.bytes_per_row is None and len(chunk):
+            sample = chunk.head(1000)
+            self.bytes_per_row = len(sample.to_csv(index=False, header=False).encode()) / len(sample)
+        self.rows += rows
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return
+        self.last = now
+        rate = self.rows / max(now - self.started, 1e-9)
+        line = f"progress: {self.rows:,} rows in {now - self.started:.0f} s, {rate:,.0f} rows/s"
+        if self.total_bytes and self.bytes_per_row:
+            expected = max(self.total_bytes / self.bytes_per_row, self.rows)
+            left = (expected - self.rows) / rate if rate > 0 else 0.0
+            end = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
+            line += f"; about {expected:,.0f} rows in all, expected end {end} (in {left:.0f} s)"
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
 def _check_config(config: BatchConfig) -> None:
+    from src.batch.core import BatchError
+
     if config.engine not in ENGINES:
         raise BatchError(f"--engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
     if config.format not in FORMATS:
@@ -163,42 +207,88 @@ def _cut(text: str | None) -> float | None:
     return value
 
 
-def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
-    parser = argparse.ArgumentParser(prog="python -m src.pipeline.batch_predict", description=__doc__.split("\n")[0])
+EXAMPLES = """examples:
+  python -m src.pipeline.batch_predict --input students.csv --output scored/
+  python -m src.pipeline.batch_predict --input s3://warehouse/exports/2026/ --output s3://warehouse/scored/2026/ \\
+      --format parquet --support-cut 60
+  python -m src.pipeline.batch_predict --input exports/ --output scored/ --engine spark --quiet
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.pipeline.batch_predict",
+        description=__doc__.split("\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--input", required=True, help="a CSV file, a folder of CSV files or an s3:// prefix")
     parser.add_argument("--output", required=True, help="a folder or an s3:// prefix for the outputs")
-    parser.add_argument("--engine", choices=ENGINES, default="local")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this machine, in chunks (default); spark: Spark (spark-submit's master, else --master)",
+    )
     parser.add_argument(
         "--store",
         default=os.environ.get("ARTIFACTS_DIR") or "artifacts",
         help="the verified model set to score with (default: ARTIFACTS_DIR or artifacts)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="csv")
+    parser.add_argument("--format", choices=FORMATS, default="csv", help="the outputs' file format (default csv)")
     parser.add_argument(
         "--support-cut",
         type=_cut,
-        default=_cut(os.environ.get("SUPPORT_CUT") or str(AppConfig.support_cut)),
-        help="cut score for the support band (default: SUPPORT_CUT, else the app's default)",
+        default=None,
+        help="cut score for the support band (default: SUPPORT_CUT, else the app's default, 50)",
     )
-    parser.add_argument("--chunk-rows", type=int, default=BatchConfig.chunk_rows)
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        help=f"rows read and scored at a time by the local engine (default {DEFAULT_CHUNK_ROWS:,}); memory grows with it",
+    )
     parser.add_argument("--master", default=None, help="Spark master outside spark-submit (default local[*])")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines (by default one on stderr every 10 s of a long run)"
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
+    args = build_parser().parse_args(argv)
+    from src.batch.core import BatchConfig
+    from src.config import AppConfig
+
+    support_cut = args.support_cut
+    if support_cut is None:
+        support_cut = _cut(os.environ.get("SUPPORT_CUT") or str(AppConfig.support_cut))
     return BatchConfig(
         input=args.input,
         output=args.output,
         engine=args.engine,
         store=args.store,
         format=args.format,
-        support_cut=args.support_cut,
+        support_cut=support_cut,
         chunk_rows=args.chunk_rows,
         master=args.master,
+        progress_seconds=0.0 if args.quiet else PROGRESS_SECONDS,
     )
 
 
+PROGRESS_SECONDS = 10.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    from src.batch.core import BatchError
+    from src.config import configure_logging
+    from src.schema import SchemaError
+    from src.signing import SigningKeyError
+    from src.storage import ArtifactError, DataSourceError
+
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
-        config = parse_args(argv)
         run(config)
     except (BatchError, DataSourceError, ArtifactError, SchemaError, SigningKeyError) as err:
         logger.error("batch prediction failed: %s", err)

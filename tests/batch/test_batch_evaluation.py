@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from src.answers.evaluation import REAL_SCORE
+from src.batch.core import BatchConfig
 from src.components.group_metrics import group_metrics
-from src.pipeline.batch_predict import BatchConfig, main, run
+from src.pipeline.batch_predict import main, run
 from tests.batch.batch_cases import check_evaluation, read_output, write_labeled
 
 

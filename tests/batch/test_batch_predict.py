@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 
 from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
 from src.answers.columns import answers_frame, coded_reported_bands
+from src.batch.core import BatchConfig
 from src.config import AppConfig
-from src.pipeline.batch_predict import BatchConfig, main, run
+from src.pipeline.batch_predict import main, run
 from tests.batch.batch_cases import (
     check_against_api,
     check_rejects,
@@ -176,10 +178,10 @@ def test_a_model_without_exact_factors_leaves_them_empty_and_the_summary_says_wh
     import dataclasses
 
     from src.answers.factors import NoFactors
-    from src.pipeline import batch_predict
+    from src.batch import core
 
     plain = dataclasses.replace(pipeline, factors=NoFactors("k-nearest neighbours has no exact split"))
-    monkeypatch.setattr(batch_predict, "load_serving_pipeline", lambda store: plain)
+    monkeypatch.setattr(core, "load_serving_pipeline", lambda store: plain)
     out = tmp_path / "out"
     result = run(BatchConfig(input=str(cohort.folder / "a.csv"), output=str(out), store=trained.store))
     predictions = read_output(out / "predictions", "csv")
@@ -337,3 +339,44 @@ def test_a_chunk_that_spans_two_of_arrows_blocks_is_scored_as_any_other(trained,
         outputs[block] = read_output(out / "predictions", "parquet")
     first, second = outputs.values()
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_progress_lines_on_stderr_give_rows_per_second_and_the_expected_end(trained, cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    run(BatchConfig(input=str(cohort.folder), output=str(out), store=trained.store, chunk_rows=500, progress_seconds=1e-9))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress: ")]
+    assert len(lines) >= 5000 // 500 - 1, lines
+    last = re.fullmatch(
+        r"progress: ([\d,]+) rows in \d+ s, ([\d,]+) rows/s; about ([\d,]+) rows in all, expected end "
+        r"\d\d:\d\d:\d\d \(in \d+ s\)",
+        lines[-1],
+    )
+    assert last is not None, lines[-1]
+    done, expected = (int(last.group(i).replace(",", "")) for i in (1, 3))
+    assert 5000 <= done <= 5010 and 0.8 * 5010 < expected < 1.25 * 5010, lines[-1]  # 5,000 students, 10 broken rows
+
+
+def test_quiet_and_help(trained, cohort, tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    args = ["--input", str(cohort.folder), "--output", str(tmp_path / "out"), "--store", trained.store]
+    assert main([*args, "--chunk-rows", "500", "--quiet"]) == 0
+    assert "progress: " not in capsys.readouterr().err
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "src.pipeline.batch_predict", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0 and "examples:" in result.stdout, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"pandas", "pyarrow", "numpy", "sklearn", "boto3", "src.batch.core"}, elapsed
+    for option in ("--input", "--output", "--engine", "--store", "--format", "--support-cut", "--chunk-rows", "--master"):
+        assert re.search(rf"^  {option} \S+\s+\S", result.stdout, re.M) or re.search(
+            rf"^  {option} \S+\n\s{{10,}}\S", result.stdout, re.M
+        ), option

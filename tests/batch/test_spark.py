@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from src.answers.columns import answers_frame
-from src.pipeline.batch_predict import BatchConfig, main, run
+from src.batch.core import BatchConfig
+from src.pipeline.batch_predict import main, run
 from src.schema import FEATURE_NAMES
 from tests.batch.batch_cases import (
     check_against_api,
