@@ -54,6 +54,7 @@ def check_answers(records: list[dict], expected: pd.DataFrame) -> None:
         assert broken["math_score"] is None and broken["factor_reading_score"] is None and broken["band"] == ""
 
 
+@pytest.mark.slow
 def test_the_answering_model_takes_integer_scores_gives_factors_and_none_for_a_bad_row(trained, pipeline, student, tmp_path):
     import mlflow
 
