@@ -31,9 +31,9 @@ from src.monitoring.fleet import Prometheus, fleet_drift, fleet_realized
 from src.pipeline import retrain
 from src.store import open_store
 from src.synthetic import generate_students
-from tests.conftest import FAST_MODELS, free_port, unavailable
+from tests.conftest import FAST_MODELS, unavailable
 from tests.monitoring.test_realized import expected_totals, labeled_classes
-from tests.servers import BIN, PROJECT, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_port, listening_socket, start, stop, wait_for
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -190,15 +190,15 @@ def fleet(store_dir, tmp_path_factory):
     try:
         apps = {}
         for name in INSTANCES:
-            port = free_port()
+            listener = listening_socket()
+            port = listener.getsockname()[1]
             multiproc = root / f"multiproc-{name}"  # its own counters and its own drift window
             multiproc.mkdir()
             processes[name] = start(
-                [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+                [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app", *gunicorn_bind(listener)],
                 log=root / f"gunicorn-{name}.log",
+                listeners=[listener],
                 env={
-                    "HOST": "127.0.0.1",
-                    "PORT": str(port),
                     "WEB_CONCURRENCY": "1",
                     "ARTIFACTS_DIR": str(store_dir),
                     "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
@@ -224,7 +224,6 @@ def fleet(store_dir, tmp_path_factory):
         alerts.write_text(yaml.safe_dump(alerts_copy()))
         recording = root / "recording.yml"
         shutil.copy(SHIPPED / "prometheus/recording.yml", recording)
-        am_port, prom_port = free_port(), free_port()
         am_config = root / "alertmanager.yml"
         am_config.write_text(yaml.safe_dump(alertmanager_config(f"http://127.0.0.1:{receiver.server_port}/alerts")))
         processes["alertmanager"] = start(
@@ -232,11 +231,12 @@ def fleet(store_dir, tmp_path_factory):
                 alertmanager_bin,
                 f"--config.file={am_config}",
                 f"--storage.path={root / 'alertmanager'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--web.listen-address=127.0.0.1:0",
                 "--cluster.listen-address=",
             ],
             log=root / "alertmanager.log",
         )
+        am_port = listening_port(processes["alertmanager"], log=root / "alertmanager.log")
         prom_config = root / "prometheus.yml"
         prom_config.write_text(
             yaml.safe_dump(prometheus_config([alerts, recording], targets, token, f"127.0.0.1:{am_port}"))
@@ -246,10 +246,11 @@ def fleet(store_dir, tmp_path_factory):
                 prometheus_bin,
                 f"--config.file={prom_config}",
                 f"--storage.tsdb.path={root / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--web.listen-address=127.0.0.1:0",
             ],
             log=root / "prometheus.log",
         )
+        prom_port = listening_port(processes["prometheus"], log=root / "prometheus.log")
         for name, url in apps.items():
             wait_for(f"{url}/ready", processes[name], log=root / f"gunicorn-{name}.log", timeout=120)
         wait_for(f"http://127.0.0.1:{am_port}/-/ready", processes["alertmanager"], log=root / "alertmanager.log")
