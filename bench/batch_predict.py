@@ -4,7 +4,7 @@
 
 Trains a small model (synthetic cohort, ridge) into a temporary folder, writes the students as CSV files,
 then runs the command once per engine as a child process (``python -m src.pipeline.batch_predict`` for
-``--engine local``; ``spark-submit --py-files src.zip`` from outside the project for Spark), sampling every
+``--engine local``; ``spark-submit --py-files`` with the project's wheel from outside the project for Spark), sampling every
 0.1 s the resident memory of the whole process tree (the Python driver, and for Spark the JVM and its
 Python workers). Prints rows/s (rows over the command's wall time, and over the scoring run the command
 reports), peak memory by process kind, and the Spark overhead per partition: the same 200,000 rows scored
@@ -200,7 +200,7 @@ def main() -> None:
                     str(args.chunk_rows),
                 ]
                 measured = run_engine(command, ROOT)
-            else:  # the spark-submit line of docs/data-team.md, from outside the project: src comes from the zip only
+            else:  # the spark-submit line of docs/data-team.md, from outside the project: src comes from the wheel only
                 command = [
                     str(Path(sys.executable).parent / "spark-submit"),
                     "--master",

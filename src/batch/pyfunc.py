@@ -18,6 +18,7 @@ dropped.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from src.answers.arrays import repeated
 from src.answers.columns import FIELD_KINDS, answer_fields, answers_frame
 from src.answers.fast_path import random_students
 from src.answers.model import PredictPipeline
+from src.batch.wheel import PROJECT, build_wheel
 from src.schema import FEATURES, NumericFeature
 from src.validation import check_students_frame, normalise_student_headers
 
@@ -45,7 +47,6 @@ SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(AnyType() if isinstance(f, NumericFeature) else "string", f.name) for f in FEATURES]),
     outputs=Schema([ColSpec("double" if c in _NUMBERS else "string", c) for c in OUTPUT_COLUMNS]),
 )
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 class AnswersModel(mlflow.pyfunc.PythonModel):
@@ -89,22 +90,28 @@ def pyfunc_answers(pipeline: PredictPipeline, students: pd.DataFrame, support_cu
 def log_answers_model(
     set_dir: Path | str, support_cut: float, name: str = "answers", registered_model_name: str | None = None
 ) -> Any:
-    """Log (and optionally register) the answering model for a verified set, in the active or a new run."""
+    """Log (and optionally register) the answering model for a verified set, in the active or a new run.
+
+    The project travels with the model as its wheel, built now: MLflow copies it into the model's ``code/`` folder,
+    and the model's requirements name it (``code/<wheel>``, read from the model's folder when MLflow restores the
+    model's environment) after the serving pins."""
     PredictPipeline.from_artifacts(set_dir)  # refuse, here and now, a set that would not load
     example = random_students(3, seed=0)
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(_ROOT / "src" / "batch" / "answers_model.py"),  # models from code: no pickle
-        input_example=example,
-        artifacts={MODEL_SET: str(set_dir)},
-        code_paths=[str(_ROOT / "src")],
-        model_config={"support_cut": float(support_cut)},
-        signature=SIGNATURE,
-        pip_requirements=_serving_requirements(),
-        registered_model_name=registered_model_name,
-    )
+    with tempfile.TemporaryDirectory(prefix="student-math-wheel-") as folder:
+        wheel = build_wheel(Path(folder))
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(Path(__file__).with_name("answers_model.py")),  # models from code: no pickle
+            input_example=example,
+            artifacts={MODEL_SET: str(set_dir)},
+            code_paths=[str(wheel)],
+            model_config={"support_cut": float(support_cut)},
+            signature=SIGNATURE,
+            pip_requirements=[*_serving_requirements(), f"code/{wheel.name}"],
+            registered_model_name=registered_model_name,
+        )
 
 
 def _serving_requirements() -> list[str]:
-    lines = (_ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    lines = (PROJECT / "requirements.txt").read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-"))]

@@ -9,17 +9,22 @@ An ``s3://`` input or output needs no Hadoop S3 connector: the driver lists the 
 reads whole objects with ``read_chunks`` (as the local engine does) and writes its part with boto3.
 
 Under ``spark-submit`` the master and resources come from spark-submit; otherwise a session on
-``local[*]`` (or ``--master``) is started with this Python for its workers.
+``local[*]`` (or ``--master``) is started with this Python for its workers. The workers import the project from
+its wheel, built at run time from the checkout and shipped with ``addPyFile`` (``spark-submit --py-files``
+ships the same wheel, written by ``python -m src.batch.spark FOLDER``).
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
+import functools
 import json
 import logging
 import os
+import shutil
 import sys
-import zipfile
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +53,7 @@ from src.batch.core import (
     score_read_chunk,
     serialise,
 )
+from src.batch.wheel import build_wheel, project_checkout
 from src.schema import STUDENT_ID, TARGET
 from src.storage import DataSourceError, s3_client, split_s3_uri
 from src.validation import normalise_student_headers
@@ -103,15 +109,36 @@ raise SystemExit(main())
 
 
 def package_source(folder: Path) -> tuple[Path, Path]:
-    """Write ``src.zip`` (for ``spark-submit --py-files``) and ``batch_predict_main.py`` (its main file)."""
-    root = Path(__file__).resolve().parents[2]
-    folder.mkdir(parents=True, exist_ok=True)
-    archive_path, main_path = folder / "src.zip", folder / "batch_predict_main.py"
-    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((root / "src").rglob("*.py")):
-            archive.write(path, path.relative_to(root).as_posix())
+    """Write the project's wheel for ``spark-submit --py-files`` and ``batch_predict_main.py`` (its main file)."""
+    archive_path = _as_zip(build_wheel(folder))
+    main_path = folder / "batch_predict_main.py"
     main_path.write_text(MAIN_SCRIPT, encoding="utf-8")
     return archive_path, main_path
+
+
+def _as_zip(wheel: Path) -> Path:
+    """The wheel renamed ``.zip`` (the same bytes): Spark puts only ``.zip``, ``.egg`` and ``.jar`` files of
+    ``--py-files`` and ``addPyFile`` on its workers' Python path, and a pure-Python wheel is a zip of the package."""
+    return wheel.replace(wheel.with_suffix(".zip"))
+
+
+def ship_project(spark: Any) -> Path | None:
+    """Put the project's wheel on the Python path of the session's workers; None when this code does not run from
+    a checkout (under ``spark-submit --py-files``, which shipped it already)."""
+    if project_checkout() is None:
+        logger.info("running from a package, not a checkout: the workers get the code spark-submit shipped")
+        return None
+    archive = _built_once()
+    spark.sparkContext.addPyFile(str(archive))  # the same path again is ignored by Spark
+    return archive
+
+
+@functools.cache
+def _built_once() -> Path:
+    """The wheel, built once per process into a folder of its own, removed when the process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="student-math-wheel-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return _as_zip(build_wheel(folder))
 
 
 def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple[int, int, int, list[dict] | None]:
@@ -123,6 +150,7 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
     from pyspark.sql import functions as F
 
     spark = spark_session(config.master)
+    ship_project(spark)
     try:
         if config.input.startswith("s3://"):
             names = list_inputs(config.input)
@@ -399,7 +427,8 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m src.batch.spark", description="write the files spark-submit needs (src.zip, the main script)"
+        prog="python -m src.batch.spark",
+        description="write the files spark-submit needs (the project's wheel, as a .zip, and the main script)",
     )
     parser.add_argument("folder", type=Path, help="where to write them")
     for written in package_source(parser.parse_args().folder):

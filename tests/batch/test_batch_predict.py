@@ -140,12 +140,18 @@ def test_the_json_batch_answer_is_the_shared_answer(client, pipeline, student):
     assert Path(pipeline.directory).is_dir()
 
 
-def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
+def test_spark_submit_package_is_the_project_wheel_and_a_main_script(tmp_path):
+    import subprocess
+    import sys
     import zipfile
 
     from src.batch.spark import package_source
 
     archive, script = package_source(tmp_path / "dist")
+    assert archive.name == "student_math-1.0.0-py3-none-any.zip" and sorted(p.name for p in archive.parent.iterdir()) == [
+        "batch_predict_main.py",
+        archive.name,
+    ]
     names = set(zipfile.ZipFile(archive).namelist())
     assert {
         "src/__init__.py",
@@ -154,10 +160,23 @@ def test_spark_submit_package_holds_the_source_and_a_main_script(tmp_path):
         "src/batch/spark.py",
         "src/answers/columns.py",
         "src/schema.py",
+        "student_math-1.0.0.dist-info/METADATA",
     } <= names
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert not any("__pycache__" in n or n.endswith(".pyc") or n.startswith(("tests/", "app.py")) for n in names)
     compile(script.read_text(), str(script), "exec")
     assert "from src.pipeline.batch_predict import main" in script.read_text()
+    # Python imports the project from the archive alone, as Spark's workers do
+    where = subprocess.run(
+        [sys.executable, "-c", "import src.schema; print(src.schema.__file__)"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(archive), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.strip() == f"{archive}/src/schema.py"
 
 
 def test_a_clean_file_still_gets_a_rejects_output_with_its_columns(trained, tmp_path):
