@@ -550,6 +550,17 @@ class BandPolicies(BaseModel):
     groups: dict[str, dict[str, PolicyFigures]] = Field(description="by feature, then by category")  # type: ignore[valid-type]
 
 
+class WhoseFigures(BaseModel):
+    """Whose drift and real-score figures the page shows: this instance since it started, or the whole fleet."""
+
+    model_config = ANSWER
+    scope: str = Field(
+        description='"instance" (this instance since it started) or "fleet" (every instance, from Prometheus)'
+    )
+    realized: str = Field(description="the sentence shown above the real-score figures")
+    drift: str = Field(description="the sentence shown above the drift figures")
+
+
 class ModelCard(BaseModel):
     """/model.json: the model page's content."""
 
@@ -572,6 +583,7 @@ class ModelCard(BaseModel):
     card: CardText
     realized: Realized | None
     band_policies: BandPolicies | None = Field(description="null for a model trained before they were recorded")
+    figures: WhoseFigures
 
 
 class FactorsStatus(BaseModel):
