@@ -20,8 +20,10 @@ STAR_RESOURCE_ONLY = {
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeLaunchConfigurations",
     "autoscaling:DescribeScalingActivities",
+    "ec2:DescribeDhcpOptions",
     "ec2:DescribeImages",
     "ec2:DescribeInstances",
+    "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSecurityGroups",
     "ec2:DescribeSubnets",
     "ec2:DescribeVpcs",
@@ -46,9 +48,19 @@ def allow_statements(template):
         if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             documents.append(props["PolicyDocument"])
         for document in documents:
-            for statement in document["Statement"]:
+            for statement in conditional_items(document["Statement"]):
                 if statement["Effect"] == "Allow":
                     yield name, statement
+
+
+def conditional_items(items):
+    """A list's items with each Fn::If item replaced by both of its branches (AWS::NoValue dropped): a statement
+    present under one condition is checked like the others."""
+    for item in items:
+        if isinstance(item, dict) and set(item) == {"Fn::If"}:
+            yield from (b for b in item["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"})
+        else:
+            yield item
 
 
 def as_list(value):
@@ -484,3 +496,26 @@ def test_build_logs_expire_and_old_application_versions_are_deleted(template):
         assert resources[group]["Properties"]["RetentionInDays"] <= 365
     lifecycle = resources["EbApplication"]["Properties"]["ResourceLifecycleConfig"]["VersionLifecycleConfig"]
     assert lifecycle["MaxCountRule"]["Enabled"] is True and lifecycle["MaxCountRule"]["DeleteSourceFromS3"] is True
+
+
+def test_the_retraining_build_runs_in_the_vpc_where_prometheus_answers(template):
+    """Prometheus answers only inside the VPC: with a VPC given, the build runs there with the query client's group,
+    its role may make the build's network interface, and the stack refuses a Prometheus address without a VPC."""
+    project = template["Resources"]["RetrainProject"]["Properties"]
+    assert project["VpcConfig"]["Fn::If"][0] == "RetrainInVpc"
+    vpc = project["VpcConfig"]["Fn::If"][1]
+    assert vpc == {
+        "VpcId": {"Ref": "RetrainVpcId"},
+        "Subnets": {"Ref": "RetrainSubnetIds"},
+        "SecurityGroupIds": [{"Ref": "RetrainSecurityGroupId"}],
+    }
+    assert project["VpcConfig"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    statements = template["Resources"]["RetrainRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    in_vpc = [s["Fn::If"][1] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "RetrainInVpc"]
+    actions = {a for s in in_vpc for a in s["Action"]}
+    assert {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:CreateNetworkInterfacePermission"} <= actions
+    permission = next(s for s in in_vpc if s["Action"] == ["ec2:CreateNetworkInterfacePermission"])
+    assert permission["Condition"] == {"StringEquals": {"ec2:AuthorizedService": "codebuild.amazonaws.com"}}
+    rule = template["Rules"]["PrometheusIsReachedFromTheVpc"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PrometheusUrl"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RetrainVpcId"}, ""]}]}
