@@ -30,7 +30,7 @@ def rows(student: dict) -> list[dict]:
         {**student, "reading_score": 72.5, "writing_score": 74.0},
         {**student, "reading_score": "72", "writing_score": "74"},
         {**student, "reading_score": 172},
-        {**student, "gender": "Female", "writing_score": None},
+        {**student, "gender": "Femal", "writing_score": None},
     ]
 
 

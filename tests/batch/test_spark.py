@@ -134,6 +134,8 @@ def test_answering_model_through_spark_udf(spark, trained, cohort, pipeline, tmp
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:
+        # this database's own experiment: one made active by an earlier test names an id this database lacks
+        mlflow.set_experiment("answers-model-spark")
         info = log_answers_model(trained.manifest_path.parent, support_cut=60.0)
         udf = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type=RESULT_TYPE, env_manager="local")
     finally:

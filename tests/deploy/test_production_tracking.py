@@ -169,7 +169,7 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
         TRACKING="existing",
         TRAINING_DATA_URI=f"s3://{BUCKET}/data/students.csv",
         MODEL_URI=f"s3://{BUCKET}/{STORE_PREFIX}",
-        DRIFT_URL=f"http://127.0.0.1:{never_asked.getsockname()[1]}/drift",
+        PROMETHEUS_URL=f"http://127.0.0.1:{never_asked.getsockname()[1]}",
     )  # never asked: every retraining has new data
 
     def mark(text: str) -> None:
