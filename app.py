@@ -40,7 +40,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.register_blueprint(model_page.bp)
     app.register_blueprint(openapi.bp)
     errors.register_error_handlers(app)
-    security.check_bearer_tokens(app)
+    security.check_bearer_tokens(app, config.sign_in)
     guarded = BodyGuard(
         app.wsgi_app,
         config.max_content_length,

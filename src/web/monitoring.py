@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, has_request_context, request
+from flask import Blueprint, Flask, Response, has_request_context, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
@@ -81,32 +81,52 @@ def attach_monitoring(app: Flask, svc: Services) -> Periodic | None:
         svc.slot.listeners.append(tracker.model_loaded)
         flusher.callbacks.append(tracker.flush)
         app.register_blueprint(bp)
-    if config.drift_enabled or config.metrics_enabled:
-        _attach_exclusion(app, config.metrics_token)
     if config.metrics_enabled:
         requests = _attach_metrics(app, svc, tracker, flusher)
         app.wsgi_app = _RequestHook(app.wsgi_app, requests)  # type: ignore[method-assign]
+    if config.drift_enabled or config.metrics_enabled:
+        app.wsgi_app = _Exclusion(app.wsgi_app, config.metrics_token)  # type: ignore[method-assign]
     return flusher if flusher.callbacks else None
 
 
-def _attach_exclusion(app: Flask, token: str | None) -> None:
-    """Mark the requests that ask to be kept out of monitoring and carry the monitoring token."""
+class _Exclusion:
+    """WSGI middleware: a request asking to be kept out of monitoring (``X-Monitoring-Exclude: true``) is kept out
+    when it carries the monitoring token, and its answer says which happened (``X-Monitoring-Excluded``).
 
-    @app.before_request
-    def mark_excluded() -> None:
-        asked = request.headers.get(EXCLUDE_HEADER, "").strip().lower() == "true"
-        given = request.headers.get(TOKEN_HEADER, "").encode()
-        g.monitoring_excluded = bool(asked and token and hmac.compare_digest(given, token.encode()))
+    In front of Flask rather than a ``before_request`` and an ``after_request`` hook: every other request costs
+    one look in the environ, not two hook dispatches.
+    """
 
-    @app.after_request
-    def say_excluded(response: Response) -> Response:
-        if EXCLUDE_HEADER in request.headers:
-            response.headers[EXCLUDED_HEADER] = "true" if g.get("monitoring_excluded") else "false"
-        return response
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], token: str | None) -> None:
+        self.wsgi_app = wsgi_app
+        self.token = token.encode() if token else None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        asked = environ.get(_EXCLUDE_KEY)
+        if asked is None:
+            return self.wsgi_app(environ, start_response)
+        given = environ.get(_TOKEN_KEY, "").encode()
+        honoured = asked.strip().lower() == "true" and self.token is not None and hmac.compare_digest(given, self.token)
+        environ[_EXCLUDED] = honoured
+        said = (EXCLUDED_HEADER, "true" if honoured else "false")
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            headers.append(said)
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_EXCLUDE_KEY, _TOKEN_KEY = _environ_key(EXCLUDE_HEADER), _environ_key(TOKEN_HEADER)
+_EXCLUDED = "student_math.monitoring_excluded"  # set in the environ of a request that asked, to what was decided
 
 
 def _excluded() -> bool:
-    return has_request_context() and bool(g.get("monitoring_excluded"))
+    return has_request_context() and bool(request.environ.get(_EXCLUDED))
 
 
 class _Excludable:

@@ -109,6 +109,8 @@ def bearer_refused() -> Response | None:
     return _unauthorized("sign-in is on: a bearer token must be one this server accepts; sign in instead")
 
 
-def check_bearer_tokens(app: Flask) -> None:
-    """Run ``bearer_refused`` before every view of ``app`` (pages, the API, monitoring)."""
-    app.before_request(bearer_refused)
+def check_bearer_tokens(app: Flask, sign_in: bool) -> None:
+    """With sign-in on, run ``bearer_refused`` before every view of ``app`` (pages, the API, monitoring); without
+    it the hook would pass every request, so none is registered (a hook costs each request its dispatch)."""
+    if sign_in:
+        app.before_request(bearer_refused)
