@@ -44,6 +44,11 @@ def refusing_socket() -> socket.socket:
     return sock
 
 
+# For a test's ``mlflow server``: without its job runner, which would start seven more Python processes (huey
+# consumers for server-side jobs such as GenAI evaluations) that this project never uses.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def start(
     cmd: Sequence[str],
     *,

@@ -29,7 +29,7 @@ from src.lifecycle.tracking import CHAMPION, MODEL_NAME, champion_history
 from src.synthetic import generate_students
 from tests.conftest import FAST_MODELS
 from tests.deploy.cfn_yaml import load
-from tests.servers import BIN, PROJECT, listening_port, refusing_socket, start, stop, wait_for
+from tests.servers import BIN, MLFLOW_SERVER_ENV, PROJECT, listening_port, refusing_socket, start, stop, wait_for
 
 BUCKET = "student-math-models"
 STORE_PREFIX = "models/student-math"
@@ -145,7 +145,7 @@ def production(s3_server, tmp_path_factory) -> Iterator[Production]:
             "--workers",
             "1",
         ],
-        env={**aws, "PYTHONUNBUFFERED": "1"},
+        env={**aws, **MLFLOW_SERVER_ENV, "PYTHONUNBUFFERED": "1"},
         log=log,
         cwd=server_dir,
     )

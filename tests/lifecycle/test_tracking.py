@@ -14,7 +14,7 @@ from src.lifecycle.tracking import CHAMPION, MODEL_NAME
 from src.pipeline import promote
 from src.pipeline.train_pipeline import main
 from tests.conftest import FAST_MODELS
-from tests.servers import BIN, PROJECT, listening_port, refusing_socket, start, stop, wait_for
+from tests.servers import BIN, MLFLOW_SERVER_ENV, PROJECT, listening_port, refusing_socket, start, stop, wait_for
 
 FAST = ["--synthetic-rows", "300", "--cv-folds", "3", "--models", ",".join(FAST_MODELS)]
 
@@ -38,6 +38,7 @@ def mlflow_server(s3_env, tmp_path):
             "--workers",
             "1",
         ],
+        env=MLFLOW_SERVER_ENV,
         log=log,
         cwd=tmp_path,
     )
