@@ -142,7 +142,9 @@ def test_test_sh_run_twice_in_a_fresh_clone_installs_once(tmp_path):
 
     calls.write_text("")
     run_script(project, env, "test.sh", "--all", "-q")
-    assert "python -m pytest -n auto -q\n" in calls.read_text()  # the whole suite (.ci/run)
+    assert (
+        "python -m pytest -n auto --dist loadgroup --no-loadscope-reorder -q\n" in calls.read_text()
+    )  # the whole suite (.ci/run)
 
 
 def test_test_sh_installs_again_when_any_requirements_file_it_installs_changes(tmp_path):
