@@ -15,7 +15,7 @@ whose known values the description lists, never enums a new value would break.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -114,14 +114,14 @@ LabeledStudent = create_model(  # type: ignore[call-overload]
     __doc__="A student of a batch, who may carry their real math score to check the answers against.",
     **{
         TARGET.name: (
-            float | None,
+            Annotated[float, Field(ge=TARGET.minimum, le=TARGET.maximum)]
+            | Annotated[str, Field(pattern=r"^\s*$")]  # a blank cell, as spreadsheets and CSV exports write it
+            | None,
             Field(
                 default=None,
-                ge=TARGET.minimum,
-                le=TARGET.maximum,
                 description=f"the student's real {TARGET.label.lower()} when known (`math score` is accepted "
-                "too; null: not known yet); the answer then holds `real_math_score`, `prediction_minus_real`, "
-                "`inside_range`, `band_right` per student and the batch's `evaluation`",
+                "too; null or a blank text: not known yet); the answer then holds `real_math_score`, "
+                "`prediction_minus_real`, `inside_range`, `band_right` per student and the batch's `evaluation`",
             ),
         )
     },
