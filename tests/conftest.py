@@ -30,7 +30,7 @@ def unavailable(reason: str) -> NoReturn:
 # The tiers. `bash scripts/test.sh` runs the tests that have none of the marks registered in pyproject.toml;
 # .ci/run runs them all. A test gets the marks of the longest key that names it: its module's path, or the
 # module's path and the test's name (parameters left out). Mark a new test that is slow or needs a tool here.
-SLOW, SERVER, BROWSER, SPARK = "slow", "server", "browser", "spark"
+SLOW, SERVER, BROWSER, SPARK, DOCKER = "slow", "server", "browser", "spark", "docker"
 TIERS: dict[str, tuple[str, ...]] = {
     # real servers: gunicorn, Prometheus, MLflow, moto (S3), each started and stopped by the test
     "tests/test_gunicorn.py": (SLOW, SERVER),
@@ -63,6 +63,12 @@ TIERS: dict[str, tuple[str, ...]] = {
     "tests/web/test_accessibility.py": (SLOW, SERVER, BROWSER),
     # a Spark session (Java), with S3 on moto
     "tests/batch/test_spark.py": (SLOW, SERVER, SPARK),
+    # a Docker engine of the test's own builds the image and runs it (gunicorn in the container)
+    "tests/deploy/test_image.py::test_the_image_builds_runs_and_passes_the_smoke_test_in_a_docker_engine": (
+        SLOW,
+        SERVER,
+        DOCKER,
+    ),
     # long: kill -9 at twenty moments, trainings on the real data, a process killed mid-training
     "tests/lifecycle/test_crash_safety.py": (SLOW,),
     "tests/test_real_data.py": (SLOW,),
