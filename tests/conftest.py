@@ -85,6 +85,25 @@ TIERS: dict[str, tuple[str, ...]] = {
     "tests/lifecycle/test_decision.py::test_signed_sets_only_when_the_server_has_keys": (SLOW,),
     "tests/web/test_metrics.py::test_unknown_field_names_never_become_series_and_metrics_stay_small": (SLOW,),
     "tests/test_serving_footprint.py::test_the_app_serves_without_importing_training_packages": (SLOW,),
+    # docs/data-team.md's commands as written: each training is a whole run (every candidate, MLflow on sqlite)
+    "tests/test_data_team_commands.py::test_training_from_the_project_folder_registers_the_champion_that_mlflow_serves": (
+        SLOW,
+        SERVER,
+    ),
+    "tests/test_data_team_commands.py::test_the_lifecycle_commands_train_promote_by_hand_roll_back_and_publish": (
+        SLOW,
+        SERVER,
+    ),
+    "tests/test_data_team_commands.py::test_the_short_command_trains_from_a_file": (SLOW,),
+    "tests/test_data_team_commands.py::test_training_without_protected_attributes": (SLOW,),
+    "tests/test_data_team_commands.py::test_training_from_an_s3_object": (SLOW, SERVER),
+    "tests/test_data_team_commands.py::test_mlflow_runs_the_mlproject_in_the_activated_environment": (SLOW,),
+    "tests/test_data_team_commands.py::test_the_dvc_block_tracks_the_data_reproduces_training_and_runs_an_experiment": (
+        SLOW,
+    ),
+    "tests/test_data_team_commands.py::test_batch_scoring_of_an_s3_prefix_to_parquet": (SERVER,),
+    "tests/test_data_team_commands.py::test_batch_scoring_on_spark_of_a_folder": (SLOW, SPARK),
+    "tests/test_data_team_commands.py::test_the_cluster_bundle_is_written_and_the_batch_environment_made": (SLOW,),
 }
 
 
