@@ -128,7 +128,7 @@ NOT_RUN: dict[str, str] = {
     TRAIN_URL: "it downloads from example.org, the page's example address, and tests download nothing; "
     "tests/components/test_data_ingestion.py::test_reads_an_http_url reads a CSV over HTTP from a local server",
     RETRAIN: "it asks the fleet's Prometheus at 10.0.1.20, an address inside the production network; "
-    "tests/lifecycle/test_retraining.py runs retraining against a Prometheus of its own",
+    "tests/monitoring/test_fleet.py runs retrain --prometheus-url against a Prometheus of its own",
     DVC_PUSH: "it pushes to the remote the line before points at, https://s3.example.org, the page's example "
     "address; tests/test_dvc.py pushes to and pulls from a moto S3 server",
     BATCH_ENV_INSTALL: "it downloads PySpark and the serving set from the package index into a new environment, and "
