@@ -4,7 +4,7 @@
 #   bash scripts/test.sh            the fast tier: every test not marked slow, server, browser, spark or docker
 #                                   (the marks are registered in pyproject.toml), on every core (pytest-xdist)
 #   bash scripts/test.sh --all ...  the whole suite, on every core (what .ci/run runs), the longest units of work first
-#                                   (tests/conftest.py: SHARED_SETUP, LONGEST_FIRST); more arguments go to pytest
+#                                   (tests/conftest.py: LONGEST_FIRST), a module to a worker; more arguments go to pytest
 #   bash scripts/test.sh ARGS       pytest ARGS as given (bash scripts/test.sh tests/web -x)
 # The installation (the requirements, then the project itself in editable mode, which puts `src` on the path and
 # the `student-math` command in .venv/bin) is skipped when neither a requirements file nor pyproject.toml has
@@ -43,6 +43,6 @@ if [ $# -eq 0 ]; then
   set -- -m "not (slow or server or browser or spark or docker)" -n auto
 elif [ "$1" = "--all" ]; then
   shift
-  set -- -n auto --dist loadgroup --no-loadscope-reorder "$@"
+  set -- -n auto --dist loadscope --no-loadscope-reorder "$@"
 fi
 .venv/bin/python -m pytest "$@"

@@ -114,72 +114,57 @@ def tier_marks(nodeid: str) -> tuple[str, ...]:
     return TIERS.get(f"{path}::{name}", TIERS.get(path, ()))
 
 
-# How the whole suite is spread over pytest-xdist's workers (`scripts/test.sh --all`: `--dist loadgroup
-# --no-loadscope-reorder`): each module below shares a costly module-scoped fixture (a trained set, servers, a Spark
-# session, generated clients, a built image) among its tests, so it is one unit of work, given to one worker and
-# made once; every other test is a unit of its own.
-SHARED_SETUP: tuple[str, ...] = (
-    "tests/answers/test_model.py",
-    "tests/batch/test_spark.py",
-    "tests/contract/test_generated_client.py",
-    "tests/deploy/test_image.py",
-    "tests/deploy/test_instance.py",
-    "tests/deploy/test_load_balancer.py",
-    "tests/deploy/test_production_tracking.py",
-    "tests/monitoring/test_fleet.py",
-    "tests/pipeline/test_train_options.py",
-    "tests/test_real_data.py",
-    "tests/test_slow_clients.py",
-)
-# The longest units first (measured: CPU and wall seconds per test over the whole suite), then the other slow tests,
-# then the rest: the workers take the next unit as they finish one, so none is left alone with a long test at the
-# end. A key is a module's path or a test's (parameters left out).
+# How the whole suite is spread over pytest-xdist's workers (`scripts/test.sh --all`: `--dist loadscope
+# --no-loadscope-reorder`): a module is one unit of work, given whole to one worker, so a costly module-scoped fixture
+# (a trained set, servers, a Spark session, generated clients, a built image) is made once; the units go out in the
+# order the collection hook sets.
+# The longest modules first (measured: CPU and wall seconds per test over the whole suite), then those with slow
+# tests, then the rest: the workers take the next module as they finish one, so none is left alone with a long one
+# at the end. A key is a module's path.
 LONGEST_FIRST: tuple[str, ...] = (
-    "tests/contract/test_openapi.py::test_schemathesis_finds_no_server_error_and_no_nonconforming_answer_on_gunicorn",
+    "tests/contract/test_openapi.py",
+    "tests/lifecycle/test_tracking.py",
     "tests/deploy/test_production_tracking.py",
     "tests/lifecycle/test_crash_safety.py",
+    "tests/lifecycle/test_provenance.py",
+    "tests/web/test_browser.py",
     "tests/batch/test_spark.py",
+    "tests/test_gunicorn.py",
     "tests/deploy/test_image.py",
-    "tests/deploy/test_buildspec.py::test_phase_commands_train_and_publish_in_a_clone",
-    "tests/lifecycle/test_tracking.py::test_mlflow_run_trains_through_the_mlproject_entry_point",
-    "tests/contract/test_openapi.py::test_schemathesis_with_an_api_token_gets_answers_not_401_on_gunicorn",
-    "tests/lifecycle/test_lifecycle_e2e.py",
     "tests/answers/test_model.py",
+    "tests/lifecycle/test_decision.py",
+    "tests/test_slow_clients.py",
+    "tests/answers/test_columns.py",
     "tests/monitoring/test_fleet.py",
+    "tests/web/test_accessibility.py",
     "tests/contract/test_generated_client.py",
+    "tests/deploy/test_buildspec.py",
+    "tests/web/test_metrics.py",
+    "tests/test_dvc.py",
+    "tests/batch/test_pyfunc.py",
+    "tests/lifecycle/test_lifecycle_e2e.py",
+    "tests/test_kill_worker.py",
+    "tests/web/test_teachers_browser.py",
 )
 
 
-def _unit_key(nodeid: str) -> tuple[str, str]:
-    path, _, rest = nodeid.partition("::")
-    return path, f"{path}::{rest.split('[')[0]}"
-
-
-def shared_setup_group(nodeid: str) -> str | None:
-    """The pytest-xdist group of a test whose module shares a costly setup (its module's path); None otherwise."""
-    module = nodeid.partition("::")[0]
-    return module if module in SHARED_SETUP else None
-
-
-def expected_rank(nodeid: str, slow: bool) -> tuple[int, int]:
-    """Where a test goes in the run: its key's place in LONGEST_FIRST, else after them (slow tests first)."""
-    module, test = _unit_key(nodeid)
-    for rank, key in enumerate(LONGEST_FIRST):
-        if key in (module, test):
-            return 0, rank
+def expected_rank(module: str, slow: bool) -> tuple[int, int]:
+    """Where a module goes in the run: its place in LONGEST_FIRST, else after them (those with slow tests first)."""
+    if module in LONGEST_FIRST:
+        return 0, LONGEST_FIRST.index(module)
     return (1, 0) if slow else (2, 0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (it adds them to the test ids)
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         for mark in tier_marks(item.nodeid):
             item.add_marker(mark)
-        group = shared_setup_group(item.nodeid)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-    # a stable sort: pytest's own order (fixtures made as few times as possible) within each rank
-    items.sort(key=lambda item: expected_rank(item.nodeid, item.get_closest_marker(SLOW) is not None))
+    slow: dict[str, bool] = {}
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        slow[module] = slow.get(module, False) or item.get_closest_marker(SLOW) is not None
+    # a stable sort of whole modules: pytest's own order (fixtures made as few times as possible) within each
+    items.sort(key=lambda item: expected_rank(item.nodeid.partition("::")[0], slow[item.nodeid.partition("::")[0]]))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -143,7 +143,7 @@ def test_test_sh_run_twice_in_a_fresh_clone_installs_once(tmp_path):
     calls.write_text("")
     run_script(project, env, "test.sh", "--all", "-q")
     assert (
-        "python -m pytest -n auto --dist loadgroup --no-loadscope-reorder -q\n" in calls.read_text()
+        "python -m pytest -n auto --dist loadscope --no-loadscope-reorder -q\n" in calls.read_text()
     )  # the whole suite (.ci/run)
 
 

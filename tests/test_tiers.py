@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import LONGEST_FIRST, PROJECT, SHARED_SETUP, TIERS, expected_rank, shared_setup_group, tier_marks
+from tests.conftest import LONGEST_FIRST, PROJECT, TIERS, expected_rank, tier_marks
 
 
 def test_every_key_names_a_module_or_one_of_its_tests():
-    for key in (*TIERS, *SHARED_SETUP, *LONGEST_FIRST):
+    for key in (*TIERS, *LONGEST_FIRST):
         path, _, name = key.partition("::")
         assert (PROJECT / path).is_file(), key
         if name:
@@ -31,14 +31,8 @@ def test_a_test_gets_its_own_marks_before_its_modules():
     assert tier_marks("tests/test_schema.py::test_anything") == ()
 
 
-def test_the_longest_tests_come_first_then_the_slow_ones():
+def test_the_longest_modules_come_first_then_those_with_slow_tests():
     first, second = LONGEST_FIRST[:2]
-    assert expected_rank(f"{first}[x]", slow=True) < expected_rank(f"{second}::test_y", slow=False)
-    assert expected_rank(f"{second}::test_y", slow=False) < expected_rank("tests/test_other.py::test_z", slow=True)
-    assert expected_rank("tests/test_other.py::test_z", slow=True) < expected_rank("tests/test_other.py::test_w", slow=False)
-
-
-def test_a_shared_setup_module_is_one_unit_of_work():
-    module = SHARED_SETUP[0]
-    assert shared_setup_group(f"{module}::test_a[1]") == shared_setup_group(f"{module}::test_b") == module
-    assert shared_setup_group("tests/test_other.py::test_a") is None
+    assert expected_rank(first, slow=False) < expected_rank(second, slow=False)
+    assert expected_rank(second, slow=False) < expected_rank("tests/test_other.py", slow=True)
+    assert expected_rank("tests/test_other.py", slow=True) < expected_rank("tests/test_another.py", slow=False)
