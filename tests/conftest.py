@@ -122,6 +122,7 @@ def tier_marks(nodeid: str) -> tuple[str, ...]:
 # tests, then the rest: the workers take the next module as they finish one, so none is left alone with a long one
 # at the end. A key is a module's path.
 LONGEST_FIRST: tuple[str, ...] = (
+    "tests/test_data_team_commands.py",
     "tests/contract/test_openapi.py",
     "tests/lifecycle/test_tracking.py",
     "tests/deploy/test_production_tracking.py",
