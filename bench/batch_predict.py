@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def run_engine(command: list[str], cwd: Path) -> dict:
         text=True,
         env={**os.environ, "PYSPARK_PYTHON": sys.executable},
     )
+    lines: list[str] = []  # stderr, read as it comes (a full pipe would stall the command)
+    reader = threading.Thread(target=lambda: lines.extend(child.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     parent = psutil.Process(child.pid)
     peaks: dict[str, float] = {}
     peak_total = 0.0
@@ -112,10 +116,12 @@ def run_engine(command: list[str], cwd: Path) -> dict:
         peak_total = max(peak_total, sum(by_kind.values()) / 2**20)
         time.sleep(0.1)
     wall = time.perf_counter() - started
-    stderr = child.stderr.read() if child.stderr else ""
+    reader.join(timeout=10)
+    stderr = "".join(lines)
     if child.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
-    return {"wall": wall, "peaks": peaks, "peak_total": peak_total}
+    progress = [line.rstrip() for line in lines if line.startswith("progress: ")]
+    return {"wall": wall, "peaks": peaks, "peak_total": peak_total, "progress": progress}
 
 
 def partition_overhead(store: Path, folder: Path, out: Path, master: str) -> list[tuple[int, float]]:
@@ -223,6 +229,11 @@ def main() -> None:
                 f"(target >= 1.0 for local)",
                 flush=True,
             )
+            if engine == "local":  # what a person running it sees on stderr meanwhile
+                shown = measured["progress"]
+                print(f"  progress lines on stderr: {len(shown)}", flush=True)
+                for line in shown[:2] + (["..."] if len(shown) > 3 else []) + shown[2:][-1:]:
+                    print(f"    {line}", flush=True)
         if "spark" not in args.engines.split(","):
             print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
             return

@@ -148,7 +148,8 @@ def _write_parts(output: Output, answers: Any, rejects: pd.DataFrame) -> None:
 
 
 class Progress:
-    """A line on stderr at most every ``seconds``: rows done, rows per second and the expected end.
+    """A line on stderr at most every ``seconds``: rows done, rows per second and the expected end. The first comes
+    sooner (after ``FIRST_PROGRESS_SECONDS`` at most), so that a run of a few seconds still says it is working.
 
     The end is estimated from the input's size in bytes (``total_bytes``; None when unknown) and the bytes per
     row of the first chunk, measured on a sample of its rows as CSV text.
@@ -161,6 +162,7 @@ class Progress:
         self.started = self.last = time.monotonic()
         self.rows = 0
         self.bytes_per_row: float | None = None
+        self.due = min(seconds, FIRST_PROGRESS_SECONDS)  # until the first line; then ``seconds``
 
     def advance(self, chunk: pd.DataFrame, rows: int) -> None:
         if self.seconds <= 0:
@@ -170,9 +172,9 @@ class Progress:
             self.bytes_per_row = len(sample.to_csv(index=False, header=False).encode()) / len(sample)
         self.rows += rows
         now = time.monotonic()
-        if now - self.last < self.seconds:
+        if now - self.last < self.due:
             return
-        self.last = now
+        self.last, self.due = now, self.seconds
         rate = self.rows / max(now - self.started, 1e-9)
         line = f"progress: {self.rows:,} rows in {now - self.started:.0f} s, {rate:,.0f} rows/s"
         if self.total_bytes and self.bytes_per_row:
@@ -277,6 +279,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
 
 
 PROGRESS_SECONDS = 10.0
+FIRST_PROGRESS_SECONDS = 2.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
