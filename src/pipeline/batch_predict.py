@@ -279,7 +279,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
 
 
 PROGRESS_SECONDS = 10.0
-FIRST_PROGRESS_SECONDS = 2.0
+FIRST_PROGRESS_SECONDS = 1.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
