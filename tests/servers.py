@@ -176,3 +176,28 @@ def stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
         process.wait(timeout=timeout)
     except ProcessLookupError:
         pass
+
+
+def wait_until(check, timeout: float, what: str):
+    """Call ``check`` every 0.5 s until it returns something true (returned); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not reached within {timeout:.0f} s (last: {last})")
+
+
+def run_smoke(url: str, *, wait: int, timeout: float, model_version: str | None = None) -> subprocess.CompletedProcess:
+    """``scripts/smoke.py`` against ``url`` (waiting up to ``wait`` s for it), expecting ``model_version`` if given."""
+    expected = [] if model_version is None else ["--model-version", model_version]
+    return subprocess.run(
+        [sys.executable, "scripts/smoke.py", url, "--wait", str(wait), *expected],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -13,24 +13,13 @@ import requests
 import yaml
 
 from tests.conftest import unavailable
-from tests.servers import BIN, PROJECT, gunicorn_bind, listening_port, listening_socket, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_port, listening_socket, start, stop, wait_for, wait_until
 
 
 def query(prom: str, expr: str) -> list:
     response = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
     response.raise_for_status()
     return response.json()["data"]["result"]
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout:.0f} s (last: {last})")
 
 
 @pytest.fixture()

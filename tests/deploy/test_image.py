@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -27,7 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import unavailable
-from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, run_smoke, start, stop, wait_for
 
 WORKFLOW = PROJECT / ".github" / "workflows" / "ci.yml"
 
@@ -96,22 +95,7 @@ def test_the_image_command_serves_and_the_smoke_test_passes_against_it(store_dir
     }
     process = start([str(BIN / command[0]), *command[1:], *gunicorn_bind(listener)], env=env, log=log, listeners=[listener])
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "scripts/smoke.py",
-                f"http://127.0.0.1:{port}",
-                "--wait",
-                "60",
-                "--model-version",
-                trained.manifest["model_version"],
-            ],
-            cwd=PROJECT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = run_smoke(f"http://127.0.0.1:{port}", wait=60, timeout=120, model_version=trained.manifest["model_version"])
     finally:
         stop(process)
     assert result.returncode == 0, result.stdout + result.stderr + log.read_text()[-2000:]
@@ -134,14 +118,7 @@ def test_the_smoke_test_fails_in_one_line_when_the_service_has_no_model(tmp_path
     process = start([str(BIN / command[0]), *command[1:], *gunicorn_bind(listener)], env=env, log=log, listeners=[listener])
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, status=503, log=log)  # up, and answering "no model"
-        result = subprocess.run(
-            [sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "8"],
-            cwd=PROJECT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_smoke(f"http://127.0.0.1:{port}", wait=8, timeout=60)
     finally:
         stop(process)
     assert result.returncode == 1
@@ -489,14 +466,8 @@ def test_the_image_builds_runs_and_passes_the_smoke_test_in_a_docker_engine(stor
             )
             assert ran.returncode == 0, ran.stderr
             port = container_port(engine, CONTAINER)
-            smoke = subprocess.run(
-                [sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "90"]
-                + ["--model-version", trained.manifest["model_version"]],
-                cwd=PROJECT,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                check=False,
+            smoke = run_smoke(
+                f"http://127.0.0.1:{port}", wait=90, timeout=180, model_version=trained.manifest["model_version"]
             )
             logs = engine("logs", CONTAINER)
             assert smoke.returncode == 0, smoke.stdout + smoke.stderr + logs.stdout[-2000:] + logs.stderr[-2000:]

@@ -18,7 +18,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -28,7 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import unavailable
-from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, run_smoke, start, stop, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # What Elastic Beanstalk generates into conf.d/elasticbeanstalk/ on the instance: the proxy to the app's PORT.
@@ -205,15 +204,7 @@ def test_an_elastic_beanstalk_shaped_instance_serves_through_nginx_with_the_bund
     try:
         wait_for(f"http://127.0.0.1:{app_port}/ready", app, log=app_log)
         wait_for(f"http://127.0.0.1:{port}/ready", proxy, log=nginx_log)
-        smoke = subprocess.run(
-            [sys.executable, "scripts/smoke.py", f"http://127.0.0.1:{port}", "--wait", "30"]
-            + ["--model-version", trained.manifest["model_version"]],
-            cwd=PROJECT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        smoke = run_smoke(f"http://127.0.0.1:{port}", wait=30, timeout=120, model_version=trained.manifest["model_version"])
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
         assert smoke.stdout.startswith(f"ready with model {trained.manifest['model_version']}; one student predicted")
         access = (conf.parent / "logs" / "access.log").read_text()

@@ -33,7 +33,7 @@ from src.store import open_store
 from src.synthetic import generate_students
 from tests.conftest import FAST_MODELS, unavailable
 from tests.monitoring.test_realized import expected_totals, labeled_classes
-from tests.servers import BIN, PROJECT, gunicorn_bind, listening_port, listening_socket, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_port, listening_socket, start, stop, wait_for, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -261,17 +261,6 @@ def fleet(store_dir, tmp_path_factory):
             stop(process)
         receiver.shutdown()
         receiver.server_close()
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout:.0f} s (last: {last})")
 
 
 def test_prometheus_discovers_each_instance_by_the_shipped_relabelling(fleet):
