@@ -60,6 +60,8 @@ def test_the_answering_model_takes_integer_scores_gives_factors_and_none_for_a_b
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    # an experiment of this store: the one another test made active in this process is not in it
+    mlflow.set_experiment("answers-model")
     try:
         model = mlflow.pyfunc.load_model(log_answers_model(trained.manifest_path.parent, support_cut=60.0).model_uri)
     finally:
