@@ -493,12 +493,18 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
-        codes = {}
-        for feature in CATEGORICAL_FEATURES:
-            found = _category_codes(feature.name, columns[feature.name])
-            if (found < 0).any():
-                raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
-            codes[feature.name] = found
+        # every category of every student in one pass, one row per feature: a few array calls whatever the count
+        every = np.fromiter(
+            itertools.chain.from_iterable(
+                map(_CATEGORY_CODES[f.name].get, columns[f.name], itertools.repeat(-1)) for f in CATEGORICAL_FEATURES
+            ),
+            dtype=np.intp,
+            count=len(CATEGORICAL_FEATURES) * size,
+        ).reshape(len(CATEGORICAL_FEATURES), size)
+        if size and every.min() < 0:
+            feature = CATEGORICAL_FEATURES[int(np.flatnonzero((every < 0).any(axis=1))[0])]
+            raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
+        codes = {f.name: row for f, row in zip(CATEGORICAL_FEATURES, every, strict=True)}
         numbers = {f.name: np.asarray(columns[f.name], dtype=np.float64) for f in NUMERIC_FEATURES}
         return cls(size, codes, numbers)
 
