@@ -38,8 +38,9 @@ FLAGS = [
 BAND_TITLES = {"needs_support": "Needs support", "uncertain": "Could be either side", "on_track": "On track"}
 
 
-@pytest.fixture()
-def served(store_dir, trained, tmp_path):
+@pytest.fixture(scope="module")
+def served(store_dir, trained, tmp_path_factory):
+    """The app under gunicorn, one server for the tests of a module (each test has its own browser context)."""
     if not CHROMIUM.exists():
         unavailable(
             f"Chromium not installed at {CHROMIUM} (Debian package chromium, or set CHROMIUM; "
@@ -47,7 +48,7 @@ def served(store_dir, trained, tmp_path):
         )
     listener = listening_socket()
     port = listener.getsockname()[1]
-    process, log = start_gunicorn(listener, store_dir, tmp_path)
+    process, log = start_gunicorn(listener, store_dir, tmp_path_factory.mktemp("served"))
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", process, log=log)
         yield f"http://127.0.0.1:{port}"
