@@ -182,6 +182,7 @@ class TrainingRun:
             input_example=example,
             serialization_format="skops",
             skops_trusted_types=trusted,
+            pip_requirements=_sklearn_requirements(self._mlflow),
         )
         # What is registered answers like the API (score, range, band), also through spark_udf.
         from src.batch.pyfunc import log_answers_model
@@ -301,3 +302,13 @@ def _dataset_source(source: str) -> Any:
     if urllib.parse.urlparse(source).scheme in ("", "file") and local:
         return resolve_dataset_source(source, candidate_sources=local[:1])
     return source
+
+
+def _sklearn_requirements(mlflow: Any) -> list[str]:
+    """What the scikit-learn model needs, pinned to the versions that trained it: the flavor's own (scikit-learn,
+    skops) and the libraries its objects are made of. Given, MLflow does not work them out by loading the model
+    again in a Python of its own (several seconds of every tracked training)."""
+    from importlib import metadata
+
+    pinned = [f"{name}=={metadata.version(name)}" for name in ("numpy", "scipy", "pandas")]
+    return [*mlflow.sklearn.get_default_pip_requirements(include_skops=True), *pinned]

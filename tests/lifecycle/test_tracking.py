@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,12 @@ def test_training_run_is_tracked_and_registered_on_a_server(mlflow_server, s3_en
     assert mlflow.sklearn.load_model(f"runs:/{parent.info.run_id}/sklearn-model").predict(
         generate_students(2, seed=4).drop(columns=["math_score"]).astype(scores)
     ).shape == (2,)
+    # its requirements: MLflow's own line, then the versions that trained it, as given (not worked out by loading it)
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/sklearn-model/requirements.txt"))
+    from importlib import metadata
+
+    pinned = [f"{name}=={metadata.version(name)}" for name in ("scikit-learn", "skops", "numpy", "scipy", "pandas")]
+    assert requirements.read_text().split()[1:] == pinned
 
 
 def test_worse_model_is_kept_out_and_alias_and_pointer_agree_at_every_step(mlflow_server, tmp_path):
