@@ -8,9 +8,11 @@ else is changed: a field that breaks a rule is reported with the field's name an
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
+import operator
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -489,7 +491,8 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
         """Valid students as records (as ``validate_student`` returns them)."""
         if isinstance(records, StudentColumns):
             return records
-        return cls.from_columns({name: [r[name] for r in records] for name in FEATURE_NAMES}, len(records))
+        columns = list(zip(*map(_FEATURE_VALUES, records), strict=True)) or [()] * len(FEATURE_NAMES)
+        return cls.from_columns(dict(zip(FEATURE_NAMES, columns, strict=True)), len(records))
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
@@ -505,8 +508,25 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
             feature = CATEGORICAL_FEATURES[int(np.flatnonzero((every < 0).any(axis=1))[0])]
             raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
         codes = {f.name: row for f, row in zip(CATEGORICAL_FEATURES, every, strict=True)}
-        numbers = {f.name: np.asarray(columns[f.name], dtype=np.float64) for f in NUMERIC_FEATURES}
-        return cls(size, codes, numbers)
+        scores = np.array([columns[f.name] for f in NUMERIC_FEATURES], dtype=np.float64).reshape(len(NUMERIC_FEATURES), size)
+        numbers = {f.name: row for f, row in zip(NUMERIC_FEATURES, scores, strict=True)}
+        made = cls(size, codes, numbers)
+        made.__dict__.update(code_matrix=every, number_matrix=scores)  # the matrices the rows are views of
+        return made
+
+    @functools.cached_property
+    def code_matrix(self) -> np.ndarray:
+        """The category codes as one (categorical features, n) array, rows in schema order."""
+        return np.array([self.codes[f.name] for f in CATEGORICAL_FEATURES], dtype=np.intp).reshape(
+            len(CATEGORICAL_FEATURES), self.size
+        )
+
+    @functools.cached_property
+    def number_matrix(self) -> np.ndarray:
+        """The scores as one (numeric features, n) float array, rows in schema order."""
+        return np.array([self.numbers[f.name] for f in NUMERIC_FEATURES], dtype=np.float64).reshape(
+            len(NUMERIC_FEATURES), self.size
+        )
 
     def values(self, name: str) -> np.ndarray:
         """One feature's values: categories as text (object array), scores as floats."""
@@ -540,6 +560,7 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
 
 
 _CATEGORY_VALUES = {f.name: np.asarray(f.categories, dtype=object) for f in CATEGORICAL_FEATURES}
+_FEATURE_VALUES = operator.itemgetter(*FEATURE_NAMES)  # a record's values in schema order
 _NUMBER_TYPES = frozenset((int, float))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,16 +49,21 @@ def round_as_python(values: Any, decimals: Any) -> np.ndarray:
     """``round(v, d)`` of Python for every value, as a few array operations; ``decimals`` is one number or one per
     row of a 2-D ``values`` (a column of them), so that several fields are rounded at once.
 
-    NumPy rounds ``v * 10**d`` to an integer (``np.round``), which agrees with Python's correctly rounded decimal
+    NumPy rounds ``v * 10**d`` to an integer (``np.rint``), which agrees with Python's correctly rounded decimal
     unless that product lands within its rounding error of a half; those few values are rounded by Python.
     """
     values = np.asarray(values, dtype=float)
-    scale = 10.0 ** np.asarray(decimals, dtype=float)
+    scale = _scale(decimals) if isinstance(decimals, int) else 10.0 ** np.asarray(decimals, dtype=float)
     scaled = values * scale
     out = np.rint(scaled)
+    near_half = np.abs(np.subtract(scaled, out, out=scaled)) > 0.5 - 1e-3  # within 1e-3 of a half, either side
     out /= scale
-    near_half = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
-    if np.count_nonzero(near_half):
+    if near_half.any():
         places = np.broadcast_to(np.asarray(decimals), values.shape)[near_half].tolist()
         out[near_half] = [round(v, d) for v, d in zip(values[near_half].tolist(), places, strict=True)]
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _scale(decimals: int) -> float:
+    return 10.0**decimals

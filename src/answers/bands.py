@@ -30,6 +30,8 @@ ON_TRACK = "on_track"
 BAND_NAMES: tuple[str, ...] = (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
 _BAND_WORDS = np.array(BAND_NAMES, dtype=object)
 _BAND_WORDS.flags.writeable = False  # shared by every answer's bands
+# BAND_NAMES is in the order of the range against the cut (below, across, above): the codes are arithmetic on it
+_UNCERTAIN_CODE = BAND_NAMES.index(UNCERTAIN)
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,19 @@ class Bands:
 
     def coded(self, lows: np.ndarray, highs: np.ndarray) -> Coded:
         """``names`` as positions in ``BAND_NAMES``."""
-        codes = np.full(len(lows), BAND_NAMES.index(UNCERTAIN), dtype=np.int8)
-        codes[np.asarray(highs) < self.cut] = BAND_NAMES.index(NEEDS_SUPPORT)
-        codes[np.asarray(lows) >= self.cut] = BAND_NAMES.index(ON_TRACK)
-        return Coded(codes, _BAND_WORDS)
+        return Coded(self.codes(lows, highs), _BAND_WORDS)
+
+    def coded_rows(self, lows: np.ndarray, highs: np.ndarray) -> tuple[Coded, ...]:
+        """Several sets of ranges at once, one per row of the (k, n) ``lows`` and ``highs``: k sets of bands."""
+        return tuple(Coded(row, _BAND_WORDS) for row in self.codes(lows, highs))
+
+    def codes(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
+        """The bands of ranges of any shape as positions in ``BAND_NAMES`` (a low is never above its high):
+        uncertain, less one where the whole range is below the cut, plus one where it is all at or above it."""
+        codes = np.greater_equal(lows, self.cut).view(np.int8)  # a bool is one byte: 0 or 1
+        codes -= np.less(highs, self.cut).view(np.int8)
+        codes += _UNCERTAIN_CODE
+        return codes
 
     @property
     def scores_only(self) -> bool:
@@ -89,7 +100,17 @@ def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np
     ``raw``: unclipped scores; ``background``: the background contributions' sum for each (exact factors only).
     The answer minus those contributions, with the same range width, banded as a reported range is.
     """
-    centred = np.asarray(raw, dtype=float) - np.asarray(background, dtype=float)
-    ends = np.vstack((centred - half_width, centred + half_width))
-    low, high = round_as_python(np.minimum(np.maximum(ends, TARGET.minimum), TARGET.maximum), 1)
+    low, high = round_as_python(ranges_without_background(raw, background, half_width), 1)
     return bands.coded(low, high)
+
+
+def ranges_without_background(
+    raw: np.ndarray, background: np.ndarray, half_width: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The (2, n) ranges (low, high; within the target's bounds, unrounded) of the answers less their background
+    contributions, with the same width; written into ``out`` when given."""
+    centred = np.subtract(raw, background, dtype=float)
+    ends = np.empty((2, len(centred))) if out is None else out
+    np.subtract(centred, half_width, out=ends[0])
+    np.add(centred, half_width, out=ends[1])
+    return np.minimum(np.maximum(ends, TARGET.minimum, out=ends), TARGET.maximum, out=ends)

@@ -27,16 +27,16 @@ MAX_RESIDUALS = 5000
 
 
 def below_cut_probability(raw: np.ndarray, residuals: np.ndarray, cut: float) -> np.ndarray:
-    """P(real score < cut) for each unclipped predicted score; ``residuals`` sorted ascending (real - predicted)."""
-    gap = cut - np.asarray(raw, dtype=float)
-    below = np.searchsorted(residuals, gap, side="left")
-    # The right side differs from the left only where a residual equals the gap (or the gap is NaN, which sorts
-    # after everything): searched again for those alone (one search of unsorted values is most of the time).
-    at_most = below.copy()
-    if len(residuals):
-        tied = np.flatnonzero((residuals[np.minimum(below, len(residuals) - 1)] == gap) | np.isnan(gap))
-        at_most[tied] = np.searchsorted(residuals, gap[tied], side="right")
-    return (below + 0.5 * (at_most - below + 1)) / (len(residuals) + 1)
+    """P(real score < cut) for each unclipped predicted score; ``residuals`` sorted ascending (real - predicted).
+
+    With ``below`` residuals under the gap and ``at_most`` at or under it, (below + (at_most - below + 1) / 2)
+    / (n + 1), written as (below + at_most + 1) / (2 (n + 1)): the same exact halves, one division."""
+    residuals = np.asarray(residuals)
+    gap = np.subtract(cut, raw, dtype=float)
+    below = residuals.searchsorted(gap, side="left")
+    below += residuals.searchsorted(gap, side="right")
+    below += 1
+    return below / (2 * (len(residuals) + 1))
 
 
 def distribution_record(residuals: np.ndarray) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from src.answers.arrays import Coded, repeated, round_as_python
-from src.answers.bands import Bands, coded_bands_without_background
+from src.answers.bands import Bands, ranges_without_background
 from src.answers.factors import background_points, coded_top_factor
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
@@ -98,18 +98,23 @@ def compute_answers(
     """
     columns = as_columns(students)
     out = pipeline.predict(columns)
-    names = None if bands is None else coded_reported_bands(bands, out.low, out.high)
     factors = pipeline.factors
     needed = factors.available and (with_factors or bands is not None)
     contributions = factors.columns(columns) if needed else None  # type: ignore[union-attr]
     available = with_factors and factors.available
     baseline = factors.baseline if available else None  # type: ignore[union-attr]
-    below_cut = without = None
+    names = below_cut = without = None
     if bands is not None:
         raw = out.raw if out.raw is not None else out.scores
-        background = None if contributions is None else background_points(contributions)
-        if contributions is not None:
-            without = coded_bands_without_background(bands, raw, background, pipeline.half_width)
+        if contributions is None:
+            names = coded_reported_bands(bands, out.low, out.high)
+        else:  # both ranges (from every detail, and with the background at its average) rounded and banded at once
+            background = background_points(contributions)
+            ends = np.empty((4, columns.size))
+            ends[0], ends[1] = out.low, out.high
+            ranges_without_background(raw, background, pipeline.half_width, out=ends[2:])
+            reported = round_as_python(ends, 1)
+            names, without = bands.coded_rows(reported[0::2], reported[1::2])
             if bands.scores_only:  # the band and the chance from the scores and course alone
                 names, raw = without, raw - background
         if pipeline.below_cut.available:

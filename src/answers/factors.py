@@ -25,7 +25,6 @@ from src.answers.arrays import Coded
 from src.answers.fast_path import AdditiveScorer, Scorer
 from src.schema import (
     BACKGROUND_FEATURES,
-    CATEGORICAL_FEATURES,
     EVIDENCE_FEATURES,
     FEATURE_NAMES,
     FEATURES_BY_NAME,
@@ -41,9 +40,14 @@ METHOD = "additive"
 BASELINE_IS = "mean prediction on the training split"
 
 Record = Mapping[str, Any]
-_CATEGORIES = {f.name: f.categories for f in CATEGORICAL_FEATURES}
 _EVIDENCE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in EVIDENCE_FEATURES)
 BACKGROUND_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in BACKGROUND_FEATURES)
+# the same columns as a slice when they are next to each other (a view, not a copy)
+_BACKGROUND: slice | list[int] = (
+    slice(BACKGROUND_COLUMNS[0], BACKGROUND_COLUMNS[-1] + 1)
+    if BACKGROUND_COLUMNS == tuple(range(BACKGROUND_COLUMNS[0], BACKGROUND_COLUMNS[-1] + 1))
+    else list(BACKGROUND_COLUMNS)
+)
 
 _REASONS = {
     "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature contributions",
@@ -83,24 +87,15 @@ class AdditiveFactors:
             else:
                 terms.append((name, None, scorer.slopes[name], self.centres[name]))
         self.terms = tuple(terms)  # (feature, {category: term} or None, slope, centre), schema order
-        # each category's term, indexed by the schema's category codes (StudentColumns.codes)
-        self._by_code = {
-            name: np.array([table[c] for c in _CATEGORIES[name]], dtype=float)
-            for name, table, _, _ in self.terms
-            if table is not None
-        }
+        self._centre_column = np.array([self.centres[name] for name in FEATURE_NAMES], dtype=float).reshape(-1, 1)
 
     def columns(self, students: StudentColumns) -> np.ndarray:
-        """An (n, 7) array of contributions, columns in schema order, from one lookup per category.
+        """An (n, 7) array of contributions, columns in schema order: the scorer's terms less their centres.
 
         Column-major: each feature's contributions are one contiguous vector, written and read as a column."""
-        out = np.empty((students.size, len(self.terms)), order="F")
-        for j, (name, table, slope, centre) in enumerate(self.terms):
-            if table is not None:
-                out[:, j] = self._by_code[name][students.codes[name]] - centre
-            else:
-                out[:, j] = slope * students.numbers[name] - centre
-        return out
+        out = self.scorer.terms(students)
+        out -= self._centre_column
+        return out.T
 
 
 Factors = AdditiveFactors | NoFactors
@@ -224,4 +219,4 @@ def coded_top_factor(
 
 def background_points(contributions: np.ndarray) -> np.ndarray:
     """Per row of an (n, 7) array: the four background details' contributions together (score points)."""
-    return np.asarray(contributions)[:, BACKGROUND_COLUMNS].sum(axis=1)
+    return np.asarray(contributions)[:, _BACKGROUND].sum(axis=1)

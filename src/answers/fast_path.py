@@ -121,21 +121,30 @@ class AdditiveScorer:
         self.intercept = intercept
         self.contributions = contributions
         self.slopes = slopes
-        self._contribution_items = tuple(contributions.items())
-        self._slope_items = tuple(slopes.items())
-        # each feature's terms indexed by the schema's category codes (StudentColumns.codes)
-        self._code_tables = tuple(
-            (name, np.array([table[c] for c in _CATEGORIES[name]], dtype=float)) for name, table in self._contribution_items
-        )
+        # every category's term in one flat table, each feature's block in schema order and indexed by the
+        # schema's category codes (StudentColumns.code_matrix) after adding the block's offset
+        tables = [[contributions[f.name][c] for c in f.categories] for f in CATEGORICAL_FEATURES]
+        self.category_terms = np.array([t for table in tables for t in table], dtype=float)
+        self.offsets = np.cumsum([0, *map(len, tables[:-1])], dtype=np.intp).reshape(-1, 1)
+        self.slope_column = np.array([slopes[f.name] for f in NUMERIC_FEATURES], dtype=float).reshape(-1, 1)
+
+    def terms(self, students: StudentColumns) -> np.ndarray:
+        """Each feature's term for each student: a (7, n) array, rows in schema order (categories, then scores)."""
+        return self._terms_into(np.empty((len(FEATURE_NAMES), students.size)), students)
 
     def score_columns(self, students: StudentColumns) -> np.ndarray:
-        """The intercept, then each category's term and each score's slope times the score, added as vectors."""
-        total = np.full(students.size, self.intercept)
-        for name, terms in self._code_tables:
-            total += terms[students.codes[name]]
-        for name, slope in self._slope_items:
-            total += slope * students.numbers[name]
-        return total
+        """The intercept, then each term in schema order, added one after the other (a running sum: the very
+        additions of a student scored alone, in the same order)."""
+        rows = np.empty((1 + len(FEATURE_NAMES), students.size))
+        rows[0] = self.intercept
+        self._terms_into(rows[1:], students)
+        return np.cumsum(rows, axis=0)[-1]
+
+    def _terms_into(self, out: np.ndarray, students: StudentColumns) -> np.ndarray:
+        categories = len(CATEGORICAL_FEATURES)
+        out[:categories] = self.category_terms[students.code_matrix + self.offsets]
+        np.multiply(self.slope_column, students.number_matrix, out=out[categories:])
+        return out
 
 
 @dataclass(frozen=True)

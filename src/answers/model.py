@@ -146,10 +146,12 @@ class PredictPipeline:
     def _predictions(self, raw: np.ndarray) -> Predictions:
         """Unclipped scores -> scores and 90 % ranges within the target's bounds."""
         half = self.half_width
-        clipped = np.minimum(
-            np.maximum(np.vstack((raw, raw - half, raw + half)), schema.TARGET.minimum), schema.TARGET.maximum
-        )
-        scores, low, high = clipped
+        ends = np.empty((3, len(raw)))
+        ends[0] = raw
+        np.subtract(raw, half, out=ends[1])
+        np.add(raw, half, out=ends[2])
+        np.minimum(np.maximum(ends, schema.TARGET.minimum, out=ends), schema.TARGET.maximum, out=ends)
+        scores, low, high = ends
         return Predictions(scores=scores, low=low, high=high, level=self.level, raw=raw)
 
 

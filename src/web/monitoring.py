@@ -22,10 +22,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, has_request_context, request
+from flask import Blueprint, Flask, Response
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
@@ -107,14 +108,17 @@ class _Exclusion:
             return self.wsgi_app(environ, start_response)
         given = environ.get(_TOKEN_KEY, "").encode()
         honoured = asked.strip().lower() == "true" and self.token is not None and hmac.compare_digest(given, self.token)
-        environ[_EXCLUDED] = honoured
         said = (EXCLUDED_HEADER, "true" if honoured else "false")
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
             headers.append(said)
             return start_response(status, headers, exc_info)
 
-        return self.wsgi_app(environ, start)
+        decided = _EXCLUDED.set(honoured)
+        try:
+            return self.wsgi_app(environ, start)
+        finally:
+            _EXCLUDED.reset(decided)
 
 
 def _environ_key(header: str) -> str:
@@ -122,11 +126,12 @@ def _environ_key(header: str) -> str:
 
 
 _EXCLUDE_KEY, _TOKEN_KEY = _environ_key(EXCLUDE_HEADER), _environ_key(TOKEN_HEADER)
-_EXCLUDED = "student_math.monitoring_excluded"  # set in the environ of a request that asked, to what was decided
+# what was decided for a request that asked, while it is answered (its own context: a thread or a task)
+_EXCLUDED: ContextVar[bool] = ContextVar("student_math_monitoring_excluded", default=False)
 
 
 def _excluded() -> bool:
-    return has_request_context() and bool(request.environ.get(_EXCLUDED))
+    return _EXCLUDED.get()
 
 
 class _Excludable:
