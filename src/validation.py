@@ -562,6 +562,7 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
 _CATEGORY_VALUES = {f.name: np.asarray(f.categories, dtype=object) for f in CATEGORICAL_FEATURES}
 _FEATURE_VALUES = operator.itemgetter(*FEATURE_NAMES)  # a record's values in schema order
 _NUMBER_TYPES = frozenset((int, float))
+_TEXT_TYPE = frozenset((str,))
 
 
 def _records_of(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -576,35 +577,33 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
     sent with the public download's headers, or with anything wrong, gives None: then ``validate_students``
     names every field and rule, one student at a time).
     """
-    keys = _FEATURE_SET
-    # plain objects: a dict, or one parse_json made without a key given twice
-    if not all((type(i) is dict or (type(i) is JsonObject and not i.duplicated)) and i.keys() == keys for i in instances):
+    # plain objects (a dict, or one parse_json made without a key given twice) with exactly the schema's keys;
+    # each test one pass in C over the students
+    kinds = set(map(type, instances))
+    if not kinds <= {dict, JsonObject}:
+        return None
+    if JsonObject in kinds and any(map(duplicated_keys, instances)):
+        return None
+    if not all(map(operator.eq, map(dict.keys, instances), itertools.repeat(_FEATURE_SET))):
         return None
     size = len(instances)
-    codes: dict[str, np.ndarray] = {}
-    numbers: dict[str, np.ndarray] = {}
+    columns = dict(zip(FEATURE_NAMES, zip(*map(_FEATURE_VALUES, instances), strict=True), strict=True))
+    if not size:
+        columns = dict.fromkeys(FEATURE_NAMES, ())
     try:
-        for feature in CATEGORICAL_FEATURES:
-            name = feature.name
-            column = [i[name] for i in instances]
-            if not all(type(v) is str for v in column):  # a list, a number, null...: the row check names it
+        for feature in CATEGORICAL_FEATURES:  # a list, a number, null...: the row check names it
+            if not set(map(type, columns[feature.name])) <= _TEXT_TYPE:
                 return None
-            found = _category_codes(name, column)
-            if (found < 0).any():
-                return None
-            codes[name] = found
         for feature in NUMERIC_FEATURES:
-            name = feature.name
-            column = [i[name] for i in instances]
+            column = columns[feature.name]
             if not set(map(type, column)) <= _NUMBER_TYPES:  # bool, str, None, ...: refused by the rule
                 return None
             values = np.array(column, dtype=np.float64)
             if not (np.isfinite(values) & (values >= feature.minimum) & (values <= feature.maximum)).all():
                 return None
-            numbers[name] = values
-    except (TypeError, OverflowError, ValueError):  # an unhashable or huge value: the row check names it
+        return StudentColumns.from_columns(columns, size)
+    except (TypeError, OverflowError, ValueError, SchemaError):  # a category not as written, a huge value...
         return None
-    return StudentColumns(size, codes, numbers)
 
 
 def check_text_columns(cells: Mapping[str, Sequence[str]], size: int) -> tuple[np.ndarray, StudentColumns]:
