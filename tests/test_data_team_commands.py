@@ -25,7 +25,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -42,7 +41,7 @@ from packaging.requirements import Requirement
 from src.schema import FEATURE_NAMES
 from src.synthetic import generate_students
 from tests.conftest import PROJECT, unavailable
-from tests.servers import start, stop, wait_for
+from tests.servers import listening_port, start, stop, wait_for
 from tests.test_docs import commands, fenced_blocks, shell_text
 from tests.test_dvc import project_files
 
@@ -110,7 +109,7 @@ SERVE = (
     'PATH="$PWD/.venv/bin:$PATH" .venv/bin/mlflow models serve -m models:/student-math-score@champion '
     "--env-manager local --host 127.0.0.1 --port 5001"
 )
-SERVE_PORT = 5001  # the page's
+PAGE_PORT = "127.0.0.1:5001"  # where the page's server listens; the test's listens where the system put it
 INVOKE = (
     "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d '{\"dataframe_records\": "
     '[{"gender": "female", "race_ethnicity": "group B", "parental_level_of_education": "some college", '
@@ -118,7 +117,8 @@ INVOKE = (
 )
 
 # The page's placeholders, the only words a test replaces (with a file it made, or the version it just trained).
-PLACEHOLDERS = {"/path/to/students.csv", "20261123T101500Z-1a2b3c4d"}
+# The page's port too: its server is started on port 0 and the port it was given is read back (none guessed free).
+PLACEHOLDERS = {"/path/to/students.csv", "20261123T101500Z-1a2b3c4d", "--port 5001", PAGE_PORT}
 
 # The commands that cannot run on a test machine, each with the reason; everything else on the page runs below.
 NOT_RUN: dict[str, str] = {
@@ -401,14 +401,13 @@ def test_training_from_the_project_folder_registers_the_champion_that_mlflow_ser
     assert "data:     data/students.csv (150 valid rows, 0 rejected)" in output
     assert champion(folder / "artifacts") == version and (folder / "mlflow.db").is_file()
 
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", SERVE_PORT)) != 0, f"port {SERVE_PORT}, the page's, is taken"
     log = folder / "serve.log"
-    assert SERVE in page_commands()
-    process = start(["bash", "-c", SERVE], cwd=folder, env=command_env(), log=log)
+    assert SERVE in page_commands() and "--port 5001" in SERVE and PAGE_PORT in INVOKE
+    process = start(["bash", "-c", SERVE.replace("--port 5001", "--port 0")], cwd=folder, env=command_env(), log=log)
     try:
-        wait_for(f"http://127.0.0.1:{SERVE_PORT}/ping", process, timeout=300, log=log)
-        (answer,) = run_as_written(folder, [INVOKE], timeout=120)
+        where = f"127.0.0.1:{listening_port(process, timeout=300, log=log)}"
+        wait_for(f"http://{where}/ping", process, timeout=300, log=log)
+        (answer,) = run_as_written(folder, [INVOKE], replace={PAGE_PORT: where}, timeout=120)
     finally:
         stop(process)
     (prediction,) = json.loads(answer)["predictions"]
