@@ -58,7 +58,7 @@ def round_as_python(values: Any, decimals: Any) -> np.ndarray:
     out = np.rint(scaled)
     near_half = np.abs(np.subtract(scaled, out, out=scaled)) > 0.5 - 1e-3  # within 1e-3 of a half, either side
     out /= scale
-    if near_half.any():
+    if np.count_nonzero(near_half):
         places = np.broadcast_to(np.asarray(decimals), values.shape)[near_half].tolist()
         out[near_half] = [round(v, d) for v, d in zip(values[near_half].tolist(), places, strict=True)]
     return out

@@ -74,7 +74,7 @@ class Bands:
 
     def coded_rows(self, lows: np.ndarray, highs: np.ndarray) -> tuple[Coded, ...]:
         """Several sets of ranges at once, one per row of the (k, n) ``lows`` and ``highs``: k sets of bands."""
-        return tuple(Coded(row, _BAND_WORDS) for row in self.codes(lows, highs))
+        return tuple([Coded(row, _BAND_WORDS) for row in self.codes(lows, highs)])
 
     def codes(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
         """The bands of ranges of any shape as positions in ``BAND_NAMES`` (a low is never above its high):
