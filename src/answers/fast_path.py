@@ -122,11 +122,12 @@ class AdditiveScorer:
         self.contributions = contributions
         self.slopes = slopes
         # every category's term in one flat table, each feature's block in schema order and indexed by the
-        # schema's category codes (StudentColumns.code_matrix) after adding the block's offset
-        tables = [[contributions[f.name][c] for c in f.categories] for f in CATEGORICAL_FEATURES]
+        # schema's category codes (StudentColumns.code_matrix) after adding the block's offset; a feature the
+        # model was trained without (--exclude-features) adds 0.0, which changes no sum
+        tables = [[contributions.get(f.name, {}).get(c, 0.0) for c in f.categories] for f in CATEGORICAL_FEATURES]
         self.category_terms = np.array([t for table in tables for t in table], dtype=float)
         self.offsets = np.cumsum([0, *map(len, tables[:-1])], dtype=np.intp).reshape(-1, 1)
-        self.slope_column = np.array([slopes[f.name] for f in NUMERIC_FEATURES], dtype=float).reshape(-1, 1)
+        self.slope_column = np.array([slopes.get(f.name, 0.0) for f in NUMERIC_FEATURES], dtype=float).reshape(-1, 1)
 
     def terms(self, students: StudentColumns) -> np.ndarray:
         """Each feature's term for each student: a (7, n) array, rows in schema order (categories, then scores)."""

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.answers.fast_path import PipelineScorer, compile_scorer, random_students
+from src.answers.fast_path import AdditiveScorer, PipelineScorer, compile_scorer, random_students
 from src.answers.model import PredictPipeline
 from src.lifecycle.decision import DecisionConfig
 from src.lifecycle.training import TrainingConfig, train
@@ -130,3 +130,16 @@ def test_factors_are_exact_for_additive_models_and_null_with_a_reason_otherwise(
     unclipped = pipeline.reference.score_frame(students)  # scikit-learn's own prediction, before clipping
     totals = factors.baseline + factors.columns(StudentColumns.from_frame(students)).sum(axis=1)
     assert np.max(np.abs(totals - unclipped)) <= 1e-6
+
+
+def test_an_additive_scorer_without_some_features_adds_nothing_for_them():
+    """A model trained without some features (--exclude-features) has no term for them: they add 0.0."""
+    terms = {"race_ethnicity": {c: float(i) for i, c in enumerate(["group A", "group B", "group C", "group D", "group E"])}}
+    scorer = AdditiveScorer(10.0, terms, {"reading_score": 0.5})
+    students = random_students(50, seed=3)
+    got = scorer.score_columns(StudentColumns.from_frame(students))
+    want = [
+        10.0 + terms["race_ethnicity"][r] + 0.5 * s
+        for r, s in zip(students["race_ethnicity"], students["reading_score"], strict=True)
+    ]
+    assert got.tolist() == want
