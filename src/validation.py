@@ -491,8 +491,7 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
         """Valid students as records (as ``validate_student`` returns them)."""
         if isinstance(records, StudentColumns):
             return records
-        columns = list(zip(*map(_FEATURE_VALUES, records), strict=True)) or [()] * len(FEATURE_NAMES)
-        return cls.from_columns(dict(zip(FEATURE_NAMES, columns, strict=True)), len(records))
+        return cls.from_columns(_feature_columns(records), len(records))
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
@@ -564,6 +563,12 @@ _NUMBER_TYPES = frozenset((int, float))
 _TEXT_TYPE = frozenset((str,))
 
 
+def _feature_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Records (each with every feature) as one tuple of values per feature, gathered in one pass."""
+    columns = list(zip(*map(_FEATURE_VALUES, records), strict=True)) or [()] * len(FEATURE_NAMES)
+    return dict(zip(FEATURE_NAMES, columns, strict=True))
+
+
 def _records_of(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     lists = [columns[name].tolist() for name in FEATURE_NAMES]
     return [dict(zip(FEATURE_NAMES, row, strict=True)) for row in zip(*lists, strict=True)]
@@ -586,9 +591,7 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
     if not all(map(operator.eq, map(dict.keys, instances), itertools.repeat(_FEATURE_SET))):
         return None
     size = len(instances)
-    columns = dict(zip(FEATURE_NAMES, zip(*map(_FEATURE_VALUES, instances), strict=True), strict=True))
-    if not size:
-        columns = dict.fromkeys(FEATURE_NAMES, ())
+    columns = _feature_columns(instances)
     try:
         for feature in CATEGORICAL_FEATURES:  # a list, a number, null...: the row check names it
             if not set(map(type, columns[feature.name])) <= _TEXT_TYPE:

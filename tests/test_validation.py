@@ -8,6 +8,7 @@ from src.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SchemaError
 from src.validation import (
     StudentColumns,
     ValidationFailed,
+    check_instances,
     check_students_frame,
     check_text_columns,
     check_text_table,
@@ -342,3 +343,9 @@ def test_the_column_check_reads_columns_of_several_arrow_blocks():
     ok, students, errors = check_text_table(blocks)
     ok_whole, whole, whole_errors = check_text_table(frame)
     assert ok.tolist() == ok_whole.tolist() and list(students) == list(whole) and errors.equals(whole_errors)
+
+
+def test_no_instances_are_no_students_column_by_column():
+    empty = check_instances([])
+    assert empty is not None and empty.size == 0
+    assert empty.code_matrix.shape == (5, 0) and empty.number_matrix.shape == (2, 0)

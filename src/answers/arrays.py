@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +52,7 @@ def round_as_python(values: Any, decimals: Any) -> np.ndarray:
     unless that product lands within its rounding error of a half; those few values are rounded by Python.
     """
     values = np.asarray(values, dtype=float)
-    scale = _scale(decimals) if isinstance(decimals, int) else 10.0 ** np.asarray(decimals, dtype=float)
+    scale = 10.0**decimals if isinstance(decimals, int) else 10.0 ** np.asarray(decimals, dtype=float)
     scaled = values * scale
     out = np.rint(scaled)
     near_half = np.abs(np.subtract(scaled, out, out=scaled)) > 0.5 - 1e-3  # within 1e-3 of a half, either side
@@ -62,8 +61,3 @@ def round_as_python(values: Any, decimals: Any) -> np.ndarray:
         places = np.broadcast_to(np.asarray(decimals), values.shape)[near_half].tolist()
         out[near_half] = [round(v, d) for v, d in zip(values[near_half].tolist(), places, strict=True)]
     return out
-
-
-@functools.lru_cache(maxsize=16)
-def _scale(decimals: int) -> float:
-    return 10.0**decimals

@@ -42,12 +42,6 @@ BASELINE_IS = "mean prediction on the training split"
 Record = Mapping[str, Any]
 _EVIDENCE_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in EVIDENCE_FEATURES)
 BACKGROUND_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in BACKGROUND_FEATURES)
-# the same columns as a slice when they are next to each other (a view, not a copy)
-_BACKGROUND: slice | list[int] = (
-    slice(BACKGROUND_COLUMNS[0], BACKGROUND_COLUMNS[-1] + 1)
-    if BACKGROUND_COLUMNS == tuple(range(BACKGROUND_COLUMNS[0], BACKGROUND_COLUMNS[-1] + 1))
-    else list(BACKGROUND_COLUMNS)
-)
 
 _REASONS = {
     "knn": "k-nearest neighbours averages similar students; its score has no exact split into per-feature contributions",
@@ -219,4 +213,4 @@ def coded_top_factor(
 
 def background_points(contributions: np.ndarray) -> np.ndarray:
     """Per row of an (n, 7) array: the four background details' contributions together (score points)."""
-    return np.asarray(contributions)[:, _BACKGROUND].sum(axis=1)
+    return np.asarray(contributions)[:, BACKGROUND_COLUMNS].sum(axis=1)
