@@ -140,6 +140,8 @@ def cut_after(port: int, first: bytes, then: bytes, every: float, limit: float =
             try:
                 chunk = sock.recv(4096)
             except TimeoutError:
+                if not then:  # nothing more to send: wait on
+                    continue
                 try:
                     sock.sendall(then[i % len(then) : i % len(then) + 1])
                 except OSError:  # closed while sending: the cut
@@ -179,6 +181,9 @@ def test_an_elastic_beanstalk_shaped_instance_serves_through_nginx_with_the_bund
     # gunicorn and nginx each get a listening socket opened here: gunicorn by --bind fd://N, nginx through its
     # NGINX variable (the inherited sockets of its binary upgrade), reused for the listen directive of that address
     app_listener, listener = listening_socket(), listening_socket()
+    # nginx takes inherited sockets as its old master leaves them, non-blocking; a blocking one stalls a worker in
+    # accept() whenever the other worker took the connection, and that worker's timers with it
+    listener.setblocking(False)
     app_port, port = app_listener.getsockname()[1], listener.getsockname()[1]
     conf = nginx_tree(app_dir, tmp_path / "nginx", app_port, port)
     checked = subprocess.run(nginx_command(conf, "-t"), capture_output=True, text=True, timeout=60, check=False)
