@@ -1,4 +1,4 @@
-"""Reading data from a path, an http(s) URL or S3; atomic writes; the artifact manifest.
+"""Reading data from a path, an http(s) URL or S3; files by address (``place``); atomic writes; the artifact manifest.
 
 The manifest (``manifest.json``) is the only contract between training and serving. It is written last,
 so its presence commits a complete artifact set; a reader loads only files it lists whose sha256 matches.
@@ -13,9 +13,10 @@ import logging
 import os
 import tempfile
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -40,15 +41,12 @@ def read_source_bytes(source: str) -> bytes:
 
     S3 goes through boto3, so the standard AWS settings apply, ``AWS_ENDPOINT_URL`` included.
     """
-    scheme = urlparse(source).scheme
     try:
-        if scheme in ("http", "https"):
+        if urlparse(source).scheme in ("http", "https"):
             with urllib.request.urlopen(source, timeout=URL_TIMEOUT_SECONDS) as response:  # noqa: S310
                 return response.read()
-        if scheme == "s3":
-            bucket, key = split_s3_uri(source)
-            return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        return Path(source).read_bytes()
+        with place(source).open() as handle:
+            return handle.read()
     except DataSourceError:
         raise
     except Exception as err:  # the boundary: every transport's failure becomes one clear message
@@ -61,6 +59,128 @@ def read_csv_text(data: bytes, source: str) -> pd.DataFrame:
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataSourceError(f"{source} is not a readable CSV file: {err}") from err
+
+
+S3_SCHEME = "s3://"
+
+
+def is_s3(address: str) -> bool:
+    """Whether ``address`` names S3 (``s3://bucket/key``) rather than the local disk: the one test of it."""
+    return address.startswith(S3_SCHEME)
+
+
+class Place(ABC):
+    """Files by address: a local file or folder, or an S3 object or prefix. ``place(address)`` gives the right
+    kind, so that readers and writers list, open and put without asking which it is. Every failure of the
+    transport is a DataSourceError naming the address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    @property
+    def local_path(self) -> Path | None:
+        """The local file or folder, for readers that want a path (None for S3)."""
+        return None
+
+    def join(self, *names: str) -> str:
+        """The address of ``names`` under this one."""
+        return "/".join((self.address.rstrip("/"), *names))
+
+    def csv_files(self) -> list[str]:
+        """The CSV files the address names, in name order: itself when it is one file, else the ``.csv`` files in
+        the folder or under the prefix; DataSourceError when there is none."""
+        found = self._csv_files()
+        if not found:
+            raise DataSourceError(f"no .csv files in {self.address}")
+        return found
+
+    @abstractmethod
+    def _csv_files(self) -> list[str]: ...
+
+    @abstractmethod
+    def total_bytes(self) -> int | None:
+        """The size of ``csv_files`` together (None where knowing it would cost a listing more)."""
+
+    @abstractmethod
+    def open(self) -> IO[bytes]:
+        """The file or object, read as it goes (never whole); close it (``with``)."""
+
+    @abstractmethod
+    def holds(self, name: str) -> bool:
+        """Whether anything is at ``join(name)`` or under it."""
+
+    @abstractmethod
+    def put(self, name: str, data: bytes) -> None:
+        """Write ``join(name)`` whole: an S3 object is whole once put; a file is renamed into place."""
+
+
+class LocalPlace(Place):
+    @property
+    def local_path(self) -> Path:
+        return Path(self.address)
+
+    def _csv_files(self) -> list[str]:
+        path = self.local_path
+        if path.is_file():
+            return [str(path)]
+        if not path.is_dir():
+            raise DataSourceError(f"{self.address} is neither a CSV file, a folder nor an s3:// prefix")
+        return [str(p) for p in sorted(path.glob("*.csv"))]
+
+    def total_bytes(self) -> int | None:
+        try:
+            return sum(Path(name).stat().st_size for name in self.csv_files())
+        except (OSError, DataSourceError):
+            return None
+
+    def open(self) -> IO[bytes]:
+        try:
+            return open(self.address, "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as err:
+            raise DataSourceError(f"cannot read {self.address}: {err}") from err
+
+    def holds(self, name: str) -> bool:
+        return Path(self.join(name)).exists()
+
+    def put(self, name: str, data: bytes) -> None:
+        atomic_write_bytes(Path(self.join(name)), data)
+
+
+class S3Place(Place):
+    def _csv_files(self) -> list[str]:
+        bucket, prefix = split_s3_uri(self.address)
+        try:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            keys = sorted(o["Key"] for page in pages for o in page.get("Contents", ()) if o["Key"].endswith(".csv"))
+        except Exception as err:  # the boundary: every S3 failure becomes one clear message
+            raise DataSourceError(f"cannot list {self.address}: {err}") from err
+        return [f"{S3_SCHEME}{bucket}/{key}" for key in keys]
+
+    def total_bytes(self) -> int | None:
+        return None  # the listing is not repeated for a progress figure
+
+    def open(self) -> IO[bytes]:
+        try:
+            bucket, key = split_s3_uri(self.address)
+            return s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+        except DataSourceError:
+            raise
+        except Exception as err:  # the boundary: every S3 failure becomes one clear message
+            raise DataSourceError(f"cannot read {self.address}: {err}") from err
+
+    def holds(self, name: str) -> bool:
+        bucket, prefix = split_s3_uri(self.address)
+        listed = s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix.rstrip('/')}/{name}".lstrip("/"), MaxKeys=1)
+        return bool(listed.get("KeyCount", 0))
+
+    def put(self, name: str, data: bytes) -> None:
+        bucket, key = split_s3_uri(self.join(name))
+        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+
+
+def place(address: str) -> Place:
+    """The files at ``address``: an ``s3://bucket/key`` address in S3, anything else on the local disk."""
+    return S3Place(address) if is_s3(address) else LocalPlace(address)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -38,6 +38,7 @@ from src.storage import (
     atomic_write_bytes,
     file_entry,
     fsync_dir,
+    is_s3,
     read_manifest,
     s3_client,
     sha256_bytes,
@@ -498,6 +499,6 @@ class S3Store(Store):
 def open_store(location: str | Path, cache_dir: Path = Path(".model-cache"), client: Any | None = None) -> Store:
     """``s3://bucket/prefix`` -> S3Store; anything else is a local folder."""
     text = str(location)
-    if text.startswith("s3://"):
+    if is_s3(text):
         return S3Store(text, cache_dir=cache_dir, client=client)
     return LocalStore(Path(text))

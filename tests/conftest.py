@@ -57,6 +57,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     "tests/components/test_data_ingestion_s3.py": (SERVER,),
     "tests/pipeline/test_publish.py": (SERVER,),
     "tests/batch/test_batch_predict.py::test_s3_prefix_in_and_out": (SERVER,),
+    "tests/test_storage.py::test_an_s3_place_lists_opens_holds_and_puts_as_a_local_one": (SERVER,),
     # Chromium driving pages served by gunicorn
     "tests/web/test_browser.py": (SLOW, SERVER, BROWSER),
     "tests/web/test_model_page_browser.py": (SLOW, SERVER, BROWSER),

@@ -11,7 +11,6 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,7 @@ from src.answers.model import PredictPipeline, load_champion
 from src.batch import DEFAULT_CHUNK_ROWS, ENGINES, FORMATS  # noqa: F401 - the options' closed sets, used here and by importers
 from src.config import AppConfig, cache_dir_from_env, keys_from_env
 from src.schema import REAL_SCORE, STUDENT_ID, TARGET
-from src.storage import DataSourceError, atomic_write_bytes, s3_client, split_s3_uri
+from src.storage import DataSourceError, is_s3, place
 from src.store import open_store
 from src.validation import StudentColumns, check_students_frame, check_text_table, normalise_student_headers
 
@@ -254,38 +253,6 @@ def score_read_chunk(
     return answers, broken
 
 
-def list_inputs(source: str) -> list[str]:
-    """The CSV files behind a file, a folder or an s3:// prefix, in name order."""
-    if source.startswith("s3://"):
-        bucket, prefix = split_s3_uri(source)
-        try:
-            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            keys = sorted(o["Key"] for page in pages for o in page.get("Contents", ()) if o["Key"].endswith(".csv"))
-        except Exception as err:  # the boundary: every S3 failure becomes one clear message
-            raise DataSourceError(f"cannot list {source}: {err}") from err
-        found = [f"s3://{bucket}/{key}" for key in keys]
-    else:
-        path = Path(source)
-        if path.is_file():
-            return [str(path)]
-        if not path.is_dir():
-            raise DataSourceError(f"{source} is neither a CSV file, a folder nor an s3:// prefix")
-        found = [str(p) for p in sorted(path.glob("*.csv"))]
-    if not found:
-        raise DataSourceError(f"no .csv files in {source}")
-    return found
-
-
-def input_bytes(source: str) -> int | None:
-    """The size in bytes of a local input's CSV files (None for an S3 prefix, whose listing is not repeated)."""
-    if source.startswith("s3://"):
-        return None
-    try:
-        return sum(Path(name).stat().st_size for name in list_inputs(source))
-    except (OSError, DataSourceError):
-        return None
-
-
 def read_chunks(
     source: str, chunk_rows: int, *, ahead: bool = False, before_parse: Callable[[], None] | None = None
 ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, list]]:
@@ -300,7 +267,7 @@ def read_chunks(
     reports a row of too many fields as a warning, and the warnings module's state is one for the whole
     process, so no other thread may use it while it parses (the caller stops its own there).
     """
-    parts = (part for name in list_inputs(source) for part in _file_parts(name, chunk_rows))
+    parts = (part for name in place(source).csv_files() for part in _file_parts(name, chunk_rows))
     if ahead:
         parts = read_ahead(parts, pause=lambda part: isinstance(part, _PandasFrom))
     yield from _with_pandas(parts, chunk_rows, before_parse)
@@ -317,7 +284,7 @@ class _PandasFrom:
 def _file_parts(name: str, chunk_rows: int) -> Iterator[Any]:
     """Arrow's chunks of one file; where Arrow cannot go on (or for an S3 object), a ``_PandasFrom`` for the rest."""
     done = 0
-    if not name.startswith("s3://"):
+    if place(name).local_path is not None:
         try:
             for item in _arrow_chunks(name, chunk_rows):
                 done = int(item[2][-1])
@@ -444,7 +411,7 @@ def _pandas_chunks(
     """pandas' reader, chunk by chunk; its warnings about rows of too many fields are recorded while it parses,
     never across a ``yield`` (where the caller's code, and its own warnings, run)."""
     next_row = 1
-    with _open(name) as handle:
+    with place(name).open() as handle:
         try:
             with _parse_warnings(before_parse) as caught:
                 reader = pd.read_csv(handle, dtype=str, keep_default_na=False, chunksize=chunk_rows, on_bad_lines="warn")
@@ -475,56 +442,27 @@ def _parse_warnings(before_parse: Callable[[], None] | None) -> Iterator[list[wa
         yield caught
 
 
-class _open:
-    """A binary handle on a local file or an S3 object's stream (read as it goes, never whole)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.handle: Any = None
-
-    def __enter__(self) -> Any:
-        try:
-            if self.name.startswith("s3://"):
-                bucket, key = split_s3_uri(self.name)
-                self.handle = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
-            else:
-                self.handle = open(self.name, "rb")  # noqa: SIM115 - closed in __exit__
-        except Exception as err:  # the boundary: every transport's failure becomes one clear message
-            raise DataSourceError(f"cannot read {self.name}: {err}") from err
-        return self.handle
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.close()
-
-
 class Output:
     """Part files under DST/predictions and DST/rejects (a folder or an s3:// prefix), then summary.json."""
 
     def __init__(self, destination: str, fmt: str) -> None:
         self.destination = destination.rstrip("/")
+        self.place = place(self.destination)
         self.format = fmt
         self.parts: dict[str, int] = {}
 
     @property
     def is_s3(self) -> bool:
-        return self.destination.startswith("s3://")
+        return is_s3(self.destination)
 
     def path(self, *names: str) -> str:
-        return "/".join((self.destination, *names))
+        return self.place.join(*names)
 
     def refuse_existing(self) -> None:
         """Never mix two runs' files: the destination must not hold a previous run's outputs."""
-        names = (PREDICTIONS, REJECTS, SUMMARY, EVALUATION)
-        if self.is_s3:
-            bucket, prefix = split_s3_uri(self.destination)
-            for name in names:
-                listed = s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{name}".lstrip("/"), MaxKeys=1)
-                if listed.get("KeyCount", 0):
-                    raise BatchError(f"{self.path(name)} already exists; choose a new --output")
-        else:
-            for name in names:
-                if Path(self.path(name)).exists():
-                    raise BatchError(f"{self.path(name)} already exists; choose a new --output")
+        for name in (PREDICTIONS, REJECTS, SUMMARY, EVALUATION):
+            if self.place.holds(name):
+                raise BatchError(f"{self.path(name)} already exists; choose a new --output")
 
     def write_part(self, kind: str, frame: Any) -> None:
         """One part file of a DataFrame or an Arrow table (nothing when it has no rows)."""
@@ -549,11 +487,7 @@ class Output:
 
     def put(self, name: str, data: bytes) -> None:
         """Write one file under the destination (an S3 object is whole once put; a file is renamed into place)."""
-        if self.is_s3:
-            bucket, prefix = split_s3_uri(self.path(name))
-            s3_client().put_object(Bucket=bucket, Key=prefix, Body=data)
-        else:
-            atomic_write_bytes(Path(self.path(name)), data)
+        self.place.put(name, data)
 
 
 # Parquet dictionary-encodes a column until its dictionary passes this size, then writes the rest plainly: the

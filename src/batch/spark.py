@@ -45,7 +45,6 @@ from src.batch.core import (
     BatchError,
     Output,
     field_count_rejects,
-    list_inputs,
     prediction_columns,
     read_file_chunks,
     reject_columns,
@@ -55,7 +54,7 @@ from src.batch.core import (
 )
 from src.batch.wheel import build_wheel, project_checkout
 from src.schema import STUDENT_ID, TARGET
-from src.storage import DataSourceError, s3_client, split_s3_uri
+from src.storage import DataSourceError, is_s3, place, s3_client, split_s3_uri
 from src.validation import normalise_student_headers
 
 logger = logging.getLogger(__name__)
@@ -152,8 +151,8 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
     spark = spark_session(config.master)
     ship_project(spark)
     try:
-        if config.input.startswith("s3://"):
-            names = list_inputs(config.input)
+        if is_s3(config.input):
+            names = place(config.input).csv_files()
             header = _shared_header([_s3_header(name) for name in names])
             has_id, labeled = STUDENT_ID in header, TARGET.name in header
             columns = union_columns(has_id, config.support_cut, labeled)
@@ -207,7 +206,7 @@ def _read_text(spark: Any, source: str) -> tuple[list[str], list[tuple[Any, Any]
 
     options = {"header": True, "escape": '"', "enforceSchema": False}
     groups: dict[tuple[str, ...], list[str]] = {}
-    for name in list_inputs(source):
+    for name in place(source).csv_files():
         groups.setdefault(_header_of(name), []).append(name)
     located = [F.col("_metadata.file_path").alias(FILE), F.col("_metadata.file_block_start").alias(BLOCK)]
     header = _shared_header(list(groups))

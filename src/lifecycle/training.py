@@ -60,7 +60,7 @@ from src.lifecycle.tracking import TrackingError, training_run
 from src.lifecycle.workers import workers_die_with_this_process
 from src.monitoring.drift import build_reference
 from src.signing import SigningKey
-from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, write_json
+from src.storage import MANIFEST_FORMAT, MANIFEST_NAME, is_s3, write_json
 from src.store import TRAINING_RUNS, LocalStore, open_store, process_alive, seal_set
 from src.validation import StudentColumns
 
@@ -97,7 +97,7 @@ class TrainingConfig:
     def resolved_runs_dir(self) -> Path:
         if self.runs_dir is not None:
             return self.runs_dir
-        if str(self.store).startswith("s3://"):
+        if is_s3(str(self.store)):
             return Path(TRAINING_RUNS)
         return Path(self.store) / TRAINING_RUNS
 

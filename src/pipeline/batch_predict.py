@@ -94,7 +94,6 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -
     from src.batch.core import (
         PREDICTIONS,
         REJECTS,
-        input_bytes,
         is_labeled,
         prediction_columns,
         read_chunks,
@@ -102,9 +101,10 @@ def _run_local(config: BatchConfig, pipeline: PredictPipeline, output: Output) -
         score_read_chunk,
     )
     from src.schema import STUDENT_ID
+    from src.storage import place
     from src.validation import normalise_student_headers
 
-    progress = Progress(input_bytes(config.input), config.progress_seconds)
+    progress = Progress(place(config.input).total_bytes(), config.progress_seconds)
     predictions = rejected_rows = rejects = 0
     has_id = labeled = False
     parts: list[dict] = []

@@ -21,7 +21,7 @@ import pandas as pd
 from src.config import configure_logging, keys_from_env
 from src.lifecycle.decision import DEFAULT_TOLERANCE, Decision, DecisionConfig, decide
 from src.signing import SigningKey, SigningKeyError
-from src.storage import ArtifactError, DataSourceError
+from src.storage import ArtifactError, DataSourceError, is_s3
 from src.store import TRAINING_RUNS, LocalStore, S3Store, StoreError, check_version
 
 
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging("INFO")
     out = out or sys.stdout
-    if not args.to.startswith("s3://"):
+    if not is_s3(args.to):
         out.write("publish failed: --to must be an s3://bucket/prefix address\n")
         return 2
     try:

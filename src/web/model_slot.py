@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.answers.model import PredictPipeline
-from src.storage import ArtifactError, DataSourceError
+from src.storage import ArtifactError, DataSourceError, is_s3
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ModelSlot:
     @property
     def public_source(self) -> str:
         """Where the model comes from, fit for anyone: an S3 store's URI, a local store's folder name only."""
-        if self.source.startswith("s3://"):
+        if is_s3(self.source):
             return self.source
         return f"local folder {Path(self.source).name}"
 
