@@ -207,6 +207,50 @@ def test_parse_json_keeps_the_keys_given_twice_at_every_depth():
     assert duplicated_keys(parse_json('{"a": 1}')) == ()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"instances": [{"gender": "female", "x": 1}, {"gender": "male", "x": 2, "gender": "female"}]}',
+        b'{"instances": [{"gender": "female"}], "instances": [{"gender": "male"}]}',
+        b'{"gender": "female", "inner": {"x": 1, "x": 2}}',
+        b'{"gender" : "female", "gender": "male"}',
+        b'{"gender": "female", "race_ethnicity": "x:y", "gender": "male"}',  # a colon in a string and a key twice
+        b'{"gender": "fe\\"male", "gender": "male"}',
+    ],
+)
+def test_a_key_given_twice_is_kept_whichever_parser_reads_the_body(text):
+    from src.validation import duplicated_keys, parse_json
+
+    parsed = parse_json(text)
+    assert parsed == json.loads(text)
+    found = set(duplicated_keys(parsed)) | set(duplicated_keys(parsed.get("inner", {})))
+    found |= {key for student in parsed.get("instances", []) for key in duplicated_keys(student)}
+    assert found, text
+
+
+def test_students_as_clients_send_them_are_read_by_orjson_with_the_same_values():
+    from src.validation import JsonObject, _read_plainly, parse_json
+
+    student = {"gender": "female", "race_ethnicity": "group C", "reading_score": 72, "writing_score": 70.5}
+    for body in (student, {"instances": [student, {**student, "gender": "café ∞"}] * 50}, {"instances": []}):
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        assert _read_plainly(raw) == body and parse_json(raw) == json.loads(raw) == body
+        assert not isinstance(parse_json(raw), JsonObject)  # the plain way was taken
+    # what orjson would read otherwise than json.loads, or cannot tell apart, goes the standard way
+    for raw in (
+        b'{"reading_score": 1234567890123456789012}',  # orjson: a float; json: an int
+        b'{"reading_score": NaN}',
+        b'{"reading_score": 1e400}',
+        b'{"gender": "fe\\u006dale"}',
+        b'\xef\xbb\xbf{"gender": "female"}',
+        b'[{"gender": "female"}]',
+        b'{"student_id": "10:30", "gender": "female"}',
+        b'{"instances": [1, 2]}',
+    ):
+        assert _read_plainly(raw) is None, raw
+        assert parse_json(raw) == json.loads(raw)
+
+
 def _text_frame(rows: int, seed: int) -> pd.DataFrame:
     """Cells as a CSV reader gives them: mostly plain, some written oddly, blank, missing or out of range."""
     rng = np.random.default_rng(seed)
