@@ -153,7 +153,7 @@ def wait_for(
             detail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered\n{detail}")
         try:
-            response = requests.get(url, timeout=2, headers={"Connection": "close"})
+            response = requests.get(url, timeout=2)
             if status is None or response.status_code == status:
                 return response
             last = response.status_code
