@@ -269,6 +269,8 @@ def read_answer(sock: socket.socket, deadline: float) -> tuple[bytes, float]:
             chunk = sock.recv(65536)
         except TimeoutError:
             break
+        except ConnectionResetError:  # closed while bytes the client sent were unread: the kernel resets
+            return answer, time.monotonic()
         if not chunk:
             return answer, time.monotonic()
         answer += chunk
