@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for
+from tests.servers import BIN, PROJECT, gunicorn_bind, listening_socket, start, stop, wait_for, wait_until
 
 
 def procfile_command() -> list[str]:
@@ -134,6 +134,8 @@ def test_a_temporary_metrics_folder_is_removed_when_the_server_exits(trained, tm
     process, url, log = serve(trained, tmp_path, env, workers=2)
     try:
         wait_for(f"{url}/ready", process, log=log)
+        # both workers booted (each logs its model), so that the stop below is not one during a worker's boot
+        wait_until(lambda: log.read_text().count("loaded model") >= 2, 60, "both workers' models loaded")
         requests.get(f"{url}/metrics", timeout=10)
         created = [p for p in temp.iterdir() if p.name.startswith("student-math-metrics-")]
         assert len(created) == 1 and any(created[0].glob("*.db"))
