@@ -6,6 +6,7 @@ so its presence commits a complete artifact set; a reader loads only files it li
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -62,6 +63,7 @@ def read_csv_text(data: bytes, source: str) -> pd.DataFrame:
 
 
 S3_SCHEME = "s3://"
+HEADER_BYTES = 65536  # where a CSV file's header line must end
 
 
 def is_s3(address: str) -> bool:
@@ -105,6 +107,16 @@ class Place(ABC):
     def open(self) -> IO[bytes]:
         """The file or object, read as it goes (never whole); close it (``with``)."""
 
+    def header(self) -> tuple[str, ...]:
+        """The column names on a CSV file's first line (within its first ``HEADER_BYTES``; a BOM dropped, bytes
+        that are not UTF-8 replaced); empty for an empty file."""
+        lines = self._start(HEADER_BYTES).decode("utf-8-sig", errors="replace").splitlines()
+        return tuple(next(csv.reader(lines[:1]), []))
+
+    @abstractmethod
+    def _start(self, size: int) -> bytes:
+        """The first ``size`` bytes of the file or object (fewer when it is shorter)."""
+
     @abstractmethod
     def holds(self, name: str) -> bool:
         """Whether anything is at ``join(name)`` or under it."""
@@ -139,6 +151,10 @@ class LocalPlace(Place):
         except OSError as err:
             raise DataSourceError(f"cannot read {self.address}: {err}") from err
 
+    def _start(self, size: int) -> bytes:
+        with self.open() as handle:
+            return handle.read(size)
+
     def holds(self, name: str) -> bool:
         return Path(self.join(name)).exists()
 
@@ -165,6 +181,19 @@ class S3Place(Place):
             return s3_client().get_object(Bucket=bucket, Key=key)["Body"]
         except DataSourceError:
             raise
+        except Exception as err:  # the boundary: every S3 failure becomes one clear message
+            raise DataSourceError(f"cannot read {self.address}: {err}") from err
+
+    def _start(self, size: int) -> bytes:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3_uri(self.address)
+        try:
+            return s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object has no byte 0
+                return b""
+            raise DataSourceError(f"cannot read {self.address}: {err}") from err
         except Exception as err:  # the boundary: every S3 failure becomes one clear message
             raise DataSourceError(f"cannot read {self.address}: {err}") from err
 

@@ -71,3 +71,24 @@ def test_an_s3_place_lists_opens_holds_and_puts_as_a_local_one(s3_env):
         place("s3://cohorts/term1/missing.csv").open()
     with pytest.raises(DataSourceError, match="cannot list s3://no-such-bucket/x"):
         place("s3://no-such-bucket/x").csv_files()
+
+
+HEADERS = {  # file bytes -> the header both kinds of place read off them
+    b"\xef\xbb\xbfgender,reading score\r\nfemale,72\r\n": ("gender", "reading score"),  # a BOM, CRLF
+    b'"race/ethnicity","math score"\n': ("race/ethnicity", "math score"),
+    b"gender," + b"x" * 70_000 + b"\n": ("gender", "x" * (65536 - 7)),  # only the first 64 KiB is read
+    b"": (),
+}
+
+
+def test_both_kinds_of_place_read_the_same_header(tmp_path, s3_env):
+    s3_env.create_bucket(Bucket="headers")
+    for k, (data, header) in enumerate(HEADERS.items()):
+        (tmp_path / f"{k}.csv").write_bytes(data)
+        s3_env.put_object(Bucket="headers", Key=f"{k}.csv", Body=data)
+        assert place(str(tmp_path / f"{k}.csv")).header() == header
+        assert place(f"s3://headers/{k}.csv").header() == header
+    with pytest.raises(DataSourceError, match="cannot read s3://headers/missing.csv"):
+        place("s3://headers/missing.csv").header()
+    with pytest.raises(DataSourceError, match="cannot read"):
+        place(str(tmp_path / "missing.csv")).header()

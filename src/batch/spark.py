@@ -54,7 +54,7 @@ from src.batch.core import (
 )
 from src.batch.wheel import build_wheel, project_checkout
 from src.schema import STUDENT_ID, TARGET
-from src.storage import DataSourceError, is_s3, place, s3_client, split_s3_uri
+from src.storage import is_s3, place
 from src.validation import normalise_student_headers
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def run(config: BatchConfig, pipeline: PredictPipeline, output: Output) -> tuple
     try:
         if is_s3(config.input):
             names = place(config.input).csv_files()
-            header = _shared_header([_s3_header(name) for name in names])
+            header = _shared_header([place(name).header() for name in names])
             has_id, labeled = STUDENT_ID in header, TARGET.name in header
             columns = union_columns(has_id, config.support_cut, labeled)
             shared = spark.sparkContext.broadcast((pipeline, {}))
@@ -207,7 +207,7 @@ def _read_text(spark: Any, source: str) -> tuple[list[str], list[tuple[Any, Any]
     options = {"header": True, "escape": '"', "enforceSchema": False}
     groups: dict[tuple[str, ...], list[str]] = {}
     for name in place(source).csv_files():
-        groups.setdefault(_header_of(name), []).append(name)
+        groups.setdefault(place(name).header(), []).append(name)
     located = [F.col("_metadata.file_path").alias(FILE), F.col("_metadata.file_block_start").alias(BLOCK)]
     header = _shared_header(list(groups))
     parts = []
@@ -239,23 +239,6 @@ def _shared_header(headers: list[tuple[str, ...]]) -> list[str]:
     return header
 
 
-def _s3_header(name: str) -> tuple[str, ...]:
-    """The header of an S3 object, from its first 64 KiB."""
-    bucket, key = split_s3_uri(name)
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        head = s3_client().get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
-            raise DataSourceError(f"{name} is not a readable CSV file: it is empty") from err
-        raise DataSourceError(f"cannot read {name}: {err}") from err
-    except BotoCoreError as err:
-        raise DataSourceError(f"cannot read {name}: {err}") from err
-    text = head.decode("utf-8-sig", errors="replace").splitlines()
-    return tuple(next(csv.reader(text[:1]), []))
-
-
 def _spark_schema(columns: list[str]) -> str:
     return ", ".join(f"`{c}` {_TYPES.get(c, 'string')}" for c in columns)
 
@@ -265,11 +248,6 @@ def _union(frames: list[Any]) -> Any:
     for frame in frames[1:]:
         out = out.unionByName(frame)
     return out
-
-
-def _header_of(name: str) -> tuple[str, ...]:
-    with open(name, newline="", encoding="utf-8-sig") as handle:
-        return tuple(next(csv.reader(handle), []))
 
 
 def _first_line_of(err: Exception) -> str:
