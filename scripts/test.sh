@@ -3,7 +3,7 @@
 # then the tests:
 #   bash scripts/test.sh            the fast tier: every test not marked slow, server, browser, spark or docker
 #                                   (the marks are registered in pyproject.toml), on every core (pytest-xdist)
-#   bash scripts/test.sh --all ...  the whole suite, on every core (what .ci/run runs), the longest units of work first
+#   bash scripts/test.sh --all ...  the whole suite, on one worker more than the cores (what .ci/run runs), the longest units of work first
 #                                   (tests/conftest.py: LONGEST_FIRST), a module to a worker; more arguments go to pytest
 #   bash scripts/test.sh ARGS       pytest ARGS as given (bash scripts/test.sh tests/web -x)
 # The installation (the requirements, then the project itself in editable mode, which puts `src` on the path and
@@ -43,6 +43,7 @@ if [ $# -eq 0 ]; then
   set -- -m "not (slow or server or browser or spark or docker)" -n auto
 elif [ "$1" = "--all" ]; then
   shift
-  set -- -n auto --dist loadscope --no-loadscope-reorder "$@"
+  # one worker more than the cores: much of the whole suite waits on servers, browsers and timers, not the CPU
+  set -- -n "$(($(nproc) + 1))" --dist loadscope --no-loadscope-reorder "$@"
 fi
 .venv/bin/python -m pytest "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -157,6 +158,13 @@ def expected_rank(module: str, slow: bool) -> tuple[int, int]:
     return (1, 0) if slow else (2, 0)
 
 
+def pytest_configure(config) -> None:
+    # One core per training, in this process and every command it starts: the suite's workers (pytest-xdist)
+    # already share the machine's cores, and a training's cross-validation workers (joblib's loky processes, each
+    # importing scikit-learn) would only add work. joblib reads LOKY_MAX_CPU_COUNT for n_jobs=-1.
+    os.environ.setdefault("LOKY_MAX_CPU_COUNT", "1")
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         for mark in tier_marks(item.nodeid):
@@ -177,6 +185,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
+    browsers = sys.modules.get("tests.web.test_browser")
+    if browsers is not None:  # the Chromium its pages shared (started only if a browser test ran here)
+        browsers.close_shared_chromium()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if os.environ.get(REQUIRE_ALL) == "1" and skipped and exitstatus == 0:

@@ -96,19 +96,42 @@ def shots(tmp_path, request):
             shutil.copy(png, Path(extra) / f"{request.node.name}-{png.name}")
 
 
-def _browser(shots, viewport=None, *, bypass_csp=False):
-    """One page in headless Chromium; ``bypass_csp`` lets a test inject its own script (axe-core) into pages whose
-    Content-Security-Policy forbids inline scripts, as it should."""
-    from playwright.sync_api import sync_playwright
+_SHARED: dict[str, object] = {}  # this test process's Playwright and Chromium, started at the first page
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            context = browser.new_context(viewport=viewport, accept_downloads=True, bypass_csp=bypass_csp)
-            context.set_default_timeout(15_000)
-            yield Browser(context.new_page(), shots)
-        finally:
+
+def shared_chromium():
+    """One headless Chromium for every page this test process opens (a browser context each: nothing shared but
+    the browser's processes); ``close_shared_chromium`` stops it at the end of the session."""
+    if "browser" not in _SHARED:
+        from playwright.sync_api import sync_playwright
+
+        _SHARED["playwright"] = sync_playwright().start()
+        _SHARED["browser"] = _SHARED["playwright"].chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+    return _SHARED["browser"]
+
+
+def close_shared_chromium() -> None:
+    """Close the shared Chromium and stop Playwright's driver, if this process started them."""
+    browser, playwright = _SHARED.pop("browser", None), _SHARED.pop("playwright", None)
+    try:
+        if browser is not None:
             browser.close()
+    finally:
+        if playwright is not None:
+            playwright.stop()
+
+
+def _browser(shots, viewport=None, *, bypass_csp=False, java_script_enabled=True):
+    """One page in a new context of the shared headless Chromium; ``bypass_csp`` lets a test inject its own script
+    (axe-core) into pages whose Content-Security-Policy forbids inline scripts, as it should."""
+    context = shared_chromium().new_context(
+        viewport=viewport, accept_downloads=True, bypass_csp=bypass_csp, java_script_enabled=java_script_enabled
+    )
+    try:
+        context.set_default_timeout(15_000)
+        yield Browser(context.new_page(), shots)
+    finally:
+        context.close()
 
 
 @pytest.fixture()
@@ -496,20 +519,14 @@ def test_the_class_list_is_sorted_by_chance_resorted_filtered_and_printed(served
 
 
 def test_the_class_table_reads_without_javascript(served, shots, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     path = class_list(tmp_path, random_valid(12), bad_at={3})
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            page = chromium.new_context(java_script_enabled=False).new_page()
-            page.goto(f"{served}/predictdata")
-            page.set_input_files("#class_list", str(path))
-            page.click("button[value=class_list]")
-            page.wait_for_selector("#class-result")
-            page.screenshot(path=str(shots / "class-no-js.png"), full_page=True)
-            assert not page.is_visible("#class-controls")  # no control that would do nothing
-            assert page.locator("#preview tbody tr").count() == 13
-            assert page.locator("#preview tbody tr").last.get_attribute("data-band") == "failed"
-        finally:
-            chromium.close()
+    for plain in _browser(shots, java_script_enabled=False):
+        page = plain.page
+        page.goto(f"{served}/predictdata")
+        page.set_input_files("#class_list", str(path))
+        page.click("button[value=class_list]")
+        page.wait_for_selector("#class-result")
+        page.screenshot(path=str(shots / "class-no-js.png"), full_page=True)
+        assert not page.is_visible("#class-controls")  # no control that would do nothing
+        assert page.locator("#preview tbody tr").count() == 13
+        assert page.locator("#preview tbody tr").last.get_attribute("data-band") == "failed"
