@@ -43,6 +43,7 @@ how
 pytest_terminal_summary
 pytest_sessionfinish
 pytest_collection_modifyitems
+pytest_configure
 pytestmark
 # http.server calls its handler's do_GET, do_POST and log_message (tests/lifecycle/test_decision.py, ...)
 do_GET
