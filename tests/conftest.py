@@ -163,6 +163,9 @@ def pytest_configure(config) -> None:
     # already share the machine's cores, and a training's cross-validation workers (joblib's loky processes, each
     # importing scikit-learn) would only add work. joblib reads LOKY_MAX_CPU_COUNT for n_jobs=-1.
     os.environ.setdefault("LOKY_MAX_CPU_COUNT", "1")
+    # The suite's JVMs (Spark's local sessions and spark-submit, openapi-generator) live for seconds: the quick JIT
+    # compiler alone and one garbage-collector thread (test_spark.py: 96 -> 73 busy core-seconds, 58 -> 51 s).
+    os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
