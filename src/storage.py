@@ -6,6 +6,7 @@ so its presence commits a complete artifact set; a reader loads only files it li
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -108,10 +109,16 @@ class Place(ABC):
         """The file or object, read as it goes (never whole); close it (``with``)."""
 
     def header(self) -> tuple[str, ...]:
-        """The column names on a CSV file's first line (within its first ``HEADER_BYTES``; a BOM dropped, bytes
-        that are not UTF-8 replaced); empty for an empty file."""
-        lines = self._start(HEADER_BYTES).decode("utf-8-sig", errors="replace").splitlines()
-        return tuple(next(csv.reader(lines[:1]), []))
+        """The column names of a CSV file's first record, which must end within its first ``HEADER_BYTES`` (a BOM
+        dropped, bytes that are not UTF-8 replaced); DataSourceError naming the address for an empty file or a
+        longer first record."""
+        start = self._start(HEADER_BYTES)
+        if not start:
+            raise DataSourceError(f"{self.address} is not a readable CSV file: it is empty")
+        if len(start) == HEADER_BYTES and b"\n" not in start and b"\r" not in start:
+            raise DataSourceError(f"{self.address}: the header line is longer than {HEADER_BYTES} bytes")
+        text = start.decode("utf-8-sig", errors="replace")
+        return tuple(next(csv.reader(io.StringIO(text, newline="")), []))
 
     @abstractmethod
     def _start(self, size: int) -> bytes:
@@ -153,7 +160,10 @@ class LocalPlace(Place):
 
     def _start(self, size: int) -> bytes:
         with self.open() as handle:
-            return handle.read(size)
+            try:
+                return handle.read(size)
+            except OSError as err:
+                raise DataSourceError(f"cannot read {self.address}: {err}") from err
 
     def holds(self, name: str) -> bool:
         return Path(self.join(name)).exists()
@@ -189,7 +199,10 @@ class S3Place(Place):
 
         bucket, key = split_s3_uri(self.address)
         try:
-            return s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+            with contextlib.closing(
+                s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"]
+            ) as body:
+                return body.read()
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object has no byte 0
                 return b""

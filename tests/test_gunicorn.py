@@ -135,7 +135,7 @@ def test_a_temporary_metrics_folder_is_removed_when_the_server_exits(trained, tm
     try:
         wait_for(f"{url}/ready", process, log=log)
         # both workers booted (each logs its model), so that the stop below is not one during a worker's boot
-        wait_until(lambda: log.read_text().count("loaded model") >= 2, 60, "both workers' models loaded")
+        wait_until(lambda: log.read_text(errors="replace").count("loaded model") >= 2, 60, "both workers' models loaded")
         requests.get(f"{url}/metrics", timeout=10)
         created = [p for p in temp.iterdir() if p.name.startswith("student-math-metrics-")]
         assert len(created) == 1 and any(created[0].glob("*.db"))

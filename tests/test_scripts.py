@@ -142,7 +142,8 @@ def test_test_sh_run_twice_in_a_fresh_clone_installs_once(tmp_path):
 
     calls.write_text("")
     run_script(project, env, "test.sh", "--all", "-q")
-    workers = len(os.sched_getaffinity(0)) + 1  # what nproc counts, and one more
+    counted = subprocess.run(["nproc"], env=env, capture_output=True, text=True, check=True, timeout=10).stdout
+    workers = int(counted) + 1  # what nproc counts in the script's environment, and one more
     assert (
         f"python -m pytest -n {workers} --dist loadscope --no-loadscope-reorder -q\n" in calls.read_text()
     )  # the whole suite (.ci/run)

@@ -76,19 +76,29 @@ def test_an_s3_place_lists_opens_holds_and_puts_as_a_local_one(s3_env):
 HEADERS = {  # file bytes -> the header both kinds of place read off them
     b"\xef\xbb\xbfgender,reading score\r\nfemale,72\r\n": ("gender", "reading score"),  # a BOM, CRLF
     b'"race/ethnicity","math score"\n': ("race/ethnicity", "math score"),
-    b"gender," + b"x" * 70_000 + b"\n": ("gender", "x" * (65536 - 7)),  # only the first 64 KiB is read
-    b"": (),
+    b'"student\nid",gender\rs1,female\r': ("student\nid", "gender"),  # a quoted line end; lone CRs
+    b"gender," + b"x" * 65_000 + b"\n" + b"y" * 10_000: ("gender", "x" * 65_000),  # ends within the first 64 KiB
+}
+REFUSED = {  # file bytes -> what the refusal says, after the address
+    b"": "is not a readable CSV file: it is empty",
+    b"gender," + b"x" * 70_000 + b"\n": "the header line is longer than 65536 bytes",
 }
 
 
-def test_both_kinds_of_place_read_the_same_header(tmp_path, s3_env):
+def test_both_kinds_of_place_read_the_same_header_and_refuse_the_same_files(tmp_path, s3_env):
     s3_env.create_bucket(Bucket="headers")
     for k, (data, header) in enumerate(HEADERS.items()):
         (tmp_path / f"{k}.csv").write_bytes(data)
         s3_env.put_object(Bucket="headers", Key=f"{k}.csv", Body=data)
         assert place(str(tmp_path / f"{k}.csv")).header() == header
         assert place(f"s3://headers/{k}.csv").header() == header
-    with pytest.raises(DataSourceError, match="cannot read s3://headers/missing.csv"):
-        place("s3://headers/missing.csv").header()
-    with pytest.raises(DataSourceError, match="cannot read"):
-        place(str(tmp_path / "missing.csv")).header()
+    for k, (data, said) in enumerate(REFUSED.items()):
+        (tmp_path / f"bad{k}.csv").write_bytes(data)
+        s3_env.put_object(Bucket="headers", Key=f"bad{k}.csv", Body=data)
+        for address in (str(tmp_path / f"bad{k}.csv"), f"s3://headers/bad{k}.csv"):
+            with pytest.raises(DataSourceError) as refused:
+                place(address).header()
+            assert str(refused.value) == f"{address}{' ' if said.startswith('is') else ': '}{said}"
+    for address in (str(tmp_path / "missing.csv"), "s3://headers/missing.csv"):
+        with pytest.raises(DataSourceError, match=f"cannot read {address}"):
+            place(address).header()

@@ -102,11 +102,19 @@ _SHARED: dict[str, object] = {}  # this test process's Playwright and Chromium, 
 def shared_chromium():
     """One headless Chromium for every page this test process opens (a browser context each: nothing shared but
     the browser's processes); ``close_shared_chromium`` stops it at the end of the session."""
+    browser = _SHARED.get("browser")
+    if browser is not None and not browser.is_connected():  # it crashed: the next page gets a new one
+        close_shared_chromium()
     if "browser" not in _SHARED:
         from playwright.sync_api import sync_playwright
 
-        _SHARED["playwright"] = sync_playwright().start()
-        _SHARED["browser"] = _SHARED["playwright"].chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        playwright = sync_playwright().start()
+        try:
+            _SHARED["browser"] = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        except BaseException:
+            playwright.stop()
+            raise
+        _SHARED["playwright"] = playwright
     return _SHARED["browser"]
 
 
@@ -114,7 +122,7 @@ def close_shared_chromium() -> None:
     """Close the shared Chromium and stop Playwright's driver, if this process started them."""
     browser, playwright = _SHARED.pop("browser", None), _SHARED.pop("playwright", None)
     try:
-        if browser is not None:
+        if browser is not None and browser.is_connected():
             browser.close()
     finally:
         if playwright is not None:
