@@ -6,7 +6,6 @@ so its presence commits a complete artifact set; a reader loads only files it li
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -112,17 +111,17 @@ class Place(ABC):
         """The column names of a CSV file's first record, which must end within its first ``HEADER_BYTES`` (a BOM
         dropped, bytes that are not UTF-8 replaced); DataSourceError naming the address for an empty file or a
         longer first record."""
-        start = self._start(HEADER_BYTES)
+        with self.open() as handle:  # only the first HEADER_BYTES are read, from a file or an S3 object's stream
+            try:
+                start = handle.read(HEADER_BYTES)
+            except Exception as err:  # the boundary: a failed read of either kind names the address
+                raise DataSourceError(f"cannot read {self.address}: {err}") from err
         if not start:
             raise DataSourceError(f"{self.address} is not a readable CSV file: it is empty")
         if len(start) == HEADER_BYTES and b"\n" not in start and b"\r" not in start:
             raise DataSourceError(f"{self.address}: the header line is longer than {HEADER_BYTES} bytes")
         text = start.decode("utf-8-sig", errors="replace")
         return tuple(next(csv.reader(io.StringIO(text, newline="")), []))
-
-    @abstractmethod
-    def _start(self, size: int) -> bytes:
-        """The first ``size`` bytes of the file or object (fewer when it is shorter)."""
 
     @abstractmethod
     def holds(self, name: str) -> bool:
@@ -158,13 +157,6 @@ class LocalPlace(Place):
         except OSError as err:
             raise DataSourceError(f"cannot read {self.address}: {err}") from err
 
-    def _start(self, size: int) -> bytes:
-        with self.open() as handle:
-            try:
-                return handle.read(size)
-            except OSError as err:
-                raise DataSourceError(f"cannot read {self.address}: {err}") from err
-
     def holds(self, name: str) -> bool:
         return Path(self.join(name)).exists()
 
@@ -191,22 +183,6 @@ class S3Place(Place):
             return s3_client().get_object(Bucket=bucket, Key=key)["Body"]
         except DataSourceError:
             raise
-        except Exception as err:  # the boundary: every S3 failure becomes one clear message
-            raise DataSourceError(f"cannot read {self.address}: {err}") from err
-
-    def _start(self, size: int) -> bytes:
-        from botocore.exceptions import ClientError
-
-        bucket, key = split_s3_uri(self.address)
-        try:
-            with contextlib.closing(
-                s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"]
-            ) as body:
-                return body.read()
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object has no byte 0
-                return b""
-            raise DataSourceError(f"cannot read {self.address}: {err}") from err
         except Exception as err:  # the boundary: every S3 failure becomes one clear message
             raise DataSourceError(f"cannot read {self.address}: {err}") from err
 
