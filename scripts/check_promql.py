@@ -39,7 +39,7 @@ def expressions() -> list[tuple[str, str]]:
 def substitute(expr: str) -> str:
     for name in sorted(VARIABLES, key=len, reverse=True):
         expr = expr.replace(name, VARIABLES[name])
-    leftover = re.findall(r"\$\w+", expr)
+    leftover = re.findall(r"\$[A-Za-z_]\w*", expr)  # $1, $2: label_replace's references, not variables
     if leftover:
         raise ValueError(f"unknown variable(s) {leftover} in {expr}")
     return expr

@@ -40,11 +40,12 @@ def bin_upper(label: str) -> float:
 
 
 LABELS = tuple(bin_label(b) for b in UPPER_BOUNDS)
+_BOUNDS = np.array(UPPER_BOUNDS)  # searched as an array: a tuple would be converted at every call
 
 
 def bin_counts(values: np.ndarray) -> np.ndarray:
     """Students per bin (``UPPER_BOUNDS`` order): a value v goes to the first bound at or above it."""
-    return np.bincount(np.searchsorted(UPPER_BOUNDS, np.asarray(values, dtype=float), side="left"), minlength=len(LABELS))
+    return np.bincount(np.searchsorted(_BOUNDS, np.asarray(values, dtype=float), side="left"), minlength=len(LABELS))
 
 
 class ScoreBins:

@@ -2,10 +2,11 @@
 
 Per-student metrics of predictions (single students and batches) are buffered in memory and applied by the
 worker's monitoring flusher (``src.periodic``: four times a second, before every scrape, at exit), off the
-request path: under multiprocess mode each metric update is a write to a memory-mapped file, a prediction
-touches twelve of them, and prometheus_client's public API observes a histogram one value at a time (a
-10,000-student batch is 30,000 observations). Only public prometheus_client APIs are used. Those distributions
-are therefore at most about a quarter of a second late
+request path: under multiprocess mode each metric update is a write to a memory-mapped file, and buffered
+students are counted together, one increment per category (or score bin, src.monitoring.bins) that received
+any. The score distributions are counters per 1-point bin rather than histograms: prometheus_client's public
+API observes a histogram one value at a time, two file writes per student and score. Only public
+prometheus_client APIs are used. Those counts are therefore at most about a quarter of a second late
 (and a worker killed with SIGKILL loses that last quarter second of them). ``model_predictions_total`` alone
 is written as each answer is made, so it counts every answered prediction even then.
 
@@ -30,12 +31,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from src.periodic import Buffer
-from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, TARGET
+from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, TARGET
 from src.validation import OTHER_FIELD, FieldError, StudentColumns, field_label
 
 # Latency buckets for a service that answers in about a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.5, 5.0)
-SCORE_BUCKETS = tuple(float(b) for b in range(10, 101, 10))
 
 CHANNELS = ("form", "json", "batch")
 FIELD_LABELS = (*FEATURE_NAMES, TARGET.name)  # a broken real score counts under the target's name
@@ -244,14 +244,6 @@ class ServiceMetrics:
         self.predictions = Counter(
             "model_predictions", "Students predicted, by channel (form, json, batch)", ["channel"], registry=reg
         )
-        self.scores = Histogram("model_prediction_score", "Predicted math scores", buckets=SCORE_BUCKETS, registry=reg)
-        self.input_scores = Histogram(
-            "model_input_score",
-            "Reading and writing scores of predicted students",
-            ["feature"],
-            buckets=SCORE_BUCKETS,
-            registry=reg,
-        )
         self.input_categories = Counter(
             "model_input_category", "Predicted students by category of each feature", ["feature", "category"], registry=reg
         )
@@ -317,42 +309,37 @@ class ServiceMetrics:
                 self.input_categories.labels(feature.name, category)
         self._failures = {f: self.validation_failures.labels(f) for f in (*FIELD_LABELS, OTHER_FIELD)}
         self._channel = {c: self.predictions.labels(c) for c in CHANNELS}
-        self._input = {f.name: self.input_scores.labels(f.name) for f in NUMERIC_FEATURES}
         self._category = {
             f.name: {c: self.input_categories.labels(f.name, c) for c in f.categories} for f in CATEGORICAL_FEATURES
         }
         pid = str(os.getpid())
         self._cpu, self._rss = self.cpu.labels(pid), self.rss.labels(pid)
-        self._pending: Buffer[tuple[str, Mapping[str, Any], float]] = Buffer()
-        self._batches: Buffer[tuple[str, Sequence[Mapping[str, Any]], np.ndarray]] = Buffer()
+        self._pending: Buffer[Mapping[str, Any]] = Buffer()
+        self._batches: Buffer[Sequence[Mapping[str, Any]]] = Buffer()
         self._shown_model: tuple[str, str] | None = None
         self.ready.set(0)
 
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         # The count is written at once, before the answer leaves: a worker killed at any moment has counted
-        # every prediction it answered. The distributions of single students wait for the flusher.
+        # every prediction it answered. The categories of single students wait for the flusher. The score
+        # distributions are the score bins' counters (src.monitoring.bins), not kept twice here.
         self._channel[channel].inc(len(records))
         if len(records) == 1:
-            self._pending.add((channel, records[0], float(scores[0])))
+            self._pending.add(records[0])
             return
-        self._batches.add((channel, records, np.asarray(scores, dtype=float)))
+        self._batches.add(records)
 
     def flush(self) -> None:
-        """Apply the buffered predictions (single students and batches) to the metrics."""
-        for channel, records, scores in self._batches.drain():
-            self._apply(channel, records, scores)
+        """Apply the buffered predictions (single students and batches) to the category counters."""
+        for records in self._batches.drain():
+            self._count_categories(records)
         pending = self._pending.drain()
-        for channel in CHANNELS:
-            mine = [(record, score) for c, record, score in pending if c == channel]
-            if mine:
-                self._apply(channel, [r for r, _ in mine], np.fromiter((s for _, s in mine), dtype=float))
+        if pending:
+            self._count_categories(pending)
 
-    def _apply(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
-        observe_many(self.scores, scores)
+    def _count_categories(self, records: Sequence[Mapping[str, Any]]) -> None:
         if isinstance(records, StudentColumns):  # many students as columns: read the columns
-            for name, child in self._input.items():
-                observe_many(child, records.numbers[name])
             for feature in CATEGORICAL_FEATURES:
                 counts = np.bincount(records.codes[feature.name], minlength=len(feature.categories)).tolist()
                 children = self._category[feature.name]
@@ -360,8 +347,6 @@ class ServiceMetrics:
                     if count:
                         children[category].inc(count)
             return
-        for name, child in self._input.items():
-            observe_many(child, np.fromiter((r[name] for r in records), dtype=float, count=len(records)))
         for name, children in self._category.items():
             for category, count in Tally(r[name] for r in records).items():
                 children[category].inc(count)

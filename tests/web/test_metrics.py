@@ -28,8 +28,7 @@ def test_metrics_has_at_least_15_families(client, student):
         "flask_http_request_duration_seconds",
         "http_requests_in_flight",
         "model_predictions",
-        "model_prediction_score",
-        "model_input_score",
+        "model_score_students",
         "model_input_category",
         "model_validation_failures",
         "model_info",
@@ -53,13 +52,17 @@ def test_predictions_are_counted_per_student_and_channel(client, student):
     assert value(fams, "model_predictions", channel="batch") == 40
     assert value(fams, "model_predictions", channel="form") == 1
     assert value(fams, "model_input_category", feature="gender", category="female") == 42
-    score_count = [s.value for s in fams["model_prediction_score"].samples if s.name.endswith("_count")][0]
-    reading_count = [
-        s.value
-        for s in fams["model_input_score"].samples
-        if s.name.endswith("_count") and s.labels["feature"] == "reading_score"
-    ][0]
-    assert score_count == 42 and reading_count == 42
+    binned = {
+        feature: sum(
+            s.value
+            for s in fams["model_score_students"].samples
+            if s.name.endswith("_total") and s.labels["feature"] == feature
+        )
+        for feature in ("prediction", "reading_score", "writing_score")
+    }
+    assert binned == {"prediction": 42, "reading_score": 42, "writing_score": 42}
+    reading = student["reading_score"]  # its 1-point bin: (reading - 1, reading]
+    assert value(fams, "model_score_students", feature="reading_score", bin=f"{reading:g}") == 42
 
 
 def test_a_form_prediction_is_counted_once_when_submitted_not_when_its_page_is_shown_again(client, student):
@@ -75,12 +78,12 @@ def test_a_form_prediction_is_counted_once_when_submitted_not_when_its_page_is_s
 def test_observing_many_equals_one_by_one_observation(client, student):
     from prometheus_client import CollectorRegistry, Histogram
 
-    from src.monitoring.metrics import SCORE_BUCKETS, observe_many
+    from src.monitoring.metrics import LATENCY_BUCKETS, observe_many
 
-    values = [0.0, 10.0, 10.5, 55.0, 99.9, 100.0] * 10
+    values = [0.0, 0.0005, 0.0007, 0.004, 0.3, 2.5, 7.0] * 10
     registry = CollectorRegistry()
-    bulk = Histogram("bulk", "", buckets=SCORE_BUCKETS, registry=registry)
-    single = Histogram("single", "", buckets=SCORE_BUCKETS, registry=registry)
+    bulk = Histogram("bulk", "", buckets=LATENCY_BUCKETS, registry=registry)
+    single = Histogram("single", "", buckets=LATENCY_BUCKETS, registry=registry)
     observe_many(bulk, values)
     for v in values:
         single.observe(v)
