@@ -498,6 +498,8 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
 
 
 _CATEGORY_CODES = {f.name: {c: i for i, c in enumerate(f.categories)} for f in CATEGORICAL_FEATURES}
+_CATEGORICAL_NAMES = tuple(f.name for f in CATEGORICAL_FEATURES)
+_NUMERIC_NAMES = tuple(f.name for f in NUMERIC_FEATURES)
 
 
 def _category_codes(name: str, texts: Sequence[str]) -> np.ndarray:
@@ -544,10 +546,8 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
             feature = CATEGORICAL_FEATURES[found.index(-1) // size]
             raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
         every = np.array(found, dtype=np.intp).reshape(len(CATEGORICAL_FEATURES), size)
-        codes = {f.name: row for f, row in zip(CATEGORICAL_FEATURES, every, strict=True)}
-        scores = np.array([columns[f.name] for f in NUMERIC_FEATURES], dtype=np.float64).reshape(len(NUMERIC_FEATURES), size)
-        numbers = {f.name: row for f, row in zip(NUMERIC_FEATURES, scores, strict=True)}
-        made = cls(size, codes, numbers)
+        scores = np.array([columns[name] for name in _NUMERIC_NAMES], dtype=np.float64).reshape(len(_NUMERIC_NAMES), size)
+        made = cls(size, dict(zip(_CATEGORICAL_NAMES, every)), dict(zip(_NUMERIC_NAMES, scores)))  # rows, schema order
         made.__dict__.update(code_matrix=every, number_matrix=scores)  # the matrices the rows are views of
         return made
 
