@@ -547,7 +547,9 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
             raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
         every = np.array(found, dtype=np.intp).reshape(len(CATEGORICAL_FEATURES), size)
         scores = np.array([columns[name] for name in _NUMERIC_NAMES], dtype=np.float64).reshape(len(_NUMERIC_NAMES), size)
-        made = cls(size, dict(zip(_CATEGORICAL_NAMES, every)), dict(zip(_NUMERIC_NAMES, scores)))  # rows, schema order
+        made = cls(
+            size, dict(zip(_CATEGORICAL_NAMES, every, strict=True)), dict(zip(_NUMERIC_NAMES, scores, strict=True))
+        )  # rows, schema order
         made.__dict__.update(code_matrix=every, number_matrix=scores)  # the matrices the rows are views of
         return made
 

@@ -1,4 +1,4 @@
-"""What PSI needs of the scores, as counters Prometheus can sum across instances.
+"""The score distributions as counters Prometheus can sum across instances: the dashboard's and the fleet's PSI.
 
 Each server's drift window (src.monitoring.window) holds its own recent students, so no server can say what
 the fleet's students look like. Counters can be summed: every predicted student adds one to the 1-point bin of

@@ -322,8 +322,8 @@ class ServiceMetrics:
     # Observer protocol (src.web.services)
     def predicted(self, channel: str, records: Sequence[Mapping[str, Any]], scores: np.ndarray) -> None:
         # The count is written at once, before the answer leaves: a worker killed at any moment has counted
-        # every prediction it answered. The categories of single students wait for the flusher. The score
-        # distributions are the score bins' counters (src.monitoring.bins), not kept twice here.
+        # every prediction it answered. The categories (of single students and batches) wait for the flusher.
+        # The score distributions are the score bins' counters (src.monitoring.bins), not kept twice here.
         self._channel[channel].inc(len(records))
         if len(records) == 1:
             self._pending.add(records[0])

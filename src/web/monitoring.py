@@ -200,7 +200,7 @@ def _attach_metrics(app: Flask, svc: Services, tracker: DriftTracker | None, flu
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, realized_min_students=svc.config.realized_min_students)
     requests = RequestMetrics(registry)
-    bins = ScoreBins(registry)  # what the fleet's drift is computed from (src.monitoring.fleet)
+    bins = ScoreBins(registry)  # the score distributions: the dashboard's, and the fleet's drift (src.monitoring.fleet)
     svc.observers += [_Excludable(metrics), _Excludable(bins)]
     svc.realized = metrics.realized.totals
     svc.slot.listeners.append(metrics.model_loaded)
