@@ -23,6 +23,7 @@ from flask import (
 )
 from werkzeug.datastructures import MultiDict
 
+from src.answers.arrays import round_as_python
 from src.answers.bands import ALL_DETAILS, UNCERTAIN, Bands
 from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
 from src.answers.evaluation import REAL_SCORE
@@ -184,6 +185,11 @@ def _predict_json() -> Response:
     return fast_json_response(item)
 
 
+def reported_scores(scores: np.ndarray) -> np.ndarray:
+    """The predicted scores as the answers report them (one decimal): what monitoring counts, on every channel."""
+    return round_as_python(scores, 1)
+
+
 def may_hold_real_scores(raw: bytes) -> bool:
     """False when no student of this JSON body can carry a real math score: the body is UTF-8 without any escape
     sequence (so a key is written as it reads) and no real score's key is in it. Spares a look at every student."""
@@ -221,7 +227,7 @@ def _predict_batch(body: Mapping[str, Any], raw: bytes) -> Response:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
     bands = _bands()
     answer = batch_answer(pipeline, students, bands)
-    svc.predicted("batch", students, answer.predictions.scores)
+    svc.predicted("batch", students, reported_scores(answer.predictions.scores))
     payload: dict[str, Any] = {"predictions": answer.items, "model_version": pipeline.model_version}
     if not pipeline.factors.available:
         payload["factors_reason"] = pipeline.factors.reason
@@ -260,7 +266,7 @@ def _answer_roster(items_wanted: bool = True) -> roster.RosterAnswer | Response:
     if failed:
         svc.rejected([e for row in failed for e in row.errors])
     if answer.answers is not None:
-        svc.predicted("batch", answer.answers.students, np.round(answer.answers.predictions.scores, 1))
+        svc.predicted("batch", answer.answers.students, reported_scores(answer.answers.predictions.scores))
         if answer.evaluated is not None and trusted_sender():  # the page shows the class its evaluation anyway
             svc.labeled(answer.answers.students, answer.evaluated.outcomes)
     return answer

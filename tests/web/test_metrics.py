@@ -296,3 +296,32 @@ def test_a_contract_test_with_the_monitoring_token_is_kept_out_of_drift_and_coun
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     assert value(fams, "model_predictions", channel="json") == 2
     assert value(fams, "model_validation_failures", field="reading_score") == 2
+
+
+def test_every_channel_bins_the_score_it_reported(client, student):
+    """The score distributions count the score each answer gave (one decimal), whichever channel asked."""
+    from src.monitoring.bins import UPPER_BOUNDS, bin_counts, bin_label
+
+    def answer(chosen):
+        return client.post("/predictdata", json=chosen).get_json()
+
+    # a student whose unrounded score rounds down onto a bin's bound: the bins of the two differ
+    found = None
+    candidates = ({**student, "reading_score": r, "writing_score": w} for w in (70, 50, 30) for r in range(101))
+    for chosen in candidates:
+        item = answer(chosen)
+        raw = item["factors"]["unclipped_score"]
+        if 0 < raw < 100 and round(raw, 1) != raw and round(raw, 1) == float(int(raw)) and round(raw, 1) < raw:
+            found = chosen, item["math_score"], raw
+            break
+    assert found is not None, "no student among 303 has a score just above a whole number"
+    chosen, reported, raw = found
+    assert bin_counts([raw]).argmax() != bin_counts([reported]).argmax()
+    before = value(families(client), "model_score_students", feature="prediction", bin=bin_label(reported))
+    header = ",".join(chosen)
+    row = ",".join(str(v) for v in chosen.values())
+    assert client.post("/predictdata", json={"instances": [chosen] * 3}).status_code == 200
+    assert client.post("/predictdata", data=f"{header}\n{row}\n{row}\n", content_type="text/csv").status_code == 200
+    after = value(families(client), "model_score_students", feature="prediction", bin=bin_label(reported))
+    assert after - before == 5  # 3 from the JSON batch, 2 from the class list; none in the raw score's bin
+    assert UPPER_BOUNDS[bin_counts([reported]).argmax()] == reported
