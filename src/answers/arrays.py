@@ -61,3 +61,11 @@ def round_as_python(values: Any, decimals: Any) -> np.ndarray:
         places = np.broadcast_to(np.asarray(decimals), values.shape)[near_half].tolist()
         out[near_half] = [round(v, d) for v, d in zip(values[near_half].tolist(), places, strict=True)]
     return out
+
+
+SCORE_DECIMALS = 1  # a math score and its range as every channel reports them (and bands and monitors them)
+
+
+def reported_scores(values: Any) -> np.ndarray:
+    """Scores (or range ends) as every channel reports them: ``round_as_python`` to ``SCORE_DECIMALS``."""
+    return round_as_python(values, SCORE_DECIMALS)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.arrays import Coded, round_as_python
+from src.answers.arrays import Coded, reported_scores
 from src.schema import TARGET
 
 ALL_DETAILS = "all_details"
@@ -100,7 +100,7 @@ def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np
     ``raw``: unclipped scores; ``background``: the background contributions' sum for each (exact factors only).
     The answer minus those contributions, with the same range width, banded as a reported range is.
     """
-    low, high = round_as_python(ranges_without_background(raw, background, half_width), 1)
+    low, high = reported_scores(ranges_without_background(raw, background, half_width))
     return bands.coded(low, high)
 
 

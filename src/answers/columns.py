@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.arrays import Coded, repeated, round_as_python
+from src.answers.arrays import SCORE_DECIMALS, Coded, repeated, reported_scores
 from src.answers.bands import Bands, ranges_without_background
 from src.answers.factors import background_points, coded_top_factor
 from src.answers.model import Predictions, PredictPipeline
@@ -113,7 +113,7 @@ def compute_answers(
             ends = np.empty((4, columns.size))
             ends[0], ends[1] = out.low, out.high
             ranges_without_background(raw, background, pipeline.half_width, out=ends[2:])
-            reported = round_as_python(ends, 1)
+            reported = reported_scores(ends)
             names, without = bands.coded_rows(reported[0::2], reported[1::2])
             if bands.scores_only:  # the band and the chance from the scores and course alone
                 names, raw = without, raw - background
@@ -159,9 +159,9 @@ def _factor(j: int) -> Callable[[Answers], np.ndarray | None]:
 
 
 ANSWER_FIELDS: tuple[AnswerField, ...] = (
-    AnswerField(MATH_SCORE, "double", lambda a: a.predictions.scores, json=(MATH_SCORE,), decimals=1),
-    AnswerField(LOW, "double", lambda a: a.predictions.low, json=("interval", "low"), decimals=1),
-    AnswerField(HIGH, "double", lambda a: a.predictions.high, json=("interval", "high"), decimals=1),
+    AnswerField(MATH_SCORE, "double", lambda a: a.predictions.scores, json=(MATH_SCORE,), decimals=SCORE_DECIMALS),
+    AnswerField(LOW, "double", lambda a: a.predictions.low, json=("interval", "low"), decimals=SCORE_DECIMALS),
+    AnswerField(HIGH, "double", lambda a: a.predictions.high, json=("interval", "high"), decimals=SCORE_DECIMALS),
     AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level), json=("interval", "level")),
     AnswerField(MODEL_VERSION, "string", lambda a: Coded.one(a.model_version, a.size), json=(MODEL_VERSION,)),
     AnswerField(BAND, "string", lambda a: a.coded_bands, needs="band", json=(BAND,)),
@@ -239,7 +239,7 @@ def answers_frame(
 def coded_reported_bands(bands: Bands, low: np.ndarray, high: np.ndarray) -> Coded:
     """The band rule (``src.answers.bands``) on the range as every channel reports it (one decimal), as positions in
     ``BAND_NAMES``."""
-    low, high = round_as_python(np.vstack((low, high)), 1)
+    low, high = reported_scores(np.vstack((low, high)))
     return bands.coded(low, high)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from src.answers.arrays import reported_scores, round_as_python
 from src.answers.bands import Bands
 from src.answers.columns import (
     ANSWER_FIELDS,
@@ -28,7 +29,6 @@ from src.answers.columns import (
     Answers,
     Students,
     compute_answers,
-    round_as_python,
 )
 from src.answers.evaluation import (
     BAND_RIGHT,
@@ -179,7 +179,7 @@ def evaluate_batch(pipeline: PredictPipeline, batch: BatchAnswer, reals: np.ndar
     ``real_math_score``, ``prediction_minus_real``, ``inside_range`` and ``band_right`` (None: no real score,
     or a band that made no claim)."""
     out = batch.predictions
-    scores, lows, highs = (round_as_python(a, 1) for a in (out.scores, out.low, out.high))
+    scores, lows, highs = (reported_scores(a) for a in (out.scores, out.low, out.high))
     checked = outcomes(scores, lows, highs, reals, batch.bands, bands.cut)
     columns = outcome_columns(checked)
     errors = [None if e is None else round(float(e), 2) for e in columns[PREDICTION_MINUS_REAL].tolist()]

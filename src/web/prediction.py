@@ -23,7 +23,7 @@ from flask import (
 )
 from werkzeug.datastructures import MultiDict
 
-from src.answers.arrays import round_as_python
+from src.answers.arrays import reported_scores
 from src.answers.bands import ALL_DETAILS, UNCERTAIN, Bands
 from src.answers.columns import BELOW_CUT, WITHOUT_BACKGROUND
 from src.answers.evaluation import REAL_SCORE
@@ -183,11 +183,6 @@ def _predict_json() -> Response:
     item, answers = single_answer(pipeline, record, _bands())
     svc.predicted("json", (record,), np.array((item["math_score"],)))
     return fast_json_response(item)
-
-
-def reported_scores(scores: np.ndarray) -> np.ndarray:
-    """The predicted scores as the answers report them (one decimal): what monitoring counts, on every channel."""
-    return round_as_python(scores, 1)
 
 
 def may_hold_real_scores(raw: bytes) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.arrays import repeated
+from src.answers.arrays import repeated, round_as_python
 from src.answers.bands import BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
 from src.answers.columns import (
     BELOW_CUT,
@@ -40,7 +40,6 @@ from src.answers.columns import (
     WITHOUT_BACKGROUND,
     Answers,
     compute_answers,
-    round_as_python,
 )
 from src.answers.evaluation import OUTCOME_COLUMNS
 from src.answers.model import PredictPipeline
