@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc \
-    MODEL_CACHE_DIR=/tmp/model-cache
+    MODEL_CACHE_DIR=/tmp/model-cache \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 
 WORKDIR /app
 

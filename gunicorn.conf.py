@@ -131,8 +131,10 @@ logger_class = AccessLogger
 
 # The libraries every worker imports, imported once in the master: the forked workers share these pages
 # copy-on-write instead of each holding its own copy, and gc.freeze() keeps the collector from touching them.
-# Nothing is built here (each worker still builds its own app, model, metrics and threads), and nothing that
-# touches prometheus_client is imported: its multiprocess values belong to the workers.
+# The answer's compiled arithmetic (src.answers.kernels) is compiled, or loaded from numba's cache, here too, so
+# the workers share its machine code. Nothing else is built here (each worker still builds its own app, model,
+# metrics and threads), and nothing that touches prometheus_client is imported: its multiprocess values belong
+# to the workers.
 SHARED_IMPORTS = (
     "numpy",
     "pandas",
@@ -158,6 +160,7 @@ def _share_imports():
 
     for name in SHARED_IMPORTS:
         importlib.import_module(name)
+    importlib.import_module("src.answers.kernels").warm_up()
     gc.freeze()
 
 

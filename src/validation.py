@@ -499,6 +499,7 @@ def check_students_frame(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, 
 
 _CATEGORY_CODES = {f.name: {c: i for i, c in enumerate(f.categories)} for f in CATEGORICAL_FEATURES}
 _CATEGORICAL_NAMES = tuple(f.name for f in CATEGORICAL_FEATURES)
+_CATEGORY_TABLES = tuple((f.name, _CATEGORY_CODES[f.name]) for f in CATEGORICAL_FEATURES)  # schema order
 _NUMERIC_NAMES = tuple(f.name for f in NUMERIC_FEATURES)
 
 
@@ -532,7 +533,14 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
         """Valid students as records (as ``validate_student`` returns them)."""
         if isinstance(records, StudentColumns):
             return records
-        return cls.from_columns(_feature_columns(records), len(records))
+        # each feature's codes (or scores) read straight off the records: one array call per matrix
+        found = [[table.get(record[name], -1) for record in records] for name, table in _CATEGORY_TABLES]
+        if any(-1 in row for row in found):
+            return cls.from_columns(_feature_columns(records), len(records))  # names the first unknown category
+        size = len(records)
+        every = np.array(found, dtype=np.intp).reshape(len(CATEGORICAL_FEATURES), size)
+        scores = np.array([[record[name] for record in records] for name in _NUMERIC_NAMES], dtype=np.float64)
+        return cls._of_matrices(every, scores.reshape(len(_NUMERIC_NAMES), size))
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
@@ -547,10 +555,16 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
             raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
         every = np.array(found, dtype=np.intp).reshape(len(CATEGORICAL_FEATURES), size)
         scores = np.array([columns[name] for name in _NUMERIC_NAMES], dtype=np.float64).reshape(len(_NUMERIC_NAMES), size)
+        return cls._of_matrices(every, scores)
+
+    @classmethod
+    def _of_matrices(cls, codes: np.ndarray, scores: np.ndarray) -> StudentColumns:
+        """Students from their (categorical features, n) codes and (numeric features, n) scores, rows in schema
+        order; each feature's column is a row of them (a view)."""
         made = cls(
-            size, dict(zip(_CATEGORICAL_NAMES, every, strict=True)), dict(zip(_NUMERIC_NAMES, scores, strict=True))
-        )  # rows, schema order
-        made.__dict__.update(code_matrix=every, number_matrix=scores)  # the matrices the rows are views of
+            codes.shape[1], dict(zip(_CATEGORICAL_NAMES, codes, strict=True)), dict(zip(_NUMERIC_NAMES, scores, strict=True))
+        )
+        made.__dict__.update(code_matrix=codes, number_matrix=scores)  # the matrices the rows are views of
         return made
 
     @functools.cached_property

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from src.answers.kernels import round_rows
+
 
 def repeated(value: Any, size: int) -> np.ndarray:
     """An object vector holding ``value`` ``size`` times: the one object, never a copy of it.
@@ -45,25 +47,26 @@ class Coded:
 
 
 def round_as_python(values: Any, decimals: Any) -> np.ndarray:
-    """``round(v, d)`` of Python for every value, as a few array operations; ``decimals`` is one number or one per
-    row of a 2-D ``values`` (a column of them), so that several fields are rounded at once.
-
-    NumPy rounds ``v * 10**d`` to an integer (``np.rint``), which agrees with Python's correctly rounded decimal
-    unless that product lands within its rounding error of a half; those few values are rounded by Python.
-    """
+    """``round(v, d)`` of Python for every value (``src.answers.kernels.round_rows``); ``decimals`` is one number
+    or one per row of a 2-D ``values`` (a column of them), so that several fields are rounded at once."""
     values = np.asarray(values, dtype=float)
-    scale = 10.0**decimals if isinstance(decimals, int) else 10.0 ** np.asarray(decimals, dtype=float)
-    scaled = values * scale
-    out = np.rint(scaled)
-    near_half = np.abs(np.subtract(scaled, out, out=scaled)) > 0.5 - 1e-3  # within 1e-3 of a half, either side
-    out /= scale
-    if np.count_nonzero(near_half):
-        places = np.broadcast_to(np.asarray(decimals), values.shape)[near_half].tolist()
-        out[near_half] = [round(v, d) for v, d in zip(values[near_half].tolist(), places, strict=True)]
-    return out
+    if values.ndim < 2:  # noqa: PLR2004 - rows of values
+        rows = values.reshape(1, -1)
+    else:
+        rows = values.reshape(int(np.prod(values.shape[:-1])), values.shape[-1])
+    rows = np.array(rows, order="C")  # a writable, contiguous copy: the one type the compiled rounding takes
+    places = np.asarray(decimals, dtype=float).reshape(-1)
+    if len(places) == 1:
+        places = np.repeat(places, len(rows))
+    elif len(places) != len(rows):
+        raise ValueError(f"{len(places)} decimals for {len(rows)} rows of values")
+    out = np.empty_like(rows)
+    round_rows(rows, 10.0**places, out)
+    return out.reshape(values.shape)
 
 
 SCORE_DECIMALS = 1  # a math score and its range as every channel reports them (and bands and monitors them)
+REPORT_SCALE = 10.0**SCORE_DECIMALS
 
 
 def reported_scores(values: Any) -> np.ndarray:

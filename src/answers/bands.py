@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from src.answers.arrays import Coded, reported_scores
+from src.answers.kernels import band_codes, compute
 from src.schema import TARGET
 
 ALL_DETAILS = "all_details"
@@ -28,10 +29,8 @@ NEEDS_SUPPORT = "needs_support"
 UNCERTAIN = "uncertain"
 ON_TRACK = "on_track"
 BAND_NAMES: tuple[str, ...] = (NEEDS_SUPPORT, UNCERTAIN, ON_TRACK)
-_BAND_WORDS = np.array(BAND_NAMES, dtype=object)
-_BAND_WORDS.flags.writeable = False  # shared by every answer's bands
-# BAND_NAMES is in the order of the range against the cut (below, across, above): the codes are arithmetic on it
-_UNCERTAIN_CODE = BAND_NAMES.index(UNCERTAIN)
+BAND_WORDS = np.array(BAND_NAMES, dtype=object)
+BAND_WORDS.flags.writeable = False  # shared by every answer's bands
 
 
 @dataclass(frozen=True)
@@ -70,18 +69,15 @@ class Bands:
 
     def coded(self, lows: np.ndarray, highs: np.ndarray) -> Coded:
         """``names`` as positions in ``BAND_NAMES``."""
-        return Coded(self.codes(lows, highs), _BAND_WORDS)
-
-    def coded_rows(self, lows: np.ndarray, highs: np.ndarray) -> tuple[Coded, ...]:
-        """Several sets of ranges at once, one per row of the (k, n) ``lows`` and ``highs``: k sets of bands."""
-        return tuple([Coded(row, _BAND_WORDS) for row in self.codes(lows, highs)])
+        return Coded(self.codes(lows, highs), BAND_WORDS)
 
     def codes(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
         """The bands of ranges of any shape as positions in ``BAND_NAMES`` (a low is never above its high):
-        uncertain, less one where the whole range is below the cut, plus one where it is all at or above it."""
-        codes = np.greater_equal(lows, self.cut).view(np.int8)  # a bool is one byte: 0 or 1
-        codes -= np.less(highs, self.cut).view(np.int8)
-        codes += _UNCERTAIN_CODE
+        ``src.answers.kernels.band_codes``, the rule every answer's band follows."""
+        lows = np.array(lows, dtype=float, order="C")
+        highs = np.array(highs, dtype=float, order="C")
+        codes = np.empty(lows.shape, dtype=np.int8)
+        band_codes(lows.reshape(-1), highs.reshape(-1), float(self.cut), codes.reshape(-1))
         return codes
 
     @property
@@ -104,13 +100,8 @@ def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np
     return bands.coded(low, high)
 
 
-def ranges_without_background(
-    raw: np.ndarray, background: np.ndarray, half_width: float, out: np.ndarray | None = None
-) -> np.ndarray:
+def ranges_without_background(raw: np.ndarray, background: np.ndarray, half_width: float) -> np.ndarray:
     """The (2, n) ranges (low, high; within the target's bounds, unrounded) of the answers less their background
-    contributions, with the same width; written into ``out`` when given."""
-    centred = np.subtract(raw, background, dtype=float)
-    ends = np.empty((2, len(centred))) if out is None else out
-    np.subtract(centred, half_width, out=ends[0])
-    np.add(centred, half_width, out=ends[1])
-    return np.minimum(np.maximum(ends, TARGET.minimum, out=ends), TARGET.maximum, out=ends)
+    contributions, with the same width (``src.answers.kernels.compute``)."""
+    done = compute(raw=raw, background=background, half_width=half_width, minimum=TARGET.minimum, maximum=TARGET.maximum)
+    return done.numbers[3:5]

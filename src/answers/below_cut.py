@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from src.answers.kernels import compute
+
 MANIFEST_KEY = "predictive_distribution"
 METHOD = "conformal predictive distribution of the out-of-fold residuals on the training split"
 MAX_RESIDUALS = 5000
@@ -30,13 +32,9 @@ def below_cut_probability(raw: np.ndarray, residuals: np.ndarray, cut: float) ->
     """P(real score < cut) for each unclipped predicted score; ``residuals`` sorted ascending (real - predicted).
 
     With ``below`` residuals under the gap and ``at_most`` at or under it, (below + (at_most - below + 1) / 2)
-    / (n + 1), written as (below + at_most + 1) / (2 (n + 1)): the same exact halves, one division."""
-    residuals = np.asarray(residuals)
-    gap = np.subtract(cut, raw, dtype=float)
-    below = residuals.searchsorted(gap, side="left")
-    below += residuals.searchsorted(gap, side="right")
-    below += 1
-    return below / (2 * (len(residuals) + 1))
+    / (n + 1), written as (below + at_most + 1) / (2 (n + 1)): the same exact halves, one division
+    (``src.answers.kernels.answer_numbers``, row 5)."""
+    return compute(raw=raw, cut=cut, residuals=np.ascontiguousarray(residuals, dtype=float)).numbers[5]
 
 
 def distribution_record(residuals: np.ndarray) -> dict[str, Any]:

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from src.answers.arrays import SCORE_DECIMALS, Coded, repeated, reported_scores
-from src.answers.bands import Bands, ranges_without_background
-from src.answers.factors import background_points, coded_top_factor
+from src.answers.bands import BAND_WORDS, Bands
+from src.answers.factors import coded_top_factor
 from src.answers.model import Predictions, PredictPipeline
 from src.schema import FEATURE_NAMES
 from src.validation import StudentColumns
@@ -97,28 +97,27 @@ def compute_answers(
     (the contributions are then computed even with ``with_factors=False``, which only leaves them out).
     """
     columns = as_columns(students)
-    out = pipeline.predict(columns)
     factors = pipeline.factors
-    needed = factors.available and (with_factors or bands is not None)
-    contributions = factors.columns(columns) if needed else None  # type: ignore[union-attr]
+    scores_only = bands is not None and bands.scores_only
+    done = pipeline.answer_arrays(
+        columns,
+        None if bands is None else bands.cut,
+        scores_only=scores_only,
+        contributions=factors.available and (with_factors or bands is not None),
+    )
+    numbers, codes, contributions = done.numbers, done.bands, done.contributions
+    out = Predictions(scores=numbers[0], low=numbers[1], high=numbers[2], level=pipeline.level, raw=done.raw)
     available = with_factors and factors.available
     baseline = factors.baseline if available else None  # type: ignore[union-attr]
     names = below_cut = without = None
-    if bands is not None:
-        raw = out.raw if out.raw is not None else out.scores
-        if contributions is None:
-            names = coded_reported_bands(bands, out.low, out.high)
-        else:  # both ranges (from every detail, and with the background at its average) rounded and banded at once
-            background = background_points(contributions)
-            ends = np.empty((4, columns.size))
-            ends[0], ends[1] = out.low, out.high
-            ranges_without_background(raw, background, pipeline.half_width, out=ends[2:])
-            reported = reported_scores(ends)
-            names, without = bands.coded_rows(reported[0::2], reported[1::2])
-            if bands.scores_only:  # the band and the chance from the scores and course alone
-                names, raw = without, raw - background
+    if bands is not None:  # banded on the ranges as reported; without the background part too, with factors
+        names = Coded(codes[0], BAND_WORDS)
+        if contributions is not None:
+            without = Coded(codes[1], BAND_WORDS)
+            if scores_only:  # the band (and the chance) from the scores and course alone
+                names = without
         if pipeline.below_cut.available:
-            below_cut = pipeline.below_cut.many(raw, bands.cut)  # type: ignore[union-attr]
+            below_cut = numbers[5]
     averages = factors.averages if available else None  # type: ignore[union-attr]
     return Answers(
         columns,
@@ -142,7 +141,9 @@ class AnswerField:
     when these answers lack it (a model without factors or recorded residuals). ``needs``: ``"band"`` (only with
     a cut score) or ``"factors"`` (only when factors are asked for). ``json``: the keys leading to it in a JSON
     answer (None: not in JSON); ``decimals``: how many the JSON answer and the pages report; ``row``: whether it
-    is a column of the answer rows (files, Spark, the MLflow model).
+    is a column of the answer rows (files, Spark, the MLflow model); ``each``: for a value every student of
+    the answers shares (the model version, the range's level, the factors' baseline), that one value (None when
+    these answers lack it), which a renderer may take once instead of reading a column.
     """
 
     name: str
@@ -152,6 +153,7 @@ class AnswerField:
     json: tuple[str, ...] | None = None
     decimals: int | None = None
     row: bool = True
+    each: Callable[[Answers], Any] | None = None
 
 
 def _factor(j: int) -> Callable[[Answers], np.ndarray | None]:
@@ -162,8 +164,20 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
     AnswerField(MATH_SCORE, "double", lambda a: a.predictions.scores, json=(MATH_SCORE,), decimals=SCORE_DECIMALS),
     AnswerField(LOW, "double", lambda a: a.predictions.low, json=("interval", "low"), decimals=SCORE_DECIMALS),
     AnswerField(HIGH, "double", lambda a: a.predictions.high, json=("interval", "high"), decimals=SCORE_DECIMALS),
-    AnswerField(LEVEL, "double", lambda a: np.full(a.size, a.predictions.level), json=("interval", "level")),
-    AnswerField(MODEL_VERSION, "string", lambda a: Coded.one(a.model_version, a.size), json=(MODEL_VERSION,)),
+    AnswerField(
+        LEVEL,
+        "double",
+        lambda a: np.full(a.size, a.predictions.level),
+        json=("interval", "level"),
+        each=lambda a: a.predictions.level,
+    ),
+    AnswerField(
+        MODEL_VERSION,
+        "string",
+        lambda a: Coded.one(a.model_version, a.size),
+        json=(MODEL_VERSION,),
+        each=lambda a: a.model_version,
+    ),
     AnswerField(BAND, "string", lambda a: a.coded_bands, needs="band", json=(BAND,)),
     AnswerField(BELOW_CUT, "double", lambda a: a.below_cut, needs="band", json=(BELOW_CUT,), decimals=PROBABILITY_DECIMALS),
     AnswerField(
@@ -176,6 +190,7 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
         needs="factors",
         json=("factors", "baseline"),
         decimals=FACTOR_DECIMALS,
+        each=lambda a: a.baseline,
     ),
     AnswerField(
         UNCLIPPED,

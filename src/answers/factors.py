@@ -81,15 +81,17 @@ class AdditiveFactors:
             else:
                 terms.append((name, None, scorer.slopes[name], self.centres[name]))
         self.terms = tuple(terms)  # (feature, {category: term} or None, slope, centre), schema order
-        self._centre_column = np.array([self.centres[name] for name in FEATURE_NAMES], dtype=float).reshape(-1, 1)
+        # the scorer's constants with these centres, as the compiled arithmetic takes them (src.answers.kernels)
+        self.additive = scorer.centred(np.array([self.centres[name] for name in FEATURE_NAMES], dtype=float))
 
     def columns(self, students: StudentColumns) -> np.ndarray:
-        """An (n, 7) array of contributions, columns in schema order: the scorer's terms less their centres.
+        """An (n, 7) array of contributions, columns in schema order: the scorer's terms less their centres."""
+        return self.split(students)[1]
 
-        Column-major: each feature's contributions are one contiguous vector, written and read as a column."""
-        out = self.scorer.terms(students)
-        out -= self._centre_column
-        return out.T
+    def split(self, students: StudentColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """In one pass: the unclipped scores, the (n, 7) contributions and each row's background part (what
+        ``background_points`` gives for those contributions)."""
+        return self.scorer.split(students, self.additive)
 
 
 Factors = AdditiveFactors | NoFactors
@@ -212,5 +214,11 @@ def coded_top_factor(
 
 
 def background_points(contributions: np.ndarray) -> np.ndarray:
-    """Per row of an (n, 7) array: the four background details' contributions together (score points)."""
-    return np.asarray(contributions)[:, BACKGROUND_COLUMNS].sum(axis=1)
+    """Per row of an (n, 7) array: the four background details' contributions together (score points), added
+    left to right, as ``src.answers.kernels.compute`` adds them."""
+    contributions = np.asarray(contributions)
+    first, *rest = BACKGROUND_COLUMNS
+    total = contributions[:, first].astype(float)
+    for column in rest:
+        total += contributions[:, column]
+    return total

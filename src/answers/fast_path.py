@@ -53,7 +53,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from src.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from src.answers.kernels import Additive, compute
+from src.schema import BACKGROUND_FEATURES, CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from src.validation import StudentColumns
 
 logger = logging.getLogger(__name__)
@@ -126,26 +127,29 @@ class AdditiveScorer:
         # model was trained without (--exclude-features) adds 0.0, which changes no sum
         tables = [[contributions.get(f.name, {}).get(c, 0.0) for c in f.categories] for f in CATEGORICAL_FEATURES]
         self.category_terms = np.array([t for table in tables for t in table], dtype=float)
-        self.offsets = np.cumsum([0, *map(len, tables[:-1])], dtype=np.intp).reshape(-1, 1)
-        self.slope_column = np.array([slopes.get(f.name, 0.0) for f in NUMERIC_FEATURES], dtype=float).reshape(-1, 1)
+        self.offsets = np.cumsum([0, *map(len, tables[:-1])], dtype=np.intp)
+        self.slopes_in_order = np.array([slopes.get(f.name, 0.0) for f in NUMERIC_FEATURES], dtype=float)
+        self.additive = self.centred(np.zeros(len(FEATURE_NAMES)))  # the terms themselves (each less 0.0)
 
     def terms(self, students: StudentColumns) -> np.ndarray:
-        """Each feature's term for each student: a (7, n) array, rows in schema order (categories, then scores)."""
-        return self._terms_into(np.empty((len(FEATURE_NAMES), students.size)), students)
+        """Each feature's term for each student: an (n, 7) array, columns in schema order (categories, then scores)."""
+        return self.split(students, self.additive)[1]
 
     def score_columns(self, students: StudentColumns) -> np.ndarray:
-        """The intercept, then each term in schema order, added one after the other (a running sum: the very
-        additions of a student scored alone, in the same order)."""
-        rows = np.empty((1 + len(FEATURE_NAMES), students.size))
-        rows[0] = self.intercept
-        self._terms_into(rows[1:], students)
-        return np.cumsum(rows, axis=0)[-1]
+        """The intercept, then each term in schema order, added one after the other (the very additions of a
+        student scored alone, in the same order)."""
+        return self.split(students, self.additive)[0]
 
-    def _terms_into(self, out: np.ndarray, students: StudentColumns) -> np.ndarray:
-        categories = len(CATEGORICAL_FEATURES)
-        out[:categories] = self.category_terms[students.code_matrix + self.offsets]
-        np.multiply(self.slope_column, students.number_matrix, out=out[categories:])
-        return out
+    def split(self, students: StudentColumns, additive: Additive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One compiled pass over the students (``src.answers.kernels.compute``): the unclipped scores, an (n, 7)
+        array of the terms less ``additive.centres`` (schema order) and the background details' part of each row
+        (the first ``len(BACKGROUND_FEATURES)`` columns added left to right)."""
+        done = compute(students=students, additive=additive, background_features=len(BACKGROUND_FEATURES))
+        return done.raw, done.contributions, done.background  # type: ignore[return-value]
+
+    def centred(self, centres: np.ndarray) -> Additive:
+        """The constants of the compiled pass with contributions measured from ``centres`` (schema order)."""
+        return Additive(self.category_terms, self.offsets, self.slopes_in_order, self.intercept, centres)
 
 
 @dataclass(frozen=True)

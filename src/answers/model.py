@@ -16,9 +16,11 @@ import pandas as pd
 import sklearn
 
 from src import schema
+from src.answers.arrays import REPORT_SCALE
 from src.answers.below_cut import BelowCut, NoBelowCut, build_below_cut
-from src.answers.factors import Factors, NoFactors, build_factors
+from src.answers.factors import AdditiveFactors, Factors, NoFactors, build_factors
 from src.answers.fast_path import PipelineScorer, Scorer, compile_scorer, random_students
+from src.answers.kernels import Computed, compute, warm_up
 from src.components.data_ingestion import SYNTHETIC_SOURCE
 from src.signing import SigningKey
 from src.storage import ArtifactError, read_manifest, sha256_bytes, verify_files
@@ -82,6 +84,7 @@ class PredictPipeline:
         its files are then not hashed a second time (the pickles still are, as they are read).
         """
         started = time.perf_counter()
+        warm_up()  # the compiled arithmetic, loaded before the first student (src.answers.kernels)
         directory = Path(directory)
         manifest = dict(verified) if verified is not None else read_manifest(directory)
         _check_compatible(manifest)
@@ -145,14 +148,37 @@ class PredictPipeline:
 
     def _predictions(self, raw: np.ndarray) -> Predictions:
         """Unclipped scores -> scores and 90 % ranges within the target's bounds."""
-        half = self.half_width
-        ends = np.empty((3, len(raw)))
-        ends[0] = raw
-        np.subtract(raw, half, out=ends[1])
-        np.add(raw, half, out=ends[2])
-        np.minimum(np.maximum(ends, schema.TARGET.minimum, out=ends), schema.TARGET.maximum, out=ends)
-        scores, low, high = ends
-        return Predictions(scores=scores, low=low, high=high, level=self.level, raw=raw)
+        done = self._compute(raw=raw)
+        numbers = done.numbers
+        return Predictions(scores=numbers[0], low=numbers[1], high=numbers[2], level=self.level, raw=done.raw)
+
+    def answer_arrays(
+        self, students: StudentColumns, cut: float | None, *, scores_only: bool = False, contributions: bool = True
+    ) -> Computed:
+        """Checked students -> their numbers (``src.answers.kernels.compute``): unclipped scores, the score and its
+        90 % range within the target's bounds; with a ``cut``, the band of the range as reported and, with
+        recorded residuals, the chance of a real score below the cut. For a model with exact factors (and
+        ``contributions`` asked for) also the contributions, the background parts, the range and band without
+        them, all in one compiled pass; the chance is then the scores and course alone's when ``scores_only``."""
+        factors = self.factors
+        if contributions and isinstance(factors, AdditiveFactors):
+            return self._compute(
+                students=students, additive=factors.additive, cut=cut, chance_without_background=scores_only
+            )
+        return self._compute(raw=self.scorer.score_columns(students), cut=cut)
+
+    def _compute(self, *, cut: float | None = None, **given: Any) -> Computed:
+        chance = cut is not None and self.below_cut.available
+        return compute(
+            **given,
+            background_features=len(schema.BACKGROUND_FEATURES),
+            half_width=self.half_width,
+            minimum=schema.TARGET.minimum,
+            maximum=schema.TARGET.maximum,
+            cut=cut,
+            residuals=self.below_cut.residuals if chance else None,  # type: ignore[union-attr]
+            report_scale=REPORT_SCALE,
+        )
 
 
 def load_champion(store: Store, keys: Sequence[SigningKey] = ()) -> PredictPipeline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.arrays import reported_scores, round_as_python
+from src.answers.arrays import reported_scores
 from src.answers.bands import Bands
 from src.answers.columns import (
     ANSWER_FIELDS,
@@ -41,6 +42,7 @@ from src.answers.evaluation import (
     outcome_columns,
     outcomes,
 )
+from src.answers.kernels import round_rows
 from src.answers.model import Predictions, PredictPipeline
 
 Record = Mapping[str, Any]
@@ -51,43 +53,53 @@ _JSON_FIELDS = tuple(field for field in ANSWER_FIELDS if field.json is not None)
 class _JsonPlan:
     """How answers with a given set of fields become JSON items, worked out once per set (``_json_plan``).
 
-    ``fields``: (field, how) in the order the columns are rendered, ``how`` one of ``"words"``, ``"number"`` or
-    ``"rounded"`` (the rounded ones last); ``decimals``: one row per rounded field, in their order; ``build``:
-    a function of one value per rendered column that returns the item, its keys in declared order, nested as
-    the fields' JSON places say, a group all of whose fields are lacking (the factors of a model without exact
-    factors) null.
+    ``steps``: (position in ``fields``, how) in the order the columns are rendered, ``how`` one of ``"shared"``
+    (one value for every student, ``AnswerField.each``; rounded as declared), ``"band"``, ``"words"``,
+    ``"number"`` or ``"rounded"`` (the rounded ones last); ``scales``: ``10.0 ** decimals`` of each rounded field,
+    in their order (what ``src.answers.kernels.round_rows`` takes); ``build``: a function of one value per
+    rendered column that returns the item, its keys in declared order, nested as the fields' JSON places say, a
+    group all of whose fields are lacking (the factors of a model without exact factors) null.
     """
 
-    fields: tuple[tuple[AnswerField, str], ...]
-    decimals: np.ndarray
+    steps: tuple[tuple[int, str], ...]
+    scales: np.ndarray
     build: Callable[..., dict[str, Any]]
 
 
+@functools.lru_cache(maxsize=16)
+def _json_fields(leave_out: tuple[str, ...]) -> tuple[AnswerField, ...]:
+    """The fields with a JSON place, less those named in ``leave_out``, in declared order."""
+    return tuple(field for field in _JSON_FIELDS if field.name not in leave_out)
+
+
 @functools.lru_cache(maxsize=64)
-def _json_plan(present: frozenset[str], leave_out: tuple[str, ...]) -> _JsonPlan:
-    """The plan for answers holding the fields named in ``present``, leaving out those in ``leave_out``."""
+def _json_plan(present: tuple[bool, ...], leave_out: tuple[str, ...]) -> _JsonPlan:
+    """The plan for answers holding the fields of ``_json_fields(leave_out)`` marked in ``present``."""
     tree: dict[str, Any] = {}
-    fields: list[tuple[AnswerField, str]] = []
-    rounded: list[tuple[AnswerField, str]] = []
-    for field in _JSON_FIELDS:
-        if field.name in leave_out:
-            continue
+    steps: list[tuple[int, str]] = []
+    rounded: list[tuple[int, str]] = []
+    fields = _json_fields(leave_out)
+    for position, (field, given) in enumerate(zip(fields, present, strict=True)):
         *groups, key = field.json  # type: ignore[misc]
         node = tree
         for group in groups:
             node = node.setdefault(group, {})
-        if field.name not in present:
+        if not given:
             continue
         node[key] = field.name  # its place, in the declared order
-        if field.kind == "string":
-            fields.append((field, "words"))
+        if field.each is not None:
+            steps.append((position, "shared"))
+        elif field.name == BAND:
+            steps.append((position, "band"))
+        elif field.kind == "string":
+            steps.append((position, "words"))
         elif field.decimals is None:
-            fields.append((field, "number"))
+            steps.append((position, "number"))
         else:
-            rounded.append((field, "rounded"))
-    order = [field.name for field, _ in (*fields, *rounded)]
-    decimals = np.array([f.decimals for f, _ in rounded], dtype=np.int64).reshape(-1, 1)
-    return _JsonPlan(tuple(fields + rounded), decimals, _builder(tree, order))
+            rounded.append((position, "rounded"))
+    order = [fields[position].name for position, _ in (*steps, *rounded)]
+    scales = 10.0 ** np.array([fields[position].decimals for position, _ in rounded], dtype=float)
+    return _JsonPlan(tuple(steps + rounded), scales, _builder(tree, order))
 
 
 def _builder(tree: Mapping[str, Any], order: Sequence[str]) -> Callable[..., dict[str, Any]]:
@@ -110,24 +122,31 @@ def json_items(answers: Answers, bands: Bands, *, leave_out: Sequence[str] = ())
     """Each student's answer as a JSON-ready dict, in order: every field of ``ANSWER_FIELDS`` that has a JSON place,
     rounded as it declares. A field these answers lack is left out; a group all of whose fields are lacking (the
     factors of a model without exact factors) is null. The rounded fields are rounded together, as one matrix."""
-    values = {field.name: field.values(answers) for field in _JSON_FIELDS if field.name not in leave_out}
-    plan = _json_plan(frozenset(name for name, v in values.items() if v is not None), tuple(leave_out))
+    leave_out = tuple(leave_out)
+    fields = _json_fields(leave_out)
+    values = [field.values(answers) if field.each is None else field.each(answers) for field in fields]
+    plan = _json_plan(tuple([value is not None for value in values]), leave_out)
+    size = answers.size
     columns: list[Any] = []
     numbers: list[Any] = []
-    for field, how in plan.fields:
-        column = values[field.name]
-        if how == "words":
-            if field.name == BAND:  # a band as its {"name", "label", "cut", "policy"} object, one per band
-                objects = [bands.payload(word) for word in column.words.tolist()]  # type: ignore[union-attr]
-                columns.append([objects[code] for code in column.codes.tolist()])  # type: ignore[union-attr]
-            else:
-                columns.append(column.words.take(column.codes).tolist())  # type: ignore[union-attr]
-        elif how == "number":
-            columns.append(np.asarray(column, dtype=float).tolist())
-        else:
+    for position, how in plan.steps:
+        column = values[position]
+        if how == "rounded":
             numbers.append(column)
-    if numbers:
-        columns += round_as_python(np.concatenate(numbers).reshape(len(numbers), answers.size), plan.decimals).tolist()
+        elif how == "shared":  # one value for every student
+            decimals = fields[position].decimals
+            columns.append(itertools.repeat(column if decimals is None else round(column, decimals), size))
+        elif how == "band":  # a band as its {"name", "label", "cut", "policy"} object, one per band
+            objects = [bands.payload(word) for word in column.words.tolist()]
+            columns.append([objects[code] for code in column.codes.tolist()])
+        elif how == "words":
+            columns.append(column.words.take(column.codes).tolist())
+        else:
+            columns.append(np.asarray(column, dtype=float).tolist())
+    if numbers:  # rounded as Python rounds, all at once
+        matrix = np.concatenate(numbers, dtype=float).reshape(len(numbers), size)
+        round_rows(matrix, plan.scales, matrix)
+        columns += matrix.tolist()
     return list(map(plan.build, *columns))
 
 

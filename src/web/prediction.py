@@ -65,7 +65,7 @@ from src.web.body_guard import request_body
 from src.web.errors import fast_json_response, json_error, json_response
 from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused, trusted_sender
-from src.web.services import services
+from src.web.services import Services, services
 from src.web.wording import (
     BACKGROUND_NEXT_STEP,
     BAND_TITLES,
@@ -100,11 +100,12 @@ def favicon() -> Response:
     return send_from_directory(current_app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
-def _bands() -> Bands:
+def _bands(svc: Services | None = None) -> Bands:
     """The bands of the served model: around SUPPORT_CUT, decided as BAND_POLICY says when the model can set the
     background details aside (exact factors), else from every detail (the answer's band names the policy)."""
-    config = services().config
-    pipeline = services().slot.pipeline
+    svc = svc or services()
+    config = svc.config
+    pipeline = svc.slot.pipeline
     policy = config.band_policy if pipeline is not None and pipeline.factors.available else ALL_DETAILS
     return bands_for(config.support_cut, policy)
 
@@ -180,7 +181,7 @@ def _predict_json() -> Response:
     pipeline = svc.slot.pipeline
     if pipeline is None:
         return json_error(503, "model_unavailable", svc.slot.error or "no model loaded")
-    item, answers = single_answer(pipeline, record, _bands())
+    item, answers = single_answer(pipeline, record, _bands(svc))
     svc.predicted("json", (record,), np.array((item["math_score"],)))
     return fast_json_response(item)
 
