@@ -50,7 +50,7 @@ def round_as_python(values: Any, decimals: Any) -> np.ndarray:
     """``round(v, d)`` of Python for every value (``src.answers.kernels.round_rows``); ``decimals`` is one number
     or one per row of a 2-D ``values`` (a column of them), so that several fields are rounded at once."""
     values = np.asarray(values, dtype=float)
-    if values.ndim < 2:  # noqa: PLR2004 - rows of values
+    if values.ndim < 2:  # one row of values
         rows = values.reshape(1, -1)
     else:
         rows = values.reshape(int(np.prod(values.shape[:-1])), values.shape[-1])

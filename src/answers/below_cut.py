@@ -33,7 +33,7 @@ def below_cut_probability(raw: np.ndarray, residuals: np.ndarray, cut: float) ->
 
     With ``below`` residuals under the gap and ``at_most`` at or under it, (below + (at_most - below + 1) / 2)
     / (n + 1), written as (below + at_most + 1) / (2 (n + 1)): the same exact halves, one division
-    (``src.answers.kernels.answer_numbers``, row 5)."""
+    (``src.answers.kernels.compute``)."""
     return compute(raw=raw, cut=cut, residuals=np.ascontiguousarray(residuals, dtype=float)).numbers[5]
 
 

@@ -85,7 +85,7 @@ def band_codes(lows: np.ndarray, highs: np.ndarray, cut: float, out: np.ndarray)
 
 
 @numba.njit(**_COMPILE)
-def _range(  # noqa: PLR0913
+def _range(
     centre: float,
     half_width: float,
     minimum: float,
@@ -109,7 +109,7 @@ def _range(  # noqa: PLR0913
 
 
 @numba.njit(**_COMPILE)
-def _answers(  # noqa: PLR0913 - the model's constants are plain arrays, passed as they are
+def _answers(  # the model's constants are plain arrays, passed as they are
     codes: np.ndarray,
     numbers: np.ndarray,
     table: np.ndarray,
@@ -199,7 +199,7 @@ class Computed:
     bands: np.ndarray
 
 
-def compute(  # noqa: PLR0913
+def compute(
     *,
     students: StudentColumnsLike | None = None,
     additive: Additive | None = None,
