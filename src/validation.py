@@ -560,11 +560,16 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
     @classmethod
     def _of_matrices(cls, codes: np.ndarray, scores: np.ndarray) -> StudentColumns:
         """Students from their (categorical features, n) codes and (numeric features, n) scores, rows in schema
-        order; each feature's column is a row of them (a view)."""
-        made = cls(
-            codes.shape[1], dict(zip(_CATEGORICAL_NAMES, codes, strict=True)), dict(zip(_NUMERIC_NAMES, scores, strict=True))
+        order; each feature's column is a row of them (a view, made when asked for). Built without the dataclass's
+        ``__init__``: its fields and the two matrices set at once, on the path of every single-student answer."""
+        made = object.__new__(cls)
+        made.__dict__.update(
+            size=codes.shape[1],
+            codes=_Rows(_CATEGORICAL_ROWS, codes),
+            numbers=_Rows(_NUMERIC_ROWS, scores),
+            code_matrix=codes,
+            number_matrix=scores,
         )
-        made.__dict__.update(code_matrix=codes, number_matrix=scores)  # the matrices the rows are views of
         return made
 
     @functools.cached_property
@@ -613,6 +618,32 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
 
 
 _CATEGORY_VALUES = {f.name: np.asarray(f.categories, dtype=object) for f in CATEGORICAL_FEATURES}
+_CATEGORICAL_ROWS = {name: i for i, name in enumerate(_CATEGORICAL_NAMES)}
+_NUMERIC_ROWS = {name: i for i, name in enumerate(_NUMERIC_NAMES)}
+
+
+class _Rows(Mapping[str, np.ndarray]):
+    """A matrix's rows by feature name, each a view made when asked for (``StudentColumns.codes``, ``numbers``)."""
+
+    __slots__ = ("_matrix", "_rows")
+
+    def __init__(self, rows: Mapping[str, int], matrix: np.ndarray) -> None:
+        self._rows = rows
+        self._matrix = matrix
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._matrix[self._rows[name]]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 _FEATURE_VALUES = operator.itemgetter(*FEATURE_NAMES)  # a record's values in schema order
 _NUMBER_TYPES = frozenset((int, float))
 _TEXT_TYPE = frozenset((str,))

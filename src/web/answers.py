@@ -53,15 +53,19 @@ _JSON_FIELDS = tuple(field for field in ANSWER_FIELDS if field.json is not None)
 class _JsonPlan:
     """How answers with a given set of fields become JSON items, worked out once per set (``_json_plan``).
 
-    ``steps``: (position in ``fields``, how) in the order the columns are rendered, ``how`` one of ``"shared"``
-    (one value for every student, ``AnswerField.each``; rounded as declared), ``"band"``, ``"words"``,
-    ``"number"`` or ``"rounded"`` (the rounded ones last); ``scales``: ``10.0 ** decimals`` of each rounded field,
-    in their order (what ``src.answers.kernels.round_rows`` takes); ``build``: a function of one value per
-    rendered column that returns the item, its keys in declared order, nested as the fields' JSON places say, a
-    group all of whose fields are lacking (the factors of a model without exact factors) null.
+    The fields' positions (in ``_json_fields``) by how each is rendered, which is also the order of the columns
+    ``build`` takes: ``shared`` (one value for every student, ``AnswerField.each``) with its decimals (None: as it
+    is), ``band`` (the band object; None when absent), ``words``, ``numbers`` and ``rounded`` (rounded together,
+    each with ``10.0 ** decimals`` in ``scales``, what ``src.answers.kernels.round_rows`` takes). ``build``: a
+    function of one value per column that returns the item, its keys in declared order, nested as the fields'
+    JSON places say, a group all of whose fields are lacking (the factors of a model without exact factors) null.
     """
 
-    steps: tuple[tuple[int, str], ...]
+    shared: tuple[tuple[int, int | None], ...]
+    band: int | None
+    words: tuple[int, ...]
+    numbers: tuple[int, ...]
+    rounded: tuple[int, ...]
     scales: np.ndarray
     build: Callable[..., dict[str, Any]]
 
@@ -76,8 +80,7 @@ def _json_fields(leave_out: tuple[str, ...]) -> tuple[AnswerField, ...]:
 def _json_plan(present: tuple[bool, ...], leave_out: tuple[str, ...]) -> _JsonPlan:
     """The plan for answers holding the fields of ``_json_fields(leave_out)`` marked in ``present``."""
     tree: dict[str, Any] = {}
-    steps: list[tuple[int, str]] = []
-    rounded: list[tuple[int, str]] = []
+    kinds: dict[str, list[int]] = {"shared": [], "band": [], "words": [], "numbers": [], "rounded": []}
     fields = _json_fields(leave_out)
     for position, (field, given) in enumerate(zip(fields, present, strict=True)):
         *groups, key = field.json  # type: ignore[misc]
@@ -88,18 +91,25 @@ def _json_plan(present: tuple[bool, ...], leave_out: tuple[str, ...]) -> _JsonPl
             continue
         node[key] = field.name  # its place, in the declared order
         if field.each is not None:
-            steps.append((position, "shared"))
+            kinds["shared"].append(position)
         elif field.name == BAND:
-            steps.append((position, "band"))
+            kinds["band"].append(position)
         elif field.kind == "string":
-            steps.append((position, "words"))
+            kinds["words"].append(position)
         elif field.decimals is None:
-            steps.append((position, "number"))
+            kinds["numbers"].append(position)
         else:
-            rounded.append((position, "rounded"))
-    order = [fields[position].name for position, _ in (*steps, *rounded)]
-    scales = 10.0 ** np.array([fields[position].decimals for position, _ in rounded], dtype=float)
-    return _JsonPlan(tuple(steps + rounded), scales, _builder(tree, order))
+            kinds["rounded"].append(position)
+    order = [fields[position].name for positions in kinds.values() for position in positions]
+    return _JsonPlan(
+        shared=tuple((position, fields[position].decimals) for position in kinds["shared"]),
+        band=kinds["band"][0] if kinds["band"] else None,
+        words=tuple(kinds["words"]),
+        numbers=tuple(kinds["numbers"]),
+        rounded=tuple(kinds["rounded"]),
+        scales=10.0 ** np.array([fields[position].decimals for position in kinds["rounded"]], dtype=float),
+        build=_builder(tree, order),
+    )
 
 
 def _builder(tree: Mapping[str, Any], order: Sequence[str]) -> Callable[..., dict[str, Any]]:
@@ -127,24 +137,19 @@ def json_items(answers: Answers, bands: Bands, *, leave_out: Sequence[str] = ())
     values = [field.values(answers) if field.each is None else field.each(answers) for field in fields]
     plan = _json_plan(tuple([value is not None for value in values]), leave_out)
     size = answers.size
-    columns: list[Any] = []
-    numbers: list[Any] = []
-    for position, how in plan.steps:
-        column = values[position]
-        if how == "rounded":
-            numbers.append(column)
-        elif how == "shared":  # one value for every student
-            decimals = fields[position].decimals
-            columns.append(itertools.repeat(column if decimals is None else round(column, decimals), size))
-        elif how == "band":  # a band as its {"name", "label", "cut", "policy"} object, one per band
-            objects = [bands.payload(word) for word in column.words.tolist()]
-            columns.append([objects[code] for code in column.codes.tolist()])
-        elif how == "words":
-            columns.append(column.words.take(column.codes).tolist())
-        else:
-            columns.append(np.asarray(column, dtype=float).tolist())
-    if numbers:  # rounded as Python rounds, all at once
-        matrix = np.concatenate(numbers, dtype=float).reshape(len(numbers), size)
+    columns: list[Any] = [
+        itertools.repeat(values[position] if decimals is None else round(values[position], decimals), size)
+        for position, decimals in plan.shared
+    ]
+    if plan.band is not None:  # a band as its {"name", "label", "cut", "policy"} object, one per band
+        coded = values[plan.band]
+        objects = [bands.payload(word) for word in coded.words.tolist()]
+        columns.append([objects[code] for code in coded.codes.tolist()])
+    columns += [values[position].words.take(values[position].codes).tolist() for position in plan.words]
+    columns += [np.asarray(values[position], dtype=float).tolist() for position in plan.numbers]
+    if plan.rounded:  # rounded as Python rounds, all at once
+        matrix = np.concatenate([values[position] for position in plan.rounded], dtype=float)
+        matrix = matrix.reshape(len(plan.rounded), size)
         round_rows(matrix, plan.scales, matrix)
         columns += matrix.tolist()
     return list(map(plan.build, *columns))
