@@ -643,6 +643,12 @@ class _Rows(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Rows, (self._rows, self._matrix))
+
 
 _FEATURE_VALUES = operator.itemgetter(*FEATURE_NAMES)  # a record's values in schema order
 _NUMBER_TYPES = frozenset((int, float))

@@ -74,8 +74,7 @@ class Bands:
     def codes(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
         """The bands of ranges of any shape as positions in ``BAND_NAMES`` (a low is never above its high):
         ``src.answers.kernels.band_codes``, the rule every answer's band follows."""
-        lows = np.array(lows, dtype=float, order="C")
-        highs = np.array(highs, dtype=float, order="C")
+        lows, highs = (np.array(a, dtype=float, order="C") for a in np.broadcast_arrays(lows, highs))
         codes = np.empty(lows.shape, dtype=np.int8)
         band_codes(lows.reshape(-1), highs.reshape(-1), float(self.cut), codes.reshape(-1))
         return codes

@@ -4,8 +4,9 @@
 checked students given as columns (``StudentColumns``): the predicted math score, its 90 % range, the support
 band (the rule of ``src.answers.bands`` on the range as reported), the chance of a real score below the cut
 (``src.answers.below_cut``), the band the student would get with the background details at their training
-average, the exact per-feature contributions and the stronger score (the evidence) in words. Every step is an
-array operation; the words come from a table of the distinct values. The values are unrounded here.
+average, the exact per-feature contributions and the stronger score (the evidence) in words. The numbers come
+from one compiled pass over the students (``src.answers.kernels``); the words from a table of the distinct
+values. The values are unrounded here.
 
 ``ANSWER_FIELDS`` is the one table of the answer's fields: each says how it is read off the answers, its type
 in files and Spark, where the JSON answer puts it and how many decimals it keeps. The JSON answers (one student
@@ -169,7 +170,7 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
         "double",
         lambda a: np.full(a.size, a.predictions.level),
         json=("interval", "level"),
-        each=lambda a: a.predictions.level,
+        each=lambda a: float(a.predictions.level),
     ),
     AnswerField(
         MODEL_VERSION,
@@ -190,7 +191,7 @@ ANSWER_FIELDS: tuple[AnswerField, ...] = (
         needs="factors",
         json=("factors", "baseline"),
         decimals=FACTOR_DECIMALS,
-        each=lambda a: a.baseline,
+        each=lambda a: None if a.baseline is None else float(a.baseline),
     ),
     AnswerField(
         UNCLIPPED,

@@ -21,17 +21,29 @@ and a model's load calls it too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numba
 import numpy as np
 
 _COMPILE = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
+
+
+def _compiled(function: Any) -> Any:
+    """``numba.njit`` with the on-disk cache; without it when no cache folder is writable (numba refuses to
+    decorate then): each process then compiles once, a few seconds, rather than the import failing."""
+    try:
+        return numba.njit(**_COMPILE)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(**{**_COMPILE, "cache": False})(function)
+
+
 NOTHING = np.empty(0)  # an argument not given: no background parts, no residuals
 
 
-@numba.njit(**_COMPILE)
+@_compiled
 def _rounded(value: float, scale: float) -> float:
     """``round(value, d)`` of Python for ``scale = 10.0 ** d``: the exact decimal value of ``value`` rounded to
     ``d`` places, half to even, as the nearest float.
@@ -51,13 +63,13 @@ def _rounded(value: float, scale: float) -> float:
         error = value_high * scale_high - product + value_high * scale_low + value_low * scale_high
         error += value_low * scale_low
         if error > 0.0:
-            whole = np.floor(product) + 1.0
+            whole = np.ceil(product)  # -0.5 rounds up to -0.0, as Python's round keeps the sign
         elif error < 0.0:
             whole = np.floor(product)
     return whole / scale
 
 
-@numba.njit(**_COMPILE)
+@_compiled
 def _band(low: float, high: float, cut: float) -> int:
     """The band of one reported range as a position in ``BAND_NAMES`` (needs support, uncertain, on track): the
     whole range below the cut, across it, or all at or above it (``src.answers.bands``)."""
@@ -68,7 +80,7 @@ def _band(low: float, high: float, cut: float) -> int:
     return 1
 
 
-@numba.njit(**_COMPILE)
+@_compiled
 def round_rows(values: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
     """``out[r, i] = round(values[r, i], d_r)`` of Python, each row ``r`` with its ``scales[r] = 10.0 ** d_r``."""
     for r in range(values.shape[0]):
@@ -77,19 +89,20 @@ def round_rows(values: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
             out[r, i] = _rounded(values[r, i], scale)
 
 
-@numba.njit(**_COMPILE)
+@_compiled
 def band_codes(lows: np.ndarray, highs: np.ndarray, cut: float, out: np.ndarray) -> None:
     """The band of each reported range (``lows[i]``, ``highs[i]``) against ``cut``, as positions in ``BAND_NAMES``."""
     for i in range(lows.shape[0]):
         out[i] = _band(lows[i], highs[i], cut)
 
 
-@numba.njit(**_COMPILE)
+@_compiled
 def _range(
     centre: float,
     half_width: float,
     minimum: float,
     maximum: float,
+    banded: bool,
     cut: float,
     report_scale: float,
     out: np.ndarray,
@@ -98,17 +111,18 @@ def _range(
     band_row: int,
     i: int,
 ) -> None:
-    """The range ``centre -/+ half_width`` within [minimum, maximum] into rows ``row``, ``row + 1`` of ``out``
-    and, with a cut (not NaN), the band of the range as reported into ``bands[band_row]`` (column ``i``)."""
-    low = min(max(centre - half_width, minimum), maximum)
-    high = min(max(centre + half_width, minimum), maximum)
+    """The range ``centre -/+ half_width`` within [minimum, maximum] (``+ 0.0``: never a negative zero) into rows
+    ``row``, ``row + 1`` of ``out`` and, when ``banded``, the band of the range as reported against ``cut`` into
+    ``bands[band_row]`` (column ``i``)."""
+    low = min(max(centre - half_width, minimum), maximum) + 0.0
+    high = min(max(centre + half_width, minimum), maximum) + 0.0
     out[row, i] = low
     out[row + 1, i] = high
-    if not np.isnan(cut):
+    if banded:
         bands[band_row, i] = _band(_rounded(low, report_scale), _rounded(high, report_scale), cut)
 
 
-@numba.njit(**_COMPILE)
+@_compiled
 def _answers(  # the model's constants are plain arrays, passed as they are
     codes: np.ndarray,
     numbers: np.ndarray,
@@ -121,7 +135,9 @@ def _answers(  # the model's constants are plain arrays, passed as they are
     half_width: float,
     minimum: float,
     maximum: float,
+    banded: bool,
     cut: float,
+    chance: bool,
     residuals: np.ndarray,
     chance_without_background: bool,
     report_scale: float,
@@ -131,16 +147,17 @@ def _answers(  # the model's constants are plain arrays, passed as they are
     out: np.ndarray,
     bands: np.ndarray,
 ) -> None:
-    """Per student ``i``, as ``compute`` describes. With category ``codes`` (categories, n) and scores ``numbers``
-    (scores, n), an additive model's: term ``j`` of a category is ``table[codes[j, i] + offsets[j]]``, of a score
-    ``slopes[k] * numbers[k, i]``, in schema order; ``raw[i]`` is the intercept plus the terms, added one after
-    the other; ``contributions[i, j]`` term ``j`` less ``centres[j]``; ``background_points[i]`` the first
-    ``background`` contributions added left to right. Without codes (no rows), ``raw`` and, when it has a value
-    per student, ``background_points`` are read instead. Then ``out`` (6, n) and ``bands`` (2, n)."""
+    """Per student ``i``, as ``compute`` describes (``banded``: a cut was given; ``chance``: and residuals).
+
+    With category ``codes`` (categories, n) and scores ``numbers`` (scores, n), an additive model's: term ``j``
+    of a category is ``table[codes[j, i] + offsets[j]]``, of a score ``slopes[k] * numbers[k, i]``, in schema
+    order; ``raw[i]`` is the intercept plus the terms, added one after the other; ``contributions[i, j]`` term
+    ``j`` less ``centres[j]``; ``background_points[i]`` the first ``background`` contributions added left to
+    right. Without codes (no rows), ``raw`` and, when it has a value per student, ``background_points`` are read
+    instead. Then ``out`` (6, n) and ``bands`` (2, n)."""
     categories = codes.shape[0]
     n = raw.shape[0]
     centred_too = categories > 0 or background_points.shape[0] == n
-    chance = not np.isnan(cut) and residuals.shape[0] > 0
     scale = 2.0 * (residuals.shape[0] + 1)
     for i in range(n):
         if categories > 0:
@@ -159,12 +176,12 @@ def _answers(  # the model's constants are plain arrays, passed as they are
                 part += contributions[i, j]
             background_points[i] = part
         score = raw[i]
-        out[0, i] = min(max(score, minimum), maximum)
-        _range(score, half_width, minimum, maximum, cut, report_scale, out, 1, bands, 0, i)
+        out[0, i] = min(max(score, minimum), maximum) + 0.0
+        _range(score, half_width, minimum, maximum, banded, cut, report_scale, out, 1, bands, 0, i)
         centred = score
         if centred_too:
             centred = score - background_points[i]
-            _range(centred, half_width, minimum, maximum, cut, report_scale, out, 3, bands, 1, i)
+            _range(centred, half_width, minimum, maximum, banded, cut, report_scale, out, 3, bands, 1, i)
         if chance:
             gap = cut - (centred if chance_without_background else score)
             below = np.searchsorted(residuals, gap, side="left") + np.searchsorted(residuals, gap, side="right") + 1
@@ -230,11 +247,15 @@ def compute(
         codes, numbers, model = students.code_matrix, students.number_matrix, additive
         raw, contributions, background = np.empty(n), np.empty((n, len(model.centres))), np.empty(n)
     else:
-        raw = np.ascontiguousarray(raw, dtype=float)
+        raw = _writable(raw)
         n = len(raw)
         codes, numbers, model, contributions = _NO_CODES, _NO_NUMBERS, _NO_MODEL, _NO_CONTRIBUTIONS
         if background is not None:
-            background = np.ascontiguousarray(background, dtype=float)
+            background = _writable(background)
+            if background.shape != (n,):
+                raise ValueError(f"{background.shape} background parts for {n} scores")
+    if cut is not None and not math.isfinite(cut):
+        raise ValueError(f"the cut must be a finite score, got {cut!r}")
     out, bands = np.empty((6, n)), np.empty((2, n), dtype=np.int8)
     _answers(
         codes,
@@ -248,9 +269,11 @@ def compute(
         float(half_width),
         float(minimum),
         float(maximum),
+        cut is not None,
         np.nan if cut is None else float(cut),
-        NOTHING if residuals is None else residuals,
-        chance_without_background,
+        cut is not None and residuals is not None,
+        NOTHING if residuals is None else _writable(residuals),
+        bool(chance_without_background),
         float(report_scale),
         raw,
         contributions,
@@ -259,6 +282,12 @@ def compute(
         bands,
     )
     return Computed(raw, None if additive is None else contributions, background, out, bands)
+
+
+def _writable(values: Any) -> np.ndarray:
+    """A C-contiguous, writable float64 array (a copy only when ``values`` is not one already): the one array
+    type the compiled pass takes, so that no caller's read-only or strided array makes numba compile again."""
+    return np.require(values, dtype=np.float64, requirements=["C", "W"])
 
 
 _NO_CODES, _NO_NUMBERS = np.zeros((0, 0), dtype=np.intp), np.zeros((0, 0))

@@ -118,4 +118,21 @@ def test_each_compiled_function_keeps_one_version_whatever_the_callers_pass(trai
     below_cut_probability([60, 70.5], [-3, 0, 4], 65)
     ranges_without_background(np.array([60.0, 70.0])[::-1], [1, 2], 9)
     Bands(50).codes(np.array([[40, 55]]), np.array([[60.0, 70.0]]).T.T)
+    frozen = pd.Series([60.0, 70.0]).to_numpy()  # pandas hands out read-only arrays
+    frozen.flags.writeable = False
+    below_cut_probability(frozen, frozen, 65.0)
+    ranges_without_background(frozen, frozen, 5.0)
     assert kernels.signatures() == before
+
+
+def test_inputs_the_arrays_of_numpy_accepted_are_answered_or_refused_never_left_unwritten():
+    assert below_cut_probability(np.array([60.0]), [], 65.0).tolist() == [0.5]  # no residual: the middle
+    assert Bands(50).codes(np.array([40.0, 55.0, 45.0]), np.array(70.0)).tolist() == [1, 2, 1]  # broadcast
+    with pytest.raises(ValueError, match="background parts for 3 scores"):
+        ranges_without_background(np.array([60.0, 70.0, 80.0]), np.array([1.0]), 5.0)
+    with pytest.raises(ValueError, match="finite score"):
+        kernels.compute(raw=np.array([60.0]), cut=float("nan"), residuals=np.zeros(3))
+    # a negative zero neither from the rounding (Python keeps it) nor from the clipping (NumPy's maximum gave 0.0)
+    assert math.copysign(1, float(round_as_python(-5e-07, 6))) == math.copysign(1, round(-5e-07, 6)) == -1
+    done = kernels.compute(raw=np.array([-0.0]), minimum=0.0, maximum=100.0, half_width=0.0)
+    assert [math.copysign(1, v) for v in done.numbers[:3, 0].tolist()] == [1, 1, 1]
