@@ -161,6 +161,7 @@ def _share_imports():
     for name in SHARED_IMPORTS:
         importlib.import_module(name)
     importlib.import_module("src.answers.kernels").warm_up()
+    importlib.import_module("src.json_scan").warm_up()
     gc.freeze()
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from src.json_scan import JsonText, scan
 from src.schema import (
     CATEGORICAL_FEATURES,
     COLUMNS,
@@ -100,15 +101,16 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object)
 
 
-def parse_json(text: str | bytes) -> Any:
+def parse_json(text: str | bytes, scanned: JsonText | None = None) -> Any:
     """``json.loads`` that keeps, for each object, the keys given more than once (a ValueError if not JSON).
 
     The form and a class list refuse a field given twice; so does the JSON API, rather than keep the last value.
     A student or a batch of students as the API's clients send them is read by orjson (``_read_plainly``), about
-    eight times faster; anything else, or any doubt, by the standard parser.
+    eight times faster; anything else, or any doubt, by the standard parser. ``scanned``: what
+    ``src.json_scan.scan`` found in these very bytes, when it has been asked already.
     """
     if isinstance(text, (bytes, bytearray)):  # as json.loads reads bytes: UTF-8, -16 or -32 by the first bytes
-        plain = _read_plainly(text)
+        plain = _read_plainly(text, scanned)
         if plain is not None:
             return plain
         text = text.decode(json.detect_encoding(text), "surrogatepass")
@@ -117,12 +119,10 @@ def parse_json(text: str | bytes) -> Any:
     return _DECODER.decode(text)
 
 
-# each byte of a body as "9" when it is a digit, " " otherwise: a run of digits is a run of nines
-_DIGITS_AS_NINES = bytes(ord("9") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
-_LONG_INTEGER = b"9" * 19  # more digits than a 64-bit integer can hold
+_LONGEST_INTEGER = 18  # digits every 64-bit integer can hold; orjson reads a longer one as a float
 
 
-def _read_plainly(raw: bytes) -> dict[str, Any] | None:
+def _read_plainly(raw: bytes, scanned: JsonText | None = None) -> dict[str, Any] | None:
     """A JSON object of plain values, or one whose ``instances`` is a list of such objects, as orjson reads it when
     that is exactly what ``parse_json`` gives; else None (the standard parser then reads it).
 
@@ -133,7 +133,8 @@ def _read_plainly(raw: bytes) -> dict[str, Any] | None:
     float, json as an int). orjson refuses what json reads beyond plain JSON (NaN, Infinity, a number beyond a
     float, UTF-16 or -32, a byte-order mark): those go the standard way too.
     """
-    if b"\\" in raw or _LONG_INTEGER in raw.translate(_DIGITS_AS_NINES):
+    text = scan(raw) if scanned is None else scanned
+    if text.backslash or text.longest_digits > _LONGEST_INTEGER:
         return None
     try:
         body = orjson.loads(raw)
@@ -147,7 +148,7 @@ def _read_plainly(raw: bytes) -> dict[str, Any] | None:
         if not set(map(type, instances)) <= {dict}:
             return None
         keys += sum(map(len, instances))
-    return body if raw.count(b":") == keys else None
+    return body if text.colons == keys else None
 
 
 def duplicated_keys(obj: Mapping[str, Any]) -> tuple[str, ...]:
@@ -544,16 +545,13 @@ class StudentColumns(Sequence[Mapping[str, Any]]):
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], size: int) -> StudentColumns:
-        # every category of every student in one pass, one row per feature: a few array calls whatever the count
-        found = list(
-            itertools.chain.from_iterable(
-                map(_CATEGORY_CODES[f.name].get, columns[f.name], itertools.repeat(-1)) for f in CATEGORICAL_FEATURES
-            )
-        )
-        if -1 in found:  # one scan in C, cheaper than an array reduction for a few students
-            feature = CATEGORICAL_FEATURES[found.index(-1) // size]
-            raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
-        every = np.array(found, dtype=np.intp).reshape(len(CATEGORICAL_FEATURES), size)
+        # each feature's categories looked up in one pass (C), straight into its row of the codes
+        every = np.empty((len(CATEGORICAL_FEATURES), size), dtype=np.intp)
+        for row, feature in enumerate(CATEGORICAL_FEATURES):
+            lookup = map(_CATEGORY_CODES[feature.name].get, columns[feature.name], itertools.repeat(-1))
+            every[row] = np.fromiter(lookup, dtype=np.intp, count=size)
+            if every[row].min(initial=0) < 0:
+                raise SchemaError(f"{feature.name}: {feature.rule} (unchecked students given)")
         scores = np.array([columns[name] for name in _NUMERIC_NAMES], dtype=np.float64).reshape(len(_NUMERIC_NAMES), size)
         return cls._of_matrices(every, scores)
 
@@ -652,7 +650,6 @@ class _Rows(Mapping[str, np.ndarray]):
 
 _FEATURE_VALUES = operator.itemgetter(*FEATURE_NAMES)  # a record's values in schema order
 _NUMBER_TYPES = frozenset((int, float))
-_TEXT_TYPE = frozenset((str,))
 
 
 def _feature_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
@@ -673,21 +670,18 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
     sent with the public download's headers, or with anything wrong, gives None: then ``validate_students``
     names every field and rule, one student at a time).
     """
-    # plain objects (a dict, or one parse_json made without a key given twice) with exactly the schema's keys;
-    # each test one pass in C over the students
+    # plain objects (a dict, or one parse_json made without a key given twice) with exactly the schema's keys:
+    # as many keys as the schema has, every one of them there (a key missing is a KeyError below); each test one
+    # pass in C over the students
     kinds = set(map(type, instances))
     if not kinds <= {dict, JsonObject}:
         return None
     if JsonObject in kinds and any(map(duplicated_keys, instances)):
         return None
-    if not all(map(operator.eq, map(dict.keys, instances), itertools.repeat(_FEATURE_SET))):
+    if not set(map(len, instances)) <= {len(FEATURE_NAMES)}:
         return None
-    size = len(instances)
-    columns = _feature_columns(instances)
     try:
-        for feature in CATEGORICAL_FEATURES:  # a list, a number, null...: the row check names it
-            if not set(map(type, columns[feature.name])) <= _TEXT_TYPE:
-                return None
+        columns = _feature_columns(instances)
         for feature in NUMERIC_FEATURES:
             column = columns[feature.name]
             if not set(map(type, column)) <= _NUMBER_TYPES:  # bool, str, None, ...: refused by the rule
@@ -695,8 +689,10 @@ def check_instances(instances: Sequence[Any]) -> StudentColumns | None:
             values = np.array(column, dtype=np.float64)
             if not (np.isfinite(values) & (values >= feature.minimum) & (values <= feature.maximum)).all():
                 return None
-        return StudentColumns.from_columns(columns, size)
-    except (TypeError, OverflowError, ValueError, SchemaError):  # a category not as written, a huge value...
+        # a category not written as the schema writes it, or not text at all (a number, null, a list), has no
+        # code: SchemaError, or TypeError for a value that cannot be looked up
+        return StudentColumns.from_columns(columns, len(instances))
+    except (KeyError, TypeError, OverflowError, ValueError, SchemaError):  # a huge value...
         return None
 
 

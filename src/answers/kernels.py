@@ -25,25 +25,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numba
 import numpy as np
 
-_COMPILE = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
-
-
-def _compiled(function: Any) -> Any:
-    """``numba.njit`` with the on-disk cache; without it when no cache folder is writable (numba refuses to
-    decorate then): each process then compiles once, a few seconds, rather than the import failing."""
-    try:
-        return numba.njit(**_COMPILE)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(**{**_COMPILE, "cache": False})(function)
-
+from src.compiled import compiled
 
 NOTHING = np.empty(0)  # an argument not given: no background parts, no residuals
 
 
-@_compiled
+@compiled
 def _rounded(value: float, scale: float) -> float:
     """``round(value, d)`` of Python for ``scale = 10.0 ** d``: the exact decimal value of ``value`` rounded to
     ``d`` places, half to even, as the nearest float.
@@ -69,7 +58,7 @@ def _rounded(value: float, scale: float) -> float:
     return whole / scale
 
 
-@_compiled
+@compiled
 def _band(low: float, high: float, cut: float) -> int:
     """The band of one reported range as a position in ``BAND_NAMES`` (needs support, uncertain, on track): the
     whole range below the cut, across it, or all at or above it (``src.answers.bands``)."""
@@ -80,7 +69,7 @@ def _band(low: float, high: float, cut: float) -> int:
     return 1
 
 
-@_compiled
+@compiled
 def round_rows(values: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
     """``out[r, i] = round(values[r, i], d_r)`` of Python, each row ``r`` with its ``scales[r] = 10.0 ** d_r``."""
     for r in range(values.shape[0]):
@@ -89,14 +78,14 @@ def round_rows(values: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
             out[r, i] = _rounded(values[r, i], scale)
 
 
-@_compiled
+@compiled
 def band_codes(lows: np.ndarray, highs: np.ndarray, cut: float, out: np.ndarray) -> None:
     """The band of each reported range (``lows[i]``, ``highs[i]``) against ``cut``, as positions in ``BAND_NAMES``."""
     for i in range(lows.shape[0]):
         out[i] = _band(lows[i], highs[i], cut)
 
 
-@_compiled
+@compiled
 def _range(
     centre: float,
     half_width: float,
@@ -122,7 +111,7 @@ def _range(
         bands[band_row, i] = _band(_rounded(low, report_scale), _rounded(high, report_scale), cut)
 
 
-@_compiled
+@compiled
 def _answers(  # the model's constants are plain arrays, passed as they are
     codes: np.ndarray,
     numbers: np.ndarray,

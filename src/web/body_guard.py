@@ -17,7 +17,7 @@ One WSGI middleware, in front of Flask, reads every body whole before the app se
 - JSON size in objects: ``json.loads`` turns each ``{}`` or ``[]`` of a 16 MB body into a Python object of
   60 bytes or more, gigabytes in all; a body with more values than a full batch can hold is refused (413).
 
-The depth and value scan runs over fixed-size blocks, so its own memory does not grow with the body.
+The depth and value scan (``src.json_scan``) is one compiled pass over the bytes: no memory beyond the body.
 Everything the guard answers is JSON with the usual ``error`` and ``message``; what it lets through reaches
 Flask as a plain body with a ``Content-Length``.
 """
@@ -36,10 +36,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
+from src.json_scan import JsonText, scan
+from src.json_scan import warm_up as warm_up_scan
 
 logger = logging.getLogger(__name__)
 
@@ -61,95 +61,15 @@ LARGE_BODY = 16 * 1024
 # more thread wanting the lock delays the event loop's turns (``/health``) further.
 HEAVY_SLOTS = 1
 _READ_CHUNK = 64 * 1024
-_SCAN_BLOCK = 1 << 20  # bytes scanned at a time for depth and values: a few MB of arrays whatever the body
 T = TypeVar("T")
 BODY = "student_math.body"  # the WSGI environ key of a body the guard has read whole
+JSON_TEXT = "student_math.json_text"  # and of what its scan found in that body, when it scanned all of it
 SOCKET = "gunicorn.socket"  # where gunicorn puts the client's socket in the WSGI environ (checked on 26.2)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-_TOKENS = np.zeros(256, dtype=np.int8)
-for _char in b'"\\[]{},:':
-    _TOKENS[_char] = 1
-_TOKEN_BYTES = bytes(_TOKENS.astype(np.uint8))  # the same table for bytes.translate
-_QUOTE, _BACKSLASH = (np.array(list(c), dtype=np.uint8) for c in (b'"', b"\\"))
-_STEP = np.zeros(256, dtype=np.int8)  # +1 for an opening bracket, -1 for a closing one
-_STEP[list(b"[{")] = 1
-_STEP[list(b"]}")] = -1
-_SEPARATES = np.zeros(256, dtype=bool)  # what starts one more value: a separator or an opening bracket
-_SEPARATES[list(b",:[{")] = True
 
 
 class BodyTooLarge(ValueError):
     """The body is longer than the limit."""
-
-
-@dataclass(frozen=True)
-class JsonShape:
-    """How deep a JSON text nests and how many values it can hold at most (separators and openings + 1)."""
-
-    depth: int
-    values: int
-
-
-def json_shape(body: bytes, stop_depth: int | None = None, stop_values: int | None = None) -> JsonShape:
-    """The nesting depth and value bound of ``body``, brackets and separators inside strings not counted.
-
-    Linear in the body, vectorised over blocks of ``_SCAN_BLOCK`` bytes (no Python loop per character, and no
-    array as long as the body): a quote escaped by an odd run of backslashes does not end a string; a bracket
-    between an opening and a closing quote is text. The state between blocks is whether a string is open,
-    whether the block's first character is escaped, and the depth so far. The scan stops after the block where
-    the depth passes ``stop_depth`` or the values pass ``stop_values``: the figures are then lower bounds, past
-    the limit all the same, and a hostile body costs one block's work.
-    """
-    depth = deepest = separators = 0
-    inside = escaped_first = False
-    for start in range(0, len(body), _SCAN_BLOCK):
-        data = np.frombuffer(body, dtype=np.uint8, count=min(_SCAN_BLOCK, len(body) - start), offset=start)
-        ends_escaping = _trailing_backslashes(data, escaped_first) % 2 == 1
-        if inside and body.find(b'"', start, start + data.size) < 0:  # the block is text of one open string
-            escaped_first = ends_escaping
-            continue
-        block = body[start : start + data.size].translate(_TOKEN_BYTES)  # 1 at each token, 0 elsewhere: C speed
-        positions = np.flatnonzero(np.frombuffer(block, dtype=np.bool_)).astype(np.int32)
-        if positions.size:
-            chars = data[positions]
-            escaped = np.zeros(positions.size, dtype=bool)
-            if escaped_first and positions[0] == 0:
-                escaped[0] = True
-            backslashes = positions[chars == _BACKSLASH[0]]
-            if backslashes.size:
-                # Runs of consecutive backslashes; a run of odd length escapes the character right after it.
-                breaks = np.flatnonzero(np.diff(backslashes) != 1)
-                starts = backslashes[np.concatenate(([0], breaks + 1))]
-                ends = backslashes[np.concatenate((breaks, [backslashes.size - 1]))]
-                lengths = ends - starts + 1 + ((starts == 0) & escaped_first)  # a run carried from the last block
-                targets = (ends + 1)[lengths % 2 == 1]
-                escaped |= np.isin(positions, targets)
-            quotes = (chars == _QUOTE[0]) & ~escaped
-            before = np.cumsum(quotes, dtype=np.int32) - quotes
-            structural = ~((before % 2 == 1) ^ inside) & ~quotes  # outside strings, and not a quote
-            step = _STEP[chars] * structural
-            running = depth + np.cumsum(step, dtype=np.int64)
-            deepest = max(deepest, int(running.max(initial=depth)))
-            depth = int(running[-1])
-            separators += int(np.count_nonzero(_SEPARATES[chars] & structural))
-            inside = bool(inside ^ (int(np.count_nonzero(quotes)) % 2 == 1))
-            if (stop_depth is not None and deepest > stop_depth) or (
-                stop_values is not None and separators + 1 > stop_values
-            ):
-                break
-        escaped_first = ends_escaping
-    return JsonShape(deepest, separators + 1 if body.strip() else 0)
-
-
-def _trailing_backslashes(data: np.ndarray, carried: bool) -> int:
-    """The length of the run of backslashes that ends the block (a whole-block run adds the carried escape)."""
-    if data.size and data[-1] != _BACKSLASH[0]:
-        return 0
-    others = np.flatnonzero(data != _BACKSLASH[0])
-    if others.size == 0:
-        return data.size + int(carried)
-    return data.size - 1 - int(others[-1])
 
 
 class BodyTimedOut(TimeoutError):
@@ -321,6 +241,7 @@ class BodyGuard:
         timeout: float = BODY_TIMEOUT,
         heavy_slots: int = HEAVY_SLOTS,
     ) -> None:
+        warm_up_scan()  # compiled (or loaded from numba's cache) now, not at the first large body
         self.wsgi_app = wsgi_app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
@@ -409,7 +330,7 @@ class BodyGuard:
         """The app's answer to a body read whole, once it passed the JSON and form limits."""
         content_type = environ.get("CONTENT_TYPE", "")
         if _is_json(content_type):
-            refusal = self._check_json(body, start_response)
+            refusal = self._check_json(environ, body, start_response)
             if refusal is not None:
                 return refusal
         elif content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
@@ -428,13 +349,15 @@ class BodyGuard:
         environ.pop("wsgi.input_terminated", None)
         return self.wsgi_app(environ, start_response)
 
-    def _check_json(self, body: bytes, start_response: Callable[..., Any]) -> list[bytes] | None:
+    def _check_json(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any]) -> list[bytes] | None:
         # Depth and values cannot exceed the number of brackets and separators: counting the brackets (C speed)
         # spares the scan for every body of a few, such as a single student's.
         brackets = body.count(b"[") + body.count(b"{")
         if brackets <= self.max_depth and (self.max_values is None or len(body) < self.max_values):
             return None
-        shape = json_shape(body, self.max_depth, self.max_values)
+        shape = scan(body, self.max_depth, self.max_values)
+        if not shape.stopped:  # the parser need not scan it again (src.validation.parse_json)
+            environ[JSON_TEXT] = shape
         if shape.depth > self.max_depth:
             return _answer(
                 start_response,
@@ -495,3 +418,8 @@ def request_body(environ: dict[str, Any], read: Callable[[], bytes]) -> bytes:
     """The body the guard read, or ``read()`` when it passed the request through unread."""
     body = environ.get(BODY)
     return read() if body is None else body
+
+
+def scanned_json(environ: dict[str, Any]) -> JsonText | None:
+    """What the guard's scan found in the body ``request_body`` gives, when it scanned all of it."""
+    return environ.get(JSON_TEXT)

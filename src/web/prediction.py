@@ -61,7 +61,7 @@ from src.validation import (
 )
 from src.web import roster
 from src.web.answers import batch_answer, bulk_allocation, evaluate_batch, single_answer
-from src.web.body_guard import request_body
+from src.web.body_guard import request_body, scanned_json
 from src.web.errors import fast_json_response, json_error, json_response
 from src.web.outcomes import class_evaluation_words
 from src.web.security import api_refused, trusted_sender
@@ -168,7 +168,7 @@ def predict() -> Response | tuple[str, int] | str:
 def _predict_json() -> Response:
     raw = request_body(request.environ, request.get_data)
     try:
-        body = parse_json(raw)
+        body = parse_json(raw, scanned_json(request.environ))
     except ValueError as err:  # UnicodeDecodeError is a ValueError too
         return json_error(400, "malformed_json", f"the body is not valid JSON: {err}")
     svc = services()
@@ -207,8 +207,9 @@ def _predict_batch(body: Mapping[str, Any], raw: bytes) -> Response:
         return json_error(
             413, "batch_too_large", f"at most {svc.config.max_batch} students per request, got {len(instances)}"
         )
-    labeled = may_hold_real_scores(raw) and any(has_real_score(student) for student in instances)
-    students = None if labeled else check_instances(instances)  # column by column; None: a rule is broken
+    # column by column; None: a rule is broken, or a key is not the schema's (a real score's, say)
+    students = check_instances(instances)
+    labeled = students is None and may_hold_real_scores(raw) and any(map(has_real_score, instances))
     if students is None:
         try:
             if labeled:
