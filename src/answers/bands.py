@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from src.answers.arrays import Coded, reported_scores
+from src.answers.arrays import REPORT_SCALE, Coded
 from src.answers.kernels import band_codes, compute
 from src.schema import TARGET
 
@@ -55,14 +55,6 @@ class Bands:
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "_payloads", payloads)
 
-    def name(self, low: float, high: float) -> str:
-        """The band of one reported range (low <= high)."""
-        if high < self.cut:
-            return NEEDS_SUPPORT
-        if low >= self.cut:
-            return ON_TRACK
-        return UNCERTAIN
-
     def names(self, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
         """The bands of many reported ranges, as one vector of names."""
         return self.coded(lows, highs).text()
@@ -95,8 +87,26 @@ def coded_bands_without_background(bands: Bands, raw: np.ndarray, background: np
     ``raw``: unclipped scores; ``background``: the background contributions' sum for each (exact factors only).
     The answer minus those contributions, with the same range width, banded as a reported range is.
     """
-    low, high = reported_scores(ranges_without_background(raw, background, half_width))
-    return bands.coded(low, high)
+    _, without = reported_band_codes(raw, half_width, bands.cut, background)
+    return Coded(without, BAND_WORDS)  # type: ignore[arg-type]  # given a background, never None
+
+
+def reported_band_codes(
+    raw: np.ndarray, half_width: float, cut: float, background: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The bands, as positions in ``BAND_NAMES``, of the ranges ``raw -/+ half_width`` made as serving reports
+    them (within the target's bounds, rounded to the reported decimals) against ``cut``; and, given each student's
+    ``background`` part, those of the ranges without it, else None (``src.answers.kernels.compute``)."""
+    done = compute(
+        raw=raw,
+        background=background,
+        half_width=half_width,
+        minimum=TARGET.minimum,
+        maximum=TARGET.maximum,
+        cut=cut,
+        report_scale=REPORT_SCALE,
+    )
+    return done.bands[0], None if background is None else done.bands[1]
 
 
 def ranges_without_background(raw: np.ndarray, background: np.ndarray, half_width: float) -> np.ndarray:

@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.answers.bands import ALL_DETAILS, BAND_NAMES, NEEDS_SUPPORT, ON_TRACK, SCORES_ONLY, Bands
+from src.answers.bands import (
+    ALL_DETAILS,
+    BAND_NAMES,
+    BAND_WORDS,
+    NEEDS_SUPPORT,
+    ON_TRACK,
+    SCORES_ONLY,
+    reported_band_codes,
+)
 from src.schema import CATEGORICAL_FEATURES, TARGET
 
 REAL_SCORE = "real_math_score"  # the real score as given, never mixed with the prediction (``math_score``)
@@ -233,12 +241,10 @@ def evaluation(tally: Tally, manifest: Mapping[str, Any], cut: float | None) -> 
 def band_promise(y_true: np.ndarray, raw_predictions: np.ndarray, half_width: float) -> dict[str, Any]:
     """The test split's band table for every whole cut score (0-100), the ranges made as serving reports them."""
     raw = np.asarray(raw_predictions, dtype=float)
-    low = np.round(np.clip(raw - half_width, TARGET.minimum, TARGET.maximum), 1)
-    high = np.round(np.clip(raw + half_width, TARGET.minimum, TARGET.maximum), 1)
     y_true = np.asarray(y_true, dtype=float)
     by_cut: dict[str, Any] = {}
     for cut in range(int(TARGET.minimum), int(TARGET.maximum) + 1):
-        names = Bands(float(cut)).names(low, high)
+        names = BAND_WORDS.take(reported_band_codes(raw, half_width, float(cut))[0])
         below = y_true < cut
         by_cut[str(cut)] = {
             b: {
@@ -353,16 +359,11 @@ def policy_misses(
     (no exact factors): the scores-only figures are None. Ranges made as serving reports them."""
     raw = np.asarray(raw_predictions, dtype=float)
     below = np.asarray(y_true, dtype=float) < cut
-    bands = Bands(cut)
-    policies = {ALL_DETAILS: raw, SCORES_ONLY: None if background is None else raw - np.asarray(background, dtype=float)}
-    named: dict[str, np.ndarray | None] = {}
-    for policy, decided in policies.items():
-        if decided is None:
-            named[policy] = None
-            continue
-        low = np.round(np.clip(decided - half_width, TARGET.minimum, TARGET.maximum), 1)
-        high = np.round(np.clip(decided + half_width, TARGET.minimum, TARGET.maximum), 1)
-        named[policy] = bands.names(low, high)
+    with_background, without = reported_band_codes(raw, half_width, cut, background)
+    named = {
+        ALL_DETAILS: BAND_WORDS.take(with_background),
+        SCORES_ONLY: None if without is None else BAND_WORDS.take(without),
+    }
 
     def figures(mask: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {"students": int(mask.sum()), "below_cut": int((mask & below).sum())}

@@ -23,6 +23,7 @@ import pandas as pd
 
 from src.answers.arrays import Coded
 from src.answers.fast_path import AdditiveScorer, Scorer
+from src.answers.kernels import background_sums
 from src.schema import (
     BACKGROUND_FEATURES,
     EVIDENCE_FEATURES,
@@ -215,10 +216,8 @@ def coded_top_factor(
 
 def background_points(contributions: np.ndarray) -> np.ndarray:
     """Per row of an (n, 7) array: the four background details' contributions together (score points), added
-    left to right, as ``src.answers.kernels.compute`` adds them."""
-    contributions = np.asarray(contributions)
-    first, *rest = BACKGROUND_COLUMNS
-    total = contributions[:, first].astype(float)
-    for column in rest:
-        total += contributions[:, column]
-    return total
+    left to right, as ``src.answers.kernels.compute`` adds them (the same compiled function)."""
+    contributions = np.require(np.asarray(contributions, dtype=float), requirements=("C", "W"))
+    out = np.empty(contributions.shape[0])
+    background_sums(contributions, len(BACKGROUND_COLUMNS), out)
+    return out

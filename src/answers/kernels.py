@@ -112,6 +112,22 @@ def _range(
 
 
 @compiled
+def _background_part(contributions: np.ndarray, i: int, background: int) -> float:
+    """Student ``i``'s first ``background`` contributions (the background details'), added left to right."""
+    part = contributions[i, 0]
+    for j in range(1, background):
+        part += contributions[i, j]
+    return part
+
+
+@compiled
+def background_sums(contributions: np.ndarray, background: int, out: np.ndarray) -> None:
+    """``out[i]``: the background part of each row of ``contributions`` (n, features), as ``compute`` adds it."""
+    for i in range(contributions.shape[0]):
+        out[i] = _background_part(contributions, i, background)
+
+
+@compiled
 def _answers(  # the model's constants are plain arrays, passed as they are
     codes: np.ndarray,
     numbers: np.ndarray,
@@ -160,10 +176,7 @@ def _answers(  # the model's constants are plain arrays, passed as they are
                 total += term
                 contributions[i, categories + k] = term - centres[categories + k]
             raw[i] = total
-            part = contributions[i, 0]
-            for j in range(1, background):
-                part += contributions[i, j]
-            background_points[i] = part
+            background_points[i] = _background_part(contributions, i, background)
         score = raw[i]
         out[0, i] = min(max(score, minimum), maximum) + 0.0
         _range(score, half_width, minimum, maximum, banded, cut, report_scale, out, 1, bands, 0, i)
@@ -292,11 +305,13 @@ def warm_up() -> None:
     compute(students=students, additive=model, background_features=4, cut=50.0, residuals=np.zeros(2))
     round_rows(np.zeros((1, 1)), np.ones(1), np.zeros((1, 1)))
     band_codes(one, one, 50.0, np.empty(1, dtype=np.int8))
+    background_sums(np.zeros((1, 7)), 4, np.empty(1))
 
 
 def signatures() -> dict[str, int]:
     """How many compiled versions each function holds (one each when every caller passes the declared types)."""
-    return {function.__name__: len(function.signatures) for function in (_answers, round_rows, band_codes)}
+    functions = (_answers, round_rows, band_codes, background_sums)
+    return {function.__name__: len(function.signatures) for function in functions}
 
 
 class StudentColumnsLike(Protocol):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.answers.bands import Bands
+from src.answers.bands import NEEDS_SUPPORT, ON_TRACK, UNCERTAIN, Bands
 from src.answers.columns import (
     BASELINE,
     FACTOR_COLUMNS,
@@ -87,9 +87,14 @@ def chance_below(pipeline: PredictPipeline, raw: float, cut: float) -> float:
     return (below + 0.5 * (at_most - below + 1)) / (len(residuals) + 1)
 
 
+def band_name(bands: Bands, low: float, high: float) -> str:
+    """The band rule as the teachers' guide states it, for one reported range."""
+    return NEEDS_SUPPORT if high < bands.cut else ON_TRACK if low >= bands.cut else UNCERTAIN
+
+
 def band_without_background(bands: Bands, raw: float, background: float, half: float) -> str:
     centred = raw - background
-    return bands.name(round(_clip(centred - half), 1), round(_clip(centred + half), 1))
+    return band_name(bands, round(_clip(centred - half), 1), round(_clip(centred + half), 1))
 
 
 def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
@@ -102,7 +107,7 @@ def one_by_one(pipeline: PredictPipeline, record: dict, bands: Bands) -> dict:
         HIGH: high,
         LEVEL: pipeline.level,
         MODEL_VERSION: pipeline.model_version,
-        "band": bands.name(round(low, 1), round(high, 1)),
+        "band": band_name(bands, round(low, 1), round(high, 1)),
         "raw": raw,
         "below_cut_probability": chance_below(pipeline, raw, bands.cut),
         "band_without_background": "",

@@ -15,6 +15,7 @@ from src.answers.evaluation import (
     group_tally,
     outcome_columns,
     outcomes,
+    policy_misses,
     promised,
     realized_coverage_low,
 )
@@ -94,6 +95,16 @@ def test_band_promise_is_the_test_splits_band_table_for_each_whole_cut():
     assert at50["on_track"] == {BELOW: 1, AT_OR_ABOVE: 1}  # 55-65 (really 49.9), 80-90 (really 80)
     assert at50["uncertain"] == {BELOW: 0, AT_OR_ABOVE: 1}  # 40-50 straddles the cut
     assert set(table["by_cut"]) == {str(c) for c in range(101)}
+
+
+def test_the_reports_band_ranges_rounded_as_every_answer_rounds_them():
+    # 29.95 is reported as 29.9 (Python's round, which every answer uses); NumPy's round would make it 30.0
+    assert round(29.95, 1) == 29.9 and float(np.round(29.95, 1)) == 30.0
+    raw, real = np.array([29.95]), np.array([20.0])
+    assert band_promise(real, raw, 0.0)["by_cut"]["30"]["needs_support"] == {BELOW: 1, AT_OR_ABOVE: 0}
+    student = generate_students(1, seed=2)
+    misses = policy_misses(student, real, raw, np.array([0.0]), 0.0, 30.0)
+    assert misses["all"]["all_details"] == misses["all"]["scores_only"] == {"flagged": 1, "missed": 0}
 
 
 def test_the_promise_is_read_from_the_loaded_models_manifest(trained):
