@@ -8,10 +8,11 @@ servers: the app with metrics and drift tracking on, the app with both off and t
 gunicorn.conf.py; then the app and the baseline on gunicorn's default sync workers (``-w 2``), the pair the
 single-student target compares (every request of both through Flask's view). Prints req/s, p50 and p99 per
 server (the median over rounds) and the ratios; then a 10,000-student JSON batch on sync workers against the
-naive Flask endpoint a data team would write (``bench/baseline_app.py``: DataFrame, scikit-learn, JSON), and
-in-process microseconds per single answer. Before the load, each server answers 1,000 single-student requests
-and the PSS of each of its workers is printed (proportional set size: shared pages counted once across the
-processes sharing them). Installs wrk with apt-get when it is missing and the user is root.
+naive Flask endpoint a data team would write (``bench/baseline_app.py``: DataFrame, scikit-learn, JSON), the
+two asked in turn nine times (medians), and in-process microseconds per single answer. Before the load, each
+server answers 1,000 single-student requests and the PSS of each of its workers is printed (proportional set
+size: shared pages counted once across the processes sharing them). Installs wrk with apt-get when it is
+missing and the user is root.
 """
 
 from __future__ import annotations
@@ -218,17 +219,19 @@ def single_requests(url: str, n: int = 1000) -> None:
                 sys.exit(f"{url} failed a single-student request")
 
 
-def batch_seconds(url: str, size: int = 10_000, repeats: int = 5, path: str = "/predictdata") -> float:
-    """The median time of a ``size``-student JSON batch request (the app's, or the naive endpoint's at ``/batch``)."""
+def batch_seconds(urls: dict[str, str], size: int = 10_000, repeats: int = 9) -> dict[str, float]:
+    """The median time of a ``size``-student JSON batch request at each URL (the app's ``/predictdata``, the naive
+    endpoint's ``/batch``), the URLs taken in turn at each repeat: a slow spell of the machine falls on both."""
     body = json.dumps({"instances": [STUDENT] * size})
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in urls}
     for _ in range(repeats):
-        started = time.perf_counter()
-        response = requests.post(f"{url}{path}", data=body, headers={"Content-Type": "application/json"}, timeout=60)
-        times.append(time.perf_counter() - started)
-        if response.status_code != 200 or len(response.json()["predictions"]) != size:
-            sys.exit(f"batch request failed: {response.status_code}")
-    return statistics.median(times)
+        for name, url in urls.items():
+            started = time.perf_counter()
+            response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
+            times[name].append(time.perf_counter() - started)
+            if response.status_code != 200 or len(response.json()["predictions"]) != size:
+                sys.exit(f"batch request failed: {response.status_code}")
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,8 +296,13 @@ def main(argv: list[str] | None = None) -> int:
                     + " ".join(f"{rate:.0f}" for rate in load["runs"]),
                     flush=True,
                 )
-        batch = batch_seconds(running["app on sync workers"][1])
-        naive = batch_seconds(running["bare Flask, sync workers"][1], path="/batch")
+        batches = batch_seconds(
+            {
+                "app": f"{running['app on sync workers'][1]}/predictdata",
+                "naive": f"{running['bare Flask, sync workers'][1]}/batch",
+            }
+        )
+        batch, naive = batches["app"], batches["naive"]
     finally:
         for process, _ in running.values():
             stop_server(process)
