@@ -70,6 +70,17 @@ def test_a_thousand_nested_brackets_answer_400_naming_the_limit(client):
     assert f"at most {MAX_JSON_DEPTH} levels" in response.get_json()["message"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32"])
+def test_utf16_and_utf32_bodies_are_held_to_the_same_limits(client, encoding):
+    # in UTF-16-LE "\u2200" is the bytes 00 22: read as UTF-8 bytes, a quote opening a string that hides the rest
+    deep = ('["\u2200",' + "[" * 1000 + "]" * 1000 + "]").encode(encoding)
+    response = client.post("/predictdata", data=deep, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"] == "nesting_too_deep"
+    many = ('["\u2200",' + "{}," * 400_000 + "{}]").encode(encoding)
+    response = client.post("/predictdata", data=many, content_type="application/json")
+    assert response.status_code == 413 and response.get_json()["error"] == "too_many_values"
+
+
 @pytest.mark.parametrize(("depth", "status"), [(MAX_JSON_DEPTH, 422), (MAX_JSON_DEPTH + 1, 400)])
 def test_the_limit_holds_exactly_at_its_edge(client, depth, status):
     body = b"[" * (depth - 1) + b"{}" + b"]" * (depth - 1)  # as many brackets as levels: the fewest possible
