@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in median.items():
         print(f"{name:<28} {m['rps']:>10.0f} {m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f}")
     sync = median["app on sync workers"]
-    print(f"\nthroughput app / baseline:          {full['rps'] / base['rps']:.2f} x   (target >= 0.80)")
+    print(f"\nthroughput app / baseline:          {full['rps'] / base['rps']:.3f} x   (target >= 0.80)")
     print(
         f"threaded workers + body deadline:   {full['rps'] / sync['rps']:.2f} x the throughput on sync workers, "
         f"p50 {full['p50_ms'] / sync['p50_ms']:.2f} x"
@@ -344,12 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     bare_sync = median["bare Flask, sync workers"]
     print(
-        f"single-student JSON, gunicorn -w 2 sync workers: app / bare Flask {sync['rps'] / bare_sync['rps']:.2f} x "
+        f"single-student JSON, gunicorn -w 2 sync workers: app / bare Flask {sync['rps'] / bare_sync['rps']:.3f} x "
         "the throughput (target >= 0.70)"
     )
     print(
         f"10,000-student JSON batch, sync workers: app {batch * 1000:.0f} ms, naive Flask endpoint {naive * 1000:.0f} ms: "
-        f"{naive / batch:.2f} x its speed (target >= 0.75)"
+        f"{naive / batch:.3f} x its speed (target >= 0.75)"
     )
     figures = in_process(artifacts)
     print(
