@@ -9,6 +9,7 @@ that matter change the state (inside a string or not, the depth, the counts). Ab
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import numpy as np
@@ -96,7 +97,14 @@ def _scan(data: np.ndarray, kinds: np.ndarray, stop_depth: int, stop_values: int
 
 def scan(body: bytes, stop_depth: int | None = None, stop_values: int | None = None) -> JsonText:
     """One pass over ``body``, stopped as soon as the depth passes ``stop_depth`` or the values pass
-    ``stop_values`` (a hostile body then costs no more than the bytes up to that point)."""
+    ``stop_values`` (a hostile body then costs no more than the bytes up to that point). The text is read in the
+    encoding ``json`` reads it in (UTF-8, or UTF-16/-32 by its first bytes)."""
+    encoding = json.detect_encoding(body)
+    if encoding != "utf-8":  # UTF-16 or -32, which json reads too, read as UTF-8 text: a byte of one of their
+        try:  # characters could otherwise pass for a quote and the brackets after it for text
+            body = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+        except UnicodeError:  # not text in any encoding json reads: the parser refuses it, whatever the scan says
+            pass
     data = np.frombuffer(body, dtype=np.uint8)
     deepest, separators, colons, longest, backslash, stopped = _scan(
         data,

@@ -107,10 +107,3 @@ def reported_band_codes(
         report_scale=REPORT_SCALE,
     )
     return done.bands[0], None if background is None else done.bands[1]
-
-
-def ranges_without_background(raw: np.ndarray, background: np.ndarray, half_width: float) -> np.ndarray:
-    """The (2, n) ranges (low, high; within the target's bounds, unrounded) of the answers less their background
-    contributions, with the same width (``src.answers.kernels.compute``)."""
-    done = compute(raw=raw, background=background, half_width=half_width, minimum=TARGET.minimum, maximum=TARGET.maximum)
-    return done.numbers[3:5]

@@ -355,15 +355,8 @@ class BodyGuard:
         brackets = body.count(b"[") + body.count(b"{")
         if brackets <= self.max_depth and (self.max_values is None or len(body) < self.max_values):
             return None
-        text = body
-        encoding = json.detect_encoding(body)
-        if encoding != "utf-8":  # UTF-16 or -32 (json reads them too) scanned as UTF-8: a byte of one of their
-            try:  # characters could pass for a quote, and the brackets after it for text
-                text = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
-            except UnicodeError:
-                return None  # not text in any encoding json reads: the parser refuses it (400)
-        shape = scan(text, self.max_depth, self.max_values)
-        if not shape.stopped and text is body:  # the parser need not scan it again (src.validation.parse_json)
+        shape = scan(body, self.max_depth, self.max_values)
+        if not shape.stopped:  # the parser need not scan it again (src.validation.parse_json)
             environ[JSON_TEXT] = shape
         if shape.depth > self.max_depth:
             return _answer(

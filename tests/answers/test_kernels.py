@@ -10,7 +10,7 @@ import pytest
 
 from src.answers import kernels
 from src.answers.arrays import round_as_python
-from src.answers.bands import SCORES_ONLY, Bands, ranges_without_background
+from src.answers.bands import SCORES_ONLY, Bands, reported_band_codes
 from src.answers.below_cut import below_cut_probability
 from src.answers.columns import answers_frame, compute_answers
 from src.answers.factors import background_points
@@ -116,12 +116,12 @@ def test_each_compiled_function_keeps_one_version_whatever_the_callers_pass(trai
     round_as_python(np.arange(6.0).reshape(2, 3)[:, ::2], np.int64(2))  # a strided view, a NumPy integer
     round_as_python(np.broadcast_to(np.float32(1.25), (3,)), 1)  # read-only, float32
     below_cut_probability([60, 70.5], [-3, 0, 4], 65)
-    ranges_without_background(np.array([60.0, 70.0])[::-1], [1, 2], 9)
+    reported_band_codes(np.array([60.0, 70.0])[::-1], 9, 50.0, [1, 2])
     Bands(50).codes(np.array([[40, 55]]), np.array([[60.0, 70.0]]).T.T)
     frozen = pd.Series([60.0, 70.0]).to_numpy()  # pandas hands out read-only arrays
     frozen.flags.writeable = False
     below_cut_probability(frozen, frozen, 65.0)
-    ranges_without_background(frozen, frozen, 5.0)
+    reported_band_codes(frozen, 5.0, 50.0, frozen)
     assert kernels.signatures() == before
 
 
@@ -129,7 +129,7 @@ def test_inputs_the_arrays_of_numpy_accepted_are_answered_or_refused_never_left_
     assert below_cut_probability(np.array([60.0]), [], 65.0).tolist() == [0.5]  # no residual: the middle
     assert Bands(50).codes(np.array([40.0, 55.0, 45.0]), np.array(70.0)).tolist() == [1, 2, 1]  # broadcast
     with pytest.raises(ValueError, match="background parts for 3 scores"):
-        ranges_without_background(np.array([60.0, 70.0, 80.0]), np.array([1.0]), 5.0)
+        reported_band_codes(np.array([60.0, 70.0, 80.0]), 5.0, 50.0, np.array([1.0]))
     with pytest.raises(ValueError, match="finite score"):
         kernels.compute(raw=np.array([60.0]), cut=float("nan"), residuals=np.zeros(3))
     # a negative zero neither from the rounding (Python keeps it) nor from the clipping (NumPy's maximum gave 0.0)

@@ -234,6 +234,13 @@ def test_the_scan_agrees_with_the_parser_and_with_python_on_generated_documents(
         assert not shape.stopped
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-16", "utf-32"])
+def test_the_scan_reads_the_text_in_the_encoding_json_reads_it(encoding):
+    text = '{"a": ["\u2200", [[1]], "x:y"]}'
+    assert scan(text.encode(encoding)) == scan(text.encode("utf-8"))
+    assert scan(text.encode(encoding)).depth == 4  # the object, its list, and [[1]]
+
+
 def test_a_hostile_body_is_scanned_only_up_to_the_limit():
     hostile = b"[" + b"[]," * 5_000_000 + b"[]]"
     shape = scan(hostile, 32, 320_000)
